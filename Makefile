@@ -1,0 +1,26 @@
+# Vaka: `make run` starts the engine on config/vaka.toml; `make test` runs every test.
+# A fixed target dir outside the clone lets CI and later clones reuse the (long) RocksDB build.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/vaka/target
+export CARGO_TARGET_DIR
+CONFIG ?= config/vaka.toml
+
+.PHONY: deps run test lint bench fmt
+
+deps:
+	@scripts/install-deps.sh
+
+run: deps
+	cargo run --bin vaka -- serve --config $(CONFIG)
+
+lint: deps
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test: deps lint
+	cargo test --workspace --all-targets
+
+bench: deps
+	cargo bench -p vaka-benches
+
+fmt:
+	cargo fmt --all

@@ -1,0 +1,518 @@
+//! The alarm and its lifecycle as a pure state machine.
+//!
+//! `pending → offered(centre) → receipted(centre) → accepted(operator) → closed`, or `cancelled` by
+//! the device, or `unhandled` once the whole escalation chain has been tried. Every call takes the
+//! alarm, an input and the time, and returns the new alarm plus the effects the caller must carry out
+//! (offers, updates, deadline timers, audit records). Nothing here reads a clock or touches I/O.
+use crate::event::MAX_PRIORITY;
+use crate::ids::{AlarmId, CentreId, DeviceKey, UnixMillis};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AlarmKind {
+    /// A person or sensor asked for help.
+    Help,
+    /// A technical condition such as battery low.
+    Technical,
+    /// The device fell silent (supervision).
+    Silent,
+    /// The device left its geofence.
+    GeofenceExit,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AlarmState {
+    /// Durable, but no centre of the chain could be offered it yet.
+    Pending,
+    Offered {
+        centre: CentreId,
+    },
+    Receipted {
+        centre: CentreId,
+    },
+    Accepted {
+        centre: CentreId,
+        operator: String,
+    },
+    Closed {
+        centre: CentreId,
+        outcome: String,
+    },
+    Cancelled,
+    /// The whole chain missed its deadlines; offered to every centre with the unhandled flag.
+    Unhandled,
+}
+
+impl AlarmState {
+    /// Final states: no deadline runs, no input but none changes them.
+    pub fn is_final(&self) -> bool {
+        matches!(self, AlarmState::Closed { .. } | AlarmState::Cancelled)
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            AlarmState::Pending => "pending",
+            AlarmState::Offered { .. } => "offered",
+            AlarmState::Receipted { .. } => "receipted",
+            AlarmState::Accepted { .. } => "accepted",
+            AlarmState::Closed { .. } => "closed",
+            AlarmState::Cancelled => "cancelled",
+            AlarmState::Unhandled => "unhandled",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DeadlineKind {
+    /// The centre must confirm it has the alarm.
+    Receipt,
+    /// An operator must take the alarm.
+    Accept,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadline {
+    pub kind: DeadlineKind,
+    pub at_ms: UnixMillis,
+}
+
+/// Deadlines in force for one alarm (tenant defaults with per-device overrides, resolved by the caller).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadlines {
+    pub receipt_ms: i64,
+    pub accept_ms: i64,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            receipt_ms: 10_000,
+            accept_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alarm {
+    pub id: AlarmId,
+    pub device: DeviceKey,
+    /// The device's reference (SCAIP `ref`) of the message that opened it.
+    pub reference: String,
+    pub kind: AlarmKind,
+    pub code: String,
+    pub priority: u8,
+    pub text: Option<String>,
+    pub callback: Vec<String>,
+    pub state: AlarmState,
+    /// Index into the device's escalation chain of the centre currently responsible.
+    pub step: u32,
+    pub deadline: Option<Deadline>,
+    /// How many times the device alarmed again while this alarm was open.
+    pub repeats: u32,
+    pub created_ms: UnixMillis,
+    pub updated_ms: UnixMillis,
+}
+
+/// What a centre is told about an alarm it was offered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateKind {
+    CancelledByDevice,
+    EscalatedElsewhere,
+    Closed,
+    Repeated,
+    Restored,
+    /// Another centre's operator took this unhandled alarm.
+    TakenElsewhere,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub alarm: AlarmId,
+    pub at_ms: UnixMillis,
+    /// Who caused the transition: "device", "engine", "centre:X", "operator:Y".
+    pub actor: String,
+    pub action: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Offer {
+        centre: CentreId,
+        unhandled: bool,
+    },
+    Update {
+        centre: CentreId,
+        update: UpdateKind,
+    },
+    /// Replace the alarm's running deadline (if any) by this one.
+    ArmDeadline(Deadline),
+    ClearDeadline,
+    /// The chain is exhausted: log at error and count it.
+    Unhandled,
+    Audit(AuditRecord),
+}
+
+/// The facts about the world a transition needs, supplied by the caller.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    pub chain: &'a [CentreId],
+    /// `reachable[i]` says whether `chain[i]` is connected and acking right now.
+    pub reachable: &'a [bool],
+    pub deadlines: Deadlines,
+    pub now: UnixMillis,
+}
+
+impl Context<'_> {
+    fn is_reachable(&self, i: usize) -> bool {
+        self.reachable.get(i).copied().unwrap_or(false)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AlarmInput {
+    /// Try to offer a pending alarm (on creation, and whenever a centre connects).
+    Dispatch,
+    Receipt {
+        centre: CentreId,
+    },
+    Accept {
+        centre: CentreId,
+        operator: String,
+    },
+    Close {
+        centre: CentreId,
+        outcome: String,
+    },
+    Refuse {
+        centre: CentreId,
+        reason: String,
+    },
+    /// The device cancelled (SCAIP reset).
+    DeviceCancel,
+    /// The device alarmed again while this alarm is open.
+    Repeat {
+        priority: u8,
+    },
+    /// The alarm's running deadline fired.
+    DeadlineExpired {
+        kind: DeadlineKind,
+    },
+    /// The centre holding the alarm went away before an operator accepted it.
+    CentreLost {
+        centre: CentreId,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error("alarm {0} is already {1}")]
+    Final(AlarmId, &'static str),
+    #[error("centre {centre} does not hold alarm {alarm}")]
+    NotHolder { alarm: AlarmId, centre: CentreId },
+    #[error("alarm {alarm} cannot take {input} while {state}")]
+    Invalid {
+        alarm: AlarmId,
+        input: &'static str,
+        state: &'static str,
+    },
+}
+
+pub type Transition = Result<(Alarm, Vec<Effect>), TransitionError>;
+
+impl Alarm {
+    /// The centre currently holding the alarm, if any.
+    pub fn holder(&self) -> Option<&CentreId> {
+        match &self.state {
+            AlarmState::Offered { centre }
+            | AlarmState::Receipted { centre }
+            | AlarmState::Accepted { centre, .. }
+            | AlarmState::Closed { centre, .. } => Some(centre),
+            _ => None,
+        }
+    }
+
+    /// Whether an operator or the device has finished with it (nothing more to deliver).
+    pub fn is_open(&self) -> bool {
+        !self.state.is_final()
+    }
+
+    fn audit(&self, at_ms: UnixMillis, actor: &str, action: &str, reason: &str) -> Effect {
+        Effect::Audit(AuditRecord {
+            alarm: self.id,
+            at_ms,
+            actor: actor.to_string(),
+            action: action.to_string(),
+            reason: reason.to_string(),
+        })
+    }
+}
+
+/// Applies one input to an alarm. Pure: same alarm, input and context give the same result.
+pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition {
+    if alarm.state.is_final() {
+        // A late duplicate from a centre or device changes nothing and is reported to the caller.
+        return Err(TransitionError::Final(alarm.id, alarm.state.name()));
+    }
+    let mut next = alarm.clone();
+    next.updated_ms = ctx.now;
+    let mut fx = Vec::new();
+    match input {
+        AlarmInput::Dispatch => match &alarm.state {
+            AlarmState::Pending => offer_from(&mut next, &mut fx, ctx, alarm.step as usize, None),
+            // Unhandled alarms go to every reachable centre of the chain (centres dedup by id).
+            AlarmState::Unhandled => {
+                for (i, centre) in ctx.chain.iter().enumerate() {
+                    if ctx.is_reachable(i) {
+                        fx.push(Effect::Offer {
+                            centre: centre.clone(),
+                            unhandled: true,
+                        });
+                    }
+                }
+            }
+            // Already with a centre: nothing to do (dispatch is idempotent).
+            _ => {}
+        },
+        AlarmInput::Receipt { centre } => {
+            require_holder(alarm, centre)?;
+            match &alarm.state {
+                AlarmState::Offered { .. } => {
+                    next.state = AlarmState::Receipted {
+                        centre: centre.clone(),
+                    };
+                    arm(&mut next, &mut fx, DeadlineKind::Accept, ctx);
+                    fx.push(alarm.audit(ctx.now, &actor_centre(centre), "receipt", ""));
+                }
+                // A repeated receipt (centre resumed its stream) is harmless.
+                AlarmState::Receipted { .. } | AlarmState::Accepted { .. } => {}
+                // Every centre has an unhandled alarm; the receipt is noted, the hunt goes on.
+                AlarmState::Unhandled => {
+                    fx.push(alarm.audit(ctx.now, &actor_centre(centre), "receipt", "unhandled"));
+                }
+                _ => return Err(invalid(alarm, "receipt")),
+            }
+        }
+        AlarmInput::Accept { centre, operator } => {
+            require_holder(alarm, centre)?;
+            match &alarm.state {
+                AlarmState::Offered { .. }
+                | AlarmState::Receipted { .. }
+                | AlarmState::Unhandled => {
+                    next.state = AlarmState::Accepted {
+                        centre: centre.clone(),
+                        operator: operator.clone(),
+                    };
+                    next.deadline = None;
+                    fx.push(Effect::ClearDeadline);
+                    if alarm.state == AlarmState::Unhandled {
+                        for other in ctx.chain.iter().filter(|c| *c != centre) {
+                            fx.push(Effect::Update {
+                                centre: other.clone(),
+                                update: UpdateKind::TakenElsewhere,
+                            });
+                        }
+                    }
+                    fx.push(alarm.audit(
+                        ctx.now,
+                        &format!("operator:{operator}"),
+                        "accepted",
+                        centre.as_str(),
+                    ));
+                }
+                AlarmState::Accepted { .. } => {}
+                _ => return Err(invalid(alarm, "accept")),
+            }
+        }
+        AlarmInput::Close { centre, outcome } => {
+            require_holder(alarm, centre)?;
+            next.state = AlarmState::Closed {
+                centre: centre.clone(),
+                outcome: outcome.clone(),
+            };
+            next.deadline = None;
+            fx.push(Effect::ClearDeadline);
+            fx.push(alarm.audit(ctx.now, &actor_centre(centre), "closed", outcome));
+        }
+        AlarmInput::Refuse { centre, reason } => {
+            require_holder(alarm, centre)?;
+            if matches!(alarm.state, AlarmState::Accepted { .. }) {
+                return Err(invalid(alarm, "refuse"));
+            }
+            let why = format!("refused by {centre}: {reason}");
+            escalate(&mut next, &mut fx, ctx, &why);
+        }
+        AlarmInput::DeviceCancel => {
+            next.state = AlarmState::Cancelled;
+            next.deadline = None;
+            fx.push(Effect::ClearDeadline);
+            for centre in offered_to(alarm, ctx) {
+                fx.push(Effect::Update {
+                    centre,
+                    update: UpdateKind::CancelledByDevice,
+                });
+            }
+            fx.push(alarm.audit(ctx.now, "device", "cancelled", "reset by device"));
+        }
+        AlarmInput::Repeat { priority } => {
+            next.repeats += 1;
+            next.priority = (*priority)
+                .max(alarm.priority.saturating_add(1))
+                .min(MAX_PRIORITY);
+            for centre in offered_to(alarm, ctx) {
+                fx.push(Effect::Update {
+                    centre,
+                    update: UpdateKind::Repeated,
+                });
+            }
+            let why = format!("repeat {} priority {}", next.repeats, next.priority);
+            fx.push(alarm.audit(ctx.now, "device", "repeated", &why));
+        }
+        AlarmInput::DeadlineExpired { kind } => {
+            let due = alarm
+                .deadline
+                .filter(|d| d.kind == *kind && d.at_ms <= ctx.now);
+            if due.is_none() {
+                // A stale timer (deadline replaced or already met): ignore.
+                return Ok((alarm.clone(), Vec::new()));
+            }
+            let why = match (kind, alarm.holder()) {
+                (_, None) => "no reachable centre before the receipt deadline".to_string(),
+                (DeadlineKind::Receipt, Some(h)) => format!("no receipt from {h}"),
+                (DeadlineKind::Accept, Some(h)) => format!("no operator accepted at {h}"),
+            };
+            escalate(&mut next, &mut fx, ctx, &why);
+        }
+        AlarmInput::CentreLost { centre } => {
+            require_holder(alarm, centre)?;
+            match alarm.state {
+                AlarmState::Offered { .. } | AlarmState::Receipted { .. } => {
+                    let why = format!("{centre} disconnected");
+                    escalate(&mut next, &mut fx, ctx, &why);
+                }
+                // An accepted alarm stays with its operator; the centre resumes on reconnect.
+                _ => {}
+            }
+        }
+    }
+    Ok((next, fx))
+}
+
+fn actor_centre(c: &CentreId) -> String {
+    format!("centre:{c}")
+}
+
+fn invalid(alarm: &Alarm, input: &'static str) -> TransitionError {
+    TransitionError::Invalid {
+        alarm: alarm.id,
+        input,
+        state: alarm.state.name(),
+    }
+}
+
+fn require_holder(alarm: &Alarm, centre: &CentreId) -> Result<(), TransitionError> {
+    // An unhandled alarm is offered to every centre: any of them may take it.
+    if alarm.state == AlarmState::Unhandled || alarm.holder() == Some(centre) {
+        Ok(())
+    } else {
+        Err(TransitionError::NotHolder {
+            alarm: alarm.id,
+            centre: centre.clone(),
+        })
+    }
+}
+
+/// Centres that currently know about the alarm and must hear of changes.
+fn offered_to(alarm: &Alarm, ctx: &Context<'_>) -> Vec<CentreId> {
+    match &alarm.state {
+        AlarmState::Unhandled => ctx.chain.to_vec(),
+        _ => alarm.holder().cloned().into_iter().collect(),
+    }
+}
+
+fn arm(next: &mut Alarm, fx: &mut Vec<Effect>, kind: DeadlineKind, ctx: &Context<'_>) {
+    let after = match kind {
+        DeadlineKind::Receipt => ctx.deadlines.receipt_ms,
+        DeadlineKind::Accept => ctx.deadlines.accept_ms,
+    };
+    let d = Deadline {
+        kind,
+        at_ms: ctx.now + after,
+    };
+    next.deadline = Some(d);
+    fx.push(Effect::ArmDeadline(d));
+}
+
+/// Offers to the first reachable centre at or after `from`; past the end of the chain the alarm is
+/// unhandled. `escalating_from` names the centre being left, if any.
+fn offer_from(
+    next: &mut Alarm,
+    fx: &mut Vec<Effect>,
+    ctx: &Context<'_>,
+    from: usize,
+    escalating_from: Option<&str>,
+) {
+    let found = (from..ctx.chain.len()).find(|&i| ctx.is_reachable(i));
+    match found {
+        Some(i) => {
+            let centre = ctx.chain[i].clone();
+            next.step = i as u32;
+            next.state = AlarmState::Offered {
+                centre: centre.clone(),
+            };
+            arm(next, fx, DeadlineKind::Receipt, ctx);
+            let skipped = i - from;
+            let reason = match (escalating_from, skipped) {
+                (Some(why), _) => why.to_string(),
+                (None, 0) => String::new(),
+                (None, n) => format!("{n} unreachable centre(s) skipped"),
+            };
+            fx.push(Effect::Offer {
+                centre: centre.clone(),
+                unhandled: false,
+            });
+            fx.push(next.audit(ctx.now, "engine", &format!("offered to {centre}"), &reason));
+        }
+        None if escalating_from.is_none() && next.state == AlarmState::Pending => {
+            // Nobody reachable for a new alarm: stay pending and be offered the moment a centre
+            // connects; if none does before the receipt deadline, it becomes unhandled, loudly.
+            arm(next, fx, DeadlineKind::Receipt, ctx);
+        }
+        None => {
+            next.state = AlarmState::Unhandled;
+            next.step = ctx.chain.len() as u32;
+            next.deadline = None;
+            fx.push(Effect::ClearDeadline);
+            fx.push(Effect::Unhandled);
+            for centre in ctx.chain {
+                fx.push(Effect::Offer {
+                    centre: centre.clone(),
+                    unhandled: true,
+                });
+            }
+            let why = escalating_from.unwrap_or("no reachable centre");
+            fx.push(next.audit(ctx.now, "engine", "unhandled", why));
+        }
+    }
+}
+
+fn escalate(next: &mut Alarm, fx: &mut Vec<Effect>, ctx: &Context<'_>, why: &str) {
+    if next.state == AlarmState::Unhandled {
+        // Already offered to everyone; nothing further to escalate to.
+        return;
+    }
+    if let Some(old) = next.holder().cloned() {
+        fx.push(Effect::Update {
+            centre: old,
+            update: UpdateKind::EscalatedElsewhere,
+        });
+    }
+    next.priority = next.priority.saturating_add(1).min(MAX_PRIORITY);
+    fx.push(next.audit(ctx.now, "engine", "escalated", why));
+    // A pending alarm has already found every centre unreachable: it goes straight to unhandled.
+    let from = match next.state {
+        AlarmState::Pending => ctx.chain.len(),
+        _ => next.step as usize + 1,
+    };
+    offer_from(next, fx, ctx, from, Some(why));
+}

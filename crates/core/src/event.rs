@@ -1,0 +1,74 @@
+//! What devices send, after decoding and authentication by the fronts.
+use crate::gps::Fix;
+use crate::ids::{DeviceKey, UnixMillis};
+use serde::{Deserialize, Serialize};
+
+/// Priority 0 (lowest) to 9 (highest), as in SCAIP `pri`.
+pub const MAX_PRIORITY: u8 = 9;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// A person or a sensor asks for help.
+    Alarm(AlarmInfo),
+    /// A technical condition (battery low, mains lost, …); `restoral` ends one.
+    Technical {
+        code: String,
+        restoral: bool,
+    },
+    Heartbeat,
+    /// A position report; the fix itself travels in [`Event::fix`].
+    Position,
+    /// Sensor readings, opaque to the engine.
+    Telemetry {
+        name: String,
+        value: f64,
+    },
+    /// The device cancels its own alarm that carried this reference (SCAIP `mty=RE`).
+    Reset {
+        reference: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmInfo {
+    /// Status code (SCAIP `stc`), e.g. "0010" manual alarm.
+    pub code: String,
+    pub priority: u8,
+    /// Free text from the device (SCAIP `dte`/`stt`).
+    pub text: Option<String>,
+    /// Numbers a centre may call back (SCAIP `crd`).
+    pub callback: Vec<String>,
+}
+
+/// Which lane an event travels in (invariant 9: alarms before telemetry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lane {
+    Alarm,
+    Telemetry,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub device: DeviceKey,
+    /// The sender's idempotency key: SCAIP `ref`, or the QUIC event key.
+    pub key: String,
+    /// When the engine received it.
+    pub received_ms: UnixMillis,
+    pub kind: EventKind,
+    pub fix: Option<Fix>,
+    /// The message as it came off the wire, kept for audit.
+    pub raw: Vec<u8>,
+}
+
+impl Event {
+    pub fn lane(&self) -> Lane {
+        match self.kind {
+            EventKind::Alarm(_) | EventKind::Technical { .. } | EventKind::Reset { .. } => {
+                Lane::Alarm
+            }
+            EventKind::Heartbeat | EventKind::Position | EventKind::Telemetry { .. } => {
+                Lane::Telemetry
+            }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! What one accepted device event does to that device's alarms: open a new alarm, update an open one
+//! (a repeat), cancel one (a reset), or nothing beyond being stored.
+use crate::alarm::{
+    self, Alarm, AlarmInput, AlarmKind, AlarmState, Context, Effect, TransitionError,
+};
+use crate::event::{Event, EventKind};
+use crate::ids::{AlarmId, EventId};
+
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Stored, no alarm involved (telemetry, heartbeat, restorals of nothing open, …).
+    Stored,
+    /// A new alarm was opened; effects include its first offer (or none if no centre is reachable).
+    Opened { alarm: Alarm, effects: Vec<Effect> },
+    /// An open alarm changed (a repeat, a device reset, a technical restoral).
+    Changed { alarm: Alarm, effects: Vec<Effect> },
+    /// A reset that names no open alarm: stored, nothing to cancel.
+    NothingToCancel,
+}
+
+/// Decides the effect of `event` (already given id `id`) given the device's open alarms.
+/// `ctx` carries the device's chain, centre reachability, deadlines and the time.
+pub fn intake<'a>(
+    event: &Event,
+    id: EventId,
+    open: impl IntoIterator<Item = &'a Alarm>,
+    ctx: &Context<'_>,
+) -> Result<Outcome, TransitionError> {
+    let open: Vec<&Alarm> = open.into_iter().filter(|a| a.is_open()).collect();
+    match &event.kind {
+        EventKind::Alarm(info) => {
+            // A person pressing again and again: one alarm, repeated, not a second offer.
+            if let Some(existing) = open
+                .iter()
+                .find(|a| a.kind == AlarmKind::Help && a.state != AlarmState::Cancelled)
+            {
+                let (alarm, effects) = alarm::step(
+                    existing,
+                    &AlarmInput::Repeat {
+                        priority: info.priority,
+                    },
+                    ctx,
+                )?;
+                return Ok(Outcome::Changed { alarm, effects });
+            }
+            let new = Alarm {
+                id: AlarmId::from(id),
+                device: event.device.clone(),
+                reference: event.key.clone(),
+                kind: AlarmKind::Help,
+                code: info.code.clone(),
+                priority: info.priority.min(crate::event::MAX_PRIORITY),
+                text: info.text.clone(),
+                callback: info.callback.clone(),
+                state: AlarmState::Pending,
+                step: 0,
+                deadline: None,
+                repeats: 0,
+                created_ms: event.received_ms,
+                updated_ms: event.received_ms,
+            };
+            open_alarm(new, ctx)
+        }
+        EventKind::Technical { code, restoral } => {
+            let existing = open
+                .iter()
+                .find(|a| a.kind == AlarmKind::Technical && &a.code == code);
+            match (existing, restoral) {
+                (Some(a), true) => {
+                    let mut alarm = (*a).clone();
+                    alarm.updated_ms = ctx.now;
+                    let mut effects: Vec<Effect> = a
+                        .holder()
+                        .map(|c| Effect::Update {
+                            centre: c.clone(),
+                            update: alarm::UpdateKind::Restored,
+                        })
+                        .into_iter()
+                        .collect();
+                    effects.push(Effect::Audit(alarm::AuditRecord {
+                        alarm: a.id,
+                        at_ms: ctx.now,
+                        actor: "device".into(),
+                        action: "restored".into(),
+                        reason: format!("restoral of {code}"),
+                    }));
+                    Ok(Outcome::Changed { alarm, effects })
+                }
+                (None, true) => Ok(Outcome::Stored),
+                (Some(a), false) => {
+                    let (alarm, effects) =
+                        alarm::step(a, &AlarmInput::Repeat { priority: 0 }, ctx)?;
+                    Ok(Outcome::Changed { alarm, effects })
+                }
+                (None, false) => open_alarm(
+                    Alarm {
+                        id: AlarmId::from(id),
+                        device: event.device.clone(),
+                        reference: event.key.clone(),
+                        kind: AlarmKind::Technical,
+                        code: code.clone(),
+                        priority: 0,
+                        text: None,
+                        callback: Vec::new(),
+                        state: AlarmState::Pending,
+                        step: 0,
+                        deadline: None,
+                        repeats: 0,
+                        created_ms: event.received_ms,
+                        updated_ms: event.received_ms,
+                    },
+                    ctx,
+                ),
+            }
+        }
+        EventKind::Reset { reference } => match open.iter().find(|a| &a.reference == reference) {
+            Some(a) => {
+                let (alarm, effects) = alarm::step(a, &AlarmInput::DeviceCancel, ctx)?;
+                Ok(Outcome::Changed { alarm, effects })
+            }
+            None => Ok(Outcome::NothingToCancel),
+        },
+        EventKind::Heartbeat | EventKind::Position | EventKind::Telemetry { .. } => {
+            Ok(Outcome::Stored)
+        }
+    }
+}
+
+fn open_alarm(new: Alarm, ctx: &Context<'_>) -> Result<Outcome, TransitionError> {
+    let (alarm, mut effects) = alarm::step(&new, &AlarmInput::Dispatch, ctx)?;
+    effects.insert(
+        0,
+        Effect::Audit(alarm::AuditRecord {
+            alarm: new.id,
+            at_ms: new.created_ms,
+            actor: "device".into(),
+            action: "received".into(),
+            reason: format!("code {} priority {}", new.code, new.priority),
+        }),
+    );
+    Ok(Outcome::Opened { alarm, effects })
+}

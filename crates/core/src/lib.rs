@@ -1,0 +1,13 @@
+//! Vaka's pure domain. No tokio, no I/O, no clock reads: every function takes the time it needs,
+//! and the same inputs always give the same outputs (invariant 10).
+pub mod alarm;
+pub mod directory;
+pub mod event;
+pub mod gps;
+pub mod idempotency;
+pub mod ids;
+pub mod intake;
+
+pub use alarm::{Alarm, AlarmInput, AlarmKind, AlarmState, Deadlines, Effect};
+pub use event::{AlarmInfo, Event, EventKind, Lane};
+pub use ids::{AlarmId, CentreId, DeviceId, DeviceKey, EventId, TenantId, UnixMillis};

@@ -1,0 +1,316 @@
+//! The alarm state machine, driven through its public API: offers, receipts, escalation, unhandled,
+//! repeats and resets.
+use vaka_core::alarm::{step, Context, DeadlineKind, TransitionError, UpdateKind};
+use vaka_core::event::{AlarmInfo, Event, EventKind};
+use vaka_core::intake::{intake, Outcome};
+use vaka_core::*;
+
+fn chain() -> Vec<CentreId> {
+    vec![CentreId::new("primary"), CentreId::new("backup")]
+}
+
+fn ctx<'a>(chain: &'a [CentreId], reachable: &'a [bool], now: i64) -> Context<'a> {
+    Context {
+        chain,
+        reachable,
+        deadlines: Deadlines {
+            receipt_ms: 10_000,
+            accept_ms: 60_000,
+        },
+        now,
+    }
+}
+
+fn alarm_event(key: &str, at: i64) -> Event {
+    Event {
+        device: DeviceKey::new("t", "d"),
+        key: key.into(),
+        received_ms: at,
+        kind: EventKind::Alarm(AlarmInfo {
+            code: "0010".into(),
+            priority: 3,
+            text: None,
+            callback: vec![],
+        }),
+        fix: None,
+        raw: vec![],
+    }
+}
+
+fn open(reachable: &[bool]) -> (Alarm, Vec<Effect>) {
+    let c = chain();
+    match intake(
+        &alarm_event("r1", 0),
+        EventId(7),
+        [],
+        &ctx(&c, reachable, 0),
+    )
+    .unwrap()
+    {
+        Outcome::Opened { alarm, effects } => (alarm, effects),
+        other => panic!("expected a new alarm, got {other:?}"),
+    }
+}
+
+fn offers(fx: &[Effect]) -> Vec<(String, bool)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Offer { centre, unhandled } => Some((centre.to_string(), *unhandled)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn new_alarm_is_offered_to_first_reachable_centre_with_receipt_deadline() {
+    let (a, fx) = open(&[true, true]);
+    assert_eq!(a.id, AlarmId(7));
+    assert_eq!(
+        a.state,
+        AlarmState::Offered {
+            centre: CentreId::new("primary")
+        }
+    );
+    assert_eq!(offers(&fx), vec![("primary".into(), false)]);
+    assert_eq!(a.deadline.unwrap().kind, DeadlineKind::Receipt);
+    assert_eq!(a.deadline.unwrap().at_ms, 10_000);
+}
+
+#[test]
+fn disconnected_centre_is_skipped_at_once() {
+    let (a, fx) = open(&[false, true]);
+    assert_eq!(offers(&fx), vec![("backup".into(), false)]);
+    assert_eq!(a.step, 1);
+}
+
+#[test]
+fn nobody_reachable_stays_pending_then_goes_unhandled_at_the_deadline() {
+    let c = chain();
+    let (a, fx) = open(&[false, false]);
+    assert_eq!(a.state, AlarmState::Pending);
+    assert!(offers(&fx).is_empty());
+    // A centre connects before the deadline: offered.
+    let (b, fx) = step(&a, &AlarmInput::Dispatch, &ctx(&c, &[true, false], 5_000)).unwrap();
+    assert_eq!(offers(&fx), vec![("primary".into(), false)]);
+    assert!(matches!(b.state, AlarmState::Offered { .. }));
+    // Nobody connects: unhandled, loudly.
+    let (u, fx) = step(
+        &a,
+        &AlarmInput::DeadlineExpired {
+            kind: DeadlineKind::Receipt,
+        },
+        &ctx(&c, &[false, false], 10_000),
+    )
+    .unwrap();
+    assert_eq!(u.state, AlarmState::Unhandled);
+    assert!(fx.contains(&Effect::Unhandled));
+}
+
+#[test]
+fn receipt_then_accept_stops_the_deadlines() {
+    let c = chain();
+    let r = [true, true];
+    let (a, _) = open(&r);
+    let primary = CentreId::new("primary");
+    let (a, _) = step(
+        &a,
+        &AlarmInput::Receipt {
+            centre: primary.clone(),
+        },
+        &ctx(&c, &r, 1_000),
+    )
+    .unwrap();
+    assert_eq!(a.deadline.unwrap().kind, DeadlineKind::Accept);
+    assert_eq!(a.deadline.unwrap().at_ms, 61_000);
+    let (a, fx) = step(
+        &a,
+        &AlarmInput::Accept {
+            centre: primary.clone(),
+            operator: "op1".into(),
+        },
+        &ctx(&c, &r, 2_000),
+    )
+    .unwrap();
+    assert!(a.deadline.is_none());
+    assert!(fx.contains(&Effect::ClearDeadline));
+    // The old deadline firing late changes nothing.
+    let (same, fx) = step(
+        &a,
+        &AlarmInput::DeadlineExpired {
+            kind: DeadlineKind::Accept,
+        },
+        &ctx(&c, &r, 61_000),
+    )
+    .unwrap();
+    assert_eq!(same, a);
+    assert!(fx.is_empty());
+    let (closed, _) = step(
+        &a,
+        &AlarmInput::Close {
+            centre: primary,
+            outcome: "visited".into(),
+        },
+        &ctx(&c, &r, 3_000),
+    )
+    .unwrap();
+    assert!(closed.state.is_final());
+}
+
+#[test]
+fn escalation_through_the_chain_to_unhandled() {
+    let c = chain();
+    let r = [true, true];
+    let (a, _) = open(&r);
+    // Primary never answers: backup gets it, priority raised, primary told.
+    let (a, fx) = step(
+        &a,
+        &AlarmInput::DeadlineExpired {
+            kind: DeadlineKind::Receipt,
+        },
+        &ctx(&c, &r, 10_000),
+    )
+    .unwrap();
+    assert_eq!(offers(&fx), vec![("backup".into(), false)]);
+    assert!(fx.contains(&Effect::Update {
+        centre: CentreId::new("primary"),
+        update: UpdateKind::EscalatedElsewhere
+    }));
+    assert_eq!(a.priority, 4);
+    // Backup receives but no operator accepts: escalates past the end -> unhandled everywhere.
+    let (a, _) = step(
+        &a,
+        &AlarmInput::Receipt {
+            centre: CentreId::new("backup"),
+        },
+        &ctx(&c, &r, 11_000),
+    )
+    .unwrap();
+    let (a, fx) = step(
+        &a,
+        &AlarmInput::DeadlineExpired {
+            kind: DeadlineKind::Accept,
+        },
+        &ctx(&c, &r, 71_000),
+    )
+    .unwrap();
+    assert_eq!(a.state, AlarmState::Unhandled);
+    assert_eq!(a.priority, 5);
+    assert!(fx.contains(&Effect::Unhandled));
+    assert_eq!(
+        offers(&fx),
+        vec![("primary".into(), true), ("backup".into(), true)]
+    );
+    // Any centre may take an unhandled alarm; the others hear that it is taken.
+    let (a, fx) = step(
+        &a,
+        &AlarmInput::Accept {
+            centre: CentreId::new("primary"),
+            operator: "op9".into(),
+        },
+        &ctx(&c, &r, 72_000),
+    )
+    .unwrap();
+    assert!(matches!(a.state, AlarmState::Accepted { .. }));
+    assert!(fx.contains(&Effect::Update {
+        centre: CentreId::new("backup"),
+        update: UpdateKind::TakenElsewhere
+    }));
+}
+
+#[test]
+fn only_the_holder_may_act() {
+    let c = chain();
+    let r = [true, true];
+    let (a, _) = open(&r);
+    let err = step(
+        &a,
+        &AlarmInput::Accept {
+            centre: CentreId::new("backup"),
+            operator: "x".into(),
+        },
+        &ctx(&c, &r, 1),
+    )
+    .unwrap_err();
+    assert!(matches!(err, TransitionError::NotHolder { .. }));
+}
+
+#[test]
+fn repeat_updates_the_open_alarm_instead_of_a_second_offer() {
+    let c = chain();
+    let r = [true, true];
+    let (a, _) = open(&r);
+    let out = intake(&alarm_event("r2", 500), EventId(8), [&a], &ctx(&c, &r, 500)).unwrap();
+    match out {
+        Outcome::Changed { alarm, effects } => {
+            assert_eq!(alarm.id, a.id);
+            assert_eq!(alarm.repeats, 1);
+            assert_eq!(alarm.priority, 4);
+            assert!(offers(&effects).is_empty());
+            assert!(effects.contains(&Effect::Update {
+                centre: CentreId::new("primary"),
+                update: UpdateKind::Repeated
+            }));
+        }
+        other => panic!("expected a repeat, got {other:?}"),
+    }
+}
+
+#[test]
+fn reset_cancels_the_alarm_with_that_reference() {
+    let c = chain();
+    let r = [true, true];
+    let (a, _) = open(&r);
+    let mut reset = alarm_event("r9", 900);
+    reset.kind = EventKind::Reset {
+        reference: "r1".into(),
+    };
+    match intake(&reset, EventId(9), [&a], &ctx(&c, &r, 900)).unwrap() {
+        Outcome::Changed { alarm, effects } => {
+            assert_eq!(alarm.state, AlarmState::Cancelled);
+            assert!(effects.contains(&Effect::Update {
+                centre: CentreId::new("primary"),
+                update: UpdateKind::CancelledByDevice
+            }));
+        }
+        other => panic!("expected a cancel, got {other:?}"),
+    }
+    reset.kind = EventKind::Reset {
+        reference: "nope".into(),
+    };
+    assert_eq!(
+        intake(&reset, EventId(10), [&a], &ctx(&c, &r, 900)).unwrap(),
+        Outcome::NothingToCancel
+    );
+}
+
+#[test]
+fn final_alarms_refuse_further_input() {
+    let c = chain();
+    let r = [true, true];
+    let (a, _) = open(&r);
+    let (a, _) = step(&a, &AlarmInput::DeviceCancel, &ctx(&c, &r, 1)).unwrap();
+    assert!(matches!(
+        step(&a, &AlarmInput::Dispatch, &ctx(&c, &r, 2)),
+        Err(TransitionError::Final(..))
+    ));
+}
+
+#[test]
+fn same_inputs_same_outputs() {
+    // Invariant 10 in miniature: the machine has no hidden state or clock.
+    let c = chain();
+    let r = [false, true];
+    let run = || {
+        let (a, f1) = open(&r);
+        let (b, f2) = step(
+            &a,
+            &AlarmInput::DeadlineExpired {
+                kind: DeadlineKind::Receipt,
+            },
+            &ctx(&c, &r, 10_000),
+        )
+        .unwrap();
+        (a, f1, b, f2)
+    };
+    assert_eq!(run(), run());
+}

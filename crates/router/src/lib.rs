@@ -1,0 +1,12 @@
+//! Vaka's router: N shards, each a task that owns the state of the devices hashed to it, so the hot
+//! path takes no lock. A shard takes events from two bounded lanes (alarms first, invariant 9), asks
+//! the pure core what they mean, hands the resulting writes to the store's group commit, and answers
+//! the caller only once those writes are durable (invariant 1). A full lane answers `Busy` at once.
+mod clock;
+mod presence;
+mod router;
+mod shard;
+
+pub use clock::Clock;
+pub use presence::Presence;
+pub use router::{Reply, Router, RouterConfig, SubmitError};

@@ -1,0 +1,195 @@
+//! The router's public face: submit an event, get a future that resolves once it is durable.
+use crate::clock::Clock;
+use crate::presence::Presence;
+use crate::shard::{self, ShardMsg};
+use futures::channel::oneshot;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::task::JoinHandle;
+use vaka_core::directory::Directory;
+use vaka_core::{AlarmId, Event, EventId, Lane};
+use vaka_store::{Recovered, Store};
+
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    pub shards: usize,
+    /// Capacity of each shard's alarm lane.
+    pub alarm_queue: usize,
+    /// Capacity of each shard's telemetry lane.
+    pub telemetry_queue: usize,
+    /// Events a shard folds into one write set.
+    pub max_batch: usize,
+    /// Write sets a shard may have waiting for durability, per lane.
+    pub max_inflight: usize,
+    /// How long a resend is recognised (SCAIP HOLD window is up to 30 min).
+    pub idempotency_window_ms: i64,
+    /// Idempotency entries kept per shard.
+    pub idempotency_capacity: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            alarm_queue: 4096,
+            telemetry_queue: 16384,
+            max_batch: 512,
+            max_inflight: 4,
+            idempotency_window_ms: 30 * 60 * 1000,
+            idempotency_capacity: 1_000_000,
+        }
+    }
+}
+
+/// The answer to a device once its event is durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Accepted {
+        event: EventId,
+        /// The alarm the event opened or updated, if any.
+        alarm: Option<AlarmId>,
+        /// A resend of a message already accepted: nothing new was stored.
+        duplicate: bool,
+        /// Whether any centre of the device's chain can act now; if not, the device must fall back
+        /// to its next receiver (SCAIP snu 5) although the event is stored (invariant 5).
+        centre_available: bool,
+    },
+    Rejected {
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The shard's lane is full: try later (SCAIP snu 6, QUIC status busy).
+    #[error("busy")]
+    Busy,
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("store failure: {0}")]
+    Store(String),
+}
+
+pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, SubmitError>>;
+
+struct Lanes {
+    alarm: flume::Sender<ShardMsg>,
+    telemetry: flume::Sender<ShardMsg>,
+}
+
+pub struct Router {
+    lanes: Vec<Lanes>,
+    closed: AtomicBool,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    presence: Presence,
+}
+
+impl Router {
+    /// Starts the shards on the current tokio runtime, handing each the recovered state it owns.
+    pub fn start(
+        cfg: RouterConfig,
+        store: Store,
+        recovered: Recovered,
+        directory: Arc<Directory>,
+        presence: Presence,
+        clock: Clock,
+    ) -> Arc<Router> {
+        let n = cfg.shards.max(1);
+        let mut parts = shard::split_recovered(recovered, n);
+        let mut lanes = Vec::with_capacity(n);
+        let mut tasks = Vec::with_capacity(n);
+        for (i, part) in parts.drain(..).enumerate() {
+            let (atx, arx) = flume::bounded(cfg.alarm_queue.max(1));
+            let (ttx, trx) = flume::bounded(cfg.telemetry_queue.max(1));
+            let shard = shard::Shard::new(
+                i,
+                cfg.clone(),
+                store.clone(),
+                directory.clone(),
+                presence.clone(),
+                clock,
+                part,
+            );
+            tasks.push(tokio::spawn(shard.run(arx, trx)));
+            lanes.push(Lanes {
+                alarm: atx,
+                telemetry: ttx,
+            });
+        }
+        Arc::new(Router {
+            lanes,
+            closed: AtomicBool::new(false),
+            tasks: Mutex::new(tasks),
+            presence,
+        })
+    }
+
+    pub fn shards(&self) -> usize {
+        self.lanes.len()
+    }
+
+    pub fn presence(&self) -> &Presence {
+        &self.presence
+    }
+
+    /// Hands an event to its device's shard. Never waits for queue space: a full lane resolves at
+    /// once to [`SubmitError::Busy`]. The future resolves once the event is durable.
+    pub fn submit(
+        &self,
+        event: Event,
+    ) -> impl Future<Output = Result<Reply, SubmitError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let early = self.enqueue(event, tx);
+        async move {
+            early?;
+            rx.await.unwrap_or(Err(SubmitError::ShuttingDown))
+        }
+    }
+
+    fn enqueue(&self, event: Event, tx: ReplyTx) -> Result<(), SubmitError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        let lane = event.lane();
+        let shard = &self.lanes[event.device.shard(self.lanes.len())];
+        let sender = match lane {
+            Lane::Alarm => &shard.alarm,
+            Lane::Telemetry => &shard.telemetry,
+        };
+        let lane_label = shard::lane_label(lane);
+        metrics::counter!("vaka_events_received_total", "stage" => "router", "lane" => lane_label)
+            .increment(1);
+        sender
+            .try_send(ShardMsg::Event(Box::new(event), tx))
+            .map_err(|e| match e {
+                flume::TrySendError::Full(_) => {
+                    metrics::counter!("vaka_events_discarded_total", "stage" => "router", "reason" => "busy", "lane" => lane_label)
+                        .increment(1);
+                    SubmitError::Busy
+                }
+                flume::TrySendError::Disconnected(_) => SubmitError::ShuttingDown,
+            })
+    }
+
+    /// Events queued in every lane now (for metrics and the backpressure test).
+    pub fn queued(&self) -> usize {
+        self.lanes
+            .iter()
+            .map(|l| l.alarm.len() + l.telemetry.len())
+            .sum()
+    }
+
+    /// Stops taking events, lets every shard finish what it holds (all of it made durable and
+    /// answered), and waits for the shards to end.
+    pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        for lane in &self.lanes {
+            let _ = lane.telemetry.send_async(ShardMsg::Stop).await;
+        }
+        let tasks: Vec<_> = self.tasks.lock().expect("tasks lock").drain(..).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}

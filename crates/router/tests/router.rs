@@ -1,0 +1,275 @@
+//! The router through its public API, on the in-memory and RocksDB backends.
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::*;
+use vaka_core::{AlarmState, CentreId};
+use vaka_router::{Clock, Presence, Reply, Router, RouterConfig, SubmitError};
+use vaka_store::{
+    Backend, Cf, GroupConfig, MemBackend, RecoverOptions, RocksBackend, RocksConfig, Store,
+};
+
+fn cfg(shards: usize) -> RouterConfig {
+    RouterConfig {
+        shards,
+        ..RouterConfig::default()
+    }
+}
+
+fn start(backend: Arc<dyn Backend>, rc: RouterConfig, presence: Presence) -> (Store, Arc<Router>) {
+    let (store, rec) = Store::open(
+        backend,
+        GroupConfig::default(),
+        RecoverOptions {
+            now_ms: Clock::new().now_ms(),
+            idem_window_ms: rc.idempotency_window_ms,
+        },
+    )
+    .unwrap();
+    let router = Router::start(
+        rc,
+        store.clone(),
+        rec,
+        Arc::new(directory(8)),
+        presence,
+        Clock::new(),
+    );
+    (store, router)
+}
+
+fn accepted(r: Result<Reply, SubmitError>) -> (u64, Option<u64>, bool, bool) {
+    match r {
+        Ok(Reply::Accepted {
+            event,
+            alarm,
+            duplicate,
+            centre_available,
+        }) => (event.0, alarm.map(|a| a.0), duplicate, centre_available),
+        other => panic!("expected accepted, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn accepted_events_are_in_the_store() {
+    let mem = Arc::new(MemBackend::new());
+    let (store, router) = start(mem.clone(), cfg(2), Presence::new());
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let (id, _, dup, _) = accepted(router.submit(telemetry(&format!("d{}", i % 8), i)).await);
+        assert!(!dup);
+        ids.push(id);
+    }
+    for id in ids {
+        assert!(mem.get(Cf::Events, &id.to_be_bytes()).unwrap().is_some());
+    }
+    router.shutdown().await;
+    store.close().unwrap();
+}
+
+#[tokio::test]
+async fn unknown_device_is_rejected_not_stored() {
+    let mem = Arc::new(MemBackend::new());
+    let (_store, router) = start(mem.clone(), cfg(1), Presence::new());
+    let r = router.submit(alarm("nobody", "r1")).await.unwrap();
+    assert!(matches!(r, Reply::Rejected { .. }), "{r:?}");
+    assert!(mem.last_key(Cf::Events).unwrap().is_none());
+}
+
+#[tokio::test]
+async fn centre_availability_is_reported_and_alarm_offered() {
+    let presence = Presence::new();
+    let mem = Arc::new(MemBackend::new());
+    let (_store, router) = start(mem.clone(), cfg(1), presence.clone());
+    let (_, alarm_id, _, available) = accepted(router.submit(alarm("d1", "r1")).await);
+    assert!(
+        !available,
+        "no centre connected: device must be told (invariant 5)"
+    );
+    let stored = vaka_store::load_alarm(mem.as_ref(), vaka_core::AlarmId(alarm_id.unwrap()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state, AlarmState::Pending);
+
+    presence.connected(&CentreId::new("c1"));
+    let (_, alarm_id, _, available) = accepted(router.submit(alarm("d2", "r1")).await);
+    assert!(available);
+    let stored = vaka_store::load_alarm(mem.as_ref(), vaka_core::AlarmId(alarm_id.unwrap()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.state,
+        AlarmState::Offered {
+            centre: CentreId::new("c1")
+        }
+    );
+}
+
+#[tokio::test]
+async fn resend_makes_no_second_alarm_even_across_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || -> Arc<dyn Backend> {
+        Arc::new(RocksBackend::open(&RocksConfig::new(dir.path())).unwrap())
+    };
+    let (store, router) = start(open(), cfg(2), Presence::new());
+    let (ev1, a1, dup, _) = accepted(router.submit(alarm("d3", "ref1")).await);
+    assert!(!dup);
+    let (ev2, a2, dup, _) = accepted(router.submit(alarm("d3", "ref1")).await);
+    assert!(dup);
+    assert_eq!((ev1, a1), (ev2, a2));
+    router.shutdown().await;
+    store.close().unwrap();
+    drop(store);
+
+    // Restart: the same resend gets the same alarm, and alarm ids keep their meaning.
+    let (store, router) = start(open(), cfg(3), Presence::new());
+    let (ev3, a3, dup, _) = accepted(router.submit(alarm("d3", "ref1")).await);
+    assert!(dup, "a resend after restart must be recognised");
+    assert_eq!((ev3, a3), (ev1, a1));
+    let (ev4, a4, dup, _) = accepted(router.submit(alarm("d4", "ref1")).await);
+    assert!(!dup, "same ref from another device is another message");
+    assert!(ev4 > ev1 && a4 != a1);
+    router.shutdown().await;
+    store.close().unwrap();
+}
+
+#[tokio::test]
+async fn resend_is_answered_only_after_the_original_is_durable() {
+    let faulty = Faulty::new(Arc::new(MemBackend::new()));
+    let (_store, router) = start(faulty.clone(), cfg(1), Presence::new());
+    faulty.hold();
+    let first = tokio::spawn(router.submit(alarm("d1", "r1")));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let resend = tokio::spawn(router.submit(alarm("d1", "r1")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !first.is_finished() && !resend.is_finished(),
+        "nothing is durable yet"
+    );
+    faulty.release();
+    let a = accepted(first.await.unwrap());
+    let b = accepted(resend.await.unwrap());
+    assert_eq!(a.1, b.1);
+    assert!(b.2);
+}
+
+#[tokio::test]
+async fn failed_commit_is_reported_and_forgotten() {
+    let faulty = Faulty::new(Arc::new(MemBackend::new()));
+    let (_store, router) = start(faulty.clone(), cfg(1), Presence::new());
+    faulty
+        .fail
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let r = router.submit(alarm("d1", "r1")).await;
+    assert!(matches!(r, Err(SubmitError::Store(_))), "{r:?}");
+    faulty
+        .fail
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    // The resend is taken afresh, not answered "duplicate" from memory that never became durable.
+    let (_, alarm_id, dup, _) = accepted(router.submit(alarm("d1", "r1")).await);
+    assert!(!dup);
+    assert!(alarm_id.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_flood_gets_busy_while_alarms_pass_promptly() {
+    // A slow disk: each group commit takes 5 ms, so telemetry piles up.
+    let dir = tempfile::tempdir().unwrap();
+    let rocks: Arc<dyn Backend> =
+        Arc::new(RocksBackend::open(&RocksConfig::new(dir.path())).unwrap());
+    let faulty = Faulty::new(rocks);
+    faulty
+        .delay_us
+        .store(5_000, std::sync::atomic::Ordering::Relaxed);
+    let rc = RouterConfig {
+        shards: 1,
+        alarm_queue: 64,
+        telemetry_queue: 256,
+        max_batch: 64,
+        max_inflight: 2,
+        ..RouterConfig::default()
+    };
+    let bound = rc.alarm_queue + rc.telemetry_queue;
+    let (store, router) = start(faulty.clone(), rc, Presence::new());
+
+    let flood = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            use futures::{FutureExt, StreamExt};
+            let (mut ok, mut busy, mut max_queued) = (0u64, 0u64, 0usize);
+            let mut waiting = futures::stream::FuturesUnordered::new();
+            let until = Instant::now() + Duration::from_millis(1500);
+            let mut n = 0;
+            while Instant::now() < until {
+                n += 1;
+                let mut f = Box::pin(router.submit(telemetry("d0", n)));
+                max_queued = max_queued.max(router.queued());
+                match (&mut f).now_or_never() {
+                    Some(Err(SubmitError::Busy)) => {
+                        busy += 1;
+                        tokio::task::yield_now().await;
+                    }
+                    Some(r) => panic!("resolved before durable: {r:?}"),
+                    None => waiting.push(f),
+                }
+                // Reap what became durable so the test itself stays bounded.
+                while let Some(Some(r)) = waiting.next().now_or_never() {
+                    r.expect("accepted telemetry");
+                    ok += 1;
+                }
+            }
+            while let Some(r) = waiting.next().await {
+                r.expect("accepted telemetry");
+                ok += 1;
+            }
+            (ok, busy, max_queued)
+        })
+    };
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut worst = Duration::ZERO;
+    for i in 0..20 {
+        let t = Instant::now();
+        let (_, alarm_id, _, _) = accepted(router.submit(alarm("d0", &format!("a{i}"))).await);
+        assert!(alarm_id.is_some());
+        worst = worst.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let (ok, busy, max_queued) = flood.await.unwrap();
+    assert!(busy > 0, "the flood must be told busy (ok {ok})");
+    assert!(ok > 0);
+    assert!(
+        max_queued <= bound,
+        "queues stay within their bound: {max_queued} > {bound}"
+    );
+    // Each alarm waits at most for the commit in progress plus its own: a few 5 ms syncs.
+    assert!(
+        worst < Duration::from_millis(250),
+        "alarm took {worst:?} during the flood"
+    );
+    router.shutdown().await;
+    store.close().unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_answers_everything_taken_and_refuses_the_rest() {
+    let mem = Arc::new(MemBackend::new());
+    let (store, router) = start(mem.clone(), cfg(2), Presence::new());
+    let futs: Vec<_> = (0..500)
+        .map(|i| router.submit(telemetry(&format!("d{}", i % 8), i)))
+        .collect();
+    router.shutdown().await;
+    for f in futs {
+        let (id, ..) = accepted(f.await);
+        assert!(mem.get(Cf::Events, &id.to_be_bytes()).unwrap().is_some());
+    }
+    assert_eq!(
+        router.submit(telemetry("d1", 1)).await,
+        Err(SubmitError::ShuttingDown)
+    );
+    store.close().unwrap();
+    assert!(store
+        .commit(vaka_core::Lane::Alarm, vaka_store::WriteSet::new())
+        .await
+        .is_err());
+}

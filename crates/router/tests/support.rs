@@ -1,0 +1,142 @@
+//! Shared test scaffolding: a directory, events, and a backend wrapper that can stall or fail.
+#![allow(dead_code)]
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use vaka_core::alarm::Deadlines;
+use vaka_core::directory::{Centre, Device, Directory, Tenant};
+use vaka_core::{AlarmInfo, CentreId, DeviceKey, Event, EventKind, TenantId};
+use vaka_store::{Backend, Cf, StoreError, WriteSet};
+
+pub fn directory(devices: usize) -> Directory {
+    let mut d = Directory::default();
+    let t = TenantId::new("t");
+    d.tenants.insert(
+        t.clone(),
+        Tenant {
+            id: t.clone(),
+            name: "T".into(),
+            deadlines: Deadlines::default(),
+            chain: vec![CentreId::new("c1")],
+            retention_days: 30,
+        },
+    );
+    d.centres.insert(
+        CentreId::new("c1"),
+        Centre {
+            id: CentreId::new("c1"),
+            name: "C1".into(),
+            tenants: vec![t],
+        },
+    );
+    for i in 0..devices {
+        let key = DeviceKey::new("t", format!("d{i}"));
+        d.devices.insert(
+            key.clone(),
+            Device {
+                key,
+                device_type: "0003".into(),
+                chain: vec![],
+                deadlines: None,
+                heartbeat_secs: None,
+                gateway_for: vec![],
+            },
+        );
+    }
+    d
+}
+
+pub fn alarm(device: &str, key: &str) -> Event {
+    Event {
+        device: DeviceKey::new("t", device),
+        key: key.into(),
+        received_ms: 1,
+        kind: EventKind::Alarm(AlarmInfo {
+            code: "0010".into(),
+            priority: 2,
+            text: None,
+            callback: vec![],
+        }),
+        fix: None,
+        raw: b"<mrq/>".to_vec(),
+    }
+}
+
+pub fn telemetry(device: &str, n: u64) -> Event {
+    Event {
+        device: DeviceKey::new("t", device),
+        key: format!("tm{n}"),
+        received_ms: 1,
+        kind: EventKind::Telemetry {
+            name: "temp".into(),
+            value: n as f64,
+        },
+        fix: None,
+        raw: vec![0; 100],
+    }
+}
+
+/// Wraps a backend: writes can be held at a gate, slowed, or made to fail.
+pub struct Faulty {
+    pub inner: Arc<dyn Backend>,
+    open: Mutex<bool>,
+    cv: Condvar,
+    pub fail: AtomicBool,
+    pub delay_us: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+impl Faulty {
+    pub fn new(inner: Arc<dyn Backend>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            open: Mutex::new(true),
+            cv: Condvar::new(),
+            fail: AtomicBool::new(false),
+            delay_us: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    pub fn hold(&self) {
+        *self.open.lock().unwrap() = false;
+    }
+
+    pub fn release(&self) {
+        *self.open.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+}
+
+impl Backend for Faulty {
+    fn write_synced(&self, sets: &[WriteSet]) -> Result<(), StoreError> {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.cv.wait(open).unwrap();
+        }
+        drop(open);
+        let d = self.delay_us.load(Ordering::Relaxed);
+        if d > 0 {
+            std::thread::sleep(Duration::from_micros(d));
+        }
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        if self.fail.load(Ordering::Relaxed) {
+            return Err(StoreError::Engine("injected failure".into()));
+        }
+        self.inner.write_synced(sets)
+    }
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(cf, key)
+    }
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.scan(cf, prefix, f)
+    }
+    fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.last_key(cf)
+    }
+}

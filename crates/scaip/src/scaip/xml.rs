@@ -1,0 +1,229 @@
+//! Lenient reading of SCAIP's flat XML documents with quick-xml, and strict writing.
+//!
+//! SCAIP documents are a root (`mrq`/`mrs`) with leaf children and one level of nesting
+//! (`lge`). Reading flattens them to `(path, text)` pairs such as `("ref", "A1")` and
+//! `("lge/geo", "59.3,18.0")`: namespaces (prefixes, any default `xmlns`) and tag case are
+//! ignored, order is free, deeper elements are dropped. The caller interprets the pairs.
+
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+/// One element below the root and its trimmed text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Field {
+    /// Lower-case local names joined by `/`, root excluded: `ref`, `lge/geo`.
+    pub path: String,
+    /// Text content with entities resolved, trimmed.
+    pub text: String,
+}
+
+/// Why a document could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum XmlFail {
+    /// Not well-formed XML (or no element at all).
+    NotXml(String),
+    /// Well-formed, but the root element has another name.
+    WrongRoot(String),
+}
+
+/// Read the fields of a document whose root must be `root`. On failure the fields read so far
+/// are returned too, so that a `ref` seen before the error can still be answered. Reading
+/// stops at the end of the root: trailing content is not looked at.
+pub(crate) fn read_fields(xml: &str, root: &str) -> (Vec<Field>, Option<XmlFail>) {
+    let mut reader = Reader::from_str(xml);
+    let mut fields = Vec::new();
+    // Open elements: (lower-case local name, text directly inside it).
+    let mut stack: Vec<(String, String)> = Vec::new();
+    let mut seen_root = false;
+    loop {
+        let event = match reader.read_event() {
+            Ok(e) => e,
+            Err(e) => return (fields, Some(XmlFail::NotXml(e.to_string()))),
+        };
+        match event {
+            Event::Start(e) => {
+                let name = local_lower(e.local_name().as_ref());
+                if stack.is_empty() {
+                    if name != root {
+                        return (fields, Some(XmlFail::WrongRoot(name)));
+                    }
+                    seen_root = true;
+                }
+                stack.push((name, String::new()));
+            }
+            Event::Empty(e) => {
+                let name = local_lower(e.local_name().as_ref());
+                if stack.is_empty() {
+                    if name != root {
+                        return (fields, Some(XmlFail::WrongRoot(name)));
+                    }
+                    return (fields, None);
+                }
+                push_field(&mut fields, &stack, &name, "");
+            }
+            Event::End(_) => {
+                let Some((name, text)) = stack.pop() else {
+                    return (fields, Some(XmlFail::NotXml("unmatched end tag".into())));
+                };
+                if stack.is_empty() {
+                    return (fields, None);
+                }
+                push_field(&mut fields, &stack, &name, &text);
+            }
+            Event::Text(t) => match (stack.last_mut(), t.xml10_content()) {
+                (Some(top), Ok(s)) => top.1.push_str(&s),
+                (None, Ok(s)) if s.trim().is_empty() => {}
+                (None, Ok(_)) => {
+                    return (
+                        fields,
+                        Some(XmlFail::NotXml("text outside the root".into())),
+                    )
+                }
+                (_, Err(e)) => return (fields, Some(XmlFail::NotXml(e.to_string()))),
+            },
+            Event::CData(c) => match (stack.last_mut(), c.decode()) {
+                (Some(top), Ok(s)) => top.1.push_str(&s),
+                _ => {
+                    return (
+                        fields,
+                        Some(XmlFail::NotXml("misplaced or undecodable CDATA".into())),
+                    )
+                }
+            },
+            Event::GeneralRef(r) => {
+                let resolved = if r.is_char_ref() {
+                    r.resolve_char_ref().ok().flatten().map(String::from)
+                } else {
+                    r.decode()
+                        .ok()
+                        .and_then(|n| resolve_predefined_entity(&n))
+                        .map(str::to_owned)
+                };
+                match (stack.last_mut(), resolved) {
+                    (Some(top), Some(s)) => top.1.push_str(&s),
+                    _ => {
+                        return (
+                            fields,
+                            Some(XmlFail::NotXml("unknown or misplaced entity".into())),
+                        )
+                    }
+                }
+            }
+            Event::Eof => {
+                let why = if seen_root {
+                    "unclosed element"
+                } else {
+                    "no root element"
+                };
+                return (fields, Some(XmlFail::NotXml(why.into())));
+            }
+            Event::Comment(_) | Event::Decl(_) | Event::PI(_) | Event::DocType(_) => {}
+        }
+    }
+}
+
+/// Record a closed element if it is a child or grandchild of the root.
+fn push_field(fields: &mut Vec<Field>, parents: &[(String, String)], name: &str, text: &str) {
+    let path = match parents.len() {
+        1 => name.to_owned(),
+        2 => format!("{}/{}", parents[1].0, name),
+        _ => return,
+    };
+    fields.push(Field {
+        path,
+        text: text.trim().to_owned(),
+    });
+}
+
+fn local_lower(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).to_ascii_lowercase()
+}
+
+/// Append `<tag>text</tag>` with text escaped and characters XML cannot carry removed.
+pub(crate) fn write_element(out: &mut String, tag: &str, text: &str) {
+    out.push('<');
+    out.push_str(tag);
+    out.push('>');
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            // XML 1.0 forbids most control characters even as references; CR would be
+            // normalised away by the reader, so it is written as a reference.
+            '\r' => out.push_str("&#13;"),
+            '\t' | '\n' => out.push(c),
+            c if c.is_control() && (c as u32) < 0x20 => {}
+            '\u{FFFE}' | '\u{FFFF}' => {}
+            c => out.push(c),
+        }
+    }
+    out.push_str("</");
+    out.push_str(tag);
+    out.push('>');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(path: &str, text: &str) -> Field {
+        Field {
+            path: path.into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn flattens_with_namespaces_and_entities() {
+        let xml = r#"<?xml version="1.0"?><!-- c --><s:MRQ xmlns:s="urn:x" xmlns="urn:y">
+            <s:ref> A&amp;1 </s:ref><lge><geo>1,2</geo><deep><x>no</x></deep></lge>
+            <empty/><cd><![CDATA[<raw>]]>&#65;</cd></s:MRQ><trailing/>"#;
+        let (fields, fail) = read_fields(xml, "mrq");
+        assert_eq!(fail, None);
+        assert_eq!(
+            fields,
+            vec![
+                f("ref", "A&1"),
+                f("lge/geo", "1,2"),
+                f("lge/deep", ""),
+                f("lge", ""),
+                f("empty", ""),
+                f("cd", "<raw>A")
+            ]
+        );
+    }
+
+    #[test]
+    fn failures_keep_earlier_fields() {
+        let cases: &[(&str, &str)] = &[
+            ("", "no root"),
+            ("not xml", "text outside"),
+            ("<mrq><ref>1</ref><cid>2</dty></mrq>", "mismatch"),
+            ("<mrq><ref>1</ref><cid>2", "unclosed"),
+            ("<mrq><ref>1</ref><x>&bogus;</x></mrq>", "entity"),
+        ];
+        for (xml, why) in cases {
+            let (fields, fail) = read_fields(xml, "mrq");
+            assert!(matches!(fail, Some(XmlFail::NotXml(_))), "{why}: {fail:?}");
+            if xml.contains("<ref>1</ref>") {
+                assert_eq!(fields.first(), Some(&f("ref", "1")), "{why}");
+            }
+        }
+        assert_eq!(
+            read_fields("<mrs/>", "mrq").1,
+            Some(XmlFail::WrongRoot("mrs".into()))
+        );
+        assert_eq!(read_fields("<mrq/>", "mrq"), (vec![], None));
+    }
+
+    #[test]
+    fn escapes_on_write() {
+        let mut s = String::new();
+        write_element(&mut s, "ste", "a<b>&c\r\n\u{1}é");
+        assert_eq!(s, "<ste>a&lt;b&gt;&amp;c&#13;\né</ste>");
+        let (fields, _) = read_fields(&format!("<r>{s}</r>"), "r");
+        assert_eq!(fields[0].text, "a<b>&c\r\né");
+    }
+}

@@ -1,0 +1,129 @@
+//! The storage trait and the unit of atomic writing.
+use serde::Serialize;
+
+/// Column families (see the crate docs for their key layout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cf {
+    Events,
+    Alarms,
+    Open,
+    Idem,
+    Audit,
+    Meta,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 6] = [
+        Cf::Events,
+        Cf::Alarms,
+        Cf::Open,
+        Cf::Idem,
+        Cf::Audit,
+        Cf::Meta,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Events => "events",
+            Cf::Alarms => "alarms",
+            Cf::Open => "open",
+            Cf::Idem => "idem",
+            Cf::Audit => "audit",
+            Cf::Meta => "meta",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Op {
+    pub cf: Cf,
+    pub key: Vec<u8>,
+    /// `None` deletes the key.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Writes that must land together or not at all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteSet {
+    pub ops: Vec<Op>,
+    /// How many device events this set carries (for stats and metrics only).
+    pub events: u32,
+}
+
+impl WriteSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn put_raw(&mut self, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(Op {
+            cf,
+            key,
+            value: Some(value),
+        });
+    }
+
+    pub fn put<T: Serialize>(&mut self, cf: Cf, key: Vec<u8>, value: &T) {
+        let bytes = postcard::to_stdvec(value).expect("serialising to a Vec cannot fail");
+        self.put_raw(cf, key, bytes);
+    }
+
+    pub fn delete(&mut self, cf: Cf, key: Vec<u8>) {
+        self.ops.push(Op {
+            cf,
+            key,
+            value: None,
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn extend(&mut self, other: WriteSet) {
+        self.ops.extend(other.ops);
+        self.events += other.events;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage engine: {0}")]
+    Engine(String),
+    #[error("corrupt value in {cf} at key {key}: {reason}")]
+    Corrupt {
+        cf: &'static str,
+        key: String,
+        reason: String,
+    },
+    #[error("store is closed")]
+    Closed,
+}
+
+/// A storage engine. Implementations must make `write_synced` atomic across all the sets given and
+/// return only once the writes would survive a crash of the process and of the machine.
+pub trait Backend: Send + Sync + 'static {
+    fn write_synced(&self, sets: &[WriteSet]) -> Result<(), StoreError>;
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Calls `f` for each key with this prefix in key order until it returns false.
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
+    /// The greatest key in the column family.
+    fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Flushes what is buffered, on clean shutdown.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,263 @@
+//! Group commit: producers hand in [`WriteSet`]s; one committer thread takes everything waiting (alarm
+//! lane first), writes it as one synced batch, and only then completes each producer.
+use crate::backend::{Backend, StoreError, WriteSet};
+use crate::recovery::{self, RecoverOptions, Recovered};
+use futures::channel::oneshot;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+use vaka_core::{EventId, Lane};
+
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// A group stops growing at this many operations (bounds batch memory and commit latency).
+    pub max_group_ops: usize,
+    /// Write sets that may wait for the committer, per lane (invariant 6: bounded).
+    pub queue_depth: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            max_group_ops: 8192,
+            queue_depth: 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    #[error("store is closed")]
+    Closed,
+    #[error("write failed: {0}")]
+    Write(String),
+}
+
+/// Counters since open; `syncs / events` is the syncs-per-event the benches report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub syncs: u64,
+    pub sets: u64,
+    pub events: u64,
+    pub ops: u64,
+}
+
+struct Request {
+    set: WriteSet,
+    done: oneshot::Sender<Result<(), CommitError>>,
+}
+
+enum Msg {
+    Commit(Request),
+    /// Commit everything queued before this, then stop.
+    Stop,
+}
+
+#[derive(Default)]
+struct Counters {
+    syncs: AtomicU64,
+    sets: AtomicU64,
+    events: AtomicU64,
+    ops: AtomicU64,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    alarm_tx: flume::Sender<Msg>,
+    bulk_tx: flume::Sender<Msg>,
+    next_id: AtomicU64,
+    counters: Arc<Counters>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The store: any backend plus group commit and id allocation. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens the store on a backend, recovers what is there and starts the committer.
+    pub fn open(
+        backend: Arc<dyn Backend>,
+        cfg: GroupConfig,
+        recover: RecoverOptions,
+    ) -> Result<(Store, Recovered), StoreError> {
+        let recovered = recovery::recover(backend.as_ref(), &recover)?;
+        let (alarm_tx, alarm_rx) = flume::bounded(cfg.queue_depth.max(1));
+        let (bulk_tx, bulk_rx) = flume::bounded(cfg.queue_depth.max(1));
+        let counters = Arc::new(Counters::default());
+        let committer = {
+            let backend = backend.clone();
+            let counters = counters.clone();
+            std::thread::Builder::new()
+                .name("vaka-commit".into())
+                .spawn(move || run_committer(backend, alarm_rx, bulk_rx, cfg, counters))
+                .map_err(|e| StoreError::Engine(format!("cannot start committer: {e}")))?
+        };
+        let store = Store {
+            inner: Arc::new(Inner {
+                backend,
+                alarm_tx,
+                bulk_tx,
+                next_id: AtomicU64::new(recovered.next_event_id),
+                counters,
+                committer: Mutex::new(Some(committer)),
+            }),
+        };
+        Ok((store, recovered))
+    }
+
+    /// A fresh event id. Ids of events that were never committed may be handed out again after a
+    /// restart; that is harmless because nobody was told about them.
+    pub fn allocate_id(&self) -> EventId {
+        EventId(self.inner.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Queues `set` for the next group and resolves once it is durable (or failed). Sets of one
+    /// lane are committed in the order they were queued.
+    pub fn commit(
+        &self,
+        lane: Lane,
+        set: WriteSet,
+    ) -> impl Future<Output = Result<(), CommitError>> + Send + 'static {
+        let tx = match lane {
+            Lane::Alarm => self.inner.alarm_tx.clone(),
+            Lane::Telemetry => self.inner.bulk_tx.clone(),
+        };
+        async move {
+            let (done, rx) = oneshot::channel();
+            tx.send_async(Msg::Commit(Request { set, done }))
+                .await
+                .map_err(|_| CommitError::Closed)?;
+            rx.await.map_err(|_| CommitError::Closed)?
+        }
+    }
+
+    /// Reads go straight to the backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.inner.counters;
+        StoreStats {
+            syncs: c.syncs.load(Ordering::Relaxed),
+            sets: c.sets.load(Ordering::Relaxed),
+            events: c.events.load(Ordering::Relaxed),
+            ops: c.ops.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Commits everything already queued, stops the committer and flushes the backend.
+    /// Later commits fail with [`CommitError::Closed`].
+    pub fn close(&self) -> Result<(), StoreError> {
+        let handle = self.inner.committer.lock().expect("committer lock").take();
+        if let Some(handle) = handle {
+            // The alarm lane is drained ahead of the stop marker by the committer's priority rule.
+            let _ = self.inner.bulk_tx.send(Msg::Stop);
+            let _ = handle.join();
+            self.inner.backend.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn run_committer(
+    backend: Arc<dyn Backend>,
+    alarm_rx: flume::Receiver<Msg>,
+    bulk_rx: flume::Receiver<Msg>,
+    cfg: GroupConfig,
+    counters: Arc<Counters>,
+) {
+    let mut sets: Vec<WriteSet> = Vec::new();
+    let mut dones: Vec<Done> = Vec::new();
+    let mut stopping = false;
+    loop {
+        // Wait for the first request, alarms first.
+        let first = match alarm_rx.try_recv().or_else(|_| bulk_rx.try_recv()) {
+            Ok(m) => Some(m),
+            Err(_) => flume::Selector::new()
+                .recv(&alarm_rx, |r| r.ok())
+                .recv(&bulk_rx, |r| r.ok())
+                .wait(),
+        };
+        let mut ops = 0usize;
+        match first {
+            Some(m) => stopping |= take(m, &mut sets, &mut dones, &mut ops),
+            None => break, // every sender is gone
+        }
+        // Grow the group with whatever is already waiting, alarms first.
+        while !stopping && ops < cfg.max_group_ops {
+            match alarm_rx.try_recv().or_else(|_| bulk_rx.try_recv()) {
+                Ok(m) => stopping |= take(m, &mut sets, &mut dones, &mut ops),
+                Err(_) => break,
+            }
+        }
+        if stopping {
+            // Everything queued before the stop marker belongs to this last group.
+            while let Ok(m) = alarm_rx.try_recv() {
+                take(m, &mut sets, &mut dones, &mut ops);
+            }
+        }
+        if !sets.is_empty() {
+            commit_group(backend.as_ref(), &mut sets, &mut dones, &counters);
+        }
+        if stopping {
+            break;
+        }
+    }
+}
+
+type Done = oneshot::Sender<Result<(), CommitError>>;
+
+/// Adds a message to the group being built; true if it was the stop marker.
+fn take(m: Msg, sets: &mut Vec<WriteSet>, dones: &mut Vec<Done>, ops: &mut usize) -> bool {
+    match m {
+        Msg::Commit(r) => {
+            *ops += r.set.len();
+            sets.push(r.set);
+            dones.push(r.done);
+            false
+        }
+        Msg::Stop => true,
+    }
+}
+
+fn commit_group(
+    backend: &dyn Backend,
+    sets: &mut Vec<WriteSet>,
+    dones: &mut Vec<Done>,
+    counters: &Counters,
+) {
+    let events: u64 = sets.iter().map(|s| u64::from(s.events)).sum();
+    let ops: u64 = sets.iter().map(|s| s.len() as u64).sum();
+    let started = Instant::now();
+    let result = backend
+        .write_synced(sets)
+        .map_err(|e| CommitError::Write(e.to_string()));
+    let took = started.elapsed();
+    counters.syncs.fetch_add(1, Ordering::Relaxed);
+    counters
+        .sets
+        .fetch_add(sets.len() as u64, Ordering::Relaxed);
+    counters.events.fetch_add(events, Ordering::Relaxed);
+    counters.ops.fetch_add(ops, Ordering::Relaxed);
+    metrics::histogram!("vaka_store_commit_seconds").record(took.as_secs_f64());
+    metrics::histogram!("vaka_store_group_events").record(events as f64);
+    metrics::counter!("vaka_store_syncs_total").increment(1);
+    match &result {
+        Ok(()) => metrics::counter!("vaka_events_sent_total", "stage" => "store").increment(events),
+        Err(e) => {
+            tracing::error!(error = %e, sets = sets.len(), "group commit failed; producers told");
+            metrics::counter!("vaka_errors_total", "stage" => "store").increment(1);
+        }
+    }
+    sets.clear();
+    for done in dones.drain(..) {
+        // A producer that gave up waiting is no reason to stop.
+        let _ = done.send(result.clone());
+    }
+}

@@ -1,0 +1,146 @@
+//! Key encodings and typed writes for the domain's records (layout in the crate docs).
+use crate::backend::{Backend, Cf, StoreError, WriteSet};
+use serde::{Deserialize, Serialize};
+use vaka_core::alarm::AuditRecord;
+use vaka_core::idempotency::{Answer, IdemKey};
+use vaka_core::{Alarm, AlarmId, DeviceKey, Event, EventId, UnixMillis};
+
+/// An event as stored: its id next to it so a scan needs no key decoding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub id: EventId,
+    pub event: Event,
+}
+
+/// An idempotency entry as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdemRecord {
+    pub answer: Answer,
+    pub at_ms: UnixMillis,
+}
+
+pub fn id_key(id: u64) -> Vec<u8> {
+    id.to_be_bytes().to_vec()
+}
+
+pub fn decode_id(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.get(..8)?.try_into().ok()?))
+}
+
+/// tenant 0x00 device 0x00 key. Tenant and device ids never contain NUL (config validates it).
+pub fn idem_key(k: &IdemKey) -> Vec<u8> {
+    let mut out = device_prefix(&k.device);
+    out.extend_from_slice(k.key.as_bytes());
+    out
+}
+
+pub fn decode_idem_key(key: &[u8]) -> Option<IdemKey> {
+    let mut parts = key.splitn(3, |b| *b == 0);
+    let tenant = std::str::from_utf8(parts.next()?).ok()?;
+    let device = std::str::from_utf8(parts.next()?).ok()?;
+    let k = std::str::from_utf8(parts.next()?).ok()?;
+    Some(IdemKey {
+        device: DeviceKey::new(tenant, device),
+        key: k.to_string(),
+    })
+}
+
+pub fn device_prefix(d: &DeviceKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(d.tenant.0.len() + d.device.0.len() + 2);
+    out.extend_from_slice(d.tenant.0.as_bytes());
+    out.push(0);
+    out.extend_from_slice(d.device.0.as_bytes());
+    out.push(0);
+    out
+}
+
+pub fn audit_key(alarm: AlarmId, seq: u32) -> Vec<u8> {
+    let mut k = id_key(alarm.0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
+    cf: Cf,
+    key: &[u8],
+    value: &[u8],
+) -> Result<T, StoreError> {
+    postcard::from_bytes(value).map_err(|e| StoreError::Corrupt {
+        cf: cf.name(),
+        key: hex_of(key),
+        reason: e.to_string(),
+    })
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Reads one alarm record.
+pub fn load_alarm(backend: &dyn Backend, id: AlarmId) -> Result<Option<Alarm>, StoreError> {
+    let key = id_key(id.0);
+    match backend.get(Cf::Alarms, &key)? {
+        Some(v) => Ok(Some(decode(Cf::Alarms, &key, &v)?)),
+        None => Ok(None),
+    }
+}
+
+/// Typed writes, so callers never build keys by hand.
+impl WriteSet {
+    pub fn put_event(&mut self, id: EventId, event: &Event) {
+        self.put(
+            Cf::Events,
+            id_key(id.0),
+            &StoredEvent {
+                id,
+                event: event.clone(),
+            },
+        );
+        self.events += 1;
+    }
+
+    /// Writes the alarm and keeps the open-alarm index in step with its state.
+    pub fn put_alarm(&mut self, alarm: &Alarm) {
+        self.put(Cf::Alarms, id_key(alarm.id.0), alarm);
+        if alarm.is_open() {
+            self.put_raw(Cf::Open, id_key(alarm.id.0), Vec::new());
+        } else {
+            self.delete(Cf::Open, id_key(alarm.id.0));
+        }
+    }
+
+    pub fn put_idem(&mut self, key: &IdemKey, answer: Answer, at_ms: UnixMillis) {
+        self.put(Cf::Idem, idem_key(key), &IdemRecord { answer, at_ms });
+    }
+
+    pub fn delete_idem(&mut self, key: &IdemKey) {
+        self.delete(Cf::Idem, idem_key(key));
+    }
+
+    pub fn put_audit(&mut self, seq: u32, rec: &AuditRecord) {
+        self.put(Cf::Audit, audit_key(rec.alarm, seq), rec);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idem_key_round_trips_and_keeps_device_prefix() {
+        let k = IdemKey {
+            device: DeviceKey::new("göteborg", "100001"),
+            key: "ref42".into(),
+        };
+        let enc = idem_key(&k);
+        assert!(enc.starts_with(&device_prefix(&k.device)));
+        assert_eq!(decode_idem_key(&enc), Some(k));
+    }
+
+    #[test]
+    fn id_keys_sort_numerically() {
+        assert!(id_key(255) < id_key(256));
+        assert_eq!(decode_id(&id_key(1 << 40)), Some(1 << 40));
+        assert!(audit_key(AlarmId(1), u32::MAX) < audit_key(AlarmId(2), 0));
+    }
+}

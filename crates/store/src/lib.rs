@@ -1,0 +1,34 @@
+//! Vaka's durable boundary.
+//!
+//! [`Backend`] is the small trait every storage engine implements: apply a set of writes atomically
+//! and synced, read a key, scan a prefix. [`RocksBackend`] is the production engine, [`MemBackend`]
+//! serves tests. [`Store`] sits on top of any backend and adds group commit (many producers, one
+//! WriteBatch, one WAL sync, then every producer is completed; alarms first) and recovery.
+//!
+//! # Column families and key layout
+//! All integers in keys are big-endian so that byte order is numeric order. Values are postcard.
+//!
+//! | CF       | key                                   | value                         |
+//! |----------|---------------------------------------|-------------------------------|
+//! | `events` | event id (u64)                        | [`StoredEvent`]: id + event   |
+//! | `alarms` | alarm id (u64)                        | `Alarm` (every alarm, ever)   |
+//! | `open`   | alarm id (u64)                        | empty: index of open alarms   |
+//! | `idem`   | tenant 0x00 device 0x00 key           | [`IdemRecord`]                |
+//! | `audit`  | alarm id (u64) + audit seq (u32)      | `AuditRecord`                 |
+//! | `meta`   | utf-8 name                            | per name                      |
+//!
+//! An event and everything it causes (alarm, open index, idempotency entry, audit) go in one
+//! [`WriteSet`], so after a crash either all of it is there or none of it.
+mod backend;
+mod group;
+pub mod keys;
+mod mem;
+mod recovery;
+mod rocks;
+
+pub use backend::{Backend, Cf, Op, StoreError, WriteSet};
+pub use group::{CommitError, GroupConfig, Store, StoreStats};
+pub use keys::{load_alarm, IdemRecord, StoredEvent};
+pub use mem::MemBackend;
+pub use recovery::{RecoverOptions, Recovered};
+pub use rocks::{RocksBackend, RocksConfig};

@@ -1,0 +1,89 @@
+//! What opening a store finds: open alarms, idempotency entries within their window, the next id.
+use crate::backend::{Backend, Cf, StoreError, WriteSet};
+use crate::keys::{self, IdemRecord};
+use std::time::{Duration, Instant};
+use vaka_core::idempotency::IdemKey;
+use vaka_core::{Alarm, UnixMillis};
+
+#[derive(Clone, Debug)]
+pub struct RecoverOptions {
+    pub now_ms: UnixMillis,
+    /// Idempotency entries older than this are dropped (and deleted) at open.
+    pub idem_window_ms: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Every alarm not yet closed or cancelled, with the next free audit sequence number.
+    pub open_alarms: Vec<(Alarm, u32)>,
+    pub idem: Vec<(IdemKey, IdemRecord)>,
+    pub idem_expired: usize,
+    pub next_event_id: u64,
+    pub took: Duration,
+}
+
+pub(crate) fn recover(
+    backend: &dyn Backend,
+    opts: &RecoverOptions,
+) -> Result<Recovered, StoreError> {
+    let started = Instant::now();
+    let mut out = Recovered::default();
+
+    let last = |cf| -> Result<u64, StoreError> {
+        Ok(backend
+            .last_key(cf)?
+            .and_then(|k| keys::decode_id(&k))
+            .map_or(0, |id| id + 1))
+    };
+    // Alarm ids are event ids, so both column families bound the next id.
+    out.next_event_id = last(Cf::Events)?.max(last(Cf::Alarms)?).max(1);
+
+    let mut open_ids = Vec::new();
+    backend.scan(Cf::Open, &[], &mut |k, _| {
+        open_ids.extend(keys::decode_id(k));
+        true
+    })?;
+    for id in open_ids {
+        let key = keys::id_key(id);
+        let Some(bytes) = backend.get(Cf::Alarms, &key)? else {
+            return Err(StoreError::Corrupt {
+                cf: Cf::Open.name(),
+                key: id.to_string(),
+                reason: "indexed as open but no alarm record".into(),
+            });
+        };
+        let alarm: Alarm = keys::decode(Cf::Alarms, &key, &bytes)?;
+        let mut next_seq = 0u32;
+        backend.scan(Cf::Audit, &key, &mut |_, _| {
+            next_seq += 1;
+            true
+        })?;
+        out.open_alarms.push((alarm, next_seq));
+    }
+
+    let mut expired = WriteSet::new();
+    let mut err = None;
+    backend.scan(Cf::Idem, &[], &mut |k, v| {
+        let rec: IdemRecord = match keys::decode(Cf::Idem, k, v) {
+            Ok(r) => r,
+            Err(e) => {
+                err = Some(e);
+                return false;
+            }
+        };
+        match keys::decode_idem_key(k) {
+            Some(key) if opts.now_ms - rec.at_ms < opts.idem_window_ms => out.idem.push((key, rec)),
+            _ => expired.delete(Cf::Idem, k.to_vec()),
+        }
+        true
+    })?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    out.idem_expired = expired.len();
+    if !expired.is_empty() {
+        backend.write_synced(std::slice::from_ref(&expired))?;
+    }
+    out.took = started.elapsed();
+    Ok(out)
+}

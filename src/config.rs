@@ -1,0 +1,553 @@
+//! The configuration file: TOML, deserialised with serde, then validated. Every error names the key
+//! at fault and the reason, e.g. `devices[1].tenant: unknown tenant "x"`.
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use vaka_core::alarm::Deadlines;
+use vaka_core::directory::{Centre, Device, Directory, Tenant};
+use vaka_core::{CentreId, DeviceKey, TenantId};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub listen: ListenConfig,
+    #[serde(default)]
+    pub router: RouterSection,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub defaults: DefaultsSection,
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+    #[serde(default)]
+    pub centres: Vec<CentreConfig>,
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    /// tracing-subscriber filter syntax, e.g. "info" or "vaka_router=debug,info".
+    pub log_level: String,
+    /// Bound on a graceful shutdown: drain, flush, exit.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    pub sip_udp: SocketAddr,
+    pub sip_tcp: SocketAddr,
+    pub sip_tls: SocketAddr,
+    pub quic: SocketAddr,
+    pub grpc: SocketAddr,
+    /// Prometheus metrics at /metrics (later also the dashboard).
+    pub http: SocketAddr,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        let a = |s: &str| s.parse().expect("valid default address");
+        Self {
+            sip_udp: a("0.0.0.0:5060"),
+            sip_tcp: a("0.0.0.0:5060"),
+            sip_tls: a("0.0.0.0:5061"),
+            quic: a("0.0.0.0:4433"),
+            grpc: a("0.0.0.0:50051"),
+            http: a("127.0.0.1:9100"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterSection {
+    /// 0 = one shard per core.
+    pub shards: usize,
+    pub alarm_queue: usize,
+    pub telemetry_queue: usize,
+    pub max_batch: usize,
+    pub max_inflight: usize,
+    pub idempotency_window_secs: u64,
+    pub idempotency_capacity: usize,
+}
+
+impl Default for RouterSection {
+    fn default() -> Self {
+        let d = vaka_router::RouterConfig::default();
+        Self {
+            shards: 0,
+            alarm_queue: d.alarm_queue,
+            telemetry_queue: d.telemetry_queue,
+            max_batch: d.max_batch,
+            max_inflight: d.max_inflight,
+            idempotency_window_secs: (d.idempotency_window_ms / 1000) as u64,
+            idempotency_capacity: d.idempotency_capacity,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    pub max_group_ops: usize,
+    pub queue_depth: usize,
+    pub write_buffer_mb: usize,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        let d = vaka_store::GroupConfig::default();
+        Self {
+            max_group_ops: d.max_group_ops,
+            queue_depth: d.queue_depth,
+            write_buffer_mb: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DefaultsSection {
+    pub receipt_deadline_secs: u64,
+    pub accept_deadline_secs: u64,
+    pub retention_days: u32,
+}
+
+impl Default for DefaultsSection {
+    fn default() -> Self {
+        Self {
+            receipt_deadline_secs: 10,
+            accept_deadline_secs: 60,
+            retention_days: 90,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    /// Escalation chain for the tenant's devices, first centre first.
+    #[serde(default)]
+    pub centres: Vec<String>,
+    pub receipt_deadline_secs: Option<u64>,
+    pub accept_deadline_secs: Option<u64>,
+    pub retention_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CentreConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    /// Tenants whose alarms this centre may see.
+    pub tenants: Vec<String>,
+    /// Bearer token for the centre API.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub tenant: String,
+    pub id: String,
+    /// SCAIP device type (Annex A), four digits.
+    #[serde(rename = "type")]
+    pub device_type: String,
+    /// SIP digest password.
+    pub password: Option<String>,
+    pub heartbeat_secs: Option<u32>,
+    /// Own escalation chain; default is the tenant's.
+    #[serde(default)]
+    pub centres: Vec<String>,
+    pub receipt_deadline_secs: Option<u64>,
+    pub accept_deadline_secs: Option<u64>,
+    /// For a gateway: ids of devices of the same tenant it may send for.
+    #[serde(default)]
+    pub gateway_for: Vec<String>,
+}
+
+/// A configuration error: the key at fault and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| vec![err("", format!("cannot read {}: {e}", path.display()))])?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates; returns every problem found, not just the first.
+    pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+        let de = toml::Deserializer::parse(text).map_err(|e| vec![syntax_error(text, &e)])?;
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let reason = toml_reason(e.inner());
+            vec![err(if key == "." { String::new() } else { key }, reason)]
+        })?;
+        let problems = cfg.validate();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn validate(&self) -> Vec<ConfigError> {
+        let mut p = Vec::new();
+        let positive = |p: &mut Vec<ConfigError>, key: &str, v: usize| {
+            if v == 0 {
+                p.push(err(key, "must be greater than 0"));
+            }
+        };
+        positive(&mut p, "router.alarm_queue", self.router.alarm_queue);
+        positive(
+            &mut p,
+            "router.telemetry_queue",
+            self.router.telemetry_queue,
+        );
+        positive(&mut p, "router.max_batch", self.router.max_batch);
+        positive(&mut p, "router.max_inflight", self.router.max_inflight);
+        positive(
+            &mut p,
+            "router.idempotency_capacity",
+            self.router.idempotency_capacity,
+        );
+        positive(&mut p, "store.max_group_ops", self.store.max_group_ops);
+        positive(&mut p, "store.queue_depth", self.store.queue_depth);
+        positive(&mut p, "store.write_buffer_mb", self.store.write_buffer_mb);
+        if self.router.shards > 1024 {
+            p.push(err("router.shards", "at most 1024"));
+        }
+        if self.router.idempotency_window_secs < 60 {
+            p.push(err(
+                "router.idempotency_window_secs",
+                "must cover at least a minute of device resends (SCAIP HOLD runs 3-30 min)",
+            ));
+        }
+        if self.server.shutdown_timeout_secs == 0 {
+            p.push(err(
+                "server.shutdown_timeout_secs",
+                "must be greater than 0",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.server.log_level).is_err() {
+            p.push(err("server.log_level", "not a valid log filter"));
+        }
+        deadline(
+            &mut p,
+            "defaults.receipt_deadline_secs",
+            Some(self.defaults.receipt_deadline_secs),
+        );
+        deadline(
+            &mut p,
+            "defaults.accept_deadline_secs",
+            Some(self.defaults.accept_deadline_secs),
+        );
+
+        let mut tenants = HashSet::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            let at = format!("tenants[{i}]");
+            ident(&mut p, &format!("{at}.id"), &t.id);
+            if !tenants.insert(t.id.as_str()) {
+                p.push(err(
+                    format!("{at}.id"),
+                    format!("duplicate tenant \"{}\"", t.id),
+                ));
+            }
+            deadline(
+                &mut p,
+                &format!("{at}.receipt_deadline_secs"),
+                t.receipt_deadline_secs,
+            );
+            deadline(
+                &mut p,
+                &format!("{at}.accept_deadline_secs"),
+                t.accept_deadline_secs,
+            );
+        }
+        let mut centres = HashSet::new();
+        let mut tokens = HashSet::new();
+        for (i, c) in self.centres.iter().enumerate() {
+            let at = format!("centres[{i}]");
+            ident(&mut p, &format!("{at}.id"), &c.id);
+            if !centres.insert(c.id.as_str()) {
+                p.push(err(
+                    format!("{at}.id"),
+                    format!("duplicate centre \"{}\"", c.id),
+                ));
+            }
+            for (j, t) in c.tenants.iter().enumerate() {
+                if !tenants.contains(t.as_str()) {
+                    p.push(err(
+                        format!("{at}.tenants[{j}]"),
+                        format!("unknown tenant \"{t}\""),
+                    ));
+                }
+            }
+            if let Some(tok) = &c.token {
+                if tok.len() < 16 {
+                    p.push(err(
+                        format!("{at}.token"),
+                        "too short: use at least 16 characters",
+                    ));
+                }
+                if !tokens.insert(tok.as_str()) {
+                    p.push(err(
+                        format!("{at}.token"),
+                        "the same token is given to another centre",
+                    ));
+                }
+            }
+        }
+        let serves = |centre: &str, tenant: &str| {
+            self.centres
+                .iter()
+                .any(|c| c.id == centre && c.tenants.iter().any(|t| t == tenant))
+        };
+        let chain_ok = |p: &mut Vec<ConfigError>, at: &str, chain: &[String], tenant: &str| {
+            for (j, c) in chain.iter().enumerate() {
+                if !centres.contains(c.as_str()) {
+                    p.push(err(format!("{at}[{j}]"), format!("unknown centre \"{c}\"")));
+                } else if !serves(c, tenant) {
+                    p.push(err(
+                        format!("{at}[{j}]"),
+                        format!("centre \"{c}\" does not serve tenant \"{tenant}\""),
+                    ));
+                }
+            }
+        };
+        for (i, t) in self.tenants.iter().enumerate() {
+            chain_ok(&mut p, &format!("tenants[{i}].centres"), &t.centres, &t.id);
+        }
+        let mut devices = HashSet::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            let at = format!("devices[{i}]");
+            ident(&mut p, &format!("{at}.id"), &d.id);
+            if !tenants.contains(d.tenant.as_str()) {
+                p.push(err(
+                    format!("{at}.tenant"),
+                    format!("unknown tenant \"{}\"", d.tenant),
+                ));
+            }
+            if !devices.insert((d.tenant.as_str(), d.id.as_str())) {
+                p.push(err(
+                    format!("{at}.id"),
+                    format!("duplicate device \"{}\" in tenant \"{}\"", d.id, d.tenant),
+                ));
+            }
+            if d.device_type.len() != 4 || !d.device_type.bytes().all(|b| b.is_ascii_digit()) {
+                p.push(err(
+                    format!("{at}.type"),
+                    "must be four digits (SCAIP Annex A), e.g. \"0003\"",
+                ));
+            }
+            if d.heartbeat_secs == Some(0) {
+                p.push(err(
+                    format!("{at}.heartbeat_secs"),
+                    "must be greater than 0 (omit it for no supervision)",
+                ));
+            }
+            if d.password.as_deref() == Some("") {
+                p.push(err(format!("{at}.password"), "must not be empty"));
+            }
+            chain_ok(&mut p, &format!("{at}.centres"), &d.centres, &d.tenant);
+            for (j, g) in d.gateway_for.iter().enumerate() {
+                if !self
+                    .devices
+                    .iter()
+                    .any(|o| o.tenant == d.tenant && &o.id == g)
+                {
+                    p.push(err(
+                        format!("{at}.gateway_for[{j}]"),
+                        format!("unknown device \"{g}\" in tenant \"{}\"", d.tenant),
+                    ));
+                }
+            }
+            deadline(
+                &mut p,
+                &format!("{at}.receipt_deadline_secs"),
+                d.receipt_deadline_secs,
+            );
+            deadline(
+                &mut p,
+                &format!("{at}.accept_deadline_secs"),
+                d.accept_deadline_secs,
+            );
+        }
+        p
+    }
+
+    pub fn router_config(&self) -> vaka_router::RouterConfig {
+        let r = &self.router;
+        let mut c = vaka_router::RouterConfig::default();
+        if r.shards > 0 {
+            c.shards = r.shards;
+        }
+        c.alarm_queue = r.alarm_queue;
+        c.telemetry_queue = r.telemetry_queue;
+        c.max_batch = r.max_batch;
+        c.max_inflight = r.max_inflight;
+        c.idempotency_window_ms = r.idempotency_window_secs as i64 * 1000;
+        c.idempotency_capacity = r.idempotency_capacity;
+        c
+    }
+
+    pub fn group_config(&self) -> vaka_store::GroupConfig {
+        vaka_store::GroupConfig {
+            max_group_ops: self.store.max_group_ops,
+            queue_depth: self.store.queue_depth,
+        }
+    }
+
+    /// Tenants, centres and devices as the core sees them.
+    pub fn directory(&self) -> Directory {
+        let ids = |v: &[String]| v.iter().map(CentreId::new).collect::<Vec<_>>();
+        let secs = |s: u64| s as i64 * 1000;
+        let mut dir = Directory::default();
+        for t in &self.tenants {
+            let deadlines = Deadlines {
+                receipt_ms: secs(
+                    t.receipt_deadline_secs
+                        .unwrap_or(self.defaults.receipt_deadline_secs),
+                ),
+                accept_ms: secs(
+                    t.accept_deadline_secs
+                        .unwrap_or(self.defaults.accept_deadline_secs),
+                ),
+            };
+            dir.tenants.insert(
+                TenantId::new(&t.id),
+                Tenant {
+                    id: TenantId::new(&t.id),
+                    name: t.name.clone(),
+                    deadlines,
+                    chain: ids(&t.centres),
+                    retention_days: t.retention_days.unwrap_or(self.defaults.retention_days),
+                },
+            );
+        }
+        for c in &self.centres {
+            dir.centres.insert(
+                CentreId::new(&c.id),
+                Centre {
+                    id: CentreId::new(&c.id),
+                    name: c.name.clone(),
+                    tenants: c.tenants.iter().map(TenantId::new).collect(),
+                },
+            );
+        }
+        for d in &self.devices {
+            let key = DeviceKey::new(&d.tenant, &d.id);
+            let deadlines = (d.receipt_deadline_secs.is_some() || d.accept_deadline_secs.is_some())
+                .then(|| {
+                    let base = dir.deadlines(&key);
+                    Deadlines {
+                        receipt_ms: d.receipt_deadline_secs.map_or(base.receipt_ms, secs),
+                        accept_ms: d.accept_deadline_secs.map_or(base.accept_ms, secs),
+                    }
+                });
+            dir.devices.insert(
+                key.clone(),
+                Device {
+                    key,
+                    device_type: d.device_type.clone(),
+                    chain: ids(&d.centres),
+                    deadlines,
+                    heartbeat_secs: d.heartbeat_secs,
+                    gateway_for: d.gateway_for.iter().map(vaka_core::DeviceId::new).collect(),
+                },
+            );
+        }
+        dir
+    }
+}
+
+fn deadline(p: &mut Vec<ConfigError>, key: &str, v: Option<u64>) {
+    match v {
+        Some(0) => p.push(err(key, "must be greater than 0")),
+        Some(s) if s > 24 * 3600 => p.push(err(key, "longer than a day: surely a mistake")),
+        _ => {}
+    }
+}
+
+/// Ids end up in storage keys and protocol fields: printable, no separators.
+fn ident(p: &mut Vec<ConfigError>, key: &str, v: &str) {
+    if v.is_empty() || v.len() > 64 {
+        p.push(err(key, "must be 1 to 64 characters"));
+    } else if !v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
+    {
+        p.push(err(key, "may only contain letters, digits and - _ . : @"));
+    }
+}
+
+/// The reason alone: toml's Display adds a source snippet over several lines.
+fn toml_reason(e: &toml::de::Error) -> String {
+    e.message().trim().to_string()
+}
+
+/// Syntax errors have no key yet: name the line instead.
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    match line {
+        Some(l) => err(format!("line {l}"), toml_reason(e)),
+        None => err("", toml_reason(e)),
+    }
+}

@@ -1,0 +1,4 @@
+//! The `vaka` server: configuration, wiring of store, router and fronts, observability, shutdown.
+pub mod config;
+pub mod observe;
+pub mod serve;

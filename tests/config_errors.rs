@@ -1,0 +1,127 @@
+//! `vaka check-config`: a bad file names the key and the reason, exits 2, never panics.
+use std::process::Command;
+
+fn check(text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vaka.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vaka"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().expect("exited, not killed"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const GOOD: &str = r#"
+[[tenants]]
+id = "t"
+centres = ["c"]
+[[centres]]
+id = "c"
+tenants = ["t"]
+token = "0123456789abcdef"
+[[devices]]
+tenant = "t"
+id = "1"
+type = "0003"
+"#;
+
+#[test]
+fn demo_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/vaka.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_vaka"))
+        .args(["check-config", path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 devices"));
+}
+
+#[test]
+fn good_config_passes() {
+    let (code, out, err) = check(GOOD);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok"));
+}
+
+#[test]
+fn each_bad_file_names_its_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        // (what is wrong, the file, text the error must contain)
+        (
+            "wrong type",
+            "[router]\nshards = \"many\"\n",
+            "router.shards",
+        ),
+        ("unknown key", "[router]\nshardz = 2\n", "shardz"),
+        (
+            "zero queue",
+            "[router]\ntelemetry_queue = 0\n",
+            "router.telemetry_queue: must be greater than 0",
+        ),
+        (
+            "bad address",
+            "[listen]\nquic = \"nowhere\"\n",
+            "listen.quic",
+        ),
+        ("syntax", "[router\nshards = 2\n", "line 1"),
+        (
+            "unknown tenant",
+            &GOOD.replace("tenant = \"t\"\nid = \"1\"", "tenant = \"x\"\nid = \"1\""),
+            "devices[0].tenant: unknown tenant \"x\"",
+        ),
+        (
+            "unknown centre in chain",
+            &GOOD.replace("centres = [\"c\"]", "centres = [\"nope\"]"),
+            "tenants[0].centres[0]: unknown centre \"nope\"",
+        ),
+        (
+            "bad device type",
+            &GOOD.replace("\"0003\"", "\"3\""),
+            "devices[0].type",
+        ),
+        (
+            "short token",
+            &GOOD.replace("0123456789abcdef", "abc"),
+            "centres[0].token",
+        ),
+        (
+            "zero deadline",
+            &format!("{GOOD}receipt_deadline_secs = 0\n"),
+            "devices[0].receipt_deadline_secs: must be greater than 0",
+        ),
+        (
+            "field type inside array",
+            &GOOD.replace("type = \"0003\"", "type = \"0003\"\nheartbeat_secs = -5"),
+            "devices[0].heartbeat_secs",
+        ),
+    ];
+    for (what, text, expect) in cases {
+        let (code, _, err) = check(text);
+        assert_eq!(code, 2, "{what}: exit code, stderr: {err}");
+        assert!(
+            err.contains(expect),
+            "{what}: expected {expect:?} in {err:?}"
+        );
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    }
+}
+
+#[test]
+fn missing_file_is_a_config_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vaka"))
+        .args(["check-config", "/nonexistent/vaka.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}

@@ -1,0 +1,95 @@
+//! `vaka serve`: starts, serves /metrics, and on SIGTERM or SIGINT drains and exits 0 within its bound.
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(dir: &std::path::Path, http: u16) -> Child {
+    let cfg = dir.join("vaka.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\ndata_dir = \"{}\"\nshutdown_timeout_secs = 5\n[listen]\nhttp = \"127.0.0.1:{http}\"\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_vaka"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn get_metrics(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+fn wait_ready(port: u16) -> String {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(b) = get_metrics(port) {
+            if b.contains("200 OK") {
+                return b;
+            }
+        }
+        assert!(Instant::now() < until, "vaka did not serve /metrics");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal_and_wait(child: &mut Child, sig: &str) -> (i32, Duration, String) {
+    let t = Instant::now();
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code().unwrap_or(-1), t.elapsed(), err);
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "vaka did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serves_metrics_and_stops_cleanly_on_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    for sig in ["-TERM", "-INT"] {
+        let port = free_port();
+        let mut child = start(dir.path(), port);
+        let body = wait_ready(port);
+        assert!(body.contains("vaka_store_recovery_seconds"), "{body}");
+        let (code, took, log) = signal_and_wait(&mut child, sig);
+        assert_eq!(code, 0, "exit after {sig}: {log}");
+        assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+        assert!(log.contains("shutdown complete"), "{log}");
+        // The second start recovers the store the first one closed.
+        assert!(log.contains("store recovered"), "{log}");
+    }
+}
