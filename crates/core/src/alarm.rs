@@ -125,6 +125,21 @@ pub enum UpdateKind {
     TakenElsewhere,
 }
 
+/// What a centre's outbox carries: the alarm as it was when the notice was made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Notice {
+    Offer { alarm: Alarm, unhandled: bool },
+    Update { alarm: Alarm, update: UpdateKind },
+}
+
+impl Notice {
+    pub fn alarm(&self) -> &Alarm {
+        match self {
+            Notice::Offer { alarm, .. } | Notice::Update { alarm, .. } => alarm,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub alarm: AlarmId,

@@ -31,3 +31,21 @@ impl Default for Clock {
         Self::new()
     }
 }
+
+impl Clock {
+    /// The tokio instant at which the wall clock reads `at_ms` (now, if that is past).
+    pub fn instant_at(&self, at_ms: UnixMillis) -> tokio::time::Instant {
+        let offset = (at_ms - self.wall_at_start).max(0) as u64;
+        self.start + std::time::Duration::from_millis(offset)
+    }
+}
+
+impl Clock {
+    /// A clock that reads `wall_ms` now (tests, and restarts that must agree with a previous run).
+    pub fn starting_at(wall_ms: UnixMillis) -> Self {
+        Self {
+            wall_at_start: wall_ms,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}

@@ -9,4 +9,4 @@ mod shard;
 
 pub use clock::Clock;
 pub use presence::Presence;
-pub use router::{Reply, Router, RouterConfig, SubmitError};
+pub use router::{InputError, Reply, Router, RouterConfig, SubmitError};

@@ -7,8 +7,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
+use vaka_core::alarm::AlarmInput;
 use vaka_core::directory::Directory;
-use vaka_core::{AlarmId, Event, EventId, Lane};
+use vaka_core::{AlarmId, CentreId, DeviceKey, Event, EventId, Lane};
 use vaka_store::{Recovered, Store};
 
 #[derive(Clone, Debug)]
@@ -72,6 +73,24 @@ pub enum SubmitError {
 }
 
 pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, SubmitError>>;
+pub(crate) type CentreTx = oneshot::Sender<Result<(), InputError>>;
+
+/// Why a centre's input was not applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("alarm {0} is not open")]
+    NotFound(AlarmId),
+    #[error("alarm {0} is held by another centre")]
+    NotHolder(AlarmId),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("busy")]
+    Busy,
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("store failure: {0}")]
+    Store(String),
+}
 
 struct Lanes {
     alarm: flume::Sender<ShardMsg>,
@@ -170,6 +189,64 @@ impl Router {
                 }
                 flume::TrySendError::Disconnected(_) => SubmitError::ShuttingDown,
             })
+    }
+
+    /// A centre acts on an alarm (receipt, accept, close, refuse). Resolves once the resulting
+    /// state is durable. `device` is the alarm's device, as carried in the offer.
+    pub fn centre_input(
+        &self,
+        device: &DeviceKey,
+        alarm: AlarmId,
+        input: AlarmInput,
+    ) -> impl Future<Output = Result<(), InputError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let early = if self.closed.load(Ordering::Acquire) {
+            Err(InputError::ShuttingDown)
+        } else {
+            let shard = &self.lanes[device.shard(self.lanes.len())];
+            shard
+                .alarm
+                .try_send(ShardMsg::Input {
+                    alarm,
+                    input,
+                    reply: tx,
+                })
+                .map_err(|e| match e {
+                    flume::TrySendError::Full(_) => InputError::Busy,
+                    flume::TrySendError::Disconnected(_) => InputError::ShuttingDown,
+                })
+        };
+        async move {
+            early?;
+            rx.await.unwrap_or(Err(InputError::ShuttingDown))
+        }
+    }
+
+    /// A connection of `centre` opened: it is reachable, and every shard offers it the pending
+    /// and unhandled alarms whose chain names it.
+    pub async fn centre_up(&self, centre: &CentreId) {
+        self.presence.connected(centre);
+        self.broadcast(|| ShardMsg::CentreUp(centre.clone())).await;
+    }
+
+    /// A connection of `centre` closed. When it was the last, the centre is unreachable and what it
+    /// held unaccepted is escalated at once (invariant 4: a disconnected centre is not waited on).
+    pub async fn centre_down(&self, centre: &CentreId) {
+        self.presence.disconnected(centre);
+        if !self.presence.is_reachable(centre) {
+            self.broadcast(|| ShardMsg::CentreDown(centre.clone()))
+                .await;
+        }
+    }
+
+    /// Control messages must not be lost: they wait for room in the alarm lane.
+    async fn broadcast(&self, msg: impl Fn() -> ShardMsg) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        for lane in &self.lanes {
+            let _ = lane.alarm.send_async(msg()).await;
+        }
     }
 
     /// Events queued in every lane now (for metrics and the backpressure test).

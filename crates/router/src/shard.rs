@@ -1,21 +1,32 @@
-//! One shard: owns the state of its devices, turns events into write sets and replies.
+//! One shard: owns the state of its devices and their open alarms, turns events, centre inputs and
+//! deadlines into write sets, and answers callers once those are durable.
 use crate::clock::Clock;
 use crate::presence::Presence;
-use crate::router::{Reply, ReplyTx, RouterConfig, SubmitError};
+use crate::router::{CentreTx, InputError, Reply, ReplyTx, RouterConfig, SubmitError};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
-use vaka_core::alarm::{Context, Effect};
+use vaka_core::alarm::{self, AlarmInput, AlarmState, Context, Effect, Notice, TransitionError};
 use vaka_core::directory::Directory;
 use vaka_core::idempotency::{Answer, IdemKey, Idempotency};
 use vaka_core::intake::{intake, Outcome};
-use vaka_core::{Alarm, AlarmId, DeviceKey, Event, Lane};
+use vaka_core::{Alarm, AlarmId, CentreId, DeviceKey, Event, Lane, UnixMillis};
 use vaka_store::{CommitError, Recovered, Store, WriteSet};
 
 pub(crate) enum ShardMsg {
     Event(Box<Event>, ReplyTx),
+    /// A centre acts on an alarm this shard owns.
+    Input {
+        alarm: AlarmId,
+        input: AlarmInput,
+        reply: CentreTx,
+    },
+    /// A centre became reachable: offer it what waits for it.
+    CentreUp(CentreId),
+    /// A centre is gone: escalate what it held but had not accepted.
+    CentreDown(CentreId),
     /// Finish what is queued and in flight, then end.
     Stop,
 }
@@ -52,10 +63,16 @@ struct OpenAlarm {
     next_audit: u32,
 }
 
-/// A write set on its way to durability and the replies waiting for it.
+/// Someone waiting for a batch to become durable.
+enum Waiter {
+    Device(ReplyTx, Reply),
+    Centre(CentreTx),
+}
+
+/// A write set on its way to durability and who waits for it.
 struct InFlight {
     seq: u64,
-    replies: Vec<(ReplyTx, Reply)>,
+    waiters: Vec<Waiter>,
     keys: Vec<IdemKey>,
     /// Alarms this batch changed, to reload from the store if the commit fails.
     alarms: Vec<AlarmId>,
@@ -67,6 +84,16 @@ struct LaneState {
     lane: Lane,
     inflight: VecDeque<InFlight>,
     commits: FuturesOrdered<BoxFuture<'static, Result<(), CommitError>>>,
+}
+
+impl LaneState {
+    fn new(lane: Lane) -> Self {
+        Self {
+            lane,
+            inflight: VecDeque::new(),
+            commits: FuturesOrdered::new(),
+        }
+    }
 }
 
 pub(crate) struct Shard {
@@ -81,6 +108,8 @@ pub(crate) struct Shard {
     pending: HashMap<IdemKey, u64>,
     alarms: HashMap<AlarmId, OpenAlarm>,
     by_device: HashMap<DeviceKey, Vec<AlarmId>>,
+    /// Deadline timers of open alarms: (due, alarm). Rebuilt from the alarms at start-up.
+    timers: BTreeSet<(UnixMillis, AlarmId)>,
     next_seq: u64,
 }
 
@@ -109,6 +138,7 @@ impl Shard {
             pending: HashMap::new(),
             alarms: HashMap::new(),
             by_device: HashMap::new(),
+            timers: BTreeSet::new(),
             next_seq: 0,
         };
         for (alarm, next_audit) in state.alarms {
@@ -117,9 +147,16 @@ impl Shard {
         shard
     }
 
+    /// Keeps the shard's view of an alarm (and its deadline timer) in step with its new state.
     fn keep_alarm(&mut self, alarm: Alarm, next_audit: u32) {
         let id = alarm.id;
+        if let Some(old) = self.alarms.get(&id).and_then(|o| o.alarm.deadline) {
+            self.timers.remove(&(old.at_ms, id));
+        }
         if alarm.is_open() {
+            if let Some(d) = alarm.deadline {
+                self.timers.insert((d.at_ms, id));
+            }
             let ids = self.by_device.entry(alarm.device.clone()).or_default();
             if !ids.contains(&id) {
                 ids.push(id);
@@ -141,20 +178,16 @@ impl Shard {
         alarm_rx: flume::Receiver<ShardMsg>,
         bulk_rx: flume::Receiver<ShardMsg>,
     ) {
-        let mut alarm = LaneState {
-            lane: Lane::Alarm,
-            inflight: VecDeque::new(),
-            commits: FuturesOrdered::new(),
-        };
-        let mut bulk = LaneState {
-            lane: Lane::Telemetry,
-            inflight: VecDeque::new(),
-            commits: FuturesOrdered::new(),
-        };
+        let mut alarm = LaneState::new(Lane::Alarm);
+        let mut bulk = LaneState::new(Lane::Telemetry);
         let max = self.cfg.max_inflight.max(1);
         let mut stopping = false;
         tracing::debug!(shard = self.id, alarms = self.alarms.len(), "shard started");
         loop {
+            let next_timer = self
+                .timers
+                .first()
+                .map(|(at, _)| self.clock.instant_at(*at));
             tokio::select! {
                 biased;
                 Some(r) = alarm.commits.next(), if !alarm.commits.is_empty() => {
@@ -162,6 +195,9 @@ impl Shard {
                 }
                 Some(r) = bulk.commits.next(), if !bulk.commits.is_empty() => {
                     self.complete(&mut bulk, r);
+                }
+                _ = sleep_until(next_timer), if next_timer.is_some() && alarm.inflight.len() < max => {
+                    self.fire_deadlines(&mut alarm);
                 }
                 m = alarm_rx.recv_async(), if alarm.inflight.len() < max => {
                     if let Ok(m) = m {
@@ -195,6 +231,34 @@ impl Shard {
         tracing::debug!(shard = self.id, "shard stopped");
     }
 
+    fn new_batch(&mut self) -> InFlight {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        InFlight {
+            seq,
+            waiters: Vec::new(),
+            keys: Vec::new(),
+            alarms: Vec::new(),
+            events: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Hands a batch's writes to the store; its waiters are answered in `complete`.
+    fn send_batch(&mut self, lane: &mut LaneState, set: WriteSet, mut batch: InFlight) {
+        if set.is_empty() {
+            // Nothing to make durable (e.g. only rejections, or resends of durable originals).
+            for w in batch.waiters.drain(..) {
+                answer(w, Ok(()));
+            }
+            return;
+        }
+        batch.events = u64::from(set.events);
+        let commit = self.store.commit(lane.lane, set);
+        lane.commits.push_back(Box::pin(commit));
+        lane.inflight.push_back(batch);
+    }
+
     /// Takes `first` and whatever else waits in the lane (up to the batch size) into one write set.
     /// Returns true if a stop was seen.
     fn take_batch(
@@ -203,29 +267,25 @@ impl Shard {
         first: ShardMsg,
         rx: &flume::Receiver<ShardMsg>,
     ) -> bool {
-        let seq = self.next_seq;
-        self.next_seq += 1;
         let now = self.clock.now_ms();
         let mut set = WriteSet::new();
-        let mut batch = InFlight {
-            seq,
-            replies: Vec::new(),
-            keys: Vec::new(),
-            alarms: Vec::new(),
-            events: 0,
-            started: Instant::now(),
-        };
+        let mut batch = self.new_batch();
         let mut stop = false;
         let mut next = Some(first);
         let mut taken = 0;
         while let Some(msg) = next.take() {
             match msg {
-                ShardMsg::Event(ev, tx) => {
-                    self.handle(lane, *ev, tx, now, &mut set, &mut batch);
-                    taken += 1;
-                }
+                ShardMsg::Event(ev, tx) => self.handle(lane, *ev, tx, now, &mut set, &mut batch),
+                ShardMsg::Input {
+                    alarm,
+                    input,
+                    reply,
+                } => self.handle_input(alarm, input, reply, now, &mut set, &mut batch),
+                ShardMsg::CentreUp(c) => self.centre_up(&c, now, &mut set, &mut batch),
+                ShardMsg::CentreDown(c) => self.centre_down(&c, now, &mut set, &mut batch),
                 ShardMsg::Stop => stop = true,
             }
+            taken += 1;
             if taken < self.cfg.max_batch {
                 next = rx.try_recv().ok();
             }
@@ -233,14 +293,23 @@ impl Shard {
         for gone in self.idem.expire(now) {
             set.delete_idem(&gone);
         }
-        if set.is_empty() && batch.replies.is_empty() {
-            return stop;
-        }
-        batch.events = u64::from(set.events);
-        let commit = self.store.commit(lane.lane, set);
-        lane.commits.push_back(Box::pin(commit));
-        lane.inflight.push_back(batch);
+        self.send_batch(lane, set, batch);
         stop
+    }
+
+    fn context<'a>(
+        &self,
+        chain: &'a [CentreId],
+        reachable: &'a [bool],
+        device: &DeviceKey,
+        now: UnixMillis,
+    ) -> Context<'a> {
+        Context {
+            chain,
+            reachable,
+            deadlines: self.dir.deadlines(device),
+            now,
+        }
     }
 
     fn handle(
@@ -282,12 +351,7 @@ impl Shard {
             }
         }
         let id = self.store.allocate_id();
-        let ctx = Context {
-            chain: &chain,
-            reachable: &reachable,
-            deadlines: self.dir.deadlines(&ev.device),
-            now,
-        };
+        let ctx = self.context(&chain, &reachable, &ev.device, now);
         let open: Vec<&Alarm> = self
             .by_device
             .get(&ev.device)
@@ -300,8 +364,7 @@ impl Shard {
         let alarm_id = match outcome {
             Ok(Outcome::Opened { alarm, effects }) | Ok(Outcome::Changed { alarm, effects }) => {
                 let id = alarm.id;
-                self.apply(alarm, &effects, set);
-                batch.alarms.push(id);
+                self.apply(alarm, &effects, set, batch);
                 Some(id)
             }
             Ok(Outcome::Stored) | Ok(Outcome::NothingToCancel) => None,
@@ -321,7 +384,7 @@ impl Shard {
             self.pending.insert(key.clone(), batch.seq);
             batch.keys.push(key);
         }
-        batch.replies.push((
+        batch.waiters.push(Waiter::Device(
             tx,
             Reply::Accepted {
                 event: id,
@@ -332,15 +395,136 @@ impl Shard {
         ));
     }
 
+    /// Runs one input through the alarm's state machine and keeps the result.
+    fn transition(
+        &mut self,
+        id: AlarmId,
+        input: &AlarmInput,
+        now: UnixMillis,
+        set: &mut WriteSet,
+        batch: &mut InFlight,
+    ) -> Result<(), InputError> {
+        let open = self.alarms.get(&id).ok_or(InputError::NotFound(id))?;
+        let device = open.alarm.device.clone();
+        let chain = self.dir.chain(&device).to_vec();
+        let reachable = self.presence.reachable(&chain);
+        let ctx = self.context(&chain, &reachable, &device, now);
+        let (alarm, effects) = alarm::step(&open.alarm, input, &ctx).map_err(|e| match e {
+            TransitionError::NotHolder { .. } => InputError::NotHolder(id),
+            other => InputError::Invalid(other.to_string()),
+        })?;
+        if alarm != open.alarm || !effects.is_empty() {
+            self.apply(alarm, &effects, set, batch);
+        }
+        Ok(())
+    }
+
+    fn handle_input(
+        &mut self,
+        id: AlarmId,
+        input: AlarmInput,
+        reply: CentreTx,
+        now: UnixMillis,
+        set: &mut WriteSet,
+        batch: &mut InFlight,
+    ) {
+        match self.transition(id, &input, now, set, batch) {
+            Ok(()) => batch.waiters.push(Waiter::Centre(reply)),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Offers a newly reachable centre the pending and unhandled alarms whose chain names it.
+    fn centre_up(
+        &mut self,
+        centre: &CentreId,
+        now: UnixMillis,
+        set: &mut WriteSet,
+        batch: &mut InFlight,
+    ) {
+        let waiting: Vec<AlarmId> = self
+            .alarms
+            .values()
+            .filter(|o| matches!(o.alarm.state, AlarmState::Pending | AlarmState::Unhandled))
+            .filter(|o| self.dir.chain(&o.alarm.device).contains(centre))
+            .map(|o| o.alarm.id)
+            .collect();
+        for id in waiting {
+            if let Err(e) = self.transition(id, &AlarmInput::Dispatch, now, set, batch) {
+                tracing::warn!(alarm = %id, error = %e, "dispatch on centre connect failed");
+            }
+        }
+    }
+
+    /// Escalates at once what a vanished centre held but no operator had accepted.
+    fn centre_down(
+        &mut self,
+        centre: &CentreId,
+        now: UnixMillis,
+        set: &mut WriteSet,
+        batch: &mut InFlight,
+    ) {
+        let held: Vec<AlarmId> = self
+            .alarms
+            .values()
+            .filter(|o| {
+                matches!(&o.alarm.state, AlarmState::Offered { centre: c } | AlarmState::Receipted { centre: c } if c == centre)
+            })
+            .map(|o| o.alarm.id)
+            .collect();
+        let input = AlarmInput::CentreLost {
+            centre: centre.clone(),
+        };
+        for id in held {
+            if let Err(e) = self.transition(id, &input, now, set, batch) {
+                tracing::warn!(alarm = %id, error = %e, "escalation on centre loss failed");
+            }
+        }
+    }
+
+    /// Every deadline that is due fires, in one batch on the alarm lane.
+    fn fire_deadlines(&mut self, lane: &mut LaneState) {
+        let now = self.clock.now_ms();
+        let mut set = WriteSet::new();
+        let mut batch = self.new_batch();
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, id));
+            let Some(kind) = self
+                .alarms
+                .get(&id)
+                .and_then(|o| o.alarm.deadline)
+                .map(|d| d.kind)
+            else {
+                continue;
+            };
+            metrics::counter!("vaka_deadlines_missed_total").increment(1);
+            if let Err(e) = self.transition(
+                id,
+                &AlarmInput::DeadlineExpired { kind },
+                now,
+                &mut set,
+                &mut batch,
+            ) {
+                tracing::warn!(alarm = %id, error = %e, "deadline could not be applied");
+            }
+        }
+        self.send_batch(lane, set, batch);
+    }
+
     fn reload_alarm(&mut self, id: AlarmId) {
         let next_audit = self.alarms.get(&id).map_or(0, |o| o.next_audit);
         match vaka_store::load_alarm(self.store.backend().as_ref(), id) {
             Ok(Some(alarm)) => self.keep_alarm(alarm, next_audit),
             Ok(None) => {
-                if let Some(o) = self.alarms.remove(&id) {
-                    if let Some(ids) = self.by_device.get_mut(&o.alarm.device) {
-                        ids.retain(|a| *a != id);
-                    }
+                if let Some(o) = self.alarms.get(&id) {
+                    let mut gone = o.alarm.clone();
+                    gone.state = AlarmState::Cancelled;
+                    self.keep_alarm(gone, next_audit);
                 }
             }
             Err(e) => {
@@ -349,8 +533,14 @@ impl Shard {
         }
     }
 
-    /// Writes the alarm and its audit records, and keeps the shard's view of it.
-    fn apply(&mut self, alarm: Alarm, effects: &[Effect], set: &mut WriteSet) {
+    /// Writes the alarm, its audit records and its centres' notices, and keeps the shard's view.
+    fn apply(
+        &mut self,
+        alarm: Alarm,
+        effects: &[Effect],
+        set: &mut WriteSet,
+        batch: &mut InFlight,
+    ) {
         let mut next_audit = self.alarms.get(&alarm.id).map_or(0, |o| o.next_audit);
         for fx in effects {
             match fx {
@@ -358,19 +548,32 @@ impl Shard {
                     set.put_audit(next_audit, rec);
                     next_audit += 1;
                 }
+                Effect::Offer { centre, unhandled } => set.push_notice(
+                    centre,
+                    &Notice::Offer {
+                        alarm: alarm.clone(),
+                        unhandled: *unhandled,
+                    },
+                ),
+                Effect::Update { centre, update } => set.push_notice(
+                    centre,
+                    &Notice::Update {
+                        alarm: alarm.clone(),
+                        update: update.clone(),
+                    },
+                ),
                 Effect::Unhandled => {
                     tracing::error!(alarm = %alarm.id, device = %alarm.device, "alarm unhandled: whole chain failed");
                     metrics::counter!("vaka_alarms_unhandled_total").increment(1);
                 }
-                // Offers, updates and deadline timers are carried out by the delivery layer from
-                // the durable alarm record.
-                Effect::Offer { .. }
-                | Effect::Update { .. }
-                | Effect::ArmDeadline(_)
-                | Effect::ClearDeadline => {}
+                // The timer follows `alarm.deadline` in keep_alarm.
+                Effect::ArmDeadline(_) | Effect::ClearDeadline => {}
             }
         }
         set.put_alarm(&alarm);
+        if !batch.alarms.contains(&alarm.id) {
+            batch.alarms.push(alarm.id);
+        }
         self.keep_alarm(alarm, next_audit);
     }
 
@@ -384,17 +587,16 @@ impl Shard {
         reply: Reply,
         batch: &mut InFlight,
     ) {
+        let waiter = Waiter::Device(tx, reply);
         match self.pending.get(key) {
             Some(seq) if *seq != batch.seq => {
                 match lane.inflight.iter_mut().find(|b| b.seq == *seq) {
-                    Some(b) => b.replies.push((tx, reply)),
-                    None => batch.replies.push((tx, reply)),
+                    Some(b) => b.waiters.push(waiter),
+                    None => batch.waiters.push(waiter),
                 }
             }
-            Some(_) => batch.replies.push((tx, reply)),
-            None => {
-                let _ = tx.send(Ok(reply));
-            }
+            Some(_) => batch.waiters.push(waiter),
+            None => answer(waiter, Ok(())),
         }
     }
 
@@ -409,17 +611,14 @@ impl Shard {
             }
         }
         let label = lane_label(lane.lane);
-        match result {
+        match &result {
             Ok(()) => {
                 metrics::counter!("vaka_events_sent_total", "stage" => "router", "lane" => label)
                     .increment(batch.events);
                 metrics::histogram!("vaka_router_durable_seconds", "lane" => label)
                     .record(batch.started.elapsed().as_secs_f64());
-                for (tx, reply) in batch.replies {
-                    let _ = tx.send(Ok(reply));
-                }
             }
-            Err(e) => {
+            Err(_) => {
                 metrics::counter!("vaka_errors_total", "stage" => "router", "lane" => label)
                     .increment(1);
                 // Nothing of this batch is durable: forget what memory already believes, so a
@@ -430,10 +629,32 @@ impl Shard {
                 for id in &batch.alarms {
                     self.reload_alarm(*id);
                 }
-                for (tx, _) in batch.replies {
-                    let _ = tx.send(Err(SubmitError::Store(e.to_string())));
-                }
             }
         }
+        let result = result.map_err(|e| e.to_string());
+        for w in batch.waiters {
+            answer(w, result.clone());
+        }
+    }
+}
+
+fn answer(w: Waiter, result: Result<(), String>) {
+    match (w, result) {
+        (Waiter::Device(tx, reply), Ok(())) => {
+            let _ = tx.send(Ok(reply));
+        }
+        (Waiter::Device(tx, _), Err(e)) => {
+            let _ = tx.send(Err(SubmitError::Store(e)));
+        }
+        (Waiter::Centre(tx), r) => {
+            let _ = tx.send(r.map_err(InputError::Store));
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

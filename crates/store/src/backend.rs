@@ -10,16 +10,18 @@ pub enum Cf {
     Idem,
     Audit,
     Meta,
+    Outbox,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 6] = [
+    pub const ALL: [Cf; 7] = [
         Cf::Events,
         Cf::Alarms,
         Cf::Open,
         Cf::Idem,
         Cf::Audit,
         Cf::Meta,
+        Cf::Outbox,
     ];
 
     pub fn name(self) -> &'static str {
@@ -30,6 +32,7 @@ impl Cf {
             Cf::Idem => "idem",
             Cf::Audit => "audit",
             Cf::Meta => "meta",
+            Cf::Outbox => "outbox",
         }
     }
 
@@ -52,6 +55,9 @@ pub struct WriteSet {
     pub ops: Vec<Op>,
     /// How many device events this set carries (for stats and metrics only).
     pub events: u32,
+    /// Notices for centres' outboxes. Their sequence numbers are given by the committer in commit
+    /// order, so a centre reading its outbox up to the durable watermark never skips one.
+    pub outbox: Vec<(String, Vec<u8>)>,
 }
 
 impl WriteSet {
@@ -81,7 +87,7 @@ impl WriteSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.ops.is_empty() && self.outbox.is_empty()
     }
 
     pub fn len(&self) -> usize {
@@ -91,6 +97,7 @@ impl WriteSet {
     pub fn extend(&mut self, other: WriteSet) {
         self.ops.extend(other.ops);
         self.events += other.events;
+        self.outbox.extend(other.outbox);
     }
 }
 

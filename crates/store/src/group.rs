@@ -1,6 +1,7 @@
 //! Group commit: producers hand in [`WriteSet`]s; one committer thread takes everything waiting (alarm
 //! lane first), writes it as one synced batch, and only then completes each producer.
-use crate::backend::{Backend, StoreError, WriteSet};
+use crate::backend::{Backend, Cf, StoreError, WriteSet};
+use crate::keys;
 use crate::recovery::{self, RecoverOptions, Recovered};
 use futures::channel::oneshot;
 use std::future::Future;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
+use tokio::sync::watch;
 use vaka_core::{EventId, Lane};
 
 #[derive(Clone, Debug)]
@@ -69,6 +71,7 @@ struct Inner {
     bulk_tx: flume::Sender<Msg>,
     next_id: AtomicU64,
     counters: Arc<Counters>,
+    outbox_durable: watch::Receiver<u64>,
     committer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -89,12 +92,17 @@ impl Store {
         let (alarm_tx, alarm_rx) = flume::bounded(cfg.queue_depth.max(1));
         let (bulk_tx, bulk_rx) = flume::bounded(cfg.queue_depth.max(1));
         let counters = Arc::new(Counters::default());
+        let (durable_tx, durable_rx) = watch::channel(recovered.outbox_seq);
         let committer = {
             let backend = backend.clone();
             let counters = counters.clone();
+            let outbox = OutboxSeq {
+                seq: recovered.outbox_seq,
+                durable: durable_tx,
+            };
             std::thread::Builder::new()
                 .name("vaka-commit".into())
-                .spawn(move || run_committer(backend, alarm_rx, bulk_rx, cfg, counters))
+                .spawn(move || run_committer(backend, alarm_rx, bulk_rx, cfg, counters, outbox))
                 .map_err(|e| StoreError::Engine(format!("cannot start committer: {e}")))?
         };
         let store = Store {
@@ -104,6 +112,7 @@ impl Store {
                 bulk_tx,
                 next_id: AtomicU64::new(recovered.next_event_id),
                 counters,
+                outbox_durable: durable_rx,
                 committer: Mutex::new(Some(committer)),
             }),
         };
@@ -134,6 +143,11 @@ impl Store {
                 .map_err(|_| CommitError::Closed)?;
             rx.await.map_err(|_| CommitError::Closed)?
         }
+    }
+
+    /// The highest outbox sequence that is durable; changes whenever a group with notices commits.
+    pub fn outbox_watermark(&self) -> watch::Receiver<u64> {
+        self.inner.outbox_durable.clone()
     }
 
     /// Reads go straight to the backend.
@@ -171,6 +185,7 @@ fn run_committer(
     bulk_rx: flume::Receiver<Msg>,
     cfg: GroupConfig,
     counters: Arc<Counters>,
+    mut outbox: OutboxSeq,
 ) {
     let mut sets: Vec<WriteSet> = Vec::new();
     let mut dones: Vec<Done> = Vec::new();
@@ -203,7 +218,13 @@ fn run_committer(
             }
         }
         if !sets.is_empty() {
-            commit_group(backend.as_ref(), &mut sets, &mut dones, &counters);
+            commit_group(
+                backend.as_ref(),
+                &mut sets,
+                &mut dones,
+                &counters,
+                &mut outbox,
+            );
         }
         if stopping {
             break;
@@ -226,18 +247,56 @@ fn take(m: Msg, sets: &mut Vec<WriteSet>, dones: &mut Vec<Done>, ops: &mut usize
     }
 }
 
+/// The committer's outbox numbering: the last sequence given and the durable watermark.
+struct OutboxSeq {
+    seq: u64,
+    durable: watch::Sender<u64>,
+}
+
+/// Turns the sets' outbox notices into keyed writes, numbered in commit order.
+fn number_outbox(sets: &mut [WriteSet], seq: &mut u64) {
+    let start = *seq;
+    for set in sets.iter_mut() {
+        for (centre, value) in std::mem::take(&mut set.outbox) {
+            *seq += 1;
+            set.put_raw(Cf::Outbox, keys::outbox_key(&centre, *seq), value);
+        }
+    }
+    if *seq != start {
+        if let Some(last) = sets.last_mut() {
+            last.put_raw(
+                Cf::Meta,
+                keys::META_OUTBOX_SEQ.to_vec(),
+                seq.to_be_bytes().to_vec(),
+            );
+        }
+    }
+}
+
 fn commit_group(
     backend: &dyn Backend,
     sets: &mut Vec<WriteSet>,
     dones: &mut Vec<Done>,
     counters: &Counters,
+    outbox: &mut OutboxSeq,
 ) {
     let events: u64 = sets.iter().map(|s| u64::from(s.events)).sum();
     let ops: u64 = sets.iter().map(|s| s.len() as u64).sum();
+    let outbox_before = outbox.seq;
+    number_outbox(sets, &mut outbox.seq);
     let started = Instant::now();
     let result = backend
         .write_synced(sets)
         .map_err(|e| CommitError::Write(e.to_string()));
+    match &result {
+        // Only now may centres read up to the new sequence.
+        Ok(()) if outbox.seq != outbox_before => {
+            outbox.durable.send_replace(outbox.seq);
+        }
+        Ok(()) => {}
+        // Nothing was written: the numbers are free again.
+        Err(_) => outbox.seq = outbox_before,
+    }
     let took = started.elapsed();
     counters.syncs.fetch_add(1, Ordering::Relaxed);
     counters

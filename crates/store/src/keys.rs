@@ -1,9 +1,9 @@
 //! Key encodings and typed writes for the domain's records (layout in the crate docs).
 use crate::backend::{Backend, Cf, StoreError, WriteSet};
 use serde::{Deserialize, Serialize};
-use vaka_core::alarm::AuditRecord;
+use vaka_core::alarm::{AuditRecord, Notice};
 use vaka_core::idempotency::{Answer, IdemKey};
-use vaka_core::{Alarm, AlarmId, DeviceKey, Event, EventId, UnixMillis};
+use vaka_core::{Alarm, AlarmId, CentreId, DeviceKey, Event, EventId, UnixMillis};
 
 /// An event as stored: its id next to it so a scan needs no key decoding.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,6 +17,68 @@ pub struct StoredEvent {
 pub struct IdemRecord {
     pub answer: Answer,
     pub at_ms: UnixMillis,
+}
+
+/// Meta key of the last outbox sequence given out.
+pub const META_OUTBOX_SEQ: &[u8] = b"outbox_seq";
+
+/// centre 0x00 seq: one centre's notices in sequence order.
+pub fn outbox_key(centre: &str, seq: u64) -> Vec<u8> {
+    let mut k = outbox_prefix(centre);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn outbox_prefix(centre: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(centre.len() + 9);
+    k.extend_from_slice(centre.as_bytes());
+    k.push(0);
+    k
+}
+
+fn cursor_key(centre: &str) -> Vec<u8> {
+    format!("cursor/{centre}").into_bytes()
+}
+
+/// The notices for `centre` with sequence above `after`, in order, at most `limit`.
+pub fn read_outbox(
+    backend: &dyn Backend,
+    centre: &CentreId,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Notice)>, StoreError> {
+    let prefix = outbox_prefix(centre.as_str());
+    let mut out = Vec::new();
+    let mut err = None;
+    let from = outbox_key(centre.as_str(), after.saturating_add(1));
+    backend.scan(Cf::Outbox, &prefix, &mut |k, v| {
+        if k < from.as_slice() {
+            return true;
+        }
+        let Some(seq) = decode_id(&k[prefix.len()..]) else {
+            return true;
+        };
+        match decode(Cf::Outbox, k, v) {
+            Ok(n) => out.push((seq, n)),
+            Err(e) => {
+                err = Some(e);
+                return false;
+            }
+        }
+        out.len() < limit
+    })?;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// The last outbox sequence `centre` acknowledged (0 if never).
+pub fn load_cursor(backend: &dyn Backend, centre: &CentreId) -> Result<u64, StoreError> {
+    Ok(backend
+        .get(Cf::Meta, &cursor_key(centre.as_str()))?
+        .and_then(|v| decode_id(&v))
+        .unwrap_or(0))
 }
 
 pub fn id_key(id: u64) -> Vec<u8> {
@@ -76,6 +138,31 @@ fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The audit trail of one alarm, in order.
+pub fn load_audit(backend: &dyn Backend, id: AlarmId) -> Result<Vec<AuditRecord>, StoreError> {
+    let prefix = id_key(id.0);
+    let mut out = Vec::new();
+    let mut err = None;
+    backend.scan(
+        Cf::Audit,
+        &prefix,
+        &mut |k, v| match decode(Cf::Audit, k, v) {
+            Ok(r) => {
+                out.push(r);
+                true
+            }
+            Err(e) => {
+                err = Some(e);
+                false
+            }
+        },
+    )?;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
 /// Reads one alarm record.
 pub fn load_alarm(backend: &dyn Backend, id: AlarmId) -> Result<Option<Alarm>, StoreError> {
     let key = id_key(id.0);
@@ -119,6 +206,20 @@ impl WriteSet {
 
     pub fn put_audit(&mut self, seq: u32, rec: &AuditRecord) {
         self.put(Cf::Audit, audit_key(rec.alarm, seq), rec);
+    }
+
+    /// Queues a notice for `centre`'s outbox; the committer numbers it.
+    pub fn push_notice(&mut self, centre: &CentreId, notice: &Notice) {
+        let bytes = postcard::to_stdvec(notice).expect("serialising to a Vec cannot fail");
+        self.outbox.push((centre.as_str().to_string(), bytes));
+    }
+
+    pub fn put_cursor(&mut self, centre: &CentreId, seq: u64) {
+        self.put_raw(
+            Cf::Meta,
+            cursor_key(centre.as_str()),
+            seq.to_be_bytes().to_vec(),
+        );
     }
 }
 

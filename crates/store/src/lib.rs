@@ -15,7 +15,11 @@
 //! | `open`   | alarm id (u64)                        | empty: index of open alarms   |
 //! | `idem`   | tenant 0x00 device 0x00 key           | [`IdemRecord`]                |
 //! | `audit`  | alarm id (u64) + audit seq (u32)      | `AuditRecord`                 |
-//! | `meta`   | utf-8 name                            | per name                      |
+//! | `meta`   | utf-8 name                            | per name (see below)          |
+//! | `outbox` | centre 0x00 outbox seq (u64)          | `Notice` for that centre      |
+//!
+//! `meta` keys: `outbox_seq` (u64, last outbox sequence given), `cursor/<centre>` (u64, the last
+//! outbox sequence the centre acknowledged).
 //!
 //! An event and everything it causes (alarm, open index, idempotency entry, audit) go in one
 //! [`WriteSet`], so after a crash either all of it is there or none of it.
@@ -28,7 +32,7 @@ mod rocks;
 
 pub use backend::{Backend, Cf, Op, StoreError, WriteSet};
 pub use group::{CommitError, GroupConfig, Store, StoreStats};
-pub use keys::{load_alarm, IdemRecord, StoredEvent};
+pub use keys::{load_alarm, load_audit, load_cursor, read_outbox, IdemRecord, StoredEvent};
 pub use mem::MemBackend;
 pub use recovery::{RecoverOptions, Recovered};
 pub use rocks::{RocksBackend, RocksConfig};

@@ -19,6 +19,8 @@ pub struct Recovered {
     pub idem: Vec<(IdemKey, IdemRecord)>,
     pub idem_expired: usize,
     pub next_event_id: u64,
+    /// The last outbox sequence given out.
+    pub outbox_seq: u64,
     pub took: Duration,
 }
 
@@ -37,6 +39,11 @@ pub(crate) fn recover(
     };
     // Alarm ids are event ids, so both column families bound the next id.
     out.next_event_id = last(Cf::Events)?.max(last(Cf::Alarms)?).max(1);
+
+    out.outbox_seq = backend
+        .get(Cf::Meta, keys::META_OUTBOX_SEQ)?
+        .and_then(|v| keys::decode_id(&v))
+        .unwrap_or(0);
 
     let mut open_ids = Vec::new();
     backend.scan(Cf::Open, &[], &mut |k, _| {

@@ -253,3 +253,56 @@ fn close_commits_what_is_queued_and_refuses_later_writes() {
         Err(CommitError::Closed)
     );
 }
+
+#[test]
+fn outbox_notices_are_numbered_in_commit_order_and_resume_after_restart() {
+    use vaka_core::alarm::Notice;
+    let dir = tempfile::tempdir().unwrap();
+    let c1 = CentreId::new("c1");
+    let notice = |id| Notice::Offer {
+        alarm: sample_alarm(id, AlarmState::Pending),
+        unhandled: false,
+    };
+    {
+        let backend = Arc::new(RocksBackend::open(&RocksConfig::new(dir.path())).unwrap());
+        let (store, _) = Store::open(backend.clone(), GroupConfig::default(), opts(0)).unwrap();
+        let watermark = store.outbox_watermark();
+        for id in 1..=3 {
+            let mut set = WriteSet::new();
+            set.push_notice(&c1, &notice(id));
+            set.push_notice(&CentreId::new("c2"), &notice(id));
+            block_on(store.commit(Lane::Alarm, set)).unwrap();
+        }
+        assert_eq!(
+            *watermark.borrow(),
+            6,
+            "durable watermark follows the commits"
+        );
+        let got = read_outbox(backend.as_ref(), &c1, 0, 10).unwrap();
+        let seqs: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![1, 3, 5]);
+        assert_eq!(got[2].1.alarm().id, AlarmId(3));
+        assert_eq!(
+            read_outbox(backend.as_ref(), &c1, 3, 10).unwrap().len(),
+            1,
+            "resume after a cursor"
+        );
+        let mut set = WriteSet::new();
+        set.put_cursor(&c1, 3);
+        block_on(store.commit(Lane::Alarm, set)).unwrap();
+        store.close().unwrap();
+    }
+    let backend = Arc::new(RocksBackend::open(&RocksConfig::new(dir.path())).unwrap());
+    let (store, rec) = Store::open(backend.clone(), GroupConfig::default(), opts(0)).unwrap();
+    assert_eq!(rec.outbox_seq, 6);
+    assert_eq!(load_cursor(backend.as_ref(), &c1).unwrap(), 3);
+    let mut set = WriteSet::new();
+    set.push_notice(&c1, &notice(4));
+    block_on(store.commit(Lane::Alarm, set)).unwrap();
+    let got = read_outbox(backend.as_ref(), &c1, 5, 10).unwrap();
+    assert_eq!(
+        got[0].0, 7,
+        "numbering continues after a restart, never reusing a sequence"
+    );
+    store.close().unwrap();
+}
