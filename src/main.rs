@@ -1,6 +1,6 @@
 //! `vaka`: the social-care alarm engine.
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vaka::config::Config;
 
@@ -29,7 +29,7 @@ enum Command {
 /// Exit code for a bad configuration (and bad usage, as clap does).
 const EXIT_CONFIG: u8 = 2;
 
-fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|errors| {
         for e in &errors {
             eprintln!("error: {}: {e}", path.display());
