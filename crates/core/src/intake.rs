@@ -43,22 +43,15 @@ pub fn intake<'a>(
                 )?;
                 return Ok(Outcome::Changed { alarm, effects });
             }
-            let new = Alarm {
-                id: AlarmId::from(id),
-                device: event.device.clone(),
-                reference: event.key.clone(),
-                kind: AlarmKind::Help,
-                code: info.code.clone(),
-                priority: info.priority.min(crate::event::MAX_PRIORITY),
-                text: info.text.clone(),
-                callback: info.callback.clone(),
-                state: AlarmState::Pending,
-                step: 0,
-                deadline: None,
-                repeats: 0,
-                created_ms: event.received_ms,
-                updated_ms: event.received_ms,
-            };
+            let new = fresh_alarm(
+                event,
+                id,
+                AlarmKind::Help,
+                &info.code,
+                info.priority,
+                info.text.clone(),
+                info.callback.clone(),
+            );
             open_alarm(new, ctx)
         }
         EventKind::Technical { code, restoral } => {
@@ -93,22 +86,7 @@ pub fn intake<'a>(
                     Ok(Outcome::Changed { alarm, effects })
                 }
                 (None, false) => open_alarm(
-                    Alarm {
-                        id: AlarmId::from(id),
-                        device: event.device.clone(),
-                        reference: event.key.clone(),
-                        kind: AlarmKind::Technical,
-                        code: code.clone(),
-                        priority: 0,
-                        text: None,
-                        callback: Vec::new(),
-                        state: AlarmState::Pending,
-                        step: 0,
-                        deadline: None,
-                        repeats: 0,
-                        created_ms: event.received_ms,
-                        updated_ms: event.received_ms,
-                    },
+                    fresh_alarm(event, id, AlarmKind::Technical, code, 0, None, Vec::new()),
                     ctx,
                 ),
             }
@@ -123,6 +101,34 @@ pub fn intake<'a>(
         EventKind::Heartbeat | EventKind::Position | EventKind::Telemetry { .. } => {
             Ok(Outcome::Stored)
         }
+    }
+}
+
+/// A new alarm opened by `event`: pending, not yet offered.
+fn fresh_alarm(
+    event: &Event,
+    id: EventId,
+    kind: AlarmKind,
+    code: &str,
+    priority: u8,
+    text: Option<String>,
+    callback: Vec<String>,
+) -> Alarm {
+    Alarm {
+        id: AlarmId::from(id),
+        device: event.device.clone(),
+        reference: event.key.clone(),
+        kind,
+        code: code.to_string(),
+        priority: priority.min(crate::event::MAX_PRIORITY),
+        text,
+        callback,
+        state: AlarmState::Pending,
+        step: 0,
+        deadline: None,
+        repeats: 0,
+        created_ms: event.received_ms,
+        updated_ms: event.received_ms,
     }
 }
 
