@@ -91,8 +91,69 @@ fn router_submit_to_durable(c: &mut Criterion) {
         h.len(),
         st.syncs as f64 / st.events.max(1) as f64
     );
+    eprintln!(
+        "{}",
+        steady_rate(&rt, &router, 100_000, Duration::from_secs(5))
+    );
     rt.block_on(router.shutdown());
     store.close().unwrap();
+}
+
+/// Open loop: events go out on a fixed schedule whatever the replies do, so a slow server cannot
+/// slow the load and hide its latency. Latency counts from each event's scheduled time.
+fn steady_rate(
+    rt: &tokio::runtime::Runtime,
+    router: &Arc<Router>,
+    per_sec: u64,
+    run: Duration,
+) -> String {
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    let mut busy = 0u64;
+    rt.block_on(async {
+        let start = tokio::time::Instant::now();
+        let total = per_sec * run.as_secs();
+        // Every 1 ms tick sends what the schedule says is due by now.
+        let mut waiting = FuturesUnordered::new();
+        let mut sent = 0u64;
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        while sent < total {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let due = (start.elapsed().as_micros() as u64 * per_sec / 1_000_000).min(total);
+                    while sent < due {
+                        let scheduled = start + Duration::from_micros(sent * 1_000_000 / per_sec);
+                        sent += 1;
+                        let f = router.submit(telemetry((sent as usize) % DEVICES, 1_000_000_000 + sent));
+                        waiting.push(async move { (f.await, scheduled) });
+                    }
+                }
+                Some((r, scheduled)) = waiting.next(), if !waiting.is_empty() => {
+                    match r {
+                        Ok(_) => h.record(scheduled.elapsed().as_micros() as u64).unwrap(),
+                        Err(SubmitError::Busy) => busy += 1,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        }
+        while let Some((r, scheduled)) = waiting.next().await {
+            match r {
+                Ok(_) => h.record(scheduled.elapsed().as_micros() as u64).unwrap(),
+                Err(SubmitError::Busy) => busy += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    format!(
+        "router open loop at {per_sec}/s for {run:?}: latency µs p50 {} p90 {} p99 {} p99.9 {} max {}; {} durable, {busy} busy",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.9),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+        h.len()
+    )
 }
 
 criterion_group!(benches, router_submit_to_durable);
