@@ -314,9 +314,10 @@ fn commit_group(
             metrics::counter!("vaka_errors_total", "stage" => "store").increment(1);
         }
     }
-    sets.clear();
     for done in dones.drain(..) {
         // A producer that gave up waiting is no reason to stop.
         let _ = done.send(result.clone());
     }
+    // Freeing the written sets is not the producers' wait.
+    sets.clear();
 }

@@ -61,8 +61,10 @@ impl RocksBackend {
 impl Backend for RocksBackend {
     fn write_synced(&self, sets: &[WriteSet]) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();
+        // Resolve each column family once per group, not once per operation.
+        let handles = Cf::ALL.map(|cf| self.cf(cf));
         for op in sets.iter().flat_map(|s| &s.ops) {
-            let cf = self.cf(op.cf);
+            let cf = handles[op.cf.index()];
             match &op.value {
                 Some(v) => batch.put_cf(cf, &op.key, v),
                 None => batch.delete_cf(cf, &op.key),
