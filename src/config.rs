@@ -96,6 +96,8 @@ pub struct RouterSection {
     pub max_inflight: usize,
     pub idempotency_window_secs: u64,
     pub idempotency_capacity: usize,
+    /// Silence tolerated beyond a device's heartbeat interval before "device silent" is raised.
+    pub supervision_grace_secs: u64,
 }
 
 impl Default for RouterSection {
@@ -109,6 +111,7 @@ impl Default for RouterSection {
             max_inflight: d.max_inflight,
             idempotency_window_secs: (d.idempotency_window_ms / 1000) as u64,
             idempotency_capacity: d.idempotency_capacity,
+            supervision_grace_secs: (d.supervision_grace_ms / 1000) as u64,
         }
     }
 }
@@ -443,6 +446,7 @@ impl Config {
         c.max_inflight = r.max_inflight;
         c.idempotency_window_ms = r.idempotency_window_secs as i64 * 1000;
         c.idempotency_capacity = r.idempotency_capacity;
+        c.supervision_grace_ms = r.supervision_grace_secs as i64 * 1000;
         c
     }
 

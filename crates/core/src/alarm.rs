@@ -217,6 +217,11 @@ pub enum AlarmInput {
     CentreLost {
         centre: CentreId,
     },
+    /// The condition behind the alarm ended (technical restoral, silent device heard again). The
+    /// alarm stays open until an operator closes it; its centres hear of it.
+    Restored {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -397,6 +402,15 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
                 (DeadlineKind::Accept, Some(h)) => format!("no operator accepted at {h}"),
             };
             escalate(&mut next, &mut fx, ctx, &why);
+        }
+        AlarmInput::Restored { reason } => {
+            for centre in offered_to(alarm, ctx) {
+                fx.push(Effect::Update {
+                    centre,
+                    update: UpdateKind::Restored,
+                });
+            }
+            fx.push(alarm.audit(ctx.now, "device", "restored", reason));
         }
         AlarmInput::CentreLost { centre } => {
             require_holder(alarm, centre)?;

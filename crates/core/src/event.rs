@@ -27,6 +27,8 @@ pub enum EventKind {
     Reset {
         reference: String,
     },
+    /// Made by the engine, not the device: the device was silent past its interval plus grace.
+    Silent,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,9 +65,10 @@ pub struct Event {
 impl Event {
     pub fn lane(&self) -> Lane {
         match self.kind {
-            EventKind::Alarm(_) | EventKind::Technical { .. } | EventKind::Reset { .. } => {
-                Lane::Alarm
-            }
+            EventKind::Alarm(_)
+            | EventKind::Technical { .. }
+            | EventKind::Reset { .. }
+            | EventKind::Silent => Lane::Alarm,
             EventKind::Heartbeat | EventKind::Position | EventKind::Telemetry { .. } => {
                 Lane::Telemetry
             }

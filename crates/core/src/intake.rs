@@ -60,23 +60,8 @@ pub fn intake<'a>(
                 .find(|a| a.kind == AlarmKind::Technical && &a.code == code);
             match (existing, restoral) {
                 (Some(a), true) => {
-                    let mut alarm = (*a).clone();
-                    alarm.updated_ms = ctx.now;
-                    let mut effects: Vec<Effect> = a
-                        .holder()
-                        .map(|c| Effect::Update {
-                            centre: c.clone(),
-                            update: alarm::UpdateKind::Restored,
-                        })
-                        .into_iter()
-                        .collect();
-                    effects.push(Effect::Audit(alarm::AuditRecord {
-                        alarm: a.id,
-                        at_ms: ctx.now,
-                        actor: "device".into(),
-                        action: "restored".into(),
-                        reason: format!("restoral of {code}"),
-                    }));
+                    let reason = format!("restoral of {code}");
+                    let (alarm, effects) = alarm::step(a, &AlarmInput::Restored { reason }, ctx)?;
                     Ok(Outcome::Changed { alarm, effects })
                 }
                 (None, true) => Ok(Outcome::Stored),
@@ -98,11 +83,33 @@ pub fn intake<'a>(
             }
             None => Ok(Outcome::NothingToCancel),
         },
+        EventKind::Silent => match open.iter().find(|a| a.kind == AlarmKind::Silent) {
+            // Silent again while its earlier silence alarm is still open: that alarm repeats.
+            Some(a) => {
+                let (alarm, effects) = alarm::step(a, &AlarmInput::Repeat { priority: 0 }, ctx)?;
+                Ok(Outcome::Changed { alarm, effects })
+            }
+            None => open_alarm(
+                fresh_alarm(
+                    event,
+                    id,
+                    AlarmKind::Silent,
+                    SILENT_CODE,
+                    0,
+                    None,
+                    Vec::new(),
+                ),
+                ctx,
+            ),
+        },
         EventKind::Heartbeat | EventKind::Position | EventKind::Telemetry { .. } => {
             Ok(Outcome::Stored)
         }
     }
 }
+
+/// Status code of the engine's "device silent: visit" alarm.
+pub const SILENT_CODE: &str = "device-silent";
 
 /// A new alarm opened by `event`: pending, not yet offered.
 fn fresh_alarm(

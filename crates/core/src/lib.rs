@@ -7,6 +7,7 @@ pub mod gps;
 pub mod idempotency;
 pub mod ids;
 pub mod intake;
+pub mod supervision;
 
 pub use alarm::{Alarm, AlarmInput, AlarmKind, AlarmState, Deadlines, Effect};
 pub use event::{AlarmInfo, Event, EventKind, Lane};

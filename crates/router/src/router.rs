@@ -27,6 +27,8 @@ pub struct RouterConfig {
     pub idempotency_window_ms: i64,
     /// Idempotency entries kept per shard.
     pub idempotency_capacity: usize,
+    /// Silence beyond a device's heartbeat interval tolerated before "device silent" is raised.
+    pub supervision_grace_ms: i64,
 }
 
 impl Default for RouterConfig {
@@ -39,6 +41,7 @@ impl Default for RouterConfig {
             max_inflight: 4,
             idempotency_window_ms: 30 * 60 * 1000,
             idempotency_capacity: 1_000_000,
+            supervision_grace_ms: 120_000,
         }
     }
 }
@@ -123,6 +126,7 @@ impl Router {
             let (ttx, trx) = flume::bounded(cfg.telemetry_queue.max(1));
             let shard = shard::Shard::new(
                 i,
+                n,
                 cfg.clone(),
                 store.clone(),
                 directory.clone(),

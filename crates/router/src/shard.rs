@@ -5,6 +5,7 @@ use crate::presence::Presence;
 use crate::router::{CentreTx, InputError, Reply, ReplyTx, RouterConfig, SubmitError};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
+use std::collections::HashSet;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +13,10 @@ use vaka_core::alarm::{self, AlarmInput, AlarmState, Context, Effect, Notice, Tr
 use vaka_core::directory::Directory;
 use vaka_core::idempotency::{Answer, IdemKey, Idempotency};
 use vaka_core::intake::{intake, Outcome};
-use vaka_core::{Alarm, AlarmId, CentreId, DeviceKey, Event, Lane, UnixMillis};
+use vaka_core::supervision;
+use vaka_core::{
+    Alarm, AlarmId, AlarmKind, CentreId, DeviceKey, Event, EventKind, Lane, UnixMillis,
+};
 use vaka_store::{CommitError, Recovered, Store, WriteSet};
 
 pub(crate) enum ShardMsg {
@@ -43,6 +47,7 @@ pub(crate) fn lane_label(lane: Lane) -> &'static str {
 pub(crate) struct ShardState {
     alarms: Vec<(Alarm, u32)>,
     idem: Vec<(IdemKey, Answer, i64)>,
+    seen: HashMap<DeviceKey, UnixMillis>,
 }
 
 pub(crate) fn split_recovered(rec: Recovered, shards: usize) -> Vec<ShardState> {
@@ -54,6 +59,9 @@ pub(crate) fn split_recovered(rec: Recovered, shards: usize) -> Vec<ShardState> 
         parts[key.device.shard(shards)]
             .idem
             .push((key, r.answer, r.at_ms));
+    }
+    for (device, at) in rec.seen {
+        parts[device.shard(shards)].seen.insert(device, at);
     }
     parts
 }
@@ -110,12 +118,19 @@ pub(crate) struct Shard {
     by_device: HashMap<DeviceKey, Vec<AlarmId>>,
     /// Deadline timers of open alarms: (due, alarm). Rebuilt from the alarms at start-up.
     timers: BTreeSet<(UnixMillis, AlarmId)>,
+    /// Supervision: when each supervised device is to be called silent, both ways round.
+    silence: BTreeSet<(UnixMillis, DeviceKey)>,
+    silent_at: HashMap<DeviceKey, UnixMillis>,
+    /// Silent alarms whose device was heard again (restoral sent once).
+    restored: HashSet<AlarmId>,
     next_seq: u64,
 }
 
 impl Shard {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         id: usize,
+        shards: usize,
         cfg: RouterConfig,
         store: Store,
         dir: Arc<Directory>,
@@ -139,12 +154,115 @@ impl Shard {
             alarms: HashMap::new(),
             by_device: HashMap::new(),
             timers: BTreeSet::new(),
+            silence: BTreeSet::new(),
+            silent_at: HashMap::new(),
+            restored: HashSet::new(),
             next_seq: 0,
         };
         for (alarm, next_audit) in state.alarms {
             shard.keep_alarm(alarm, next_audit);
         }
+        let started = shard.clock.now_ms();
+        let grace = shard.cfg.supervision_grace_ms;
+        let supervised: Vec<(DeviceKey, i64)> = shard
+            .dir
+            .devices
+            .values()
+            .filter(|d| d.key.shard(shards) == id)
+            .filter_map(|d| {
+                d.heartbeat_secs
+                    .map(|s| (d.key.clone(), i64::from(s) * 1000))
+            })
+            .collect();
+        for (device, interval) in supervised {
+            let last = state.seen.get(&device).copied();
+            let at = supervision::silent_at_after_restart(last, interval, grace, started);
+            shard.arm_silence(device, at);
+        }
         shard
+    }
+
+    fn arm_silence(&mut self, device: DeviceKey, at: UnixMillis) {
+        if let Some(old) = self.silent_at.insert(device.clone(), at) {
+            self.silence.remove(&(old, device.clone()));
+        }
+        self.silence.insert((at, device));
+    }
+
+    /// A supervised device was heard: push its silence deadline out, note it durably, and end a
+    /// "device silent" alarm it may have.
+    fn heard(
+        &mut self,
+        device: &DeviceKey,
+        now: UnixMillis,
+        set: &mut WriteSet,
+        batch: &mut InFlight,
+    ) {
+        let Some(interval) = self.dir.device(device).and_then(|d| d.heartbeat_secs) else {
+            return;
+        };
+        let at = supervision::silent_at(
+            now,
+            i64::from(interval) * 1000,
+            self.cfg.supervision_grace_ms,
+        );
+        if self.silent_at.get(device) != Some(&at) {
+            self.arm_silence(device.clone(), at);
+        }
+        set.put_seen(device, now);
+        let silent: Vec<AlarmId> = self
+            .by_device
+            .get(device)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.alarms.get(id))
+            .filter(|o| o.alarm.kind == AlarmKind::Silent)
+            .filter(|o| !self.restored.contains(&o.alarm.id))
+            .map(|o| o.alarm.id)
+            .collect();
+        let input = AlarmInput::Restored {
+            reason: "device heard again".into(),
+        };
+        for id in silent {
+            self.restored.insert(id);
+            if let Err(e) = self.transition(id, &input, now, set, batch) {
+                tracing::warn!(alarm = %id, error = %e, "restoral not applied");
+            }
+        }
+    }
+
+    /// Devices whose silence deadline has passed get one "device silent" alarm each.
+    fn fire_silence(
+        &mut self,
+        now: UnixMillis,
+        set: &mut WriteSet,
+        batch: &mut InFlight,
+        lane: &mut LaneState,
+    ) {
+        while let Some((at, device)) = self.silence.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.silence.remove(&(at, device.clone()));
+            self.silent_at.remove(&device);
+            metrics::counter!("vaka_devices_silent_total").increment(1);
+            tracing::warn!(device = %device, "device silent past its heartbeat interval");
+            let event = Event {
+                device: device.clone(),
+                key: format!("silent-{at}"),
+                received_ms: now,
+                kind: EventKind::Silent,
+                fix: None,
+                raw: b"supervision".to_vec(),
+            };
+            // Nobody waits for the answer: the alarm itself is the outcome.
+            let (tx, _) = futures::channel::oneshot::channel();
+            self.handle(lane, event, tx, now, set, batch);
+            // Its silence alarm is live again: the next message restores it again.
+            for id in self.by_device.get(&device).into_iter().flatten() {
+                self.restored.remove(id);
+            }
+        }
     }
 
     /// Keeps the shard's view of an alarm (and its deadline timer) in step with its new state.
@@ -184,10 +302,11 @@ impl Shard {
         let mut stopping = false;
         tracing::debug!(shard = self.id, alarms = self.alarms.len(), "shard started");
         loop {
-            let next_timer = self
-                .timers
-                .first()
-                .map(|(at, _)| self.clock.instant_at(*at));
+            let next_due = match (self.timers.first(), self.silence.first()) {
+                (Some((a, _)), Some((b, _))) => Some(*a.min(b)),
+                (a, b) => a.map(|x| x.0).or(b.map(|x| x.0)),
+            };
+            let next_timer = next_due.map(|at| self.clock.instant_at(at));
             tokio::select! {
                 biased;
                 Some(r) = alarm.commits.next(), if !alarm.commits.is_empty() => {
@@ -328,6 +447,9 @@ impl Shard {
             metrics::counter!("vaka_events_discarded_total", "stage" => "router", "reason" => "unknown_device")
                 .increment(1);
             return;
+        }
+        if ev.kind != EventKind::Silent {
+            self.heard(&ev.device, now, set, batch);
         }
         let chain = self.dir.chain(&ev.device).to_vec();
         let reachable = self.presence.reachable(&chain);
@@ -513,6 +635,7 @@ impl Shard {
                 tracing::warn!(alarm = %id, error = %e, "deadline could not be applied");
             }
         }
+        self.fire_silence(now, &mut set, &mut batch, lane);
         self.send_batch(lane, set, batch);
     }
 

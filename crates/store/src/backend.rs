@@ -11,10 +11,11 @@ pub enum Cf {
     Audit,
     Meta,
     Outbox,
+    Seen,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 7] = [
+    pub const ALL: [Cf; 8] = [
         Cf::Events,
         Cf::Alarms,
         Cf::Open,
@@ -22,6 +23,7 @@ impl Cf {
         Cf::Audit,
         Cf::Meta,
         Cf::Outbox,
+        Cf::Seen,
     ];
 
     pub fn name(self) -> &'static str {
@@ -33,6 +35,7 @@ impl Cf {
             Cf::Audit => "audit",
             Cf::Meta => "meta",
             Cf::Outbox => "outbox",
+            Cf::Seen => "seen",
         }
     }
 

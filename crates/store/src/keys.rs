@@ -107,6 +107,13 @@ pub fn decode_idem_key(key: &[u8]) -> Option<IdemKey> {
     })
 }
 
+pub fn decode_device_prefix(key: &[u8]) -> Option<DeviceKey> {
+    let mut parts = key.split(|b| *b == 0);
+    let tenant = std::str::from_utf8(parts.next()?).ok()?;
+    let device = std::str::from_utf8(parts.next()?).ok()?;
+    Some(DeviceKey::new(tenant, device))
+}
+
 pub fn device_prefix(d: &DeviceKey) -> Vec<u8> {
     let mut out = Vec::with_capacity(d.tenant.0.len() + d.device.0.len() + 2);
     out.extend_from_slice(d.tenant.0.as_bytes());
@@ -212,6 +219,15 @@ impl WriteSet {
     pub fn push_notice(&mut self, centre: &CentreId, notice: &Notice) {
         let bytes = postcard::to_stdvec(notice).expect("serialising to a Vec cannot fail");
         self.outbox.push((centre.as_str().to_string(), bytes));
+    }
+
+    /// When a supervised device was last heard.
+    pub fn put_seen(&mut self, device: &DeviceKey, at_ms: UnixMillis) {
+        self.put_raw(
+            Cf::Seen,
+            device_prefix(device),
+            (at_ms as u64).to_be_bytes().to_vec(),
+        );
     }
 
     pub fn put_cursor(&mut self, centre: &CentreId, seq: u64) {

@@ -17,6 +17,7 @@
 //! | `audit`  | alarm id (u64) + audit seq (u32)      | `AuditRecord`                 |
 //! | `meta`   | utf-8 name                            | per name (see below)          |
 //! | `outbox` | centre 0x00 outbox seq (u64)          | `Notice` for that centre      |
+//! | `seen`   | tenant 0x00 device 0x00               | u64 ms the device was last heard (supervised devices) |
 //!
 //! `meta` keys: `outbox_seq` (u64, last outbox sequence given), `cursor/<centre>` (u64, the last
 //! outbox sequence the centre acknowledged).

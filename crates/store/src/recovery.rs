@@ -19,6 +19,8 @@ pub struct Recovered {
     pub idem: Vec<(IdemKey, IdemRecord)>,
     pub idem_expired: usize,
     pub next_event_id: u64,
+    /// When each supervised device was last heard.
+    pub seen: Vec<(vaka_core::DeviceKey, UnixMillis)>,
     /// The last outbox sequence given out.
     pub outbox_seq: u64,
     pub took: Duration,
@@ -67,6 +69,13 @@ pub(crate) fn recover(
         })?;
         out.open_alarms.push((alarm, next_seq));
     }
+
+    backend.scan(Cf::Seen, &[], &mut |k, v| {
+        if let (Some(device), Some(at)) = (keys::decode_device_prefix(k), keys::decode_id(v)) {
+            out.seen.push((device, at as UnixMillis));
+        }
+        true
+    })?;
 
     let mut expired = WriteSet::new();
     let mut err = None;

@@ -1,0 +1,170 @@
+//! Supervision through the real router with paused tokio time: a silent device is alarmed once, on
+//! time; its next message raises the restoral; a restart in the middle keeps the deadline.
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+use vaka_core::alarm::{Notice, UpdateKind};
+use vaka_core::{AlarmKind, CentreId, DeviceKey, Event, EventKind};
+use vaka_router::{Clock, Presence, Router, RouterConfig};
+use vaka_store::{read_outbox, GroupConfig, MemBackend, RecoverOptions, Store};
+
+const T0: i64 = 1_700_000_000_000;
+
+fn start(backend: Arc<MemBackend>, clock: Clock) -> (Store, Arc<Router>) {
+    let mut dir = directory(2);
+    dir.devices
+        .get_mut(&DeviceKey::new("t", "d0"))
+        .unwrap()
+        .heartbeat_secs = Some(60);
+    let (store, rec) = Store::open(
+        backend,
+        GroupConfig::default(),
+        RecoverOptions {
+            now_ms: clock.now_ms(),
+            idem_window_ms: 60_000,
+        },
+    )
+    .unwrap();
+    let rc = RouterConfig {
+        shards: 2,
+        supervision_grace_ms: 30_000,
+        ..RouterConfig::default()
+    };
+    let router = Router::start(
+        rc,
+        store.clone(),
+        rec,
+        Arc::new(dir),
+        Presence::new(),
+        clock,
+    );
+    (store, router)
+}
+
+fn heartbeat(n: u64) -> Event {
+    Event {
+        kind: EventKind::Heartbeat,
+        ..telemetry("d0", n)
+    }
+}
+
+fn keep_busy() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        loop {
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+fn c1(backend: &MemBackend) -> Vec<Notice> {
+    read_outbox(backend, &CentreId::new("c1"), 0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect()
+}
+
+async fn settle() {
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(0)).await;
+}
+
+async fn wait_notices(backend: &MemBackend, n: usize) -> Vec<Notice> {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if std::env::var("DEBUG_SUP").is_ok() {
+            use vaka_store::Backend;
+            let mut n = 0;
+            backend
+                .scan(vaka_store::Cf::Alarms, &[], &mut |_, _| {
+                    n += 1;
+                    true
+                })
+                .unwrap();
+            let mut e = 0;
+            backend
+                .scan(vaka_store::Cf::Events, &[], &mut |_, _| {
+                    e += 1;
+                    true
+                })
+                .unwrap();
+            eprintln!("alarms {n} events {e}");
+        }
+        let got = c1(backend);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "wanted {n} notices, have {got:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_device_is_alarmed_once_on_time_and_restored_when_heard() {
+    let _busy = keep_busy();
+    let backend = Arc::new(MemBackend::new());
+    let (_store, router) = start(backend.clone(), Clock::starting_at(T0));
+    router.centre_up(&CentreId::new("c1")).await;
+    router.submit(heartbeat(1)).await.unwrap();
+
+    tokio::time::advance(Duration::from_millis(89_900)).await;
+    settle().await;
+    assert!(
+        c1(&backend).is_empty(),
+        "interval 60 s + grace 30 s not yet over"
+    );
+    tokio::time::advance(Duration::from_millis(100)).await;
+    let got = wait_notices(&backend, 1).await;
+    assert!(matches!(&got[0], Notice::Offer { alarm, .. } if alarm.kind == AlarmKind::Silent));
+
+    let silent_id = got[0].alarm().id;
+
+    // Still silent ten minutes on: no second alarm (the one alarm escalates, unanswered, as any).
+    tokio::time::advance(Duration::from_secs(600)).await;
+    settle().await;
+    let got = c1(&backend);
+    assert!(got.iter().all(|n| n.alarm().id == silent_id), "{got:?}");
+
+    // Heard again: the centre is told it is restored.
+    let before = got.len();
+    router.submit(heartbeat(2)).await.unwrap();
+    let got = wait_notices(&backend, before + 1).await;
+    assert!(
+        matches!(&got[before], Notice::Update { update: UpdateKind::Restored, alarm } if alarm.id == silent_id),
+        "{got:?}"
+    );
+    // The other device is not supervised and never alarms.
+    assert!(got.iter().all(|n| n.alarm().device.device.as_str() == "d0"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_in_the_middle_keeps_the_silence_deadline() {
+    let _busy = keep_busy();
+    let backend = Arc::new(MemBackend::new());
+    let clock = Clock::starting_at(T0);
+    let (store, router) = start(backend.clone(), clock);
+    router.submit(heartbeat(1)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(50)).await;
+    let now = clock.now_ms();
+    router.shutdown().await;
+    store.close().unwrap();
+
+    let (_store, router) = start(backend.clone(), Clock::starting_at(now));
+    router.centre_up(&CentreId::new("c1")).await;
+    tokio::time::advance(Duration::from_millis(39_900)).await;
+    settle().await;
+    assert!(
+        c1(&backend).is_empty(),
+        "deadline is 90 s after the heartbeat, not after the restart"
+    );
+    tokio::time::advance(Duration::from_millis(100)).await;
+    let got = wait_notices(&backend, 1).await;
+    assert!(matches!(&got[0], Notice::Offer { alarm, .. } if alarm.kind == AlarmKind::Silent));
+}
