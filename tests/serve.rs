@@ -41,11 +41,12 @@ fn get_metrics(port: u16) -> Option<String> {
     Some(body)
 }
 
+/// The exporter listens before the store is open: ready is when recovery has been reported.
 fn wait_ready(port: u16) -> String {
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(b) = get_metrics(port) {
-            if b.contains("200 OK") {
+            if b.contains("200 OK") && b.contains("vaka_store_recovery_seconds") {
                 return b;
             }
         }
@@ -84,7 +85,10 @@ fn serves_metrics_and_stops_cleanly_on_signals() {
         let port = free_port();
         let mut child = start(dir.path(), port);
         let body = wait_ready(port);
-        assert!(body.contains("vaka_store_recovery_seconds"), "{body}");
+        assert!(
+            body.contains("# TYPE vaka_store_recovery_seconds gauge"),
+            "{body}"
+        );
         let (code, took, log) = signal_and_wait(&mut child, sig);
         assert_eq!(code, 0, "exit after {sig}: {log}");
         assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
