@@ -9,8 +9,8 @@ use support::*;
 use vaka_core::alarm::{AlarmInput, Notice, UpdateKind};
 use vaka_core::directory::Directory;
 use vaka_core::{AlarmId, AlarmState, CentreId, DeviceKey};
-use vaka_router::{Clock, InputError, Presence, Reply, Router, RouterConfig};
-use vaka_store::{read_outbox, Backend, GroupConfig, MemBackend, RecoverOptions, Store};
+use vaka_router::{Clock, InputError, Reply, Router, RouterConfig};
+use vaka_store::{read_outbox, Backend, MemBackend, Store};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -29,43 +29,17 @@ struct World {
 }
 
 fn start(backend: Arc<MemBackend>, clock: Clock) -> World {
-    let (store, rec) = Store::open(
-        backend.clone(),
-        GroupConfig::default(),
-        RecoverOptions {
-            now_ms: clock.now_ms(),
-            idem_window_ms: 60_000,
-        },
-    )
-    .unwrap();
     let rc = RouterConfig {
         shards: 2,
         ..RouterConfig::default()
     };
-    let router = Router::start(
-        rc,
-        store.clone(),
-        rec,
-        Arc::new(chain_dir()),
-        Presence::new(),
-        clock,
-    );
+    let (store, router) = start_router(backend.clone(), chain_dir(), rc, clock);
     World {
         backend,
         store,
         router,
         clock,
     }
-}
-
-/// Keeps the paused runtime busy so its clock moves only when the test advances it (the store's
-/// committer is a thread the runtime cannot see; without this, waiting for it would auto-advance).
-fn hold_clock() -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async {
-        loop {
-            tokio::task::yield_now().await;
-        }
-    })
 }
 
 fn outbox(w: &World, centre: &str) -> Vec<Notice> {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use support::*;
 use vaka_core::alarm::{Notice, UpdateKind};
 use vaka_core::{AlarmKind, CentreId, DeviceKey, Event, EventKind};
-use vaka_router::{Clock, Presence, Router, RouterConfig};
-use vaka_store::{read_outbox, GroupConfig, MemBackend, RecoverOptions, Store};
+use vaka_router::{Clock, Router, RouterConfig};
+use vaka_store::{read_outbox, MemBackend, Store};
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -18,29 +18,12 @@ fn start(backend: Arc<MemBackend>, clock: Clock) -> (Store, Arc<Router>) {
         .get_mut(&DeviceKey::new("t", "d0"))
         .unwrap()
         .heartbeat_secs = Some(60);
-    let (store, rec) = Store::open(
-        backend,
-        GroupConfig::default(),
-        RecoverOptions {
-            now_ms: clock.now_ms(),
-            idem_window_ms: 60_000,
-        },
-    )
-    .unwrap();
     let rc = RouterConfig {
         shards: 2,
         supervision_grace_ms: 30_000,
         ..RouterConfig::default()
     };
-    let router = Router::start(
-        rc,
-        store.clone(),
-        rec,
-        Arc::new(dir),
-        Presence::new(),
-        clock,
-    );
-    (store, router)
+    start_router(backend, dir, rc, clock)
 }
 
 fn heartbeat(n: u64) -> Event {
@@ -48,14 +31,6 @@ fn heartbeat(n: u64) -> Event {
         kind: EventKind::Heartbeat,
         ..telemetry("d0", n)
     }
-}
-
-fn keep_busy() -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async {
-        loop {
-            tokio::task::yield_now().await;
-        }
-    })
 }
 
 fn c1(backend: &MemBackend) -> Vec<Notice> {
@@ -108,7 +83,7 @@ async fn wait_notices(backend: &MemBackend, n: usize) -> Vec<Notice> {
 
 #[tokio::test(start_paused = true)]
 async fn silent_device_is_alarmed_once_on_time_and_restored_when_heard() {
-    let _busy = keep_busy();
+    let _busy = hold_clock();
     let backend = Arc::new(MemBackend::new());
     let (_store, router) = start(backend.clone(), Clock::starting_at(T0));
     router.centre_up(&CentreId::new("c1")).await;
@@ -146,7 +121,7 @@ async fn silent_device_is_alarmed_once_on_time_and_restored_when_heard() {
 
 #[tokio::test(start_paused = true)]
 async fn restart_in_the_middle_keeps_the_silence_deadline() {
-    let _busy = keep_busy();
+    let _busy = hold_clock();
     let backend = Arc::new(MemBackend::new());
     let clock = Clock::starting_at(T0);
     let (store, router) = start(backend.clone(), clock);

@@ -140,3 +140,40 @@ impl Backend for Faulty {
         self.inner.last_key(cf)
     }
 }
+
+/// Opens a store on `backend` and starts a router on it, as a restart would.
+pub fn start_router(
+    backend: Arc<dyn Backend>,
+    dir: Directory,
+    rc: vaka_router::RouterConfig,
+    clock: vaka_router::Clock,
+) -> (vaka_store::Store, Arc<vaka_router::Router>) {
+    let (store, rec) = vaka_store::Store::open(
+        backend,
+        vaka_store::GroupConfig::default(),
+        vaka_store::RecoverOptions {
+            now_ms: clock.now_ms(),
+            idem_window_ms: 60_000,
+        },
+    )
+    .unwrap();
+    let router = vaka_router::Router::start(
+        rc,
+        store.clone(),
+        rec,
+        Arc::new(dir),
+        vaka_router::Presence::new(),
+        clock,
+    );
+    (store, router)
+}
+
+/// Keeps a paused runtime busy so its clock moves only when the test advances it (the store's
+/// committer is a thread the runtime cannot see; waiting for it would otherwise auto-advance).
+pub fn hold_clock() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        loop {
+            tokio::task::yield_now().await;
+        }
+    })
+}
