@@ -1,0 +1,7 @@
+//! Vaka's device-facing fronts. Each front authenticates its devices, decodes what they send into
+//! [`vaka_core::Event`]s, hands them to the router and answers each one once it is durable.
+//!
+//! - [`quic`]: vaka/1 over QUIC with mutual TLS (protocol in `proto/device.proto`).
+//! - [`certs`]: demo certificates (tenant CA, server, devices) for `vaka certs`.
+pub mod certs;
+pub mod quic;

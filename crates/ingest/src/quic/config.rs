@@ -1,0 +1,181 @@
+//! `[quic]` in the configuration file.
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::QuicError;
+
+/// The QUIC front's configuration (`[quic]`). Every size is a hard bound (invariant 6).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuicConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Number of QUIC endpoints (UDP sockets). quinn runs all I/O of one endpoint on one task;
+    /// more endpoints spread that work over cores. See `reuse_port`.
+    pub endpoints: usize,
+    /// With several endpoints: `true` binds them all to `listen` with SO_REUSEPORT (the kernel
+    /// spreads clients by address; a client whose address changes mid-connection may land on
+    /// another endpoint, lose its connection and reconnect); `false` binds endpoint i to port
+    /// `listen.port + i` (migration keeps working; devices must be given the ports).
+    pub reuse_port: bool,
+    /// Server certificate chain, PEM.
+    pub server_cert: PathBuf,
+    /// Server private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub server_key: PathBuf,
+    /// Tenant id -> PEM file of the CA certificate(s) that issue that tenant's device certificates.
+    /// A device's tenant is the tenant whose CA verifies its certificate; its id is the
+    /// certificate's subject CN.
+    pub tenant_cas: BTreeMap<String, PathBuf>,
+    /// Largest frame (bytes, without its length prefix) a device may send.
+    pub max_frame_bytes: usize,
+    /// Most events in one frame.
+    pub max_events_per_frame: usize,
+    /// Events of one connection submitted and not yet answered; at the bound the server stops
+    /// reading that connection (QUIC flow control then slows the device).
+    pub max_inflight_events: usize,
+    /// Concurrent connections; past it new connections are refused (QUIC CONNECTION_REFUSED).
+    pub max_connections: usize,
+    /// A connection with no traffic for this long is closed (QUIC idle timeout; the smaller of
+    /// the two peers' values applies).
+    pub idle_timeout_secs: u64,
+    /// Server-sent keep-alives; 0 = none (devices keep their connection alive themselves, which
+    /// is what keeps their NAT binding open; pinging 300,000 devices would cost their batteries).
+    pub keep_alive_secs: u64,
+    /// Time from handshake to the device's Hello.
+    pub hello_timeout_secs: u64,
+    /// On shutdown, how long connections may take to answer the events they already submitted.
+    pub drain_timeout_secs: u64,
+    /// UDP socket send/receive buffer size; 0 = the OS default.
+    pub socket_buffer_bytes: usize,
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 4433)),
+            endpoints: 1,
+            reuse_port: true,
+            server_cert: PathBuf::from("certs/server.pem"),
+            server_key: PathBuf::from("certs/server-key.pem"),
+            tenant_cas: BTreeMap::new(),
+            max_frame_bytes: 256 * 1024,
+            max_events_per_frame: 1024,
+            max_inflight_events: 4096,
+            max_connections: 20_000,
+            idle_timeout_secs: 120,
+            keep_alive_secs: 0,
+            hello_timeout_secs: 10,
+            drain_timeout_secs: 5,
+            socket_buffer_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl QuicConfig {
+    /// Checks the numbers (files are read by [`QuicServer::start`](super::QuicServer::start)).
+    /// Errors name the key, e.g. `quic.max_frame_bytes: must be at least 1024`.
+    pub fn validate(&self) -> Result<(), QuicError> {
+        let bad = |key: &str, reason: &str| {
+            Err(QuicError::Config {
+                key: format!("quic.{key}"),
+                reason: reason.into(),
+            })
+        };
+        if self.endpoints == 0 || self.endpoints > 64 {
+            return bad("endpoints", "must be 1..=64");
+        }
+        if !self.reuse_port && usize::from(self.listen.port()) + self.endpoints > 65536 {
+            return bad("endpoints", "listen port + endpoints exceeds 65535");
+        }
+        if self.max_frame_bytes < 1024 || self.max_frame_bytes > 64 * 1024 * 1024 {
+            return bad("max_frame_bytes", "must be 1024..=67108864");
+        }
+        if self.max_events_per_frame == 0 || self.max_events_per_frame > 1_000_000 {
+            return bad("max_events_per_frame", "must be 1..=1000000");
+        }
+        if self.max_inflight_events < self.max_events_per_frame {
+            return bad(
+                "max_inflight_events",
+                "must be at least max_events_per_frame",
+            );
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be at least 1");
+        }
+        if self.idle_timeout_secs == 0 || self.idle_timeout_secs > 24 * 3600 {
+            return bad("idle_timeout_secs", "must be 1..=86400");
+        }
+        if self.keep_alive_secs != 0 && self.keep_alive_secs >= self.idle_timeout_secs {
+            return bad(
+                "keep_alive_secs",
+                "must be 0 (off) or less than idle_timeout_secs",
+            );
+        }
+        if self.hello_timeout_secs == 0 {
+            return bad("hello_timeout_secs", "must be at least 1");
+        }
+        if self.tenant_cas.is_empty() {
+            return bad(
+                "tenant_cas",
+                "no tenant CA configured: no device could connect",
+            );
+        }
+        for t in self.tenant_cas.keys() {
+            if t.is_empty() || t.contains('\0') {
+                return bad(
+                    "tenant_cas",
+                    "tenant ids must be non-empty and contain no NUL",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub(crate) fn hello_timeout(&self) -> Duration {
+        Duration::from_secs(self.hello_timeout_secs)
+    }
+
+    pub(crate) fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_toml() {
+        let c: QuicConfig = toml::from_str(
+            r#"
+            listen = "127.0.0.1:4433"
+            max_events_per_frame = 10
+            [tenant_cas]
+            t1 = "certs/t1/ca.pem"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.max_events_per_frame, 10);
+        assert_eq!(c.max_frame_bytes, QuicConfig::default().max_frame_bytes);
+        c.validate().unwrap();
+        assert!(toml::from_str::<QuicConfig>("nope = 1").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut c = QuicConfig::default();
+        c.tenant_cas.insert("t".into(), "x".into());
+        c.max_inflight_events = 1;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.starts_with("quic.max_inflight_events:"), "{e}");
+        let e = QuicConfig::default().validate().unwrap_err().to_string();
+        assert!(e.starts_with("quic.tenant_cas:"), "{e}");
+    }
+}

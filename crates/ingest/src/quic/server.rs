@@ -1,0 +1,331 @@
+//! Endpoints, the accept loops, the connection limit and shutdown.
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metrics::{Counter, Gauge};
+use quinn::{EndpointConfig, IdleTimeout, TransportConfig, VarInt};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use vaka_core::directory::Directory;
+use vaka_proto::codes;
+use vaka_router::{Clock, Router};
+
+use super::tls::{self, TenantVerifier};
+use super::{conn, QuicConfig, QuicError};
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    pub router: Arc<Router>,
+    pub directory: Arc<Directory>,
+    pub verifier: Arc<TenantVerifier>,
+    pub clock: Clock,
+    pub token: CancellationToken,
+    pub max_frame_bytes: usize,
+    pub max_events_per_frame: usize,
+    pub max_inflight_events: usize,
+    pub hello_timeout: Duration,
+    pub drain_timeout: Duration,
+    pub metrics: Metrics,
+}
+
+/// Metric handles, registered once (the recorder must be installed before [`QuicServer::start`]).
+/// Names follow Vector's component spec with `stage="quic"`.
+pub(crate) struct Metrics {
+    pub events_received: Counter,
+    pub bytes_received: Counter,
+    /// Events handed to the router.
+    pub events_sent: Counter,
+    pub bytes_sent: Counter,
+    /// Replies by status: ok, not_treated, busy, rejected, error.
+    pub replies: [Counter; 5],
+    /// Events not stored, by reason (the reply status): busy, rejected, error.
+    pub discarded: [Counter; 3],
+    pub frame_errors: Counter,
+    pub protocol_errors: Counter,
+    pub handshake_errors: Counter,
+    pub connections_active: Gauge,
+    pub connections_accepted: Counter,
+    pub connections_refused: Counter,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let s = "stage";
+        let q = "quic";
+        let status =
+            |st: &'static str| metrics::counter!("vaka_replies_total", s => q, "status" => st);
+        let discarded = |r: &'static str| metrics::counter!("vaka_events_discarded_total", s => q, "reason" => r);
+        let error = |k: &'static str| metrics::counter!("vaka_errors_total", s => q, "kind" => k);
+        Self {
+            events_received: metrics::counter!("vaka_events_received_total", s => q),
+            bytes_received: metrics::counter!("vaka_bytes_received_total", s => q),
+            events_sent: metrics::counter!("vaka_events_sent_total", s => q),
+            bytes_sent: metrics::counter!("vaka_bytes_sent_total", s => q),
+            replies: [
+                status("ok"),
+                status("not_treated"),
+                status("busy"),
+                status("rejected"),
+                status("error"),
+            ],
+            discarded: [discarded("busy"), discarded("rejected"), discarded("error")],
+            frame_errors: error("malformed_frame"),
+            protocol_errors: error("protocol"),
+            handshake_errors: error("handshake"),
+            connections_active: metrics::gauge!("vaka_connections_active", s => q),
+            connections_accepted: metrics::counter!("vaka_connections_total", s => q, "result" => "accepted"),
+            connections_refused: metrics::counter!("vaka_connections_total", s => q, "result" => "refused"),
+        }
+    }
+}
+
+/// The running QUIC front. Dropping it without [`shutdown`](Self::shutdown) leaves the tasks
+/// running until the runtime ends.
+pub struct QuicServer {
+    /// Taken (and so dropped, freeing the UDP ports) by `shutdown`.
+    endpoints: Mutex<Vec<quinn::Endpoint>>,
+    addrs: Vec<SocketAddr>,
+    shared: Arc<Shared>,
+    accept: Mutex<Vec<JoinHandle<()>>>,
+    tracker: TaskTracker,
+}
+
+impl QuicServer {
+    /// Reads the certificates, binds the endpoints and starts accepting, on the current tokio
+    /// runtime. Errors name the configuration key at fault.
+    pub fn start(
+        cfg: &QuicConfig,
+        router: Arc<Router>,
+        directory: Arc<Directory>,
+    ) -> Result<QuicServer, QuicError> {
+        Self::start_with_clock(cfg, router, directory, Clock::new())
+    }
+
+    /// [`start`](Self::start) with the clock that stamps `received_ms` (the router's, in tests
+    /// with paused time).
+    pub fn start_with_clock(
+        cfg: &QuicConfig,
+        router: Arc<Router>,
+        directory: Arc<Directory>,
+        clock: Clock,
+    ) -> Result<QuicServer, QuicError> {
+        cfg.validate()?;
+        let provider = tls::provider();
+        let verifier = Arc::new(TenantVerifier::load(
+            cfg,
+            directory.clone(),
+            provider.clone(),
+        )?);
+        let certs = tls::load_certs(&cfg.server_cert, "quic.server_cert")?;
+        let key = tls::load_key(&cfg.server_key, "quic.server_key")?;
+        let mut tls_cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| config_err("quic", e))?
+            .with_client_cert_verifier(verifier.clone())
+            .with_single_cert(certs, key)
+            .map_err(|e| config_err("quic.server_key", e))?;
+        tls_cfg.alpn_protocols = vec![vaka_proto::ALPN.to_vec()];
+        let quic_tls = quinn::crypto::rustls::QuicServerConfig::try_from(tls_cfg)
+            .map_err(|e| config_err("quic", e))?;
+        let mut server_cfg = quinn::ServerConfig::with_crypto(Arc::new(quic_tls));
+        server_cfg.transport_config(Arc::new(transport(cfg)?));
+
+        // One endpoint config for all: the same stateless-reset key, so a device whose packets
+        // reach another endpoint (SO_REUSEPORT after an address change) gets a reset it trusts
+        // and reconnects at once instead of waiting for its idle timeout.
+        let endpoint_cfg = EndpointConfig::default();
+        let mut endpoints = Vec::with_capacity(cfg.endpoints);
+        let mut addrs = Vec::with_capacity(cfg.endpoints);
+        for i in 0..cfg.endpoints {
+            let addr = match (i, cfg.reuse_port) {
+                (0, _) => cfg.listen,
+                (_, true) => addrs[0],
+                (_, false) if cfg.listen.port() == 0 => cfg.listen,
+                (_, false) => SocketAddr::new(cfg.listen.ip(), cfg.listen.port() + i as u16),
+            };
+            let socket = bind(
+                addr,
+                cfg.reuse_port && cfg.endpoints > 1,
+                cfg.socket_buffer_bytes,
+            )
+            .map_err(|source| QuicError::Bind { addr, source })?;
+            let ep = quinn::Endpoint::new(
+                endpoint_cfg.clone(),
+                Some(server_cfg.clone()),
+                socket,
+                Arc::new(quinn::TokioRuntime),
+            )
+            .map_err(|source| QuicError::Bind { addr, source })?;
+            addrs.push(
+                ep.local_addr()
+                    .map_err(|source| QuicError::Bind { addr, source })?,
+            );
+            endpoints.push(ep);
+        }
+
+        let shared = Arc::new(Shared {
+            router,
+            directory,
+            verifier,
+            clock,
+            token: CancellationToken::new(),
+            max_frame_bytes: cfg.max_frame_bytes,
+            max_events_per_frame: cfg.max_events_per_frame,
+            max_inflight_events: cfg.max_inflight_events,
+            hello_timeout: cfg.hello_timeout(),
+            drain_timeout: cfg.drain_timeout(),
+            metrics: Metrics::new(),
+        });
+        let limit = Arc::new(Semaphore::new(cfg.max_connections));
+        let tracker = TaskTracker::new();
+        let accept = endpoints
+            .iter()
+            .map(|ep| {
+                tokio::spawn(accept_loop(
+                    ep.clone(),
+                    shared.clone(),
+                    limit.clone(),
+                    tracker.clone(),
+                ))
+            })
+            .collect();
+        tracing::info!(addrs = ?addrs, endpoints = cfg.endpoints, tenants = cfg.tenant_cas.len(), "quic: listening (vaka/1)");
+        Ok(QuicServer {
+            endpoints: Mutex::new(endpoints),
+            addrs,
+            shared,
+            accept: Mutex::new(accept),
+            tracker,
+        })
+    }
+
+    /// The bound address of each endpoint (the first is `quic.listen` with its port resolved).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The first endpoint's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Open connections now.
+    pub fn connections(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// Stops accepting, lets every connection answer what it already submitted (bounded by
+    /// `drain_timeout_secs`), closes them with [`codes::SHUTDOWN`] and waits (about a second at
+    /// most) for the closes to be sent, and releases the UDP ports. Call before
+    /// `Router::shutdown`. Idempotent.
+    pub async fn shutdown(&self) {
+        self.shared.token.cancel();
+        let endpoints: Vec<_> = self
+            .endpoints
+            .lock()
+            .expect("endpoints lock")
+            .drain(..)
+            .collect();
+        for ep in &endpoints {
+            ep.set_server_config(None);
+        }
+        let accept: Vec<_> = self.accept.lock().expect("accept lock").drain(..).collect();
+        for t in accept {
+            let _ = t.await;
+        }
+        self.tracker.close();
+        let grace = self.shared.drain_timeout + Duration::from_secs(1);
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                connections = self.tracker.len(),
+                "quic: connections still draining at the deadline: closing them"
+            );
+        }
+        for ep in &endpoints {
+            ep.close(VarInt::from_u32(codes::SHUTDOWN), b"server shutting down");
+        }
+        for ep in &endpoints {
+            let _ = tokio::time::timeout(Duration::from_secs(1), ep.wait_idle()).await;
+        }
+        tracing::info!("quic: stopped");
+    }
+}
+
+fn config_err(key: &str, e: impl std::fmt::Display) -> QuicError {
+    QuicError::Config {
+        key: key.into(),
+        reason: e.to_string(),
+    }
+}
+
+fn transport(cfg: &QuicConfig) -> Result<TransportConfig, QuicError> {
+    let mut t = TransportConfig::default();
+    t.max_idle_timeout(Some(
+        IdleTimeout::try_from(cfg.idle_timeout())
+            .map_err(|e| config_err("quic.idle_timeout_secs", e))?,
+    ));
+    t.keep_alive_interval(
+        (cfg.keep_alive_secs > 0).then(|| Duration::from_secs(cfg.keep_alive_secs)),
+    );
+    // One stream per connection; no datagrams.
+    t.max_concurrent_bidi_streams(VarInt::from_u32(1));
+    t.max_concurrent_uni_streams(VarInt::from_u32(0));
+    t.datagram_receive_buffer_size(None);
+    // Room for a few frames in flight each way; a limit, not an allocation.
+    let window = (cfg.max_frame_bytes as u64 * 4).clamp(256 * 1024, 64 * 1024 * 1024);
+    let window = VarInt::from_u64(window).map_err(|e| config_err("quic.max_frame_bytes", e))?;
+    t.stream_receive_window(window);
+    t.receive_window(window);
+    t.send_window(window.into_inner());
+    Ok(t)
+}
+
+fn bind(addr: SocketAddr, reuse_port: bool, buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if reuse_port {
+        #[cfg(unix)]
+        s.set_reuse_port(true)?;
+    }
+    if buffer > 0 {
+        // Best effort: the kernel caps these at net.core.{r,w}mem_max.
+        let _ = s.set_recv_buffer_size(buffer);
+        let _ = s.set_send_buffer_size(buffer);
+    }
+    s.bind(&addr.into())?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+async fn accept_loop(
+    ep: quinn::Endpoint,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    tracker: TaskTracker,
+) {
+    loop {
+        let incoming = tokio::select! {
+            _ = shared.token.cancelled() => break,
+            i = ep.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        match limit.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tracker.spawn(conn::handle(incoming, permit, shared.clone()));
+            }
+            Err(_) => {
+                shared.metrics.connections_refused.increment(1);
+                tracing::debug!(remote = %incoming.remote_address(), "quic: connection limit reached, refused");
+                incoming.refuse();
+            }
+        }
+    }
+}
