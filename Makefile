@@ -10,6 +10,7 @@ deps:
 	@scripts/install-deps.sh
 
 run: deps
+	cargo run --bin vaka -- certs --config $(CONFIG) --dir certs
 	cargo run --bin vaka -- serve --config $(CONFIG)
 
 lint: deps

@@ -28,6 +28,8 @@ pub struct Config {
     pub centres: Vec<CentreConfig>,
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
+    /// The vaka/1 device front over QUIC; absent = off. Its address is `listen.quic`.
+    pub quic: Option<vaka_ingest::quic::QuicConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -236,11 +238,14 @@ impl Config {
     /// Parses and validates; returns every problem found, not just the first.
     pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
         let de = toml::Deserializer::parse(text).map_err(|e| vec![syntax_error(text, &e)])?;
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let reason = toml_reason(e.inner());
             vec![err(if key == "." { String::new() } else { key }, reason)]
         })?;
+        if let Some(q) = &mut cfg.quic {
+            q.listen = cfg.listen.quic;
+        }
         let problems = cfg.validate();
         if problems.is_empty() {
             Ok(cfg)
@@ -431,6 +436,9 @@ impl Config {
                 d.accept_deadline_secs,
             );
         }
+        if let Some(q) = &self.quic {
+            validate_quic(&mut p, q, &tenants);
+        }
         p
     }
 
@@ -553,5 +561,27 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
     match line {
         Some(l) => err(format!("line {l}"), toml_reason(e)),
         None => err("", toml_reason(e)),
+    }
+}
+
+/// `[quic]`: the front's own checks, and every tenant CA must belong to a configured tenant.
+fn validate_quic(
+    p: &mut Vec<ConfigError>,
+    q: &vaka_ingest::quic::QuicConfig,
+    tenants: &HashSet<&str>,
+) {
+    if let Err(e) = q.validate() {
+        match e {
+            vaka_ingest::quic::QuicError::Config { key, reason } => p.push(err(key, reason)),
+            other => p.push(err("quic", other.to_string())),
+        }
+    }
+    for t in q.tenant_cas.keys() {
+        if !tenants.contains(t.as_str()) {
+            p.push(err(
+                format!("quic.tenant_cas.{t}"),
+                format!("unknown tenant \"{t}\""),
+            ));
+        }
     }
 }

@@ -24,6 +24,16 @@ enum Command {
     },
     /// Validate a configuration file and exit (0 valid, 2 invalid).
     CheckConfig { file: PathBuf },
+    /// Make demo certificates for vaka/1 over QUIC: a server CA and a localhost server
+    /// certificate, a CA per tenant and a certificate per device of the configuration (CN = device
+    /// id). Existing CAs and server certificate are kept; device certificates are written anew.
+    Certs {
+        #[arg(long, default_value = "config/vaka.toml")]
+        config: PathBuf,
+        /// Where the PEM files go (the demo config reads them from certs/).
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+    },
 }
 
 /// Exit code for a bad configuration (and bad usage, as clap does).
@@ -54,6 +64,39 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Certs { config, dir } => {
+            let cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            for t in &cfg.tenants {
+                let devices: Vec<&str> = cfg
+                    .devices
+                    .iter()
+                    .filter(|d| d.tenant == t.id)
+                    .map(|d| d.id.as_str())
+                    .collect();
+                match vaka_ingest::certs::generate_demo(&dir, &t.id, &devices) {
+                    Ok(c) => println!(
+                        "tenant {}: CA {}, {} device certificates in {}",
+                        t.id,
+                        c.tenant_ca.display(),
+                        c.devices.len(),
+                        c.tenant_ca.parent().unwrap_or(&dir).display()
+                    ),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            println!(
+                "server: {} (CA for devices: {})",
+                dir.join("server.pem").display(),
+                dir.join("server-ca.pem").display()
+            );
+            ExitCode::SUCCESS
+        }
         Command::Serve { config } => {
             let cfg = match load(&config) {
                 Ok(c) => c,

@@ -3,6 +3,7 @@
 use crate::config::Config;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vaka_ingest::quic::QuicServer;
 use vaka_router::{Clock, Presence, Router};
 use vaka_store::{RecoverOptions, RocksBackend, RocksConfig, Store};
 
@@ -10,6 +11,8 @@ use vaka_store::{RecoverOptions, RocksBackend, RocksConfig, Store};
 pub struct Engine {
     pub store: Store,
     pub router: Arc<Router>,
+    /// The vaka/1 QUIC front, when `[quic]` is configured.
+    pub quic: Option<QuicServer>,
 }
 
 fn wall_ms() -> i64 {
@@ -47,19 +50,41 @@ impl Engine {
             "store recovered"
         );
         metrics::gauge!("vaka_store_recovery_seconds").set(recovered.took.as_secs_f64());
+        let directory = Arc::new(cfg.directory());
         let router = Router::start(
             router_cfg,
             store.clone(),
             recovered,
-            Arc::new(cfg.directory()),
+            directory.clone(),
             Presence::new(),
             Clock::new(),
         );
-        Ok(Engine { store, router })
+        let quic = match &cfg.quic {
+            Some(q) => match QuicServer::start(q, router.clone(), directory.clone()) {
+                Ok(server) => {
+                    tracing::info!(addrs = ?server.local_addrs(), "vaka/1 QUIC front listening");
+                    Some(server)
+                }
+                Err(e) => {
+                    stop_router(&router, &store);
+                    return Err(format!("starting the QUIC front: {e}"));
+                }
+            },
+            None => None,
+        };
+        Ok(Engine {
+            store,
+            router,
+            quic,
+        })
     }
 
     /// Stops taking events, drains the shards, then closes the store (flushing it).
     pub async fn shutdown(self) -> Result<(), String> {
+        // Fronts first: they answer what they already submitted, then the shards drain.
+        if let Some(q) = &self.quic {
+            q.shutdown().await;
+        }
         self.router.shutdown().await;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.close())
@@ -67,6 +92,16 @@ impl Engine {
             .map_err(|e| format!("store close task: {e}"))?
             .map_err(|e| format!("closing store: {e}"))
     }
+}
+
+/// A start that fails after the router is up must still stop its shards and close the store,
+/// so that the RocksDB lock is released and nothing is left half-written.
+fn stop_router(router: &Arc<Router>, store: &Store) {
+    let (router, store) = (router.clone(), store.clone());
+    tokio::spawn(async move {
+        router.shutdown().await;
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    });
 }
 
 /// `vaka serve`: runs until SIGINT or SIGTERM.

@@ -75,6 +75,21 @@ fn each_bad_file_names_its_key() {
         ),
         ("syntax", "[router\nshards = 2\n", "line 1"),
         (
+            "quic CA for an unknown tenant",
+            &format!("{GOOD}[quic]\ntenant_cas = {{ x = \"ca.pem\" }}\n"),
+            "quic.tenant_cas.x: unknown tenant \"x\"",
+        ),
+        (
+            "quic limit out of range",
+            &format!("{GOOD}[quic]\ntenant_cas = {{ t = \"ca.pem\" }}\nmax_frame_bytes = 10\n"),
+            "quic.max_frame_bytes: must be 1024..=67108864",
+        ),
+        (
+            "quic address given twice",
+            "[quic]\nlisten = \"127.0.0.1:1\"\n",
+            "listen",
+        ),
+        (
             "unknown tenant",
             &GOOD.replace("tenant = \"t\"\nid = \"1\"", "tenant = \"x\"\nid = \"1\""),
             "devices[0].tenant: unknown tenant \"x\"",

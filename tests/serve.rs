@@ -97,3 +97,32 @@ fn serves_metrics_and_stops_cleanly_on_signals() {
         assert!(log.contains("store recovered"), "{log}");
     }
 }
+
+/// `vaka certs` writes the demo PKI for every tenant and device of a configuration; the files are
+/// what `[quic]` and the device library read.
+#[test]
+fn certs_writes_a_ca_per_tenant_and_a_certificate_per_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    let status = Command::new(env!("CARGO_BIN_EXE_vaka"))
+        .args(["certs", "--config", "config/vaka.toml", "--dir"])
+        .arg(&out)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for f in [
+        "server-ca.pem",
+        "server.pem",
+        "server-key.pem",
+        "demo/ca.pem",
+        "demo/100001.pem",
+        "demo/100001-key.pem",
+        "demo/100002.pem",
+        "demo/100003-key.pem",
+    ] {
+        let text = std::fs::read_to_string(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(text.starts_with("-----BEGIN "), "{f} is not PEM");
+    }
+}

@@ -11,7 +11,8 @@ use super::QuicError;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuicConfig {
-    /// UDP address to listen on.
+    /// UDP address to listen on. In the engine's configuration file this is `listen.quic`.
+    #[serde(skip)]
     pub listen: SocketAddr,
     /// Number of QUIC endpoints (UDP sockets). quinn runs all I/O of one endpoint on one task;
     /// more endpoints spread that work over cores. See `reuse_port`.
@@ -155,7 +156,6 @@ mod tests {
     fn defaults_and_toml() {
         let c: QuicConfig = toml::from_str(
             r#"
-            listen = "127.0.0.1:4433"
             max_events_per_frame = 10
             [tenant_cas]
             t1 = "certs/t1/ca.pem"
@@ -166,6 +166,8 @@ mod tests {
         assert_eq!(c.max_frame_bytes, QuicConfig::default().max_frame_bytes);
         c.validate().unwrap();
         assert!(toml::from_str::<QuicConfig>("nope = 1").is_err());
+        // The address is the engine's `listen.quic`, not a second key here.
+        assert!(toml::from_str::<QuicConfig>("listen = \"127.0.0.1:1\"").is_err());
     }
 
     #[test]
