@@ -14,6 +14,7 @@ use futures::FutureExt;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::{Code, Status, Streaming};
@@ -104,6 +105,14 @@ pub(crate) async fn run(
         None
     };
 
+    match ending {
+        Some(status) => {
+            tracing::info!(centre = %centre, ?peer, reason = %status.message(), "centre stream ended");
+            // The centre should learn why; a centre that reads nothing is not waited on for long.
+            let _ = tokio::time::timeout(Duration::from_secs(1), out.send(Err(status))).await;
+        }
+        None => tracing::info!(centre = %centre, ?peer, "centre disconnected"),
+    }
     shared.sessions.close(&centre, reg.id);
     metrics::gauge!("vaka_centres_connected").set(shared.sessions.connected() as f64);
     if *shared.stopping.borrow() {
@@ -111,13 +120,6 @@ pub(crate) async fn run(
         shared.router.presence().disconnected(&centre);
     } else {
         shared.router.centre_down(&centre).await;
-    }
-    match ending {
-        Some(status) => {
-            tracing::info!(centre = %centre, ?peer, reason = %status.message(), "centre stream ended");
-            let _ = out.try_send(Err(status));
-        }
-        None => tracing::info!(centre = %centre, ?peer, "centre disconnected"),
     }
 }
 
@@ -247,7 +249,10 @@ impl Session {
                     self.sent(&o);
                     permit.send(Ok(o.msg));
                 }
-                m = inbound.message(), if self.inputs.len() < cfg.max_inputs => match m {
+                // Inputs awaiting durability and answers not yet sent are bounded: past
+                // them the centre waits (HTTP/2 flow control) until it reads its answers.
+                m = inbound.message(), if self.inputs.len() < cfg.max_inputs
+                    && self.outq.len() < cfg.read_batch + cfg.max_inputs => match m {
                     Ok(Some(m)) => {
                         if let Err(status) = self.take(m) {
                             return Some(status);

@@ -122,7 +122,7 @@ async fn client_certificate_cn_names_the_centre() {
         ca: Some(&pki.ca),
         ..Default::default()
     };
-    let cb = open(&url, Some(&token("cb")), tls_only.clone())
+    let cb = open(&url, Some(token("cb").as_str()), tls_only.clone())
         .await
         .unwrap();
     assert_eq!(cb.welcome.centre_id, "cb");
