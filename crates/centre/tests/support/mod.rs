@@ -225,6 +225,8 @@ pub struct Centre {
     pub down: Streaming<pb::ServerMessage>,
     pub welcome: pb::Welcome,
     next_request: u64,
+    /// Messages that arrived while waiting for an input's result, in order.
+    buffered: std::collections::VecDeque<Out>,
 }
 
 impl Centre {
@@ -266,6 +268,7 @@ impl Centre {
                 down,
                 welcome,
                 next_request: 0,
+                buffered: Default::default(),
             }),
             other => panic!("expected welcome, got {other:?}"),
         }
@@ -273,6 +276,13 @@ impl Centre {
 
     /// The next message that is not a heartbeat, within 10 s of real time.
     pub async fn next(&mut self) -> Result<Out, tonic::Status> {
+        if let Some(m) = self.buffered.pop_front() {
+            return Ok(m);
+        }
+        self.receive().await
+    }
+
+    async fn receive(&mut self) -> Result<Out, tonic::Status> {
         let mut deadline = real_time(Duration::from_secs(10));
         loop {
             tokio::select! {
@@ -303,6 +313,11 @@ impl Centre {
 
     /// Nothing but heartbeats arrives for `d` of real time.
     pub async fn quiet_for(&mut self, d: Duration) {
+        assert!(
+            self.buffered.is_empty(),
+            "expected silence, have {:?}",
+            self.buffered
+        );
         let mut deadline = real_time(d);
         loop {
             tokio::select! {
@@ -326,8 +341,8 @@ impl Centre {
         self.send(In::Ack(pb::Ack { cursor })).await;
     }
 
-    /// Sends an input and waits for its result (skipping notices, which are returned).
-    pub async fn act(&mut self, msg: In) -> (pb::InputResult, Vec<Out>) {
+    /// Sends an input and waits for its result; what arrives meanwhile is kept for `next`.
+    pub async fn act(&mut self, msg: In) -> pb::InputResult {
         self.next_request += 1;
         let id = self.next_request;
         let msg = match msg {
@@ -350,11 +365,10 @@ impl Centre {
             other => other,
         };
         self.send(msg).await;
-        let mut other = Vec::new();
         loop {
-            match self.next().await.unwrap() {
-                Out::Result(r) if r.request_id == id => return (r, other),
-                o => other.push(o),
+            match self.receive().await.unwrap() {
+                Out::Result(r) if r.request_id == id => return r,
+                o => self.buffered.push_back(o),
             }
         }
     }
@@ -365,7 +379,6 @@ impl Centre {
             alarm_id: alarm,
         }))
         .await
-        .0
     }
 
     pub async fn accept(&mut self, alarm: u64, operator: &str) -> pb::InputResult {
@@ -375,7 +388,6 @@ impl Centre {
             operator_id: operator.into(),
         }))
         .await
-        .0
     }
 
     pub async fn close(&mut self, alarm: u64, outcome: &str, note: &str) -> pb::InputResult {
@@ -386,7 +398,6 @@ impl Centre {
             note: note.into(),
         }))
         .await
-        .0
     }
 
     /// The status the stream ended with.
