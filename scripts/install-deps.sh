@@ -21,3 +21,21 @@ if ! command -v cargo >/dev/null; then
   echo "install-deps: cargo not found; install Rust with rustup (https://rustup.rs) first" >&2
   exit 1
 fi
+
+# The centre API's interoperability test runs a Python grpcio client generated from proto/ at test
+# time (crates/centre/tests/python_interop.rs).
+if ! python3 -c "import grpc, grpc_tools.protoc" >/dev/null 2>&1; then
+  if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
+    echo "install-deps: installing python3 and pip"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-pip >/dev/null
+  fi
+  echo "install-deps: installing grpcio grpcio-tools (pip, user site)"
+  # Debian's python3 is "externally managed": a user-site install needs --break-system-packages
+  # there, which only touches ~/.local, never the system's packages.
+  python3 -m pip install --quiet --user grpcio grpcio-tools 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages grpcio grpcio-tools \
+    || python3 -m pip install --quiet grpcio grpcio-tools
+fi

@@ -30,6 +30,8 @@ pub struct Config {
     pub devices: Vec<DeviceConfig>,
     /// The vaka/1 device front over QUIC; absent = off. Its address is `listen.quic`.
     pub quic: Option<vaka_ingest::quic::QuicConfig>,
+    #[serde(default)]
+    pub grpc: GrpcSection,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -202,6 +204,36 @@ pub struct DeviceConfig {
     pub gateway_for: Vec<String>,
 }
 
+/// The alarm-centre gRPC API (`listen.grpc`): stream timings and limits, optional TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcSection {
+    pub heartbeat_secs: u64,
+    /// A centre that leaves a notice unacknowledged this long is cut off and counts as unreachable.
+    pub ack_timeout_secs: u64,
+    /// Notices sent to a centre but not yet acknowledged.
+    pub max_unacked: usize,
+    /// Server certificate and key (PEM): with them the API speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) for centres' client certificates (mTLS; the certificate's CN is the centre id).
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Default for GrpcSection {
+    fn default() -> Self {
+        let d = vaka_centre::CentreConfig::default();
+        Self {
+            heartbeat_secs: d.heartbeat.as_secs(),
+            ack_timeout_secs: d.ack_timeout.as_secs(),
+            max_unacked: d.max_unacked,
+            tls_cert: None,
+            tls_key: None,
+            client_ca: None,
+        }
+    }
+}
+
 /// A configuration error: the key at fault and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -295,6 +327,7 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.server.log_level).is_err() {
             p.push(err("server.log_level", "not a valid log filter"));
         }
+        self.validate_grpc(&mut p);
         deadline(
             &mut p,
             "defaults.receipt_deadline_secs",
@@ -440,6 +473,59 @@ impl Config {
             validate_quic(&mut p, q, &tenants);
         }
         p
+    }
+
+    fn validate_grpc(&self, p: &mut Vec<ConfigError>) {
+        let g = &self.grpc;
+        if g.heartbeat_secs == 0 {
+            p.push(err("grpc.heartbeat_secs", "must be greater than 0"));
+        }
+        if g.ack_timeout_secs == 0 {
+            p.push(err("grpc.ack_timeout_secs", "must be greater than 0"));
+        }
+        if g.max_unacked == 0 {
+            p.push(err("grpc.max_unacked", "must be greater than 0"));
+        }
+        if g.tls_cert.is_some() != g.tls_key.is_some() {
+            p.push(err("grpc.tls_cert", "tls_cert and tls_key go together"));
+        }
+        if g.client_ca.is_some() && g.tls_cert.is_none() {
+            p.push(err(
+                "grpc.client_ca",
+                "client certificates need tls_cert and tls_key",
+            ));
+        }
+    }
+
+    /// Timings and limits of the centre API.
+    pub fn centre_config(&self) -> vaka_centre::CentreConfig {
+        vaka_centre::CentreConfig {
+            heartbeat: std::time::Duration::from_secs(self.grpc.heartbeat_secs),
+            ack_timeout: std::time::Duration::from_secs(self.grpc.ack_timeout_secs),
+            max_unacked: self.grpc.max_unacked,
+            ..vaka_centre::CentreConfig::default()
+        }
+    }
+
+    /// TLS files of the centre API, if it speaks TLS.
+    pub fn centre_tls(&self) -> Option<vaka_centre::TlsFiles> {
+        match (&self.grpc.tls_cert, &self.grpc.tls_key) {
+            (Some(cert), Some(key)) => Some(vaka_centre::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.grpc.client_ca.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Each centre with its bearer token.
+    pub fn centre_credentials(&self) -> vaka_centre::Credentials {
+        vaka_centre::Credentials::new(
+            self.centres
+                .iter()
+                .map(|c| (CentreId::new(&c.id), c.token.clone())),
+        )
     }
 
     pub fn router_config(&self) -> vaka_router::RouterConfig {

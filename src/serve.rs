@@ -4,6 +4,7 @@ use crate::config::Config;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vaka_ingest::quic::QuicServer;
+use vaka_centre::{CentreServer, CentreService};
 use vaka_router::{Clock, Presence, Router};
 use vaka_store::{RecoverOptions, RocksBackend, RocksConfig, Store};
 
@@ -13,6 +14,8 @@ pub struct Engine {
     pub router: Arc<Router>,
     /// The vaka/1 QUIC front, when `[quic]` is configured.
     pub quic: Option<QuicServer>,
+    /// The alarm-centre gRPC API on `listen.grpc`.
+    pub centres: Option<CentreServer>,
 }
 
 fn wall_ms() -> i64 {
@@ -51,13 +54,14 @@ impl Engine {
         );
         metrics::gauge!("vaka_store_recovery_seconds").set(recovered.took.as_secs_f64());
         let directory = Arc::new(cfg.directory());
+        let clock = Clock::new();
         let router = Router::start(
             router_cfg,
             store.clone(),
             recovered,
             directory.clone(),
             Presence::new(),
-            Clock::new(),
+            clock,
         );
         let quic = match &cfg.quic {
             Some(q) => match QuicServer::start(q, router.clone(), directory.clone()) {
@@ -72,16 +76,52 @@ impl Engine {
             },
             None => None,
         };
-        Ok(Engine {
+        let mut engine = Engine {
             store,
             router,
+            centres: None,
             quic,
-        })
+        };
+        match engine.start_centres(cfg, directory, clock) {
+            Ok(c) => engine.centres = Some(c),
+            Err(e) => {
+                stop_router(&engine.router, &engine.store);
+                return Err(e);
+            }
+        }
+        Ok(engine)
+    }
+
+    /// The centre API: offers and updates out of the store's outboxes, centre inputs into the router.
+    fn start_centres(
+        &self,
+        cfg: &Config,
+        directory: Arc<vaka_core::directory::Directory>,
+        clock: Clock,
+    ) -> Result<CentreServer, String> {
+        let service = CentreService::new(
+            self.store.clone(),
+            self.router.clone(),
+            directory,
+            cfg.centre_credentials(),
+            cfg.centre_config(),
+            clock,
+        );
+        CentreServer::start(cfg.listen.grpc, service, cfg.centre_tls().as_ref())
+    }
+
+    /// Where the centre API listens (port 0 in config gives an ephemeral port).
+    pub fn centre_addr(&self) -> Option<std::net::SocketAddr> {
+        self.centres.as_ref().map(|c| c.local_addr())
     }
 
     /// Stops taking events, drains the shards, then closes the store (flushing it).
-    pub async fn shutdown(self) -> Result<(), String> {
-        // Fronts first: they answer what they already submitted, then the shards drain.
+    pub async fn shutdown(mut self) -> Result<(), String> {
+        // Centres first: their streams end without counting as lost, so nothing escalates for it.
+        if let Some(centres) = self.centres.take() {
+            centres.shutdown(Duration::from_secs(2)).await;
+        }
+        // Then the fronts: they answer what they already submitted, then the shards drain.
         if let Some(q) = &self.quic {
             q.shutdown().await;
         }
@@ -111,6 +151,7 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     tracing::info!(
         shards = engine.router.shards(),
         metrics = %format!("http://{}/metrics", cfg.listen.http),
+        centre_api = ?engine.centre_addr(),
         data_dir = %cfg.server.data_dir.display(),
         "vaka ready"
     );

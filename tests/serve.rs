@@ -17,7 +17,7 @@ fn start(dir: &std::path::Path, http: u16) -> Child {
     std::fs::write(
         &cfg,
         format!(
-            "[server]\ndata_dir = \"{}\"\nshutdown_timeout_secs = 5\n[listen]\nhttp = \"127.0.0.1:{http}\"\n",
+            "[server]\ndata_dir = \"{}\"\nshutdown_timeout_secs = 5\n[listen]\nhttp = \"127.0.0.1:{http}\"\ngrpc = \"127.0.0.1:0\"\n",
             dir.join("data").display()
         ),
     )

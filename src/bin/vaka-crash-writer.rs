@@ -23,6 +23,7 @@ fn config(data_dir: PathBuf) -> Config {
     }
     let mut cfg = Config::parse(&text).expect("crash writer config is valid");
     cfg.server.data_dir = data_dir;
+    cfg.listen.grpc = "127.0.0.1:0".parse().expect("address");
     cfg
 }
 

@@ -319,8 +319,10 @@ impl Shard {
                     self.fire_deadlines(&mut alarm);
                 }
                 m = alarm_rx.recv_async(), if alarm.inflight.len() < max => {
-                    if let Ok(m) = m {
-                        stopping |= self.take_batch(&mut alarm, m, &alarm_rx);
+                    match m {
+                        Ok(m) => stopping |= self.take_batch(&mut alarm, m, &alarm_rx),
+                        // The router is gone (a test that panicked): end rather than spin.
+                        Err(_) => stopping = true,
                     }
                 }
                 m = bulk_rx.recv_async(), if !stopping && bulk.inflight.len() < max => {

@@ -130,6 +130,17 @@ pub trait Backend: Send + Sync + 'static {
         prefix: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
+    /// Like [`Backend::scan`] but starts at `from` (a key with this prefix), so a reader that has
+    /// moved on never walks over what lies before it (e.g. pruned outbox entries' tombstones).
+    fn scan_from(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        from: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.scan(cf, prefix, &mut |k, v| k < from || f(k, v))
+    }
     /// The greatest key in the column family.
     fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError>;
     /// Flushes what is buffered, on clean shutdown.

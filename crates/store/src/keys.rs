@@ -51,10 +51,7 @@ pub fn read_outbox(
     let mut out = Vec::new();
     let mut err = None;
     let from = outbox_key(centre.as_str(), after.saturating_add(1));
-    backend.scan(Cf::Outbox, &prefix, &mut |k, v| {
-        if k < from.as_slice() {
-            return true;
-        }
+    backend.scan_from(Cf::Outbox, &prefix, &from, &mut |k, v| {
         let Some(seq) = decode_id(&k[prefix.len()..]) else {
             return true;
         };
@@ -168,6 +165,37 @@ pub fn load_audit(backend: &dyn Backend, id: AlarmId) -> Result<Vec<AuditRecord>
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// Reads one stored event (an alarm's opening event has the alarm's id).
+pub fn load_event(backend: &dyn Backend, id: EventId) -> Result<Option<Event>, StoreError> {
+    let key = id_key(id.0);
+    match backend.get(Cf::Events, &key)? {
+        Some(v) => Ok(Some(decode::<StoredEvent>(Cf::Events, &key, &v)?.event)),
+        None => Ok(None),
+    }
+}
+
+/// The outbox keys of `centre` with sequence in `after+1 ..= through`, at most `limit` of them:
+/// what an acknowledgement up to `through` lets go (`after`: where the last pruning stopped).
+pub fn outbox_keys_through(
+    backend: &dyn Backend,
+    centre: &CentreId,
+    after: u64,
+    through: u64,
+    limit: usize,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let prefix = outbox_prefix(centre.as_str());
+    let from = outbox_key(centre.as_str(), after.saturating_add(1));
+    let mut out = Vec::new();
+    backend.scan_from(Cf::Outbox, &prefix, &from, &mut |k, _| {
+        match decode_id(&k[prefix.len()..]) {
+            Some(seq) if seq <= through => out.push(k.to_vec()),
+            _ => return false,
+        }
+        out.len() < limit
+    })?;
+    Ok(out)
 }
 
 /// Reads one alarm record.

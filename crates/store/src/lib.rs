@@ -33,7 +33,10 @@ mod rocks;
 
 pub use backend::{Backend, Cf, Op, StoreError, WriteSet};
 pub use group::{CommitError, GroupConfig, Store, StoreStats};
-pub use keys::{load_alarm, load_audit, load_cursor, read_outbox, IdemRecord, StoredEvent};
+pub use keys::{
+    load_alarm, load_audit, load_cursor, load_event, outbox_keys_through, read_outbox, IdemRecord,
+    StoredEvent,
+};
 pub use mem::MemBackend;
 pub use recovery::{RecoverOptions, Recovered};
 pub use rocks::{RocksBackend, RocksConfig};

@@ -52,6 +52,23 @@ impl Backend for MemBackend {
         Ok(())
     }
 
+    fn scan_from(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        from: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let cfs = self.cfs.lock().expect("mem backend lock");
+        let start = from.max(prefix).to_vec();
+        for (k, v) in cfs[cf.index()].range(start..) {
+            if !k.starts_with(prefix) || !f(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.cfs.lock().expect("mem backend lock")[cf.index()]
             .keys()

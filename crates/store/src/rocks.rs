@@ -98,6 +98,26 @@ impl Backend for RocksBackend {
         Ok(())
     }
 
+    fn scan_from(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        from: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let start = from.max(prefix);
+        let it = self
+            .db
+            .iterator_cf(self.cf(cf), IteratorMode::From(start, Direction::Forward));
+        for item in it {
+            let (k, v) = item.map_err(engine)?;
+            if !k.starts_with(prefix) || !f(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError> {
         match self.db.iterator_cf(self.cf(cf), IteratorMode::End).next() {
             Some(item) => Ok(Some(item.map_err(engine)?.0.to_vec())),

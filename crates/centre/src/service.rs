@@ -1,0 +1,218 @@
+//! The `AlarmCentre` gRPC service: authenticate, scope, then the stream or a unary query.
+use crate::auth::Credentials;
+use crate::convert;
+use crate::cursors::Cursors;
+use crate::pb;
+use crate::scope::Scope;
+use crate::sessions::Sessions;
+use crate::stream;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use vaka_core::directory::Directory;
+use vaka_core::AlarmId;
+use vaka_router::{Clock, Router};
+use vaka_store::{Cf, Store};
+
+/// Limits and timings of the centre API (invariant 6: everything bounded).
+#[derive(Clone, Debug)]
+pub struct CentreConfig {
+    /// A heartbeat goes out this often on every stream.
+    pub heartbeat: Duration,
+    /// A stream whose oldest sent notice stays unacknowledged this long is ended: the centre
+    /// counts as unreachable and what it held unaccepted escalates.
+    pub ack_timeout: Duration,
+    /// The first message (hello) must arrive within this.
+    pub hello_timeout: Duration,
+    /// Notices sent but not yet acknowledged, per stream; beyond it the stream waits for acks.
+    pub max_unacked: usize,
+    /// Outbox entries read per store read.
+    pub read_batch: usize,
+    /// Centre inputs (receipt, accept, ...) awaiting durability per stream; beyond it the stream
+    /// stops reading until some complete.
+    pub max_inputs: usize,
+    /// Largest message a centre may send.
+    pub max_message_bytes: usize,
+    /// HTTP/2 keepalive ping interval and timeout: finds dead connections that TCP would keep
+    /// for many minutes. `None` turns it off.
+    pub keepalive: Option<Duration>,
+}
+
+impl Default for CentreConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(10),
+            ack_timeout: Duration::from_secs(30),
+            hello_timeout: Duration::from_secs(10),
+            max_unacked: 1024,
+            read_batch: 256,
+            max_inputs: 256,
+            max_message_bytes: 64 * 1024,
+            keepalive: Some(Duration::from_secs(20)),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub store: Store,
+    pub router: Arc<Router>,
+    pub dir: Arc<Directory>,
+    pub creds: Credentials,
+    pub sessions: Sessions,
+    pub cursors: Cursors,
+    pub cfg: CentreConfig,
+    pub clock: Clock,
+    /// Set on shutdown: streams end without the centre counting as lost.
+    pub stopping: watch::Sender<bool>,
+}
+
+/// The service object: cheap to clone, shared by every connection.
+#[derive(Clone)]
+pub struct CentreService {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl CentreService {
+    pub fn new(
+        store: Store,
+        router: Arc<Router>,
+        dir: Arc<Directory>,
+        creds: Credentials,
+        cfg: CentreConfig,
+        clock: Clock,
+    ) -> Self {
+        let (stopping, _) = watch::channel(false);
+        CentreService {
+            shared: Arc::new(Shared {
+                cursors: Cursors::new(store.clone()),
+                store,
+                router,
+                dir,
+                creds,
+                sessions: Sessions::new(),
+                cfg,
+                clock,
+                stopping,
+            }),
+        }
+    }
+
+    /// The tonic server for this service, with the configured message limit.
+    pub fn into_server(self) -> pb::alarm_centre_server::AlarmCentreServer<CentreService> {
+        let max = self.shared.cfg.max_message_bytes;
+        pb::alarm_centre_server::AlarmCentreServer::new(self).max_decoding_message_size(max)
+    }
+
+    /// Ends every stream with UNAVAILABLE (the engine is stopping, not the centres failing: their
+    /// alarms are not escalated for it) and refuses new ones.
+    pub fn stop_streams(&self) {
+        self.shared.stopping.send_replace(true);
+    }
+
+    /// Centres with a live stream now.
+    pub fn connected(&self) -> usize {
+        self.shared.sessions.connected()
+    }
+
+    fn scope<T>(&self, req: &Request<T>) -> Result<Scope, Status> {
+        let centre = self.shared.creds.authenticate(req)?;
+        Scope::new(self.shared.dir.clone(), centre)
+    }
+}
+
+type SessionStream =
+    Pin<Box<dyn futures::Stream<Item = Result<pb::ServerMessage, Status>> + Send + 'static>>;
+
+/// Most alarms one ListOpenAlarms answer carries, and open-index entries it looks at.
+const LIST_MAX: usize = 1000;
+const LIST_SCAN_MAX: usize = 100_000;
+
+#[tonic::async_trait]
+impl pb::alarm_centre_server::AlarmCentre for CentreService {
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::CentreMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let scope = self.scope(&req)?;
+        if *self.shared.stopping.borrow() {
+            return Err(Status::unavailable("server is shutting down"));
+        }
+        let peer = req.remote_addr();
+        let (tx, rx) = mpsc::channel(64);
+        let shared = self.shared.clone();
+        tokio::spawn(stream::run(shared, scope, req.into_inner(), tx, peer));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_open_alarms(
+        &self,
+        req: Request<pb::ListOpenAlarmsRequest>,
+    ) -> Result<Response<pb::ListOpenAlarmsResponse>, Status> {
+        let scope = self.scope(&req)?;
+        let q = req.into_inner();
+        let limit = match q.limit as usize {
+            0 => LIST_MAX,
+            n => n.min(LIST_MAX),
+        };
+        let backend = self.shared.store.backend().as_ref();
+        let mut ids = Vec::new();
+        let mut scanned = 0usize;
+        let from = vaka_store::keys::id_key(q.after_alarm_id.saturating_add(1));
+        let mut last_seen = None;
+        backend
+            .scan_from(Cf::Open, &[], &from, &mut |k, _| {
+                if let Some(id) = vaka_store::keys::decode_id(k) {
+                    ids.push(AlarmId(id));
+                    last_seen = Some(id);
+                }
+                scanned += 1;
+                scanned < LIST_SCAN_MAX
+            })
+            .map_err(|e| Status::unavailable(format!("reading open alarms: {e}")))?;
+        let mut alarms = Vec::new();
+        let mut next = 0;
+        for id in ids {
+            let Ok(a) = scope.load(backend, id) else {
+                continue;
+            };
+            if !(q.all_tenant_alarms || scope.is_mine(&a)) {
+                continue;
+            }
+            if alarms.len() == limit {
+                next = alarms.last().map(|a: &pb::Alarm| a.alarm_id).unwrap_or(0);
+                break;
+            }
+            let fix = stream::opening_fix(backend, a.id);
+            alarms.push(convert::alarm(&a, scope.directory(), fix.as_ref()));
+        }
+        if next == 0 && scanned >= LIST_SCAN_MAX {
+            next = last_seen.unwrap_or(0);
+        }
+        Ok(Response::new(pb::ListOpenAlarmsResponse {
+            alarms,
+            next_after_alarm_id: next,
+        }))
+    }
+
+    async fn get_audit(
+        &self,
+        req: Request<pb::GetAuditRequest>,
+    ) -> Result<Response<pb::GetAuditResponse>, Status> {
+        let scope = self.scope(&req)?;
+        let id = AlarmId(req.into_inner().alarm_id);
+        let backend = self.shared.store.backend().as_ref();
+        let alarm = scope.load(backend, id)?;
+        let records = vaka_store::load_audit(backend, id)
+            .map_err(|e| Status::unavailable(format!("reading audit of {id}: {e}")))?;
+        let fix = stream::opening_fix(backend, id);
+        Ok(Response::new(pb::GetAuditResponse {
+            alarm: Some(convert::alarm(&alarm, scope.directory(), fix.as_ref())),
+            records: records.iter().map(convert::audit).collect(),
+        }))
+    }
+}
