@@ -3,6 +3,7 @@
 use crate::config::Config;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vaka_ingest::sip::SipServer;
 use vaka_router::{Clock, Presence, Router};
 use vaka_store::{RecoverOptions, RocksBackend, RocksConfig, Store};
 
@@ -10,6 +11,8 @@ use vaka_store::{RecoverOptions, RocksBackend, RocksConfig, Store};
 pub struct Engine {
     pub store: Store,
     pub router: Arc<Router>,
+    /// The SCAIP front, when `[sip]` is configured.
+    pub sip: Option<SipServer>,
 }
 
 fn wall_ms() -> i64 {
@@ -47,19 +50,43 @@ impl Engine {
             "store recovered"
         );
         metrics::gauge!("vaka_store_recovery_seconds").set(recovered.took.as_secs_f64());
+        let directory = Arc::new(cfg.directory());
         let router = Router::start(
             router_cfg,
             store.clone(),
             recovered,
-            Arc::new(cfg.directory()),
+            directory.clone(),
             Presence::new(),
             Clock::new(),
         );
-        Ok(Engine { store, router })
+        let sip = match &cfg.sip {
+            None => None,
+            Some(sc) => {
+                let l = &cfg.listen;
+                let listen = sc.listen(l.sip_udp, l.sip_tcp, l.sip_tls);
+                let started = SipServer::start(
+                    sc,
+                    listen,
+                    cfg.sip_accounts(),
+                    router.clone(),
+                    directory.clone(),
+                    Clock::new(),
+                );
+                match started {
+                    Ok(s) => Some(s),
+                    // The process exits on this error; the shards end with the runtime.
+                    Err(e) => return Err(format!("starting the SCAIP front: {e}")),
+                }
+            }
+        };
+        Ok(Engine { store, router, sip })
     }
 
     /// Stops taking events, drains the shards, then closes the store (flushing it).
     pub async fn shutdown(self) -> Result<(), String> {
+        if let Some(sip) = &self.sip {
+            sip.shutdown().await;
+        }
         self.router.shutdown().await;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.close())
