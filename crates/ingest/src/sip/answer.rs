@@ -316,11 +316,10 @@ async fn uri_addr(uri: &str) -> Option<SocketAddr> {
     if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
         return Some(SocketAddr::new(ip, port));
     }
-    let found = tokio::net::lookup_host((host.as_str(), port))
+    tokio::net::lookup_host(format!("{host}:{port}"))
         .await
         .ok()?
-        .next();
-    found
+        .next()
 }
 
 pub(crate) fn uri_host_port(uri: &str) -> Option<(String, u16)> {

@@ -522,7 +522,7 @@ pub async fn sipp(
             "-m",
             "1",
             "-timeout",
-            "20s",
+            "20",
             "-timeout_error",
         ])
         .args(["-i", "127.0.0.1", "-p", &port.to_string()])
@@ -537,15 +537,31 @@ pub async fn sipp(
     for (k, v) in keys {
         cmd.args(["-key", k, v]);
     }
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .expect("running sipp");
+    // Output to files, not pipes (nothing can block on a full pipe); a hard bound on the run.
+    let stdout = work.path().join("stdout");
+    let stderr = work.path().join("stderr");
+    cmd.stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .stdin(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("starting sipp");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sipp did not finish within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     SippRun {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        log: std::fs::read_to_string(&log).unwrap_or_default(),
-        errors: std::fs::read_to_string(&errors).unwrap_or_default(),
+        code: status.code().unwrap_or(-1),
+        stdout: read(&stdout),
+        stderr: read(&stderr),
+        log: read(&log),
+        errors: read(&errors),
     }
 }
