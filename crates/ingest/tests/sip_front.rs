@@ -437,7 +437,10 @@ async fn tcp_framing_keepalive_and_limits() {
     // Closed (FIN, or RST if bytes were left unread): the read ends either way, no answer.
     let mut rest = Vec::new();
     let _ = within(5, dev.io.read_to_end(&mut rest)).await;
-    assert!(!String::from_utf8_lossy(&rest).contains("SIP/2.0 "), "no answer to it");
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("SIP/2.0 "),
+        "no answer to it"
+    );
     let mut udp = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
     assert_eq!(
         udp.exchange("after", &mrq("F3", TRIGGER, ALARM)).await.snu,
