@@ -3,7 +3,8 @@
 # everything is already there.
 set -euo pipefail
 
-apt_packages=(build-essential pkg-config clang libclang-dev protobuf-compiler)
+# sip-tester provides sipp, the SIP peer of the SCAIP front's tests (crates/ingest/tests/sip_sipp.rs).
+apt_packages=(build-essential pkg-config clang libclang-dev protobuf-compiler sip-tester)
 
 missing=()
 for p in "${apt_packages[@]}"; do

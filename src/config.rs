@@ -32,6 +32,8 @@ pub struct Config {
     pub quic: Option<vaka_ingest::quic::QuicConfig>,
     #[serde(default)]
     pub grpc: GrpcSection,
+    /// The SCAIP front (SIP over UDP/TCP/TLS on `listen.sip_*`); absent = not started.
+    pub sip: Option<vaka_ingest::sip::SipConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -324,6 +326,11 @@ impl Config {
                 "must be greater than 0",
             ));
         }
+        if let Some(Err(vaka_ingest::sip::SipStartError::Config { key, reason })) =
+            self.sip.as_ref().map(|s| s.validate())
+        {
+            p.push(err(key, reason));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.server.log_level).is_err() {
             p.push(err("server.log_level", "not a valid log filter"));
         }
@@ -549,6 +556,20 @@ impl Config {
             max_group_ops: self.store.max_group_ops,
             queue_depth: self.store.queue_depth,
         }
+    }
+
+    /// SIP digest accounts: every device with a password (username = device id).
+    pub fn sip_accounts(&self) -> Vec<vaka_ingest::sip::Account> {
+        self.devices
+            .iter()
+            .filter_map(|d| {
+                Some(vaka_ingest::sip::Account {
+                    username: d.id.clone(),
+                    device: DeviceKey::new(&d.tenant, &d.id),
+                    password: d.password.clone()?,
+                })
+            })
+            .collect()
     }
 
     /// Tenants, centres and devices as the core sees them.

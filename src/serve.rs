@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vaka_ingest::quic::QuicServer;
 use vaka_centre::{CentreServer, CentreService};
+use vaka_ingest::sip::SipServer;
 use vaka_router::{Clock, Presence, Router};
 use vaka_store::{RecoverOptions, RocksBackend, RocksConfig, Store};
 
@@ -16,6 +17,8 @@ pub struct Engine {
     pub quic: Option<QuicServer>,
     /// The alarm-centre gRPC API on `listen.grpc`.
     pub centres: Option<CentreServer>,
+    /// The SCAIP front, when `[sip]` is configured.
+    pub sip: Option<SipServer>,
 }
 
 fn wall_ms() -> i64 {
@@ -63,6 +66,28 @@ impl Engine {
             Presence::new(),
             clock,
         );
+        let sip = match &cfg.sip {
+            None => None,
+            Some(sc) => {
+                let l = &cfg.listen;
+                let listen = sc.listen(l.sip_udp, l.sip_tcp, l.sip_tls);
+                let started = SipServer::start(
+                    sc,
+                    listen,
+                    cfg.sip_accounts(),
+                    router.clone(),
+                    directory.clone(),
+                    clock,
+                );
+                match started {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        stop_router(&router, &store);
+                        return Err(format!("starting the SCAIP front: {e}"));
+                    }
+                }
+            }
+        };
         let quic = match &cfg.quic {
             Some(q) => match QuicServer::start(q, router.clone(), directory.clone()) {
                 Ok(server) => {
@@ -70,6 +95,7 @@ impl Engine {
                     Some(server)
                 }
                 Err(e) => {
+                    drop(sip); // the process exits on this error
                     stop_router(&router, &store);
                     return Err(format!("starting the QUIC front: {e}"));
                 }
@@ -81,6 +107,7 @@ impl Engine {
             router,
             centres: None,
             quic,
+            sip,
         };
         match engine.start_centres(cfg, directory, clock) {
             Ok(c) => engine.centres = Some(c),
@@ -124,6 +151,9 @@ impl Engine {
         // Then the fronts: they answer what they already submitted, then the shards drain.
         if let Some(q) = &self.quic {
             q.shutdown().await;
+        }
+        if let Some(sip) = &self.sip {
+            sip.shutdown().await;
         }
         self.router.shutdown().await;
         let store = self.store.clone();

@@ -2,6 +2,8 @@
 //! [`vaka_core::Event`]s, hands them to the router and answers each one once it is durable.
 //!
 //! - [`quic`]: vaka/1 over QUIC with mutual TLS (protocol in `proto/device.proto`).
+//! - [`sip`]: SCAIP (`<mrq>`/`<mrs>` XML) in SIP MESSAGE over UDP, TCP and TLS, digest auth.
 //! - [`certs`]: demo certificates (tenant CA, server, devices) for `vaka certs`.
 pub mod certs;
 pub mod quic;
+pub mod sip;

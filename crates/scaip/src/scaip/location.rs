@@ -1,6 +1,6 @@
 //! The values inside `<lge>`: `geo` ("lat,lon"), `tim` (local time with UTC offset) and `gga`
-//! (an NMEA GGA sentence). Each parser checks ranges so that a bad position is reported as
-//! wrong data instead of reaching the geofence logic.
+//! (an NMEA GGA sentence). Each parser checks ranges so that a bad position never reaches the
+//! geofence logic; the `<mrq>` parser then drops the value and keeps the message.
 
 /// A WGS-84 position in decimal degrees.
 #[derive(Debug, Clone, Copy, PartialEq)]

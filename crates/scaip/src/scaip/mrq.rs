@@ -24,6 +24,8 @@ pub struct Lge {
     pub tim_ms: Option<i64>,
     /// `gga`: the NMEA sentence as received (already validated; see [`Lge::gga`]).
     pub gga: Option<String>,
+    /// Values that were present but malformed (`"geo"`, `"tim"`, `"gga"`) and were dropped.
+    pub rejected: Vec<&'static str>,
 }
 
 impl Lge {
@@ -383,19 +385,32 @@ fn build(fields: &[Field], reference: String) -> Result<Mrq, &'static str> {
         .iter()
         .any(|f| f.path == "lge" || f.path.starts_with("lge/"))
     {
-        let geo = get("lge/geo")
-            .map(parse_geo)
-            .transpose()
-            .map_err(|_| "geo")?;
-        let tim_ms = get("lge/tim")
-            .map(parse_time)
-            .transpose()
-            .map_err(|_| "tim")?;
+        // A malformed position never costs the message: the value is dropped and named in
+        // `rejected`, the alarm it came with goes on.
+        let mut rejected = Vec::new();
+        let mut keep = |tag: &'static str, ok: bool| {
+            if !ok {
+                rejected.push(tag);
+            }
+            ok
+        };
+        let geo = get("lge/geo").and_then(|g| {
+            let r = parse_geo(g);
+            keep("geo", r.is_ok()).then(|| r.ok()).flatten()
+        });
+        let tim_ms = get("lge/tim").and_then(|t| {
+            let r = parse_time(t);
+            keep("tim", r.is_ok()).then(|| r.ok()).flatten()
+        });
         let gga = get("lge/gga")
-            .map(|g| parse_gga(g).map(|_| g.to_owned()))
-            .transpose()
-            .map_err(|_| "gga")?;
-        Some(Lge { geo, tim_ms, gga })
+            .filter(|g| keep("gga", parse_gga(g).is_ok()))
+            .map(str::to_owned);
+        Some(Lge {
+            geo,
+            tim_ms,
+            gga,
+            rejected,
+        })
     } else {
         None
     };

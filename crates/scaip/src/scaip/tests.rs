@@ -195,21 +195,6 @@ fn error_classes() {
             Some("A1"),
         ),
         (
-            "<mrq><ref>A1</ref><cid>1</cid><dty>0003</dty><lge><geo>95,10</geo></lge></mrq>",
-            3,
-            Some("A1"),
-        ),
-        (
-            "<mrq><ref>A1</ref><cid>1</cid><dty>0003</dty><lge><tim>yesterday</tim></lge></mrq>",
-            3,
-            Some("A1"),
-        ),
-        (
-            "<mrq><ref>A1</ref><cid>1</cid><dty>0003</dty><lge><gga>$GPGGA,1*00</gga></lge></mrq>",
-            3,
-            Some("A1"),
-        ),
-        (
             "<mrq><ref>A1</ref><cid>1</cid><dty>0003</dty><ame>x</ame></mrq>",
             3,
             Some("A1"),
@@ -250,6 +235,7 @@ prop_compose! {
             geo: geo.map(|(lat, lon)| GeoPos { lat, lon }),
             tim_ms: tim,
             gga: gga.then(|| "$GNGGA,001122.50,3356.4000,S,07036.0000,W,2,12,1.1,-5.0,M,,M,,".to_owned()),
+            rejected: Vec::new(),
         }
     }
 }
@@ -318,4 +304,35 @@ proptest! {
     fn gga_like_input_never_panics(s in "\\$(GP|GN|XX)GGA(,[0-9NSEW.\\-]{0,12}){0,16}(\\*[0-9A-F]{0,3})?") {
         let _ = parse_gga(&s);
     }
+}
+
+#[test]
+fn malformed_position_is_dropped_and_the_alarm_kept() {
+    let cases: &[(&str, &[&str])] = &[
+        ("<geo>95,10</geo>", &["geo"]),
+        ("<tim>yesterday</tim><geo>57.7,11.9</geo>", &["tim"]),
+        ("<gga>$GPGGA,1*00</gga>", &["gga"]),
+        (
+            "<geo>x</geo><tim>y</tim><gga>z</gga>",
+            &["geo", "tim", "gga"],
+        ),
+    ];
+    for (lge, rejected) in cases {
+        let xml = format!(
+            "<mrq><ref>A1</ref><cid>1</cid><dty>0003</dty><stc>0010</stc><lge>{lge}</lge></mrq>"
+        );
+        let m = Mrq::parse(&xml).unwrap_or_else(|e| panic!("{xml}: {e}"));
+        assert_eq!(m.class(), EventClass::Alarm, "{xml}");
+        let l = m.lge.as_ref().unwrap();
+        assert_eq!(&l.rejected[..], *rejected, "{xml}");
+        for tag in *rejected {
+            match *tag {
+                "geo" => assert_eq!(l.geo, None),
+                "tim" => assert_eq!(l.tim_ms, None),
+                _ => assert_eq!(l.gga, None),
+            }
+        }
+    }
+    let ok = Mrq::parse("<mrq><ref>A1</ref><cid>1</cid><dty>0003</dty><lge><tim>yesterday</tim><geo>57.7,11.9</geo></lge></mrq>").unwrap();
+    assert_eq!(ok.position().map(|p| (p.lat, p.lon)), Some((57.7, 11.9)));
 }

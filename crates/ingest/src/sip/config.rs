@@ -1,0 +1,199 @@
+//! `[sip]` in the configuration file. The listen addresses live in `[listen]` (`sip_udp`,
+//! `sip_tcp`, `sip_tls`); this section says which transports run and bounds everything else.
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use vaka_scaip::DigestAlgorithm;
+
+use super::SipStartError;
+
+/// The SCAIP front's configuration. Every size is a hard bound (invariant 6).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// Run SIP over UDP on `listen.sip_udp`.
+    pub udp: bool,
+    /// Run SIP over TCP on `listen.sip_tcp`.
+    pub tcp: bool,
+    /// Run SIP over TLS on `listen.sip_tls` with `tls_cert`/`tls_key`.
+    pub tls: bool,
+    /// Digest realm offered in challenges.
+    pub realm: String,
+    /// `MD5` (what devices support) or `SHA-256`.
+    pub digest_algorithm: String,
+    /// How long a nonce may be used; after that the device gets `stale=true` and retries.
+    pub nonce_lifetime_secs: u64,
+    /// Refuse credentials without `qop=auth` (RFC 2069 style has no replay protection).
+    pub require_qop: bool,
+    /// Request-URI user parts accepted for MESSAGE and REGISTER; empty = any.
+    pub accept_users: Vec<String>,
+    /// Host (name or address) we put in our Via and From for the `<mrs>`; empty = the address
+    /// of the socket the request arrived on.
+    pub advertised_host: String,
+    /// Server certificate chain, PEM.
+    pub tls_cert: PathBuf,
+    /// Server private key, PEM.
+    pub tls_key: PathBuf,
+    /// If the router has not answered within this, the device gets `<mrs>` snu 4 (HOLD) and
+    /// resends; the resend is idempotent.
+    pub hold_after_ms: u64,
+    /// Largest SIP message (headers and body) accepted on any transport.
+    pub max_message_bytes: usize,
+    /// Concurrent TCP plus TLS connections; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// A TCP/TLS connection silent this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Time allowed for a TLS handshake.
+    pub handshake_timeout_secs: u64,
+    /// Live server transactions (retransmission memory); past it requests get 503.
+    pub max_transactions: usize,
+    /// Nonces tracked for the nonce-count replay check.
+    pub max_nonces: usize,
+    /// SCAIP requests being answered (router answer pending or `<mrs>` in flight); past it the
+    /// device gets snu 6 (busy) at once.
+    pub max_pending: usize,
+    /// Largest registration lifetime granted; longer requests are shortened to this.
+    pub max_expires_secs: u32,
+    /// On shutdown, how long answers already underway may take to go out.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            udp: true,
+            tcp: true,
+            tls: true,
+            realm: "vaka".into(),
+            digest_algorithm: "MD5".into(),
+            nonce_lifetime_secs: 300,
+            require_qop: false,
+            accept_users: Vec::new(),
+            advertised_host: String::new(),
+            tls_cert: PathBuf::from("certs/server.pem"),
+            tls_key: PathBuf::from("certs/server-key.pem"),
+            hold_after_ms: 3_000,
+            max_message_bytes: 16 * 1024,
+            max_connections: 20_000,
+            idle_timeout_secs: 600,
+            handshake_timeout_secs: 10,
+            max_transactions: 200_000,
+            max_nonces: 200_000,
+            max_pending: 50_000,
+            max_expires_secs: 3_600,
+            drain_timeout_secs: 5,
+        }
+    }
+}
+
+/// Where the transports listen (from `[listen]`); `None` = that transport is off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SipListen {
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+}
+
+impl SipConfig {
+    /// The listen addresses of the transports this config turns on.
+    pub fn listen(&self, udp: SocketAddr, tcp: SocketAddr, tls: SocketAddr) -> SipListen {
+        SipListen {
+            udp: self.udp.then_some(udp),
+            tcp: self.tcp.then_some(tcp),
+            tls: self.tls.then_some(tls),
+        }
+    }
+
+    /// Checks values (files are read by `SipServer::start`). Errors name the key.
+    pub fn validate(&self) -> Result<(), SipStartError> {
+        let bad = |key: &str, reason: &str| {
+            Err(SipStartError::Config {
+                key: format!("sip.{key}"),
+                reason: reason.into(),
+            })
+        };
+        if self.realm.is_empty() || self.realm.contains(['"', '\\', '\r', '\n']) {
+            return bad("realm", "must be non-empty, without quotes or line breaks");
+        }
+        if self.algorithm().is_none() {
+            return bad("digest_algorithm", "must be \"MD5\" or \"SHA-256\"");
+        }
+        if self.nonce_lifetime_secs == 0 {
+            return bad("nonce_lifetime_secs", "must be at least 1");
+        }
+        if self
+            .advertised_host
+            .contains(|c: char| c.is_whitespace() || "<>;,\"".contains(c))
+        {
+            return bad("advertised_host", "must be a host name or address");
+        }
+        if self.hold_after_ms == 0 {
+            return bad("hold_after_ms", "must be at least 1");
+        }
+        if !(1024..=65_535).contains(&self.max_message_bytes) {
+            return bad("max_message_bytes", "must be 1024..=65535");
+        }
+        for (key, v) in [
+            ("max_connections", self.max_connections),
+            ("max_transactions", self.max_transactions),
+            ("max_nonces", self.max_nonces),
+            ("max_pending", self.max_pending),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if self.idle_timeout_secs == 0 || self.handshake_timeout_secs == 0 {
+            return bad(
+                "idle_timeout_secs",
+                "idle_timeout_secs and handshake_timeout_secs must be at least 1",
+            );
+        }
+        if self.max_expires_secs == 0 {
+            return bad("max_expires_secs", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn algorithm(&self) -> Option<DigestAlgorithm> {
+        DigestAlgorithm::parse(&self.digest_algorithm)
+    }
+
+    pub(crate) fn hold_after(&self) -> Duration {
+        Duration::from_millis(self.hold_after_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_toml_and_validation() {
+        let c: SipConfig = toml::from_str("realm = \"alarm.example\"\ntls = false").unwrap();
+        assert_eq!(c.realm, "alarm.example");
+        assert!(!c.tls && c.udp && c.tcp);
+        c.validate().unwrap();
+        assert!(toml::from_str::<SipConfig>("nope = 1").is_err());
+        let bad = SipConfig {
+            digest_algorithm: "MD5-sess".into(),
+            ..SipConfig::default()
+        };
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.starts_with("sip.digest_algorithm:"), "{e}");
+        let bad = SipConfig {
+            max_message_bytes: 100,
+            ..SipConfig::default()
+        };
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.starts_with("sip.max_message_bytes:"), "{e}");
+        let l = c.listen(
+            "0.0.0.0:1".parse().unwrap(),
+            "0.0.0.0:2".parse().unwrap(),
+            "0.0.0.0:3".parse().unwrap(),
+        );
+        assert_eq!(l.tls, None);
+        assert_eq!(l.tcp, Some("0.0.0.0:2".parse().unwrap()));
+    }
+}

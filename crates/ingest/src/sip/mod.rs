@@ -1,0 +1,52 @@
+//! SCAIP over SIP: the device front for social-alarm devices (SS 91100 / CLC/TS 50134-9).
+//!
+//! ```text
+//! UDP socket ──datagram──┐
+//! TCP/TLS conn ──frame───┤ (find_message: Content-Length framing, max_message_bytes;
+//!                        │  a framing error closes the connection)
+//!                        v
+//! dialogue::handle: parse (unparseable -> dropped, counted) -> server transaction table
+//!   retransmission -> the stored response again, never a second event
+//!   OPTIONS -> 200 | other methods -> 405
+//!   MESSAGE/REGISTER: accept_users (404) -> digest: none -> 401 challenge, stale -> 401
+//!     stale=true, wrong -> 403 -> REGISTER: bind contact (memory) | MESSAGE: not scaip+xml
+//!     -> 415, else 200 OK and answer::start
+//! answer (own task, bounded by max_pending, else snu 6):
+//!   <mrq> parse (snu 2/3/7/10 on errors; a malformed lge value is dropped, the message kept)
+//!   -> may_send_as(account, cid) (else snu 3) -> convert::to_event -> Router::submit
+//!   -> durable within hold_after_ms ? snu 0 / 5 (no centre, alarm lane) / 6 (busy)
+//!                                  : snu 4 HOLD (the device resends; idempotent)
+//!   -> <mrs> as a new MESSAGE (same Call-ID, new From tag, own CSeq) to the registered
+//!      contact, else Contact, else source; over TCP/TLS on the request's connection;
+//!      over UDP retransmitted (Timer E/F) until a final response.
+//! ```
+//!
+//! Identity: the digest username is the device id (unique across tenants among devices with a
+//! password); the `<mrq>` `cid` must be that device or one its gateway registration lists.
+//! Registrations and the per-device `hbi` memory are in memory only.
+//!
+//! **Shutdown.** [`SipServer::shutdown`]: stop reading, wait (bounded) until every answer
+//! underway has sent its `<mrs>` once, then stop all tasks. Call it before `Router::shutdown`.
+mod answer;
+mod config;
+pub mod convert;
+mod dialogue;
+mod registrar;
+mod server;
+mod transport;
+
+pub use config::{SipConfig, SipListen};
+pub use server::{Account, SipAddrs, SipServer};
+
+/// Starting the SCAIP front failed. Errors name the configuration key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SipStartError {
+    #[error("{key}: {reason}")]
+    Config { key: String, reason: String },
+    #[error("{key}: cannot bind {addr}: {source}")]
+    Bind {
+        key: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,339 @@
+//! The running front: shared state, listeners, metrics and shutdown.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use metrics::{Counter, Gauge};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use vaka_core::directory::Directory;
+use vaka_core::DeviceKey;
+use vaka_router::{Clock, Router};
+use vaka_scaip::{DigestAlgorithm, NonceCounter, NonceIssuer, ServerTransactions};
+
+use super::registrar::Registrar;
+use super::{transport, SipConfig, SipListen, SipStartError};
+
+/// A device's SIP credentials: digest `username` (the device id) and password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub username: String,
+    pub device: DeviceKey,
+    pub password: String,
+}
+
+/// Mutable protocol state, behind one short-held lock (every hold is a table operation or one
+/// digest computation, never I/O).
+pub(crate) struct State {
+    pub transactions: ServerTransactions,
+    pub nonces: NonceCounter,
+    pub registrar: Registrar,
+    /// Our outstanding `<mrs>` MESSAGEs by Via branch: where their responses go.
+    pub outgoing: HashMap<String, mpsc::Sender<u16>>,
+    /// The `hbi` each device last confirmed receiving, so it is sent only when it changes.
+    pub hbi_told: HashMap<DeviceKey, u16>,
+    pub cseq: u32,
+    last_purge_ms: u64,
+    last_registrar_purge_ms: u64,
+}
+
+impl State {
+    /// Expires old entries now and then (cheap when nothing is due).
+    pub fn maintain(&mut self, now_ms: u64, nonce_lifetime_ms: u64) {
+        if now_ms.saturating_sub(self.last_purge_ms) >= 1_000 {
+            self.last_purge_ms = now_ms;
+            self.transactions.purge_expired(now_ms);
+            self.nonces.purge_expired(now_ms, nonce_lifetime_ms);
+        }
+        if now_ms.saturating_sub(self.last_registrar_purge_ms) >= 60_000 {
+            self.last_registrar_purge_ms = now_ms;
+            self.registrar.purge(now_ms);
+        }
+    }
+}
+
+/// What every listener and answer task shares.
+pub(crate) struct Shared {
+    pub cfg: SipConfig,
+    pub algorithm: DigestAlgorithm,
+    pub issuer: NonceIssuer,
+    pub accounts: HashMap<String, Account>,
+    pub router: Arc<Router>,
+    pub directory: Arc<Directory>,
+    pub clock: Clock,
+    state: Mutex<State>,
+    pub udp: Option<Arc<UdpSocket>>,
+    /// SCAIP requests being answered (invariant 6).
+    pub pending: Arc<Semaphore>,
+    /// TCP + TLS connections.
+    pub connections: Arc<Semaphore>,
+    /// Cancelled first at shutdown: listeners stop reading.
+    pub intake: CancellationToken,
+    /// Cancelled last: every task ends.
+    pub token: CancellationToken,
+    pub tracker: TaskTracker,
+    /// Answers whose `<mrs>` has not been sent yet.
+    pub unsent: AtomicUsize,
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the tables inconsistent in a way that
+        // matters more than refusing all traffic would; keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms().max(0) as u64
+    }
+}
+
+/// Metric handles, registered once. Names follow Vector's component spec with `stage="sip"`.
+pub(crate) struct Metrics {
+    /// SCAIP requests (`<mrq>` bodies) received in authenticated MESSAGEs.
+    pub events_received: Counter,
+    pub bytes_received: Counter,
+    /// Events handed to the router.
+    pub events_sent: Counter,
+    pub bytes_sent: Counter,
+    pub discarded_invalid: Counter,
+    pub discarded_busy: Counter,
+    pub discarded_forbidden: Counter,
+    pub malformed: Counter,
+    pub framing: Counter,
+    pub too_large: Counter,
+    pub auth_challenged: Counter,
+    pub auth_failed: Counter,
+    pub handshake: Counter,
+    pub send_failed: Counter,
+    pub mrs_timeout: Counter,
+    pub mrs_refused: Counter,
+    pub stray_response: Counter,
+    pub transactions_full: Counter,
+    pub retransmissions: Counter,
+    pub registrations: Gauge,
+    pub connections_active: Gauge,
+    pub connections_accepted: Counter,
+    pub connections_refused: Counter,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let s = "stage";
+        let q = "sip";
+        let discarded = |r: &'static str| metrics::counter!("vaka_events_discarded_total", s => q, "reason" => r);
+        let error = |k: &'static str| metrics::counter!("vaka_errors_total", s => q, "kind" => k);
+        Self {
+            events_received: metrics::counter!("vaka_events_received_total", s => q),
+            bytes_received: metrics::counter!("vaka_bytes_received_total", s => q),
+            events_sent: metrics::counter!("vaka_events_sent_total", s => q),
+            bytes_sent: metrics::counter!("vaka_bytes_sent_total", s => q),
+            discarded_invalid: discarded("invalid"),
+            discarded_busy: discarded("busy"),
+            discarded_forbidden: discarded("forbidden"),
+            malformed: error("malformed_sip"),
+            framing: error("framing"),
+            too_large: error("too_large"),
+            auth_challenged: metrics::counter!("vaka_sip_auth_total", "result" => "challenged"),
+            auth_failed: error("auth_failed"),
+            handshake: error("handshake"),
+            send_failed: error("send_failed"),
+            mrs_timeout: error("mrs_timeout"),
+            mrs_refused: error("mrs_refused"),
+            stray_response: error("stray_response"),
+            transactions_full: error("transactions_full"),
+            retransmissions: metrics::counter!("vaka_sip_retransmissions_total", s => q),
+            registrations: metrics::gauge!("vaka_sip_registrations"),
+            connections_active: metrics::gauge!("vaka_connections_active", s => q),
+            connections_accepted: metrics::counter!("vaka_connections_total", s => q, "result" => "accepted"),
+            connections_refused: metrics::counter!("vaka_connections_total", s => q, "result" => "refused"),
+        }
+    }
+
+    /// One `<mrs>` sent, by its `snu`.
+    pub fn reply(&self, snu: u8) {
+        metrics::counter!("vaka_replies_total", "stage" => "sip", "snu" => snu.to_string())
+            .increment(1);
+    }
+}
+
+/// The bound addresses of the running transports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SipAddrs {
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+}
+
+/// The running SCAIP front. Call [`shutdown`](Self::shutdown) before `Router::shutdown`.
+pub struct SipServer {
+    addrs: SipAddrs,
+    shared: Arc<Shared>,
+}
+
+impl SipServer {
+    /// Binds the configured transports and starts serving on the current tokio runtime.
+    /// `accounts` are the devices' digest credentials (username = device id, unique).
+    /// `clock` stamps `received_ms` and drives timers (the router's, in paused-time tests).
+    pub fn start(
+        cfg: &SipConfig,
+        listen: SipListen,
+        accounts: Vec<Account>,
+        router: Arc<Router>,
+        directory: Arc<Directory>,
+        clock: Clock,
+    ) -> Result<SipServer, SipStartError> {
+        cfg.validate()?;
+        let algorithm = cfg.algorithm().ok_or_else(|| SipStartError::Config {
+            key: "sip.digest_algorithm".into(),
+            reason: "unsupported".into(),
+        })?;
+        let mut by_name = HashMap::with_capacity(accounts.len());
+        for a in accounts {
+            if let Some(prev) = by_name.insert(a.username.clone(), a) {
+                return Err(SipStartError::Config {
+                    key: "devices".into(),
+                    reason: format!(
+                        "SIP username \"{}\" (a device id) has a password in more than one tenant (\"{}\" and another); digest usernames must be unique",
+                        prev.username, prev.device.tenant
+                    ),
+                });
+            }
+        }
+        let secret: [u8; 32] = rand::random();
+        let mut issuer = NonceIssuer::new(&secret, cfg.nonce_lifetime_secs * 1000);
+        if cfg.require_qop {
+            issuer = issuer.require_qop();
+        }
+        let tls = match listen.tls {
+            Some(_) => Some(transport::tls_acceptor(cfg)?),
+            None => None,
+        };
+        let bind_err = |key: &'static str, addr: SocketAddr| {
+            move |source| SipStartError::Bind { key, addr, source }
+        };
+        let udp = match listen.udp {
+            Some(a) => Some(Arc::new(
+                transport::bind_udp(a).map_err(bind_err("listen.sip_udp", a))?,
+            )),
+            None => None,
+        };
+        let tcp = match listen.tcp {
+            Some(a) => Some(transport::bind_tcp(a).map_err(bind_err("listen.sip_tcp", a))?),
+            None => None,
+        };
+        let tls_listener = match listen.tls {
+            Some(a) => Some(transport::bind_tcp(a).map_err(bind_err("listen.sip_tls", a))?),
+            None => None,
+        };
+        let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let addrs = SipAddrs {
+            udp: udp.as_ref().and_then(|u| u.local_addr().ok()),
+            tcp: local(&tcp),
+            tls: local(&tls_listener),
+        };
+        let shared = Arc::new(Shared {
+            cfg: cfg.clone(),
+            algorithm,
+            issuer,
+            accounts: by_name,
+            router,
+            directory,
+            clock,
+            state: Mutex::new(State {
+                transactions: ServerTransactions::new(cfg.max_transactions),
+                nonces: NonceCounter::new(cfg.max_nonces),
+                registrar: Registrar::default(),
+                outgoing: HashMap::new(),
+                hbi_told: HashMap::new(),
+                cseq: 0,
+                last_purge_ms: 0,
+                last_registrar_purge_ms: 0,
+            }),
+            udp: udp.clone(),
+            pending: Arc::new(Semaphore::new(cfg.max_pending)),
+            connections: Arc::new(Semaphore::new(cfg.max_connections)),
+            intake: CancellationToken::new(),
+            token: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            unsent: AtomicUsize::new(0),
+            metrics: Metrics::new(),
+        });
+        if let Some(u) = udp {
+            shared.tracker.spawn(transport::udp_loop(shared.clone(), u));
+        }
+        if let Some(l) = tcp {
+            shared
+                .tracker
+                .spawn(transport::accept_loop(shared.clone(), l, None));
+        }
+        if let (Some(l), Some(acceptor)) = (tls_listener, tls) {
+            shared
+                .tracker
+                .spawn(transport::accept_loop(shared.clone(), l, Some(acceptor)));
+        }
+        tracing::info!(udp = ?addrs.udp, tcp = ?addrs.tcp, tls = ?addrs.tls, realm = %cfg.realm, "SCAIP front listening");
+        Ok(SipServer { addrs, shared })
+    }
+
+    /// The bound addresses (useful with port 0).
+    pub fn addrs(&self) -> SipAddrs {
+        self.addrs
+    }
+
+    /// Registered contacts held now.
+    pub fn registrations(&self) -> usize {
+        self.shared.state().registrar.len()
+    }
+
+    /// Stops taking requests, lets answers already underway go out (bounded by
+    /// `drain_timeout_secs`), then stops every task. Call before `Router::shutdown`.
+    pub async fn shutdown(&self) {
+        let sh = &self.shared;
+        sh.intake.cancel();
+        // Answers underway: wait until each has sent its `<mrs>` once (not for the device's
+        // response to it, nor for retransmissions).
+        let drain = std::time::Duration::from_secs(sh.cfg.drain_timeout_secs);
+        let settled = async {
+            while sh.unsent.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        };
+        if tokio::time::timeout(drain, settled).await.is_err() {
+            tracing::warn!(
+                unsent = sh.unsent.load(Ordering::Acquire),
+                "SCAIP answers still pending at shutdown; those devices will resend"
+            );
+        }
+        sh.token.cancel();
+        sh.tracker.close();
+        let _ = tokio::time::timeout(drain, sh.tracker.wait()).await;
+        tracing::info!("SCAIP front stopped");
+    }
+}
+
+/// Counts an answer until its `<mrs>` has been sent once (shutdown waits for these).
+pub(crate) struct Unsent(Option<Arc<Shared>>);
+
+impl Unsent {
+    pub fn new(sh: &Arc<Shared>) -> Unsent {
+        sh.unsent.fetch_add(1, Ordering::AcqRel);
+        Unsent(Some(sh.clone()))
+    }
+
+    pub fn done(&mut self) {
+        if let Some(sh) = self.0.take() {
+            sh.unsent.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Unsent {
+    fn drop(&mut self) {
+        self.done();
+    }
+}

@@ -1,0 +1,280 @@
+//! Sockets: the UDP loop, TCP and TLS accept loops and connections (framing by Content-Length),
+//! and how a message goes back out on the link a request came in on.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use vaka_scaip::{find_message, Frame};
+
+use super::server::Shared;
+use super::{dialogue, SipConfig, SipStartError};
+
+/// Messages a connection may have queued for writing; past it the connection is too slow and
+/// further messages to it are dropped (the device resends).
+const WRITE_QUEUE: usize = 256;
+
+/// The transport a request arrived on; answers go back the same way.
+#[derive(Clone, Debug)]
+pub(crate) enum Link {
+    /// The shared UDP socket; `local` is its bound address.
+    Udp { local: SocketAddr },
+    /// A TCP or TLS connection's write queue.
+    Stream {
+        tx: mpsc::Sender<Vec<u8>>,
+        tls: bool,
+        local: SocketAddr,
+    },
+}
+
+impl Link {
+    pub fn reliable(&self) -> bool {
+        matches!(self, Link::Stream { .. })
+    }
+
+    /// The Via transport token.
+    pub fn transport(&self) -> &'static str {
+        match self {
+            Link::Udp { .. } => "UDP",
+            Link::Stream { tls: false, .. } => "TCP",
+            Link::Stream { tls: true, .. } => "TLS",
+        }
+    }
+
+    pub fn local(&self) -> SocketAddr {
+        match self {
+            Link::Udp { local } | Link::Stream { local, .. } => *local,
+        }
+    }
+
+    /// Sends without waiting: UDP datagrams that would block and messages to a connection
+    /// whose queue is full are dropped (and counted); SIP retransmission recovers them.
+    pub fn send(&self, sh: &Shared, to: SocketAddr, bytes: Vec<u8>) -> bool {
+        let n = bytes.len() as u64;
+        let ok = match self {
+            Link::Udp { .. } => sh
+                .udp
+                .as_ref()
+                .is_some_and(|u| u.try_send_to(&bytes, to).is_ok()),
+            Link::Stream { tx, .. } => tx.try_send(bytes).is_ok(),
+        };
+        if ok {
+            sh.metrics.bytes_sent.increment(n);
+        } else {
+            sh.metrics.send_failed.increment(1);
+        }
+        ok
+    }
+}
+
+pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // Alarm bursts arrive together; a larger receive buffer rides them out.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+pub(crate) fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
+}
+
+/// The TLS server configuration from `sip.tls_cert` / `sip.tls_key`.
+pub(crate) fn tls_acceptor(cfg: &SipConfig) -> Result<TlsAcceptor, SipStartError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |key: &str, path: &std::path::Path, reason: String| SipStartError::Config {
+        key: key.into(),
+        reason: format!(
+            "{}: {reason} (`vaka certs` writes demo certificates)",
+            path.display()
+        ),
+    };
+    let certs = CertificateDer::pem_file_iter(&cfg.tls_cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad("sip.tls_cert", &cfg.tls_cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("sip.tls_cert", &cfg.tls_cert, "no certificate".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&cfg.tls_key)
+        .map_err(|e| bad("sip.tls_key", &cfg.tls_key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("sip.tls_cert", &cfg.tls_cert, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("sip.tls_key", &cfg.tls_key, e.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Reads datagrams until intake stops. Each one is a whole message (RFC 3261 §18.3).
+pub(crate) async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
+    let local = match sock.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "SIP/UDP socket has no address");
+            return;
+        }
+    };
+    let link = Link::Udp { local };
+    // One byte more than allowed tells an oversized datagram from one of exactly the limit.
+    let mut buf = vec![0u8; sh.cfg.max_message_bytes + 1];
+    loop {
+        let (n, peer) = tokio::select! {
+            _ = sh.intake.cancelled() => return,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                // ICMP port unreachable from an earlier send surfaces here on some systems.
+                Err(e) => {
+                    tracing::debug!(error = %e, "SIP/UDP receive error");
+                    continue;
+                }
+            },
+        };
+        if n > sh.cfg.max_message_bytes {
+            sh.metrics.too_large.increment(1);
+            continue;
+        }
+        if buf[..n].iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            continue; // keep-alive
+        }
+        dialogue::handle(&sh, &link, peer, &buf[..n]);
+    }
+}
+
+/// Accepts TCP (or, with an acceptor, TLS) connections up to `max_connections`.
+pub(crate) async fn accept_loop(sh: Arc<Shared>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = sh.intake.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "SIP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = sh.connections.clone().try_acquire_owned() else {
+            sh.metrics.connections_refused.increment(1);
+            drop(stream);
+            continue;
+        };
+        sh.metrics.connections_accepted.increment(1);
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or_else(|_| {
+            listener
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        });
+        let sh2 = sh.clone();
+        let tls = tls.clone();
+        sh.tracker.spawn(async move {
+            let _permit = permit;
+            sh2.metrics.connections_active.increment(1.0);
+            match tls {
+                None => connection(&sh2, stream, peer, local, false).await,
+                Some(acceptor) => {
+                    let hs = Duration::from_secs(sh2.cfg.handshake_timeout_secs);
+                    match tokio::time::timeout(hs, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => connection(&sh2, s, peer, local, true).await,
+                        Ok(Err(e)) => {
+                            sh2.metrics.handshake.increment(1);
+                            tracing::debug!(%peer, error = %e, "SIP/TLS handshake failed");
+                        }
+                        Err(_) => {
+                            sh2.metrics.handshake.increment(1);
+                            tracing::debug!(%peer, "SIP/TLS handshake timed out");
+                        }
+                    }
+                }
+            }
+            sh2.metrics.connections_active.decrement(1.0);
+        });
+    }
+}
+
+/// One stream connection: a writer task fed by a bounded queue, and this reader framing
+/// messages by Content-Length. A framing error closes the connection (the stream can no longer
+/// be delimited); a malformed but framed message costs only itself.
+async fn connection<S>(sh: &Arc<Shared>, stream: S, peer: SocketAddr, local: SocketAddr, tls: bool)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let token = sh.token.clone();
+    // The writer outlives the reader while answers underway still hold the queue.
+    sh.tracker.spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                _ = token.cancelled() => break,
+                m = rx.recv() => match m { Some(m) => m, None => break },
+            };
+            if wr.write_all(&msg).await.is_err() || wr.flush().await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let link = Link::Stream { tx, tls, local };
+    let max = sh.cfg.max_message_bytes;
+    let idle = Duration::from_secs(sh.cfg.idle_timeout_secs);
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        // Take every complete message already buffered.
+        loop {
+            match find_message(&buf, max) {
+                Ok(Frame::Incomplete) => break,
+                Ok(Frame::KeepAlive(n)) => {
+                    // RFC 5626: a CRLFCRLF ping gets a CRLF pong.
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        link.send(sh, peer, b"\r\n".to_vec());
+                    }
+                    buf.drain(..n);
+                }
+                Ok(Frame::Message(n)) => {
+                    dialogue::handle(sh, &link, peer, &buf[..n]);
+                    buf.drain(..n);
+                }
+                Err(e) => {
+                    if e == vaka_scaip::FramingError::TooLarge {
+                        sh.metrics.too_large.increment(1);
+                    } else {
+                        sh.metrics.framing.increment(1);
+                    }
+                    tracing::debug!(%peer, error = %e, "closing SIP connection: cannot frame");
+                    return;
+                }
+            }
+        }
+        let n = tokio::select! {
+            _ = sh.intake.cancelled() => return,
+            r = tokio::time::timeout(idle, rd.read(&mut chunk)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => n,
+                Err(_) => {
+                    tracing::debug!(%peer, "closing idle SIP connection");
+                    return;
+                }
+            },
+        };
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}

@@ -1,0 +1,476 @@
+//! The SCAIP front driven by Rust clients over real sockets: HOLD, not treated, busy,
+//! malformed input, TLS, stream framing and limits, `<mrs>` retransmission over UDP.
+mod sip_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sip_support::*;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use vaka_core::{CentreId, EventKind};
+use vaka_router::RouterConfig;
+use vaka_scaip::auth::authorize;
+use vaka_scaip::scaip::{Mrs, Snu};
+use vaka_scaip::sip::NewRequest;
+use vaka_scaip::{find_message, Challenge, Frame, SipMessage};
+
+const ALARM: &str = "<stc>0010</stc><pri>5</pri>";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_router_gets_hold_and_the_resend_one_alarm() {
+    let env = Env::start().await;
+    env.gate.hold();
+    let mut dev = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
+    let body = mrq("H1", TRIGGER, ALARM);
+    let t = Instant::now();
+    let mrs = dev.exchange("hold-1", &body).await;
+    assert_eq!(mrs.snu, Snu::Hold, "not durable within hold_after_ms");
+    assert!(t.elapsed() >= Duration::from_millis(env.cfg.hold_after_ms));
+    assert_eq!(mrs.reference, "H1");
+    // The device resends while the store is still slow: HOLD again, no second event queued.
+    let mrs = dev.exchange("hold-2", &body).await;
+    assert_eq!(mrs.snu, Snu::Hold);
+    env.gate.release();
+    until(10, || env.stored_events().len() == 1).await;
+    // The next resend is answered from the durable original.
+    let mrs = dev.exchange("hold-3", &body).await;
+    assert_eq!(mrs.snu, Snu::Ok);
+    assert_eq!(env.stored_events().len(), 1, "one event");
+    assert_eq!(env.alarms().len(), 1, "one alarm");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reachable_centre_gets_snu_5_heartbeat_still_ok() {
+    let env = Env::start().await;
+    env.presence.disconnected(&CentreId::new(CENTRE));
+    let mut dev = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
+    let mrs = dev.exchange("nc-1", &mrq("N1", TRIGGER, ALARM)).await;
+    assert_eq!(mrs.snu, Snu::NotTreated);
+    assert!(mrs.ste.is_some());
+    assert_eq!(
+        env.alarms().len(),
+        1,
+        "stored and offered once a centre connects"
+    );
+    // A heartbeat needs no centre: OK.
+    let mrs = dev
+        .exchange("nc-2", &mrq("N2", TRIGGER, "<mty>PI</mty>"))
+        .await;
+    assert_eq!(mrs.snu, Snu::Ok);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_router_lane_gets_snu_6_at_once() {
+    let env = Env::start_with(|c, rc: &mut RouterConfig| {
+        c.hold_after_ms = 3_000;
+        rc.shards = 1;
+        rc.alarm_queue = 1;
+        rc.max_inflight = 1;
+        rc.max_batch = 1;
+    })
+    .await;
+    env.gate.hold();
+    // First alarm: its batch waits at the gate. Second: waits in the lane (capacity 1).
+    let mut a = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
+    assert_eq!(
+        a.authenticated("b-1", &mrq("B1", TRIGGER, ALARM)).await,
+        200
+    );
+    until(5, || env.gate.blocked() == 1).await;
+    let mut b = UdpDevice::new(env.udp(), TRACKER, PASSWORD).await;
+    assert_eq!(
+        b.authenticated("b-2", &mrq("B2", TRACKER, ALARM)).await,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Third: the lane is full -> busy, answered without waiting for the hold window.
+    let mut c = UdpDevice::new(env.udp(), GATEWAY, PASSWORD).await;
+    let t = Instant::now();
+    let mrs = c.exchange("b-3", &mrq("B3", GATEWAY, ALARM)).await;
+    assert_eq!(mrs.snu, Snu::Busy);
+    assert!(
+        t.elapsed() < Duration::from_millis(1_500),
+        "busy is immediate"
+    );
+    env.gate.release();
+    assert_eq!(a.mrs(10).await.0.snu, Snu::Ok);
+    assert_eq!(b.mrs(10).await.0.snu, Snu::Ok);
+    let keys: Vec<String> = env
+        .stored_events()
+        .into_iter()
+        .map(|e| e.event.key)
+        .collect();
+    assert!(
+        !keys.contains(&"B3".to_string()),
+        "the busy one was not stored"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_pending_answers_get_snu_6() {
+    let env = Env::start_with(|c, _| c.max_pending = 1).await;
+    env.gate.hold();
+    let mut a = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
+    assert_eq!(
+        a.authenticated("p-1", &mrq("P1", TRIGGER, ALARM)).await,
+        200
+    );
+    let mut b = UdpDevice::new(env.udp(), TRACKER, PASSWORD).await;
+    let mrs = b.exchange("p-2", &mrq("P2", TRACKER, ALARM)).await;
+    assert_eq!((mrs.snu, mrs.reference.as_str()), (Snu::Busy, "P2"));
+    env.gate.release();
+    assert_eq!(a.mrs(10).await.0.snu, Snu::Ok);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_costs_only_itself() {
+    let env = Env::start().await;
+    let mut dev = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
+    // Garbage and a SIP message without mandatory headers: dropped, nothing answered.
+    dev.send_raw(b"\x00\xffnot sip at all\r\n\r\n").await;
+    dev.send_raw(b"MESSAGE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n")
+        .await;
+    assert!(dev.silent(300).await);
+    // An alarm whose position is malformed keeps the alarm and drops the position.
+    let mrs = dev
+        .exchange(
+            "m-1",
+            &mrq("G1", TRIGGER, "<stc>0010</stc><lge><geo>95,200</geo></lge>"),
+        )
+        .await;
+    assert_eq!(mrs.snu, Snu::Ok);
+    let events = env.stored_events();
+    assert_eq!(events.len(), 1);
+    assert!(events[0].event.fix.is_none());
+    assert!(matches!(events[0].event.kind, EventKind::Alarm(_)));
+    // A good position becomes the event's fix.
+    let mrs = dev
+        .exchange(
+            "m-2",
+            &mrq(
+                "G2",
+                TRIGGER,
+                "<mty>IN</mty><lge><geo>57.7089,11.9746</geo></lge>",
+            ),
+        )
+        .await;
+    assert_eq!(mrs.snu, Snu::Ok);
+    let ev = env
+        .stored_events()
+        .into_iter()
+        .find(|e| e.event.key == "G2")
+        .unwrap();
+    assert_eq!(ev.event.kind, EventKind::Position);
+    assert_eq!(
+        ev.event.fix.map(|f| (f.lat, f.lon)),
+        Some((57.7089, 11.9746))
+    );
+    // Wrong content type: 415, no answer task.
+    let mut m = dev.message("m-3", "hello");
+    m.set_body("text/plain", "hello").unwrap();
+    dev.send(&m).await;
+    assert_eq!(dev.recv(5).await.status(), Some(415));
+    // The sender may not speak for another tenant's device: snu 3, nothing stored.
+    let mrs = dev.exchange("m-4", &mrq("F1", "200001", ALARM)).await;
+    assert_eq!(mrs.snu, Snu::WrongData);
+    assert_eq!(env.stored_events().len(), 2);
+    // Other methods: OPTIONS 200 without credentials, anything else 405.
+    for (method, code) in [("OPTIONS", 200), ("SUBSCRIBE", 405)] {
+        let raw = format!(
+            "{method} sip:alarm@{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bK{method}\r\n\
+From: <sip:x@{1}>;tag=1\r\nTo: <sip:alarm@{0}>\r\nCall-ID: o-{method}\r\nCSeq: 1 {method}\r\n\r\n",
+            env.udp(),
+            dev.local()
+        );
+        dev.send_raw(raw.as_bytes()).await;
+        assert_eq!(dev.recv(5).await.status(), Some(code), "{method}");
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_may_send_for_its_devices() {
+    let env = Env::start().await;
+    let mut gw = UdpDevice::new(env.udp(), GATEWAY, PASSWORD).await;
+    let mrs = gw.exchange("gw-1", &mrq("GW1", TRIGGER, ALARM)).await;
+    assert_eq!(mrs.snu, Snu::Ok);
+    let ev = env.stored_events().pop().unwrap().event;
+    assert_eq!(ev.device.device.as_str(), TRIGGER);
+    let mrs = gw.exchange("gw-2", &mrq("GW2", TRACKER, ALARM)).await;
+    assert_eq!(mrs.snu, Snu::WrongData, "not in its gateway list");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_mrs_is_retransmitted_over_udp_until_answered() {
+    let env = Env::start().await;
+    let mut dev = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
+    assert_eq!(
+        dev.authenticated("rt-1", &mrq("T1", TRIGGER, ALARM)).await,
+        200
+    );
+    let first = dev.recv(10).await;
+    let t = Instant::now();
+    let again = dev.recv(5).await;
+    assert_eq!(
+        again.to_bytes(),
+        first.to_bytes(),
+        "same request again (Timer E)"
+    );
+    assert!(t.elapsed() >= Duration::from_millis(400));
+    assert_eq!(
+        first.call_id(),
+        "rt-1",
+        "the <mrs> reuses the request's Call-ID"
+    );
+    assert_ne!(first.from().tag(), Some("devtag"));
+    let ok = SipMessage::response(&again, 200, "OK", "dev");
+    dev.send_raw(&ok.to_bytes()).await;
+    assert!(dev.silent(1_500).await, "no more retransmissions after 200");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_nonce_and_replay() {
+    let env = Env::start_with(|c, _| c.nonce_lifetime_secs = 1).await;
+    let mut dev = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
+    assert_eq!(
+        dev.exchange("s-1", &mrq("S1", TRIGGER, "<mty>PI</mty>"))
+            .await
+            .snu,
+        Snu::Ok
+    );
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    // Right password, expired nonce: 401 with stale=true.
+    let m = dev.message("s-2", &mrq("S2", TRIGGER, "<mty>PI</mty>"));
+    dev.send(&m).await;
+    let r = dev.recv(5).await;
+    assert_eq!(r.status(), Some(401));
+    assert!(
+        Challenge::parse(r.www_authenticate().unwrap())
+            .unwrap()
+            .stale
+    );
+    // A captured request replayed as a new transaction (same nonce and nc): 403.
+    dev.challenge = Some(Challenge::parse(r.www_authenticate().unwrap()).unwrap());
+    let m = dev.message("s-3", &mrq("S3", TRIGGER, "<mty>PI</mty>"));
+    dev.send(&m).await;
+    assert_eq!(dev.recv(5).await.status(), Some(200));
+    dev.mrs(10).await;
+    let replay = String::from_utf8(m.to_bytes())
+        .unwrap()
+        .replace("branch=z9hG4bK", "branch=z9hG4bKreplay");
+    dev.send_raw(replay.as_bytes()).await;
+    assert_eq!(dev.recv(5).await.status(), Some(403));
+    env.stop().await;
+}
+
+/// A SCAIP device on a stream (TCP or TLS).
+struct StreamDevice<S> {
+    io: S,
+    buf: Vec<u8>,
+    transport: &'static str,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> StreamDevice<S> {
+    async fn send(&mut self, m: &SipMessage) {
+        self.io.write_all(&m.to_bytes()).await.unwrap();
+    }
+
+    async fn recv(&mut self) -> SipMessage {
+        within(10, async {
+            loop {
+                match find_message(&self.buf, 65_536).unwrap() {
+                    Frame::Message(n) => {
+                        let m = SipMessage::parse(&self.buf[..n]).unwrap();
+                        self.buf.drain(..n);
+                        return m;
+                    }
+                    Frame::KeepAlive(n) => {
+                        self.buf.drain(..n);
+                    }
+                    Frame::Incomplete => {
+                        let mut chunk = [0u8; 4096];
+                        let n = self.io.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "connection closed");
+                        self.buf.extend_from_slice(&chunk[..n]);
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    fn message(&self, cseq: u32, body: &str, challenge: Option<&Challenge>) -> SipMessage {
+        let uri = "sip:alarm@localhost";
+        let mut m = NewRequest {
+            request_uri: uri,
+            transport: self.transport,
+            sent_by: "device.invalid:5060",
+            branch: &format!("s{cseq}x{}", rand::random::<u32>()),
+            from_uri: &format!("sip:{TRIGGER}@device.invalid"),
+            from_tag: "st",
+            to_uri: uri,
+            call_id: "stream-call",
+            cseq,
+            ..NewRequest::default()
+        }
+        .scaip_message(body)
+        .unwrap();
+        if let Some(c) = challenge {
+            let a = authorize(c, "MESSAGE", uri, TRIGGER, PASSWORD, "abc", cseq);
+            m.push_header("Authorization", &a.to_header_value())
+                .unwrap();
+        }
+        m
+    }
+
+    /// 401, 200, then the `<mrs>` on the same connection (answered 200).
+    async fn exchange(&mut self, body: &str) -> Mrs {
+        let m = self.message(1, body, None);
+        self.send(&m).await;
+        let r = self.recv().await;
+        assert_eq!(r.status(), Some(401));
+        let c = Challenge::parse(r.www_authenticate().unwrap()).unwrap();
+        let m = self.message(2, body, Some(&c));
+        self.send(&m).await;
+        assert_eq!(self.recv().await.status(), Some(200));
+        let mrs = self.recv().await;
+        assert!(mrs.is_request());
+        assert_eq!(mrs.top_via().transport, self.transport);
+        let ok = SipMessage::response(&mrs, 200, "OK", "x");
+        self.io.write_all(&ok.to_bytes()).await.unwrap();
+        Mrs::parse(mrs.body_str().unwrap()).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alarm_exchange() {
+    let env = Env::start().await;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(env.server_ca()).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(env.tls()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let io = connector.connect(name, tcp).await.unwrap();
+    let mut dev = StreamDevice {
+        io,
+        buf: Vec::new(),
+        transport: "TLS",
+    };
+    let mrs = dev.exchange(&mrq("TLS1", TRIGGER, ALARM)).await;
+    assert_eq!((mrs.snu, mrs.reference.as_str()), (Snu::Ok, "TLS1"));
+    assert_eq!(env.alarms().len(), 1);
+    // Plain TCP on the TLS port is a failed handshake, not a crash.
+    let mut plain = TcpStream::connect(env.tls()).await.unwrap();
+    plain
+        .write_all(b"OPTIONS sip:x SIP/2.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut b = [0u8; 64];
+    let n = within(10, plain.read(&mut b)).await.unwrap_or(0);
+    assert!(n == 0 || !b[..n].starts_with(b"SIP/2.0"));
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_framing_keepalive_and_limits() {
+    let env = Env::start_with(|c, _| {
+        c.max_connections = 2;
+        c.max_message_bytes = 2_048;
+    })
+    .await;
+    let io = TcpStream::connect(env.tcp()).await.unwrap();
+    let mut dev = StreamDevice {
+        io,
+        buf: Vec::new(),
+        transport: "TCP",
+    };
+    // RFC 5626 ping gets a pong; a message split across writes is reassembled.
+    dev.io.write_all(b"\r\n\r\n").await.unwrap();
+    let mut pong = [0u8; 2];
+    within(5, dev.io.read_exact(&mut pong)).await.unwrap();
+    assert_eq!(&pong, b"\r\n");
+    let m = dev.message(1, &mrq("F1", TRIGGER, ALARM), None);
+    let bytes = m.to_bytes();
+    let (a, b) = bytes.split_at(bytes.len() / 2);
+    dev.io.write_all(a).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    dev.io.write_all(b).await.unwrap();
+    assert_eq!(dev.recv().await.status(), Some(401));
+    let mrs = dev.exchange(&mrq("F2", TRIGGER, ALARM)).await;
+    assert_eq!(mrs.snu, Snu::Ok);
+
+    // Connection limit: two are served, a third is closed at once.
+    let _second = TcpStream::connect(env.tcp()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = TcpStream::connect(env.tcp()).await.unwrap();
+    let mut b = [0u8; 16];
+    assert_eq!(
+        within(5, third.read(&mut b)).await.unwrap_or(0),
+        0,
+        "refused"
+    );
+
+    // A message over max_message_bytes closes its connection; the others go on.
+    let huge = format!(
+        "MESSAGE sip:x SIP/2.0\r\nContent-Length: 100000\r\n\r\n{}",
+        "x".repeat(3000)
+    );
+    dev.io.write_all(huge.as_bytes()).await.unwrap();
+    // Closed (FIN, or RST if bytes were left unread): the read ends either way, no answer.
+    let mut rest = Vec::new();
+    let _ = within(5, dev.io.read_to_end(&mut rest)).await;
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("SIP/2.0 "),
+        "no answer to it"
+    );
+    let mut udp = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
+    assert_eq!(
+        udp.exchange("after", &mrq("F3", TRIGGER, ALARM)).await.snu,
+        Snu::Ok
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_pending_answers_go_out() {
+    let env = Env::start_with(|c, _| c.hold_after_ms = 5_000).await;
+    env.gate.hold();
+    let mut dev = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
+    assert_eq!(
+        dev.authenticated("sd-1", &mrq("D1", TRIGGER, ALARM)).await,
+        200
+    );
+    until(5, || env.gate.blocked() == 1).await;
+    let gate = env.gate.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        gate.release();
+    });
+    let server = &env.server;
+    let (_, (mrs, _)) = tokio::join!(server.shutdown(), dev.mrs(10));
+    assert_eq!(
+        mrs.snu,
+        Snu::Ok,
+        "the durable answer went out during shutdown"
+    );
+    env.router.shutdown().await;
+    env.store.close().unwrap();
+}

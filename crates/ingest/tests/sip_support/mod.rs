@@ -1,0 +1,567 @@
+//! Test scaffolding for the SCAIP front: a real engine (RocksDB in a temp dir, router, SIP
+//! server on 127.0.0.1 ephemeral ports), a backend gate, a small SIP device in Rust, and the
+//! sipp runner.
+#![allow(dead_code)]
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::net::UdpSocket;
+use vaka_core::alarm::{Alarm, Deadlines};
+use vaka_core::directory::{Centre, Device, Directory, Tenant};
+use vaka_core::{AlarmId, CentreId, DeviceId, DeviceKey, TenantId};
+use vaka_ingest::sip::{Account, SipConfig, SipListen, SipServer};
+use vaka_router::{Clock, Presence, Router, RouterConfig};
+use vaka_scaip::auth::authorize;
+use vaka_scaip::scaip::Mrs;
+use vaka_scaip::sip::NewRequest;
+use vaka_scaip::{Challenge, SipMessage};
+use vaka_store::{
+    Backend, Cf, GroupConfig, RecoverOptions, RocksBackend, RocksConfig, Store, StoreError,
+    StoredEvent, WriteSet,
+};
+
+pub const PASSWORD: &str = "demo-pass";
+pub const TRIGGER: &str = "100001";
+pub const TRACKER: &str = "100002";
+pub const GATEWAY: &str = "100009";
+pub const CENTRE: &str = "c1";
+
+/// Tenant "demo" with centre c1, a personal trigger, a tracker (heartbeat 600 s) and a gateway
+/// that may send for the trigger; tenant "other" with a device the gateway may not send for.
+pub fn directory() -> Directory {
+    let mut d = Directory::default();
+    for t in ["demo", "other"] {
+        d.tenants.insert(
+            TenantId::new(t),
+            Tenant {
+                id: TenantId::new(t),
+                name: t.into(),
+                deadlines: Deadlines::default(),
+                chain: vec![CentreId::new(CENTRE)],
+                retention_days: 30,
+            },
+        );
+    }
+    d.centres.insert(
+        CentreId::new(CENTRE),
+        Centre {
+            id: CentreId::new(CENTRE),
+            name: "C1".into(),
+            tenants: vec![TenantId::new("demo"), TenantId::new("other")],
+        },
+    );
+    let mut add = |t: &str, id: &str, ty: &str, hb: Option<u32>, gw: Vec<DeviceId>| {
+        let key = DeviceKey::new(t, id);
+        d.devices.insert(
+            key.clone(),
+            Device {
+                key,
+                device_type: ty.into(),
+                chain: vec![],
+                deadlines: None,
+                heartbeat_secs: hb,
+                gateway_for: gw,
+            },
+        );
+    };
+    add("demo", TRIGGER, "0003", Some(3600), vec![]);
+    add("demo", TRACKER, "0051", Some(600), vec![]);
+    add("demo", GATEWAY, "0003", None, vec![DeviceId::new(TRIGGER)]);
+    add("other", "200001", "0003", None, vec![]);
+    d
+}
+
+pub fn accounts() -> Vec<Account> {
+    [TRIGGER, TRACKER, GATEWAY]
+        .iter()
+        .map(|id| Account {
+            username: id.to_string(),
+            device: DeviceKey::new("demo", *id),
+            password: PASSWORD.into(),
+        })
+        .chain(std::iter::once(Account {
+            username: "200001".into(),
+            device: DeviceKey::new("other", "200001"),
+            password: PASSWORD.into(),
+        }))
+        .collect()
+}
+
+/// Wraps a backend so that writes can be held at a gate (answers then wait for durability).
+pub struct Gate {
+    inner: Arc<dyn Backend>,
+    open: Mutex<bool>,
+    cv: Condvar,
+    blocked: AtomicUsize,
+}
+
+impl Gate {
+    pub fn blocked(&self) -> usize {
+        self.blocked.load(Ordering::SeqCst)
+    }
+    pub fn hold(&self) {
+        *self.open.lock().unwrap() = false;
+    }
+    pub fn release(&self) {
+        *self.open.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+}
+
+impl Backend for Gate {
+    fn write_synced(&self, sets: &[WriteSet]) -> Result<(), StoreError> {
+        let mut open = self.open.lock().unwrap();
+        if !*open {
+            self.blocked.fetch_add(1, Ordering::SeqCst);
+            while !*open {
+                open = self.cv.wait(open).unwrap();
+            }
+            self.blocked.fetch_sub(1, Ordering::SeqCst);
+        }
+        drop(open);
+        self.inner.write_synced(sets)
+    }
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(cf, key)
+    }
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.scan(cf, prefix, f)
+    }
+    fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.last_key(cf)
+    }
+}
+
+/// Opens the gate when dropped, so a failing test with a held gate ends instead of hanging.
+pub struct ReleaseOnDrop(pub Arc<Gate>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+pub struct Env {
+    pub dir: TempDir,
+    pub release: ReleaseOnDrop,
+    pub gate: Arc<Gate>,
+    pub store: Store,
+    pub router: Arc<Router>,
+    pub presence: Presence,
+    pub cfg: SipConfig,
+    pub server: SipServer,
+}
+
+impl Env {
+    /// UDP, TCP and TLS on 127.0.0.1 ephemeral ports; the centre connected.
+    pub async fn start() -> Env {
+        Self::start_with(|_, _| {}).await
+    }
+
+    pub async fn start_with(tune: impl FnOnce(&mut SipConfig, &mut RouterConfig)) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        vaka_ingest::certs::generate_demo(&certs, "demo", &[]).unwrap();
+        let backend: Arc<dyn Backend> =
+            Arc::new(RocksBackend::open(&RocksConfig::new(dir.path().join("db"))).unwrap());
+        let gate = Arc::new(Gate {
+            inner: backend,
+            open: Mutex::new(true),
+            cv: Condvar::new(),
+            blocked: AtomicUsize::new(0),
+        });
+        let mut cfg = SipConfig {
+            realm: "vaka.test".into(),
+            tls_cert: certs.join("server.pem"),
+            tls_key: certs.join("server-key.pem"),
+            hold_after_ms: 1_500,
+            drain_timeout_secs: 2,
+            ..SipConfig::default()
+        };
+        let mut rc = RouterConfig {
+            shards: 2,
+            ..RouterConfig::default()
+        };
+        tune(&mut cfg, &mut rc);
+        let (store, rec) = Store::open(
+            gate.clone(),
+            GroupConfig::default(),
+            RecoverOptions {
+                now_ms: Clock::new().now_ms(),
+                idem_window_ms: rc.idempotency_window_ms,
+            },
+        )
+        .unwrap();
+        let directory = Arc::new(directory());
+        let presence = Presence::new();
+        presence.connected(&CentreId::new(CENTRE));
+        let router = Router::start(
+            rc,
+            store.clone(),
+            rec,
+            directory.clone(),
+            presence.clone(),
+            Clock::new(),
+        );
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listen = cfg.listen(any, any, any);
+        let server = SipServer::start(
+            &cfg,
+            listen,
+            accounts(),
+            router.clone(),
+            directory,
+            Clock::new(),
+        )
+        .unwrap();
+        Env {
+            dir,
+            release: ReleaseOnDrop(gate.clone()),
+            gate,
+            store,
+            router,
+            presence,
+            cfg,
+            server,
+        }
+    }
+
+    pub fn udp(&self) -> SocketAddr {
+        self.server.addrs().udp.unwrap()
+    }
+    pub fn tcp(&self) -> SocketAddr {
+        self.server.addrs().tcp.unwrap()
+    }
+    pub fn tls(&self) -> SocketAddr {
+        self.server.addrs().tls.unwrap()
+    }
+    pub fn server_ca(&self) -> PathBuf {
+        self.dir.path().join("certs/server-ca.pem")
+    }
+
+    pub fn stored_events(&self) -> Vec<StoredEvent> {
+        let mut out = Vec::new();
+        self.gate
+            .scan(Cf::Events, &[], &mut |_, v| {
+                out.push(postcard::from_bytes::<StoredEvent>(v).unwrap());
+                true
+            })
+            .unwrap();
+        out
+    }
+
+    pub fn alarms(&self) -> Vec<Alarm> {
+        let mut out = Vec::new();
+        self.gate
+            .scan(Cf::Alarms, &[], &mut |_, v| {
+                out.push(postcard::from_bytes::<Alarm>(v).unwrap());
+                true
+            })
+            .unwrap();
+        out
+    }
+
+    pub fn alarm(&self, id: AlarmId) -> Option<Alarm> {
+        vaka_store::load_alarm(self.gate.as_ref(), id).unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.server.shutdown().await;
+        self.router.shutdown().await;
+        self.store.close().unwrap();
+    }
+}
+
+/// An `<mrq>` body.
+pub fn mrq(reference: &str, cid: &str, extra: &str) -> String {
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><mrq><ref>{reference}</ref><cid>{cid}</cid><dty>0003</dty>{extra}</mrq>")
+}
+
+/// A SCAIP device over UDP, written with the codec: challenge, credentials, `<mrs>` answers.
+pub struct UdpDevice {
+    pub sock: UdpSocket,
+    pub server: SocketAddr,
+    pub user: String,
+    pub password: String,
+    pub challenge: Option<Challenge>,
+    nc: u32,
+    seq: u32,
+}
+
+impl UdpDevice {
+    pub async fn new(server: SocketAddr, user: &str, password: &str) -> UdpDevice {
+        UdpDevice {
+            sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            server,
+            user: user.into(),
+            password: password.into(),
+            challenge: None,
+            nc: 0,
+            seq: 0,
+        }
+    }
+
+    pub fn local(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+
+    /// A MESSAGE carrying `body` (with credentials when a challenge is known).
+    pub fn message(&mut self, call_id: &str, body: &str) -> SipMessage {
+        self.seq += 1;
+        let uri = format!("sip:alarm@{}", self.server);
+        let local = self.local();
+        let mut m = NewRequest {
+            request_uri: &uri,
+            transport: "UDP",
+            sent_by: &local.to_string(),
+            branch: &format!("dev{}x{}", self.seq, rand::random::<u32>()),
+            from_uri: &format!("sip:{}@{}", self.user, local.ip()),
+            from_tag: "devtag",
+            to_uri: &uri,
+            call_id,
+            cseq: self.seq,
+            ..NewRequest::default()
+        }
+        .scaip_message(body)
+        .unwrap();
+        m.push_header("Contact", &format!("<sip:{}@{local}>", self.user))
+            .unwrap();
+        if let Some(c) = &self.challenge {
+            self.nc += 1;
+            let a = authorize(
+                c,
+                "MESSAGE",
+                &uri,
+                &self.user,
+                &self.password,
+                "c0ffee",
+                self.nc,
+            );
+            m.push_header("Authorization", &a.to_header_value())
+                .unwrap();
+        }
+        m
+    }
+
+    pub async fn send(&self, m: &SipMessage) {
+        self.sock.send_to(&m.to_bytes(), self.server).await.unwrap();
+    }
+
+    pub async fn send_raw(&self, bytes: &[u8]) {
+        self.sock.send_to(bytes, self.server).await.unwrap();
+    }
+
+    /// The next message (panics after `secs`).
+    pub async fn recv(&self, secs: u64) -> SipMessage {
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = within(secs, self.sock.recv_from(&mut buf)).await.unwrap();
+        SipMessage::parse(&buf[..n]).unwrap()
+    }
+
+    /// Nothing arrives for `ms`.
+    pub async fn silent(&self, ms: u64) -> bool {
+        let mut buf = vec![0u8; 65536];
+        tokio::time::timeout(Duration::from_millis(ms), self.sock.recv_from(&mut buf))
+            .await
+            .is_err()
+    }
+
+    /// MESSAGE without credentials -> 401 (kept), MESSAGE with them -> the final status.
+    pub async fn authenticated(&mut self, call_id: &str, body: &str) -> u16 {
+        if self.challenge.is_none() {
+            let m = self.message(call_id, body);
+            self.send(&m).await;
+            let r = self.recv(5).await;
+            assert_eq!(r.status(), Some(401), "challenge expected");
+            self.challenge = Some(Challenge::parse(r.www_authenticate().unwrap()).unwrap());
+        }
+        let m = self.message(call_id, body);
+        self.send(&m).await;
+        self.recv(5).await.status().unwrap()
+    }
+
+    /// Waits for the `<mrs>` MESSAGE, answers it 200, returns it and the request.
+    pub async fn mrs(&self, secs: u64) -> (Mrs, SipMessage) {
+        let m = self.recv(secs).await;
+        assert!(
+            m.is_request(),
+            "expected the <mrs> MESSAGE, got {:?}",
+            m.status()
+        );
+        let ok = SipMessage::response(&m, 200, "OK", "dev");
+        self.sock
+            .send_to(&ok.to_bytes(), self.server)
+            .await
+            .unwrap();
+        (Mrs::parse(m.body_str().unwrap()).unwrap(), m)
+    }
+
+    /// One full exchange: the `<mrs>` for `body`.
+    pub async fn exchange(&mut self, call_id: &str, body: &str) -> Mrs {
+        assert_eq!(self.authenticated(call_id, body).await, 200);
+        self.mrs(10).await.0
+    }
+}
+
+/// Fails the test instead of hanging.
+pub async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("test step timed out")
+}
+
+/// Waits (polling) until `cond` holds; fails the test after `secs`.
+pub async fn until(secs: u64, mut cond: impl FnMut() -> bool) {
+    within(secs, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+/// The sipp scenarios of the repository.
+pub fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/sipp")
+        .join(name)
+}
+
+/// What one sipp run left behind.
+pub struct SippRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// `-trace_logs` output (the scenario's `<log>` lines).
+    pub log: String,
+    /// `-trace_err` output (unexpected messages).
+    pub errors: String,
+}
+
+impl SippRun {
+    /// The values logged as `mrs snu=.. ref=.. hbi=..` by the scenarios.
+    pub fn mrs(&self) -> Vec<(u8, String, Option<u16>)> {
+        self.log
+            .lines()
+            .filter_map(|l| {
+                let rest = &l[l.find("mrs snu=")? + 8..];
+                let (snu, rest) = rest.split_once(" ref=")?;
+                let (reference, rest) = rest.split_once(" hbi=")?;
+                let hbi = rest.split_whitespace().next().unwrap_or("");
+                Some((snu.parse().ok()?, reference.to_owned(), hbi.parse().ok()))
+            })
+            .collect()
+    }
+
+    pub fn assert_ok(&self) {
+        assert_eq!(
+            self.code, 0,
+            "sipp failed (exit {}):\nstdout:\n{}\nstderr:\n{}\nerrors:\n{}\nlog:\n{}",
+            self.code, self.stdout, self.stderr, self.errors, self.log
+        );
+    }
+}
+
+/// The sipp binary; fails the test with a clear message when it is not installed.
+pub fn sipp_binary() -> PathBuf {
+    let found = std::env::var_os("SIPP").map(PathBuf::from).or_else(|| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("sipp"))
+                .find(|p| p.is_file())
+        })
+    });
+    match found {
+        Some(p) => p,
+        None => panic!(
+            "sipp not found on PATH (nor in $SIPP): these tests run sipp as the real SIP peer. \
+             Install it with `scripts/install-deps.sh` (Debian package sip-tester)."
+        ),
+    }
+}
+
+/// Runs `scenario` once (`-m 1`) against `server` over `transport` (`u1` or `t1`) as device
+/// `user` with `password`, sending `mrq` as the body. `keys` adds further `-key` pairs.
+pub async fn sipp(
+    scenario_file: &str,
+    transport: &str,
+    server: SocketAddr,
+    user: &str,
+    password: &str,
+    mrq: &str,
+    keys: &[(&str, &str)],
+) -> SippRun {
+    let bin = sipp_binary();
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("sipp.log");
+    let errors = work.path().join("sipp.err");
+    // A free local port for sipp (it needs one for UDP and for its Contact).
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(work.path())
+        .arg(server.to_string())
+        .args(["-sf"])
+        .arg(scenario(scenario_file))
+        .args([
+            "-t",
+            transport,
+            "-m",
+            "1",
+            "-timeout",
+            "20",
+            "-timeout_error",
+        ])
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-s", user, "-au", user, "-ap", password])
+        .args(["-key", "mrq", mrq])
+        .args(["-nostdin", "-trace_logs", "-trace_err"])
+        .arg("-log_file")
+        .arg(&log)
+        .arg("-error_file")
+        .arg(&errors)
+        .args(["-recv_timeout", "15000"]);
+    for (k, v) in keys {
+        cmd.args(["-key", k, v]);
+    }
+    // Output to files, not pipes (nothing can block on a full pipe); a hard bound on the run.
+    let stdout = work.path().join("stdout");
+    let stderr = work.path().join("stderr");
+    cmd.stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .stdin(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("starting sipp");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("sipp did not finish within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    SippRun {
+        code: status.code().unwrap_or(-1),
+        stdout: read(&stdout),
+        stderr: read(&stderr),
+        log: read(&log),
+        errors: read(&errors),
+    }
+}
