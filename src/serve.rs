@@ -10,6 +10,8 @@ use vaka_store::{RecoverOptions, RocksBackend, RocksConfig, Store};
 pub struct Engine {
     pub store: Store,
     pub router: Arc<Router>,
+    /// The periodic position-retention sweep (aborted at shutdown).
+    retention: tokio::task::JoinHandle<()>,
 }
 
 fn wall_ms() -> i64 {
@@ -47,19 +49,28 @@ impl Engine {
             "store recovered"
         );
         metrics::gauge!("vaka_store_recovery_seconds").set(recovered.took.as_secs_f64());
+        let directory = Arc::new(cfg.directory());
+        let clock = Clock::new();
         let router = Router::start(
             router_cfg,
             store.clone(),
             recovered,
-            Arc::new(cfg.directory()),
+            directory.clone(),
             Presence::new(),
-            Clock::new(),
+            clock,
         );
-        Ok(Engine { store, router })
+        let retention =
+            vaka_router::retention::spawn(cfg.retention_config(), store.clone(), directory, clock);
+        Ok(Engine {
+            store,
+            router,
+            retention,
+        })
     }
 
     /// Stops taking events, drains the shards, then closes the store (flushing it).
     pub async fn shutdown(self) -> Result<(), String> {
+        self.retention.abort();
         self.router.shutdown().await;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.close())
