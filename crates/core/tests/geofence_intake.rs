@@ -47,16 +47,20 @@ fn exit_opens_repeat_and_restoral_follow_per_fence() {
         .any(|e| matches!(e, Effect::Offer { centre, .. } if centre.as_str() == "c")));
 
     // Out again (after a restoral) while that alarm is still open: the same alarm repeats.
-    let Outcome::Changed { alarm: again, .. } =
-        run(&fence_event("home", true, 200), &[alarm.clone()])
-    else {
+    let Outcome::Changed { alarm: again, .. } = run(
+        &fence_event("home", true, 200),
+        std::slice::from_ref(&alarm),
+    ) else {
         panic!("a repeat");
     };
     assert_eq!((again.id, again.repeats), (alarm.id, 1));
 
     // Another fence is another alarm.
     assert!(matches!(
-        run(&fence_event("school", true, 300), &[alarm.clone()]),
+        run(
+            &fence_event("school", true, 300),
+            std::slice::from_ref(&alarm)
+        ),
         Outcome::Opened { .. }
     ));
 
@@ -64,7 +68,10 @@ fn exit_opens_repeat_and_restoral_follow_per_fence() {
     let Outcome::Changed {
         alarm: back,
         effects,
-    } = run(&fence_event("home", false, 400), &[alarm.clone()])
+    } = run(
+        &fence_event("home", false, 400),
+        std::slice::from_ref(&alarm),
+    )
     else {
         panic!("a restoral");
     };
