@@ -22,6 +22,9 @@ fn at(secs: i64, north_m: f64) -> Fix {
     Fix::at(T0 + secs * 1000, lat, lon).with_accuracy(10.0)
 }
 
+/// (seconds, metres north, expected fence events)
+type Step = (i64, f64, Vec<(String, bool)>);
+
 fn exits(o: &Observed) -> Vec<(String, bool)> {
     o.fences.iter().map(|e| (e.fence.clone(), e.exit)).collect()
 }
@@ -33,7 +36,7 @@ fn exit_then_restoral_each_once() {
     let mut t = DeviceTrack::default();
     let now = |s: i64| T0 + s * 1000 + 500;
     // (secs, metres north, expected fence events)
-    let steps: Vec<(i64, f64, Vec<(String, bool)>)> = vec![
+    let steps: Vec<Step> = vec![
         (0, 0.0, vec![]),
         (60, 100.0, vec![]),
         (120, 400.0, vec![]),
