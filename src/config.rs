@@ -7,6 +7,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use vaka_core::alarm::Deadlines;
 use vaka_core::directory::{Centre, Device, Directory, Tenant};
+use vaka_core::gps::{
+    DeviceFence, Fence, FenceKind, FenceSpec, FilterConfig, FilterOverride, HysteresisConfig,
+};
 use vaka_core::{CentreId, DeviceKey, TenantId};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -34,6 +37,8 @@ pub struct Config {
     pub grpc: GrpcSection,
     /// The SCAIP front (SIP over UDP/TCP/TLS on `listen.sip_*`); absent = not started.
     pub sip: Option<vaka_ingest::sip::SipConfig>,
+    #[serde(default)]
+    pub gps: GpsSection,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -171,6 +176,9 @@ pub struct TenantConfig {
     pub receipt_deadline_secs: Option<u64>,
     pub accept_deadline_secs: Option<u64>,
     pub retention_days: Option<u32>,
+    /// The tenant's GPS filters: laid over `[gps.filter]`.
+    #[serde(default)]
+    pub gps_filter: FilterOverride,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -204,6 +212,75 @@ pub struct DeviceConfig {
     /// For a gateway: ids of devices of the same tenant it may send for.
     #[serde(default)]
     pub gateway_for: Vec<String>,
+    /// The device's GPS filters: laid over its tenant's.
+    pub gps_filter: Option<FilterOverride>,
+    /// Geofences: leaving one (confirmed) raises an alarm, coming back its restoral.
+    #[serde(default)]
+    pub fences: Vec<FenceConfig>,
+}
+
+/// `[gps]`: the filters every tenant starts from, and the retention sweep.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GpsSection {
+    /// How often position history older than its tenant's `retention_days` is deleted.
+    pub retention_sweep_secs: u64,
+    pub filter: FilterConfig,
+}
+
+impl Default for GpsSection {
+    fn default() -> Self {
+        Self {
+            retention_sweep_secs: 3600,
+            filter: FilterConfig::default(),
+        }
+    }
+}
+
+/// One geofence of a device, e.g.
+/// `{ id = "home", kind = "circle", lat = 57.7, lon = 11.97, radius_m = 500, margin_m = 50 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FenceConfig {
+    /// Names the fence in its alarm (code "geofence-exit:<id>").
+    pub id: String,
+    pub kind: FenceKind,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub radius_m: Option<f64>,
+    /// Polygon vertices as [lat, lon].
+    #[serde(default)]
+    pub points: Vec<[f64; 2]>,
+    #[serde(default)]
+    pub margin_m: f64,
+    /// Consecutive fixes beyond fence + margin that confirm an exit (and inside, a re-entry).
+    pub confirm_fixes: Option<u32>,
+    /// Or: fixes on the other side spanning this long confirm it; 0 turns this off.
+    pub confirm_secs: Option<u32>,
+}
+
+impl FenceConfig {
+    fn build(&self) -> Result<DeviceFence, String> {
+        let spec = FenceSpec {
+            kind: self.kind,
+            lat: self.lat,
+            lon: self.lon,
+            radius_m: self.radius_m,
+            points: self.points.clone(),
+            margin_m: self.margin_m,
+        };
+        let fence = Fence::new(&spec).map_err(|e| e.to_string())?;
+        let d = HysteresisConfig::default();
+        let hysteresis = HysteresisConfig {
+            confirm_fixes: self.confirm_fixes.unwrap_or(d.confirm_fixes),
+            confirm_secs: match self.confirm_secs {
+                Some(0) => None,
+                Some(s) => Some(s),
+                None => d.confirm_secs,
+            },
+        };
+        Ok(DeviceFence::new(&self.id, fence, hysteresis))
+    }
 }
 
 /// The alarm-centre gRPC API (`listen.grpc`): stream timings and limits, optional TLS.
@@ -475,10 +552,12 @@ impl Config {
                 &format!("{at}.accept_deadline_secs"),
                 d.accept_deadline_secs,
             );
+            fences(&mut p, &at, &d.fences);
         }
         if let Some(q) = &self.quic {
             validate_quic(&mut p, q, &tenants);
         }
+        self.validate_gps(&mut p);
         p
     }
 
@@ -533,6 +612,24 @@ impl Config {
                 .iter()
                 .map(|c| (CentreId::new(&c.id), c.token.clone())),
         )
+    }
+
+
+    fn validate_gps(&self, p: &mut Vec<ConfigError>) {
+        if self.gps.retention_sweep_secs == 0 {
+            p.push(err("gps.retention_sweep_secs", "must be greater than 0"));
+        }
+        if self.defaults.retention_days == 0 {
+            p.push(err("defaults.retention_days", "must be at least 1"));
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            if t.retention_days == Some(0) {
+                p.push(err(
+                    format!("tenants[{i}].retention_days"),
+                    "must be at least 1",
+                ));
+            }
+        }
     }
 
     pub fn router_config(&self) -> vaka_router::RouterConfig {
@@ -598,7 +695,12 @@ impl Config {
                     retention_days: t.retention_days.unwrap_or(self.defaults.retention_days),
                 },
             );
+            dir.gps.tenants.insert(
+                TenantId::new(&t.id),
+                self.gps.filter.with_override(&t.gps_filter),
+            );
         }
+        dir.gps.default_filter = self.gps.filter.clone();
         for c in &self.centres {
             dir.centres.insert(
                 CentreId::new(&c.id),
@@ -630,8 +732,46 @@ impl Config {
                     gateway_for: d.gateway_for.iter().map(vaka_core::DeviceId::new).collect(),
                 },
             );
+            if d.gps_filter.is_some() || !d.fences.is_empty() {
+                // Fences that do not build were reported by `validate`.
+                let fences = d.fences.iter().filter_map(|f| f.build().ok()).collect();
+                dir.gps.set_device(
+                    DeviceKey::new(&d.tenant, &d.id),
+                    &d.gps_filter.clone().unwrap_or_default(),
+                    fences,
+                );
+            }
         }
         dir
+    }
+
+    /// When and how much position history the retention sweep deletes.
+    pub fn retention_config(&self) -> vaka_router::RetentionConfig {
+        vaka_router::RetentionConfig {
+            every: std::time::Duration::from_secs(self.gps.retention_sweep_secs),
+            default_days: self.defaults.retention_days,
+        }
+    }
+}
+
+/// A device's fences: valid shapes, ids unique within the device.
+fn fences(p: &mut Vec<ConfigError>, device_at: &str, fences: &[FenceConfig]) {
+    let mut ids = HashSet::new();
+    for (j, f) in fences.iter().enumerate() {
+        let at = format!("{device_at}.fences[{j}]");
+        ident(p, &format!("{at}.id"), &f.id);
+        if !ids.insert(f.id.as_str()) {
+            p.push(err(
+                format!("{at}.id"),
+                format!("duplicate fence \"{}\" on this device", f.id),
+            ));
+        }
+        if f.confirm_fixes == Some(0) {
+            p.push(err(format!("{at}.confirm_fixes"), "must be at least 1"));
+        }
+        if let Err(e) = f.build() {
+            p.push(err(at, e));
+        }
     }
 }
 

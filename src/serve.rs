@@ -19,6 +19,8 @@ pub struct Engine {
     pub centres: Option<CentreServer>,
     /// The SCAIP front, when `[sip]` is configured.
     pub sip: Option<SipServer>,
+    /// The periodic position-retention sweep (aborted at shutdown).
+    retention: tokio::task::JoinHandle<()>,
 }
 
 fn wall_ms() -> i64 {
@@ -102,12 +104,19 @@ impl Engine {
             },
             None => None,
         };
+        let retention = vaka_router::retention::spawn(
+            cfg.retention_config(),
+            store.clone(),
+            directory.clone(),
+            clock,
+        );
         let mut engine = Engine {
             store,
             router,
             centres: None,
             quic,
             sip,
+            retention,
         };
         match engine.start_centres(cfg, directory, clock) {
             Ok(c) => engine.centres = Some(c),
@@ -155,6 +164,7 @@ impl Engine {
         if let Some(sip) = &self.sip {
             sip.shutdown().await;
         }
+        self.retention.abort();
         self.router.shutdown().await;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.close())

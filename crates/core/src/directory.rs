@@ -42,6 +42,8 @@ pub struct Directory {
     pub tenants: HashMap<TenantId, Tenant>,
     pub devices: HashMap<DeviceKey, Device>,
     pub centres: HashMap<CentreId, Centre>,
+    /// GPS filters and geofences per tenant and device.
+    pub gps: crate::gps::GpsPlan,
 }
 
 impl Directory {

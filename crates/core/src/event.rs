@@ -29,6 +29,20 @@ pub enum EventKind {
     },
     /// Made by the engine, not the device: the device was silent past its interval plus grace.
     Silent,
+    /// Made by the engine from the device's fixes: a confirmed exit from the fence `fence`
+    /// (`exit`), or the confirmed re-entry that restores it.
+    Geofence {
+        fence: String,
+        exit: bool,
+    },
+}
+
+impl EventKind {
+    /// Made by the engine rather than sent by the device: not proof the device is alive, and its
+    /// fix (if any) was already filtered when the device sent it.
+    pub fn is_engine_made(&self) -> bool {
+        matches!(self, EventKind::Silent | EventKind::Geofence { .. })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +82,8 @@ impl Event {
             EventKind::Alarm(_)
             | EventKind::Technical { .. }
             | EventKind::Reset { .. }
-            | EventKind::Silent => Lane::Alarm,
+            | EventKind::Silent
+            | EventKind::Geofence { .. } => Lane::Alarm,
             EventKind::Heartbeat | EventKind::Position | EventKind::Telemetry { .. } => {
                 Lane::Telemetry
             }

@@ -102,6 +102,39 @@ pub fn intake<'a>(
                 ctx,
             ),
         },
+        EventKind::Geofence { fence, exit } => {
+            let code = geofence_code(fence);
+            let existing = open
+                .iter()
+                .find(|a| a.kind == AlarmKind::GeofenceExit && a.code == code);
+            match (existing, exit) {
+                // Out again while the last exit alarm is still open: that alarm repeats.
+                (Some(a), true) => {
+                    let (alarm, effects) =
+                        alarm::step(a, &AlarmInput::Repeat { priority: 0 }, ctx)?;
+                    Ok(Outcome::Changed { alarm, effects })
+                }
+                (None, true) => open_alarm(
+                    fresh_alarm(
+                        event,
+                        id,
+                        AlarmKind::GeofenceExit,
+                        &code,
+                        GEOFENCE_PRIORITY,
+                        Some(format!("left geofence \"{fence}\"")),
+                        Vec::new(),
+                    ),
+                    ctx,
+                ),
+                (Some(a), false) => {
+                    let reason = format!("back inside geofence \"{fence}\"");
+                    let (alarm, effects) = alarm::step(a, &AlarmInput::Restored { reason }, ctx)?;
+                    Ok(Outcome::Changed { alarm, effects })
+                }
+                // Its alarm was closed already: the re-entry is only stored.
+                (None, false) => Ok(Outcome::Stored),
+            }
+        }
         EventKind::Heartbeat | EventKind::Position | EventKind::Telemetry { .. } => {
             Ok(Outcome::Stored)
         }
@@ -110,6 +143,15 @@ pub fn intake<'a>(
 
 /// Status code of the engine's "device silent: visit" alarm.
 pub const SILENT_CODE: &str = "device-silent";
+
+/// Priority of a geofence exit alarm: someone (often with dementia) is outside the area they
+/// should stay in, which is as urgent as a button press.
+pub const GEOFENCE_PRIORITY: u8 = 5;
+
+/// Status code of a geofence exit alarm, naming its fence.
+pub fn geofence_code(fence: &str) -> String {
+    format!("geofence-exit:{fence}")
+}
 
 /// A new alarm opened by `event`: pending, not yet offered.
 fn fresh_alarm(

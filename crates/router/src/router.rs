@@ -226,6 +226,36 @@ impl Router {
         }
     }
 
+    /// The device announced its heartbeat interval (SCAIP `hbi`): from now on (and across
+    /// restarts) it is supervised with `secs` instead of its configured interval. Resolves once
+    /// that is durable.
+    pub fn heartbeat_interval(
+        &self,
+        device: &DeviceKey,
+        secs: u32,
+    ) -> impl Future<Output = Result<(), InputError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let early = if self.closed.load(Ordering::Acquire) {
+            Err(InputError::ShuttingDown)
+        } else {
+            self.lanes[device.shard(self.lanes.len())]
+                .alarm
+                .try_send(ShardMsg::Interval {
+                    device: device.clone(),
+                    secs,
+                    reply: tx,
+                })
+                .map_err(|e| match e {
+                    flume::TrySendError::Full(_) => InputError::Busy,
+                    flume::TrySendError::Disconnected(_) => InputError::ShuttingDown,
+                })
+        };
+        async move {
+            early?;
+            rx.await.unwrap_or(Err(InputError::ShuttingDown))
+        }
+    }
+
     /// A connection of `centre` opened: it is reachable, and every shard offers it the pending
     /// and unhandled alarms whose chain names it.
     pub async fn centre_up(&self, centre: &CentreId) {

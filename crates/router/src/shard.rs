@@ -1,6 +1,7 @@
 //! One shard: owns the state of its devices and their open alarms, turns events, centre inputs and
 //! deadlines into write sets, and answers callers once those are durable.
 use crate::clock::Clock;
+use crate::positions::{self, Positions};
 use crate::presence::Presence;
 use crate::router::{CentreTx, InputError, Reply, ReplyTx, RouterConfig, SubmitError};
 use futures::future::BoxFuture;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use vaka_core::alarm::{self, AlarmInput, AlarmState, Context, Effect, Notice, TransitionError};
 use vaka_core::directory::Directory;
+use vaka_core::gps::{FilterReason, Fix, Observed, Verdict};
 use vaka_core::idempotency::{Answer, IdemKey, Idempotency};
 use vaka_core::intake::{intake, Outcome};
 use vaka_core::supervision;
@@ -31,6 +33,12 @@ pub(crate) enum ShardMsg {
     CentreUp(CentreId),
     /// A centre is gone: escalate what it held but had not accepted.
     CentreDown(CentreId),
+    /// The device announced its heartbeat interval (SCAIP hbi): supervise it with this one.
+    Interval {
+        device: DeviceKey,
+        secs: u32,
+        reply: CentreTx,
+    },
     /// Finish what is queued and in flight, then end.
     Stop,
 }
@@ -84,6 +92,8 @@ struct InFlight {
     keys: Vec<IdemKey>,
     /// Alarms this batch changed, to reload from the store if the commit fails.
     alarms: Vec<AlarmId>,
+    /// Devices whose GPS record this batch wrote, to forget if the commit fails.
+    gps: Vec<DeviceKey>,
     events: u64,
     started: Instant,
 }
@@ -123,6 +133,10 @@ pub(crate) struct Shard {
     silent_at: HashMap<DeviceKey, UnixMillis>,
     /// Silent alarms whose device was heard again (restoral sent once).
     restored: HashSet<AlarmId>,
+    /// GPS filter and fence state of the devices that sent fixes.
+    positions: Positions,
+    /// Heartbeat intervals devices announced, in seconds (over the configured ones).
+    intervals: HashMap<DeviceKey, u32>,
     next_seq: u64,
 }
 
@@ -157,8 +171,17 @@ impl Shard {
             silence: BTreeSet::new(),
             silent_at: HashMap::new(),
             restored: HashSet::new(),
+            positions: Positions::default(),
+            intervals: HashMap::new(),
             next_seq: 0,
         };
+        match vaka_store::load_heartbeat_intervals(shard.store.backend().as_ref()) {
+            Ok(all) => shard.intervals.extend(
+                all.into_iter()
+                    .filter(|(d, _)| d.shard(shards) == id && shard.dir.device(d).is_some()),
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot read announced heartbeat intervals"),
+        }
         for (alarm, next_audit) in state.alarms {
             shard.keep_alarm(alarm, next_audit);
         }
@@ -170,7 +193,8 @@ impl Shard {
             .values()
             .filter(|d| d.key.shard(shards) == id)
             .filter_map(|d| {
-                d.heartbeat_secs
+                shard
+                    .interval_secs(&d.key)
                     .map(|s| (d.key.clone(), i64::from(s) * 1000))
             })
             .collect();
@@ -180,6 +204,40 @@ impl Shard {
             shard.arm_silence(device, at);
         }
         shard
+    }
+
+    /// The device's expected heartbeat interval: announced, else configured; `None`: unsupervised.
+    fn interval_secs(&self, device: &DeviceKey) -> Option<u32> {
+        self.intervals
+            .get(device)
+            .copied()
+            .or_else(|| self.dir.device(device).and_then(|d| d.heartbeat_secs))
+    }
+
+    /// A device announced its heartbeat interval: kept durably, and the device counts as heard.
+    fn set_interval(
+        &mut self,
+        device: DeviceKey,
+        secs: u32,
+        reply: CentreTx,
+        now: UnixMillis,
+        set: &mut WriteSet,
+        batch: &mut InFlight,
+    ) {
+        if self.dir.device(&device).is_none() {
+            let _ = reply.send(Err(InputError::Invalid(format!("unknown device {device}"))));
+            return;
+        }
+        if secs == 0 {
+            let _ = reply.send(Err(InputError::Invalid(
+                "a heartbeat interval must be at least 1 s".into(),
+            )));
+            return;
+        }
+        set.put_heartbeat_interval(&device, secs);
+        self.intervals.insert(device.clone(), secs);
+        self.heard(&device, now, set, batch);
+        batch.waiters.push(Waiter::Centre(reply));
     }
 
     fn arm_silence(&mut self, device: DeviceKey, at: UnixMillis) {
@@ -198,7 +256,7 @@ impl Shard {
         set: &mut WriteSet,
         batch: &mut InFlight,
     ) {
-        let Some(interval) = self.dir.device(device).and_then(|d| d.heartbeat_secs) else {
+        let Some(interval) = self.interval_secs(device) else {
             return;
         };
         let at = supervision::silent_at(
@@ -360,6 +418,7 @@ impl Shard {
             waiters: Vec::new(),
             keys: Vec::new(),
             alarms: Vec::new(),
+            gps: Vec::new(),
             events: 0,
             started: Instant::now(),
         }
@@ -404,6 +463,11 @@ impl Shard {
                 } => self.handle_input(alarm, input, reply, now, &mut set, &mut batch),
                 ShardMsg::CentreUp(c) => self.centre_up(&c, now, &mut set, &mut batch),
                 ShardMsg::CentreDown(c) => self.centre_down(&c, now, &mut set, &mut batch),
+                ShardMsg::Interval {
+                    device,
+                    secs,
+                    reply,
+                } => self.set_interval(device, secs, reply, now, &mut set, &mut batch),
                 ShardMsg::Stop => stop = true,
             }
             taken += 1;
@@ -450,7 +514,7 @@ impl Shard {
                 .increment(1);
             return;
         }
-        if ev.kind != EventKind::Silent {
+        if !ev.kind.is_engine_made() {
             self.heard(&ev.device, now, set, batch);
         }
         let chain = self.dir.chain(&ev.device).to_vec();
@@ -475,6 +539,14 @@ impl Shard {
             }
         }
         let id = self.store.allocate_id();
+        let gps = match self.observe_fix(&ev, id, now, set, batch) {
+            Ok(gps) => gps,
+            Err(reason) => {
+                // Telemetry only (an alarm is never refused for its fix): the device resends.
+                let _ = tx.send(Err(SubmitError::Store(reason)));
+                return;
+            }
+        };
         let ctx = self.context(&chain, &reachable, &ev.device, now);
         let open: Vec<&Alarm> = self
             .by_device
@@ -508,15 +580,68 @@ impl Shard {
             self.pending.insert(key.clone(), batch.seq);
             batch.keys.push(key);
         }
+        let duplicate_fix = ev.kind == EventKind::Position
+            && gps
+                .as_ref()
+                .is_some_and(|(o, _)| o.verdict == Verdict::Reject(FilterReason::Duplicate));
         batch.waiters.push(Waiter::Device(
             tx,
             Reply::Accepted {
                 event: id,
                 alarm: alarm_id,
-                duplicate: false,
+                duplicate: duplicate_fix,
                 centre_available,
             },
         ));
+        // Confirmed geofence exits and re-entries become engine-made alarm events, handled like
+        // any other in this same write set (so they are durable with the fix that decided them).
+        if let Some((observed, fix)) = gps {
+            for fe in observed.fences {
+                let event = positions::fence_event(&ev.device, &fe.fence, fe.exit, &fix, now);
+                tracing::info!(device = %ev.device, fence = %fe.fence, exit = fe.exit, "geofence transition");
+                let (tx, _) = futures::channel::oneshot::channel();
+                self.handle(lane, event, tx, now, set, batch);
+            }
+        }
+    }
+
+    /// The event's fix through the device's filters and fences (device-sent events only).
+    /// `Err` (with the reason) only for a telemetry event whose GPS state cannot be read: an
+    /// alarm goes on without its fix being judged, never refused for it.
+    fn observe_fix(
+        &mut self,
+        ev: &Event,
+        id: vaka_core::EventId,
+        now: UnixMillis,
+        set: &mut WriteSet,
+        batch: &mut InFlight,
+    ) -> Result<Option<(Observed, Fix)>, String> {
+        let Some(fix) = ev.fix.filter(|_| !ev.kind.is_engine_made()) else {
+            return Ok(None);
+        };
+        match self.positions.observe(
+            self.store.backend().as_ref(),
+            &self.dir.gps,
+            ev,
+            id,
+            &fix,
+            now,
+            set,
+        ) {
+            Ok(o) => {
+                batch.gps.push(ev.device.clone());
+                Ok(Some((o, fix)))
+            }
+            Err(e) => {
+                tracing::error!(device = %ev.device, error = %e, "cannot read the device's GPS state");
+                metrics::counter!("vaka_errors_total", "stage" => "gps").increment(1);
+                if ev.lane() == Lane::Alarm {
+                    Ok(None)
+                } else {
+                    Err(format!("GPS state unreadable: {e}"))
+                }
+            }
+        }
     }
 
     /// Runs one input through the alarm's state machine and keeps the result.
@@ -753,6 +878,9 @@ impl Shard {
                 }
                 for id in &batch.alarms {
                     self.reload_alarm(*id);
+                }
+                for device in &batch.gps {
+                    self.positions.forget(device);
                 }
             }
         }

@@ -12,10 +12,13 @@ pub enum Cf {
     Meta,
     Outbox,
     Seen,
+    Gps,
+    Positions,
+    Hbi,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 8] = [
+    pub const ALL: [Cf; 11] = [
         Cf::Events,
         Cf::Alarms,
         Cf::Open,
@@ -24,6 +27,9 @@ impl Cf {
         Cf::Meta,
         Cf::Outbox,
         Cf::Seen,
+        Cf::Gps,
+        Cf::Positions,
+        Cf::Hbi,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +42,9 @@ impl Cf {
             Cf::Meta => "meta",
             Cf::Outbox => "outbox",
             Cf::Seen => "seen",
+            Cf::Gps => "gps",
+            Cf::Positions => "positions",
+            Cf::Hbi => "hbi",
         }
     }
 
@@ -143,6 +152,25 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// The greatest key in the column family.
     fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Deletes every key in `[from, to)`, synced. Not part of any group: for housekeeping
+    /// (retention) of keys no shard reads back. Engines with range deletion override this.
+    fn delete_range(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+        let common = from.iter().zip(to).take_while(|(a, b)| a == b).count();
+        let mut set = WriteSet::new();
+        self.scan(cf, &from[..common], &mut |k, _| {
+            if k >= to {
+                return false;
+            }
+            if k >= from {
+                set.delete(cf, k.to_vec());
+            }
+            true
+        })?;
+        if set.is_empty() {
+            return Ok(());
+        }
+        self.write_synced(std::slice::from_ref(&set))
+    }
     /// Flushes what is buffered, on clean shutdown.
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())

@@ -18,6 +18,9 @@
 //! | `meta`   | utf-8 name                            | per name (see below)          |
 //! | `outbox` | centre 0x00 outbox seq (u64)          | `Notice` for that centre      |
 //! | `seen`   | tenant 0x00 device 0x00               | u64 ms the device was last heard (supervised devices) |
+//! | `gps`    | tenant 0x00 device 0x00               | [`GpsRecord`]: latest position, filter and fence state |
+//! | `hbi`    | tenant 0x00 device 0x00               | u32 heartbeat interval (s) the device announced |
+//! | `positions` | tenant 0x00 device 0x00 fix time (i64, sign bit flipped) | [`StoredPosition`]: accepted fix and its event |
 //!
 //! `meta` keys: `outbox_seq` (u64, last outbox sequence given), `cursor/<centre>` (u64, the last
 //! outbox sequence the centre acknowledged).
@@ -28,6 +31,7 @@ mod backend;
 mod group;
 pub mod keys;
 mod mem;
+mod positions;
 mod recovery;
 mod rocks;
 
@@ -38,5 +42,9 @@ pub use keys::{
     StoredEvent,
 };
 pub use mem::MemBackend;
+pub use positions::{
+    latest_position, load_gps, load_heartbeat_intervals, position_history, prune_positions,
+    GpsRecord, StoredPosition,
+};
 pub use recovery::{RecoverOptions, Recovered};
 pub use rocks::{RocksBackend, RocksConfig};

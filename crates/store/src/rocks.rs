@@ -125,6 +125,15 @@ impl Backend for RocksBackend {
         }
     }
 
+    fn delete_range(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
+        // One range tombstone instead of a tombstone per key.
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf(cf), from, to);
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo).map_err(engine)
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_wal(true).map_err(engine)?;
         for cf in Cf::ALL {

@@ -11,7 +11,8 @@
 //!        Reject(r)         count under r.as_str(); state.apply; fed only if r is thinning
 //! feed: Fence::decide(fix) -> Decision --FenceTracker::feed--> Transition (None / Exit / Restoral)
 //! ```
-//! `Verdict::stores()` and `Verdict::feeds_geofence()` say which of these apply. Keep one
+//! `Verdict::stores()` and `Verdict::feeds_geofence()` say which of these apply. `DeviceTrack`
+//! runs this whole pipeline for one device against its `GpsPlan` entry (filters, fences). Keep one
 //! `FilterState` per device and one `FenceTracker` per (device, fence); start a fresh tracker when
 //! a fence changes. A tracker ignores (`Transition::Stale`) a fix older than the newest it has been
 //! fed, which can happen with thinning on and fixes arriving out of order.
@@ -21,7 +22,9 @@ mod fence;
 mod filter;
 mod geo;
 mod hysteresis;
+mod plan;
 mod serde_util;
+mod track;
 
 #[cfg(test)]
 mod fence_tests;
@@ -37,6 +40,8 @@ mod prop_tests;
 mod test_util;
 #[cfg(test)]
 mod trace_tests;
+#[cfg(test)]
+mod track_tests;
 
 pub use dedup::RecentFixes;
 pub use fence::{
@@ -45,6 +50,8 @@ pub use fence::{
 pub use filter::{check, FilterConfig, FilterOverride, FilterReason, FilterState, Verdict};
 pub use geo::{haversine_m, EARTH_RADIUS_M};
 pub use hysteresis::{FenceTracker, HysteresisConfig, Transition, Zone};
+pub use plan::{DeviceFence, DeviceGps, GpsPlan};
+pub use track::{DeviceTrack, FenceEvent, FenceMemo, Observed};
 
 /// One position fix as a device reported it.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -1,0 +1,193 @@
+//! Positions: each device's GPS record (latest position plus the filter and fence state that must
+//! survive a restart) and its history of accepted fixes in fix-time order, with retention.
+//!
+//! Every event, a position event included, is also kept in `events` with its raw message (audit);
+//! a history row points to it by event id. Filtered fixes have no row.
+use crate::backend::{Backend, Cf, StoreError, WriteSet};
+use crate::keys::{decode, decode_device_prefix, device_prefix};
+use serde::{Deserialize, Serialize};
+use vaka_core::gps::{DeviceTrack, Fix};
+use vaka_core::{DeviceKey, EventId, UnixMillis};
+
+/// An accepted fix and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredPosition {
+    /// The event that carried it.
+    pub event: EventId,
+    /// When the engine received it (the fix time is in `fix`).
+    pub received_ms: UnixMillis,
+    pub fix: Fix,
+}
+
+/// What the router keeps per device about positions, written whenever it changes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpsRecord {
+    /// The newest accepted fix (a late fix goes to the history only).
+    pub latest: Option<StoredPosition>,
+    pub track: DeviceTrack,
+}
+
+/// Fix times sort as signed numbers: flip the sign bit, big-endian.
+fn time_bytes(time_ms: i64) -> [u8; 8] {
+    ((time_ms as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn time_of(b: &[u8]) -> Option<i64> {
+    let raw = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+    Some((raw ^ (1 << 63)) as i64)
+}
+
+/// device prefix + fix time. Two different fixes of one device stamped the same millisecond keep
+/// only the later written: a resend overwrites itself, which keeps replays idempotent.
+pub fn position_key(device: &DeviceKey, time_ms: i64) -> Vec<u8> {
+    let mut k = device_prefix(device);
+    k.extend_from_slice(&time_bytes(time_ms));
+    k
+}
+
+impl WriteSet {
+    /// The device's GPS record (latest position, filter and fence state).
+    pub fn put_gps(&mut self, device: &DeviceKey, record: &GpsRecord) {
+        self.put(Cf::Gps, device_prefix(device), record);
+    }
+
+    /// One history row, keyed by the fix time.
+    pub fn put_position(&mut self, device: &DeviceKey, position: &StoredPosition) {
+        self.put(
+            Cf::Positions,
+            position_key(device, position.fix.time_ms),
+            position,
+        );
+    }
+}
+
+impl WriteSet {
+    /// A heartbeat interval the device announced (SCAIP hbi), overriding the configured one.
+    pub fn put_heartbeat_interval(&mut self, device: &DeviceKey, secs: u32) {
+        self.put_raw(Cf::Hbi, device_prefix(device), secs.to_be_bytes().to_vec());
+    }
+}
+
+/// Every announced heartbeat interval (read at start-up; one small entry per device).
+pub fn load_heartbeat_intervals(
+    backend: &dyn Backend,
+) -> Result<Vec<(DeviceKey, u32)>, StoreError> {
+    let mut out = Vec::new();
+    backend.scan(Cf::Hbi, &[], &mut |k, v| {
+        let secs = v
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes);
+        if let (Some(device), Some(secs)) = (decode_device_prefix(k), secs) {
+            out.push((device, secs));
+        }
+        true
+    })?;
+    Ok(out)
+}
+
+/// The device's GPS record, if it ever had an accepted fix.
+pub fn load_gps(
+    backend: &dyn Backend,
+    device: &DeviceKey,
+) -> Result<Option<GpsRecord>, StoreError> {
+    let key = device_prefix(device);
+    match backend.get(Cf::Gps, &key)? {
+        Some(v) => Ok(Some(decode(Cf::Gps, &key, &v)?)),
+        None => Ok(None),
+    }
+}
+
+/// The device's latest durable position (what a centre offer shows), if any.
+pub fn latest_position(
+    backend: &dyn Backend,
+    device: &DeviceKey,
+) -> Result<Option<StoredPosition>, StoreError> {
+    Ok(load_gps(backend, device)?.and_then(|r| r.latest))
+}
+
+/// History rows of a device with fix time in `[from_ms, to_ms)`, oldest first, at most `limit`.
+pub fn position_history(
+    backend: &dyn Backend,
+    device: &DeviceKey,
+    from_ms: i64,
+    to_ms: i64,
+    limit: usize,
+) -> Result<Vec<StoredPosition>, StoreError> {
+    let prefix = device_prefix(device);
+    let from = position_key(device, from_ms);
+    let mut out = Vec::new();
+    let mut err = None;
+    if limit == 0 {
+        return Ok(out);
+    }
+    backend.scan(Cf::Positions, &prefix, &mut |k, v| {
+        if k < from.as_slice() {
+            return true;
+        }
+        match time_of(&k[prefix.len()..]) {
+            Some(t) if t >= to_ms => return false,
+            Some(_) => {}
+            None => return true,
+        }
+        match decode(Cf::Positions, k, v) {
+            Ok(row) => out.push(row),
+            Err(e) => {
+                err = Some(e);
+                return false;
+            }
+        }
+        out.len() < limit
+    })?;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// Deletes, for every device with a GPS record, the history rows whose fix time is before
+/// `cutoff(device)` (`None`: keep everything). Returns how many devices were pruned. The latest
+/// position in the GPS record is left alone: the router owns that record.
+pub fn prune_positions(
+    backend: &dyn Backend,
+    cutoff: &mut dyn FnMut(&DeviceKey) -> Option<UnixMillis>,
+) -> Result<usize, StoreError> {
+    let mut devices = Vec::new();
+    backend.scan(Cf::Gps, &[], &mut |k, _| {
+        devices.extend(decode_device_prefix(k));
+        true
+    })?;
+    let mut pruned = 0;
+    for device in devices {
+        let Some(before) = cutoff(&device) else {
+            continue;
+        };
+        backend.delete_range(
+            Cf::Positions,
+            &position_key(&device, i64::MIN),
+            &position_key(&device, before),
+        )?;
+        pruned += 1;
+    }
+    Ok(pruned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fix_times_sort_as_numbers() {
+        let d = DeviceKey::new("t", "d");
+        let ts = [i64::MIN, -5, -1, 0, 1, 1_700_000_000_000, i64::MAX];
+        for w in ts.windows(2) {
+            assert!(position_key(&d, w[0]) < position_key(&d, w[1]), "{w:?}");
+        }
+        for t in ts {
+            assert_eq!(time_of(&time_bytes(t)), Some(t));
+        }
+        // A device's keys never run into the next device's ("d" vs "d2").
+        let d2 = DeviceKey::new("t", "d2");
+        assert!(position_key(&d, i64::MAX) < position_key(&d2, i64::MIN));
+    }
+}
