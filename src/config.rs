@@ -614,7 +614,6 @@ impl Config {
         )
     }
 
-
     fn validate_gps(&self, p: &mut Vec<ConfigError>) {
         if self.gps.retention_sweep_secs == 0 {
             p.push(err("gps.retention_sweep_secs", "must be greater than 0"));

@@ -3,8 +3,8 @@
 use crate::config::Config;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vaka_ingest::quic::QuicServer;
 use vaka_centre::{CentreServer, CentreService};
+use vaka_ingest::quic::QuicServer;
 use vaka_ingest::sip::SipServer;
 use vaka_router::{Clock, Presence, Router};
 use vaka_store::{RecoverOptions, RocksBackend, RocksConfig, Store};

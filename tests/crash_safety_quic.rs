@@ -88,6 +88,10 @@ fn device_config(dir: &Path, addr: SocketAddr, device: &str) -> DeviceConfig {
     cfg.reconnect_min = Duration::from_millis(50);
     cfg.reconnect_max = Duration::from_millis(300);
     cfg.connect_timeout = Duration::from_secs(2);
+    // A SIGKILLed server sends no close and its successor cannot reset connections it never knew
+    // (stateless-reset keys differ): the client notices a dead server by idle timeout only.
+    cfg.idle_timeout = Duration::from_secs(2);
+    cfg.keep_alive = Some(Duration::from_millis(500));
     cfg
 }
 
@@ -119,8 +123,8 @@ async fn device_loop(client: Client, device: String, acks: Acks, stop: Arc<tokio
     loop {
         while !stopping && inflight.len() < 16 {
             let key = format!("{device}-{n}");
-            let ev = if n % 5 == 0 {
-                events::technical(key.clone(), "0301", n % 10 == 0)
+            let ev = if n.is_multiple_of(5) {
+                events::technical(key.clone(), "0301", n.is_multiple_of(10))
             } else {
                 events::alarm(key.clone(), "0010", 5)
             };
@@ -201,6 +205,16 @@ async fn sigkill_under_quic_load_loses_no_acked_event_and_resends_make_no_duplic
 
     let mut acked_at_kill = Vec::new();
     for round in 0..KILLS {
+        // Kill only under load: wait until the clients are acknowledged by this server.
+        let before = acked_at_kill.last().copied().unwrap_or(0);
+        let until = Instant::now() + Duration::from_secs(30);
+        while acks.lock().unwrap().len() <= before {
+            assert!(
+                Instant::now() < until,
+                "round {round}: no acks after restart"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let wait = rand::rng().random_range(300..900);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         server.kill().expect("SIGKILL");

@@ -61,7 +61,7 @@ async fn offer_latency_at_1000_alarms_per_second() {
                 hist.record(now.duration_since(due).as_micros() as u64)
                     .unwrap();
                 last = o.cursor;
-                if hist.len() % 64 == 0 {
+                if hist.len().is_multiple_of(64) {
                     cc.ack(last).await;
                 }
             }

@@ -30,7 +30,7 @@ async fn ten_thousand_events_are_all_ok_and_all_stored() {
         match i % 10 {
             0 => events::alarm(key, "0010", 3),
             1 => events::heartbeat(key),
-            2 | 3 | 4 => events::position(
+            2..=4 => events::position(
                 key,
                 1_700_000_000_000 + i as i64 * 1000,
                 59.3,

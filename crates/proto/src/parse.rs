@@ -166,13 +166,13 @@ mod tests {
     fn event(i: u32) -> pb::Event {
         pb::Event {
             key: format!("k{i}"),
-            device: if i % 3 == 0 {
+            device: if i.is_multiple_of(3) {
                 String::new()
             } else {
                 format!("d{i}")
             },
             fix: None,
-            body: Some(if i % 2 == 0 {
+            body: Some(if i.is_multiple_of(2) {
                 Body::Heartbeat(pb::Heartbeat {})
             } else {
                 Body::Alarm(pb::Alarm {

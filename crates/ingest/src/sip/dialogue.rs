@@ -105,7 +105,7 @@ fn respond(sh: &Shared, msg: &SipMessage, now: u64) -> (SipMessage, Option<Accou
             }
             let account = match authenticate(sh, msg, now) {
                 Ok(a) => a,
-                Err(r) => return (r, None),
+                Err(r) => return (*r, None),
             };
             if *msg.method() == Method::Register {
                 return (register(sh, msg, &account, now), None);
@@ -148,9 +148,9 @@ fn challenge(sh: &Shared, msg: &SipMessage, now: u64, stale: bool) -> SipMessage
 
 /// Digest check (never Basic): no credentials -> 401 with a challenge; valid -> the account;
 /// expired nonce -> 401 `stale=true`; anything else -> 403.
-fn authenticate(sh: &Shared, msg: &SipMessage, now: u64) -> Result<Account, SipMessage> {
+fn authenticate(sh: &Shared, msg: &SipMessage, now: u64) -> Result<Account, Box<SipMessage>> {
     let Some(header) = msg.authorization() else {
-        return Err(challenge(sh, msg, now, false));
+        return Err(Box::new(challenge(sh, msg, now, false)));
     };
     let forbidden = |why: &str| {
         sh.metrics.auth_failed.increment(1);
@@ -160,14 +160,14 @@ fn authenticate(sh: &Shared, msg: &SipMessage, now: u64) -> Result<Account, SipM
     let auth = match Authorization::parse(header) {
         Ok(a) => a,
         // Basic or another scheme: challenge for Digest instead.
-        Err(DigestError::NotDigest) => return Err(challenge(sh, msg, now, false)),
+        Err(DigestError::NotDigest) => return Err(Box::new(challenge(sh, msg, now, false))),
         Err(_) => {
             sh.metrics.auth_failed.increment(1);
-            return Err(response(msg, 400, "Malformed Authorization"));
+            return Err(Box::new(response(msg, 400, "Malformed Authorization")));
         }
     };
     let Some(account) = sh.accounts.get(&auth.username) else {
-        return Err(forbidden("unknown user"));
+        return Err(Box::new(forbidden("unknown user")));
     };
     let outcome = sh.issuer.verify(
         &auth,
@@ -179,8 +179,8 @@ fn authenticate(sh: &Shared, msg: &SipMessage, now: u64) -> Result<Account, SipM
     );
     match outcome {
         AuthOutcome::Ok => Ok(account.clone()),
-        AuthOutcome::Stale => Err(challenge(sh, msg, now, true)),
-        AuthOutcome::Invalid(reason) => Err(forbidden(&format!("{reason:?}"))),
+        AuthOutcome::Stale => Err(Box::new(challenge(sh, msg, now, true))),
+        AuthOutcome::Invalid(reason) => Err(Box::new(forbidden(&format!("{reason:?}")))),
     }
 }
 

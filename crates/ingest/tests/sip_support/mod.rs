@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use vaka_core::alarm::{Alarm, Deadlines};
 use vaka_core::directory::{Centre, Device, Directory, Tenant};
 use vaka_core::{AlarmId, CentreId, DeviceId, DeviceKey, TenantId};
-use vaka_ingest::sip::{Account, SipConfig, SipListen, SipServer};
+use vaka_ingest::sip::{Account, SipConfig, SipServer};
 use vaka_router::{Clock, Presence, Router, RouterConfig};
 use vaka_scaip::auth::authorize;
 use vaka_scaip::scaip::Mrs;
