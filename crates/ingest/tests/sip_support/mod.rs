@@ -2,11 +2,13 @@
 //! server on 127.0.0.1 ephemeral ports), a backend gate, a small SIP device in Rust, and the
 //! sipp runner.
 #![allow(dead_code)]
+#[path = "../gate/mod.rs"]
+mod gate;
+pub use gate::{Gate, ReleaseOnDrop};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -21,8 +23,7 @@ use vaka_scaip::scaip::Mrs;
 use vaka_scaip::sip::NewRequest;
 use vaka_scaip::{Challenge, SipMessage};
 use vaka_store::{
-    Backend, Cf, GroupConfig, RecoverOptions, RocksBackend, RocksConfig, Store, StoreError,
-    StoredEvent, WriteSet,
+    Backend, Cf, GroupConfig, RecoverOptions, RocksBackend, RocksConfig, Store, StoredEvent,
 };
 
 pub const PASSWORD: &str = "demo-pass";
@@ -92,65 +93,6 @@ pub fn accounts() -> Vec<Account> {
         .collect()
 }
 
-/// Wraps a backend so that writes can be held at a gate (answers then wait for durability).
-pub struct Gate {
-    inner: Arc<dyn Backend>,
-    open: Mutex<bool>,
-    cv: Condvar,
-    blocked: AtomicUsize,
-}
-
-impl Gate {
-    pub fn blocked(&self) -> usize {
-        self.blocked.load(Ordering::SeqCst)
-    }
-    pub fn hold(&self) {
-        *self.open.lock().unwrap() = false;
-    }
-    pub fn release(&self) {
-        *self.open.lock().unwrap() = true;
-        self.cv.notify_all();
-    }
-}
-
-impl Backend for Gate {
-    fn write_synced(&self, sets: &[WriteSet]) -> Result<(), StoreError> {
-        let mut open = self.open.lock().unwrap();
-        if !*open {
-            self.blocked.fetch_add(1, Ordering::SeqCst);
-            while !*open {
-                open = self.cv.wait(open).unwrap();
-            }
-            self.blocked.fetch_sub(1, Ordering::SeqCst);
-        }
-        drop(open);
-        self.inner.write_synced(sets)
-    }
-    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(cf, key)
-    }
-    fn scan(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        self.inner.scan(cf, prefix, f)
-    }
-    fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.last_key(cf)
-    }
-}
-
-/// Opens the gate when dropped, so a failing test with a held gate ends instead of hanging.
-pub struct ReleaseOnDrop(pub Arc<Gate>);
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
 pub struct Env {
     pub dir: TempDir,
     pub release: ReleaseOnDrop,
@@ -174,12 +116,7 @@ impl Env {
         vaka_ingest::certs::generate_demo(&certs, "demo", &[]).unwrap();
         let backend: Arc<dyn Backend> =
             Arc::new(RocksBackend::open(&RocksConfig::new(dir.path().join("db"))).unwrap());
-        let gate = Arc::new(Gate {
-            inner: backend,
-            open: Mutex::new(true),
-            cv: Condvar::new(),
-            blocked: AtomicUsize::new(0),
-        });
+        let gate = Gate::new(backend);
         let mut cfg = SipConfig {
             realm: "vaka.test".into(),
             tls_cert: certs.join("server.pem"),

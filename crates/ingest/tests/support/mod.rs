@@ -1,12 +1,14 @@
 //! Test scaffolding: a real engine (RocksDB in a temp dir, router, QUIC server on 127.0.0.1),
 //! demo certificates, a backend gate, and a raw vaka/1 connection for malformed input.
 #![allow(dead_code)]
+#[path = "../gate/mod.rs"]
+mod gate;
 use bytes::BytesMut;
+pub use gate::{Gate, ReleaseOnDrop};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
 use vaka_core::alarm::Deadlines;
@@ -18,8 +20,7 @@ use vaka_ingest::quic::{QuicConfig, QuicServer};
 use vaka_proto::{encode_frame, split_frame, Message};
 use vaka_router::{Clock, Presence, Router, RouterConfig};
 use vaka_store::{
-    Backend, Cf, GroupConfig, RecoverOptions, RocksBackend, RocksConfig, Store, StoreError,
-    StoredEvent, WriteSet,
+    Backend, Cf, GroupConfig, RecoverOptions, RocksBackend, RocksConfig, Store, StoredEvent,
 };
 
 pub const T1_DEVICES: [&str; 9] = ["d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "gw"];
@@ -72,67 +73,6 @@ pub fn directory() -> Directory {
     d
 }
 
-/// Wraps a backend so that writes can be held at a gate (replies then wait for durability).
-pub struct Gate {
-    inner: Arc<dyn Backend>,
-    open: Mutex<bool>,
-    cv: Condvar,
-    blocked: AtomicUsize,
-}
-
-impl Gate {
-    /// Writes waiting at the closed gate now.
-    pub fn blocked(&self) -> usize {
-        self.blocked.load(Ordering::SeqCst)
-    }
-
-    pub fn hold(&self) {
-        *self.open.lock().unwrap() = false;
-    }
-    pub fn release(&self) {
-        *self.open.lock().unwrap() = true;
-        self.cv.notify_all();
-    }
-}
-
-impl Backend for Gate {
-    fn write_synced(&self, sets: &[WriteSet]) -> Result<(), StoreError> {
-        let mut open = self.open.lock().unwrap();
-        if !*open {
-            self.blocked.fetch_add(1, Ordering::SeqCst);
-            while !*open {
-                open = self.cv.wait(open).unwrap();
-            }
-            self.blocked.fetch_sub(1, Ordering::SeqCst);
-        }
-        drop(open);
-        self.inner.write_synced(sets)
-    }
-    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(cf, key)
-    }
-    fn scan(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        self.inner.scan(cf, prefix, f)
-    }
-    fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.last_key(cf)
-    }
-}
-
-/// Opens the gate when dropped, so a failing test with a held gate ends instead of hanging.
-pub struct ReleaseOnDrop(Arc<Gate>);
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        self.0.release();
-    }
-}
-
 pub struct Env {
     pub dir: TempDir,
     pub release: ReleaseOnDrop,
@@ -164,12 +104,7 @@ impl Env {
 
         let backend: Arc<dyn Backend> =
             Arc::new(RocksBackend::open(&RocksConfig::new(dir.path().join("db"))).unwrap());
-        let gate = Arc::new(Gate {
-            inner: backend,
-            open: Mutex::new(true),
-            cv: Condvar::new(),
-            blocked: AtomicUsize::new(0),
-        });
+        let gate = Gate::new(backend);
         let rc = RouterConfig {
             shards: 2,
             ..RouterConfig::default()
