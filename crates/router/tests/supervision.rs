@@ -104,7 +104,9 @@ async fn silent_device_is_alarmed_once_on_time_and_restored_when_heard() {
     // Still silent ten minutes on: no second alarm (the one alarm escalates, unanswered, as any).
     tokio::time::advance(Duration::from_secs(600)).await;
     settle().await;
-    let got = c1(&backend);
+    // Wait for the escalation to be durable (offer, escalated, unhandled offer): the committer is a
+    // thread of its own, so a settled runtime does not mean written yet.
+    let got = wait_notices(&backend, 3).await;
     assert!(got.iter().all(|n| n.alarm().id == silent_id), "{got:?}");
 
     // Heard again: the centre is told it is restored.
