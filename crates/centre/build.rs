@@ -5,10 +5,12 @@
 //! the same OUT_DIR to every checkout of the workspace that shares a target dir (path packages
 //! hash relative to the workspace), so several worktrees building into one target dir would
 //! otherwise read each other's generated code.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Read at run time, not with env!(): the compiled build script is shared by every checkout
+    // that uses this target dir, so a path baked in at compile time may name another checkout.
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let root = manifest.join("../../proto");
     let file = root.join("centre.proto");
     // Relative to the package root, so the check follows whichever checkout is being built.
