@@ -107,6 +107,7 @@ impl Engine {
         let retention = vaka_router::retention::spawn(
             cfg.retention_config(),
             store.clone(),
+            router.clone(),
             directory.clone(),
             clock,
         );

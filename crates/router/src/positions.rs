@@ -80,6 +80,34 @@ impl Positions {
         Ok(observed)
     }
 
+    /// Retention (GDPR): removes from `device`'s GPS record every position with a fix time before
+    /// `before` (its latest position, the filter's last fix) and writes the record into `set`.
+    /// Fence states hold no coordinates and stay. Returns whether anything was removed.
+    pub(crate) fn expire(
+        &mut self,
+        backend: &dyn Backend,
+        device: &DeviceKey,
+        before: UnixMillis,
+        set: &mut WriteSet,
+    ) -> Result<bool, StoreError> {
+        if !self.records.contains_key(device) {
+            match vaka_store::load_gps(backend, device)? {
+                Some(r) => self.records.insert(device.clone(), r),
+                None => return Ok(false),
+            };
+        }
+        let rec = self.records.get_mut(device).expect("loaded just above");
+        let mut changed = rec.track.filter.forget_before(before);
+        if rec.latest.as_ref().is_some_and(|p| p.fix.time_ms < before) {
+            rec.latest = None;
+            changed = true;
+        }
+        if changed {
+            set.put_gps(device, rec);
+        }
+        Ok(changed)
+    }
+
     /// Drops what memory holds for `device` (its last commit failed): the next fix reloads it.
     pub(crate) fn forget(&mut self, device: &DeviceKey) {
         self.records.remove(device);

@@ -1,9 +1,14 @@
-//! Position retention (GDPR): a periodic sweep deletes every device's position history older than
-//! its tenant's `retention_days` (devices of tenants no longer configured: the default).
+//! Retention (GDPR): a periodic sweep removes, per device, every stored position and telemetry
+//! event older than its tenant's `retention_days` (devices of tenants no longer configured: the
+//! default): the position history, the telemetry-lane events with their raw messages, and the
+//! positions a device's GPS record still holds (latest position, filter state) once the device
+//! has been quiet that long. Alarm-lane events and alarms stay: they are the care record.
 //!
-//! History rows are written by the shards but never read back by them, so the sweep deletes them
-//! straight through the backend (a range deletion per device) without going through a shard.
+//! History rows and telemetry events are written by the shards but never read back by them, so the
+//! sweep deletes them straight through the backend. The GPS record is the shards' live state:
+//! the sweep asks the device's shard to forget what is too old, through the telemetry lane.
 use crate::clock::Clock;
+use crate::router::Router;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vaka_core::directory::Directory;
@@ -29,27 +34,86 @@ impl Default for RetentionConfig {
     }
 }
 
-/// Deletes, now, position history older than each device's tenant's limit. Returns the number of
-/// devices swept. Blocking (reads and range-deletes through the backend): run it off the runtime.
-pub fn sweep(
+/// What one sweep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Devices whose position history was pruned.
+    pub devices: usize,
+    /// GPS records whose too-old positions were forgotten.
+    pub records: usize,
+    /// Telemetry-lane events deleted.
+    pub events: u64,
+}
+
+/// Deletes, now, what is older than each device's tenant's limit. Runs the store work on the
+/// blocking pool.
+pub async fn sweep(
     store: &Store,
+    router: &Router,
+    dir: &Arc<Directory>,
+    default_days: u32,
+    now: UnixMillis,
+) -> Result<Swept, String> {
+    let (st, d) = (store.clone(), dir.clone());
+    let (history, events) = tokio::task::spawn_blocking(move || {
+        let backend = st.backend();
+        let history = vaka_store::prune_positions(backend.as_ref(), &mut |dev| {
+            cutoff(&d, default_days, now, dev)
+        })?;
+        let shortest = d
+            .tenants
+            .values()
+            .map(|t| t.retention_days)
+            .chain(std::iter::once(default_days))
+            .min()
+            .unwrap_or(default_days);
+        let keep_after = days_before(now, shortest);
+        let events =
+            vaka_store::prune_telemetry_events(backend.as_ref(), keep_after, &mut |dev| {
+                cutoff(&d, default_days, now, dev)
+            })?;
+        Ok::<_, vaka_store::StoreError>((history, events))
+    })
+    .await
+    .map_err(|e| format!("retention sweep panicked: {e}"))?
+    .map_err(|e| e.to_string())?;
+    let mut swept = Swept {
+        devices: history.devices,
+        records: 0,
+        events: events.deleted,
+    };
+    for (device, before) in history.stale_records {
+        router
+            .expire_positions(&device, before)
+            .await
+            .map_err(|e| format!("forgetting old positions of {device}: {e}"))?;
+        swept.records += 1;
+    }
+    Ok(swept)
+}
+
+fn days_before(now: UnixMillis, days: u32) -> UnixMillis {
+    now.saturating_sub(i64::from(days).saturating_mul(DAY_MS))
+}
+
+fn cutoff(
     dir: &Directory,
     default_days: u32,
     now: UnixMillis,
-) -> Result<usize, vaka_store::StoreError> {
-    vaka_store::prune_positions(store.backend().as_ref(), &mut |device: &DeviceKey| {
-        let days = dir
-            .tenants
-            .get(&device.tenant)
-            .map_or(default_days, |t| t.retention_days);
-        Some(now.saturating_sub(i64::from(days).saturating_mul(DAY_MS)))
-    })
+    device: &DeviceKey,
+) -> Option<UnixMillis> {
+    let days = dir
+        .tenants
+        .get(&device.tenant)
+        .map_or(default_days, |t| t.retention_days);
+    Some(days_before(now, days))
 }
 
 /// Runs `sweep` every `cfg.every` until the task is aborted.
 pub fn spawn(
     cfg: RetentionConfig,
     store: Store,
+    router: Arc<Router>,
     dir: Arc<Directory>,
     clock: Clock,
 ) -> tokio::task::JoinHandle<()> {
@@ -59,23 +123,24 @@ pub fn spawn(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let (store, dir) = (store.clone(), dir.clone());
-            let now = clock.now_ms();
-            let days = cfg.default_days;
             let started = Instant::now();
-            let r = tokio::task::spawn_blocking(move || sweep(&store, &dir, days, now)).await;
-            match r {
-                Ok(Ok(devices)) => {
+            match sweep(&store, &router, &dir, cfg.default_days, clock.now_ms()).await {
+                Ok(s) => {
                     metrics::counter!("vaka_gps_retention_sweeps_total").increment(1);
+                    metrics::counter!("vaka_retention_events_deleted_total").increment(s.events);
                     metrics::gauge!("vaka_gps_retention_sweep_seconds")
                         .set(started.elapsed().as_secs_f64());
-                    tracing::debug!(devices, "position retention sweep done");
+                    tracing::debug!(
+                        devices = s.devices,
+                        records = s.records,
+                        events = s.events,
+                        "retention sweep done"
+                    );
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     metrics::counter!("vaka_errors_total", "stage" => "retention").increment(1);
-                    tracing::error!(error = %e, "position retention sweep failed; next period retries");
+                    tracing::error!(error = %e, "retention sweep failed; next period retries");
                 }
-                Err(e) => tracing::error!(error = %e, "position retention sweep panicked"),
             }
         }
     })

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 use vaka_core::alarm::AlarmInput;
 use vaka_core::directory::Directory;
-use vaka_core::{AlarmId, CentreId, DeviceKey, Event, EventId, Lane};
+use vaka_core::{AlarmId, CentreId, DeviceKey, Event, EventId, Lane, UnixMillis};
 use vaka_store::{Recovered, Store};
 
 #[derive(Clone, Debug)]
@@ -224,6 +224,30 @@ impl Router {
             early?;
             rx.await.unwrap_or(Err(InputError::ShuttingDown))
         }
+    }
+
+    /// Retention (GDPR): the device's shard forgets its stored positions with a fix time before
+    /// `before` (latest position, filter state). Goes by the telemetry lane and waits for room
+    /// there, so a sweep never takes a place an alarm needs. Resolves once that is durable.
+    pub async fn expire_positions(
+        &self,
+        device: &DeviceKey,
+        before: UnixMillis,
+    ) -> Result<(), InputError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(InputError::ShuttingDown);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.lanes[device.shard(self.lanes.len())]
+            .telemetry
+            .send_async(ShardMsg::ExpirePositions {
+                device: device.clone(),
+                before,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| InputError::ShuttingDown)?;
+        rx.await.unwrap_or(Err(InputError::ShuttingDown))
     }
 
     /// The device announced its heartbeat interval (SCAIP `hbi`): from now on (and across

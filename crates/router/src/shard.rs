@@ -39,6 +39,12 @@ pub(crate) enum ShardMsg {
         secs: u32,
         reply: CentreTx,
     },
+    /// Retention: forget the device's stored positions with a fix time before `before`.
+    ExpirePositions {
+        device: DeviceKey,
+        before: UnixMillis,
+        reply: CentreTx,
+    },
     /// Finish what is queued and in flight, then end.
     Stop,
 }
@@ -238,6 +244,32 @@ impl Shard {
         self.intervals.insert(device.clone(), secs);
         self.heard(&device, now, set, batch);
         batch.waiters.push(Waiter::Centre(reply));
+    }
+
+    fn expire_positions(
+        &mut self,
+        device: DeviceKey,
+        before: UnixMillis,
+        reply: CentreTx,
+        set: &mut WriteSet,
+        batch: &mut InFlight,
+    ) {
+        let backend = self.store.backend();
+        match self
+            .positions
+            .expire(backend.as_ref(), &device, before, set)
+        {
+            Ok(true) => {
+                batch.gps.push(device);
+                batch.waiters.push(Waiter::Centre(reply));
+            }
+            Ok(false) => {
+                let _ = reply.send(Ok(()));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(InputError::Store(e.to_string())));
+            }
+        }
     }
 
     fn arm_silence(&mut self, device: DeviceKey, at: UnixMillis) {
@@ -468,6 +500,11 @@ impl Shard {
                     secs,
                     reply,
                 } => self.set_interval(device, secs, reply, now, &mut set, &mut batch),
+                ShardMsg::ExpirePositions {
+                    device,
+                    before,
+                    reply,
+                } => self.expire_positions(device, before, reply, &mut set, &mut batch),
                 ShardMsg::Stop => stop = true,
             }
             taken += 1;

@@ -605,6 +605,24 @@ async fn retention_deletes_history_older_than_each_tenants_limit() {
     let d0 = DeviceKey::new("t", "d0");
     assert_eq!(times(&d0).len(), 3);
 
+    // Every position event is also stored in `events` with its raw message.
+    let event_devices = || -> Vec<String> {
+        let mut ids = Vec::new();
+        backend
+            .scan(vaka_store::Cf::Events, &[], &mut |k, _| {
+                ids.extend(vaka_store::keys::decode_id(k));
+                true
+            })
+            .unwrap();
+        ids.into_iter()
+            .map(|id| {
+                let e = vaka_store::load_event(backend.as_ref(), vaka_core::EventId(id));
+                e.unwrap().unwrap().device.device.0
+            })
+            .collect()
+    };
+    assert_eq!(event_devices().len(), 6);
+
     // The periodic task, with a short period, deletes what is older than a day for "t" only.
     let task = vaka_router::retention::spawn(
         vaka_router::RetentionConfig {
@@ -612,29 +630,67 @@ async fn retention_deletes_history_older_than_each_tenants_limit() {
             default_days: 90,
         },
         store.clone(),
+        router.clone(),
         dir.clone(),
         Clock::starting_at(now),
     );
     let until = std::time::Instant::now() + Duration::from_secs(10);
-    while times(&d0).len() != 1 {
+    while times(&d0).len() != 1 || event_devices().len() != 4 {
         assert!(
             std::time::Instant::now() < until,
-            "retention never ran: {:?}",
-            times(&d0)
+            "retention never ran: {:?} {:?}",
+            times(&d0),
+            event_devices()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     task.abort();
     assert_eq!(times(&d0), vec![now - 3_600_000]);
     assert_eq!(times(&o1).len(), 3, "the other tenant keeps 30 days");
-    // The latest position is kept (it is the device's state, not its history).
-    assert!(latest_position(backend.as_ref(), &d0).unwrap().is_some());
+    // The two old position events of d0 went with their history rows; o1 keeps all three.
+    let mut devs = event_devices();
+    devs.sort();
+    assert_eq!(devs, ["d0", "o1", "o1", "o1"]);
+    // The latest position is kept while it is younger than the limit (it is the device's state).
+    assert_eq!(
+        latest_position(backend.as_ref(), &d0)
+            .unwrap()
+            .map(|p| p.fix.time_ms),
+        Some(now - 3_600_000)
+    );
 
     // A device of a tenant no longer configured falls back to the default (here 3 days).
-    let gone = Directory::default();
-    let swept = vaka_router::retention::sweep(&store, &gone, 3, now).unwrap();
-    assert_eq!(swept, 2);
+    let gone = Arc::new(Directory::default());
+    let swept = vaka_router::retention::sweep(&store, &router, &gone, 3, now)
+        .await
+        .unwrap();
+    assert_eq!(swept.devices, 2);
+    assert_eq!(swept.events, 1);
     assert_eq!(times(&o1), vec![now - 2 * DAY_MS, now - 3_600_000]);
+
+    // Two days later nothing of d0 is young enough: its latest position and the filter's memory of
+    // it go too (the device went quiet), while the record itself (fence state) stays.
+    let later = now + 2 * DAY_MS;
+    let swept = vaka_router::retention::sweep(&store, &router, &dir, 90, later)
+        .await
+        .unwrap();
+    assert_eq!(swept.records, 1, "{swept:?}");
+    assert!(times(&d0).is_empty());
+    assert_eq!(latest_position(backend.as_ref(), &d0).unwrap(), None);
+    let rec = vaka_store::load_gps(backend.as_ref(), &d0)
+        .unwrap()
+        .unwrap();
+    assert!(!rec.holds_fix_before(i64::MAX), "{rec:?}");
+    assert_eq!(event_devices(), ["o1", "o1"]);
+    // The device is heard again (the router's clock still says `now`): its fix is taken as a
+    // first fix and becomes the latest.
+    send(&router, position("d0", "p9", fix_at(now, 0.0, 0.0, 10.0))).await;
+    assert_eq!(
+        latest_position(backend.as_ref(), &d0)
+            .unwrap()
+            .map(|p| p.fix.time_ms),
+        Some(now)
+    );
     router.shutdown().await;
     store.close().unwrap();
 }

@@ -22,6 +22,9 @@ pub struct IdemRecord {
 /// Meta key of the last outbox sequence given out.
 pub const META_OUTBOX_SEQ: &[u8] = b"outbox_seq";
 
+/// Meta key of the first event id the retention sweep has not settled yet (u64).
+pub const META_EVENTS_SWEPT: &[u8] = b"retention/events_from";
+
 /// centre 0x00 seq: one centre's notices in sequence order.
 pub fn outbox_key(centre: &str, seq: u64) -> Vec<u8> {
     let mut k = outbox_prefix(centre);

@@ -23,7 +23,8 @@
 //! | `positions` | tenant 0x00 device 0x00 fix time (i64, sign bit flipped) | [`StoredPosition`]: accepted fix and its event |
 //!
 //! `meta` keys: `outbox_seq` (u64, last outbox sequence given), `cursor/<centre>` (u64, the last
-//! outbox sequence the centre acknowledged).
+//! outbox sequence the centre acknowledged), `retention/events_from` (u64, the first event id the
+//! retention sweep has not settled).
 //!
 //! An event and everything it causes (alarm, open index, idempotency entry, audit) go in one
 //! [`WriteSet`], so after a crash either all of it is there or none of it.
@@ -33,6 +34,7 @@ pub mod keys;
 mod mem;
 mod positions;
 mod recovery;
+mod retention;
 mod rocks;
 
 pub use backend::{Backend, Cf, Op, StoreError, WriteSet};
@@ -44,7 +46,8 @@ pub use keys::{
 pub use mem::MemBackend;
 pub use positions::{
     latest_position, load_gps, load_heartbeat_intervals, position_history, prune_positions,
-    GpsRecord, StoredPosition,
+    GpsRecord, PositionsPruned, StoredPosition,
 };
 pub use recovery::{RecoverOptions, Recovered};
+pub use retention::{prune_telemetry_events, EventsPruned};
 pub use rocks::{RocksBackend, RocksConfig};

@@ -27,6 +27,18 @@ pub struct GpsRecord {
     pub track: DeviceTrack,
 }
 
+impl GpsRecord {
+    /// Whether the record holds a position with a fix time before `before` (retention).
+    pub fn holds_fix_before(&self, before: UnixMillis) -> bool {
+        self.latest.as_ref().is_some_and(|p| p.fix.time_ms < before)
+            || self
+                .track
+                .filter
+                .newest_fix_ms()
+                .is_some_and(|t| t < before)
+    }
+}
+
 /// Fix times sort as signed numbers: flip the sign bit, big-endian.
 fn time_bytes(time_ms: i64) -> [u8; 8] {
     ((time_ms as u64) ^ (1 << 63)).to_be_bytes()
@@ -145,31 +157,57 @@ pub fn position_history(
     }
 }
 
+/// What one history sweep did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PositionsPruned {
+    /// Devices whose history was pruned.
+    pub devices: usize,
+    /// Devices whose GPS record still holds a position older than their cutoff (the cutoff given):
+    /// the router owns those records, so the caller asks the device's shard to forget it.
+    pub stale_records: Vec<(DeviceKey, UnixMillis)>,
+}
+
 /// Deletes, for every device with a GPS record, the history rows whose fix time is before
-/// `cutoff(device)` (`None`: keep everything). Returns how many devices were pruned. The latest
-/// position in the GPS record is left alone: the router owns that record.
+/// `cutoff(device)` (`None`: keep everything), and lists the records that hold such a position.
 pub fn prune_positions(
     backend: &dyn Backend,
     cutoff: &mut dyn FnMut(&DeviceKey) -> Option<UnixMillis>,
-) -> Result<usize, StoreError> {
+) -> Result<PositionsPruned, StoreError> {
+    let mut out = PositionsPruned::default();
     let mut devices = Vec::new();
-    backend.scan(Cf::Gps, &[], &mut |k, _| {
-        devices.extend(decode_device_prefix(k));
+    let mut err = None;
+    backend.scan(Cf::Gps, &[], &mut |k, v| {
+        let Some(device) = decode_device_prefix(k) else {
+            return true;
+        };
+        let Some(before) = cutoff(&device) else {
+            return true;
+        };
+        match decode::<GpsRecord>(Cf::Gps, k, v) {
+            Ok(rec) if rec.holds_fix_before(before) => {
+                out.stale_records.push((device.clone(), before))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                err = Some(e);
+                return false;
+            }
+        }
+        devices.push((device, before));
         true
     })?;
-    let mut pruned = 0;
-    for device in devices {
-        let Some(before) = cutoff(&device) else {
-            continue;
-        };
+    if let Some(e) = err {
+        return Err(e);
+    }
+    for (device, before) in devices {
         backend.delete_range(
             Cf::Positions,
             &position_key(&device, i64::MIN),
             &position_key(&device, before),
         )?;
-        pruned += 1;
+        out.devices += 1;
     }
-    Ok(pruned)
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -40,7 +40,12 @@ pub(crate) fn recover(
             .map_or(0, |id| id + 1))
     };
     // Alarm ids are event ids, so both column families bound the next id.
-    out.next_event_id = last(Cf::Events)?.max(last(Cf::Alarms)?).max(1);
+    // Retention may have deleted the newest events: ids never go below where its sweep got to.
+    let swept = backend
+        .get(Cf::Meta, keys::META_EVENTS_SWEPT)?
+        .and_then(|v| keys::decode_id(&v))
+        .unwrap_or(0);
+    out.next_event_id = last(Cf::Events)?.max(last(Cf::Alarms)?).max(swept).max(1);
 
     out.outbox_seq = backend
         .get(Cf::Meta, keys::META_OUTBOX_SEQ)?

@@ -267,6 +267,28 @@ impl FilterState {
         self.last.as_ref()
     }
 
+    /// Fix time of the newest fix this state holds (last accepted, pending outlier).
+    pub fn newest_fix_ms(&self) -> Option<i64> {
+        self.last
+            .map(|f| f.time_ms)
+            .into_iter()
+            .chain(self.outlier.map(|o| o.time_ms))
+            .max()
+    }
+
+    /// Retention (GDPR): forgets every fix this state holds if the newest one it knows (last
+    /// accepted, pending outlier) has a fix time before `before_ms`. Returns whether it did. The
+    /// next fix is then judged as a device's first.
+    pub fn forget_before(&mut self, before_ms: i64) -> bool {
+        match self.newest_fix_ms() {
+            Some(t) if t < before_ms => {
+                *self = Self::default();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Record an accepted fix (`Verdict::Accept`). Idempotent.
     pub fn accept(&mut self, fix: &Fix) {
         self.last = Some(*fix);

@@ -1,0 +1,207 @@
+//! Retention of telemetry-lane events (positions, heartbeats, sensor telemetry): each is kept in
+//! `events` with its raw message, which holds the device's position and activity, so it must go
+//! when its tenant's retention limit passes, like the position history. Alarm-lane events stay:
+//! they are the opening record of an alarm and its audit (a care record with its own rules).
+//!
+//! Event ids grow with arrival, so the sweep walks `events` from where the last sweep settled
+//! (`meta` `retention/events_from`) and stops at the first event too young for any tenant: each
+//! sweep reads what expired since the last one, not the whole column family.
+use crate::backend::{Backend, Cf, StoreError, WriteSet};
+use crate::keys::{decode, decode_id, id_key, StoredEvent, META_EVENTS_SWEPT};
+use vaka_core::{DeviceKey, Lane, UnixMillis};
+
+/// Deletes at most this many events per synced write.
+const CHUNK: usize = 10_000;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventsPruned {
+    /// Telemetry-lane events deleted.
+    pub deleted: u64,
+    /// Where the next sweep starts (the first event id not settled).
+    pub next_from: u64,
+}
+
+/// Deletes every telemetry-lane event whose time (its fix time if older than its arrival, else its
+/// arrival) is before `cutoff(device)` (`None`: keep). `keep_after`: no tenant deletes anything
+/// received at or after it (now minus the shortest retention), so the walk stops there.
+pub fn prune_telemetry_events(
+    backend: &dyn Backend,
+    keep_after: UnixMillis,
+    cutoff: &mut dyn FnMut(&DeviceKey) -> Option<UnixMillis>,
+) -> Result<EventsPruned, StoreError> {
+    let start = backend
+        .get(Cf::Meta, META_EVENTS_SWEPT)?
+        .and_then(|v| decode_id(&v))
+        .unwrap_or(0);
+    let mut out = EventsPruned {
+        deleted: 0,
+        next_from: start,
+    };
+    // The first event kept only because its tenant keeps longer: the next sweep starts there.
+    let mut first_kept: Option<u64> = None;
+    let mut from = id_key(start);
+    loop {
+        let mut set = WriteSet::new();
+        let mut err = None;
+        let mut done = true;
+        let mut last_seen = None;
+        backend.scan_from(Cf::Events, &[], &from, &mut |k, v| {
+            let Some(id) = decode_id(k) else {
+                return true;
+            };
+            let stored: StoredEvent = match decode(Cf::Events, k, v) {
+                Ok(e) => e,
+                Err(e) => {
+                    err = Some(e);
+                    return false;
+                }
+            };
+            let ev = &stored.event;
+            if ev.received_ms >= keep_after {
+                return false;
+            }
+            last_seen = Some(id);
+            if ev.lane() == Lane::Telemetry {
+                let at = ev
+                    .fix
+                    .map_or(ev.received_ms, |f| f.time_ms.min(ev.received_ms));
+                match cutoff(&ev.device) {
+                    Some(before) if at < before => set.delete(Cf::Events, k.to_vec()),
+                    _ => {
+                        first_kept.get_or_insert(id);
+                    }
+                }
+            }
+            if set.len() >= CHUNK {
+                done = false;
+                return false;
+            }
+            true
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let settled = match (first_kept, last_seen) {
+            (Some(kept), _) => kept,
+            (None, Some(id)) => id + 1,
+            (None, None) => out.next_from,
+        };
+        out.deleted += set.len() as u64;
+        out.next_from = settled.max(out.next_from);
+        if out.next_from != start || !set.is_empty() {
+            set.put_raw(
+                Cf::Meta,
+                META_EVENTS_SWEPT.to_vec(),
+                out.next_from.to_be_bytes().to_vec(),
+            );
+            backend.write_synced(std::slice::from_ref(&set))?;
+        }
+        match (done, last_seen) {
+            (false, Some(id)) => from = id_key(id + 1),
+            _ => return Ok(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemBackend;
+    use vaka_core::event::AlarmInfo;
+    use vaka_core::gps::Fix;
+    use vaka_core::{Event, EventId, EventKind};
+
+    fn event(device: &str, kind: EventKind, received_ms: i64, fix_ms: Option<i64>) -> Event {
+        Event {
+            device: DeviceKey::new("t", device),
+            key: format!("k{received_ms}"),
+            received_ms,
+            kind,
+            fix: fix_ms.map(|t| Fix::at(t, 57.7, 11.9)),
+            raw: b"raw".to_vec(),
+        }
+    }
+
+    fn ids(b: &MemBackend) -> Vec<u64> {
+        let mut out = Vec::new();
+        b.scan(Cf::Events, &[], &mut |k, _| {
+            out.extend(decode_id(k));
+            true
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn deletes_expired_telemetry_keeps_alarms_and_young_events_and_resumes() {
+        let b = MemBackend::default();
+        let mut set = WriteSet::new();
+        let rows = [
+            (1, event("a", EventKind::Position, 100, Some(90))),
+            (
+                2,
+                event(
+                    "a",
+                    EventKind::Alarm(AlarmInfo {
+                        code: "0010".into(),
+                        priority: 1,
+                        text: None,
+                        callback: Vec::new(),
+                    }),
+                    110,
+                    Some(105),
+                ),
+            ),
+            (3, event("a", EventKind::Heartbeat, 120, None)),
+            // received late, but its fix is old: judged by the fix time
+            (4, event("a", EventKind::Position, 900, Some(130))),
+            (5, event("long", EventKind::Position, 140, Some(140))),
+            (6, event("a", EventKind::Position, 1_000, Some(1_000))),
+        ];
+        for (id, e) in &rows {
+            set.put_event(EventId(*id), e);
+        }
+        b.write_synced(&[set]).unwrap();
+        // device "long" keeps everything; others drop what is before 500; nothing received at or
+        // after 950 may be deleted by anyone.
+        let mut cutoff = |d: &DeviceKey| (d.device.0 != "long").then_some(500);
+        let r = prune_telemetry_events(&b, 950, &mut cutoff).unwrap();
+        assert_eq!(r.deleted, 3);
+        assert_eq!(ids(&b), vec![2, 5, 6]);
+        // The long-retention event holds the watermark back so a later sweep still sees it.
+        assert_eq!(r.next_from, 5);
+        let mut all = |_: &DeviceKey| Some(2_000);
+        let r = prune_telemetry_events(&b, 5_000, &mut all).unwrap();
+        assert_eq!(r.deleted, 2);
+        assert_eq!(ids(&b), vec![2]);
+        assert_eq!(r.next_from, 7);
+        // Recovery never hands out an id the sweep already passed.
+        let rec = crate::recovery::recover(
+            &b,
+            &crate::RecoverOptions {
+                now_ms: 0,
+                idem_window_ms: 1,
+            },
+        )
+        .unwrap();
+        assert!(rec.next_event_id >= 7, "{}", rec.next_event_id);
+    }
+
+    #[test]
+    fn sweeps_more_than_one_chunk() {
+        let b = MemBackend::default();
+        let n = CHUNK as u64 * 2 + 7;
+        let mut set = WriteSet::new();
+        for id in 1..=n {
+            set.put_event(
+                EventId(id),
+                &event("a", EventKind::Heartbeat, id as i64, None),
+            );
+        }
+        b.write_synced(&[set]).unwrap();
+        let r = prune_telemetry_events(&b, i64::MAX, &mut |_| Some(i64::MAX)).unwrap();
+        assert_eq!(r.deleted, n);
+        assert!(ids(&b).is_empty());
+        assert_eq!(r.next_from, n + 1);
+    }
+}
