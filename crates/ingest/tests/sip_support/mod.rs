@@ -5,9 +5,11 @@
 #[path = "../gate/mod.rs"]
 mod gate;
 pub use gate::{Gate, ReleaseOnDrop};
+#[path = "../../../../tests/support/sipp.rs"]
+mod sipp_runner;
+pub use sipp_runner::{run_sipp, SippRun};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -374,61 +376,7 @@ pub fn scenario(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// What one sipp run left behind.
-pub struct SippRun {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-    /// `-trace_logs` output (the scenario's `<log>` lines).
-    pub log: String,
-    /// `-trace_err` output (unexpected messages).
-    pub errors: String,
-}
-
-impl SippRun {
-    /// The values logged as `mrs snu=.. ref=.. hbi=..` by the scenarios.
-    pub fn mrs(&self) -> Vec<(u8, String, Option<u16>)> {
-        self.log
-            .lines()
-            .filter_map(|l| {
-                let rest = &l[l.find("mrs snu=")? + 8..];
-                let (snu, rest) = rest.split_once(" ref=")?;
-                let (reference, rest) = rest.split_once(" hbi=")?;
-                let hbi = rest.split_whitespace().next().unwrap_or("");
-                Some((snu.parse().ok()?, reference.to_owned(), hbi.parse().ok()))
-            })
-            .collect()
-    }
-
-    pub fn assert_ok(&self) {
-        assert_eq!(
-            self.code, 0,
-            "sipp failed (exit {}):\nstdout:\n{}\nstderr:\n{}\nerrors:\n{}\nlog:\n{}",
-            self.code, self.stdout, self.stderr, self.errors, self.log
-        );
-    }
-}
-
-/// The sipp binary; fails the test with a clear message when it is not installed.
-pub fn sipp_binary() -> PathBuf {
-    let found = std::env::var_os("SIPP").map(PathBuf::from).or_else(|| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join("sipp"))
-                .find(|p| p.is_file())
-        })
-    });
-    match found {
-        Some(p) => p,
-        None => panic!(
-            "sipp not found on PATH (nor in $SIPP): these tests run sipp as the real SIP peer. \
-             Install it with `scripts/install-deps.sh` (Debian package sip-tester)."
-        ),
-    }
-}
-
-/// Runs `scenario` once (`-m 1`) against `server` over `transport` (`u1` or `t1`) as device
-/// `user` with `password`, sending `mrq` as the body. `keys` adds further `-key` pairs.
+/// Runs the repository's scenario `scenario_file` once (see `sipp_runner::run_sipp`).
 pub async fn sipp(
     scenario_file: &str,
     transport: &str,
@@ -438,67 +386,14 @@ pub async fn sipp(
     mrq: &str,
     keys: &[(&str, &str)],
 ) -> SippRun {
-    let bin = sipp_binary();
-    let work = tempfile::tempdir().unwrap();
-    let log = work.path().join("sipp.log");
-    let errors = work.path().join("sipp.err");
-    // A free local port for sipp (it needs one for UDP and for its Contact).
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new(bin);
-    cmd.current_dir(work.path())
-        .arg(server.to_string())
-        .args(["-sf"])
-        .arg(scenario(scenario_file))
-        .args([
-            "-t",
-            transport,
-            "-m",
-            "1",
-            "-timeout",
-            "20",
-            "-timeout_error",
-        ])
-        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-s", user, "-au", user, "-ap", password])
-        .args(["-key", "mrq", mrq])
-        .args(["-nostdin", "-trace_logs", "-trace_err"])
-        .arg("-log_file")
-        .arg(&log)
-        .arg("-error_file")
-        .arg(&errors)
-        .args(["-recv_timeout", "15000"]);
-    for (k, v) in keys {
-        cmd.args(["-key", k, v]);
-    }
-    // Output to files, not pipes (nothing can block on a full pipe); a hard bound on the run.
-    let stdout = work.path().join("stdout");
-    let stderr = work.path().join("stderr");
-    cmd.stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .stdin(std::process::Stdio::null());
-    let mut child = cmd.spawn().expect("starting sipp");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sipp did not finish within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    SippRun {
-        code: status.code().unwrap_or(-1),
-        stdout: read(&stdout),
-        stderr: read(&stderr),
-        log: read(&log),
-        errors: read(&errors),
-    }
+    run_sipp(
+        &scenario(scenario_file),
+        transport,
+        server,
+        user,
+        password,
+        mrq,
+        keys,
+    )
+    .await
 }
