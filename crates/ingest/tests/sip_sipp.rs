@@ -159,8 +159,14 @@ async fn sipp_heartbeat_is_answered_with_hbi_once() {
     )
     .await;
     run.assert_ok();
-    // The tracker is configured for 600 s: hbi 10 minutes.
-    assert_eq!(run.mrs(), vec![(0, "P1".to_string(), Some(10))]);
+    // The tracker is configured for 630 s: hbi 11 minutes (whole minutes, rounded up), and from
+    // now on it is supervised with the 660 s it was told, durably.
+    assert_eq!(run.mrs(), vec![(0, "P1".to_string(), Some(11))]);
+    let tracker = vaka_core::DeviceKey::new("demo", TRACKER);
+    until(5, || {
+        env.heartbeat_intervals().contains(&(tracker.clone(), 660))
+    })
+    .await;
     // Confirmed once, not repeated; a device that cannot adjust gets none.
     let run = sipp(
         "scaip_message.xml",

@@ -136,6 +136,21 @@ async fn decide(
     (mrs, hbi_for)
 }
 
+/// The device took `hbi` (minutes): supervise it with that interval from now on. It can differ
+/// from the configured seconds, which `hbi` rounds up to whole minutes.
+async fn supervise_with(sh: &Shared, device: &DeviceKey, hbi: u16) {
+    let secs = u32::from(hbi) * 60;
+    let configured = sh.directory.device(device).and_then(|d| d.heartbeat_secs);
+    if configured == Some(secs) {
+        return;
+    }
+    if let Err(e) = sh.router.heartbeat_interval(device, secs).await {
+        // The configured interval stays in force; the next heartbeat answers hbi again.
+        sh.state().hbi_told.remove(device);
+        tracing::warn!(%device, secs, error = %e, "cannot record the heartbeat interval told to the device");
+    }
+}
+
 fn truncate(mut s: String) -> String {
     if s.len() > MAX_STE {
         let mut end = MAX_STE;
@@ -238,7 +253,8 @@ async fn deliver(
                 Some(c) if c < 200 => timers.on_provisional(sh.now_ms()),
                 Some(c) if c < 300 => {
                     if let Some((device, hbi)) = hbi_for {
-                        sh.state().hbi_told.insert(device, hbi);
+                        sh.state().hbi_told.insert(device.clone(), hbi);
+                        supervise_with(sh, &device, hbi).await;
                     }
                     return;
                 }

@@ -34,7 +34,7 @@ pub const TRACKER: &str = "100002";
 pub const GATEWAY: &str = "100009";
 pub const CENTRE: &str = "c1";
 
-/// Tenant "demo" with centre c1, a personal trigger, a tracker (heartbeat 600 s) and a gateway
+/// Tenant "demo" with centre c1, a personal trigger, a tracker (heartbeat 630 s) and a gateway
 /// that may send for the trigger; tenant "other" with a device the gateway may not send for.
 pub fn directory() -> Directory {
     let mut d = Directory::default();
@@ -73,7 +73,7 @@ pub fn directory() -> Directory {
         );
     };
     add("demo", TRIGGER, "0003", Some(3600), vec![]);
-    add("demo", TRACKER, "0051", Some(600), vec![]);
+    add("demo", TRACKER, "0051", Some(630), vec![]);
     add("demo", GATEWAY, "0003", None, vec![DeviceId::new(TRIGGER)]);
     add("other", "200001", "0003", None, vec![]);
     d
@@ -197,6 +197,11 @@ impl Env {
             })
             .unwrap();
         out
+    }
+
+    /// Heartbeat intervals recorded for devices (what supervision uses instead of the config).
+    pub fn heartbeat_intervals(&self) -> Vec<(DeviceKey, u32)> {
+        vaka_store::load_heartbeat_intervals(self.gate.as_ref()).unwrap()
     }
 
     pub fn alarms(&self) -> Vec<Alarm> {
