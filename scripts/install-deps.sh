@@ -3,7 +3,8 @@
 # everything is already there.
 set -euo pipefail
 
-apt_packages=(build-essential pkg-config clang libclang-dev protobuf-compiler)
+# mosquitto: the peer broker of `vaka-load --peer mosquitto` (and its test).
+apt_packages=(build-essential pkg-config clang libclang-dev protobuf-compiler mosquitto)
 
 missing=()
 for p in "${apt_packages[@]}"; do
