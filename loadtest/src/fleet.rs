@@ -44,9 +44,9 @@ impl Fleet {
     /// The devices of `tenant` (default: the tenant with the most devices) in a vaka.toml.
     pub fn from_config(path: &Path, tenant: Option<&str>) -> Result<Fleet, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let v: Value = text
-            .parse()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let v = Value::Table(
+            toml::from_str::<toml::Table>(&text).map_err(|e| format!("{}: {e}", path.display()))?,
+        );
         let devices = v
             .get("devices")
             .and_then(Value::as_array)

@@ -44,14 +44,17 @@ pub fn find_mosquitto(explicit: Option<&FsPath>) -> Result<PathBuf, String> {
 pub struct Broker {
     child: Child,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// The broker configuration. `autosave_changes`: the in-memory store is written to disk after
 /// this many changes (1 = after every message).
 pub fn broker_config(port: u16, dir: &FsPath, autosave_changes: u32) -> String {
+    // Started as root, mosquitto drops to the user `mosquitto`, which cannot write our temp
+    // directory: stay root then (for a non-root user the directive has no effect).
+    let user = if running_as_root() { "user root\n" } else { "" };
     format!(
-        "listener {port} 127.0.0.1\n\
+        "{user}listener {port} 127.0.0.1\n\
          allow_anonymous true\n\
          persistence true\n\
          persistence_location {}/\n\
@@ -63,6 +66,17 @@ pub fn broker_config(port: u16, dir: &FsPath, autosave_changes: u32) -> String {
          log_type warning\n",
         dir.display()
     )
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }
 
 impl Broker {
@@ -83,11 +97,7 @@ impl Broker {
             .stdout(Stdio::null())
             .spawn()
             .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-        let mut broker = Broker {
-            child,
-            port,
-            _dir: dir,
-        };
+        let mut broker = Broker { child, port, dir };
         let until = Instant::now() + Duration::from_secs(10);
         loop {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -112,6 +122,11 @@ impl Broker {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Where mosquitto writes its persistent store.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("mosquitto.db")
     }
 }
 
@@ -380,6 +395,52 @@ mod tests {
         ] {
             assert!(c.lines().any(|l| l == line), "{line} missing in\n{c}");
         }
+    }
+
+    /// With autosave after every change, a QoS 1 message queued for an offline persistent
+    /// subscriber (our "centre" uses such a session) is written to the broker's store file.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_broker_persists_what_it_queues() {
+        let bin = find_mosquitto(None)
+            .expect("mosquitto is needed for this test: run scripts/install-deps.sh");
+        let broker = Broker::start(&bin, 1).await.unwrap();
+        let (sub, mut sub_ev) =
+            AsyncClient::new(options("persist-sub".into(), broker.port, false), 10);
+        sub.subscribe("vaka-load/#", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        handshake(&mut sub_ev, true).await.unwrap();
+        sub.disconnect().await.unwrap();
+        while !matches!(
+            sub_ev.poll().await,
+            Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_)
+        ) {}
+        drop(sub_ev);
+
+        let (client, mut ev) =
+            AsyncClient::new(options("persist-pub".into(), broker.port, true), 10);
+        handshake(&mut ev, false).await.unwrap();
+        client
+            .publish("vaka-load/x", QoS::AtLeastOnce, false, b"payload".to_vec())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !matches!(ev.poll().await, Ok(Event::Incoming(Packet::PubAck(_)))) {}
+        })
+        .await
+        .expect("PUBACK within 5 s");
+        let db = broker.db_path();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let content = std::fs::read(&db).unwrap_or_default();
+                if content.windows(7).any(|w| w == b"payload") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the queued message is not in {}", db.display()));
     }
 
     #[test]

@@ -302,7 +302,8 @@ mod tests {
         assert_eq!(m.counts.delivered, 3);
         assert_eq!(m.lost, 1, "d2/c acked and never offered");
         assert_eq!(m.offer.len(), 2);
-        assert_eq!(m.ack.value_at_quantile(0.5), 4000);
+        // 3 significant figures: 4 ms is recorded within 0.1%.
+        assert!((4000..=4004).contains(&m.ack.value_at_quantile(0.5)));
         assert_eq!(m.elapsed, Duration::from_millis(4));
     }
 
