@@ -4,7 +4,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/vaka/target
 export CARGO_TARGET_DIR
 CONFIG ?= config/vaka.toml
 
-.PHONY: deps run test lint bench fmt
+.PHONY: deps run test lint bench fmt load
 
 deps:
 	@scripts/install-deps.sh
@@ -25,3 +25,8 @@ bench: deps
 
 fmt:
 	cargo fmt --all
+
+# Against a running `make run`: 10 s of the mixed scenario over vaka/1 with the centre simulated.
+LOAD_ARGS ?= mixed --rate 100 --duration 10 --centre --json data/load.json --plot data/load.svg
+load: deps
+	cargo run --bin vaka-load -- $(LOAD_ARGS)

@@ -3,8 +3,9 @@
 # everything is already there.
 set -euo pipefail
 
-# sip-tester provides sipp, the SIP peer of the SCAIP front's tests (crates/ingest/tests/sip_sipp.rs).
-apt_packages=(build-essential pkg-config clang libclang-dev protobuf-compiler sip-tester)
+# sip-tester provides sipp, the SIP peer of the SCAIP front's tests (crates/ingest/tests/sip_sipp.rs);
+# mosquitto is the peer broker of `vaka-load --peer mosquitto` (and its test).
+apt_packages=(build-essential pkg-config clang libclang-dev protobuf-compiler sip-tester mosquitto)
 
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -1,0 +1,231 @@
+//! The tool end to end through its library entry point: an in-process engine (RocksDB in a temp
+//! dir, router, vaka/1 QUIC server on 127.0.0.1), demo certificates, a short low-rate run.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Parser;
+use tempfile::TempDir;
+use vaka_core::alarm::Deadlines;
+use vaka_core::directory::{Centre, Device, Directory, Tenant};
+use vaka_core::{CentreId, DeviceKey, TenantId};
+use vaka_ingest::certs::generate_demo;
+use vaka_ingest::quic::{QuicConfig, QuicServer};
+use vaka_load::{run, Options};
+use vaka_router::{Clock, Presence, Router, RouterConfig};
+use vaka_store::{GroupConfig, RecoverOptions, RocksBackend, RocksConfig, Store};
+
+const DEVICES: [&str; 4] = ["d0", "d1", "d2", "d3"];
+
+struct Engine {
+    dir: TempDir,
+    store: Store,
+    router: Arc<Router>,
+    server: QuicServer,
+}
+
+impl Engine {
+    async fn start() -> Engine {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        generate_demo(&certs, "t1", &DEVICES).unwrap();
+        let mut d = Directory::default();
+        d.tenants.insert(
+            TenantId::new("t1"),
+            Tenant {
+                id: TenantId::new("t1"),
+                name: "T1".into(),
+                deadlines: Deadlines::default(),
+                chain: vec![CentreId::new("c1")],
+                retention_days: 30,
+            },
+        );
+        d.centres.insert(
+            CentreId::new("c1"),
+            Centre {
+                id: CentreId::new("c1"),
+                name: "C1".into(),
+                tenants: vec![TenantId::new("t1")],
+            },
+        );
+        for id in DEVICES {
+            let key = DeviceKey::new("t1", id);
+            d.devices.insert(
+                key.clone(),
+                Device {
+                    key,
+                    device_type: "0051".into(),
+                    chain: vec![],
+                    deadlines: None,
+                    heartbeat_secs: None,
+                    gateway_for: vec![],
+                },
+            );
+        }
+        let rc = RouterConfig {
+            shards: 2,
+            ..RouterConfig::default()
+        };
+        let backend = RocksBackend::open(&RocksConfig::new(dir.path().join("db"))).unwrap();
+        let (store, rec) = Store::open(
+            Arc::new(backend),
+            GroupConfig::default(),
+            RecoverOptions {
+                now_ms: Clock::new().now_ms(),
+                idem_window_ms: rc.idempotency_window_ms,
+            },
+        )
+        .unwrap();
+        let directory = Arc::new(d);
+        let presence = Presence::new();
+        presence.connected(&CentreId::new("c1"));
+        let router = Router::start(
+            rc,
+            store.clone(),
+            rec,
+            directory.clone(),
+            presence,
+            Clock::new(),
+        );
+        let cfg = QuicConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            server_cert: certs.join("server.pem"),
+            server_key: certs.join("server-key.pem"),
+            tenant_cas: [("t1".to_string(), certs.join("t1/ca.pem"))].into(),
+            drain_timeout_secs: 2,
+            ..QuicConfig::default()
+        };
+        let server = QuicServer::start(&cfg, router.clone(), directory).unwrap();
+        Engine {
+            dir,
+            store,
+            router,
+            server,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// The tool reads its devices from a vaka.toml, as it would from the server's.
+    fn config(&self) -> PathBuf {
+        let p = self.dir.path().join("vaka.toml");
+        let mut text = String::new();
+        for id in DEVICES {
+            text += &format!("[[devices]]\ntenant = \"t1\"\nid = \"{id}\"\ntype = \"0051\"\n\n");
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    async fn stop(self) {
+        self.server.shutdown().await;
+        self.router.shutdown().await;
+        self.store.close().unwrap();
+    }
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    run: Options,
+}
+
+fn options(engine: &Engine, extra: &[&str]) -> Options {
+    let (addr, config, certs) = (engine.addr().to_string(), engine.config(), engine.certs());
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let mut args: Vec<String> = [
+        "vaka-load",
+        "mixed",
+        "--rate",
+        "200",
+        "--duration",
+        "1",
+        "--drain",
+        "10",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(["--server".into(), addr, "--config".into(), path(&config)]);
+    args.extend([
+        "--certs".into(),
+        path(&certs),
+        "--endpoints".into(),
+        "2".into(),
+    ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Cli::parse_from(args).run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_of_mixed_load_is_all_acked_and_nothing_is_lost() {
+    let engine = Engine::start().await;
+    let out = run(&options(&engine, &[]), None).await.unwrap();
+    let s = &out.ours.side;
+    assert_eq!(s.sent, 200, "rate 200 for 1 s");
+    assert_eq!(s.acked, s.sent, "errors: {:?}", s.errors);
+    assert!(s.errors.is_empty(), "{:?}", s.errors);
+    assert_eq!(s.lost, 0);
+    assert_eq!(s.delivered, s.acked);
+    assert!(s.latency_ms.ack.p99.is_some());
+    assert!(s.throughput_per_s > 100.0, "{}", s.throughput_per_s);
+    assert_eq!(
+        out.ours.measured.counts.not_treated, 0,
+        "the centre is present"
+    );
+    // The server runs in this process: found by its port.
+    let server = out.ours.server.as_ref().expect("server usage");
+    assert_eq!(server.pid, std::process::id());
+    assert!(server.rss_peak_kib > 0);
+    assert!(out.report.peer.is_none() && out.report.ratio.is_none());
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_devices_and_remote_targets_are_refused_before_any_load() {
+    let engine = Engine::start().await;
+    let e = run(&options(&engine, &["--devices", "5"]), None)
+        .await
+        .err()
+        .unwrap();
+    assert!(e.contains("fleet-config"), "{e}");
+    let mut o = options(&engine, &[]);
+    o.server = Some("192.0.2.1:4433".parse().unwrap());
+    let e = run(&o, None).await.err().unwrap();
+    assert!(e.contains("--allow-remote"), "{e}");
+    engine.stop().await;
+}
+
+/// Mosquitto is installed by scripts/install-deps.sh: a missing binary fails this test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_pattern_against_mosquitto_gives_a_peer_and_a_ratio() {
+    vaka_load::mqtt::find_mosquitto(None)
+        .expect("mosquitto is needed for this test: run scripts/install-deps.sh");
+    let engine = Engine::start().await;
+    let out = run(&options(&engine, &["--peer", "mosquitto"]), None)
+        .await
+        .unwrap();
+    let peer = out.report.peer.as_ref().expect("peer side");
+    assert_eq!(peer.sent, 200);
+    assert_eq!(peer.acked, 200, "{:?}", peer.errors);
+    assert_eq!(peer.delivered, 200, "the subscriber got every message");
+    assert_eq!(peer.lost, 0);
+    assert!(peer.latency_ms.offer.p99.is_some());
+    assert!(out.report.ratio.unwrap() > 0.0);
+    let broker = out
+        .peer
+        .as_ref()
+        .unwrap()
+        .server
+        .as_ref()
+        .expect("broker usage");
+    assert_ne!(broker.pid, std::process::id());
+    let json: serde_json::Value = serde_json::from_str(&out.report.to_json()).unwrap();
+    assert!(json["peer"]["latency_ms"]["ack"]["p50"].is_number());
+    engine.stop().await;
+}
