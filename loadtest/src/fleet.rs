@@ -131,9 +131,10 @@ pub fn check_loopback(addr: SocketAddr, allow_remote: bool) -> Result<(), String
     }
 }
 
-/// `base` (a vaka.toml) with `n` more devices of `tenant` appended: ids `L000000`.., types in
-/// turn personal trigger, GPS tracker, fall detector, SIP password `password`, no heartbeat
-/// supervision (idle load devices must not raise "device silent" alarms).
+/// `base` (a vaka.toml) with `n` more devices of `tenant` appended: ids `90000000`.. (digits, so
+/// that they are SCAIP controller ids too), types in turn personal trigger, GPS tracker, fall
+/// detector, SIP password `password`, no heartbeat supervision (idle load devices must not raise
+/// "device silent" alarms).
 pub fn write_fleet_config(base: &str, tenant: &str, n: usize, password: &str) -> String {
     let mut out = base.trim_end().to_string();
     let _ = writeln!(
@@ -144,7 +145,7 @@ pub fn write_fleet_config(base: &str, tenant: &str, n: usize, password: &str) ->
         let ty = ["0003", "0051", "0005"][i % 3];
         let _ = write!(
             out,
-            "\n[[devices]]\ntenant = \"{tenant}\"\nid = \"L{i:06}\"\ntype = \"{ty}\"\npassword = \"{password}\"\n"
+            "\n[[devices]]\ntenant = \"{tenant}\"\nid = \"9{i:07}\"\ntype = \"{ty}\"\npassword = \"{password}\"\n"
         );
     }
     out
@@ -184,7 +185,9 @@ mod tests {
         std::fs::write(&p, &text).unwrap();
         let f = Fleet::from_config(&p, Some("demo")).unwrap();
         assert_eq!(f.devices.len(), 8);
-        assert_eq!(f.devices[3].id, "L000000");
+        assert_eq!(f.devices[3].id, "90000000");
+        assert_eq!(f.devices[7].id, "90000004");
+        crate::sip::check_devices(&f, f.devices.len()).expect("the fleet can speak SCAIP");
         assert_eq!(f.devices[4].device_type, "0051");
     }
 

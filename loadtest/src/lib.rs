@@ -1,11 +1,12 @@
-//! `vaka-load`: simulated device fleets (vaka/1 over QUIC; SCAIP over SIP to come) and alarm
+//! `vaka-load`: simulated device fleets (vaka/1 over QUIC, SCAIP over SIP UDP/TCP) and alarm
 //! centres against a running Vaka, on an open-loop schedule, with HDR latency histograms, a JSON
 //! report, a plot, and the same pattern against Mosquitto for comparison.
 //!
 //! - [`schedule`]: the fixed schedule and its dispatcher (never waits for replies).
 //! - [`scenario`]: what each slot sends (gps-fleet, alarm-storm, heartbeat-fleet, mixed).
 //! - [`fleet`]: the simulated devices, read from the server's configuration.
-//! - [`quic`], [`mqtt`]: the fleets over vaka/1 and over MQTT (the peer, with its broker).
+//! - [`quic`], [`sip`], [`mqtt`]: the fleets over vaka/1, over SCAIP (SIP MESSAGE, UDP or TCP)
+//!   and over MQTT (the peer, with its broker).
 //! - [`centre`]: the alarm-centre simulator (gRPC `vaka.centre.v1`).
 //! - [`record`], [`report`], [`plot`], [`sysmon`]: measuring and reporting.
 //! - [`run`]: the entry point, [`run::run`].
@@ -19,6 +20,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod schedule;
+pub mod sip;
 pub mod sysmon;
 
 pub use run::{run, Options, Outcome, Peer, Transport};

@@ -1,4 +1,4 @@
-//! `vaka-load SCENARIO [--rate N] [--duration S] [--transport quic] [--peer mosquitto] [--json F]`
+//! `vaka-load SCENARIO [--rate N] [--duration S] [--transport quic|sip-udp|sip-tcp] [--peer mosquitto] [--json F]`
 //! and `vaka-load fleet-config`. See the crate docs of `vaka_load` and README.md.
 use std::path::PathBuf;
 use std::process::ExitCode;

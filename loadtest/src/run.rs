@@ -16,6 +16,7 @@ use crate::record::{Measured, Path, Recorder};
 use crate::report::{Report, Side};
 use crate::scenario::{Plan, Scenario};
 use crate::schedule::{drive, Schedule};
+use crate::sip::{SipFleet, SipOptions};
 use crate::sysmon::{pid_by_port, Monitor, ServerUsage};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -66,12 +67,23 @@ pub struct Options {
     /// Where `vaka certs` wrote the PEM files.
     #[arg(long, default_value = "certs")]
     pub certs: PathBuf,
-    /// QUIC client endpoints (UDP sockets) the device connections share.
+    /// UDP sockets the devices share: QUIC client endpoints, or SIP/UDP sockets.
     #[arg(long, default_value_t = 4)]
     pub endpoints: usize,
-    /// Device connections set up at once.
+    /// Device connections (QUIC, SIP/TCP) set up at once.
     #[arg(long, default_value_t = 64)]
     pub connect_parallel: usize,
+    /// SIP: milliseconds a device waits after `<mrs>` snu 4 (HOLD) before it resends the same
+    /// request (SCAIP devices wait 5-20 s; short for load runs).
+    #[arg(long, default_value_t = 1000)]
+    pub sip_hold_retry_ms: u64,
+    /// SIP: a MESSAGE without a final response this long (Timer F), or without its `<mrs>` this
+    /// long after the 200 OK, counts as an error (`timeout`, `no_mrs`).
+    #[arg(long, default_value_t = 32_000)]
+    pub sip_timeout_ms: u64,
+    /// SIP: the user part of the Request-URI (the server's `sip.accept_users`).
+    #[arg(long, default_value = "alarm")]
+    pub sip_request_user: String,
     /// Run the same pattern against a peer too and report both, with the ratio.
     #[arg(long, value_enum)]
     pub peer: Option<Peer>,
@@ -137,6 +149,7 @@ struct Setup {
 
 enum Devices {
     Quic(QuicFleet),
+    Sip(SipFleet),
     Mqtt(MqttFleet),
 }
 
@@ -144,12 +157,14 @@ impl Devices {
     fn send(&self, job: Job) {
         match self {
             Devices::Quic(f) => f.send(job),
+            Devices::Sip(f) => f.send(job),
             Devices::Mqtt(f) => f.send(job),
         }
     }
     async fn finish(self, deadline: Instant) {
         match self {
             Devices::Quic(f) => f.finish(deadline).await,
+            Devices::Sip(f) => f.finish(deadline).await,
             Devices::Mqtt(f) => f.finish(deadline).await,
         }
     }
@@ -206,7 +221,15 @@ pub async fn run(opts: &Options, progress: Option<ProgressBar>) -> Result<Outcom
         return Err("the schedule is empty: raise --rate, --duration or --count".into());
     }
 
-    let ours = match opts.transport {
+    let centre_opts = centre_options(opts, &fleet)?;
+    let rec = Arc::new(Recorder::new(Instant::now()));
+    let bar = progress.clone();
+    let connected = |k: usize| {
+        if let Some(b) = &bar {
+            b.set_message(format!("vaka: {k}/{devices} devices connected"));
+        }
+    };
+    let (devs, pid) = match opts.transport {
         Transport::Quic => {
             let server = opts
                 .server
@@ -220,41 +243,32 @@ pub async fn run(opts: &Options, progress: Option<ProgressBar>) -> Result<Outcom
                 endpoints: opts.endpoints,
                 connect_parallel: opts.connect_parallel,
             };
-            let rec = Arc::new(Recorder::new(Instant::now()));
-            let bar = progress.clone();
-            let quic = QuicFleet::connect(&fleet, devices, &qo, rec.clone(), |k| {
-                if let Some(b) = &bar {
-                    b.set_message(format!("vaka: {k}/{devices} devices connected"));
-                }
-            })
-            .await?;
-            let centre = match centre_options(opts, &fleet)? {
-                Some(co) => Some(Sim::start(co, rec.clone()).await?),
-                None => None,
-            };
-            let label = format!("vaka/{}", transport_name(opts.transport));
-            let r = side(
-                &setup,
-                &label,
-                Devices::Quic(quic),
-                rec,
-                pid,
-                centre.is_some(),
-                &progress,
-            )
-            .await;
-            if let Some(c) = centre {
-                c.stop().await;
-            }
-            r
+            let quic = QuicFleet::connect(&fleet, devices, &qo, rec.clone(), connected).await?;
+            (Devices::Quic(quic), pid)
         }
         Transport::SipUdp | Transport::SipTcp => {
-            return Err(format!(
-                "--transport {}: the SCAIP front is not in this build yet",
-                transport_name(opts.transport)
-            ))
+            let tcp = opts.transport == Transport::SipTcp;
+            let server = opts
+                .server
+                .or(if tcp { fleet.sip_tcp } else { fleet.sip_udp })
+                .unwrap_or_else(|| "127.0.0.1:5060".parse().expect("valid address"));
+            check_loopback(server, opts.allow_remote)?;
+            let so = sip_options(opts, server, tcp)?;
+            crate::sip::check_devices(&fleet, devices)?;
+            let pid = opts.server_pid.or_else(|| pid_by_port(server.port()));
+            let sip = SipFleet::connect(&fleet, devices, &so, rec.clone(), connected).await?;
+            (Devices::Sip(sip), pid)
         }
     };
+    let centre = match centre_opts {
+        Some(co) => Some(Sim::start(co, rec.clone()).await?),
+        None => None,
+    };
+    let label = format!("vaka/{}", transport_name(opts.transport));
+    let ours = side(&setup, &label, devs, rec, pid, centre.is_some(), &progress).await;
+    if let Some(c) = centre {
+        c.stop().await;
+    }
 
     let peer = match opts.peer {
         None => None,
@@ -300,6 +314,31 @@ pub async fn run(opts: &Options, progress: Option<ProgressBar>) -> Result<Outcom
     };
     let report = Report::new(ours.side.clone(), peer.as_ref().map(|p| p.side.clone()));
     Ok(Outcome { report, ours, peer })
+}
+
+fn sip_options(opts: &Options, server: SocketAddr, tcp: bool) -> Result<SipOptions, String> {
+    if opts.sip_hold_retry_ms == 0 {
+        return Err("--sip-hold-retry-ms must be at least 1".into());
+    }
+    if opts.sip_timeout_ms == 0 {
+        return Err("--sip-timeout-ms must be at least 1".into());
+    }
+    let user = &opts.sip_request_user;
+    let ok = |c: char| c.is_ascii_alphanumeric() || "-_.!~*'()&=+$,;?/".contains(c);
+    if user.is_empty() || !user.chars().all(ok) {
+        return Err(format!(
+            "--sip-request-user {user:?}: must be a SIP user part (letters, digits, -_.!~*'()&=+$,;?/)"
+        ));
+    }
+    Ok(SipOptions {
+        server,
+        tcp,
+        sockets: opts.endpoints.max(1),
+        connect_parallel: opts.connect_parallel,
+        hold_retry: Duration::from_millis(opts.sip_hold_retry_ms),
+        timeout: Duration::from_millis(opts.sip_timeout_ms),
+        request_user: user.clone(),
+    })
 }
 
 fn centre_options(opts: &Options, fleet: &Fleet) -> Result<Option<CentreOptions>, String> {
