@@ -340,17 +340,29 @@ fn main() {
         let data = dir.path().join(w);
         std::fs::create_dir_all(&data).unwrap();
         std::os::unix::fs::symlink(&certs, data.join("certs")).unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        // VAKA_BENCH_SERVER_WRAP runs the server under a profiler, e.g. "heaptrack" (the RSS
+        // figures then include the profiler's own memory).
+        let exe = std::env::current_exe().unwrap();
+        let wrap = std::env::var("VAKA_BENCH_SERVER_WRAP").unwrap_or_default();
+        let mut argv: Vec<std::ffi::OsString> = wrap.split_whitespace().map(Into::into).collect();
+        argv.push(exe.into());
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
             .env("VAKA_BENCH_SERVER_DIR", &data)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr: SocketAddr = line.trim().strip_prefix("addr ").unwrap().parse().unwrap();
+        // The server's first line starting "addr " (a wrapper may print before it).
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let addr: SocketAddr = loop {
+            let mut line = String::new();
+            assert!(out.read_line(&mut line).unwrap() > 0, "the server exited");
+            if let Some(a) = line.trim().strip_prefix("addr ") {
+                break a.parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let pid = child.id();
         rt.block_on(async {
             match w {
