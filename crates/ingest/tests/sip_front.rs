@@ -256,7 +256,8 @@ async fn stale_nonce_and_replay() {
             .unwrap()
             .stale
     );
-    // A captured request replayed as a new transaction (same nonce and nc): 403.
+    // A captured request replayed as a new transaction (same nonce and nc): not accepted, a fresh
+    // challenge (stale=true), no second event.
     dev.challenge = Some(Challenge::parse(r.www_authenticate().unwrap()).unwrap());
     let m = dev.message("s-3", &mrq("S3", TRIGGER, "<mty>PI</mty>"));
     dev.send(&m).await;
@@ -265,8 +266,17 @@ async fn stale_nonce_and_replay() {
     let replay = String::from_utf8(m.to_bytes())
         .unwrap()
         .replace("branch=z9hG4bK", "branch=z9hG4bKreplay");
+    let events = env.stored_events().len();
     dev.send_raw(replay.as_bytes()).await;
-    assert_eq!(dev.recv(5).await.status(), Some(403));
+    let r = dev.recv(5).await;
+    assert_eq!(r.status(), Some(401));
+    assert!(
+        Challenge::parse(r.www_authenticate().unwrap())
+            .unwrap()
+            .stale
+    );
+    assert!(dev.silent(300).await, "no <mrs> for a replay");
+    assert_eq!(env.stored_events().len(), events);
     env.stop().await;
 }
 

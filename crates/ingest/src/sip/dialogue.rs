@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use vaka_scaip::auth::{Credential, DigestError};
+use vaka_scaip::auth::{Credential, DigestError, InvalidReason};
 use vaka_scaip::sip::{Method, SCAIP_CONTENT_TYPE};
 use vaka_scaip::{AuthOutcome, Authorization, SipMessage, TxLookup};
 
@@ -147,7 +147,7 @@ fn challenge(sh: &Shared, msg: &SipMessage, now: u64, stale: bool) -> SipMessage
 }
 
 /// Digest check (never Basic): no credentials -> 401 with a challenge; valid -> the account;
-/// expired nonce -> 401 `stale=true`; anything else -> 403.
+/// expired nonce or replayed nonce count -> 401 `stale=true`; anything else -> 403.
 fn authenticate(sh: &Shared, msg: &SipMessage, now: u64) -> Result<Account, Box<SipMessage>> {
     let Some(header) = msg.authorization() else {
         return Err(Box::new(challenge(sh, msg, now, false)));
@@ -180,6 +180,14 @@ fn authenticate(sh: &Shared, msg: &SipMessage, now: u64) -> Result<Account, Box<
     match outcome {
         AuthOutcome::Ok => Ok(account.clone()),
         AuthOutcome::Stale => Err(Box::new(challenge(sh, msg, now, true))),
+        // Right password, nonce count already used: a captured request replayed, or (over UDP)
+        // a device's own retransmission overtaken by its next request after the first copy was
+        // lost. Never accepted; a fresh challenge lets the real device go on, where a 403 would
+        // refuse its alarm.
+        AuthOutcome::Invalid(InvalidReason::Replay) => {
+            sh.metrics.auth_replayed.increment(1);
+            Err(Box::new(challenge(sh, msg, now, true)))
+        }
         AuthOutcome::Invalid(reason) => Err(Box::new(forbidden(&format!("{reason:?}")))),
     }
 }

@@ -108,6 +108,8 @@ pub(crate) struct Metrics {
     pub too_large: Counter,
     pub auth_challenged: Counter,
     pub auth_failed: Counter,
+    /// Nonce counts seen again (answered with a fresh challenge).
+    pub auth_replayed: Counter,
     pub handshake: Counter,
     pub send_failed: Counter,
     pub mrs_timeout: Counter,
@@ -140,6 +142,7 @@ impl Metrics {
             too_large: error("too_large"),
             auth_challenged: metrics::counter!("vaka_sip_auth_total", "result" => "challenged"),
             auth_failed: error("auth_failed"),
+            auth_replayed: metrics::counter!("vaka_sip_auth_total", "result" => "replayed"),
             handshake: error("handshake"),
             send_failed: error("send_failed"),
             mrs_timeout: error("mrs_timeout"),
