@@ -75,7 +75,7 @@ pub struct QuicFleet {
 impl QuicFleet {
     /// Connects the first `n` devices of `fleet`; `connected(k)` is called as connections come
     /// up. Devices that fail to connect are counted as `connect` errors; the run goes on
-    /// without them unless none connected.
+    /// without them unless none connected (given up after a first wave of failures).
     pub async fn connect(
         fleet: &Fleet,
         n: usize,
@@ -117,7 +117,7 @@ impl QuicFleet {
         let (stop, stop_rx) = watch::channel(false);
         let mut queues: Vec<Option<mpsc::UnboundedSender<Job>>> = vec![None; names.len()];
         let mut tasks = Vec::with_capacity(names.len());
-        let (mut up, mut first_error) = (0, None);
+        let (mut up, mut failed, mut first_error) = (0, 0, None);
         while let Some(r) = attempts.next().await {
             match r {
                 Ok((i, client)) => {
@@ -136,7 +136,13 @@ impl QuicFleet {
                 Err(e) => {
                     tracing::warn!("{e}");
                     recorder.error_kind("connect", 1);
+                    failed += 1;
                     first_error.get_or_insert(e);
+                    // A whole first wave failed and none came up: the server is not there (or
+                    // refuses everyone). Say so now instead of timing out device by device.
+                    if up == 0 && failed >= opts.connect_parallel.max(1).min(names.len()) {
+                        break;
+                    }
                 }
             }
         }
