@@ -190,12 +190,7 @@ impl Mrq {
     /// basic problem is the one reported.
     pub fn parse(xml: &str) -> Result<Mrq, MrqError> {
         let (fields, fail) = read_fields(xml, "mrq");
-        let first = |tag: &str| {
-            fields
-                .iter()
-                .find(|f| f.path == tag)
-                .map(|f| f.text.as_str())
-        };
+        let first = |tag: &str| fields.iter().find(|f| f.path == tag).map(|f| &*f.text);
         let raw_ref = first("ref");
         let echo = raw_ref.and_then(readable_reference);
         if let Some(fail) = fail {
@@ -330,7 +325,7 @@ fn build(fields: &[Field], reference: String) -> Result<Mrq, &'static str> {
         fields
             .iter()
             .find(|f| f.path == tag && !f.text.is_empty())
-            .map(|f| f.text.as_str())
+            .map(|f| &*f.text)
     };
     let text = |tag: &str| get(tag).map(str::to_owned);
     // A small number within `max`, written with at most `digits` digits.
@@ -434,7 +429,7 @@ fn build(fields: &[Field], reference: String) -> Result<Mrq, &'static str> {
         crd: fields
             .iter()
             .filter(|f| f.path == "crd" && !f.text.is_empty())
-            .map(|f| f.text.clone())
+            .map(|f| f.text.to_string())
             .collect(),
         stc: code("stc", 3, 4, 4)?,
         stt: text("stt"),

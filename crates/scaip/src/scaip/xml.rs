@@ -5,17 +5,21 @@
 //! `("lge/geo", "59.3,18.0")`: namespaces (prefixes, any default `xmlns`) and tag case are
 //! ignored, order is free, deeper elements are dropped. The caller interprets the pairs.
 
+use std::borrow::Cow;
+
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-/// One element below the root and its trimmed text.
+/// One element below the root and its trimmed text. The text borrows from the document unless
+/// it had to be built (entities, CDATA next to text, line-end normalisation), so reading a
+/// request allocates little: this runs for every SCAIP message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Field {
+pub(crate) struct Field<'a> {
     /// Lower-case local names joined by `/`, root excluded: `ref`, `lge/geo`.
-    pub path: String,
+    pub path: Cow<'static, str>,
     /// Text content with entities resolved, trimmed.
-    pub text: String,
+    pub text: Cow<'a, str>,
 }
 
 /// Why a document could not be read.
@@ -27,14 +31,22 @@ pub(crate) enum XmlFail {
     WrongRoot(String),
 }
 
+/// The tags of `<mrq>` and `<mrs>` (and their roots): a known name costs no allocation.
+const KNOWN_TAGS: &[&str] = &[
+    "mrq", "mrs", "ref", "ver", "mty", "cid", "did", "dty", "dco", "crd", "stc", "stt", "pri",
+    "lco", "lge", "geo", "gga", "tim", "hbo", "hbi", "ico", "ite", "lte", "lva", "sco", "ame",
+    "cha", "dte", "cve", "snu", "ste", "mre", "cre", "tnu",
+];
+
 /// Read the fields of a document whose root must be `root`. On failure the fields read so far
 /// are returned too, so that a `ref` seen before the error can still be answered. Reading
 /// stops at the end of the root: trailing content is not looked at.
-pub(crate) fn read_fields(xml: &str, root: &str) -> (Vec<Field>, Option<XmlFail>) {
+pub(crate) fn read_fields<'a>(xml: &'a str, root: &str) -> (Vec<Field<'a>>, Option<XmlFail>) {
     let mut reader = Reader::from_str(xml);
-    let mut fields = Vec::new();
-    // Open elements: (lower-case local name, text directly inside it).
-    let mut stack: Vec<(String, String)> = Vec::new();
+    let mut fields = Vec::with_capacity(16);
+    // Open elements: (lower-case local name, text directly inside it). The root's own text
+    // (whitespace between children) is never a field and is not kept.
+    let mut stack: Vec<(Cow<'static, str>, Cow<'a, str>)> = Vec::with_capacity(4);
     let mut seen_root = false;
     loop {
         let event = match reader.read_event() {
@@ -46,21 +58,21 @@ pub(crate) fn read_fields(xml: &str, root: &str) -> (Vec<Field>, Option<XmlFail>
                 let name = local_lower(e.local_name().as_ref());
                 if stack.is_empty() {
                     if name != root {
-                        return (fields, Some(XmlFail::WrongRoot(name)));
+                        return (fields, Some(XmlFail::WrongRoot(name.into_owned())));
                     }
                     seen_root = true;
                 }
-                stack.push((name, String::new()));
+                stack.push((name, Cow::Borrowed("")));
             }
             Event::Empty(e) => {
                 let name = local_lower(e.local_name().as_ref());
                 if stack.is_empty() {
                     if name != root {
-                        return (fields, Some(XmlFail::WrongRoot(name)));
+                        return (fields, Some(XmlFail::WrongRoot(name.into_owned())));
                     }
                     return (fields, None);
                 }
-                push_field(&mut fields, &stack, &name, "");
+                push_field(&mut fields, &stack, name, Cow::Borrowed(""));
             }
             Event::End(_) => {
                 let Some((name, text)) = stack.pop() else {
@@ -69,21 +81,22 @@ pub(crate) fn read_fields(xml: &str, root: &str) -> (Vec<Field>, Option<XmlFail>
                 if stack.is_empty() {
                     return (fields, None);
                 }
-                push_field(&mut fields, &stack, &name, &text);
+                push_field(&mut fields, &stack, name, text);
             }
-            Event::Text(t) => match (stack.last_mut(), t.xml10_content()) {
-                (Some(top), Ok(s)) => top.1.push_str(&s),
-                (None, Ok(s)) if s.trim().is_empty() => {}
-                (None, Ok(_)) => {
+            Event::Text(t) => match t.xml10_content() {
+                Ok(s) if stack.len() > 1 => append(&mut stack, s),
+                Ok(_) if !stack.is_empty() => {}
+                Ok(s) if s.trim().is_empty() => {}
+                Ok(_) => {
                     return (
                         fields,
                         Some(XmlFail::NotXml("text outside the root".into())),
                     )
                 }
-                (_, Err(e)) => return (fields, Some(XmlFail::NotXml(e.to_string()))),
+                Err(e) => return (fields, Some(XmlFail::NotXml(e.to_string()))),
             },
-            Event::CData(c) => match (stack.last_mut(), c.decode()) {
-                (Some(top), Ok(s)) => top.1.push_str(&s),
+            Event::CData(c) => match (stack.is_empty(), c.decode()) {
+                (false, Ok(s)) => append(&mut stack, s),
                 _ => {
                     return (
                         fields,
@@ -100,8 +113,8 @@ pub(crate) fn read_fields(xml: &str, root: &str) -> (Vec<Field>, Option<XmlFail>
                         .and_then(|n| resolve_predefined_entity(&n))
                         .map(str::to_owned)
                 };
-                match (stack.last_mut(), resolved) {
-                    (Some(top), Some(s)) => top.1.push_str(&s),
+                match (stack.is_empty(), resolved) {
+                    (false, Some(s)) => append(&mut stack, Cow::Owned(s)),
                     _ => {
                         return (
                             fields,
@@ -123,21 +136,59 @@ pub(crate) fn read_fields(xml: &str, root: &str) -> (Vec<Field>, Option<XmlFail>
     }
 }
 
+/// Adds text to the innermost open element (the root keeps none).
+fn append<'a>(stack: &mut [(Cow<'static, str>, Cow<'a, str>)], s: Cow<'a, str>) {
+    if stack.len() < 2 {
+        return;
+    }
+    if let Some((_, text)) = stack.last_mut() {
+        if text.is_empty() {
+            *text = s;
+        } else {
+            text.to_mut().push_str(&s);
+        }
+    }
+}
+
 /// Record a closed element if it is a child or grandchild of the root.
-fn push_field(fields: &mut Vec<Field>, parents: &[(String, String)], name: &str, text: &str) {
+fn push_field<'a>(
+    fields: &mut Vec<Field<'a>>,
+    parents: &[(Cow<'static, str>, Cow<'a, str>)],
+    name: Cow<'static, str>,
+    text: Cow<'a, str>,
+) {
     let path = match parents.len() {
-        1 => name.to_owned(),
-        2 => format!("{}/{}", parents[1].0, name),
+        1 => name,
+        2 => match (&*parents[1].0, &*name) {
+            ("lge", "geo") => Cow::Borrowed("lge/geo"),
+            ("lge", "gga") => Cow::Borrowed("lge/gga"),
+            ("lge", "tim") => Cow::Borrowed("lge/tim"),
+            (parent, name) => Cow::Owned(format!("{parent}/{name}")),
+        },
         _ => return,
     };
     fields.push(Field {
         path,
-        text: text.trim().to_owned(),
+        text: trim(text),
     });
 }
 
-fn local_lower(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).to_ascii_lowercase()
+fn trim(text: Cow<'_, str>) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+        Cow::Owned(s) if s.trim().len() == s.len() => Cow::Owned(s),
+        Cow::Owned(s) => Cow::Owned(s.trim().to_owned()),
+    }
+}
+
+fn local_lower(name: &[u8]) -> Cow<'static, str> {
+    match KNOWN_TAGS
+        .iter()
+        .find(|k| k.as_bytes().eq_ignore_ascii_case(name))
+    {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(String::from_utf8_lossy(name).to_ascii_lowercase()),
+    }
 }
 
 /// Append `<tag>text</tag>` with text escaped and characters XML cannot carry removed.
@@ -168,7 +219,7 @@ pub(crate) fn write_element(out: &mut String, tag: &str, text: &str) {
 mod tests {
     use super::*;
 
-    fn f(path: &str, text: &str) -> Field {
+    fn f(path: &'static str, text: &'static str) -> Field<'static> {
         Field {
             path: path.into(),
             text: text.into(),
@@ -223,7 +274,8 @@ mod tests {
         let mut s = String::new();
         write_element(&mut s, "ste", "a<b>&c\r\n\u{1}é");
         assert_eq!(s, "<ste>a&lt;b&gt;&amp;c&#13;\né</ste>");
-        let (fields, _) = read_fields(&format!("<r>{s}</r>"), "r");
+        let doc = format!("<r>{s}</r>");
+        let (fields, _) = read_fields(&doc, "r");
         assert_eq!(fields[0].text, "a<b>&c\r\né");
     }
 }

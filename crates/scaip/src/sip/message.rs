@@ -173,36 +173,50 @@ pub enum HeaderName {
 impl HeaderName {
     /// Normalise a name as found on the wire (case-insensitive, compact forms expanded).
     pub fn from_wire(name: &str) -> HeaderName {
-        let lower = name.to_ascii_lowercase();
-        let other = |full: &str| HeaderName::Other(full.to_owned());
-        match lower.as_str() {
-            "via" | "v" => HeaderName::Via,
-            "from" | "f" => HeaderName::From,
-            "to" | "t" => HeaderName::To,
-            "call-id" | "i" => HeaderName::CallId,
-            "cseq" => HeaderName::CSeq,
-            "contact" | "m" => HeaderName::Contact,
-            "content-type" | "c" => HeaderName::ContentType,
-            "content-length" | "l" => HeaderName::ContentLength,
-            "authorization" => HeaderName::Authorization,
-            "www-authenticate" => HeaderName::WwwAuthenticate,
-            "expires" => HeaderName::Expires,
-            "max-forwards" => HeaderName::MaxForwards,
-            "user-agent" => HeaderName::UserAgent,
-            // Compact forms of headers we do not interpret (RFC 3261 §7.3.3 and later RFCs).
-            "k" => other("Supported"),
-            "s" => other("Subject"),
-            "e" => other("Content-Encoding"),
-            "o" => other("Event"),
-            "u" => other("Allow-Events"),
-            "r" => other("Refer-To"),
-            "b" => other("Referred-By"),
-            "x" => other("Session-Expires"),
-            "a" => other("Accept-Contact"),
-            "j" => other("Reject-Contact"),
-            "d" => other("Request-Disposition"),
-            "y" => other("Identity"),
-            _ => HeaderName::Other(name.to_owned()),
+        // Compared in place, case-insensitively: no allocation for the headers every message has.
+        const KNOWN: &[(&str, HeaderName)] = &[
+            ("via", HeaderName::Via),
+            ("v", HeaderName::Via),
+            ("from", HeaderName::From),
+            ("f", HeaderName::From),
+            ("to", HeaderName::To),
+            ("t", HeaderName::To),
+            ("call-id", HeaderName::CallId),
+            ("i", HeaderName::CallId),
+            ("cseq", HeaderName::CSeq),
+            ("contact", HeaderName::Contact),
+            ("m", HeaderName::Contact),
+            ("content-type", HeaderName::ContentType),
+            ("c", HeaderName::ContentType),
+            ("content-length", HeaderName::ContentLength),
+            ("l", HeaderName::ContentLength),
+            ("authorization", HeaderName::Authorization),
+            ("www-authenticate", HeaderName::WwwAuthenticate),
+            ("expires", HeaderName::Expires),
+            ("max-forwards", HeaderName::MaxForwards),
+            ("user-agent", HeaderName::UserAgent),
+        ];
+        // Compact forms of headers we do not interpret (RFC 3261 §7.3.3 and later RFCs).
+        const COMPACT: &[(&str, &str)] = &[
+            ("k", "Supported"),
+            ("s", "Subject"),
+            ("e", "Content-Encoding"),
+            ("o", "Event"),
+            ("u", "Allow-Events"),
+            ("r", "Refer-To"),
+            ("b", "Referred-By"),
+            ("x", "Session-Expires"),
+            ("a", "Accept-Contact"),
+            ("j", "Reject-Contact"),
+            ("d", "Request-Disposition"),
+            ("y", "Identity"),
+        ];
+        if let Some((_, h)) = KNOWN.iter().find(|(k, _)| name.eq_ignore_ascii_case(k)) {
+            return h.clone();
+        }
+        match COMPACT.iter().find(|(k, _)| name.eq_ignore_ascii_case(k)) {
+            Some((_, full)) => HeaderName::Other((*full).to_owned()),
+            None => HeaderName::Other(name.to_owned()),
         }
     }
 
@@ -274,18 +288,11 @@ pub struct SipMessage {
 /// Locate the empty line ending the header section: `(end of headers, start of body)`.
 /// Accepts CRLF and bare LF line ends.
 pub(crate) fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            match (buf.get(i + 1), buf.get(i + 2)) {
-                (Some(b'\n'), _) => return Some((i, i + 2)),
-                (Some(b'\r'), Some(b'\n')) => return Some((i, i + 3)),
-                _ => {}
-            }
-        }
-        i += 1;
-    }
-    None
+    memchr::memchr_iter(b'\n', buf).find_map(|i| match (buf.get(i + 1), buf.get(i + 2)) {
+        (Some(b'\n'), _) => Some((i, i + 2)),
+        (Some(b'\r'), Some(b'\n')) => Some((i, i + 3)),
+        _ => None,
+    })
 }
 
 /// Unfolded `(name as written, value)` header fields.
@@ -382,7 +389,11 @@ impl SipMessage {
             .ok_or(SipError::Empty)?;
         let input = &input[skip..];
         let (head_end, body_start) = find_head_end(input).ok_or(SipError::NoHeaderEnd)?;
-        let head = String::from_utf8_lossy(&input[..head_end]);
+        // Valid UTF-8 is the rule: check it the fast way, replace bad bytes only when there are any.
+        let head = match std::str::from_utf8(&input[..head_end]) {
+            Ok(h) => std::borrow::Cow::Borrowed(h),
+            Err(_) => String::from_utf8_lossy(&input[..head_end]),
+        };
         let (start_line, fields) = split_head(&head)?;
         let start = parse_start_line(start_line)?;
         let mut body = &input[body_start..];
