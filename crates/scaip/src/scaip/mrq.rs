@@ -190,7 +190,7 @@ impl Mrq {
     /// basic problem is the one reported.
     pub fn parse(xml: &str) -> Result<Mrq, MrqError> {
         let (fields, fail) = read_fields(xml, "mrq");
-        let first = |tag: &str| fields.iter().find(|f| f.path == tag).map(|f| &*f.text);
+        let first = |tag: &str| fields.iter().find(|f| f.is(tag)).map(|f| &*f.text);
         let raw_ref = first("ref");
         let echo = raw_ref.and_then(readable_reference);
         if let Some(fail) = fail {
@@ -218,7 +218,7 @@ impl Mrq {
             }
         };
         for tag in ["cid", "dty"] {
-            if !fields.iter().any(|f| f.path == tag && !f.text.is_empty()) {
+            if !fields.iter().any(|f| f.is(tag) && !f.text.is_empty()) {
                 return Err(MrqError::new(
                     MrqErrorKind::MandatoryMissing,
                     format!("no {tag}"),
@@ -324,7 +324,7 @@ fn build(fields: &[Field], reference: String) -> Result<Mrq, &'static str> {
     let get = |tag: &str| {
         fields
             .iter()
-            .find(|f| f.path == tag && !f.text.is_empty())
+            .find(|f| f.is(tag) && !f.text.is_empty())
             .map(|f| &*f.text)
     };
     let text = |tag: &str| get(tag).map(str::to_owned);
@@ -378,7 +378,7 @@ fn build(fields: &[Field], reference: String) -> Result<Mrq, &'static str> {
     }
     let lge = if fields
         .iter()
-        .any(|f| f.path == "lge" || f.path.starts_with("lge/"))
+        .any(|f| f.is("lge") || f.path.starts_with("lge/"))
     {
         // A malformed position never costs the message: the value is dropped and named in
         // `rejected`, the alarm it came with goes on.
@@ -428,7 +428,7 @@ fn build(fields: &[Field], reference: String) -> Result<Mrq, &'static str> {
         dte: text("dte"),
         crd: fields
             .iter()
-            .filter(|f| f.path == "crd" && !f.text.is_empty())
+            .filter(|f| f.is("crd") && !f.text.is_empty())
             .map(|f| f.text.to_string())
             .collect(),
         stc: code("stc", 3, 4, 4)?,

@@ -228,7 +228,7 @@ impl Mrs {
             }
             None => {}
         }
-        let get = |tag: &str| fields.iter().find(|f| f.path == tag).map(|f| &*f.text);
+        let get = |tag: &str| fields.iter().find(|f| f.is(tag)).map(|f| &*f.text);
         let num = |tag: &'static str| -> Result<Option<u16>, MrsError> {
             match get(tag) {
                 None | Some("") => Ok(None),

@@ -20,6 +20,36 @@ pub(crate) struct Field<'a> {
     pub path: Cow<'static, str>,
     /// Text content with entities resolved, trimmed.
     pub text: Cow<'a, str>,
+    /// `path` packed into an integer when it is at most 4 bytes (every SCAIP tag), else
+    /// `u32::MAX`: the `<mrq>` builder looks up some twenty tags, and this makes each
+    /// comparison one instruction.
+    key: u32,
+}
+
+impl<'a> Field<'a> {
+    pub(crate) fn new(path: Cow<'static, str>, text: Cow<'a, str>) -> Field<'a> {
+        Field {
+            key: short_key(&path),
+            path,
+            text,
+        }
+    }
+
+    /// Whether this field's path is `tag`.
+    pub(crate) fn is(&self, tag: &str) -> bool {
+        match short_key(tag) {
+            u32::MAX => self.path == tag,
+            k => self.key == k,
+        }
+    }
+}
+
+/// A string of at most 4 bytes as an integer (tag names hold no NUL, so lengths cannot collide).
+fn short_key(s: &str) -> u32 {
+    if s.len() > 4 {
+        return u32::MAX;
+    }
+    s.bytes().fold(0, |k, b| (k << 8) | u32::from(b))
 }
 
 /// Why a document could not be read.
@@ -167,10 +197,7 @@ fn push_field<'a>(
         },
         _ => return,
     };
-    fields.push(Field {
-        path,
-        text: trim(text),
-    });
+    fields.push(Field::new(path, trim(text)));
 }
 
 fn trim(text: Cow<'_, str>) -> Cow<'_, str> {
@@ -220,10 +247,18 @@ mod tests {
     use super::*;
 
     fn f(path: &'static str, text: &'static str) -> Field<'static> {
-        Field {
-            path: path.into(),
-            text: text.into(),
+        Field::new(path.into(), text.into())
+    }
+
+    #[test]
+    fn tag_lookup_matches_only_its_tag() {
+        let field = f("ref", "A1");
+        assert!(field.is("ref"));
+        for other in ["re", "refs", "ref/x", "", "REF", "cid"] {
+            assert!(!field.is(other), "{other}");
         }
+        let nested = f("lge/geo", "1,2");
+        assert!(nested.is("lge/geo") && !nested.is("lge") && !nested.is("geo"));
     }
 
     #[test]
