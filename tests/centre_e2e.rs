@@ -5,12 +5,15 @@
 //! - the server SIGKILLed and restarted: an offer the centre never acknowledged is offered again,
 //!   and the receipt deadline fires at the time the original offer set (also when it passed while
 //!   the server was down), not a full deadline after the restart.
+#[path = "support/binary.rs"]
+mod binary;
 #[path = "support/sipp.rs"]
 mod sipp;
 
+use binary::{free_tcp_port, free_udp_port, vaka_bin};
 use futures::channel::mpsc;
 use futures::SinkExt;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -22,22 +25,6 @@ use vaka_device::{events, Client, DeviceConfig};
 const QUIC_DEVICE: &str = "d0";
 const SCAIP_DEVICE: &str = "100001";
 const PASSWORD: &str = "demo-pass";
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `vaka serve` on free ports: QUIC, SIP over UDP, the centre API. Tenant `t` is served by the
 /// chain c1 -> c2 with the given deadlines.
@@ -92,10 +79,7 @@ impl Server {
     }
 
     fn start(&mut self) {
-        let bin = std::env::var_os("VAKA_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| env!("CARGO_BIN_EXE_vaka").into());
-        let child = Command::new(bin)
+        let child = Command::new(vaka_bin())
             .args(["serve", "--config"])
             .arg(&self.config)
             .stdout(Stdio::null())

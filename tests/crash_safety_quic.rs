@@ -3,9 +3,13 @@
 //! alarm-lane events; the server is SIGKILLed under load and restarted several times. At the end
 //! every event a client saw acknowledged is in the store, and every key is stored exactly once,
 //! although the clients resent everything that was unanswered when the server died.
+#[path = "support/binary.rs"]
+mod binary;
+
+use binary::{free_tcp_port, free_udp_port, vaka_bin};
 use rand::Rng;
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -17,22 +21,6 @@ use vaka_store::{
 
 const DEVICES: usize = 8;
 const KILLS: usize = 5;
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn write_config(dir: &Path, quic: u16) -> PathBuf {
     let certs = dir.join("certs");
@@ -57,13 +45,6 @@ fn write_config(dir: &Path, quic: u16) -> PathBuf {
     let path = dir.join("vaka.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// The binary under test; `VAKA_BIN` points the test at another build of it.
-fn vaka_bin() -> PathBuf {
-    std::env::var_os("VAKA_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_vaka").into())
 }
 
 fn start_server(config: &Path) -> Child {

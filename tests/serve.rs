@@ -1,16 +1,12 @@
 //! `vaka serve`: starts, serves /metrics, and on SIGTERM or SIGINT drains and exits 0 within its bound.
+#[path = "support/binary.rs"]
+mod binary;
+
+use binary::free_tcp_port as free_port;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start(dir: &std::path::Path, http: u16) -> Child {
     let cfg = dir.join("vaka.toml");
