@@ -113,9 +113,10 @@ pub(crate) fn read_fields<'a>(xml: &'a str, root: &str) -> (Vec<Field<'a>>, Opti
                 }
                 push_field(&mut fields, &stack, name, text);
             }
+            // The root keeps no text (whitespace between its children): not even decoded.
+            Event::Text(_) if stack.len() == 1 => {}
             Event::Text(t) => match t.xml10_content() {
-                Ok(s) if stack.len() > 1 => append(&mut stack, s),
-                Ok(_) if !stack.is_empty() => {}
+                Ok(s) if !stack.is_empty() => append(&mut stack, s),
                 Ok(s) if s.trim().is_empty() => {}
                 Ok(_) => {
                     return (

@@ -100,6 +100,10 @@ pub(crate) fn parse_quoted(s: &str) -> Option<(String, &str)> {
 /// Split a header value at commas that are outside quotes and angle brackets, so that
 /// `Via: a, b` and `Contact: <sip:a>, "x,y" <sip:b>` give their separate values.
 pub(crate) fn split_commas(s: &str) -> Vec<&str> {
+    // Most values hold one element: no comma at all needs no quote tracking.
+    if !s.contains(',') {
+        return vec![s.trim()];
+    }
     let mut parts = Vec::new();
     let (mut in_quote, mut in_angle, mut escaped) = (false, false, false);
     let mut start = 0;

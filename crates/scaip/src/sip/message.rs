@@ -302,29 +302,35 @@ pub(crate) type RawFields<'a> = Vec<(&'a str, String)>;
 pub(crate) fn split_head(head: &str) -> Result<(&str, RawFields<'_>), SipError> {
     let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let start = lines.next().ok_or(SipError::Empty)?;
-    let mut fields: RawFields<'_> = Vec::new();
+    let mut fields: RawFields<'_> = Vec::with_capacity(16);
+    let mut folded = false;
     for line in lines {
         if line.starts_with([' ', '\t']) {
             // Folded continuation: joined with a single space (RFC 3261 §7.3.1).
+            folded = true;
             let last = fields.last_mut().ok_or(SipError::BadHeaderLine)?;
             last.1.push(' ');
-            last.1.push_str(line.trim());
+            last.1.push_str(line.trim_ascii());
             continue;
         }
         let (name, value) = line.split_once(':').ok_or(SipError::BadHeaderLine)?;
-        let name = name.trim_end_matches([' ', '\t']);
+        // SIP's linear white space is ASCII (RFC 3261 §25.1).
+        let name = name.trim_ascii_end();
         if !is_token(name) {
             return Err(SipError::BadHeaderLine);
         }
         if fields.len() >= MAX_HEADERS {
             return Err(SipError::TooManyHeaders);
         }
-        fields.push((name, value.trim().to_owned()));
+        fields.push((name, value.trim_ascii().to_owned()));
     }
-    for f in &mut fields {
-        let trimmed = f.1.trim();
-        if trimmed.len() != f.1.len() {
-            f.1 = trimmed.to_owned();
+    // A blank continuation line leaves a trailing space behind.
+    if folded {
+        for f in &mut fields {
+            let trimmed = f.1.trim_ascii();
+            if trimmed.len() != f.1.len() {
+                f.1 = trimmed.to_owned();
+            }
         }
     }
     Ok((start, fields))
