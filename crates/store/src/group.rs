@@ -75,6 +75,21 @@ struct Inner {
     committer: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// The last handle gone without `close`: still stop the committer and wait for it, so that no
+/// thread is left writing to the engine while the process exits (RocksDB aborts when its
+/// background state is torn down under a running writer).
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let handle = self.committer.get_mut().ok().and_then(Option::take);
+        if let Some(handle) = handle {
+            let _ = self.bulk_tx.send(Msg::Stop);
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
 /// The store: any backend plus group commit and id allocation. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {

@@ -210,7 +210,7 @@ fn recovery_finds_open_alarms_live_idempotency_and_next_id() {
         store.close().unwrap();
     }
     let backend = Arc::new(RocksBackend::open(&RocksConfig::new(dir.path())).unwrap());
-    let (_store, rec) = Store::open(backend.clone(), GroupConfig::default(), opts(1_500)).unwrap();
+    let (store, rec) = Store::open(backend.clone(), GroupConfig::default(), opts(1_500)).unwrap();
     assert_eq!(rec.open_alarms.len(), 1);
     assert_eq!(rec.open_alarms[0].0.id, AlarmId(5));
     assert_eq!(
@@ -229,6 +229,7 @@ fn recovery_finds_open_alarms_live_idempotency_and_next_id() {
         })
         .unwrap();
     assert_eq!(left, 1, "expired entries are deleted at open");
+    store.close().unwrap();
 }
 
 #[test]
