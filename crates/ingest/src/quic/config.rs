@@ -51,6 +51,11 @@ pub struct QuicConfig {
     pub drain_timeout_secs: u64,
     /// UDP socket send/receive buffer size; 0 = the OS default.
     pub socket_buffer_bytes: usize,
+    /// Probe each connection's path for packets larger than QUIC's minimum 1,200 bytes. Off by
+    /// default: device frames are small, and the probing state and larger send buffer cost
+    /// about 1.6 KiB per connection, kept for the connection's life (BENCHMARKS.md). Gateways
+    /// sending large batches over a known path may turn it on.
+    pub mtu_discovery: bool,
 }
 
 impl Default for QuicConfig {
@@ -71,6 +76,7 @@ impl Default for QuicConfig {
             hello_timeout_secs: 10,
             drain_timeout_secs: 5,
             socket_buffer_bytes: 4 * 1024 * 1024,
+            mtu_discovery: false,
         }
     }
 }

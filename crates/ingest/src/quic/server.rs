@@ -277,6 +277,9 @@ fn transport(cfg: &QuicConfig) -> Result<TransportConfig, QuicError> {
     t.max_concurrent_bidi_streams(VarInt::from_u32(1));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
     t.datagram_receive_buffer_size(None);
+    if !cfg.mtu_discovery {
+        t.mtu_discovery_config(None);
+    }
     // Room for a few frames in flight each way; a limit, not an allocation.
     let window = (cfg.max_frame_bytes as u64 * 4).clamp(256 * 1024, 64 * 1024 * 1024);
     let window = VarInt::from_u64(window).map_err(|e| config_err("quic.max_frame_bytes", e))?;
@@ -319,7 +322,8 @@ async fn accept_loop(
         };
         match limit.clone().try_acquire_owned() {
             Ok(permit) => {
-                tracker.spawn(conn::handle(incoming, permit, shared.clone()));
+                // Boxed: the task keeps its arguments for its whole life, and an Incoming is large.
+                tracker.spawn(conn::handle(Box::new(incoming), permit, shared.clone()));
             }
             Err(_) => {
                 shared.metrics.connections_refused.increment(1);
