@@ -221,9 +221,9 @@ async fn deliver(
         cseq,
         ..NewRequest::default()
     }
-    .scaip_message(&mrs.to_xml());
+    .scaip_message_bytes(&mrs.to_xml());
     let bytes = match built {
-        Ok(m) => m.to_bytes(),
+        Ok(b) => b,
         Err(e) => {
             sh.metrics.send_failed.increment(1);
             tracing::warn!(user = %account.username, error = %e, "cannot build the <mrs> MESSAGE");

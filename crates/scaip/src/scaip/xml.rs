@@ -73,6 +73,9 @@ const KNOWN_TAGS: &[&str] = &[
 /// stops at the end of the root: trailing content is not looked at.
 pub(crate) fn read_fields<'a>(xml: &'a str, root: &str) -> (Vec<Field<'a>>, Option<XmlFail>) {
     let mut reader = Reader::from_str(xml);
+    // End tags are checked here, against the open element's local name: quick-xml's own check
+    // keeps a second copy of every open name.
+    reader.config_mut().check_end_names = false;
     let mut fields = Vec::with_capacity(16);
     // Open elements: (lower-case local name, text directly inside it). The root's own text
     // (whitespace between children) is never a field and is not kept.
@@ -104,10 +107,21 @@ pub(crate) fn read_fields<'a>(xml: &'a str, root: &str) -> (Vec<Field<'a>>, Opti
                 }
                 push_field(&mut fields, &stack, name, Cow::Borrowed(""));
             }
-            Event::End(_) => {
+            Event::End(e) => {
                 let Some((name, text)) = stack.pop() else {
                     return (fields, Some(XmlFail::NotXml("unmatched end tag".into())));
                 };
+                if !e
+                    .local_name()
+                    .as_ref()
+                    .eq_ignore_ascii_case(name.as_bytes())
+                {
+                    let end = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                    return (
+                        fields,
+                        Some(XmlFail::NotXml(format!("<{name}> closed by </{end}>"))),
+                    );
+                }
                 if stack.is_empty() {
                     return (fields, None);
                 }
@@ -210,10 +224,15 @@ fn trim(text: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 fn local_lower(name: &[u8]) -> Cow<'static, str> {
-    match KNOWN_TAGS
-        .iter()
-        .find(|k| k.as_bytes().eq_ignore_ascii_case(name))
-    {
+    // Every known tag has three letters: compare them as one integer.
+    let known = match name {
+        [a, b, c] => {
+            let key = u32::from_be_bytes([0, a | 0x20, b | 0x20, c | 0x20]);
+            KNOWN_TAGS.iter().find(|k| short_key(k) == key)
+        }
+        _ => None,
+    };
+    match known {
         Some(k) => Cow::Borrowed(k),
         None => Cow::Owned(String::from_utf8_lossy(name).to_ascii_lowercase()),
     }

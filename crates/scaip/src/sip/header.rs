@@ -34,13 +34,29 @@ pub(crate) fn find_param<'a>(params: &'a [Param], name: &str) -> Option<Option<&
         .map(|p| p.value.as_deref())
 }
 
+/// RFC 3261 `token` bytes as a table: every header name and method goes through it.
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
 /// RFC 3261 `token` characters.
 pub(crate) fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+    c.is_ascii() && TOKEN[c as usize]
 }
 
 pub(crate) fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(is_token_char)
+    !s.is_empty() && s.bytes().all(|b| TOKEN[usize::from(b)])
 }
 
 /// Characters a parameter value may carry unquoted (token plus what hosts need: IPv6, ports).

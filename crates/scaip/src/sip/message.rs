@@ -211,7 +211,12 @@ impl HeaderName {
             ("d", "Request-Disposition"),
             ("y", "Identity"),
         ];
-        if let Some((_, h)) = KNOWN.iter().find(|(k, _)| name.eq_ignore_ascii_case(k)) {
+        // Names of one length are few: compare only those.
+        if let Some((_, h)) = KNOWN
+            .iter()
+            .filter(|(k, _)| k.len() == name.len())
+            .find(|(k, _)| name.eq_ignore_ascii_case(k))
+        {
             return h.clone();
         }
         match COMPACT.iter().find(|(k, _)| name.eq_ignore_ascii_case(k)) {
