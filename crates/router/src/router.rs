@@ -203,18 +203,29 @@ impl Router {
         alarm: AlarmId,
         input: AlarmInput,
     ) -> impl Future<Output = Result<(), InputError>> + Send + 'static {
-        let (tx, rx) = oneshot::channel();
+        let (reply, answer) = oneshot::channel();
+        let msg = ShardMsg::Input {
+            alarm,
+            input,
+            reply,
+        };
+        self.ask_alarm_lane(device, msg, answer)
+    }
+
+    /// Hands the device's shard `msg` on its alarm lane (busy when that lane is full) and
+    /// resolves with the shard's answer on `answer`, once durable.
+    fn ask_alarm_lane(
+        &self,
+        device: &DeviceKey,
+        msg: ShardMsg,
+        answer: oneshot::Receiver<Result<(), InputError>>,
+    ) -> impl Future<Output = Result<(), InputError>> + Send + 'static + use<> {
         let early = if self.closed.load(Ordering::Acquire) {
             Err(InputError::ShuttingDown)
         } else {
-            let shard = &self.lanes[device.shard(self.lanes.len())];
-            shard
+            self.lanes[device.shard(self.lanes.len())]
                 .alarm
-                .try_send(ShardMsg::Input {
-                    alarm,
-                    input,
-                    reply: tx,
-                })
+                .try_send(msg)
                 .map_err(|e| match e {
                     flume::TrySendError::Full(_) => InputError::Busy,
                     flume::TrySendError::Disconnected(_) => InputError::ShuttingDown,
@@ -222,7 +233,7 @@ impl Router {
         };
         async move {
             early?;
-            rx.await.unwrap_or(Err(InputError::ShuttingDown))
+            answer.await.unwrap_or(Err(InputError::ShuttingDown))
         }
     }
 
@@ -258,26 +269,13 @@ impl Router {
         device: &DeviceKey,
         secs: u32,
     ) -> impl Future<Output = Result<(), InputError>> + Send + 'static {
-        let (tx, rx) = oneshot::channel();
-        let early = if self.closed.load(Ordering::Acquire) {
-            Err(InputError::ShuttingDown)
-        } else {
-            self.lanes[device.shard(self.lanes.len())]
-                .alarm
-                .try_send(ShardMsg::Interval {
-                    device: device.clone(),
-                    secs,
-                    reply: tx,
-                })
-                .map_err(|e| match e {
-                    flume::TrySendError::Full(_) => InputError::Busy,
-                    flume::TrySendError::Disconnected(_) => InputError::ShuttingDown,
-                })
+        let (reply, answer) = oneshot::channel();
+        let msg = ShardMsg::Interval {
+            device: device.clone(),
+            secs,
+            reply,
         };
-        async move {
-            early?;
-            rx.await.unwrap_or(Err(InputError::ShuttingDown))
-        }
+        self.ask_alarm_lane(device, msg, answer)
     }
 
     /// A connection of `centre` opened: it is reachable, and every shard offers it the pending
