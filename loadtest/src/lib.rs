@@ -7,6 +7,8 @@
 //! - [`fleet`]: the simulated devices, read from the server's configuration.
 //! - [`quic`], [`sip`], [`mqtt`]: the fleets over vaka/1, over SCAIP (SIP MESSAGE, UDP or TCP)
 //!   and over MQTT (the peer, with its broker).
+//! - [`queues`]: what those fleets share: a queue and a task per device, connecting them a
+//!   bounded number at a time, the bounded wait at the end.
 //! - [`centre`]: the alarm-centre simulator (gRPC `vaka.centre.v1`).
 //! - [`record`], [`report`], [`plot`], [`sysmon`]: measuring and reporting.
 //! - [`run`]: the entry point, [`run::run`].
@@ -14,6 +16,7 @@ pub mod centre;
 pub mod fleet;
 pub mod mqtt;
 pub mod plot;
+pub mod queues;
 pub mod quic;
 pub mod record;
 pub mod report;

@@ -8,12 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::StreamExt;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use vaka_proto::{pb, Message};
 
+use crate::queues::{DeviceQueues, GiveUp};
 use crate::quic::{to_event, Job};
 use crate::record::Recorder;
 
@@ -223,11 +223,7 @@ impl Centre {
 
 /// One MQTT client per device.
 pub struct MqttFleet {
-    queues: Vec<Option<mpsc::UnboundedSender<Job>>>,
-    names: Vec<String>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    stop: watch::Sender<bool>,
-    recorder: Arc<Recorder>,
+    queues: DeviceQueues<Job>,
 }
 
 impl MqttFleet {
@@ -239,82 +235,50 @@ impl MqttFleet {
         recorder: Arc<Recorder>,
         connected: impl Fn(usize),
     ) -> Result<MqttFleet, String> {
-        let (stop, stop_rx) = watch::channel(false);
-        let mut attempts = futures::stream::iter(names.iter().enumerate().map(|(i, name)| {
-            let id = format!("vaka-load-{nonce}-{name}");
-            async move {
-                let (client, mut ev) = AsyncClient::new(options(id, port, true), 100_000);
-                handshake(&mut ev, false)
-                    .await
-                    .map_err(|e| format!("mqtt device {name}: {e}"))?;
-                Ok::<_, String>((i, client, ev))
-            }
-        }))
-        .buffer_unordered(parallel.max(1));
-        let mut queues = vec![None; names.len()];
-        let mut tasks = Vec::new();
-        let (mut up, mut first_error) = (0, None);
-        while let Some(r) = attempts.next().await {
-            match r {
-                Ok((i, client, ev)) => {
+        let mut queues = DeviceQueues::new(names, recorder.clone());
+        let stop = queues.stop_signal();
+        queues
+            .connect_each(
+                parallel,
+                GiveUp::Never,
+                |_, name| {
+                    let id = format!("vaka-load-{nonce}-{name}");
+                    async move {
+                        let (client, mut ev) = AsyncClient::new(options(id, port, true), 100_000);
+                        handshake(&mut ev, false)
+                            .await
+                            .map_err(|e| format!("mqtt device {name}: {e}"))?;
+                        Ok((client, ev))
+                    }
+                },
+                |_, name, (client, ev)| {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    queues[i] = Some(tx);
-                    let topic = format!("{TOPIC_ROOT}/{}", names[i]);
-                    tasks.push(tokio::spawn(device_task(
+                    let topic = format!("{TOPIC_ROOT}/{name}");
+                    let task = device_task(
                         client,
                         ev,
-                        names[i].clone(),
+                        name.into(),
                         topic,
                         rx,
                         recorder.clone(),
-                        stop_rx.clone(),
-                    )));
-                    up += 1;
-                    connected(up);
-                }
-                Err(e) => {
-                    recorder.error_kind("connect", 1);
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        drop(attempts); // it borrows `names`
-        if up == 0 {
-            return Err(first_error.unwrap_or_else(|| "no devices".into()));
-        }
-        Ok(MqttFleet {
-            queues,
-            names,
-            tasks,
-            stop,
-            recorder,
-        })
+                        stop.clone(),
+                    );
+                    (tx, tokio::spawn(task))
+                },
+                connected,
+            )
+            .await?;
+        Ok(MqttFleet { queues })
     }
 
     /// Hands a due event to its device's task; never waits.
     pub fn send(&self, job: Job) {
-        let d = job.planned.device % self.queues.len();
-        self.recorder
-            .sent(&self.names[d], &job.planned.key, job.at, job.path);
-        let failed = match &self.queues[d] {
-            Some(q) => q.send(job).err().map(|e| e.0),
-            None => Some(job),
-        };
-        if let Some(job) = failed {
-            self.recorder
-                .error(&self.names[d], &job.planned.key, "not_connected");
-        }
+        self.queues.send(job);
     }
 
     /// Like `QuicFleet::finish`: waits for the PUBACKs still due, at most until `deadline`.
-    pub async fn finish(mut self, deadline: Instant) {
-        self.queues.clear();
-        let mut tasks = self.tasks;
-        let all = futures::future::join_all(tasks.iter_mut());
-        if tokio::time::timeout_at(deadline, all).await.is_err() {
-            let _ = self.stop.send(true);
-            futures::future::join_all(tasks).await;
-        }
+    pub async fn finish(self, deadline: Instant) {
+        self.queues.finish(deadline).await;
     }
 }
 

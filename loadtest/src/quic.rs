@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use vaka_device::{events, pb, Client, ClientError, DeviceConfig};
 
 use crate::fleet::Fleet;
+use crate::queues::{DeviceQueues, GiveUp};
 use crate::record::{Path, Recorder};
 use crate::scenario::{Kind, Planned};
 
@@ -64,12 +65,7 @@ pub fn client_error_kind(e: &ClientError) -> &'static str {
 }
 
 pub struct QuicFleet {
-    /// Per device: its queue, or `None` if it could not connect.
-    queues: Vec<Option<mpsc::UnboundedSender<Job>>>,
-    names: Vec<String>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    stop: watch::Sender<bool>,
-    recorder: Arc<Recorder>,
+    queues: DeviceQueues<Job>,
 }
 
 impl QuicFleet {
@@ -94,100 +90,50 @@ impl QuicFleet {
             .map_err(|e| format!("client endpoint: {e}"))?;
         let ca = opts.certs.join("server-ca.pem");
         let server_ca = std::fs::read(&ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-        let names: Vec<String> = fleet.devices.iter().take(n).map(|d| d.id.clone()).collect();
-        let mut attempts = futures::stream::iter(names.iter().enumerate().map(|(i, name)| {
-            let ep = endpoints[i % endpoints.len()].clone();
-            let (cert, key) = fleet.cert_paths(&opts.certs, name);
-            let (server, server_ca) = (opts.server, server_ca.clone());
-            async move {
-                let read = |p: &std::path::Path| {
-                    std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
-                };
-                let mut cfg = DeviceConfig::new(server, server_ca, read(&cert)?, read(&key)?);
-                cfg.software = "vaka-load".into();
-                cfg.reconnect_max = Duration::from_secs(1);
-                let client = Client::connect_with(ep, cfg)
-                    .await
-                    .map_err(|e| format!("device {name}: {e}"))?;
-                Ok::<_, String>((i, client))
-            }
-        }))
-        .buffer_unordered(opts.connect_parallel.max(1));
-
-        let (stop, stop_rx) = watch::channel(false);
-        let mut queues: Vec<Option<mpsc::UnboundedSender<Job>>> = vec![None; names.len()];
-        let mut tasks = Vec::with_capacity(names.len());
-        let (mut up, mut failed, mut first_error) = (0, 0, None);
-        while let Some(r) = attempts.next().await {
-            match r {
-                Ok((i, client)) => {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    queues[i] = Some(tx);
-                    tasks.push(tokio::spawn(device_task(
-                        client,
-                        names[i].clone(),
-                        rx,
-                        recorder.clone(),
-                        stop_rx.clone(),
-                    )));
-                    up += 1;
-                    connected(up);
-                }
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    recorder.error_kind("connect", 1);
-                    failed += 1;
-                    first_error.get_or_insert(e);
-                    // A whole first wave failed and none came up: the server is not there (or
-                    // refuses everyone). Say so now instead of timing out device by device.
-                    if up == 0 && failed >= opts.connect_parallel.max(1).min(names.len()) {
-                        break;
+        let names = fleet.devices.iter().take(n).map(|d| d.id.clone()).collect();
+        let mut queues = DeviceQueues::new(names, recorder.clone());
+        let stop = queues.stop_signal();
+        queues
+            .connect_each(
+                opts.connect_parallel,
+                GiveUp::AfterFailedFirstWave,
+                |i, name| {
+                    let ep = endpoints[i % endpoints.len()].clone();
+                    let (cert, key) = fleet.cert_paths(&opts.certs, name);
+                    let (server, server_ca) = (opts.server, server_ca.clone());
+                    async move {
+                        let read = |p: &std::path::Path| {
+                            std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+                        };
+                        let mut cfg =
+                            DeviceConfig::new(server, server_ca, read(&cert)?, read(&key)?);
+                        cfg.software = "vaka-load".into();
+                        cfg.reconnect_max = Duration::from_secs(1);
+                        Client::connect_with(ep, cfg)
+                            .await
+                            .map_err(|e| format!("device {name}: {e}"))
                     }
-                }
-            }
-        }
-        drop(attempts); // it borrows `names`
-        if up == 0 {
-            return Err(first_error.unwrap_or_else(|| "no devices".into()));
-        }
-        Ok(QuicFleet {
-            queues,
-            names,
-            tasks,
-            stop,
-            recorder,
-        })
+                },
+                |_, name, client| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let task = device_task(client, name.into(), rx, recorder.clone(), stop.clone());
+                    (tx, tokio::spawn(task))
+                },
+                connected,
+            )
+            .await?;
+        Ok(QuicFleet { queues })
     }
 
     /// Hands a due event to its device's task; never waits.
     pub fn send(&self, job: Job) {
-        let d = job.planned.device % self.queues.len();
-        self.recorder
-            .sent(&self.names[d], &job.planned.key, job.at, job.path);
-        match &self.queues[d] {
-            Some(q) => {
-                if let Err(mpsc::error::SendError(job)) = q.send(job) {
-                    self.recorder
-                        .error(&self.names[d], &job.planned.key, "not_connected");
-                }
-            }
-            None => self
-                .recorder
-                .error(&self.names[d], &job.planned.key, "not_connected"),
-        }
+        self.queues.send(job);
     }
 
     /// Stops sending and waits for the replies still due, at most until `deadline`; events
     /// still unanswered then are counted as `unanswered`. Closes every connection.
-    pub async fn finish(mut self, deadline: Instant) {
-        self.queues.clear(); // device tasks see their queue end once it is empty
-        let stop = self.stop;
-        let mut tasks = self.tasks;
-        let all = futures::future::join_all(tasks.iter_mut());
-        if tokio::time::timeout_at(deadline, all).await.is_err() {
-            let _ = stop.send(true);
-            futures::future::join_all(tasks).await;
-        }
+    pub async fn finish(self, deadline: Instant) {
+        self.queues.finish(deadline).await;
     }
 }
 

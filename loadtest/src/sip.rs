@@ -22,7 +22,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
@@ -35,6 +34,7 @@ use vaka_scaip::sip::{find_message, Frame, Method, NewRequest, SipMessage};
 use vaka_scaip::Challenge;
 
 use crate::fleet::Fleet;
+use crate::queues::{DeviceQueues, GiveUp, Queued};
 use crate::quic::Job;
 use crate::record::Recorder;
 use crate::scenario::{Kind, Planned};
@@ -366,15 +366,30 @@ struct Device {
     pending: Vec<Pending>,
 }
 
+impl Queued for Input {
+    fn from_job(job: Job) -> Self {
+        Input::Job(Box::new(job))
+    }
+
+    fn into_job(self) -> Option<Job> {
+        match self {
+            Input::Job(job) => Some(*job),
+            _ => None,
+        }
+    }
+
+    /// A TCP device holds a sender to its own queue (for its connection's reader), and the UDP
+    /// readers hold one to every queue: the queues never close while the devices run.
+    fn end() -> Option<Self> {
+        Some(Input::End)
+    }
+}
+
 pub struct SipFleet {
-    /// Per device: its queue, or `None` if it could not connect (TCP).
-    queues: Vec<Option<mpsc::UnboundedSender<Input>>>,
-    names: Vec<String>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Over TCP, a device that could not connect has no queue.
+    queues: DeviceQueues<Input>,
     /// UDP socket readers, stopped at the end.
     readers: Vec<AbortOnDrop>,
-    stop: watch::Sender<bool>,
-    recorder: Arc<Recorder>,
 }
 
 /// The local address a socket uses to reach `server` (so that Via and Contact name an address
@@ -586,8 +601,9 @@ impl SipFleet {
             timeout: opts.timeout,
             rec: recorder.clone(),
         });
-        let names: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
-        let (stop, stop_rx) = watch::channel(false);
+        let names = devices.iter().map(|d| d.id.clone()).collect();
+        let mut queues = DeviceQueues::new(names, recorder.clone());
+        let stop = queues.stop_signal();
         let device = |i: usize, wire: Wire| Device {
             index: i,
             name: devices[i].id.clone(),
@@ -601,8 +617,6 @@ impl SipFleet {
             authenticated: false,
             pending: Vec::new(),
         };
-        let mut queues: Vec<Option<mpsc::UnboundedSender<Input>>>;
-        let mut tasks = Vec::with_capacity(n);
         let mut readers = Vec::new();
         if !opts.tcp {
             let ip = local_ip_towards(opts.server)
@@ -630,9 +644,9 @@ impl SipFleet {
                     sock: socks[k].clone(),
                     local: locals[k].clone(),
                 };
-                tasks.push(tokio::spawn(device(i, wire).run(rx, stop_rx.clone())));
+                let task = tokio::spawn(device(i, wire).run(rx, stop.clone()));
+                queues.start(i, senders[i].clone(), task);
             }
-            queues = senders.iter().cloned().map(Some).collect();
             let senders = Arc::new(senders);
             for s in &socks {
                 readers.push(AbortOnDrop(tokio::spawn(udp_reader(
@@ -643,85 +657,47 @@ impl SipFleet {
             }
             connected(n);
         } else {
-            let mut attempts = futures::stream::iter((0..n).map(|i| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let rec = recorder.clone();
-                let server = opts.server;
-                async move {
-                    let conn = connect_tcp(server, &tx, 0, &rec).await;
-                    (i, tx, rx, conn)
-                }
-            }))
-            .buffer_unordered(opts.connect_parallel.max(1));
-            queues = (0..n).map(|_| None).collect();
-            let (mut up, mut first_error) = (0, None);
-            while let Some((i, tx, rx, conn)) = attempts.next().await {
-                match conn {
-                    Ok(conn) => {
+            let server = opts.server;
+            queues
+                .connect_each(
+                    opts.connect_parallel,
+                    GiveUp::Never,
+                    |_, name| {
+                        // The device's queue exists before its connection: the reader feeds it.
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        let rec = recorder.clone();
+                        async move {
+                            let conn = connect_tcp(server, &tx, 0, &rec)
+                                .await
+                                .map_err(|e| format!("device {name}: SIP/TCP to {server}: {e}"))?;
+                            Ok((tx, rx, conn))
+                        }
+                    },
+                    |i, _, (tx, rx, conn)| {
                         let wire = Wire::Tcp {
                             conn: Some(conn),
                             generation: 0,
                             me: tx.clone(),
                         };
-                        queues[i] = Some(tx);
-                        tasks.push(tokio::spawn(device(i, wire).run(rx, stop_rx.clone())));
-                        up += 1;
-                        connected(up);
-                    }
-                    Err(e) => {
-                        let e = format!("device {}: SIP/TCP to {}: {e}", names[i], opts.server);
-                        tracing::warn!("{e}");
-                        recorder.error_kind("connect", 1);
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            if up == 0 {
-                return Err(first_error.unwrap_or_else(|| "no devices".into()));
-            }
+                        (tx, tokio::spawn(device(i, wire).run(rx, stop.clone())))
+                    },
+                    connected,
+                )
+                .await?;
         }
-        Ok(SipFleet {
-            queues,
-            names,
-            tasks,
-            readers,
-            stop,
-            recorder,
-        })
+        Ok(SipFleet { queues, readers })
     }
 
     /// Hands a due event to its device's task; never waits.
     pub fn send(&self, job: Job) {
-        let d = job.planned.device % self.queues.len();
-        self.recorder
-            .sent(&self.names[d], &job.planned.key, job.at, job.path);
-        let failed = match &self.queues[d] {
-            Some(q) => match q.send(Input::Job(Box::new(job))) {
-                Ok(()) => None,
-                Err(mpsc::error::SendError(Input::Job(job))) => Some(job.planned.key),
-                Err(_) => None,
-            },
-            None => Some(job.planned.key),
-        };
-        if let Some(key) = failed {
-            self.recorder.error(&self.names[d], &key, "not_connected");
-        }
+        self.queues.send(job);
     }
 
     /// Stops sending and waits for the `<mrs>` still due, at most until `deadline`; events still
     /// unanswered then are counted as `unanswered`. Closes every socket and connection.
-    pub async fn finish(mut self, deadline: Instant) {
-        for q in self.queues.iter().flatten() {
-            let _ = q.send(Input::End);
-        }
-        self.queues.clear();
-        let mut tasks = std::mem::take(&mut self.tasks);
-        let all = futures::future::join_all(tasks.iter_mut());
-        if tokio::time::timeout_at(deadline, all).await.is_err() {
-            let _ = self.stop.send(true);
-            futures::future::join_all(tasks).await;
-        }
-        self.readers.clear();
+    pub async fn finish(self, deadline: Instant) {
+        self.queues.finish(deadline).await;
+        drop(self.readers); // the UDP readers last: device tasks get responses until they end
     }
 }
 
