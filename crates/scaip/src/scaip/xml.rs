@@ -224,7 +224,8 @@ fn trim(text: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 fn local_lower(name: &[u8]) -> Cow<'static, str> {
-    // Every known tag has three letters: compare them as one integer.
+    // Every known tag has three lower-case letters: compare them as one integer. `| 0x20`
+    // lower-cases an ASCII letter and turns no other byte into one.
     let known = match name {
         [a, b, c] => {
             let key = u32::from_be_bytes([0, a | 0x20, b | 0x20, c | 0x20]);

@@ -323,7 +323,7 @@ proptest! {
         let v: Vec<&str> = (0..8)
             .map(|i| if fields[i].len() % 2 == 0 { valid[i] } else { fields[i].as_str() })
             .collect();
-        let mut r = NewRequest {
+        let r = NewRequest {
             request_uri: v[0],
             transport: v[1],
             sent_by: v[2],
@@ -332,9 +332,9 @@ proptest! {
             from_tag: v[5],
             to_uri: v[6],
             call_id: v[7],
+            cseq,
             ..base
         };
-        r.cseq = cseq;
         let built = r.scaip_message(&xml).map(|m| m.to_bytes());
         let direct = r.scaip_message_bytes(&xml);
         prop_assert_eq!(built.is_ok(), direct.is_ok(), "{:?}: {:?} vs {:?}", r, built, direct);
