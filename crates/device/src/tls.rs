@@ -10,8 +10,30 @@ use crate::{ClientError, DeviceConfig};
 
 /// A client endpoint (one UDP socket) that many [`Client`](crate::Client)s may share: pass it to
 /// [`Client::connect_with`](crate::Client::connect_with). Bind to `0.0.0.0:0` (or `[::]:0`).
+///
+/// The socket asks for 4 MiB buffers (the kernel caps them at `net.core.{r,w}mem_max`): the
+/// default ~200 KiB overflows when thousands of connections share one socket, e.g. a gateway or
+/// the load tool, and every dropped datagram costs a retransmission timeout.
 pub fn client_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
-    quinn::Endpoint::client(bind)
+    use socket2::{Domain, Protocol, Socket, Type};
+    const BUFFER: usize = 4 << 20;
+    let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+    if bind.is_ipv6() {
+        // As quinn's own client endpoint: reach IPv4 servers too where the platform allows.
+        let _ = socket.set_only_v6(false);
+    }
+    // Best effort: a smaller buffer still works.
+    let _ = socket.set_recv_buffer_size(BUFFER);
+    let _ = socket.set_send_buffer_size(BUFFER);
+    socket.bind(&bind.into())?;
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime found"))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket.into(),
+        runtime,
+    )
 }
 
 /// The quinn client configuration for a device: TLS 1.3 with its certificate, the server CA,
