@@ -2,3 +2,4 @@
 pub mod config;
 pub mod observe;
 pub mod serve;
+pub mod udp_drops;

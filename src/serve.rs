@@ -189,6 +189,15 @@ fn stop_router(router: &Arc<Router>, store: &Store) {
 pub async fn run(cfg: Config) -> Result<(), String> {
     crate::observe::init_metrics(cfg.listen.http)?;
     let engine = Engine::start(&cfg)?;
+    let mut udp = Vec::new();
+    if let Some(q) = &engine.quic {
+        udp.extend(q.local_addrs().iter().map(|a| ("quic", a.port())));
+    }
+    if let Some(a) = engine.sip.as_ref().and_then(|s| s.addrs().udp) {
+        udp.push(("sip", a.port()));
+    }
+    udp.dedup(); // endpoints sharing a port (SO_REUSEPORT) are counted together
+    let drops = crate::udp_drops::spawn(udp);
     tracing::info!(
         shards = engine.router.shards(),
         metrics = %format!("http://{}/metrics", cfg.listen.http),
@@ -197,6 +206,9 @@ pub async fn run(cfg: Config) -> Result<(), String> {
         "vaka ready"
     );
     let signal = wait_for_signal().await;
+    if let Some(d) = drops {
+        d.abort();
+    }
     tracing::info!(signal, "shutting down: no new events, draining shards");
     let bound = Duration::from_secs(cfg.server.shutdown_timeout_secs);
     match tokio::time::timeout(bound, engine.shutdown()).await {

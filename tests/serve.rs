@@ -2,9 +2,8 @@
 #[path = "support/binary.rs"]
 mod binary;
 
-use binary::free_tcp_port as free_port;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use binary::{free_tcp_port as free_port, get_metrics};
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,16 +24,6 @@ fn start(dir: &std::path::Path, http: u16) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn get_metrics(port: u16) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
 }
 
 /// The exporter listens before the store is open: ready is when recovery has been reported.

@@ -1,7 +1,10 @@
-//! What the end-to-end tests of the binary share: free loopback ports and the binary under test.
+//! What the end-to-end tests of the binary share: free loopback ports, the binary under test,
+//! its /metrics.
 #![allow(dead_code)]
-use std::net::{TcpListener, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A UDP port free on 127.0.0.1 right now (QUIC, SIP over UDP).
 pub fn free_udp_port() -> u16 {
@@ -26,4 +29,15 @@ pub fn vaka_bin() -> PathBuf {
     std::env::var_os("VAKA_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_vaka").into())
+}
+
+/// The response (headers and Prometheus text) of `GET /metrics` on 127.0.0.1:`port`, if it answers.
+pub fn get_metrics(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
 }
