@@ -159,7 +159,7 @@ impl Default for DefaultsSection {
         Self {
             receipt_deadline_secs: 10,
             accept_deadline_secs: 60,
-            retention_days: 90,
+            retention_days: vaka_core::directory::DEFAULT_RETENTION_DAYS,
         }
     }
 }

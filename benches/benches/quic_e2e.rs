@@ -17,9 +17,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vaka_core::alarm::Deadlines;
 use vaka_core::directory::{Device, Directory, Tenant};
-use vaka_core::{DeviceId, DeviceKey, TenantId};
+use vaka_core::{DeviceId, DeviceKey};
 use vaka_device::{events, pb, Client, DeviceConfig};
 use vaka_ingest::quic::{QuicConfig, QuicServer};
 use vaka_router::{Clock, Presence, Router, RouterConfig};
@@ -40,30 +39,12 @@ fn names() -> (Vec<String>, Vec<String>) {
 fn directory() -> Directory {
     let (gws, devs) = names();
     let mut d = Directory::default();
-    let t = TenantId::new("t");
-    d.tenants.insert(
-        t.clone(),
-        Tenant {
-            id: t,
-            name: "bench".into(),
-            deadlines: Deadlines::default(),
-            chain: vec![],
-            retention_days: 30,
-        },
-    );
+    d.insert_tenant(Tenant::new("t", &[]));
     let mut add = |id: &str, gateway_for: Vec<DeviceId>| {
-        let key = DeviceKey::new("t", id);
-        d.devices.insert(
-            key.clone(),
-            Device {
-                key,
-                device_type: "0051".into(),
-                chain: vec![],
-                deadlines: None,
-                heartbeat_secs: None,
-                gateway_for,
-            },
-        );
+        d.insert_device(Device {
+            gateway_for,
+            ..Device::new(DeviceKey::new("t", id), "0051")
+        });
     };
     for id in &devs {
         add(id, vec![]);

@@ -1,36 +1,14 @@
 //! Shared helpers for the criterion benches.
 use std::sync::Arc;
-use vaka_core::alarm::Deadlines;
 use vaka_core::directory::{Device, Directory, Tenant};
-use vaka_core::{DeviceKey, Event, EventKind, TenantId};
+use vaka_core::{DeviceKey, Event, EventKind};
 
 /// A tenant with `n` devices and no centres.
 pub fn directory(n: usize) -> Arc<Directory> {
     let mut d = Directory::default();
-    let t = TenantId::new("t");
-    d.tenants.insert(
-        t.clone(),
-        Tenant {
-            id: t,
-            name: "bench".into(),
-            deadlines: Deadlines::default(),
-            chain: vec![],
-            retention_days: 30,
-        },
-    );
+    d.insert_tenant(Tenant::new("t", &[]));
     for i in 0..n {
-        let key = DeviceKey::new("t", format!("d{i}"));
-        d.devices.insert(
-            key.clone(),
-            Device {
-                key,
-                device_type: "0051".into(),
-                chain: vec![],
-                deadlines: None,
-                heartbeat_secs: None,
-                gateway_for: vec![],
-            },
-        );
+        d.insert_device(Device::new(DeviceKey::new("t", format!("d{i}")), "0051"));
     }
     Arc::new(d)
 }

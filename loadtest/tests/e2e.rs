@@ -11,9 +11,8 @@ use tempfile::TempDir;
 use vaka_centre::auth::Credentials;
 use vaka_centre::server::CentreServer;
 use vaka_centre::service::{CentreConfig, CentreService};
-use vaka_core::alarm::Deadlines;
 use vaka_core::directory::{Centre, Device, Directory, Tenant};
-use vaka_core::{CentreId, DeviceKey, TenantId};
+use vaka_core::{CentreId, DeviceKey};
 use vaka_ingest::certs::generate_demo;
 use vaka_ingest::quic::{QuicConfig, QuicServer};
 use vaka_ingest::sip::{Account, SipConfig, SipServer};
@@ -41,37 +40,10 @@ impl Engine {
         let certs = dir.path().join("certs");
         generate_demo(&certs, "t1", &DEVICES).unwrap();
         let mut d = Directory::default();
-        d.tenants.insert(
-            TenantId::new("t1"),
-            Tenant {
-                id: TenantId::new("t1"),
-                name: "T1".into(),
-                deadlines: Deadlines::default(),
-                chain: vec![CentreId::new("c1")],
-                retention_days: 30,
-            },
-        );
-        d.centres.insert(
-            CentreId::new("c1"),
-            Centre {
-                id: CentreId::new("c1"),
-                name: "C1".into(),
-                tenants: vec![TenantId::new("t1")],
-            },
-        );
+        d.insert_tenant(Tenant::new("t1", &["c1"]));
+        d.insert_centre(Centre::new("c1", &["t1"]));
         for id in DEVICES {
-            let key = DeviceKey::new("t1", id);
-            d.devices.insert(
-                key.clone(),
-                Device {
-                    key,
-                    device_type: "0051".into(),
-                    chain: vec![],
-                    deadlines: None,
-                    heartbeat_secs: None,
-                    gateway_for: vec![],
-                },
-            );
+            d.insert_device(Device::new(DeviceKey::new("t1", id), "0051"));
         }
         let rc = RouterConfig {
             shards: 2,

@@ -96,34 +96,17 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vaka_core::alarm::{AlarmKind, Deadlines};
+    use vaka_core::alarm::AlarmKind;
     use vaka_core::directory::{Centre, Tenant};
     use vaka_core::DeviceKey;
 
     fn dir() -> Arc<Directory> {
         let mut d = Directory::default();
-        for (t, chain) in [("a", vec!["ca"]), ("b", vec!["cb"]), ("c", vec!["cb"])] {
-            d.tenants.insert(
-                TenantId::new(t),
-                Tenant {
-                    id: TenantId::new(t),
-                    name: t.into(),
-                    deadlines: Deadlines::default(),
-                    chain: chain.into_iter().map(CentreId::new).collect(),
-                    retention_days: 1,
-                },
-            );
+        for (t, chain) in [("a", "ca"), ("b", "cb"), ("c", "cb")] {
+            d.insert_tenant(Tenant::new(t, &[chain]));
         }
-        for (c, ts) in [("ca", vec!["a", "c"]), ("cb", vec!["b", "c"])] {
-            d.centres.insert(
-                CentreId::new(c),
-                Centre {
-                    id: CentreId::new(c),
-                    name: c.into(),
-                    tenants: ts.into_iter().map(TenantId::new).collect(),
-                },
-            );
-        }
+        d.insert_centre(Centre::new("ca", &["a", "c"]));
+        d.insert_centre(Centre::new("cb", &["b", "c"]));
         Arc::new(d)
     }
 

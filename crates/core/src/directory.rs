@@ -37,6 +37,49 @@ pub struct Centre {
     pub tenants: Vec<TenantId>,
 }
 
+/// Position history kept when nothing else is said (also the configuration's default).
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+
+impl Tenant {
+    /// A tenant named by its id, with default deadlines, `chain` and
+    /// [`DEFAULT_RETENTION_DAYS`]; set other fields with struct update syntax.
+    pub fn new(id: &str, chain: &[&str]) -> Tenant {
+        Tenant {
+            id: TenantId::new(id),
+            name: id.to_owned(),
+            deadlines: Deadlines::default(),
+            chain: chain.iter().copied().map(CentreId::new).collect(),
+            retention_days: DEFAULT_RETENTION_DAYS,
+        }
+    }
+}
+
+impl Device {
+    /// A device of `device_type` that follows its tenant's chain and deadlines, is not
+    /// supervised and sends for no other device.
+    pub fn new(key: DeviceKey, device_type: &str) -> Device {
+        Device {
+            key,
+            device_type: device_type.to_owned(),
+            chain: Vec::new(),
+            deadlines: None,
+            heartbeat_secs: None,
+            gateway_for: Vec::new(),
+        }
+    }
+}
+
+impl Centre {
+    /// A centre named by its id that serves `tenants`.
+    pub fn new(id: &str, tenants: &[&str]) -> Centre {
+        Centre {
+            id: CentreId::new(id),
+            name: id.to_owned(),
+            tenants: tenants.iter().copied().map(TenantId::new).collect(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
     pub tenants: HashMap<TenantId, Tenant>,
@@ -47,6 +90,21 @@ pub struct Directory {
 }
 
 impl Directory {
+    /// Adds or replaces a tenant, by its id.
+    pub fn insert_tenant(&mut self, tenant: Tenant) {
+        self.tenants.insert(tenant.id.clone(), tenant);
+    }
+
+    /// Adds or replaces a device, by its key.
+    pub fn insert_device(&mut self, device: Device) {
+        self.devices.insert(device.key.clone(), device);
+    }
+
+    /// Adds or replaces a centre, by its id.
+    pub fn insert_centre(&mut self, centre: Centre) {
+        self.centres.insert(centre.id.clone(), centre);
+    }
+
     pub fn device(&self, key: &DeviceKey) -> Option<&Device> {
         self.devices.get(key)
     }
@@ -92,35 +150,22 @@ mod tests {
 
     fn dir() -> Directory {
         let mut d = Directory::default();
-        let t = TenantId::new("t");
-        d.tenants.insert(
-            t.clone(),
-            Tenant {
-                id: t,
-                name: "T".into(),
-                deadlines: Deadlines {
-                    receipt_ms: 5_000,
-                    accept_ms: 30_000,
-                },
-                chain: vec![CentreId::new("a"), CentreId::new("b")],
-                retention_days: 30,
+        d.insert_tenant(Tenant {
+            deadlines: Deadlines {
+                receipt_ms: 5_000,
+                accept_ms: 30_000,
             },
-        );
-        let own = DeviceKey::new("t", "own");
-        d.devices.insert(
-            own.clone(),
-            Device {
-                key: own,
-                device_type: "0003".into(),
-                chain: vec![CentreId::new("c")],
-                deadlines: Some(Deadlines {
-                    receipt_ms: 1,
-                    accept_ms: 2,
-                }),
-                heartbeat_secs: None,
-                gateway_for: vec![DeviceId::new("kid")],
-            },
-        );
+            ..Tenant::new("t", &["a", "b"])
+        });
+        d.insert_device(Device {
+            chain: vec![CentreId::new("c")],
+            deadlines: Some(Deadlines {
+                receipt_ms: 1,
+                accept_ms: 2,
+            }),
+            gateway_for: vec![DeviceId::new("kid")],
+            ..Device::new(DeviceKey::new("t", "own"), "0003")
+        });
         d
     }
 
@@ -128,17 +173,7 @@ mod tests {
     fn only_self_or_registered_gateway_may_send() {
         let mut d = dir();
         let kid = DeviceKey::new("t", "kid");
-        d.devices.insert(
-            kid.clone(),
-            Device {
-                key: kid.clone(),
-                device_type: "0003".into(),
-                chain: vec![],
-                deadlines: None,
-                heartbeat_secs: None,
-                gateway_for: vec![],
-            },
-        );
+        d.insert_device(Device::new(kid.clone(), "0003"));
         let own = DeviceKey::new("t", "own");
         assert!(d.may_send_as(&own, &own));
         assert!(d.may_send_as(&own, &kid));

@@ -3,45 +3,16 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
-use vaka_core::alarm::Deadlines;
 use vaka_core::directory::{Centre, Device, Directory, Tenant};
-use vaka_core::{AlarmInfo, CentreId, DeviceKey, Event, EventKind, TenantId};
+use vaka_core::{AlarmInfo, DeviceKey, Event, EventKind};
 use vaka_store::{Backend, Cf, StoreError, WriteSet};
 
 pub fn directory(devices: usize) -> Directory {
     let mut d = Directory::default();
-    let t = TenantId::new("t");
-    d.tenants.insert(
-        t.clone(),
-        Tenant {
-            id: t.clone(),
-            name: "T".into(),
-            deadlines: Deadlines::default(),
-            chain: vec![CentreId::new("c1")],
-            retention_days: 30,
-        },
-    );
-    d.centres.insert(
-        CentreId::new("c1"),
-        Centre {
-            id: CentreId::new("c1"),
-            name: "C1".into(),
-            tenants: vec![t],
-        },
-    );
+    d.insert_tenant(Tenant::new("t", &["c1"]));
+    d.insert_centre(Centre::new("c1", &["t"]));
     for i in 0..devices {
-        let key = DeviceKey::new("t", format!("d{i}"));
-        d.devices.insert(
-            key.clone(),
-            Device {
-                key,
-                device_type: "0003".into(),
-                chain: vec![],
-                deadlines: None,
-                heartbeat_secs: None,
-                gateway_for: vec![],
-            },
-        );
+        d.insert_device(Device::new(DeviceKey::new("t", format!("d{i}")), "0003"));
     }
     d
 }

@@ -10,10 +10,9 @@ use tonic::Streaming;
 use vaka_centre::console::{self, ClientTls};
 use vaka_centre::pb::{self, centre_message::Msg as In, server_message::Msg as Out};
 use vaka_centre::{CentreConfig, CentreServer, CentreService, Credentials};
-use vaka_core::alarm::Deadlines;
 use vaka_core::directory::{Centre as CentreInfo, Device, Directory, Tenant};
 use vaka_core::gps::Fix;
-use vaka_core::{AlarmId, AlarmInfo, CentreId, DeviceKey, Event, EventKind, TenantId};
+use vaka_core::{AlarmId, AlarmInfo, CentreId, DeviceKey, Event, EventKind};
 use vaka_router::{Clock, Presence, Reply, Router, RouterConfig};
 use vaka_store::{Backend, GroupConfig, RecoverOptions, Store};
 
@@ -28,40 +27,13 @@ pub fn directory(devices: usize) -> Directory {
         ("b", vec!["cb"]),
         ("c", vec!["cc"]),
     ] {
-        d.tenants.insert(
-            TenantId::new(t),
-            Tenant {
-                id: TenantId::new(t),
-                name: t.to_uppercase(),
-                deadlines: Deadlines::default(),
-                chain: chain.into_iter().map(CentreId::new).collect(),
-                retention_days: 30,
-            },
-        );
+        d.insert_tenant(Tenant::new(t, &chain));
         for i in 0..devices {
-            let key = DeviceKey::new(t, format!("d{i}"));
-            d.devices.insert(
-                key.clone(),
-                Device {
-                    key,
-                    device_type: "0003".into(),
-                    chain: vec![],
-                    deadlines: None,
-                    heartbeat_secs: None,
-                    gateway_for: vec![],
-                },
-            );
+            d.insert_device(Device::new(DeviceKey::new(t, format!("d{i}")), "0003"));
         }
     }
-    for (c, ts) in [("ca1", "a"), ("ca2", "a"), ("cb", "b"), ("cc", "c")] {
-        d.centres.insert(
-            CentreId::new(c),
-            CentreInfo {
-                id: CentreId::new(c),
-                name: c.to_uppercase(),
-                tenants: vec![TenantId::new(ts)],
-            },
-        );
+    for (c, t) in [("ca1", "a"), ("ca2", "a"), ("cb", "b"), ("cc", "c")] {
+        d.insert_centre(CentreInfo::new(c, &[t]));
     }
     d
 }

@@ -272,36 +272,15 @@ impl ClientCertVerifier for TenantVerifier {
 mod tests {
     use super::*;
     use crate::certs::generate_demo;
-    use vaka_core::alarm::Deadlines;
     use vaka_core::directory::{Device, Tenant};
 
     fn directory() -> Directory {
         let mut d = Directory::default();
         for t in ["t1", "t2"] {
-            d.tenants.insert(
-                TenantId::new(t),
-                Tenant {
-                    id: TenantId::new(t),
-                    name: t.into(),
-                    deadlines: Deadlines::default(),
-                    chain: vec![],
-                    retention_days: 1,
-                },
-            );
+            d.insert_tenant(Tenant::new(t, &[]));
         }
         for (t, id) in [("t1", "d1"), ("t2", "x1")] {
-            let key = DeviceKey::new(t, id);
-            d.devices.insert(
-                key.clone(),
-                Device {
-                    key,
-                    device_type: "0003".into(),
-                    chain: vec![],
-                    deadlines: None,
-                    heartbeat_secs: None,
-                    gateway_for: vec![],
-                },
-            );
+            d.insert_device(Device::new(DeviceKey::new(t, id), "0003"));
         }
         d
     }

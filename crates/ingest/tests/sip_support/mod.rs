@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 use tokio::net::UdpSocket;
-use vaka_core::alarm::{Alarm, Deadlines};
+use vaka_core::alarm::Alarm;
 use vaka_core::directory::{Centre, Device, Directory, Tenant};
-use vaka_core::{AlarmId, CentreId, DeviceId, DeviceKey, TenantId};
+use vaka_core::{AlarmId, CentreId, DeviceId, DeviceKey};
 use vaka_ingest::sip::{Account, SipConfig, SipServer};
 use vaka_router::{Clock, Presence, Router, RouterConfig};
 use vaka_scaip::auth::authorize;
@@ -39,38 +39,15 @@ pub const CENTRE: &str = "c1";
 pub fn directory() -> Directory {
     let mut d = Directory::default();
     for t in ["demo", "other"] {
-        d.tenants.insert(
-            TenantId::new(t),
-            Tenant {
-                id: TenantId::new(t),
-                name: t.into(),
-                deadlines: Deadlines::default(),
-                chain: vec![CentreId::new(CENTRE)],
-                retention_days: 30,
-            },
-        );
+        d.insert_tenant(Tenant::new(t, &[CENTRE]));
     }
-    d.centres.insert(
-        CentreId::new(CENTRE),
-        Centre {
-            id: CentreId::new(CENTRE),
-            name: "C1".into(),
-            tenants: vec![TenantId::new("demo"), TenantId::new("other")],
-        },
-    );
+    d.insert_centre(Centre::new(CENTRE, &["demo", "other"]));
     let mut add = |t: &str, id: &str, ty: &str, hb: Option<u32>, gw: Vec<DeviceId>| {
-        let key = DeviceKey::new(t, id);
-        d.devices.insert(
-            key.clone(),
-            Device {
-                key,
-                device_type: ty.into(),
-                chain: vec![],
-                deadlines: None,
-                heartbeat_secs: hb,
-                gateway_for: gw,
-            },
-        );
+        d.insert_device(Device {
+            heartbeat_secs: hb,
+            gateway_for: gw,
+            ..Device::new(DeviceKey::new(t, id), ty)
+        });
     };
     add("demo", TRIGGER, "0003", Some(3600), vec![]);
     add("demo", TRACKER, "0051", Some(630), vec![]);

@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tempfile::TempDir;
-use vaka_core::alarm::Deadlines;
 use vaka_core::directory::{Centre, Device, Directory, Tenant};
-use vaka_core::{CentreId, DeviceId, DeviceKey, TenantId};
+use vaka_core::{DeviceId, DeviceKey};
 use vaka_device::{pb, DeviceConfig};
 use vaka_ingest::certs::generate_demo;
 use vaka_ingest::quic::{QuicConfig, QuicServer};
@@ -27,39 +26,14 @@ pub const T1_DEVICES: [&str; 9] = ["d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7
 
 pub fn directory() -> Directory {
     let mut d = Directory::default();
-    for (t, chain) in [("t1", vec![CentreId::new("c1")]), ("t2", vec![])] {
-        d.tenants.insert(
-            TenantId::new(t),
-            Tenant {
-                id: TenantId::new(t),
-                name: t.to_uppercase(),
-                deadlines: Deadlines::default(),
-                chain,
-                retention_days: 30,
-            },
-        );
-    }
-    d.centres.insert(
-        CentreId::new("c1"),
-        Centre {
-            id: CentreId::new("c1"),
-            name: "C1".into(),
-            tenants: vec![TenantId::new("t1")],
-        },
-    );
+    d.insert_tenant(Tenant::new("t1", &["c1"]));
+    d.insert_tenant(Tenant::new("t2", &[]));
+    d.insert_centre(Centre::new("c1", &["t1"]));
     let mut add = |t: &str, id: &str, gateway_for: Vec<DeviceId>| {
-        let key = DeviceKey::new(t, id);
-        d.devices.insert(
-            key.clone(),
-            Device {
-                key,
-                device_type: "0003".into(),
-                chain: vec![],
-                deadlines: None,
-                heartbeat_secs: None,
-                gateway_for,
-            },
-        );
+        d.insert_device(Device {
+            gateway_for,
+            ..Device::new(DeviceKey::new(t, id), "0003")
+        });
     };
     for id in T1_DEVICES {
         let gw = if id == "gw" {
