@@ -6,14 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sip_support::*;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use vaka_core::{CentreId, EventKind};
 use vaka_router::RouterConfig;
-use vaka_scaip::auth::authorize;
-use vaka_scaip::scaip::{Mrs, Snu};
-use vaka_scaip::sip::NewRequest;
-use vaka_scaip::{find_message, Challenge, Frame, SipMessage};
+use vaka_scaip::scaip::Snu;
+use vaka_scaip::{Challenge, SipMessage};
 
 const ALARM: &str = "<stc>0010</stc><pri>5</pri>";
 
@@ -278,85 +276,6 @@ async fn stale_nonce_and_replay() {
     assert!(dev.silent(300).await, "no <mrs> for a replay");
     assert_eq!(env.stored_events().len(), events);
     env.stop().await;
-}
-
-/// A SCAIP device on a stream (TCP or TLS).
-struct StreamDevice<S> {
-    io: S,
-    buf: Vec<u8>,
-    transport: &'static str,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> StreamDevice<S> {
-    async fn send(&mut self, m: &SipMessage) {
-        self.io.write_all(&m.to_bytes()).await.unwrap();
-    }
-
-    async fn recv(&mut self) -> SipMessage {
-        within(10, async {
-            loop {
-                match find_message(&self.buf, 65_536).unwrap() {
-                    Frame::Message(n) => {
-                        let m = SipMessage::parse(&self.buf[..n]).unwrap();
-                        self.buf.drain(..n);
-                        return m;
-                    }
-                    Frame::KeepAlive(n) => {
-                        self.buf.drain(..n);
-                    }
-                    Frame::Incomplete => {
-                        let mut chunk = [0u8; 4096];
-                        let n = self.io.read(&mut chunk).await.unwrap();
-                        assert!(n > 0, "connection closed");
-                        self.buf.extend_from_slice(&chunk[..n]);
-                    }
-                }
-            }
-        })
-        .await
-    }
-
-    fn message(&self, cseq: u32, body: &str, challenge: Option<&Challenge>) -> SipMessage {
-        let uri = "sip:alarm@localhost";
-        let mut m = NewRequest {
-            request_uri: uri,
-            transport: self.transport,
-            sent_by: "device.invalid:5060",
-            branch: &format!("s{cseq}x{}", rand::random::<u32>()),
-            from_uri: &format!("sip:{TRIGGER}@device.invalid"),
-            from_tag: "st",
-            to_uri: uri,
-            call_id: "stream-call",
-            cseq,
-            ..NewRequest::default()
-        }
-        .scaip_message(body)
-        .unwrap();
-        if let Some(c) = challenge {
-            let a = authorize(c, "MESSAGE", uri, TRIGGER, PASSWORD, "abc", cseq);
-            m.push_header("Authorization", &a.to_header_value())
-                .unwrap();
-        }
-        m
-    }
-
-    /// 401, 200, then the `<mrs>` on the same connection (answered 200).
-    async fn exchange(&mut self, body: &str) -> Mrs {
-        let m = self.message(1, body, None);
-        self.send(&m).await;
-        let r = self.recv().await;
-        assert_eq!(r.status(), Some(401));
-        let c = Challenge::parse(r.www_authenticate().unwrap()).unwrap();
-        let m = self.message(2, body, Some(&c));
-        self.send(&m).await;
-        assert_eq!(self.recv().await.status(), Some(200));
-        let mrs = self.recv().await;
-        assert!(mrs.is_request());
-        assert_eq!(mrs.top_via().transport, self.transport);
-        let ok = SipMessage::response(&mrs, 200, "OK", "x");
-        self.io.write_all(&ok.to_bytes()).await.unwrap();
-        Mrs::parse(mrs.body_str().unwrap()).unwrap()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,16 +14,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UdpSocket;
 use vaka_core::alarm::Alarm;
 use vaka_core::directory::{Centre, Device, Directory, Tenant};
 use vaka_core::{AlarmId, CentreId, DeviceId, DeviceKey};
-use vaka_ingest::sip::{Account, SipConfig, SipServer};
+use vaka_ingest::sip::{Account, SipConfig, SipListen, SipServer};
 use vaka_router::{Clock, Presence, Router, RouterConfig};
 use vaka_scaip::auth::authorize;
 use vaka_scaip::scaip::Mrs;
 use vaka_scaip::sip::NewRequest;
-use vaka_scaip::{Challenge, SipMessage};
+use vaka_scaip::{find_message, Challenge, Frame, SipMessage};
 use vaka_store::{
     Backend, Cf, GroupConfig, RecoverOptions, RocksBackend, RocksConfig, Store, StoredEvent,
 };
@@ -80,6 +81,7 @@ pub struct Env {
     pub router: Arc<Router>,
     pub presence: Presence,
     pub cfg: SipConfig,
+    pub rc: RouterConfig,
     pub server: SipServer,
 }
 
@@ -93,9 +95,6 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         vaka_ingest::certs::generate_demo(&certs, "demo", &[]).unwrap();
-        let backend: Arc<dyn Backend> =
-            Arc::new(RocksBackend::open(&RocksConfig::new(dir.path().join("db"))).unwrap());
-        let gate = Gate::new(backend);
         let mut cfg = SipConfig {
             realm: "vaka.test".into(),
             tls_cert: certs.join("server.pem"),
@@ -109,6 +108,43 @@ impl Env {
             ..RouterConfig::default()
         };
         tune(&mut cfg, &mut rc);
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listen = cfg.listen(any, any, any);
+        Self::start_in(dir, cfg, rc, listen).await
+    }
+
+    /// Stops everything and starts it again on the same data directory and addresses, as a
+    /// restart of the engine would (the SIP front gets a new nonce secret).
+    pub async fn restart(self) -> Env {
+        let Env {
+            dir,
+            release,
+            gate,
+            store,
+            router,
+            presence,
+            cfg,
+            rc,
+            server,
+        } = self;
+        let listen = SipListen {
+            udp: server.addrs().udp,
+            tcp: server.addrs().tcp,
+            tls: server.addrs().tls,
+        };
+        server.shutdown().await;
+        drop(server); // frees the sockets for the new front
+        router.shutdown().await;
+        store.close().unwrap();
+        // The last handles of the database go, so the new engine can lock it.
+        drop((release, gate, store, router, presence));
+        Self::start_in(dir, cfg, rc, listen).await
+    }
+
+    async fn start_in(dir: TempDir, cfg: SipConfig, rc: RouterConfig, listen: SipListen) -> Env {
+        let backend: Arc<dyn Backend> =
+            Arc::new(RocksBackend::open(&RocksConfig::new(dir.path().join("db"))).unwrap());
+        let gate = Gate::new(backend);
         let (store, rec) = Store::open(
             gate.clone(),
             GroupConfig::default(),
@@ -122,15 +158,13 @@ impl Env {
         let presence = Presence::new();
         presence.connected(&CentreId::new(CENTRE));
         let router = Router::start(
-            rc,
+            rc.clone(),
             store.clone(),
             rec,
             directory.clone(),
             presence.clone(),
             Clock::new(),
         );
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let listen = cfg.listen(any, any, any);
         let server = SipServer::start(
             &cfg,
             listen,
@@ -148,6 +182,7 @@ impl Env {
             router,
             presence,
             cfg,
+            rc,
             server,
         }
     }
@@ -331,6 +366,90 @@ impl UdpDevice {
     pub async fn exchange(&mut self, call_id: &str, body: &str) -> Mrs {
         assert_eq!(self.authenticated(call_id, body).await, 200);
         self.mrs(10).await.0
+    }
+}
+
+/// A SCAIP device on a stream (TCP or TLS).
+pub struct StreamDevice<S> {
+    pub io: S,
+    pub buf: Vec<u8>,
+    pub transport: &'static str,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> StreamDevice<S> {
+    pub async fn send(&mut self, m: &SipMessage) {
+        self.io.write_all(&m.to_bytes()).await.unwrap();
+    }
+
+    pub async fn recv(&mut self) -> SipMessage {
+        within(10, async {
+            loop {
+                match find_message(&self.buf, 65_536).unwrap() {
+                    Frame::Message(n) => {
+                        let m = SipMessage::parse(&self.buf[..n]).unwrap();
+                        self.buf.drain(..n);
+                        return m;
+                    }
+                    Frame::KeepAlive(n) => {
+                        self.buf.drain(..n);
+                    }
+                    Frame::Incomplete => {
+                        let mut chunk = [0u8; 4096];
+                        let n = self.io.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "connection closed");
+                        self.buf.extend_from_slice(&chunk[..n]);
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    pub fn message(&self, cseq: u32, body: &str, challenge: Option<&Challenge>) -> SipMessage {
+        let uri = "sip:alarm@localhost";
+        let mut m = NewRequest {
+            request_uri: uri,
+            transport: self.transport,
+            sent_by: "device.invalid:5060",
+            branch: &format!("s{cseq}x{}", rand::random::<u32>()),
+            from_uri: &format!("sip:{TRIGGER}@device.invalid"),
+            from_tag: "st",
+            to_uri: uri,
+            call_id: "stream-call",
+            cseq,
+            ..NewRequest::default()
+        }
+        .scaip_message(body)
+        .unwrap();
+        if let Some(c) = challenge {
+            let a = authorize(c, "MESSAGE", uri, TRIGGER, PASSWORD, "abc", cseq);
+            m.push_header("Authorization", &a.to_header_value())
+                .unwrap();
+        }
+        m
+    }
+
+    /// 401, 200, then the `<mrs>` on the same connection (answered 200).
+    pub async fn exchange(&mut self, body: &str) -> Mrs {
+        let m = self.message(1, body, None);
+        self.send(&m).await;
+        let r = self.recv().await;
+        assert_eq!(r.status(), Some(401));
+        let c = Challenge::parse(r.www_authenticate().unwrap()).unwrap();
+        self.answered(2, body, &c).await
+    }
+
+    /// The request with credentials from `c` gets 200, then the `<mrs>` comes (answered 200).
+    pub async fn answered(&mut self, cseq: u32, body: &str, c: &Challenge) -> Mrs {
+        let m = self.message(cseq, body, Some(c));
+        self.send(&m).await;
+        assert_eq!(self.recv().await.status(), Some(200));
+        let mrs = self.recv().await;
+        assert!(mrs.is_request());
+        assert_eq!(mrs.top_via().transport, self.transport);
+        let ok = SipMessage::response(&mrs, 200, "OK", "x");
+        self.io.write_all(&ok.to_bytes()).await.unwrap();
+        Mrs::parse(mrs.body_str().unwrap()).unwrap()
     }
 }
 

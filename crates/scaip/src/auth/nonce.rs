@@ -160,8 +160,10 @@ impl NonceIssuer {
         }
     }
 
-    /// The full server check of credentials on a request with `method`: realm, nonce origin,
-    /// opaque, response, nonce age, and (with qop) nonce-count replay.
+    /// The full server check of credentials on a request with `method`: realm, opaque, response,
+    /// nonce origin and age, and (with qop) nonce-count replay. The response is checked before
+    /// the nonce's origin: right password with a nonce we did not issue (a restart changed the
+    /// secret) is `Stale`; wrong password is `Invalid` whatever the nonce.
     ///
     /// Run it after the transaction layer has filtered retransmissions: a retransmitted
     /// request carries the same `nc` and would otherwise count as a replay.
@@ -179,10 +181,10 @@ impl NonceIssuer {
         if auth.realm != realm {
             return AuthOutcome::Invalid(InvalidReason::WrongRealm);
         }
+        // A nonce we cannot verify is checked no further than the response: one issued before a
+        // restart (or by another node) with the right password is stale, not an attack, and
+        // must get a new challenge (RFC 2617 3.2.1), never a 403 the device would not retry.
         let nonce = self.check(&auth.nonce, now_ms);
-        if nonce == NonceCheck::Forged {
-            return AuthOutcome::Invalid(InvalidReason::ForgedNonce);
-        }
         if let Some(want) = &self.opaque {
             if auth.opaque.as_deref() != Some(want.as_str()) {
                 return AuthOutcome::Invalid(InvalidReason::Opaque);
@@ -193,6 +195,9 @@ impl NonceIssuer {
         }
         match check_response(auth, method, credential) {
             Ok(true) => {}
+            Ok(false) if nonce == NonceCheck::Forged => {
+                return AuthOutcome::Invalid(InvalidReason::ForgedNonce)
+            }
             Ok(false) => return AuthOutcome::Invalid(InvalidReason::BadResponse),
             Err(DigestError::UnsupportedQop) => {
                 return AuthOutcome::Invalid(InvalidReason::UnsupportedQop)
@@ -201,7 +206,7 @@ impl NonceIssuer {
         }
         let issued_ms = match nonce {
             NonceCheck::Fresh { issued_ms } => issued_ms,
-            // Right password, old nonce: the client may retry with a new one silently.
+            // Right password, old or unknown nonce: the client retries with a new one silently.
             NonceCheck::Expired { .. } | NonceCheck::Forged => return AuthOutcome::Stale,
         };
         let Some(nc) = auth.nc else {
@@ -346,6 +351,26 @@ mod tests {
         assert_eq!(
             v(&wrong, 90_000),
             AuthOutcome::Invalid(InvalidReason::BadResponse)
+        );
+        // A nonce of another secret (a restart, another node) with the right password: stale,
+        // so the device retries at once; with a wrong one (or a foreign forged one): refused.
+        let other_issuer = NonceIssuer::new(b"before restart", 30_000).with_opaque("op");
+        let old_ch = other_issuer.challenge(realm, DigestAlgorithm::Sha256, 10_000, 1, false);
+        let old = |password: &str| {
+            authorize(
+                &old_ch,
+                "MESSAGE",
+                "sip:arc@alarm.vaka.example",
+                "4600123456",
+                password,
+                "cn",
+                7,
+            )
+        };
+        assert_eq!(v(&old("secret"), 12_000), AuthOutcome::Stale);
+        assert_eq!(
+            v(&old("wrong"), 12_000),
+            AuthOutcome::Invalid(InvalidReason::ForgedNonce)
         );
         let mut forged = auth(6);
         forged.nonce = NonceIssuer::new(b"evil", 30_000).issue(10_000, 1);
