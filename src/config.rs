@@ -109,6 +109,9 @@ pub struct RouterSection {
     pub idempotency_capacity: usize,
     /// Silence tolerated beyond a device's heartbeat interval before "device silent" is raised.
     pub supervision_grace_secs: u64,
+    /// How long an away centre (after a start, or a dropped stream) is waited for before
+    /// escalation passes it.
+    pub reconnect_grace_secs: u64,
 }
 
 impl Default for RouterSection {
@@ -123,6 +126,7 @@ impl Default for RouterSection {
             idempotency_window_secs: (d.idempotency_window_ms / 1000) as u64,
             idempotency_capacity: d.idempotency_capacity,
             supervision_grace_secs: (d.supervision_grace_ms / 1000) as u64,
+            reconnect_grace_secs: (d.reconnect_grace_ms / 1000) as u64,
         }
     }
 }
@@ -644,6 +648,7 @@ impl Config {
         c.idempotency_window_ms = r.idempotency_window_secs as i64 * 1000;
         c.idempotency_capacity = r.idempotency_capacity;
         c.supervision_grace_ms = r.supervision_grace_secs as i64 * 1000;
+        c.reconnect_grace_ms = r.reconnect_grace_secs as i64 * 1000;
         c
     }
 

@@ -3,8 +3,10 @@
 //!   reaches the centre's gRPC stream; receipt and accept stop the deadlines; close ends it; the
 //!   audit trail shows each step;
 //! - the server SIGKILLed and restarted: an offer the centre never acknowledged is offered again,
-//!   and the receipt deadline fires at the time the original offer set (also when it passed while
-//!   the server was down), not a full deadline after the restart.
+//!   and the receipt deadline fires at the time the original offer set, not a full deadline after
+//!   the restart; one that passed while the server was down waits the reconnect grace for its
+//!   centre (invariant 11): offered to it again if it comes back, escalated in order if not;
+//! - a centre reconnecting after a restart is not offered an alarm it closed.
 #[path = "support/binary.rs"]
 mod binary;
 #[path = "support/sipp.rs"]
@@ -27,6 +29,8 @@ const QUIC_DEVICE: &str = "d0";
 const QUIC_DEVICE_2: &str = "d1";
 const SCAIP_DEVICE: &str = "100001";
 const PASSWORD: &str = "demo-pass";
+/// `router.reconnect_grace_secs` of the test server.
+const GRACE: Duration = Duration::from_secs(3);
 
 /// `vaka serve` on free ports: QUIC, SIP over UDP, the centre API. Tenant `t` is served by the
 /// chain c1 -> c2 with the given deadlines.
@@ -57,7 +61,7 @@ impl Server {
             "[server]\ndata_dir = \"{data}\"\nlog_level = \"warn\"\nshutdown_timeout_secs = 5\n\
              [listen]\nquic = \"{quic}\"\nsip_udp = \"{sip}\"\ngrpc = \"{grpc}\"\n\
              http = \"127.0.0.1:{http}\"\n\
-             [router]\nshards = 2\n\
+             [router]\nshards = 2\nreconnect_grace_secs = {grace}\n\
              [sip]\nudp = true\ntcp = false\ntls = false\n\
              [quic]\nserver_cert = \"{c}/server.pem\"\nserver_key = \"{c}/server-key.pem\"\n\
              tenant_cas = {{ t = \"{c}/t/ca.pem\" }}\n\
@@ -70,6 +74,7 @@ impl Server {
              [[devices]]\ntenant = \"t\"\nid = \"{QUIC_DEVICE_2}\"\ntype = \"0003\"\n\
              [[devices]]\ntenant = \"t\"\nid = \"{SCAIP_DEVICE}\"\ntype = \"0003\"\n\
              password = \"{PASSWORD}\"\n",
+            grace = GRACE.as_secs(),
             data = dir.path().join("data").display(),
             c = dir.path().join("certs").display(),
         );
@@ -450,7 +455,7 @@ async fn after_sigkill_unacknowledged_offers_come_again_and_deadlines_keep_their
     }
 
     // Alarm B: its receipt deadline passes while the server is down; the restarted server
-    // escalates it at once.
+    // waits the reconnect grace for c1, which stays away, then escalates B to c2, which is back.
     // From another device: the first device's alarm A is still open, and a second alarm of
     // the same device would be a repeat of A, not a new alarm.
     quic_alarm(&server, QUIC_DEVICE_2, "deadline-while-down").await;
@@ -466,7 +471,7 @@ async fn after_sigkill_unacknowledged_offers_come_again_and_deadlines_keep_their
     let e = loop {
         // c2 still holds A (never acknowledged): it comes again, and A's own receipt deadline
         // at c2 may have passed too, which ends its chain (an update or an "unhandled" offer).
-        match c2.next(10).await {
+        match c2.next(15).await {
             Out::Offer(o) if o.alarm.as_ref().unwrap().alarm_id == b.alarm_id => break o,
             Out::Offer(o) => assert_eq!(o.alarm.unwrap().alarm_id, first.alarm_id),
             Out::Update(u) => assert_eq!(u.alarm.unwrap().alarm_id, first.alarm_id),
@@ -479,15 +484,93 @@ async fn after_sigkill_unacknowledged_offers_come_again_and_deadlines_keep_their
         "overdue deadline fired {took:?} after the restart (step {}, unhandled {unhandled})",
         e.escalation_step
     );
-    // Escalated past c1 at once. The restarted server fires the overdue deadline before any
-    // centre has reconnected, so c2 is skipped as unreachable too and B is unhandled (offered
-    // to the whole chain, step 2); were c2 already back it would be step 1.
-    assert!(e.escalation_step >= 1, "{e:?}");
-    assert_eq!(unhandled, e.escalation_step == 2, "{e:?}");
-    assert!(took < Duration::from_secs(5), "{took:?}");
+    // Escalated past c1 once its grace was over, to c2 (step 1): not skipped as unreachable
+    // while it was reconnecting, so not unhandled.
+    assert_eq!((e.escalation_step, unhandled), (1, false), "{e:?}");
+    assert!(
+        took >= GRACE && took < GRACE + Duration::from_secs(5),
+        "{took:?}"
+    );
     let audit = server.audit(b.alarm_id).await;
     assert!(
         audit.iter().any(|l| l == "engine escalated"),
         "the audit names the escalation: {audit:?}"
     );
+    assert!(
+        !audit.iter().any(|l| l == "engine unhandled"),
+        "never unhandled: {audit:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_sigkill_an_overdue_deadline_waits_for_the_first_centre_to_reconnect() {
+    const RECEIPT: Duration = Duration::from_secs(2);
+    let mut server = Server::new(RECEIPT.as_secs() as u32, 60);
+    let mut c1 = Centre::connect(&server, "token-of-centre-c1").await;
+    quic_alarm(&server, QUIC_DEVICE, "overdue").await;
+    let first = c1.offer(5).await.alarm.unwrap();
+    // Down longer than the receipt deadline: it is overdue when the server is back.
+    server.sigkill();
+    drop(c1);
+    tokio::time::sleep(RECEIPT + Duration::from_secs(1)).await;
+    server.start();
+
+    // c1 comes back within the grace and is offered the alarm again, still first in the chain.
+    let mut c1 = Centre::connect(&server, "token-of-centre-c1").await;
+    let mut c2 = Centre::connect(&server, "token-of-centre-c2").await;
+    let again = c1.offer(5).await;
+    let a = again.alarm.clone().unwrap();
+    assert_eq!((a.alarm_id, a.escalation_step), (first.alarm_id, 0));
+    c1.handle(a.alarm_id, again.cursor, "op-1").await;
+    // Past the grace and the old deadline: nothing went to c2, nothing turned unhandled.
+    c2.quiet_for(GRACE + Duration::from_secs(2)).await;
+    let audit = server.audit(a.alarm_id).await;
+    assert_eq!(
+        audit,
+        [
+            "device received",
+            "engine offered to c1",
+            "centre:c1 receipt",
+            "operator:op-1 accepted"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_centre_reconnecting_after_a_restart_is_not_offered_an_alarm_it_closed() {
+    let mut server = Server::new(10, 60);
+    let mut c1 = Centre::connect(&server, "token-of-centre-c1").await;
+    quic_alarm(&server, QUIC_DEVICE, "closed-before-kill").await;
+    let a = c1.offer(5).await.alarm.unwrap();
+    // Handled and closed, but the offer's cursor never acknowledged (as when the centre's ack
+    // was still in flight at the crash).
+    for input in [
+        In::Receipt(pb::Receipt {
+            request_id: 0,
+            alarm_id: a.alarm_id,
+        }),
+        In::Accept(pb::Accept {
+            request_id: 0,
+            alarm_id: a.alarm_id,
+            operator_id: "op-2".into(),
+        }),
+    ] {
+        c1.act(input).await;
+    }
+    c1.close(a.alarm_id).await;
+    server.sigkill();
+    drop(c1);
+    server.start();
+
+    // The notice is sent again (at-least-once), as the alarm is now: closed, not a new offer.
+    let mut c1 = Centre::connect(&server, "token-of-centre-c1").await;
+    match c1.next(5).await {
+        Out::Update(u) => {
+            let alarm = u.alarm.unwrap();
+            assert_eq!(alarm.alarm_id, a.alarm_id);
+            assert_eq!(u.kind, pb::UpdateKind::Closed as i32, "{alarm:?}");
+        }
+        other => panic!("expected the closed alarm's update, got {other:?}"),
+    }
+    c1.quiet_for(Duration::from_secs(1)).await;
 }

@@ -105,6 +105,8 @@ pub(crate) async fn run(
         None
     };
 
+    // Our ack timeout ended it: the centre was there and did not act, so no reconnect grace.
+    let cut_off = matches!(&ending, Some(s) if s.code() == Code::DeadlineExceeded);
     match ending {
         Some(status) => {
             tracing::info!(centre = %centre, ?peer, reason = %status.message(), "centre stream ended");
@@ -118,6 +120,8 @@ pub(crate) async fn run(
     if *shared.stopping.borrow() {
         // The engine is stopping, the centre did nothing wrong: nothing to escalate for it.
         shared.router.presence().disconnected(&centre);
+    } else if cut_off {
+        shared.router.centre_cut_off(&centre).await;
     } else {
         shared.router.centre_down(&centre).await;
     }
@@ -318,6 +322,13 @@ impl Session {
                     .increment(1);
                 continue;
             }
+            // A notice from before this stream began is sent again after a restart or a
+            // reconnect: the alarm may have moved on since (closed, escalated), so it goes out
+            // as the alarm is now, never as an offer of an alarm that is closed.
+            let notice = match seq <= self.live_from {
+                true => self.refreshed(backend.as_ref(), notice)?,
+                false => notice,
+            };
             let since = (seq > self.live_from)
                 .then(|| self.durable_at(seq))
                 .flatten()
@@ -332,6 +343,16 @@ impl Session {
         }
         self.read_through = if full { last } else { self.durable };
         Ok(())
+    }
+
+    /// `notice` with its alarm as stored now.
+    fn refreshed(&self, backend: &dyn Backend, notice: Notice) -> Result<Notice, Status> {
+        let id = notice.alarm().id;
+        match vaka_store::load_alarm(backend, id) {
+            Ok(Some(current)) => Ok(notice.refreshed(&current, self.centre())),
+            Ok(None) => Ok(notice),
+            Err(e) => Err(Status::unavailable(format!("reading alarm {id}: {e}"))),
+        }
     }
 
     /// When this stream first saw a watermark covering `seq`.

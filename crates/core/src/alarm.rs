@@ -140,6 +140,38 @@ impl Notice {
     }
 }
 
+impl Notice {
+    /// This notice sent again after its alarm moved on (a centre resuming its outbox after a
+    /// restart or a reconnect): it carries the alarm's `current` state, and an offer of an alarm
+    /// `centre` no longer holds becomes the update that says why, so no operator is shown an offer
+    /// for an alarm that is closed (delivery stays at-least-once; centres dedup on the id).
+    pub fn refreshed(&self, current: &Alarm, centre: &CentreId) -> Notice {
+        let alarm = current.clone();
+        let update = match self {
+            Notice::Update { update, .. } => update.clone(),
+            Notice::Offer { unhandled, .. } => match &current.state {
+                AlarmState::Unhandled => {
+                    return Notice::Offer {
+                        alarm,
+                        unhandled: true,
+                    }
+                }
+                _ if current.is_open() && current.holder() == Some(centre) => {
+                    return Notice::Offer {
+                        alarm,
+                        unhandled: false,
+                    }
+                }
+                AlarmState::Closed { .. } => UpdateKind::Closed,
+                AlarmState::Cancelled => UpdateKind::CancelledByDevice,
+                AlarmState::Accepted { .. } if *unhandled => UpdateKind::TakenElsewhere,
+                _ => UpdateKind::EscalatedElsewhere,
+            },
+        };
+        Notice::Update { alarm, update }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub alarm: AlarmId,
@@ -425,6 +457,30 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
         }
     }
     Ok((next, fx))
+}
+
+/// The reconnect grace (invariant 11). A due deadline, or the loss of the holding centre, must not
+/// escalate past a centre that is away but may still come back: a restart or a brief disconnect
+/// would otherwise skip every centre of the chain and leave the alarm unhandled. `back_by[i]` is
+/// when `chain[i]`'s grace ends if it is away (`None`: connected). Returns when to look again (the
+/// earliest grace still running among the holder and the centres escalation would skip), or
+/// `None` to escalate now.
+pub fn escalation_waits_until(
+    alarm: &Alarm,
+    ctx: &Context<'_>,
+    back_by: &[Option<UnixMillis>],
+) -> Option<UnixMillis> {
+    let from = match &alarm.state {
+        AlarmState::Pending => 0,
+        AlarmState::Offered { .. } | AlarmState::Receipted { .. } => alarm.step as usize,
+        _ => return None,
+    };
+    // The holder, then every centre up to the first reachable one after it.
+    let skipped = (from..ctx.chain.len()).take_while(|&i| i == from || !ctx.is_reachable(i));
+    skipped
+        .filter_map(|i| back_by.get(i).copied().flatten())
+        .filter(|&end| end > ctx.now)
+        .min()
 }
 
 fn actor_centre(c: &CentreId) -> String {

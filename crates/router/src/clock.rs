@@ -41,6 +41,16 @@ impl Clock {
 }
 
 impl Clock {
+    /// What the wall clock read at tokio instant `at`.
+    pub fn ms_at(&self, at: tokio::time::Instant) -> UnixMillis {
+        match at.checked_duration_since(self.start) {
+            Some(after) => self.wall_at_start + after.as_millis() as i64,
+            None => self.wall_at_start - (self.start - at).as_millis() as i64,
+        }
+    }
+}
+
+impl Clock {
     /// A clock that reads `wall_ms` now (tests, and restarts that must agree with a previous run).
     pub fn starting_at(wall_ms: UnixMillis) -> Self {
         Self {

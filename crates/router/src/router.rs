@@ -29,6 +29,9 @@ pub struct RouterConfig {
     pub idempotency_capacity: usize,
     /// Silence beyond a device's heartbeat interval tolerated before "device silent" is raised.
     pub supervision_grace_ms: i64,
+    /// How long a centre that is away (since the start, or since its stream closed) is waited for
+    /// before escalation passes it or takes its alarms elsewhere (invariant 11).
+    pub reconnect_grace_ms: i64,
 }
 
 impl Default for RouterConfig {
@@ -42,6 +45,7 @@ impl Default for RouterConfig {
             idempotency_window_ms: 30 * 60 * 1000,
             idempotency_capacity: 1_000_000,
             supervision_grace_ms: 120_000,
+            reconnect_grace_ms: 5_000,
         }
     }
 }
@@ -285,10 +289,21 @@ impl Router {
         self.broadcast(|| ShardMsg::CentreUp(centre.clone())).await;
     }
 
-    /// A connection of `centre` closed. When it was the last, the centre is unreachable and what it
-    /// held unaccepted is escalated at once (invariant 4: a disconnected centre is not waited on).
+    /// A connection of `centre` closed. When it was the last, the centre is unreachable, and what
+    /// it held unaccepted is escalated once its reconnect grace has passed without it coming
+    /// back (invariants 4 and 11).
     pub async fn centre_down(&self, centre: &CentreId) {
         self.presence.disconnected(centre);
+        if !self.presence.is_reachable(centre) {
+            self.broadcast(|| ShardMsg::CentreDown(centre.clone()))
+                .await;
+        }
+    }
+
+    /// We cut `centre` off (it stopped acknowledging): what it held goes elsewhere at once, with
+    /// no reconnect grace.
+    pub async fn centre_cut_off(&self, centre: &CentreId) {
+        self.presence.cut_off(centre);
         if !self.presence.is_reachable(centre) {
             self.broadcast(|| ShardMsg::CentreDown(centre.clone()))
                 .await;

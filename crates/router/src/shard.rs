@@ -31,7 +31,8 @@ pub(crate) enum ShardMsg {
     },
     /// A centre became reachable: offer it what waits for it.
     CentreUp(CentreId),
-    /// A centre is gone: escalate what it held but had not accepted.
+    /// A centre is gone: escalate what it held but had not accepted, once its reconnect grace
+    /// has passed without it coming back.
     CentreDown(CentreId),
     /// The device announced its heartbeat interval (SCAIP hbi): supervise it with this one.
     Interval {
@@ -132,8 +133,11 @@ pub(crate) struct Shard {
     pending: HashMap<IdemKey, u64>,
     alarms: HashMap<AlarmId, OpenAlarm>,
     by_device: HashMap<DeviceKey, Vec<AlarmId>>,
-    /// Deadline timers of open alarms: (due, alarm). Rebuilt from the alarms at start-up.
+    /// Deadline timers of open alarms: (due, alarm). Rebuilt from the alarms at start-up; a
+    /// deadline waiting for a centre's reconnect grace has a second entry at the grace's end.
     timers: BTreeSet<(UnixMillis, AlarmId)>,
+    /// Centres that went away: (grace end, centre), when to escalate what they still hold.
+    lost: BTreeSet<(UnixMillis, CentreId)>,
     /// Supervision: when each supervised device is to be called silent, both ways round.
     silence: BTreeSet<(UnixMillis, DeviceKey)>,
     silent_at: HashMap<DeviceKey, UnixMillis>,
@@ -174,6 +178,7 @@ impl Shard {
             alarms: HashMap::new(),
             by_device: HashMap::new(),
             timers: BTreeSet::new(),
+            lost: BTreeSet::new(),
             silence: BTreeSet::new(),
             silent_at: HashMap::new(),
             restored: HashSet::new(),
@@ -392,10 +397,14 @@ impl Shard {
         let mut stopping = false;
         tracing::debug!(shard = self.id, alarms = self.alarms.len(), "shard started");
         loop {
-            let next_due = match (self.timers.first(), self.silence.first()) {
-                (Some((a, _)), Some((b, _))) => Some(*a.min(b)),
-                (a, b) => a.map(|x| x.0).or(b.map(|x| x.0)),
-            };
+            let next_due = [
+                self.timers.first().map(|t| t.0),
+                self.silence.first().map(|t| t.0),
+                self.lost.first().map(|t| t.0),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let next_timer = next_due.map(|at| self.clock.instant_at(at));
             tokio::select! {
                 biased;
@@ -744,7 +753,8 @@ impl Shard {
         }
     }
 
-    /// Escalates at once what a vanished centre held but no operator had accepted.
+    /// A centre went away: what it held but no operator had accepted is escalated when its
+    /// reconnect grace ends without it coming back (at once with no grace).
     fn centre_down(
         &mut self,
         centre: &CentreId,
@@ -752,22 +762,77 @@ impl Shard {
         set: &mut WriteSet,
         batch: &mut InFlight,
     ) {
-        let held: Vec<AlarmId> = self
-            .alarms
-            .values()
-            .filter(|o| {
-                matches!(&o.alarm.state, AlarmState::Offered { centre: c } | AlarmState::Receipted { centre: c } if c == centre)
-            })
-            .map(|o| o.alarm.id)
-            .collect();
-        let input = AlarmInput::CentreLost {
-            centre: centre.clone(),
-        };
-        for id in held {
-            if let Err(e) = self.transition(id, &input, now, set, batch) {
-                tracing::warn!(alarm = %id, error = %e, "escalation on centre loss failed");
+        if self.presence.is_reachable(centre) {
+            return; // back already
+        }
+        // The grace counts from when the centre left, not from when this shard heard of it.
+        let back_by = self.back_by(std::slice::from_ref(centre))[0];
+        self.lost.insert((back_by.unwrap_or(now), centre.clone()));
+        self.check_lost(now, set, batch);
+    }
+
+    /// Escalates what the centres whose grace has ended still hold; a centre back by then keeps
+    /// its alarms, one away again keeps waiting for its newer grace.
+    fn check_lost(&mut self, now: UnixMillis, set: &mut WriteSet, batch: &mut InFlight) {
+        while let Some((at, centre)) = self.lost.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.lost.remove(&(at, centre.clone()));
+            if self.presence.is_reachable(&centre) {
+                continue; // back within its grace
+            }
+            if let Some(back_by) = self.back_by(std::slice::from_ref(&centre))[0] {
+                if back_by > now {
+                    // It came back and went again: a newer grace.
+                    self.lost.insert((back_by, centre));
+                    continue;
+                }
+            }
+            let held: Vec<AlarmId> = self
+                .alarms
+                .values()
+                .filter(|o| {
+                    matches!(&o.alarm.state, AlarmState::Offered { centre: c } | AlarmState::Receipted { centre: c } if *c == centre)
+                })
+                .map(|o| o.alarm.id)
+                .collect();
+            let input = AlarmInput::CentreLost {
+                centre: centre.clone(),
+            };
+            for id in held {
+                if let Some(until) = self.escalation_waits(id, now) {
+                    self.lost.insert((until, centre.clone()));
+                    continue;
+                }
+                if let Err(e) = self.transition(id, &input, now, set, batch) {
+                    tracing::warn!(alarm = %id, error = %e, "escalation on centre loss failed");
+                }
             }
         }
+    }
+
+    /// When each centre of `chain` may still come back by (its reconnect grace), if it is away.
+    fn back_by(&self, chain: &[CentreId]) -> Vec<Option<UnixMillis>> {
+        self.presence
+            .away_since(chain)
+            .into_iter()
+            .map(|away| away.map(|at| self.clock.ms_at(at) + self.cfg.reconnect_grace_ms))
+            .collect()
+    }
+
+    /// Whether escalating alarm `id` now would pass a centre still within its reconnect grace,
+    /// and until when to wait for it (invariant 11).
+    fn escalation_waits(&self, id: AlarmId, now: UnixMillis) -> Option<UnixMillis> {
+        let open = self.alarms.get(&id)?;
+        let chain = self.dir.chain(&open.alarm.device);
+        let reachable = self.presence.reachable(chain);
+        let ctx = self.context(chain, &reachable, &open.alarm.device, now);
+        let until = alarm::escalation_waits_until(&open.alarm, &ctx, &self.back_by(chain))?;
+        metrics::counter!("vaka_escalations_deferred_total", "reason" => "reconnect_grace")
+            .increment(1);
+        tracing::debug!(alarm = %id, until, "escalation waits for a centre's reconnect grace");
+        Some(until)
     }
 
     /// Every deadline that is due fires, in one batch on the alarm lane.
@@ -780,14 +845,17 @@ impl Shard {
                 break;
             }
             self.timers.remove(&(at, id));
-            let Some(kind) = self
-                .alarms
-                .get(&id)
-                .and_then(|o| o.alarm.deadline)
-                .map(|d| d.kind)
-            else {
+            let Some(deadline) = self.alarms.get(&id).and_then(|o| o.alarm.deadline) else {
                 continue;
             };
+            if deadline.at_ms > now {
+                continue; // a grace wait outlived by a newer deadline, which has its own timer
+            }
+            let kind = deadline.kind;
+            if let Some(until) = self.escalation_waits(id, now) {
+                self.timers.insert((until, id));
+                continue;
+            }
             metrics::counter!("vaka_deadlines_missed_total").increment(1);
             if let Err(e) = self.transition(
                 id,
@@ -799,6 +867,7 @@ impl Shard {
                 tracing::warn!(alarm = %id, error = %e, "deadline could not be applied");
             }
         }
+        self.check_lost(now, &mut set, &mut batch);
         self.fire_silence(now, &mut set, &mut batch, lane);
         self.send_batch(lane, set, batch);
     }

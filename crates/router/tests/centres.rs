@@ -1,6 +1,7 @@
 //! The router's side of delivery, with paused tokio time: offers land in centre outboxes only once
 //! durable, centre inputs move alarms on, missed deadlines escalate along the chain to unhandled,
-//! a vanished centre is skipped at once, and deadlines survive a restart.
+//! a vanished centre is skipped once its reconnect grace is over (at once without one), deadlines
+//! survive a restart, and a restart or a brief disconnect escalates nothing (invariant 11).
 mod support;
 
 use std::sync::Arc;
@@ -28,12 +29,18 @@ struct World {
     clock: Clock,
 }
 
+/// Without a reconnect grace: a centre that goes is passed at once.
 fn start(backend: Arc<MemBackend>, clock: Clock) -> World {
+    start_with(backend, clock, chain_dir(), 0)
+}
+
+fn start_with(backend: Arc<MemBackend>, clock: Clock, dir: Directory, grace_ms: i64) -> World {
     let rc = RouterConfig {
         shards: 2,
+        reconnect_grace_ms: grace_ms,
         ..RouterConfig::default()
     };
-    let (store, router) = start_router(backend.clone(), chain_dir(), rc, clock);
+    let (store, router) = start_router(backend.clone(), dir, rc, clock);
     World {
         backend,
         store,
@@ -285,4 +292,141 @@ async fn only_the_holder_may_act_and_unknown_alarms_are_refused() {
         )
         .await;
     assert_eq!(r, Err(InputError::NotFound(AlarmId(999_999))));
+}
+
+const GRACE_MS: i64 = 5_000;
+
+fn c(id: &str) -> CentreId {
+    CentreId::new(id)
+}
+
+async fn receipt(w: &World, device: &str, id: AlarmId, centre: &str) {
+    w.router
+        .centre_input(&dev(device), id, AlarmInput::Receipt { centre: c(centre) })
+        .await
+        .unwrap();
+}
+
+/// An alarm offered to c1 (receipt deadline 10 s) and an engine down for 30 s: the deadline is
+/// overdue at the restart. Returns the restarted world (no centre connected yet) and the alarm.
+async fn restart_with_an_overdue_receipt_deadline() -> (World, AlarmId) {
+    let backend = Arc::new(MemBackend::new());
+    let w = start_with(
+        backend.clone(),
+        Clock::starting_at(T0),
+        chain_dir(),
+        GRACE_MS,
+    );
+    w.router.centre_up(&c("c1")).await;
+    w.router.centre_up(&c("c2")).await;
+    let (id, _) = raise(&w, "d1", "r1").await;
+    notices(&w, "c1", 1).await;
+    let down_at = w.clock.now_ms();
+    w.router.shutdown().await;
+    w.store.close().unwrap();
+    let w = start_with(
+        backend,
+        Clock::starting_at(down_at + 30_000),
+        chain_dir(),
+        GRACE_MS,
+    );
+    (w, id)
+}
+
+fn state(w: &World, id: AlarmId) -> AlarmState {
+    vaka_store::load_alarm(w.backend.as_ref(), id)
+        .unwrap()
+        .unwrap()
+        .state
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overdue_deadline_after_a_restart_waits_for_the_first_centre_to_reconnect() {
+    let _busy = hold_clock();
+    let (w, id) = restart_with_an_overdue_receipt_deadline().await;
+    // The deadline is due at once, but no centre had a chance to reconnect: nothing moves.
+    tokio::time::advance(Duration::from_millis(1_500)).await;
+    tokio::task::yield_now().await;
+    assert!(outbox(&w, "c2").is_empty(), "not escalated past c1");
+    // c1 reconnects within the grace, finds the offer in its outbox and confirms it.
+    w.router.centre_up(&c("c1")).await;
+    w.router.centre_up(&c("c2")).await;
+    receipt(&w, "d1", id, "c1").await;
+    tokio::time::advance(Duration::from_secs(30)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(state(&w, id), AlarmState::Receipted { centre: c("c1") });
+    assert!(outbox(&w, "c2").is_empty(), "never escalated nor unhandled");
+    let c1 = outbox(&w, "c1");
+    assert_eq!(c1.len(), 1, "the one offer, kept: {c1:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overdue_deadline_escalates_after_the_grace_when_the_centre_stays_away() {
+    let _busy = hold_clock();
+    let (w, id) = restart_with_an_overdue_receipt_deadline().await;
+    w.router.centre_up(&c("c2")).await;
+    tokio::time::advance(Duration::from_millis(GRACE_MS as u64 - 100)).await;
+    tokio::task::yield_now().await;
+    assert!(outbox(&w, "c2").is_empty(), "c1 is waited for its grace");
+    tokio::time::advance(Duration::from_millis(200)).await;
+    let c2 = notices(&w, "c2", 1).await;
+    assert!(is_offer(&c2[0], id, false), "escalated in order: {c2:?}");
+    assert_eq!(state(&w, id), AlarmState::Offered { centre: c("c2") });
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_only_centre_back_within_its_grace_keeps_every_alarm() {
+    let _busy = hold_clock();
+    // directory(4): the chain is c1 alone.
+    let w = start_with(
+        Arc::new(MemBackend::new()),
+        Clock::starting_at(T0),
+        directory(4),
+        GRACE_MS,
+    );
+    w.router.centre_up(&c("c1")).await;
+    let (confirmed, _) = raise(&w, "d1", "r1").await;
+    let (offered, _) = raise(&w, "d2", "r2").await;
+    notices(&w, "c1", 2).await;
+    receipt(&w, "d1", confirmed, "c1").await;
+    // The stream drops for 3 s; the offered alarm's receipt deadline (10 s) falls meanwhile.
+    tokio::time::advance(Duration::from_secs(8)).await;
+    w.router.centre_down(&c("c1")).await;
+    tokio::time::advance(Duration::from_secs(3)).await;
+    tokio::task::yield_now().await;
+    w.router.centre_up(&c("c1")).await;
+    receipt(&w, "d2", offered, "c1").await;
+    tokio::time::advance(Duration::from_secs(20)).await;
+    tokio::task::yield_now().await;
+    for id in [confirmed, offered] {
+        assert_eq!(state(&w, id), AlarmState::Receipted { centre: c("c1") });
+    }
+    assert_eq!(
+        outbox(&w, "c1").len(),
+        2,
+        "no escalation, no unhandled offer"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_only_centre_away_beyond_its_grace_leaves_its_alarms_unhandled() {
+    let _busy = hold_clock();
+    let w = start_with(
+        Arc::new(MemBackend::new()),
+        Clock::starting_at(T0),
+        directory(4),
+        GRACE_MS,
+    );
+    w.router.centre_up(&c("c1")).await;
+    let (id, _) = raise(&w, "d1", "r1").await;
+    notices(&w, "c1", 1).await;
+    receipt(&w, "d1", id, "c1").await;
+    w.router.centre_down(&c("c1")).await;
+    tokio::time::advance(Duration::from_millis(GRACE_MS as u64 - 100)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(state(&w, id), AlarmState::Receipted { centre: c("c1") });
+    tokio::time::advance(Duration::from_millis(200)).await;
+    let c1 = notices(&w, "c1", 3).await;
+    assert!(is_offer(&c1[2], id, true), "{c1:?}");
+    assert_eq!(state(&w, id), AlarmState::Unhandled);
 }

@@ -90,6 +90,27 @@ impl World {
         tls: Option<&vaka_centre::TlsFiles>,
         devices: usize,
     ) -> World {
+        let grace = RouterConfig::default().reconnect_grace_ms;
+        Self::start_full(backend, clock, cfg, tls, devices, grace).await
+    }
+
+    /// Without a reconnect grace: a centre whose stream closes is passed at once.
+    pub async fn start_without_grace(
+        backend: Arc<dyn Backend>,
+        clock: Clock,
+        cfg: CentreConfig,
+    ) -> World {
+        Self::start_full(backend, clock, cfg, None, 50, 0).await
+    }
+
+    async fn start_full(
+        backend: Arc<dyn Backend>,
+        clock: Clock,
+        cfg: CentreConfig,
+        tls: Option<&vaka_centre::TlsFiles>,
+        devices: usize,
+        reconnect_grace_ms: i64,
+    ) -> World {
         let (store, rec) = Store::open(
             backend.clone(),
             GroupConfig::default(),
@@ -102,6 +123,7 @@ impl World {
         let dir = Arc::new(directory(devices));
         let rc = RouterConfig {
             shards: 2,
+            reconnect_grace_ms,
             ..RouterConfig::default()
         };
         let router = Router::start(rc, store.clone(), rec, dir.clone(), Presence::new(), clock);
