@@ -49,6 +49,7 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    let began = std::time::Instant::now();
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => match load(&file) {
@@ -113,7 +114,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(vaka::serve::run(cfg)) {
+            match rt.block_on(vaka::serve::run(cfg, began)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");

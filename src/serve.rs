@@ -2,7 +2,7 @@
 //! signal, then shut down in order within a bound.
 use crate::config::Config;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vaka_centre::{CentreServer, CentreService};
 use vaka_ingest::quic::QuicServer;
 use vaka_ingest::sip::SipServer;
@@ -34,11 +34,13 @@ impl Engine {
     /// Opens the store under `data_dir`, recovers it and starts the router shards.
     /// Must be called inside a tokio runtime.
     pub fn start(cfg: &Config) -> Result<Engine, String> {
+        let mut phase = Phases::default();
         let dir = &cfg.server.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| format!("data dir {}: {e}", dir.display()))?;
         let mut rocks = RocksConfig::new(dir.join("db"));
         rocks.write_buffer_size = cfg.store.write_buffer_mb << 20;
         let backend = RocksBackend::open(&rocks).map_err(|e| format!("opening store: {e}"))?;
+        let open_ms = phase.lap();
         let router_cfg = cfg.router_config();
         let (store, recovered) = Store::open(
             Arc::new(backend),
@@ -49,17 +51,14 @@ impl Engine {
             },
         )
         .map_err(|e| format!("recovering store: {e}"))?;
-        tracing::info!(
-            took_ms = recovered.took.as_secs_f64() * 1000.0,
-            open_alarms = recovered.open_alarms.len(),
-            idempotency_entries = recovered.idem.len(),
-            idempotency_expired = recovered.idem_expired,
-            next_event_id = recovered.next_event_id,
-            "store recovered"
-        );
+        let recover_ms = phase.lap();
         metrics::gauge!("vaka_store_recovery_seconds").set(recovered.took.as_secs_f64());
+        let (open_alarms, idem) = (recovered.open_alarms.len(), recovered.idem.len());
+        let (idem_expired, next_event_id) = (recovered.idem_expired, recovered.next_event_id);
         let directory = Arc::new(cfg.directory());
+        let directory_ms = phase.lap();
         let clock = Clock::new();
+        // Every centre counts as away from now on: the reconnect grace starts with the engine.
         let router = Router::start(
             router_cfg,
             store.clone(),
@@ -67,6 +66,19 @@ impl Engine {
             directory.clone(),
             Presence::new(),
             clock,
+        );
+        let router_ms = phase.lap();
+        tracing::info!(
+            open_ms,
+            recover_ms,
+            directory_ms,
+            router_ms,
+            devices = directory.devices.len(),
+            open_alarms,
+            idempotency_entries = idem,
+            idempotency_expired = idem_expired,
+            next_event_id,
+            "store recovered"
         );
         let sip = match &cfg.sip {
             None => None,
@@ -175,6 +187,24 @@ impl Engine {
     }
 }
 
+/// Milliseconds spent in each phase of a start, for the `store recovered` line.
+struct Phases(Instant);
+
+impl Default for Phases {
+    fn default() -> Self {
+        Phases(Instant::now())
+    }
+}
+
+impl Phases {
+    /// Milliseconds since the previous lap (or the start).
+    fn lap(&mut self) -> f64 {
+        let ms = self.0.elapsed().as_secs_f64() * 1000.0;
+        self.0 = Instant::now();
+        (ms * 10.0).round() / 10.0
+    }
+}
+
 /// A start that fails after the router is up must still stop its shards and close the store,
 /// so that the RocksDB lock is released and nothing is left half-written.
 fn stop_router(router: &Arc<Router>, store: &Store) {
@@ -185,9 +215,11 @@ fn stop_router(router: &Arc<Router>, store: &Store) {
     });
 }
 
-/// `vaka serve`: runs until SIGINT or SIGTERM.
-pub async fn run(cfg: Config) -> Result<(), String> {
+/// `vaka serve`: runs until SIGINT or SIGTERM. `began` is when the process started (before the
+/// configuration was read), for the start-up time in the `vaka ready` line.
+pub async fn run(cfg: Config, began: Instant) -> Result<(), String> {
     crate::observe::init_metrics(cfg.listen.http)?;
+    let config_ms = began.elapsed().as_secs_f64() * 1000.0;
     let engine = Engine::start(&cfg)?;
     let mut udp = Vec::new();
     if let Some(q) = &engine.quic {
@@ -199,6 +231,8 @@ pub async fn run(cfg: Config) -> Result<(), String> {
     udp.dedup(); // endpoints sharing a port (SO_REUSEPORT) are counted together
     let drops = crate::udp_drops::spawn(udp);
     tracing::info!(
+        startup_ms = (began.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
+        config_ms = (config_ms * 10.0).round() / 10.0,
         shards = engine.router.shards(),
         metrics = %format!("http://{}/metrics", cfg.listen.http),
         centre_api = ?engine.centre_addr(),
