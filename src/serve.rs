@@ -7,7 +7,7 @@ use vaka_centre::{CentreServer, CentreService};
 use vaka_ingest::quic::QuicServer;
 use vaka_ingest::sip::SipServer;
 use vaka_router::{Clock, Presence, Router};
-use vaka_store::{RecoverOptions, RocksBackend, RocksConfig, Store};
+use vaka_store::{RecoverOptions, RocksBackend, RocksConfig, Store, StoreError};
 
 /// The running core of the engine: what every front and test talks to.
 pub struct Engine {
@@ -36,9 +36,9 @@ impl Engine {
     pub fn start(cfg: &Config) -> Result<Engine, String> {
         let dir = &cfg.server.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| format!("data dir {}: {e}", dir.display()))?;
-        let mut rocks = RocksConfig::new(dir.join("db"));
+        let mut rocks = RocksConfig::new(crate::salvage::db_dir(dir));
         rocks.write_buffer_size = cfg.store.write_buffer_mb << 20;
-        let backend = RocksBackend::open(&rocks).map_err(|e| format!("opening store: {e}"))?;
+        let backend = RocksBackend::open(&rocks).map_err(|e| refused(e, dir, "opening"))?;
         let router_cfg = cfg.router_config();
         let (store, recovered) = Store::open(
             Arc::new(backend),
@@ -48,7 +48,7 @@ impl Engine {
                 idem_window_ms: router_cfg.idempotency_window_ms,
             },
         )
-        .map_err(|e| format!("recovering store: {e}"))?;
+        .map_err(|e| refused(e, dir, "recovering"))?;
         tracing::info!(
             took_ms = recovered.took.as_secs_f64() * 1000.0,
             open_alarms = recovered.open_alarms.len(),
@@ -172,6 +172,20 @@ impl Engine {
             .await
             .map_err(|e| format!("store close task: {e}"))?
             .map_err(|e| format!("closing store: {e}"))
+    }
+}
+
+/// Why the store cannot be opened; for damage, also what the operator can do (invariant 12).
+fn refused(e: StoreError, data_dir: &std::path::Path, doing: &str) -> String {
+    let damaged = match &e {
+        StoreError::Damaged(_) | StoreError::Corrupt { .. } => true,
+        StoreError::Engine(text) => text.starts_with("Corruption"),
+        StoreError::Closed => false,
+    };
+    if damaged {
+        format!("{doing} store: {e}; {}", crate::salvage::advice(data_dir))
+    } else {
+        format!("{doing} store: {e}")
     }
 }
 
