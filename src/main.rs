@@ -24,6 +24,11 @@ enum Command {
     },
     /// Validate a configuration file and exit (0 valid, 2 invalid).
     CheckConfig { file: PathBuf },
+    /// Work on the store itself.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Make demo certificates for vaka/1 over QUIC: a server CA and a localhost server
     /// certificate, a CA per tenant and a certificate per device of the configuration (CN = device
     /// id). Existing CAs and server certificate are kept; device certificates are written anew.
@@ -33,6 +38,25 @@ enum Command {
         /// Where the PEM files go (the demo config reads them from certs/).
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Open a store that `vaka serve` refuses as damaged: copy it aside (data dir/salvage-<time>),
+    /// replay what is intact of its write-ahead log, report what was lost, and leave a store that
+    /// `vaka serve` opens, with every id given before still reserved. Stop the engine first.
+    Salvage {
+        /// The engine's configuration (its `server.data_dir` is salvaged).
+        #[arg(
+            long,
+            conflicts_with = "data_dir",
+            required_unless_present = "data_dir"
+        )]
+        config: Option<PathBuf>,
+        /// The data directory, when there is no configuration at hand.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -97,6 +121,29 @@ fn main() -> ExitCode {
                 dir.join("server-ca.pem").display()
             );
             ExitCode::SUCCESS
+        }
+        Command::Store {
+            command: StoreCommand::Salvage { config, data_dir },
+        } => {
+            let data_dir = match (data_dir, config) {
+                (Some(d), _) => d,
+                (None, Some(c)) => match load(&c) {
+                    Ok(cfg) => cfg.server.data_dir,
+                    Err(code) => return code,
+                },
+                (None, None) => unreachable!("clap requires one of them"),
+            };
+            match vaka::salvage::run(&data_dir) {
+                Ok(report) => {
+                    print!("{}", vaka::salvage::render(&report));
+                    println!("`vaka serve` opens this store now");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Serve { config } => {
             let cfg = match load(&config) {

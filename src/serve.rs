@@ -7,7 +7,7 @@ use vaka_centre::{CentreServer, CentreService};
 use vaka_ingest::quic::QuicServer;
 use vaka_ingest::sip::SipServer;
 use vaka_router::{Clock, Presence, Router};
-use vaka_store::{RecoverOptions, RocksBackend, RocksConfig, Store};
+use vaka_store::{RecoverOptions, RocksBackend, RocksConfig, Store, StoreError};
 
 /// The running core of the engine: what every front and test talks to.
 pub struct Engine {
@@ -37,9 +37,9 @@ impl Engine {
         let mut phase = Phases::default();
         let dir = &cfg.server.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| format!("data dir {}: {e}", dir.display()))?;
-        let mut rocks = RocksConfig::new(dir.join("db"));
+        let mut rocks = RocksConfig::new(crate::salvage::db_dir(dir));
         rocks.write_buffer_size = cfg.store.write_buffer_mb << 20;
-        let backend = RocksBackend::open(&rocks).map_err(|e| format!("opening store: {e}"))?;
+        let backend = RocksBackend::open(&rocks).map_err(|e| refused(e, dir, "opening"))?;
         let open_ms = phase.lap();
         let router_cfg = cfg.router_config();
         let (store, recovered) = Store::open(
@@ -50,7 +50,7 @@ impl Engine {
                 idem_window_ms: router_cfg.idempotency_window_ms,
             },
         )
-        .map_err(|e| format!("recovering store: {e}"))?;
+        .map_err(|e| refused(e, dir, "recovering"))?;
         let recover_ms = phase.lap();
         metrics::gauge!("vaka_store_recovery_seconds").set(recovered.took.as_secs_f64());
         let (open_alarms, idem) = (recovered.open_alarms.len(), recovered.idem.len());
@@ -202,6 +202,20 @@ impl Phases {
         let ms = self.0.elapsed().as_secs_f64() * 1000.0;
         self.0 = Instant::now();
         (ms * 10.0).round() / 10.0
+    }
+}
+
+/// Why the store cannot be opened; for damage, also what the operator can do (invariant 12).
+fn refused(e: StoreError, data_dir: &std::path::Path, doing: &str) -> String {
+    let damaged = match &e {
+        StoreError::Damaged(_) | StoreError::Corrupt { .. } => true,
+        StoreError::Engine(text) => text.starts_with("Corruption"),
+        StoreError::Closed => false,
+    };
+    if damaged {
+        format!("{doing} store: {e}; {}", crate::salvage::advice(data_dir))
+    } else {
+        format!("{doing} store: {e}")
     }
 }
 

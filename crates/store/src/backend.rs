@@ -125,6 +125,10 @@ pub enum StoreError {
     },
     #[error("store is closed")]
     Closed,
+    /// The store cannot show that it holds every acknowledged write (invariant 12): opening it
+    /// was refused and nothing was changed. The text names the damaged file.
+    #[error("store damaged: {0}")]
+    Damaged(String),
 }
 
 /// A storage engine. Implementations must make `write_synced` atomic across all the sets given and
@@ -170,6 +174,16 @@ pub trait Backend: Send + Sync + 'static {
             return Ok(());
         }
         self.write_synced(std::slice::from_ref(&set))
+    }
+    /// Ids below this may have been handed out before (invariant 12: an id is never given twice).
+    /// Engines without a lasting record return 0.
+    fn reserved_ids(&self) -> u64 {
+        0
+    }
+    /// Records, surviving a machine crash, that ids below `end` may be handed out. Lowered only
+    /// at close, to the exact next id, so a clean restart leaves no gap.
+    fn reserve_ids(&self, _end: u64) -> Result<(), StoreError> {
+        Ok(())
     }
     /// Flushes what is buffered, on clean shutdown.
     fn flush(&self) -> Result<(), StoreError> {

@@ -12,6 +12,10 @@ use std::time::Instant;
 use tokio::sync::watch;
 use vaka_core::{EventId, Lane};
 
+/// Ids reserved per write of the id mark: one fsynced file write per this many events, so the
+/// reservation stays off the commit path; a crash skips at most this many ids.
+pub const ID_BLOCK: u64 = 100_000;
+
 #[derive(Clone, Debug)]
 pub struct GroupConfig {
     /// A group stops growing at this many operations (bounds batch memory and commit latency).
@@ -69,7 +73,7 @@ struct Inner {
     backend: Arc<dyn Backend>,
     alarm_tx: flume::Sender<Msg>,
     bulk_tx: flume::Sender<Msg>,
-    next_id: AtomicU64,
+    next_id: Arc<AtomicU64>,
     counters: Arc<Counters>,
     outbox_durable: watch::Receiver<u64>,
     committer: Mutex<Option<JoinHandle<()>>>,
@@ -108,16 +112,23 @@ impl Store {
         let (bulk_tx, bulk_rx) = flume::bounded(cfg.queue_depth.max(1));
         let counters = Arc::new(Counters::default());
         let (durable_tx, durable_rx) = watch::channel(recovered.outbox_seq);
+        let next_id = Arc::new(AtomicU64::new(recovered.next_event_id));
         let committer = {
             let backend = backend.clone();
             let counters = counters.clone();
-            let outbox = OutboxSeq {
-                seq: recovered.outbox_seq,
-                durable: durable_tx,
+            let state = CommitterState {
+                outbox: OutboxSeq {
+                    seq: recovered.outbox_seq,
+                    durable: durable_tx,
+                },
+                ids: IdReservation {
+                    next: next_id.clone(),
+                    reserved: backend.reserved_ids(),
+                },
             };
             std::thread::Builder::new()
                 .name("vaka-commit".into())
-                .spawn(move || run_committer(backend, alarm_rx, bulk_rx, cfg, counters, outbox))
+                .spawn(move || run_committer(backend, alarm_rx, bulk_rx, cfg, counters, state))
                 .map_err(|e| StoreError::Engine(format!("cannot start committer: {e}")))?
         };
         let store = Store {
@@ -125,7 +136,7 @@ impl Store {
                 backend,
                 alarm_tx,
                 bulk_tx,
-                next_id: AtomicU64::new(recovered.next_event_id),
+                next_id,
                 counters,
                 outbox_durable: durable_rx,
                 committer: Mutex::new(Some(committer)),
@@ -134,8 +145,9 @@ impl Store {
         Ok((store, recovered))
     }
 
-    /// A fresh event id. Ids of events that were never committed may be handed out again after a
-    /// restart; that is harmless because nobody was told about them.
+    /// A fresh event id, never given before, also not across crashes and salvage: the committer
+    /// reserves ids in blocks ([`ID_BLOCK`]) in the backend's lasting mark before it commits a
+    /// group that uses them, and recovery starts above the reservation.
     pub fn allocate_id(&self) -> EventId {
         EventId(self.inner.next_id.fetch_add(1, Ordering::Relaxed))
     }
@@ -188,6 +200,9 @@ impl Store {
             // The alarm lane is drained ahead of the stop marker by the committer's priority rule.
             let _ = self.inner.bulk_tx.send(Msg::Stop);
             let _ = handle.join();
+            // Nothing is in flight now: the exact next id, so a clean restart leaves no gap.
+            let next = self.inner.next_id.load(Ordering::SeqCst);
+            self.inner.backend.reserve_ids(next)?;
             self.inner.backend.flush()?;
         }
         Ok(())
@@ -200,7 +215,7 @@ fn run_committer(
     bulk_rx: flume::Receiver<Msg>,
     cfg: GroupConfig,
     counters: Arc<Counters>,
-    mut outbox: OutboxSeq,
+    mut state: CommitterState,
 ) {
     let mut sets: Vec<WriteSet> = Vec::new();
     let mut dones: Vec<Done> = Vec::new();
@@ -238,7 +253,7 @@ fn run_committer(
                 &mut sets,
                 &mut dones,
                 &counters,
-                &mut outbox,
+                &mut state,
             );
         }
         if stopping {
@@ -262,10 +277,36 @@ fn take(m: Msg, sets: &mut Vec<WriteSet>, dones: &mut Vec<Done>, ops: &mut usize
     }
 }
 
+/// What the committer keeps between groups.
+struct CommitterState {
+    outbox: OutboxSeq,
+    ids: IdReservation,
+}
+
 /// The committer's outbox numbering: the last sequence given and the durable watermark.
 struct OutboxSeq {
     seq: u64,
     durable: watch::Sender<u64>,
+}
+
+/// The id counter and how far the backend's lasting mark covers it.
+struct IdReservation {
+    next: Arc<AtomicU64>,
+    reserved: u64,
+}
+
+impl IdReservation {
+    /// Every id in a group was allocated before the group was queued, so it is below `next`:
+    /// if the mark does not cover `next` yet, reserve the next block before writing.
+    fn cover(&mut self, backend: &dyn Backend) -> Result<(), StoreError> {
+        let next = self.next.load(Ordering::SeqCst);
+        if next > self.reserved {
+            let end = next.saturating_add(ID_BLOCK);
+            backend.reserve_ids(end)?;
+            self.reserved = end;
+        }
+        Ok(())
+    }
 }
 
 /// Turns the sets' outbox notices into keyed writes, numbered in commit order.
@@ -293,15 +334,18 @@ fn commit_group(
     sets: &mut Vec<WriteSet>,
     dones: &mut Vec<Done>,
     counters: &Counters,
-    outbox: &mut OutboxSeq,
+    state: &mut CommitterState,
 ) {
+    let outbox = &mut state.outbox;
     let events: u64 = sets.iter().map(|s| u64::from(s.events)).sum();
     let ops: u64 = sets.iter().map(|s| s.len() as u64).sum();
     let outbox_before = outbox.seq;
     number_outbox(sets, &mut outbox.seq);
     let started = Instant::now();
-    let result = backend
-        .write_synced(sets)
+    let result = state
+        .ids
+        .cover(backend)
+        .and_then(|()| backend.write_synced(sets))
         .map_err(|e| CommitError::Write(e.to_string()));
     match &result {
         // Only now may centres read up to the new sequence.

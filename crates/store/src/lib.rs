@@ -26,23 +26,35 @@
 //! outbox sequence the centre acknowledged), `retention/events_from` (u64, the first event id the
 //! retention sweep has not settled).
 //!
+//! # Files beside RocksDB's (invariant 12, damage is loud)
+//! In the database directory: `vaka-ids` (the id reservation, synced: every id handed out is below
+//! it), `vaka-durable` (RocksDB's sequence number and the highest event id after the last synced
+//! write, rewritten in place per commit), `vaka-wal-at-open/` (hard links to the log files while an
+//! open is being checked; left in place when the open is refused). Format and reasoning: `marks`.
+//! [`RocksBackend::open`] refuses a damaged store with [`StoreError::Damaged`]; [`salvage`] is the
+//! explicit way past it.
+//!
 //! An event and everything it causes (alarm, open index, idempotency entry, audit) go in one
 //! [`WriteSet`], so after a crash either all of it is there or none of it.
 mod backend;
+mod damage;
 mod group;
 pub mod keys;
+mod marks;
 mod mem;
 mod positions;
 mod recovery;
 mod retention;
 mod rocks;
+mod salvage;
 
 pub use backend::{Backend, Cf, Op, StoreError, WriteSet};
-pub use group::{CommitError, GroupConfig, Store, StoreStats};
+pub use group::{CommitError, GroupConfig, Store, StoreStats, ID_BLOCK};
 pub use keys::{
     load_alarm, load_audit, load_cursor, load_event, outbox_keys_through, read_outbox, IdemRecord,
     StoredEvent,
 };
+pub use marks::{read_marks, Marks};
 pub use mem::MemBackend;
 pub use positions::{
     latest_position, load_gps, load_heartbeat_intervals, position_history, prune_positions,
@@ -51,3 +63,4 @@ pub use positions::{
 pub use recovery::{RecoverOptions, Recovered};
 pub use retention::{prune_telemetry_events, EventsPruned};
 pub use rocks::{RocksBackend, RocksConfig};
+pub use salvage::{salvage, SalvageReport};

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 #[derive(Default)]
 pub struct MemBackend {
     cfs: Mutex<[BTreeMap<Vec<u8>, Vec<u8>>; Cf::ALL.len()]>,
+    reserved: Mutex<u64>,
 }
 
 impl MemBackend {
@@ -66,6 +67,15 @@ impl Backend for MemBackend {
                 break;
             }
         }
+        Ok(())
+    }
+
+    fn reserved_ids(&self) -> u64 {
+        *self.reserved.lock().expect("mem backend lock")
+    }
+
+    fn reserve_ids(&self, end: u64) -> Result<(), StoreError> {
+        *self.reserved.lock().expect("mem backend lock") = end;
         Ok(())
     }
 

@@ -45,7 +45,13 @@ pub(crate) fn recover(
         .get(Cf::Meta, keys::META_EVENTS_SWEPT)?
         .and_then(|v| keys::decode_id(&v))
         .unwrap_or(0);
-    out.next_event_id = last(Cf::Events)?.max(last(Cf::Alarms)?).max(swept).max(1);
+    // And never below the lasting id reservation: ids above what was recovered may have been
+    // given before a crash or a salvage (invariant 12).
+    out.next_event_id = last(Cf::Events)?
+        .max(last(Cf::Alarms)?)
+        .max(swept)
+        .max(backend.reserved_ids())
+        .max(1);
 
     out.outbox_seq = backend
         .get(Cf::Meta, keys::META_OUTBOX_SEQ)?

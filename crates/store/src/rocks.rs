@@ -1,9 +1,20 @@
 //! The RocksDB backend: one database, one column family per [`Cf`], every write synced.
+//!
+//! Damage is loud (invariant 12): the write-ahead log is replayed in
+//! `TolerateCorruptedTailRecords` mode, so any record with a bad checksum refuses the open, and
+//! the open compares what was recovered with the durable mark (`marks`), so a cut or deleted log
+//! refuses it too. A torn last record, the one a killed process may leave mid-write, is dropped:
+//! its write was never synced, so nobody was told about it.
 use crate::backend::{Backend, Cf, StoreError, WriteSet};
+use crate::damage;
+use crate::keys;
+use crate::marks::{self, MarkFiles, Marks};
 use rocksdb::{
-    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+    ColumnFamilyDescriptor, DBRecoveryMode, Direction, IteratorMode, Options, WriteBatch,
+    WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 #[derive(Clone, Debug)]
 pub struct RocksConfig {
@@ -26,15 +37,125 @@ impl RocksConfig {
 
 pub struct RocksBackend {
     db: DB,
+    marks: Mutex<MarkFiles>,
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
     StoreError::Engine(e.into_string())
 }
 
+/// How the write-ahead log is replayed at open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// Production: refuse any damage except a torn last record; check the durable mark.
+    Strict,
+    /// Salvage: keep the consistent prefix before the first damaged record; no mark check.
+    PointInTime,
+    /// Salvage when the prefix is inconsistent (a column family was flushed past the damage):
+    /// skip damaged records.
+    SkipDamaged,
+}
+
 impl RocksBackend {
+    /// Opens (or creates) the store; a damaged store is refused with [`StoreError::Damaged`].
     pub fn open(cfg: &RocksConfig) -> Result<Self, StoreError> {
+        Self::open_with(cfg, Replay::Strict)
+    }
+
+    pub(crate) fn open_with(cfg: &RocksConfig, replay: Replay) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&cfg.path)
+            .map_err(|e| StoreError::Engine(format!("{}: {e}", cfg.path.display())))?;
+        let found = marks::read_marks(&cfg.path);
+        let wal = damage::wal_snapshot(&cfg.path);
+        if replay == Replay::Strict {
+            // Opening replays and then deletes the log: keep it until the open is accepted.
+            damage::keep_wal(&cfg.path);
+        }
+        let db =
+            Self::open_db(cfg, replay).map_err(|e| damage::opening_failed(&cfg.path, &wal, e))?;
+        let backend = RocksBackend {
+            marks: Mutex::new(
+                MarkFiles::open(&cfg.path, found)
+                    .map_err(|e| StoreError::Engine(format!("{}: {e}", cfg.path.display())))?,
+            ),
+            db,
+        };
+        if replay == Replay::Strict {
+            backend.check_durable_mark(&cfg.path, &wal, &found)?;
+            damage::forget_kept_wal(&cfg.path);
+        }
+        Ok(backend)
+    }
+
+    /// A store that recovered less than was synced before has lost acknowledged writes.
+    fn check_durable_mark(
+        &self,
+        path: &Path,
+        wal: &damage::WalSnapshot,
+        mark: &Marks,
+    ) -> Result<(), StoreError> {
+        let seq = self.db.latest_sequence_number();
+        if seq >= mark.durable_seq {
+            return Ok(());
+        }
+        let last = self.last_event()?;
+        Err(StoreError::Damaged(format!(
+            "acknowledged writes are missing: writes up to sequence {} (event id {}) were synced, \
+             but the store recovered only up to sequence {seq} (event id {last}); {}",
+            mark.durable_seq,
+            mark.durable_event,
+            damage::describe_wal(path, wal, "was cut short or replaced"),
+        )))
+    }
+
+    /// The highest event id in `events` (0 if none).
+    pub(crate) fn last_event(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .last_key(Cf::Events)?
+            .and_then(|k| keys::decode_id(&k))
+            .unwrap_or(0))
+    }
+
+    pub(crate) fn sequence(&self) -> u64 {
+        self.db.latest_sequence_number()
+    }
+
+    pub(crate) fn marks(&self) -> Marks {
+        self.marks.lock().expect("marks lock").current()
+    }
+
+    /// Salvage: the store now legitimately ends where it ends; ids stay reserved above `reserved`.
+    pub(crate) fn reset_marks(&self, reserved_ids: u64) -> Result<(), StoreError> {
+        let m = Marks {
+            reserved_ids,
+            durable_seq: self.sequence(),
+            durable_event: self.last_event()?,
+        };
+        self.marks
+            .lock()
+            .expect("marks lock")
+            .reset(m)
+            .map_err(|e| StoreError::Engine(format!("writing the store's marks: {e}")))
+    }
+
+    /// Records the sequence a synced write reached (and its highest event id).
+    fn mark_durable(&self, event: Option<u64>) {
+        let seq = self.db.latest_sequence_number();
+        let res = self.marks.lock().expect("marks lock").durable(seq, event);
+        if let Err(e) = res {
+            // The write itself is durable; only the check of a later open gets weaker.
+            tracing::warn!(error = %e, "cannot update the store's durable mark");
+        }
+    }
+
+    fn open_db(cfg: &RocksConfig, replay: Replay) -> Result<DB, rocksdb::Error> {
         let mut opts = Options::default();
+        opts.set_paranoid_checks(true);
+        opts.set_wal_recovery_mode(match replay {
+            Replay::Strict => DBRecoveryMode::TolerateCorruptedTailRecords,
+            Replay::PointInTime => DBRecoveryMode::PointInTime,
+            Replay::SkipDamaged => DBRecoveryMode::SkipAnyCorruptedRecord,
+        });
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(cfg.parallelism);
@@ -47,8 +168,7 @@ impl RocksBackend {
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             ColumnFamilyDescriptor::new(cf.name(), o)
         });
-        let db = DB::open_cf_descriptors(&opts, &cfg.path, cfs).map_err(engine)?;
-        Ok(Self { db })
+        DB::open_cf_descriptors(&opts, &cfg.path, cfs)
     }
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
@@ -73,7 +193,15 @@ impl Backend for RocksBackend {
         let mut wo = WriteOptions::default();
         // The whole point: the WAL is fsynced before this returns (invariant 1).
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo).map_err(engine)
+        self.db.write_opt(batch, &wo).map_err(engine)?;
+        let event = sets
+            .iter()
+            .flat_map(|s| &s.ops)
+            .filter(|op| op.cf == Cf::Events && op.value.is_some())
+            .filter_map(|op| keys::decode_id(&op.key))
+            .max();
+        self.mark_durable(event);
+        Ok(())
     }
 
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -131,7 +259,23 @@ impl Backend for RocksBackend {
         batch.delete_range_cf(self.cf(cf), from, to);
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo).map_err(engine)
+        self.db.write_opt(batch, &wo).map_err(engine)?;
+        self.mark_durable(None);
+        Ok(())
+    }
+
+    fn reserved_ids(&self) -> u64 {
+        self.marks().reserved_ids
+    }
+
+    fn reserve_ids(&self, end: u64) -> Result<(), StoreError> {
+        self.marks
+            .lock()
+            .expect("marks lock")
+            .reserve(end)
+            .map_err(|e| {
+                StoreError::Engine(format!("reserving ids (file {}): {e}", marks::IDS_FILE))
+            })
     }
 
     fn flush(&self) -> Result<(), StoreError> {
