@@ -237,9 +237,10 @@ fn stop_router(router: &Arc<Router>, store: &Store) {
 
 /// `vaka serve`: runs until SIGINT or SIGTERM. `began` is when the process started (before the
 /// configuration was read), for the start-up time in the `vaka ready` line.
-pub async fn run(cfg: Config, began: Instant) -> Result<(), String> {
+pub async fn run(mut cfg: Config, began: Instant) -> Result<(), String> {
     crate::observe::init_metrics(cfg.listen.http)?;
     let config_ms = began.elapsed().as_secs_f64() * 1000.0;
+    apply_descriptor_budget(&mut cfg)?;
     let engine = Engine::start(&cfg)?;
     let mut udp = Vec::new();
     if let Some(q) = &engine.quic {
@@ -276,6 +277,35 @@ pub async fn run(cfg: Config, began: Instant) -> Result<(), String> {
             bound.as_secs()
         )),
     }
+}
+
+/// Invariant 13: raise the open-files limit, then cap SIP connections to what the store's and
+/// the centre API's reserves leave.
+fn apply_descriptor_budget(cfg: &mut Config) -> Result<(), String> {
+    let (before, limit, hard) = crate::fds::raise_open_files_limit()
+        .map_err(|e| format!("reading the open files limit: {e}"))?;
+    let store_files = cfg.store.max_open_files;
+    let sip = match &mut cfg.sip {
+        Some(sip) if sip.tcp || sip.tls => {
+            let cap = crate::fds::sip_connection_cap(limit, store_files, sip.max_connections)?;
+            let configured = sip.max_connections;
+            sip.max_connections = cap;
+            Some((configured, cap))
+        }
+        _ => None,
+    };
+    tracing::info!(
+        soft_limit_before = before,
+        soft_limit = limit,
+        hard_limit = hard,
+        store_max_open_files = store_files,
+        centre_reserve = crate::fds::CENTRE_RESERVE,
+        sip_max_connections_configured = sip.map(|s| s.0),
+        sip_max_connections = sip.map(|s| s.1),
+        sip_max_unauthenticated = sip.map(|s| (s.1 / 2).max(1)),
+        "descriptor budget"
+    );
+    Ok(())
 }
 
 async fn wait_for_signal() -> &'static str {
