@@ -137,6 +137,8 @@ pub struct StoreSection {
     pub max_group_ops: usize,
     pub queue_depth: usize,
     pub write_buffer_mb: usize,
+    /// Table files RocksDB keeps open: its share of the descriptor budget (invariant 13).
+    pub max_open_files: usize,
 }
 
 impl Default for StoreSection {
@@ -146,6 +148,7 @@ impl Default for StoreSection {
             max_group_ops: d.max_group_ops,
             queue_depth: d.queue_depth,
             write_buffer_mb: 64,
+            max_open_files: 1024,
         }
     }
 }
@@ -392,6 +395,9 @@ impl Config {
         positive(&mut p, "store.max_group_ops", self.store.max_group_ops);
         positive(&mut p, "store.queue_depth", self.store.queue_depth);
         positive(&mut p, "store.write_buffer_mb", self.store.write_buffer_mb);
+        if !(64..=1_000_000).contains(&self.store.max_open_files) {
+            p.push(err("store.max_open_files", "between 64 and 1000000"));
+        }
         if self.router.shards > 1024 {
             p.push(err("router.shards", "at most 1024"));
         }

@@ -1,5 +1,6 @@
 //! The `vaka` server: configuration, wiring of store, router and fronts, observability, shutdown.
 pub mod config;
+pub mod fds;
 pub mod observe;
 pub mod salvage;
 pub mod serve;

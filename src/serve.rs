@@ -39,6 +39,7 @@ impl Engine {
         std::fs::create_dir_all(dir).map_err(|e| format!("data dir {}: {e}", dir.display()))?;
         let mut rocks = RocksConfig::new(crate::salvage::db_dir(dir));
         rocks.write_buffer_size = cfg.store.write_buffer_mb << 20;
+        rocks.max_open_files = cfg.store.max_open_files as i32;
         let backend = RocksBackend::open(&rocks).map_err(|e| refused(e, dir, "opening"))?;
         let open_ms = phase.lap();
         let router_cfg = cfg.router_config();
@@ -180,10 +181,15 @@ impl Engine {
         self.retention.abort();
         self.router.shutdown().await;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.close())
+        let closed = tokio::task::spawn_blocking(move || store.close())
             .await
-            .map_err(|e| format!("store close task: {e}"))?
-            .map_err(|e| format!("closing store: {e}"))
+            .map_err(|e| format!("store close task: {e}"))?;
+        // Every acknowledged event is in the synced log already: a store that cannot flush at
+        // close (a storage error) loses nothing, so the shutdown is still a clean one.
+        if let Err(e) = closed {
+            tracing::error!(error = %e, "closing the store: not flushed; the next start replays its log");
+        }
+        Ok(())
     }
 }
 
@@ -231,9 +237,10 @@ fn stop_router(router: &Arc<Router>, store: &Store) {
 
 /// `vaka serve`: runs until SIGINT or SIGTERM. `began` is when the process started (before the
 /// configuration was read), for the start-up time in the `vaka ready` line.
-pub async fn run(cfg: Config, began: Instant) -> Result<(), String> {
+pub async fn run(mut cfg: Config, began: Instant) -> Result<(), String> {
     crate::observe::init_metrics(cfg.listen.http)?;
     let config_ms = began.elapsed().as_secs_f64() * 1000.0;
+    apply_descriptor_budget(&mut cfg)?;
     let engine = Engine::start(&cfg)?;
     let mut udp = Vec::new();
     if let Some(q) = &engine.quic {
@@ -270,6 +277,35 @@ pub async fn run(cfg: Config, began: Instant) -> Result<(), String> {
             bound.as_secs()
         )),
     }
+}
+
+/// Invariant 13: raise the open-files limit, then cap SIP connections to what the store's and
+/// the centre API's reserves leave.
+fn apply_descriptor_budget(cfg: &mut Config) -> Result<(), String> {
+    let (before, limit, hard) = crate::fds::raise_open_files_limit()
+        .map_err(|e| format!("reading the open files limit: {e}"))?;
+    let store_files = cfg.store.max_open_files;
+    let sip = match &mut cfg.sip {
+        Some(sip) if sip.tcp || sip.tls => {
+            let cap = crate::fds::sip_connection_cap(limit, store_files, sip.max_connections)?;
+            let configured = sip.max_connections;
+            sip.max_connections = cap;
+            Some((configured, cap))
+        }
+        _ => None,
+    };
+    tracing::info!(
+        soft_limit_before = before,
+        soft_limit = limit,
+        hard_limit = hard,
+        store_max_open_files = store_files,
+        centre_reserve = crate::fds::CENTRE_RESERVE,
+        sip_max_connections_configured = sip.map(|s| s.0),
+        sip_max_connections = sip.map(|s| s.1),
+        sip_max_unauthenticated = sip.map(|s| (s.1 / 2).max(1)),
+        "descriptor budget"
+    );
+    Ok(())
 }
 
 async fn wait_for_signal() -> &'static str {

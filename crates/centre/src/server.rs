@@ -86,10 +86,9 @@ impl CentreServer {
             .add_service(service.clone().into_server());
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop, stopped) = oneshot::channel::<()>();
+        let store_state = service.shared.store.state();
         let task = tokio::spawn(async move {
-            reporter
-                .set_serving::<pb::alarm_centre_server::AlarmCentreServer<CentreService>>()
-                .await;
+            tokio::spawn(follow_store(reporter, store_state));
             routes
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
@@ -131,6 +130,32 @@ impl CentreServer {
                 );
                 self.task.abort();
             }
+        }
+    }
+}
+
+/// gRPC health follows the store (invariant 12): NOT_SERVING while a storage error keeps
+/// commits failing, SERVING again once it recovers; for the service and the server as a whole.
+async fn follow_store(
+    reporter: tonic_health::server::HealthReporter,
+    mut state: tokio::sync::watch::Receiver<vaka_store::StoreState>,
+) {
+    type Service = pb::alarm_centre_server::AlarmCentreServer<CentreService>;
+    loop {
+        let serving = *state.borrow_and_update() == vaka_store::StoreState::Serving;
+        if serving {
+            reporter.set_serving::<Service>().await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::Serving)
+                .await;
+        } else {
+            reporter.set_not_serving::<Service>().await;
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        }
+        if state.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -403,3 +403,69 @@ async fn shutdown_lets_pending_answers_go_out() {
     env.router.shutdown().await;
     env.store.close().unwrap();
 }
+
+/// Reads until the peer closes (or 10 s); how long that took.
+async fn closed_after(io: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut b = [0u8; 512];
+    loop {
+        match within(10, io.read(&mut b)).await {
+            Ok(0) | Err(_) => return started.elapsed(),
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// Invariant 13 on SIP over TCP: strangers get half the connections and must keep talking; a
+/// trickled request is cut at the header timeout; an authenticated device gets in and is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_get_half_the_connections_and_a_trickle_is_cut_at_the_header_timeout() {
+    let env = Env::start_with(|c, _| {
+        c.max_connections = 4;
+        c.header_timeout_secs = 1;
+    })
+    .await;
+    // Two idle strangers fill the unauthenticated share: a third is refused at once.
+    let mut a = TcpStream::connect(env.tcp()).await.unwrap();
+    let mut b = TcpStream::connect(env.tcp()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = TcpStream::connect(env.tcp()).await.unwrap();
+    assert!(closed_after(&mut c).await < Duration::from_millis(500));
+    // Silent strangers are closed after two header timeouts, not the idle timeout (600 s).
+    let t = closed_after(&mut a).await;
+    assert!(t < Duration::from_secs(3), "idle stranger kept {t:?}");
+    closed_after(&mut b).await;
+
+    // A device authenticates and leaves the stranger share: served, and stays.
+    let io = TcpStream::connect(env.tcp()).await.unwrap();
+    let mut dev = StreamDevice {
+        io,
+        buf: Vec::new(),
+        transport: "TCP",
+    };
+    assert_eq!(dev.exchange(&mrq("H1", TRIGGER, ALARM)).await.snu, Snu::Ok);
+
+    // A trickle: a byte every 200 ms never lets the idle timer fire, the header timeout ends it.
+    let mut trickle = TcpStream::connect(env.tcp()).await.unwrap();
+    let trickler = tokio::spawn(async move {
+        let started = Instant::now();
+        for byte in b"MESSAGE sip:100001@vaka SIP/2.0\r\nVia: SIP/2.0/TCP x\r\n".iter() {
+            if trickle.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let _ = trickle.write_all(b"x").await;
+        (started.elapsed(), closed_after(&mut trickle).await)
+    });
+    let (wrote_for, _) = within(15, trickler).await.unwrap();
+    assert!(
+        wrote_for < Duration::from_secs(3),
+        "trickle kept open {wrote_for:?}"
+    );
+
+    // The authenticated device outlived all of it.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(dev.exchange(&mrq("H2", TRIGGER, ALARM)).await.snu, Snu::Ok);
+    env.stop().await;
+}

@@ -185,6 +185,11 @@ pub trait Backend: Send + Sync + 'static {
     fn reserve_ids(&self, _end: u64) -> Result<(), StoreError> {
         Ok(())
     }
+    /// After a failed write: brings the engine back so that writes may succeed again (RocksDB:
+    /// reopen). An error means it is not back yet; the committer tries again later.
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Flushes what is buffered, on clean shutdown.
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())

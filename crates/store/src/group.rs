@@ -1,6 +1,7 @@
 //! Group commit: producers hand in [`WriteSet`]s; one committer thread takes everything waiting (alarm
 //! lane first), writes it as one synced batch, and only then completes each producer.
 use crate::backend::{Backend, Cf, StoreError, WriteSet};
+use crate::failure::{Health, StoreState};
 use crate::keys;
 use crate::recovery::{self, RecoverOptions, Recovered};
 use futures::channel::oneshot;
@@ -76,6 +77,7 @@ struct Inner {
     next_id: Arc<AtomicU64>,
     counters: Arc<Counters>,
     outbox_durable: watch::Receiver<u64>,
+    state: watch::Receiver<StoreState>,
     committer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -113,6 +115,7 @@ impl Store {
         let counters = Arc::new(Counters::default());
         let (durable_tx, durable_rx) = watch::channel(recovered.outbox_seq);
         let next_id = Arc::new(AtomicU64::new(recovered.next_event_id));
+        let (health, state_rx) = Health::new();
         let committer = {
             let backend = backend.clone();
             let counters = counters.clone();
@@ -125,6 +128,7 @@ impl Store {
                     next: next_id.clone(),
                     reserved: backend.reserved_ids(),
                 },
+                health,
             };
             std::thread::Builder::new()
                 .name("vaka-commit".into())
@@ -139,6 +143,7 @@ impl Store {
                 next_id,
                 counters,
                 outbox_durable: durable_rx,
+                state: state_rx,
                 committer: Mutex::new(Some(committer)),
             }),
         };
@@ -175,6 +180,11 @@ impl Store {
     /// The highest outbox sequence that is durable; changes whenever a group with notices commits.
     pub fn outbox_watermark(&self) -> watch::Receiver<u64> {
         self.inner.outbox_durable.clone()
+    }
+
+    /// Serving, or failed after a storage error (commits refused until the backend recovers).
+    pub fn state(&self) -> watch::Receiver<StoreState> {
+        self.inner.state.clone()
     }
 
     /// Reads go straight to the backend.
@@ -224,10 +234,22 @@ fn run_committer(
         // Wait for the first request, alarms first.
         let first = match alarm_rx.try_recv().or_else(|_| bulk_rx.try_recv()) {
             Ok(m) => Some(m),
-            Err(_) => flume::Selector::new()
-                .recv(&alarm_rx, |r| r.ok())
-                .recv(&bulk_rx, |r| r.ok())
-                .wait(),
+            Err(_) => {
+                let select = flume::Selector::new()
+                    .recv(&alarm_rx, |r| r.ok())
+                    .recv(&bulk_rx, |r| r.ok());
+                match state.health.wake_at() {
+                    None => select.wait(),
+                    // Failed: wake for the next recovery attempt or log line without traffic.
+                    Some(at) => match select.wait_deadline(at) {
+                        Ok(m) => m,
+                        Err(_) => {
+                            state.tend(backend.as_ref());
+                            continue;
+                        }
+                    },
+                }
+            }
         };
         let mut ops = 0usize;
         match first {
@@ -247,7 +269,10 @@ fn run_committer(
                 take(m, &mut sets, &mut dones, &mut ops);
             }
         }
-        if !sets.is_empty() {
+        state.tend(backend.as_ref());
+        if !sets.is_empty() && state.health.is_failed() {
+            refuse_group(&mut sets, &mut dones, &mut state.health);
+        } else if !sets.is_empty() {
             commit_group(
                 backend.as_ref(),
                 &mut sets,
@@ -281,6 +306,29 @@ fn take(m: Msg, sets: &mut Vec<WriteSet>, dones: &mut Vec<Done>, ops: &mut usize
 struct CommitterState {
     outbox: OutboxSeq,
     ids: IdReservation,
+    health: Health,
+}
+
+impl CommitterState {
+    /// While failed: try to bring the backend back when due, and say how it goes.
+    fn tend(&mut self, backend: &dyn Backend) {
+        let now = Instant::now();
+        if self.health.recovery_due(now) {
+            let result = backend.recover().map_err(|e| e.to_string());
+            self.health.tried(result, Instant::now());
+        }
+        self.health.log_if_due(Instant::now());
+    }
+}
+
+/// A failed store answers at once, without touching the engine (and without a log line each).
+fn refuse_group(sets: &mut Vec<WriteSet>, dones: &mut Vec<Done>, health: &mut Health) {
+    let error = CommitError::Write(health.refusal());
+    health.refused();
+    for done in dones.drain(..) {
+        let _ = done.send(Err(error.clone()));
+    }
+    sets.clear();
 }
 
 /// The committer's outbox numbering: the last sequence given and the durable watermark.
@@ -369,7 +417,8 @@ fn commit_group(
     match &result {
         Ok(()) => metrics::counter!("vaka_events_sent_total", "stage" => "store").increment(events),
         Err(e) => {
-            tracing::error!(error = %e, sets = sets.len(), "group commit failed; producers told");
+            // Logged once by the failure state, then at a bounded rate.
+            state.health.write_failed(&e.to_string(), Instant::now());
             metrics::counter!("vaka_errors_total", "stage" => "store").increment(1);
         }
     }

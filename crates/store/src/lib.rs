@@ -38,6 +38,7 @@
 //! [`WriteSet`], so after a crash either all of it is there or none of it.
 mod backend;
 mod damage;
+mod failure;
 mod group;
 pub mod keys;
 mod marks;
@@ -49,6 +50,7 @@ mod rocks;
 mod salvage;
 
 pub use backend::{Backend, Cf, Op, StoreError, WriteSet};
+pub use failure::StoreState;
 pub use group::{CommitError, GroupConfig, Store, StoreStats, ID_BLOCK};
 pub use keys::{
     load_alarm, load_audit, load_cursor, load_event, outbox_keys_through, read_outbox, IdemRecord,

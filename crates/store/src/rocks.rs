@@ -14,7 +14,8 @@ use rocksdb::{
     WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 #[derive(Clone, Debug)]
 pub struct RocksConfig {
@@ -23,6 +24,8 @@ pub struct RocksConfig {
     pub parallelism: i32,
     /// Memtable size per column family, bytes.
     pub write_buffer_size: usize,
+    /// Table files RocksDB may keep open (invariant 13: a bounded share of the descriptors).
+    pub max_open_files: i32,
 }
 
 impl RocksConfig {
@@ -31,13 +34,35 @@ impl RocksConfig {
             path: path.as_ref().to_path_buf(),
             parallelism: 2,
             write_buffer_size: 64 << 20,
+            max_open_files: 1024,
         }
     }
 }
 
 pub struct RocksBackend {
-    db: DB,
+    cfg: RocksConfig,
+    /// `None` while the database is being reopened after a storage error ([`Backend::recover`]):
+    /// reads and writes then fail cleanly instead of waiting for the open.
+    db: RwLock<Option<DB>>,
     marks: Mutex<MarkFiles>,
+    /// RocksDB's sequence after the open and after each write that succeeded: what a reopen
+    /// must find, no less (lost writes) and no more (refused writes come back).
+    settled: AtomicU64,
+}
+
+/// The database, held for one operation.
+struct Held<'a>(RwLockReadGuard<'a, Option<DB>>);
+
+impl Held<'_> {
+    fn db(&self) -> &DB {
+        self.0.as_ref().expect("checked when taken")
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        self.db()
+            .cf_handle(cf.name())
+            .expect("every column family is created at open")
+    }
 }
 
 fn engine(e: rocksdb::Error) -> StoreError {
@@ -74,11 +99,13 @@ impl RocksBackend {
         let db =
             Self::open_db(cfg, replay).map_err(|e| damage::opening_failed(&cfg.path, &wal, e))?;
         let backend = RocksBackend {
+            cfg: cfg.clone(),
             marks: Mutex::new(
                 MarkFiles::open(&cfg.path, found)
                     .map_err(|e| StoreError::Engine(format!("{}: {e}", cfg.path.display())))?,
             ),
-            db,
+            settled: AtomicU64::new(db.latest_sequence_number()),
+            db: RwLock::new(Some(db)),
         };
         if replay == Replay::Strict {
             backend.check_durable_mark(&cfg.path, &wal, &found)?;
@@ -94,7 +121,7 @@ impl RocksBackend {
         wal: &damage::WalSnapshot,
         mark: &Marks,
     ) -> Result<(), StoreError> {
-        let seq = self.db.latest_sequence_number();
+        let seq = self.sequence();
         if seq >= mark.durable_seq {
             return Ok(());
         }
@@ -117,7 +144,55 @@ impl RocksBackend {
     }
 
     pub(crate) fn sequence(&self) -> u64 {
-        self.db.latest_sequence_number()
+        self.held()
+            .map(|h| h.db().latest_sequence_number())
+            .unwrap_or(0)
+    }
+
+    /// The database for one operation, or a clean error while it is being reopened.
+    fn held(&self) -> Result<Held<'_>, StoreError> {
+        let guard = self.db.read().expect("db lock");
+        if guard.is_none() {
+            return Err(StoreError::Engine(
+                "the store is being reopened after a storage error".into(),
+            ));
+        }
+        Ok(Held(guard))
+    }
+
+    /// Closes the database and opens it again through the strict open's checks. A failed write
+    /// leaves RocksDB refusing every later one until it is reopened (the crate has no `Resume`).
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().expect("db lock");
+        // Closing releases RocksDB's lock file; readers meanwhile get a clean error.
+        drop(slot.take());
+        let path = &self.cfg.path;
+        let wal = damage::wal_snapshot(path);
+        damage::keep_wal(path);
+        let db = Self::open_db(&self.cfg, Replay::Strict)
+            .map_err(|e| damage::opening_failed(path, &wal, e))?;
+        let seq = db.latest_sequence_number();
+        let settled = self.settled.load(Ordering::SeqCst);
+        let mark = self.marks();
+        if seq < mark.durable_seq.max(settled) {
+            return Err(StoreError::Damaged(format!(
+                "acknowledged writes are missing after reopening: sequence {seq}, synced {}; {}",
+                mark.durable_seq.max(settled),
+                damage::describe_wal(path, &wal, "lost records while the store was failing"),
+            )));
+        }
+        if seq > settled {
+            // A write answered as failed came back from the log: the router's memory no longer
+            // matches the store, which only a restart (recovery from the store) puts right.
+            return Err(StoreError::Engine(format!(
+                "the log holds writes that were answered as failed (sequence {seq} > {}): \
+                 restart vaka so that it recovers from the store",
+                settled
+            )));
+        }
+        damage::forget_kept_wal(path);
+        *slot = Some(db);
+        Ok(())
     }
 
     pub(crate) fn marks(&self) -> Marks {
@@ -139,8 +214,9 @@ impl RocksBackend {
     }
 
     /// Records the sequence a synced write reached (and its highest event id).
-    fn mark_durable(&self, event: Option<u64>) {
-        let seq = self.db.latest_sequence_number();
+    fn mark_durable(&self, db: &DB, event: Option<u64>) {
+        let seq = db.latest_sequence_number();
+        self.settled.store(seq, Ordering::SeqCst);
         let res = self.marks.lock().expect("marks lock").durable(seq, event);
         if let Err(e) = res {
             // The write itself is durable; only the check of a later open gets weaker.
@@ -160,6 +236,7 @@ impl RocksBackend {
         opts.create_missing_column_families(true);
         opts.increase_parallelism(cfg.parallelism);
         opts.set_write_buffer_size(cfg.write_buffer_size);
+        opts.set_max_open_files(cfg.max_open_files);
         // Writes are synced per group; concurrent memtable writes do not help a single writer thread.
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let cfs = Cf::ALL.iter().map(|cf| {
@@ -170,19 +247,14 @@ impl RocksBackend {
         });
         DB::open_cf_descriptors(&opts, &cfg.path, cfs)
     }
-
-    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(cf.name())
-            .expect("every column family is created at open")
-    }
 }
 
 impl Backend for RocksBackend {
     fn write_synced(&self, sets: &[WriteSet]) -> Result<(), StoreError> {
+        let held = self.held()?;
         let mut batch = WriteBatch::default();
         // Resolve each column family once per group, not once per operation.
-        let handles = Cf::ALL.map(|cf| self.cf(cf));
+        let handles = Cf::ALL.map(|cf| held.cf(cf));
         for op in sets.iter().flat_map(|s| &s.ops) {
             let cf = handles[op.cf.index()];
             match &op.value {
@@ -193,19 +265,20 @@ impl Backend for RocksBackend {
         let mut wo = WriteOptions::default();
         // The whole point: the WAL is fsynced before this returns (invariant 1).
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo).map_err(engine)?;
+        held.db().write_opt(batch, &wo).map_err(engine)?;
         let event = sets
             .iter()
             .flat_map(|s| &s.ops)
             .filter(|op| op.cf == Cf::Events && op.value.is_some())
             .filter_map(|op| keys::decode_id(&op.key))
             .max();
-        self.mark_durable(event);
+        self.mark_durable(held.db(), event);
         Ok(())
     }
 
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get_cf(self.cf(cf), key).map_err(engine)
+        let held = self.held()?;
+        held.db().get_cf(held.cf(cf), key).map_err(engine)
     }
 
     fn scan(
@@ -214,9 +287,10 @@ impl Backend for RocksBackend {
         prefix: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let it = self
-            .db
-            .iterator_cf(self.cf(cf), IteratorMode::From(prefix, Direction::Forward));
+        let held = self.held()?;
+        let it = held
+            .db()
+            .iterator_cf(held.cf(cf), IteratorMode::From(prefix, Direction::Forward));
         for item in it {
             let (k, v) = item.map_err(engine)?;
             if !k.starts_with(prefix) || !f(&k, &v) {
@@ -234,9 +308,10 @@ impl Backend for RocksBackend {
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         let start = from.max(prefix);
-        let it = self
-            .db
-            .iterator_cf(self.cf(cf), IteratorMode::From(start, Direction::Forward));
+        let held = self.held()?;
+        let it = held
+            .db()
+            .iterator_cf(held.cf(cf), IteratorMode::From(start, Direction::Forward));
         for item in it {
             let (k, v) = item.map_err(engine)?;
             if !k.starts_with(prefix) || !f(&k, &v) {
@@ -247,7 +322,9 @@ impl Backend for RocksBackend {
     }
 
     fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.db.iterator_cf(self.cf(cf), IteratorMode::End).next() {
+        let held = self.held()?;
+        let last = held.db().iterator_cf(held.cf(cf), IteratorMode::End).next();
+        match last {
             Some(item) => Ok(Some(item.map_err(engine)?.0.to_vec())),
             None => Ok(None),
         }
@@ -255,12 +332,13 @@ impl Backend for RocksBackend {
 
     fn delete_range(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
         // One range tombstone instead of a tombstone per key.
+        let held = self.held()?;
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.cf(cf), from, to);
+        batch.delete_range_cf(held.cf(cf), from, to);
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo).map_err(engine)?;
-        self.mark_durable(None);
+        held.db().write_opt(batch, &wo).map_err(engine)?;
+        self.mark_durable(held.db(), None);
         Ok(())
     }
 
@@ -279,10 +357,15 @@ impl Backend for RocksBackend {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_wal(true).map_err(engine)?;
+        let held = self.held()?;
+        held.db().flush_wal(true).map_err(engine)?;
         for cf in Cf::ALL {
-            self.db.flush_cf(self.cf(cf)).map_err(engine)?;
+            held.db().flush_cf(held.cf(cf)).map_err(engine)?;
         }
         Ok(())
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        self.reopen()
     }
 }

@@ -40,10 +40,16 @@ pub struct SipConfig {
     pub hold_after_ms: u64,
     /// Largest SIP message (headers and body) accepted on any transport.
     pub max_message_bytes: usize,
-    /// Concurrent TCP plus TLS connections; past it new ones are closed at once.
+    /// Concurrent TCP plus TLS connections; past it new ones are closed at once. An upper bound:
+    /// the engine lowers it to what its descriptor budget leaves (`vaka serve` logs the cap it
+    /// uses). At most half of them may be connections that have not authenticated a request.
     pub max_connections: usize,
     /// A TCP/TLS connection silent this long is closed.
     pub idle_timeout_secs: u64,
+    /// A request on TCP/TLS must be complete this long after its first byte (a trickle that
+    /// keeps the idle timer from firing still ends here; invariant 13). A connection that has not
+    /// authenticated a request yet is also closed after twice this of silence.
+    pub header_timeout_secs: u64,
     /// Time allowed for a TLS handshake.
     pub handshake_timeout_secs: u64,
     /// Live server transactions (retransmission memory); past it requests get 503.
@@ -77,6 +83,7 @@ impl Default for SipConfig {
             max_message_bytes: 16 * 1024,
             max_connections: 20_000,
             idle_timeout_secs: 600,
+            header_timeout_secs: 5,
             handshake_timeout_secs: 10,
             max_transactions: 200_000,
             max_nonces: 200_000,
@@ -148,6 +155,12 @@ impl SipConfig {
             return bad(
                 "idle_timeout_secs",
                 "idle_timeout_secs and handshake_timeout_secs must be at least 1",
+            );
+        }
+        if self.header_timeout_secs == 0 || self.header_timeout_secs > self.idle_timeout_secs {
+            return bad(
+                "header_timeout_secs",
+                "must be at least 1 and at most idle_timeout_secs",
             );
         }
         if self.max_expires_secs == 0 {

@@ -17,8 +17,9 @@ use super::transport::Link;
 
 const ALLOW: &str = "MESSAGE, REGISTER, OPTIONS";
 
-/// Handles one message from `peer` on `link`.
-pub(crate) fn handle(sh: &Arc<Shared>, link: &Link, peer: SocketAddr, bytes: &[u8]) {
+/// Handles one message from `peer` on `link`; true if it was a request that authenticated
+/// (a connection that has sent one leaves the unauthenticated share, invariant 13).
+pub(crate) fn handle(sh: &Arc<Shared>, link: &Link, peer: SocketAddr, bytes: &[u8]) -> bool {
     sh.metrics.bytes_received.increment(bytes.len() as u64);
     let mut msg = match SipMessage::parse(bytes) {
         Ok(m) => m,
@@ -26,12 +27,12 @@ pub(crate) fn handle(sh: &Arc<Shared>, link: &Link, peer: SocketAddr, bytes: &[u
             // Without Via/From/To/Call-ID/CSeq there is nothing a response could be built on.
             sh.metrics.malformed.increment(1);
             tracing::debug!(%peer, error = %e, "unparseable SIP message dropped");
-            return;
+            return false;
         }
     };
     if !msg.is_request() {
         answer::on_response(sh, &msg);
-        return;
+        return false;
     }
     msg.stamp_source(&peer.ip().to_string(), peer.port());
     let now = sh.now_ms();
@@ -46,16 +47,16 @@ pub(crate) fn handle(sh: &Arc<Shared>, link: &Link, peer: SocketAddr, bytes: &[u
                 if let Some(bytes) = stored {
                     link.send(sh, response_target(&msg, peer), bytes);
                 }
-                return;
+                return false;
             }
-            TxLookup::Ack => return,
+            TxLookup::Ack => return false,
             TxLookup::Full => {
                 drop(st);
                 sh.metrics.transactions_full.increment(1);
                 let mut r = response(&msg, 503, "Service Unavailable");
                 let _ = r.push_header("Retry-After", "5");
                 link.send(sh, response_target(&msg, peer), r.to_bytes());
-                return;
+                return false;
             }
         }
     };
@@ -66,9 +67,12 @@ pub(crate) fn handle(sh: &Arc<Shared>, link: &Link, peer: SocketAddr, bytes: &[u
         .transactions
         .respond(&key, code, bytes.clone(), link.reliable(), now);
     link.send(sh, response_target(&msg, peer), bytes);
+    // OPTIONS is answered 200 without credentials; MESSAGE and REGISTER only after digest.
+    let authenticated = code == 200 && *msg.method() != Method::Options;
     if let Some(account) = account {
         answer::start(sh, account, msg, link.clone(), peer);
     }
+    authenticated
 }
 
 /// Where responses to `msg` go: the top Via's `received`/`rport` (stamped on receipt), else

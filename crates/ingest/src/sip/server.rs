@@ -70,6 +70,9 @@ pub(crate) struct Shared {
     pub pending: Arc<Semaphore>,
     /// TCP + TLS connections.
     pub connections: Arc<Semaphore>,
+    /// The share of `connections` open to peers that have not authenticated a request yet
+    /// (half): a flood of strangers cannot take every slot from the devices (invariant 13).
+    pub unauthenticated: Arc<Semaphore>,
     /// Cancelled first at shutdown: listeners stop reading.
     pub intake: CancellationToken,
     /// Cancelled last: every task ends.
@@ -121,6 +124,7 @@ pub(crate) struct Metrics {
     pub connections_active: Gauge,
     pub connections_accepted: Counter,
     pub connections_refused: Counter,
+    pub header_timeout: Counter,
 }
 
 impl Metrics {
@@ -154,6 +158,7 @@ impl Metrics {
             connections_active: metrics::gauge!("vaka_connections_active", s => q),
             connections_accepted: metrics::counter!("vaka_connections_total", s => q, "result" => "accepted"),
             connections_refused: metrics::counter!("vaka_connections_total", s => q, "result" => "refused"),
+            header_timeout: error("header_timeout"),
         }
     }
 
@@ -260,6 +265,7 @@ impl SipServer {
             udp: udp.clone(),
             pending: Arc::new(Semaphore::new(cfg.max_pending)),
             connections: Arc::new(Semaphore::new(cfg.max_connections)),
+            unauthenticated: Arc::new(Semaphore::new((cfg.max_connections / 2).max(1))),
             intake: CancellationToken::new(),
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),

@@ -2,11 +2,11 @@
 //! and how a message goes back out on the link a request came in on.
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_rustls::TlsAcceptor;
 use vaka_scaip::{find_message, Frame};
 
@@ -170,7 +170,10 @@ pub(crate) async fn accept_loop(sh: Arc<Shared>, listener: TcpListener, tls: Opt
                 }
             },
         };
-        let Ok(permit) = sh.connections.clone().try_acquire_owned() else {
+        // Refused before anything is read: a connection costs a descriptor until it closes.
+        let all = sh.connections.clone().try_acquire_owned();
+        let stranger = sh.unauthenticated.clone().try_acquire_owned();
+        let (Ok(permit), Ok(stranger)) = (all, stranger) else {
             sh.metrics.connections_refused.increment(1);
             drop(stream);
             continue;
@@ -184,15 +187,16 @@ pub(crate) async fn accept_loop(sh: Arc<Shared>, listener: TcpListener, tls: Opt
         });
         let sh2 = sh.clone();
         let tls = tls.clone();
+        let stranger = Some(stranger);
         sh.tracker.spawn(async move {
             let _permit = permit;
             sh2.metrics.connections_active.increment(1.0);
             match tls {
-                None => connection(&sh2, stream, peer, local, false).await,
+                None => connection(&sh2, stream, peer, local, false, stranger).await,
                 Some(acceptor) => {
                     let hs = Duration::from_secs(sh2.cfg.handshake_timeout_secs);
                     match tokio::time::timeout(hs, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => connection(&sh2, s, peer, local, true).await,
+                        Ok(Ok(s)) => connection(&sh2, s, peer, local, true, stranger).await,
                         Ok(Err(e)) => {
                             sh2.metrics.handshake.increment(1);
                             tracing::debug!(%peer, error = %e, "SIP/TLS handshake failed");
@@ -211,9 +215,18 @@ pub(crate) async fn accept_loop(sh: Arc<Shared>, listener: TcpListener, tls: Opt
 
 /// One stream connection: a writer task fed by a bounded queue, and this reader framing
 /// messages by Content-Length. A framing error closes the connection (the stream can no longer
-/// be delimited); a malformed but framed message costs only itself.
-async fn connection<S>(sh: &Arc<Shared>, stream: S, peer: SocketAddr, local: SocketAddr, tls: bool)
-where
+/// be delimited); a malformed but framed message costs only itself. A request must be complete
+/// within `header_timeout_secs` of its first byte; `stranger` is the connection's place in the
+/// unauthenticated share, given back once a request authenticates (until then the connection
+/// may stay silent for two header timeouts, not the idle timeout).
+async fn connection<S>(
+    sh: &Arc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: bool,
+    mut stranger: Option<OwnedSemaphorePermit>,
+) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -235,6 +248,9 @@ where
     let link = Link::Stream { tx, tls, local };
     let max = sh.cfg.max_message_bytes;
     let idle = Duration::from_secs(sh.cfg.idle_timeout_secs);
+    let header = Duration::from_secs(sh.cfg.header_timeout_secs);
+    // When the first byte of the request not yet complete came.
+    let mut started: Option<Instant> = None;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
@@ -250,8 +266,12 @@ where
                     buf.drain(..n);
                 }
                 Ok(Frame::Message(n)) => {
-                    dialogue::handle(sh, &link, peer, &buf[..n]);
+                    if dialogue::handle(sh, &link, peer, &buf[..n]) {
+                        drop(stranger.take());
+                    }
                     buf.drain(..n);
+                    // What is left began arriving with the read that completed this message.
+                    started = None;
                 }
                 Err(e) => {
                     if e == vaka_scaip::FramingError::TooLarge {
@@ -264,17 +284,42 @@ where
                 }
             }
         }
+        if buf.is_empty() {
+            started = None;
+        } else if started.is_none() {
+            started = Some(Instant::now());
+        }
+        // A partial request has until its header deadline; an empty buffer only the idle bound.
+        // A stranger must be talking: silent for two header timeouts it is closed, so idle
+        // connections cannot hold the unauthenticated share for the whole idle timeout.
+        let quiet = if stranger.is_some() {
+            idle.min(header * 2)
+        } else {
+            idle
+        };
+        let wait = match started {
+            Some(at) => header.saturating_sub(at.elapsed()).min(quiet),
+            None => quiet,
+        };
         let n = tokio::select! {
             _ = sh.intake.cancelled() => return,
-            r = tokio::time::timeout(idle, rd.read(&mut chunk)) => match r {
+            r = tokio::time::timeout(wait, rd.read(&mut chunk)) => match r {
                 Ok(Ok(0)) | Ok(Err(_)) => return,
                 Ok(Ok(n)) => n,
+                Err(_) if started.is_some() => {
+                    sh.metrics.header_timeout.increment(1);
+                    tracing::debug!(%peer, "closing SIP connection: request not complete in time");
+                    return;
+                }
                 Err(_) => {
                     tracing::debug!(%peer, "closing idle SIP connection");
                     return;
                 }
             },
         };
+        if buf.is_empty() {
+            started = Some(Instant::now());
+        }
         buf.extend_from_slice(&chunk[..n]);
     }
 }
