@@ -238,6 +238,7 @@ fn stop_router(router: &Arc<Router>, store: &Store) {
 /// `vaka serve`: runs until SIGINT or SIGTERM. `began` is when the process started (before the
 /// configuration was read), for the start-up time in the `vaka ready` line.
 pub async fn run(mut cfg: Config, began: Instant) -> Result<(), String> {
+    let mut stop = StopSignals::install();
     crate::observe::init_metrics(cfg.listen.http)?;
     let config_ms = began.elapsed().as_secs_f64() * 1000.0;
     apply_descriptor_budget(&mut cfg)?;
@@ -260,7 +261,7 @@ pub async fn run(mut cfg: Config, began: Instant) -> Result<(), String> {
         data_dir = %cfg.server.data_dir.display(),
         "vaka ready"
     );
-    let signal = wait_for_signal().await;
+    let signal = stop.wait().await;
     if let Some(d) = drops {
         d.abort();
     }
@@ -308,18 +309,42 @@ fn apply_descriptor_budget(cfg: &mut Config) -> Result<(), String> {
     Ok(())
 }
 
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT will stop vaka");
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
+/// SIGTERM and SIGINT, listened for from the start of `run`: a stop asked for while the engine is
+/// still starting (recovering a large store, say) is carried out cleanly once it has started,
+/// instead of the default action killing it half-way.
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn install() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for {name}");
+                None
+            }
+        };
+        StopSignals {
+            term: listen(SignalKind::terminate(), "SIGTERM"),
+            int: listen(SignalKind::interrupt(), "SIGINT"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+    }
+
+    async fn wait(&mut self) -> &'static str {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = recv(&mut self.term) => "SIGTERM",
+            _ = recv(&mut self.int) => "SIGINT",
+        }
     }
 }

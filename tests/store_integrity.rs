@@ -139,8 +139,15 @@ fn serve_starts_and_stops(dir: &Path, data: &Path) {
         .status()
         .unwrap();
     assert!(ok.success());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success(), "clean shutdown");
+    assert!(status.success(), "clean shutdown, got {status}: {err}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

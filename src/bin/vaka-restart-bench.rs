@@ -117,10 +117,18 @@ fn timed_start(vaka: &Path, config: &Path) -> (f64, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start vaka serve");
+    // The log is read to its end on its own thread: a closed pipe would fail the server's
+    // later log lines (its shutdown).
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     let mut recovered = String::new();
     let mut ready = String::new();
-    for line in BufReader::new(child.stderr.take().expect("stderr")).lines() {
-        let line = line.expect("log line");
+    for line in rx.iter() {
         if line.contains("\"store recovered\"") {
             recovered = line;
         } else if line.contains("\"vaka ready\"") {
@@ -133,6 +141,7 @@ fn timed_start(vaka: &Path, config: &Path) -> (f64, String, String) {
     // SIGTERM: a clean stop, as an upgrade or a restart by systemd does it.
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let status = child.wait().expect("wait");
+    let _ = reader.join();
     assert!(status.success(), "vaka serve exited {status}");
     (ms, recovered, ready)
 }

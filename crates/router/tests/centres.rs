@@ -348,16 +348,22 @@ async fn an_overdue_deadline_after_a_restart_waits_for_the_first_centre_to_recon
     tokio::time::advance(Duration::from_millis(1_500)).await;
     tokio::task::yield_now().await;
     assert!(outbox(&w, "c2").is_empty(), "not escalated past c1");
-    // c1 reconnects within the grace, finds the offer in its outbox and confirms it.
+    // An alarm meanwhile is stored and its device told the truth: nobody can act yet (snu 5).
+    let (fresh, available) = raise(&w, "d2", "r2").await;
+    assert!(!available);
+    // c1 reconnects within the grace, finds the offer in its outbox and confirms it; the new
+    // alarm is offered to it as it connects.
     w.router.centre_up(&c("c1")).await;
     w.router.centre_up(&c("c2")).await;
     receipt(&w, "d1", id, "c1").await;
+    receipt(&w, "d2", fresh, "c1").await;
     tokio::time::advance(Duration::from_secs(30)).await;
     tokio::task::yield_now().await;
     assert_eq!(state(&w, id), AlarmState::Receipted { centre: c("c1") });
     assert!(outbox(&w, "c2").is_empty(), "never escalated nor unhandled");
     let c1 = outbox(&w, "c1");
-    assert_eq!(c1.len(), 1, "the one offer, kept: {c1:?}");
+    assert_eq!(c1.len(), 2, "the one offer, kept, and the new one: {c1:?}");
+    assert!(is_offer(&c1[1], fresh, false), "{c1:?}");
 }
 
 #[tokio::test(start_paused = true)]

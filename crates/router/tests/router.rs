@@ -165,8 +165,19 @@ async fn failed_commit_is_reported_and_forgotten() {
     faulty
         .fail
         .store(false, std::sync::atomic::Ordering::Relaxed);
-    // The resend is taken afresh, not answered "duplicate" from memory that never became durable.
-    let (_, alarm_id, dup, _) = accepted(router.submit(alarm("d1", "r1")).await);
+    // The store refuses commits until its committer has brought the backend back (within about
+    // a second); the resend is then taken afresh, not answered "duplicate" from memory that
+    // never became durable.
+    let until = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        match router.submit(alarm("d1", "r1")).await {
+            Err(SubmitError::Store(_)) if Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            r => break r,
+        }
+    };
+    let (_, alarm_id, dup, _) = accepted(r);
     assert!(!dup);
     assert!(alarm_id.is_some());
 }
