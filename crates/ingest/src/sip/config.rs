@@ -168,11 +168,14 @@ impl SipConfig {
                 return bad(key, "must be at least 1");
             }
         }
-        if self.unauthenticated_rate == 0 || self.unauthenticated_burst == 0 {
+        if self.unauthenticated_rate == 0 {
             return bad(
                 "unauthenticated_rate",
-                "unauthenticated_rate and unauthenticated_burst must be at least 1",
+                "must be at least 1 (responses a second)",
             );
+        }
+        if self.unauthenticated_burst == 0 {
+            return bad("unauthenticated_burst", "must be at least 1");
         }
         if !(1..=(1 << 24)).contains(&self.unauthenticated_sources) {
             return bad("unauthenticated_sources", "must be 1..=16777216");
@@ -241,7 +244,7 @@ mod tests {
                     unauthenticated_burst: 0,
                     ..SipConfig::default()
                 },
-                "sip.unauthenticated_rate:",
+                "sip.unauthenticated_burst:",
             ),
             (
                 SipConfig {
