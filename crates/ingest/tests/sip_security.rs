@@ -122,6 +122,7 @@ async fn a_flood_of_unauthenticated_messages_keeps_no_state_and_every_device_ala
     // The flood: 4 sockets x 2,500 a second, 25 every 10 ms each, for 3 s.
     let sent = Arc::new(AtomicU64::new(0));
     let challenged = Arc::new(AtomicU64::new(0));
+    let (bytes_in, bytes_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut flooders = Vec::new();
     for (i, ip) in ["127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2"]
         .iter()
@@ -129,17 +130,19 @@ async fn a_flood_of_unauthenticated_messages_keeps_no_state_and_every_device_ala
     {
         let sock = Arc::new(UdpSocket::bind(format!("{ip}:0")).await.unwrap());
         let reader = {
-            let (sock, challenged) = (sock.clone(), challenged.clone());
+            let (sock, challenged, bytes_out) =
+                (sock.clone(), challenged.clone(), bytes_out.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+                    bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                     if buf[..n].starts_with(b"SIP/2.0 401") {
                         challenged.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             })
         };
-        let sent = sent.clone();
+        let (sent, bytes_in) = (sent.clone(), bytes_in.clone());
         flooders.push((
             reader,
             tokio::spawn(async move {
@@ -151,10 +154,10 @@ async fn a_flood_of_unauthenticated_messages_keeps_no_state_and_every_device_ala
                     tick.tick().await;
                     for _ in 0..25 {
                         n += 1;
-                        let _ = sock
-                            .send_to(&stranger_message(server, local, n), server)
-                            .await;
+                        let m = stranger_message(server, local, n);
+                        let _ = sock.send_to(&m, server).await;
                         sent.fetch_add(1, Ordering::Relaxed);
+                        bytes_in.fetch_add(m.len() as u64, Ordering::Relaxed);
                     }
                 }
             }),
@@ -202,14 +205,23 @@ async fn a_flood_of_unauthenticated_messages_keeps_no_state_and_every_device_ala
         challenged.load(Ordering::Relaxed),
     );
     let took = started.elapsed();
+    let (bytes_in, bytes_out) = (
+        bytes_in.load(Ordering::Relaxed),
+        bytes_out.load(Ordering::Relaxed),
+    );
     println!(
-        "flood: {sent} unauthenticated MESSAGEs in {took:?}, {challenged} answered 401; \
+        "flood: {sent} unauthenticated MESSAGEs ({bytes_in} bytes) in {took:?}, {challenged} \
+         answered 401 ({bytes_out} bytes); \
          authenticated alarms: {answered} of {alarms} answered snu 0, no 503; \
          transactions held at most {most_transactions} (max_transactions 1000), \
          nonces tracked {}; RSS {rss_before} -> {rss_after} KiB",
         env.server.nonces_tracked()
     );
     assert_eq!(answered, alarms);
+    assert!(
+        bytes_out <= bytes_in,
+        "no amplification: {bytes_out} out for {bytes_in} in"
+    );
     assert!(
         alarms >= 8,
         "devices alarmed throughout the flood ({alarms})"
