@@ -210,6 +210,10 @@ pub struct DeviceConfig {
     pub device_type: String,
     /// SIP digest password.
     pub password: Option<String>,
+    /// The device cannot do digest `qop=auth`: its credentials without qop are accepted once
+    /// per nonce (a replay is refused; each request costs it a fresh challenge).
+    #[serde(default)]
+    pub digest_single_use_nonce: bool,
     pub heartbeat_secs: Option<u32>,
     /// Own escalation chain; default is the tenant's.
     #[serde(default)]
@@ -539,6 +543,12 @@ impl Config {
             if d.password.as_deref() == Some("") {
                 p.push(err(format!("{at}.password"), "must not be empty"));
             }
+            if d.digest_single_use_nonce && d.password.is_none() {
+                p.push(err(
+                    format!("{at}.digest_single_use_nonce"),
+                    "only for a device with a SIP digest `password`",
+                ));
+            }
             chain_ok(&mut p, &format!("{at}.centres"), &d.centres, &d.tenant);
             for (j, g) in d.gateway_for.iter().enumerate() {
                 if !self
@@ -674,6 +684,7 @@ impl Config {
                     username: d.id.clone(),
                     device: DeviceKey::new(&d.tenant, &d.id),
                     password: d.password.clone()?,
+                    single_use_nonce: d.digest_single_use_nonce,
                 })
             })
             .collect()

@@ -115,6 +115,16 @@ fn each_bad_file_names_its_key() {
             "devices[0].receipt_deadline_secs: must be greater than 0",
         ),
         (
+            "no per-source budget for unauthenticated SIP",
+            "[sip]\nunauthenticated_burst = 0\n",
+            "sip.unauthenticated_burst: must be at least 1",
+        ),
+        (
+            "single-use nonces for a device without a SIP password",
+            &format!("{GOOD}digest_single_use_nonce = true\n"),
+            "devices[0].digest_single_use_nonce",
+        ),
+        (
             "field type inside array",
             &GOOD.replace("type = \"0003\"", "type = \"0003\"\nheartbeat_secs = -5"),
             "devices[0].heartbeat_secs",

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use vaka_scaip::auth::{authorize, Credential, DigestAlgorithm};
+use vaka_scaip::auth::{authorize, Credential, DigestAlgorithm, Expected, WithoutQop};
 use vaka_scaip::sip::NewRequest;
 use vaka_scaip::{Authorization, Mrq, Mrs, NonceCounter, NonceIssuer, SipMessage, Snu};
 
@@ -69,10 +69,16 @@ fn bench_scaip(c: &mut Criterion) {
             // A fresh counter each time, so nc=1 is never a replay.
             let mut counter = NonceCounter::new(4);
             let auth = Authorization::parse(black_box(&header)).unwrap();
+            let expected = Expected {
+                method: "MESSAGE",
+                request_uri: "sip:arc@alarm.vaka.example",
+                realm: "alarm.vaka.example",
+                algorithm: DigestAlgorithm::Md5,
+                without_qop: WithoutQop::Refused,
+            };
             issuer.verify(
                 &auth,
-                "MESSAGE",
-                "alarm.vaka.example",
+                &expected,
                 Credential::Password("pw"),
                 2_000,
                 &mut counter,

@@ -92,6 +92,7 @@ impl Engine {
                 username: id.to_string(),
                 device: DeviceKey::new("t1", *id),
                 password: PASSWORD.into(),
+                single_use_nonce: false,
             })
             .collect();
         let sip = SipServer::start(

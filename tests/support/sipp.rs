@@ -96,6 +96,10 @@ pub async fn run_sipp(
         ])
         .args(["-i", "127.0.0.1", "-p", &port.to_string()])
         .args(["-s", user, "-au", user, "-ap", password])
+        // The digest `uri` must be the Request-URI (the scenarios' `sip:[service]@server`);
+        // sipp's own default is `sip:server`, which the engine refuses.
+        .arg("-auth_uri")
+        .arg(format!("{user}@{server}"))
         .args(["-key", "mrq", mrq])
         .args(["-nostdin", "-trace_logs", "-trace_err"])
         .arg("-log_file")

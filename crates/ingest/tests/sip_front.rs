@@ -177,11 +177,13 @@ async fn malformed_input_costs_only_itself() {
     let mrs = dev.exchange("m-4", &mrq("F1", "200001", ALARM)).await;
     assert_eq!(mrs.snu, Snu::WrongData);
     assert_eq!(env.stored_events().len(), 2);
-    // Other methods: OPTIONS 200 without credentials, anything else 405.
+    // Other methods: OPTIONS 200 without credentials, anything else 405 (the requests carry
+    // what real ones do: a bare one is smaller than its response and gets none, invariant 13).
     for (method, code) in [("OPTIONS", 200), ("SUBSCRIBE", 405)] {
         let raw = format!(
             "{method} sip:alarm@{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bK{method}\r\n\
-From: <sip:x@{1}>;tag=1\r\nTo: <sip:alarm@{0}>\r\nCall-ID: o-{method}\r\nCSeq: 1 {method}\r\n\r\n",
+Max-Forwards: 70\r\nFrom: <sip:x@{1}>;tag=1\r\nTo: <sip:alarm@{0}>\r\nCall-ID: o-{method}\r\n\
+CSeq: 1 {method}\r\nUser-Agent: SCAIP-device/1.0\r\n\r\n",
             env.udp(),
             dev.local()
         );

@@ -2,7 +2,9 @@
 //! API: challenge, authenticated MESSAGE with `<mrq>`, retransmission, 200 OK, and the `<mrs>`
 //! MESSAGE back to the device's contact.
 
-use vaka_scaip::auth::{authorize, Credential, DigestAlgorithm, InvalidReason};
+use vaka_scaip::auth::{
+    authorize, Credential, DigestAlgorithm, Expected, InvalidReason, WithoutQop,
+};
 use vaka_scaip::scaip::{EventClass, Mrq, Mrs, Snu};
 use vaka_scaip::sip::{find_message, Frame, Method, NewRequest, SipMessage};
 use vaka_scaip::transaction::{ClientRetransmit, RetransmitAction};
@@ -92,10 +94,16 @@ fn alarm_round_trip_through_the_codec() {
     };
     let auth = Authorization::parse(request.authorization().unwrap()).unwrap();
     assert_eq!(auth.username, DEVICE_USER);
+    let expected = Expected {
+        method: request.method().as_str(),
+        request_uri: request.request_uri().unwrap(),
+        realm: REALM,
+        algorithm: DigestAlgorithm::Md5,
+        without_qop: WithoutQop::Refused,
+    };
     let outcome = issuer.verify(
         &auth,
-        request.method().as_str(),
-        REALM,
+        &expected,
         Credential::Password(DEVICE_PASSWORD),
         now,
         &mut counter,
@@ -129,10 +137,13 @@ fn alarm_round_trip_through_the_codec() {
     ))
     .unwrap();
     let auth = Authorization::parse(replay.authorization().unwrap()).unwrap();
+    let expected = Expected {
+        request_uri: replay.request_uri().unwrap(),
+        ..expected
+    };
     let outcome = issuer.verify(
         &auth,
-        "MESSAGE",
-        REALM,
+        &expected,
         Credential::Password(DEVICE_PASSWORD),
         now,
         &mut counter,

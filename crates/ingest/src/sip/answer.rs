@@ -1,10 +1,14 @@
 //! The SCAIP answer to an accepted MESSAGE: parse the `<mrq>`, hand the event to the router,
 //! wait for it to be durable (or answer HOLD), then send `<mrs>` as our own MESSAGE.
 //!
-//! The `<mrs>` goes to the device's registered contact, else the request's Contact, else its
-//! source address; over TCP/TLS it goes back on the connection the request came in on (a device
-//! behind NAT is reachable no other way). It reuses the request's Call-ID with a new From tag
-//! and our own CSeq, and over UDP is retransmitted on RFC 3261 timers until a final response.
+//! The `<mrs>` goes to the address of the device's registered contact (bound by an
+//! authenticated REGISTER), else to the request's source address: never to an address a
+//! Contact header names, which would let one request aim our messages (and their
+//! retransmissions) at a third party. Its Request-URI is still the registered contact, else the
+//! request's Contact, else `sip:user@source`, as the device expects. Over TCP/TLS it goes back
+//! on the connection the request came in on (a device behind NAT is reachable no other way).
+//! It reuses the request's Call-ID with a new From tag and our own CSeq, and over UDP is
+//! retransmitted on RFC 3261 timers until a final response.
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -199,6 +203,7 @@ async fn deliver(
         .map(|c| c.uri);
     let user = req.from().user().unwrap_or(&account.username).to_owned();
     let request_uri = registered
+        .clone()
         .or(contact)
         .unwrap_or_else(|| format!("sip:{user}@{peer}"));
     let sent_by = sent_by(sh, &link, peer);
@@ -230,10 +235,11 @@ async fn deliver(
             return;
         }
     };
-    // Over UDP: to the URI's address when it has one we can use, else the source.
-    let to = match &link {
-        Link::Udp { .. } => uri_addr(&request_uri).await.unwrap_or(peer),
-        Link::Stream { .. } => peer,
+    // Over UDP: to the registered contact's address when it has one we can use, else the
+    // source (never the request's Contact: no aiming at third parties).
+    let to = match (&link, &registered) {
+        (Link::Udp { .. }, Some(uri)) => uri_addr(uri).await.unwrap_or(peer),
+        _ => peer,
     };
     let (tx, mut rx) = mpsc::channel::<u16>(4);
     sh.state().outgoing.insert(branch.clone(), tx);

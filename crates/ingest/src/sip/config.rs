@@ -20,11 +20,15 @@ pub struct SipConfig {
     pub tls: bool,
     /// Digest realm offered in challenges.
     pub realm: String,
-    /// `MD5` (what devices support) or `SHA-256`.
+    /// `MD5` (what devices support) or `SHA-256`: the only algorithm accepted in answers (an
+    /// answer in the other is refused: no downgrade).
     pub digest_algorithm: String,
     /// How long a nonce may be used; after that the device gets `stale=true` and retries.
     pub nonce_lifetime_secs: u64,
-    /// Refuse credentials without `qop=auth` (RFC 2069 style has no replay protection).
+    /// Refuse credentials without `qop=auth`: RFC 2069 style has no nonce count, so a captured
+    /// header could be replayed on other requests while its nonce lives. A device that cannot
+    /// do qop needs `digest_single_use_nonce = true` on its `[[devices]]` entry (each nonce
+    /// then serves one request); `false` accepts them reusable, for every device.
     pub require_qop: bool,
     /// Request-URI user parts accepted for MESSAGE and REGISTER; empty = any.
     pub accept_users: Vec<String>,
@@ -52,10 +56,20 @@ pub struct SipConfig {
     pub header_timeout_secs: u64,
     /// Time allowed for a TLS handshake.
     pub handshake_timeout_secs: u64,
-    /// Live server transactions (retransmission memory); past it requests get 503.
+    /// Live server transactions (retransmission memory); past it requests get 503. Only
+    /// authenticated requests make one, so strangers cannot fill it (invariant 13).
     pub max_transactions: usize,
-    /// Nonces tracked for the nonce-count replay check.
+    /// Nonces tracked for the nonce-count replay check (and single-use nonces already used).
     pub max_nonces: usize,
+    /// Responses a second to one source address (IPv6: its /64) for requests that did not
+    /// authenticate (challenges, OPTIONS, refusals); past it they are dropped and counted.
+    /// Authenticated requests never draw on it (invariant 13).
+    pub unauthenticated_rate: u32,
+    /// How many such responses a source may have at once (its bucket's size).
+    pub unauthenticated_burst: u32,
+    /// Buckets in the fixed table of sources (16 bytes each; hashed: sources sharing a bucket
+    /// share its budget). A flood of forged addresses costs no memory beyond it.
+    pub unauthenticated_sources: usize,
     /// SCAIP requests being answered (router answer pending or `<mrs>` in flight); past it the
     /// device gets snu 6 (busy) at once.
     pub max_pending: usize,
@@ -74,7 +88,7 @@ impl Default for SipConfig {
             realm: "vaka".into(),
             digest_algorithm: "MD5".into(),
             nonce_lifetime_secs: 300,
-            require_qop: false,
+            require_qop: true,
             accept_users: Vec::new(),
             advertised_host: String::new(),
             tls_cert: PathBuf::from("certs/server.pem"),
@@ -87,6 +101,9 @@ impl Default for SipConfig {
             handshake_timeout_secs: 10,
             max_transactions: 200_000,
             max_nonces: 200_000,
+            unauthenticated_rate: 100,
+            unauthenticated_burst: 1_000,
+            unauthenticated_sources: 65_536,
             max_pending: 50_000,
             max_expires_secs: 3_600,
             drain_timeout_secs: 5,
@@ -151,6 +168,18 @@ impl SipConfig {
                 return bad(key, "must be at least 1");
             }
         }
+        if self.unauthenticated_rate == 0 {
+            return bad(
+                "unauthenticated_rate",
+                "must be at least 1 (responses a second)",
+            );
+        }
+        if self.unauthenticated_burst == 0 {
+            return bad("unauthenticated_burst", "must be at least 1");
+        }
+        if !(1..=(1 << 24)).contains(&self.unauthenticated_sources) {
+            return bad("unauthenticated_sources", "must be 1..=16777216");
+        }
         if self.idle_timeout_secs == 0 || self.handshake_timeout_secs == 0 {
             return bad(
                 "idle_timeout_secs",
@@ -201,6 +230,33 @@ mod tests {
         };
         let e = bad.validate().unwrap_err().to_string();
         assert!(e.starts_with("sip.max_message_bytes:"), "{e}");
+        assert!(c.require_qop, "replay-proof digests by default");
+        for (bad, key) in [
+            (
+                SipConfig {
+                    unauthenticated_rate: 0,
+                    ..SipConfig::default()
+                },
+                "sip.unauthenticated_rate:",
+            ),
+            (
+                SipConfig {
+                    unauthenticated_burst: 0,
+                    ..SipConfig::default()
+                },
+                "sip.unauthenticated_burst:",
+            ),
+            (
+                SipConfig {
+                    unauthenticated_sources: 0,
+                    ..SipConfig::default()
+                },
+                "sip.unauthenticated_sources:",
+            ),
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.starts_with(key), "{e}");
+        }
         let l = c.listen(
             "0.0.0.0:1".parse().unwrap(),
             "0.0.0.0:2".parse().unwrap(),

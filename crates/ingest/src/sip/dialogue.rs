@@ -1,13 +1,18 @@
-//! One received SIP message: transaction lookup, digest authentication, the SIP response, and
-//! for a SCAIP MESSAGE the start of its answer (see [`super::answer`]).
+//! One received SIP message: digest authentication, the SIP response, and for a SCAIP MESSAGE
+//! the start of its answer (see [`super::answer`]).
 //!
-//! Everything here is synchronous and short: a request is answered (and its response stored
-//! for retransmissions) before the next datagram is read; the slow part, waiting for the
-//! router, runs in a task of its own.
+//! A request that does not authenticate costs no state (invariant 13): it is answered
+//! statelessly (a retransmission just gets a fresh 401; nonces are stateless HMAC), within its
+//! source's budget ([`super::strangers`]), and never with more bytes than it had. Only an
+//! authenticated request gets a server transaction (retransmission memory, `max_transactions`).
+//!
+//! Everything here is synchronous and short: a request is answered (and an authenticated one's
+//! response stored for retransmissions) before the next datagram is read; the slow part,
+//! waiting for the router, runs in a task of its own.
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use vaka_scaip::auth::{Credential, DigestError, InvalidReason};
+use vaka_scaip::auth::{Credential, DigestError, Expected, InvalidReason, WithoutQop};
 use vaka_scaip::sip::{Method, SCAIP_CONTENT_TYPE};
 use vaka_scaip::{AuthOutcome, Authorization, SipMessage, TxLookup};
 
@@ -16,6 +21,21 @@ use super::server::{Account, Shared};
 use super::transport::Link;
 
 const ALLOW: &str = "MESSAGE, REGISTER, OPTIONS";
+
+/// Headers a response may carry if it stays small enough.
+type Headers = &'static [(&'static str, &'static str)];
+
+/// What a request gets.
+enum Reply {
+    /// It did not authenticate: a response sent statelessly, with `optional` headers only if
+    /// they fit (see [`answer_stranger`]).
+    Stranger {
+        response: Box<SipMessage>,
+        optional: Headers,
+    },
+    /// The digest checked out.
+    Authenticated(Account),
+}
 
 /// Handles one message from `peer` on `link`; true if it was a request that authenticated
 /// (a connection that has sent one leaves the unauthenticated share, invariant 13).
@@ -34,45 +54,53 @@ pub(crate) fn handle(sh: &Arc<Shared>, link: &Link, peer: SocketAddr, bytes: &[u
         answer::on_response(sh, &msg);
         return false;
     }
+    if *msg.method() == Method::Ack {
+        return false; // belongs to no non-INVITE transaction, never answered
+    }
     msg.stamp_source(&peer.ip().to_string(), peer.port());
     let now = sh.now_ms();
-    let key = {
+    let target = response_target(&msg, peer);
+    let credentials =
+        msg.authorization().is_some() && matches!(msg.method(), Method::Message | Method::Register);
+    {
         let mut st = sh.state();
         st.maintain(now, sh.issuer.lifetime_ms());
-        match st.transactions.on_request(&msg, now) {
-            TxLookup::New(key) => key,
-            TxLookup::Retransmission(stored) => {
+        if !credentials {
+            // A stranger pays before anything is computed (no HMAC, no response built).
+            if !st.strangers.allow(peer.ip(), now) {
                 drop(st);
-                sh.metrics.retransmissions.increment(1);
-                if let Some(bytes) = stored {
-                    link.send(sh, response_target(&msg, peer), bytes);
-                }
+                sh.metrics.stranger_bytes_in.increment(bytes.len() as u64);
+                sh.metrics.refused("rate");
                 return false;
             }
-            TxLookup::Ack => return false,
-            TxLookup::Full => {
-                drop(st);
-                sh.metrics.transactions_full.increment(1);
-                let mut r = response(&msg, 503, "Service Unavailable");
-                let _ = r.push_header("Retry-After", "5");
-                link.send(sh, response_target(&msg, peer), r.to_bytes());
-                return false;
+        } else if let Some(stored) = st.transactions.lookup(&msg, now) {
+            // A retransmission of an authenticated request: its response again (none while it
+            // has none yet), never a second event, never a second nonce-count check.
+            drop(st);
+            sh.metrics.retransmissions.increment(1);
+            if let Some(b) = stored {
+                link.send(sh, target, b);
             }
+            return false;
         }
-    };
-    let (resp, account) = respond(sh, &msg, now);
-    let code = resp.status().unwrap_or(500);
-    let bytes = resp.to_bytes();
-    sh.state()
-        .transactions
-        .respond(&key, code, bytes.clone(), link.reliable(), now);
-    link.send(sh, response_target(&msg, peer), bytes);
-    // OPTIONS is answered 200 without credentials; MESSAGE and REGISTER only after digest.
-    let authenticated = code == 200 && *msg.method() != Method::Options;
-    if let Some(account) = account {
-        answer::start(sh, account, msg, link.clone(), peer);
     }
-    authenticated
+    match respond(sh, &msg, now) {
+        Reply::Stranger { response, optional } => {
+            // A request with credentials that failed pays now (one without paid on arrival).
+            let stranger = Stranger {
+                peer,
+                target,
+                request_len: bytes.len(),
+                charge: credentials,
+            };
+            answer_stranger(sh, link, &stranger, *response, optional);
+            false
+        }
+        Reply::Authenticated(account) => {
+            authenticated(sh, link, peer, target, msg, account, now);
+            true
+        }
+    }
 }
 
 /// Where responses to `msg` go: the top Via's `received`/`rport` (stamped on receipt), else
@@ -86,6 +114,7 @@ fn response_target(msg: &SipMessage, peer: SocketAddr) -> SocketAddr {
     }
 }
 
+/// A response to an authenticated request.
 fn response(req: &SipMessage, code: u16, reason: &str) -> SipMessage {
     let tag = format!("{:016x}", rand::random::<u64>());
     let mut r = SipMessage::response(req, code, reason, &tag);
@@ -93,40 +122,133 @@ fn response(req: &SipMessage, code: u16, reason: &str) -> SipMessage {
     r
 }
 
-/// The response to a new request, and for an accepted SCAIP MESSAGE the account that sent it
-/// (the caller then starts its answer).
-fn respond(sh: &Shared, msg: &SipMessage, now: u64) -> (SipMessage, Option<Account>) {
-    match msg.method() {
-        Method::Options => {
-            let mut r = response(msg, 200, "OK");
-            let _ = r.push_header("Allow", ALLOW);
-            let _ = r.push_header("Accept", SCAIP_CONTENT_TYPE);
-            (r, None)
+/// A response to a request that did not authenticate: nothing beyond what SIP requires (no
+/// Server header, a short To tag), so that it stays smaller than the request.
+fn stranger_response(req: &SipMessage, code: u16, reason: &str) -> SipMessage {
+    let tag = format!("{:08x}", rand::random::<u32>());
+    SipMessage::response(req, code, reason, &tag)
+}
+
+/// Who a stranger's response goes to, and what it may cost.
+struct Stranger {
+    peer: SocketAddr,
+    target: SocketAddr,
+    /// The request's size: the response may not be larger (no amplification).
+    request_len: usize,
+    charge: bool,
+}
+
+/// Sends a response to a request that did not authenticate: paid from its source's budget if
+/// still due, with the `optional` headers only when the response then stays within the
+/// request's size, and not at all when even the bare response would be larger than the
+/// request (a forged source address must not make us a traffic amplifier).
+fn answer_stranger(
+    sh: &Shared,
+    link: &Link,
+    s: &Stranger,
+    mut response: SipMessage,
+    optional: &[(&str, &str)],
+) {
+    sh.metrics.stranger_bytes_in.increment(s.request_len as u64);
+    if s.charge && !sh.state().strangers.allow(s.peer.ip(), sh.now_ms()) {
+        sh.metrics.refused("rate");
+        return;
+    }
+    let mut bytes = response.to_bytes();
+    if !optional.is_empty() {
+        for (name, value) in optional {
+            let _ = response.push_header(name, value);
         }
-        Method::Message | Method::Register => {
-            if !user_accepted(sh, msg) {
-                return (response(msg, 404, "Not Found"), None);
+        let full = response.to_bytes();
+        if full.len() <= s.request_len {
+            bytes = full;
+        }
+    }
+    if bytes.len() > s.request_len {
+        sh.metrics.refused("size");
+        tracing::debug!(peer = %s.peer, request = s.request_len, response = bytes.len(),
+            "response to an unauthenticated request not sent: larger than the request");
+        return;
+    }
+    sh.metrics.stranger_bytes_out.increment(bytes.len() as u64);
+    link.send(sh, s.target, bytes);
+}
+
+/// An authenticated request: a server transaction (its own budget, `max_transactions`), the
+/// response, and for a SCAIP MESSAGE its answer.
+fn authenticated(
+    sh: &Arc<Shared>,
+    link: &Link,
+    peer: SocketAddr,
+    target: SocketAddr,
+    msg: SipMessage,
+    account: Account,
+    now: u64,
+) {
+    let lookup = sh.state().transactions.on_request(&msg, now);
+    let key = match lookup {
+        TxLookup::New(key) => key,
+        TxLookup::Retransmission(stored) => {
+            // A copy raced in on another connection and was handled first.
+            sh.metrics.retransmissions.increment(1);
+            if let Some(b) = stored {
+                link.send(sh, target, b);
             }
-            let account = match authenticate(sh, msg, now) {
-                Ok(a) => a,
-                Err(r) => return (*r, None),
-            };
-            if *msg.method() == Method::Register {
-                return (register(sh, msg, &account, now), None);
-            }
-            if !msg.is_scaip() {
-                let mut r = response(msg, 415, "Unsupported Media Type");
-                let _ = r.push_header("Accept", SCAIP_CONTENT_TYPE);
-                return (r, None);
-            }
-            sh.metrics.events_received.increment(1);
-            (response(msg, 200, "OK"), Some(account))
+            return;
+        }
+        TxLookup::Ack => return,
+        TxLookup::Full => {
+            sh.metrics.transactions_full.increment(1);
+            let mut r = response(&msg, 503, "Service Unavailable");
+            let _ = r.push_header("Retry-After", "5");
+            link.send(sh, target, r.to_bytes());
+            return;
+        }
+    };
+    let (resp, start) = match msg.method() {
+        Method::Register => (register(sh, &msg, &account, now), false),
+        _ if !msg.is_scaip() => {
+            let mut r = response(&msg, 415, "Unsupported Media Type");
+            let _ = r.push_header("Accept", SCAIP_CONTENT_TYPE);
+            (r, false)
         }
         _ => {
-            let mut r = response(msg, 405, "Method Not Allowed");
-            let _ = r.push_header("Allow", ALLOW);
-            (r, None)
+            sh.metrics.events_received.increment(1);
+            (response(&msg, 200, "OK"), true)
         }
+    };
+    let code = resp.status().unwrap_or(500);
+    let bytes = resp.to_bytes();
+    sh.state()
+        .transactions
+        .respond(&key, code, bytes.clone(), link.reliable(), now);
+    link.send(sh, target, bytes);
+    if start {
+        answer::start(sh, account, msg, link.clone(), peer);
+    }
+}
+
+/// What a new request gets.
+fn respond(sh: &Shared, msg: &SipMessage, now: u64) -> Reply {
+    let stranger = |response: SipMessage, optional: Headers| Reply::Stranger {
+        response: Box::new(response),
+        optional,
+    };
+    match msg.method() {
+        Method::Options => stranger(
+            stranger_response(msg, 200, "OK"),
+            &[("Allow", ALLOW), ("Accept", SCAIP_CONTENT_TYPE)],
+        ),
+        Method::Message | Method::Register => {
+            if !user_accepted(sh, msg) {
+                return stranger(stranger_response(msg, 404, "Not Found"), &[]);
+            }
+            authenticate(sh, msg, now)
+        }
+        _ => stranger(
+            stranger_response(msg, 405, "Method Not Allowed"),
+            &[("Allow", ALLOW)],
+        ),
     }
 }
 
@@ -140,59 +262,93 @@ fn user_accepted(sh: &Shared, msg: &SipMessage) -> bool {
             .is_some_and(|u| users.iter().any(|a| a == u))
 }
 
-fn challenge(sh: &Shared, msg: &SipMessage, now: u64, stale: bool) -> SipMessage {
+/// A 401 with a new nonce.
+fn challenge(sh: &Shared, msg: &SipMessage, now: u64, stale: bool) -> Reply {
     sh.metrics.auth_challenged.increment(1);
     let c = sh
         .issuer
         .challenge(&sh.cfg.realm, sh.algorithm, now, rand::random(), stale);
-    let mut r = response(msg, 401, "Unauthorized");
+    let mut r = stranger_response(msg, 401, "Unauthorized");
     let _ = r.push_header("WWW-Authenticate", &c.to_header_value());
-    r
+    Reply::Stranger {
+        response: Box::new(r),
+        optional: &[],
+    }
+}
+
+/// What this account's credentials without qop are worth.
+fn without_qop(sh: &Shared, account: &Account) -> WithoutQop {
+    if account.single_use_nonce {
+        WithoutQop::Once
+    } else if sh.cfg.require_qop {
+        WithoutQop::Refused
+    } else {
+        WithoutQop::Reusable
+    }
 }
 
 /// Digest check (never Basic): no credentials -> 401 with a challenge; valid -> the account;
-/// expired nonce or replayed nonce count -> 401 `stale=true`; anything else -> 403.
-fn authenticate(sh: &Shared, msg: &SipMessage, now: u64) -> Result<Account, Box<SipMessage>> {
+/// expired nonce or replayed nonce count -> 401 `stale=true`; a digest `uri` other than the
+/// Request-URI -> 400; anything else (another algorithm than the configured one, qop missing,
+/// wrong password, ...) -> 403. Every refusal is counted by reason.
+fn authenticate(sh: &Shared, msg: &SipMessage, now: u64) -> Reply {
     let Some(header) = msg.authorization() else {
-        return Err(Box::new(challenge(sh, msg, now, false)));
+        return challenge(sh, msg, now, false);
     };
-    let forbidden = |why: &str| {
+    let refuse = |code: u16, phrase: &str, why: &'static str| {
         sh.metrics.auth_failed.increment(1);
+        sh.metrics.refused(why);
         tracing::debug!(reason = why, "SIP authentication refused");
-        response(msg, 403, "Forbidden")
+        Reply::Stranger {
+            response: Box::new(stranger_response(msg, code, phrase)),
+            optional: &[],
+        }
     };
     let auth = match Authorization::parse(header) {
         Ok(a) => a,
         // Basic or another scheme: challenge for Digest instead.
-        Err(DigestError::NotDigest) => return Err(Box::new(challenge(sh, msg, now, false))),
-        Err(_) => {
-            sh.metrics.auth_failed.increment(1);
-            return Err(Box::new(response(msg, 400, "Malformed Authorization")));
-        }
+        Err(DigestError::NotDigest) => return challenge(sh, msg, now, false),
+        // MD5-sess, SHA-512-256, ...: only the configured algorithm is accepted.
+        Err(DigestError::UnsupportedAlgorithm) => return refuse(403, "Forbidden", "algorithm"),
+        Err(_) => return refuse(400, "Malformed Authorization", "malformed"),
     };
     let Some(account) = sh.accounts.get(&auth.username) else {
-        return Err(Box::new(forbidden("unknown user")));
+        return refuse(403, "Forbidden", "unknown_user");
+    };
+    let expected = Expected {
+        method: msg.method().as_str(),
+        request_uri: msg.request_uri().unwrap_or(""),
+        realm: &sh.cfg.realm,
+        algorithm: sh.algorithm,
+        without_qop: without_qop(sh, account),
     };
     let outcome = sh.issuer.verify(
         &auth,
-        msg.method().as_str(),
-        &sh.cfg.realm,
+        &expected,
         Credential::Password(&account.password),
         now,
         &mut sh.state().nonces,
     );
     match outcome {
-        AuthOutcome::Ok => Ok(account.clone()),
-        AuthOutcome::Stale => Err(Box::new(challenge(sh, msg, now, true))),
-        // Right password, nonce count already used: a captured request replayed, or (over UDP)
-        // a device's own retransmission overtaken by its next request after the first copy was
-        // lost. Never accepted; a fresh challenge lets the real device go on, where a 403 would
-        // refuse its alarm.
+        AuthOutcome::Ok => Reply::Authenticated(account.clone()),
+        // The right password on an old or unknown nonce (a restart): a new challenge. Still a
+        // stranger's response (a captured old header proves nothing), paid like one: a
+        // source's burst covers every device behind it coming back after a restart.
+        AuthOutcome::Stale => challenge(sh, msg, now, true),
+        // Right password, nonce count (or single-use nonce) already used: a captured request
+        // replayed, or (over UDP) a device's own retransmission overtaken by its next request
+        // after the first copy was lost, or a single-use device's next request. Never
+        // accepted; a fresh challenge lets the real device go on, where a 403 would refuse
+        // its alarm.
         AuthOutcome::Invalid(InvalidReason::Replay) => {
             sh.metrics.auth_replayed.increment(1);
-            Err(Box::new(challenge(sh, msg, now, true)))
+            sh.metrics.refused("replay");
+            challenge(sh, msg, now, true)
         }
-        AuthOutcome::Invalid(reason) => Err(Box::new(forbidden(&format!("{reason:?}")))),
+        AuthOutcome::Invalid(InvalidReason::UriMismatch) => {
+            refuse(400, "Digest URI Mismatch", "uri_mismatch")
+        }
+        AuthOutcome::Invalid(reason) => refuse(403, "Forbidden", reason.label()),
     }
 }
 

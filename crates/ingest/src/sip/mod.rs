@@ -5,20 +5,28 @@
 //! TCP/TLS conn ──frame───┤ (find_message: Content-Length framing, max_message_bytes;
 //!                        │  a framing error closes the connection)
 //!                        v
-//! dialogue::handle: parse (unparseable -> dropped, counted) -> server transaction table
-//!   retransmission -> the stored response again, never a second event
+//! dialogue::handle: parse (unparseable -> dropped, counted)
+//!   no credentials: the source's unauthenticated budget (strangers: token bucket per address
+//!     in a fixed table; spent -> dropped, counted) -> answered statelessly, no table entry
+//!   credentials: server transaction table lookup (retransmission -> the stored response
+//!     again, never a second event) -> digest check (only the configured algorithm, `uri` =
+//!     Request-URI, qop required unless the device has single-use nonces)
 //!   OPTIONS -> 200 | other methods -> 405
-//!   MESSAGE/REGISTER: accept_users (404) -> digest: none -> 401 challenge, stale -> 401
-//!     stale=true, wrong -> 403 -> REGISTER: bind contact (memory) | MESSAGE: not scaip+xml
-//!     -> 415, else 200 OK and answer::start
+//!   MESSAGE/REGISTER: accept_users (404) -> digest: none -> 401 challenge, stale or replayed
+//!     -> 401 stale=true, wrong -> 403 (uri mismatch 400)
+//!   every response to a request that did not authenticate: no larger than the request
+//!     (optional headers left out, else nothing sent), within the source's budget
+//!   authenticated -> a server transaction (table full -> 503) -> REGISTER: bind contact
+//!     (memory) | MESSAGE: not scaip+xml -> 415, else 200 OK and answer::start
 //! answer (own task, bounded by max_pending, else snu 6):
 //!   <mrq> parse (snu 2/3/7/10 on errors; a malformed lge value is dropped, the message kept)
 //!   -> may_send_as(account, cid) (else snu 3) -> convert::to_event -> Router::submit
 //!   -> durable within hold_after_ms ? snu 0 / 5 (no centre, alarm lane) / 6 (busy)
 //!                                  : snu 4 HOLD (the device resends; idempotent)
 //!   -> <mrs> as a new MESSAGE (same Call-ID, new From tag, own CSeq) to the registered
-//!      contact, else Contact, else source; over TCP/TLS on the request's connection;
-//!      over UDP retransmitted (Timer E/F) until a final response.
+//!      contact's address, else the request's source (never to a Contact a request names);
+//!      over TCP/TLS on the request's connection; over UDP retransmitted (Timer E/F) until a
+//!      final response.
 //! ```
 //!
 //! Identity: the digest username is the device id (unique across tenants among devices with a
@@ -33,6 +41,7 @@ pub mod convert;
 mod dialogue;
 mod registrar;
 mod server;
+mod strangers;
 mod transport;
 
 pub use config::{SipConfig, SipListen};

@@ -15,6 +15,7 @@ use vaka_router::{Clock, Router};
 use vaka_scaip::{DigestAlgorithm, NonceCounter, NonceIssuer, ServerTransactions};
 
 use super::registrar::Registrar;
+use super::strangers::Strangers;
 use super::{transport, SipConfig, SipListen, SipStartError};
 
 /// A device's SIP credentials: digest `username` (the device id) and password.
@@ -23,12 +24,18 @@ pub struct Account {
     pub username: String,
     pub device: DeviceKey,
     pub password: String,
+    /// The device cannot do `qop=auth`: its credentials without qop are accepted once per nonce
+    /// (config `digest_single_use_nonce`); otherwise `sip.require_qop` decides.
+    pub single_use_nonce: bool,
 }
 
 /// Mutable protocol state, behind one short-held lock (every hold is a table operation or one
 /// digest computation, never I/O).
 pub(crate) struct State {
+    /// Authenticated requests only: a stranger's request is answered without an entry.
     pub transactions: ServerTransactions,
+    /// The unauthenticated budget per source (invariant 13).
+    pub strangers: Strangers,
     pub nonces: NonceCounter,
     pub registrar: Registrar,
     /// Our outstanding `<mrs>` MESSAGEs by Via branch: where their responses go.
@@ -120,6 +127,10 @@ pub(crate) struct Metrics {
     pub stray_response: Counter,
     pub transactions_full: Counter,
     pub retransmissions: Counter,
+    /// Bytes of requests that did not authenticate, and of the responses sent to them (no
+    /// amplification: out never exceeds in, per request).
+    pub stranger_bytes_in: Counter,
+    pub stranger_bytes_out: Counter,
     pub registrations: Gauge,
     pub connections_active: Gauge,
     pub connections_accepted: Counter,
@@ -154,12 +165,21 @@ impl Metrics {
             stray_response: error("stray_response"),
             transactions_full: error("transactions_full"),
             retransmissions: metrics::counter!("vaka_sip_retransmissions_total", s => q),
+            stranger_bytes_in: metrics::counter!("vaka_sip_unauthenticated_bytes_total", "direction" => "in"),
+            stranger_bytes_out: metrics::counter!("vaka_sip_unauthenticated_bytes_total", "direction" => "out"),
             registrations: metrics::gauge!("vaka_sip_registrations"),
             connections_active: metrics::gauge!("vaka_connections_active", s => q),
             connections_accepted: metrics::counter!("vaka_connections_total", s => q, "result" => "accepted"),
             connections_refused: metrics::counter!("vaka_connections_total", s => q, "result" => "refused"),
             header_timeout: error("header_timeout"),
         }
+    }
+
+    /// A request refused or left unanswered, by why: `rate` (its source's unauthenticated
+    /// budget is spent), `size` (the response would be larger than the request), or the digest
+    /// check that failed (`algorithm`, `uri_mismatch`, `qop_required`, `replay`, ...).
+    pub fn refused(&self, reason: &'static str) {
+        metrics::counter!("vaka_sip_refused_total", "reason" => reason).increment(1);
     }
 
     /// One `<mrs>` sent, by its `snu`.
@@ -213,10 +233,7 @@ impl SipServer {
             }
         }
         let secret: [u8; 32] = rand::random();
-        let mut issuer = NonceIssuer::new(&secret, cfg.nonce_lifetime_secs * 1000);
-        if cfg.require_qop {
-            issuer = issuer.require_qop();
-        }
+        let issuer = NonceIssuer::new(&secret, cfg.nonce_lifetime_secs * 1000);
         let tls = match listen.tls {
             Some(_) => Some(transport::tls_acceptor(cfg)?),
             None => None,
@@ -254,6 +271,11 @@ impl SipServer {
             clock,
             state: Mutex::new(State {
                 transactions: ServerTransactions::new(cfg.max_transactions),
+                strangers: Strangers::new(
+                    cfg.unauthenticated_rate,
+                    cfg.unauthenticated_burst,
+                    cfg.unauthenticated_sources,
+                ),
                 nonces: NonceCounter::new(cfg.max_nonces),
                 registrar: Registrar::default(),
                 outgoing: HashMap::new(),
@@ -297,6 +319,16 @@ impl SipServer {
     /// Registered contacts held now.
     pub fn registrations(&self) -> usize {
         self.shared.state().registrar.len()
+    }
+
+    /// Server transactions held now (only authenticated requests make one).
+    pub fn transactions(&self) -> usize {
+        self.shared.state().transactions.len()
+    }
+
+    /// Nonces held for the replay check (used with qop, or single-use ones).
+    pub fn nonces_tracked(&self) -> usize {
+        self.shared.state().nonces.len()
     }
 
     /// Stops taking requests, lets answers already underway go out (bounded by

@@ -33,10 +33,12 @@ pub const PASSWORD: &str = "demo-pass";
 pub const TRIGGER: &str = "100001";
 pub const TRACKER: &str = "100002";
 pub const GATEWAY: &str = "100009";
+/// A device that cannot do digest qop: set to single-use nonces.
+pub const LEGACY: &str = "100004";
 pub const CENTRE: &str = "c1";
 
-/// Tenant "demo" with centre c1, a personal trigger, a tracker (heartbeat 630 s) and a gateway
-/// that may send for the trigger; tenant "other" with a device the gateway may not send for.
+/// Tenant "demo" with centre c1, a personal trigger, a tracker (heartbeat 630 s), a gateway
+/// that may send for the trigger and a device without digest qop (single-use nonces); tenant "other" with a device the gateway may not send for.
 pub fn directory() -> Directory {
     let mut d = Directory::default();
     for t in ["demo", "other"] {
@@ -53,22 +55,25 @@ pub fn directory() -> Directory {
     add("demo", TRIGGER, "0003", Some(3600), vec![]);
     add("demo", TRACKER, "0051", Some(630), vec![]);
     add("demo", GATEWAY, "0003", None, vec![DeviceId::new(TRIGGER)]);
+    add("demo", LEGACY, "0003", None, vec![]);
     add("other", "200001", "0003", None, vec![]);
     d
 }
 
 pub fn accounts() -> Vec<Account> {
-    [TRIGGER, TRACKER, GATEWAY]
+    [TRIGGER, TRACKER, GATEWAY, LEGACY]
         .iter()
         .map(|id| Account {
             username: id.to_string(),
             device: DeviceKey::new("demo", *id),
             password: PASSWORD.into(),
+            single_use_nonce: *id == LEGACY,
         })
         .chain(std::iter::once(Account {
             username: "200001".into(),
             device: DeviceKey::new("other", "200001"),
             password: PASSWORD.into(),
+            single_use_nonce: false,
         }))
         .collect()
 }

@@ -77,7 +77,11 @@ impl Challenge {
         if let Some(o) = &self.opaque {
             push_quoted(&mut out, "opaque", o);
         }
-        push_token(&mut out, "algorithm", self.algorithm.as_str());
+        // An absent algorithm means MD5 (RFC 7616 3.3): left out then, since a 401 may not be
+        // larger than the request it answers.
+        if self.algorithm != DigestAlgorithm::Md5 {
+            push_token(&mut out, "algorithm", self.algorithm.as_str());
+        }
         if self.qop_auth {
             push_quoted(&mut out, "qop", "auth");
         }

@@ -2,21 +2,25 @@
 //!
 //! Server flow: a request without credentials gets `401` with
 //! [`NonceIssuer::challenge`]; a request with them is parsed with [`Authorization::parse`],
-//! the user's [`Credential`] is looked up by `username`, and [`NonceIssuer::verify`] says
-//! [`AuthOutcome::Ok`], [`AuthOutcome::Stale`] (answer 401 with a new challenge,
-//! `stale=true`) or [`AuthOutcome::Invalid`] (answer 401/403). Basic is never accepted.
+//! the user's [`Credential`] is looked up by `username`, and [`NonceIssuer::verify`] checks it
+//! against what the request must carry ([`Expected`]: method, Request-URI, realm, the one
+//! configured algorithm, what to do without qop) and says [`AuthOutcome::Ok`],
+//! [`AuthOutcome::Stale`] (answer 401 with a new challenge, `stale=true`) or
+//! [`AuthOutcome::Invalid`] (answer 400/401/403). Basic is never accepted.
 
 mod digest;
 mod nonce;
 mod params;
 mod replay;
+mod uri;
 
 pub use digest::{
     authorize, check_response, expected_response, Authorization, Challenge, Credential,
     DigestAlgorithm,
 };
-pub use nonce::{NonceCheck, NonceIssuer};
+pub use nonce::{Expected, NonceCheck, NonceIssuer, WithoutQop};
 pub use replay::{NcCheck, NonceCounter};
+pub use uri::same_request_uri;
 
 /// A digest header could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,8 +59,30 @@ pub enum InvalidReason {
     Malformed,
     /// Wrong password (or tampered request line).
     BadResponse,
-    /// Nonce count not above the last one seen.
+    /// Nonce count not above the last one seen, or a single-use nonce used again.
     Replay,
+    /// Another algorithm than the configured one (a downgrade, e.g. MD5 under SHA-256).
+    Algorithm,
+    /// The digest `uri` does not name the Request-URI (credentials made for another request).
+    UriMismatch,
+}
+
+impl InvalidReason {
+    /// A short name for logs and metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            InvalidReason::WrongRealm => "realm",
+            InvalidReason::ForgedNonce => "forged_nonce",
+            InvalidReason::Opaque => "opaque",
+            InvalidReason::QopRequired => "qop_required",
+            InvalidReason::UnsupportedQop => "unsupported_qop",
+            InvalidReason::Malformed => "malformed",
+            InvalidReason::BadResponse => "bad_response",
+            InvalidReason::Replay => "replay",
+            InvalidReason::Algorithm => "algorithm",
+            InvalidReason::UriMismatch => "uri_mismatch",
+        }
+    }
 }
 
 /// Result of a server-side credentials check.

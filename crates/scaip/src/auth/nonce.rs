@@ -1,7 +1,10 @@
 //! Stateless server nonces and the full server-side check.
 //!
-//! A nonce is `hex(issued_ms) || hex(entropy) || hex(MAC)` where the MAC is HMAC-SHA-256 under
-//! the server secret, cut to 128 bits. The server keeps no table of issued nonces: the MAC
+//! A nonce is `hex(issued_ms) || hex(entropy) || hex(MAC)`: 48 bits of time (ms, good until the
+//! year 10889), 32 bits of entropy and HMAC-SHA-256 under the server secret cut to 96 bits (RFC
+//! 2104 asks for at least 80; a forgery must be guessed online, one request per try), 44 hex
+//! digits in all. It is kept short because the 401 that carries it may not be larger than the
+//! request it answers (no amplification, invariant 13). The server keeps no table of issued nonces: the MAC
 //! proves it issued one, the embedded time bounds its life. Replays within that life are
 //! caught by [`NonceCounter`], which only needs to remember nonces that were actually used.
 
@@ -11,6 +14,7 @@ use super::digest::{
     check_response, constant_time_eq, Authorization, Challenge, Credential, DigestAlgorithm,
 };
 use super::replay::{NcCheck, NonceCounter};
+use super::uri::same_request_uri;
 use super::{AuthOutcome, DigestError, InvalidReason};
 
 /// HMAC-SHA-256 (RFC 2104), written out because it is ten lines on top of `sha2`.
@@ -52,6 +56,33 @@ pub enum NonceCheck {
     Forged,
 }
 
+/// What credentials without `qop` (RFC 2069: no nonce count) are worth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WithoutQop {
+    /// Refused: nothing stops them being replayed within the nonce's life.
+    Refused,
+    /// Accepted once per nonce (the nonce is remembered as used until it expires); the
+    /// device's next request gets 401 `stale=true` with a fresh nonce.
+    Once,
+    /// Accepted as often as presented while the nonce lives (replayable: only by explicit choice).
+    Reusable,
+}
+
+/// What the credentials on one request must match.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// The request's method.
+    pub method: &'a str,
+    /// The request's Request-URI: the digest `uri` must name it.
+    pub request_uri: &'a str,
+    /// Our realm.
+    pub realm: &'a str,
+    /// The one algorithm accepted (another one is a downgrade).
+    pub algorithm: DigestAlgorithm,
+    /// Credentials without qop.
+    pub without_qop: WithoutQop,
+}
+
 /// Issues and checks nonces, and verifies Authorization headers. Cheap to clone; shares no
 /// state, so any number of ingest tasks can hold one.
 #[derive(Clone)]
@@ -59,7 +90,6 @@ pub struct NonceIssuer {
     secret: Vec<u8>,
     lifetime_ms: u64,
     opaque: Option<String>,
-    allow_rfc2069: bool,
 }
 
 impl std::fmt::Debug for NonceIssuer {
@@ -71,17 +101,19 @@ impl std::fmt::Debug for NonceIssuer {
     }
 }
 
-const NONCE_LEN: usize = 64;
+/// Time, entropy and MAC in hex digits.
+const TIME_HEX: usize = 12;
+const PREFIX_HEX: usize = TIME_HEX + 8;
+const NONCE_LEN: usize = PREFIX_HEX + 24;
 
 impl NonceIssuer {
     /// An issuer with a server secret (keep it out of logs; rotate it to void all nonces)
-    /// and a nonce lifetime. Credentials without qop (RFC 2069) are accepted by default.
+    /// and a nonce lifetime.
     pub fn new(secret: &[u8], lifetime_ms: u64) -> NonceIssuer {
         NonceIssuer {
             secret: secret.to_vec(),
             lifetime_ms,
             opaque: None,
-            allow_rfc2069: true,
         }
     }
 
@@ -91,26 +123,19 @@ impl NonceIssuer {
         self
     }
 
-    /// Refuse credentials without `qop=auth` (RFC 2069 has no replay protection within a
-    /// nonce's lifetime).
-    pub fn require_qop(mut self) -> NonceIssuer {
-        self.allow_rfc2069 = false;
-        self
-    }
-
     /// The nonce lifetime.
     pub fn lifetime_ms(&self) -> u64 {
         self.lifetime_ms
     }
 
     fn mac_hex(&self, prefix: &str) -> String {
-        hex::encode(&hmac_sha256(&self.secret, prefix.as_bytes())[..16])
+        hex::encode(&hmac_sha256(&self.secret, prefix.as_bytes())[..12])
     }
 
-    /// A new nonce. `entropy` (random, or a counter) keeps nonces issued in the same
-    /// millisecond distinct.
+    /// A new nonce. `entropy` (random, or a counter; its low 32 bits are used) keeps nonces
+    /// issued in the same millisecond distinct.
     pub fn issue(&self, now_ms: u64, entropy: u64) -> String {
-        let prefix = format!("{now_ms:016x}{entropy:016x}");
+        let prefix = format!("{:012x}{:08x}", now_ms & 0xffff_ffff_ffff, entropy as u32);
         let mac = self.mac_hex(&prefix);
         prefix + &mac
     }
@@ -124,11 +149,11 @@ impl NonceIssuer {
         if !ok_format {
             return NonceCheck::Forged;
         }
-        let (prefix, mac) = nonce.split_at(32);
+        let (prefix, mac) = nonce.split_at(PREFIX_HEX);
         if !constant_time_eq(self.mac_hex(prefix).as_bytes(), mac.as_bytes()) {
             return NonceCheck::Forged;
         }
-        let Ok(issued_ms) = u64::from_str_radix(&prefix[..16], 16) else {
+        let Ok(issued_ms) = u64::from_str_radix(&prefix[..TIME_HEX], 16) else {
             return NonceCheck::Forged;
         };
         // A nonce from the future means our clock stepped back; treat it like an old one.
@@ -160,26 +185,33 @@ impl NonceIssuer {
         }
     }
 
-    /// The full server check of credentials on a request with `method`: realm, opaque, response,
-    /// nonce origin and age, and (with qop) nonce-count replay. The response is checked before
-    /// the nonce's origin: right password with a nonce we did not issue (a restart changed the
-    /// secret) is `Stale`; wrong password is `Invalid` whatever the nonce.
+    /// The full server check of credentials against what the request must carry: realm,
+    /// algorithm (only the expected one), digest `uri` (must name the Request-URI), opaque,
+    /// qop policy, response, nonce origin and age, and nonce-count replay (a nonce used without
+    /// qop under [`WithoutQop::Once`] counts as count 1, so it is accepted once). The response
+    /// is checked before the nonce's origin: right password with a nonce we did not issue (a
+    /// restart changed the secret) is `Stale`; wrong password is `Invalid` whatever the nonce.
     ///
     /// Run it after the transaction layer has filtered retransmissions: a retransmitted
     /// request carries the same `nc` and would otherwise count as a replay.
-    /// The digest-uri is not compared with the Request-URI: devices disagree on its form,
-    /// and it is covered by the response hash anyway.
     pub fn verify(
         &self,
         auth: &Authorization,
-        method: &str,
-        realm: &str,
+        expected: &Expected<'_>,
         credential: Credential<'_>,
         now_ms: u64,
         counter: &mut NonceCounter,
     ) -> AuthOutcome {
-        if auth.realm != realm {
+        if auth.realm != expected.realm {
             return AuthOutcome::Invalid(InvalidReason::WrongRealm);
+        }
+        // Checked before any hash: an answer in another algorithm is a downgrade, never tried.
+        if auth.algorithm != expected.algorithm {
+            return AuthOutcome::Invalid(InvalidReason::Algorithm);
+        }
+        // Credentials computed for another Request-URI are not for this request.
+        if !same_request_uri(&auth.uri, expected.request_uri) {
+            return AuthOutcome::Invalid(InvalidReason::UriMismatch);
         }
         // A nonce we cannot verify is checked no further than the response: one issued before a
         // restart (or by another node) with the right password is stale, not an attack, and
@@ -190,10 +222,10 @@ impl NonceIssuer {
                 return AuthOutcome::Invalid(InvalidReason::Opaque);
             }
         }
-        if auth.qop.is_none() && !self.allow_rfc2069 {
+        if auth.qop.is_none() && expected.without_qop == WithoutQop::Refused {
             return AuthOutcome::Invalid(InvalidReason::QopRequired);
         }
-        match check_response(auth, method, credential) {
+        match check_response(auth, expected.method, credential) {
             Ok(true) => {}
             Ok(false) if nonce == NonceCheck::Forged => {
                 return AuthOutcome::Invalid(InvalidReason::ForgedNonce)
@@ -209,8 +241,11 @@ impl NonceIssuer {
             // Right password, old or unknown nonce: the client retries with a new one silently.
             NonceCheck::Expired { .. } | NonceCheck::Forged => return AuthOutcome::Stale,
         };
-        let Some(nc) = auth.nc else {
-            return AuthOutcome::Ok; // RFC 2069: nothing to count
+        let nc = match (auth.nc, expected.without_qop) {
+            (Some(nc), _) => nc,
+            // RFC 2069 allowed once per nonce: the nonce's first (and only) use is count 1.
+            (None, WithoutQop::Once) => 1,
+            (None, _) => return AuthOutcome::Ok, // explicitly reusable: nothing to count
         };
         match counter.check(&auth.nonce, issued_ms, nc, now_ms, self.lifetime_ms) {
             NcCheck::Fresh => AuthOutcome::Ok,
@@ -288,10 +323,11 @@ mod tests {
         // Another secret, an edited time stamp, a flipped MAC digit, junk: all forged.
         let other = NonceIssuer::new(b"other secret", 60_000);
         assert_eq!(other.check(&n, 1_000_000), NonceCheck::Forged);
-        let later = format!("{:016x}{}", 2_000_000u64, &n[16..]);
+        let later = format!("{:012x}{}", 2_000_000u64, &n[TIME_HEX..]);
         assert_eq!(issuer.check(&later, 2_000_000), NonceCheck::Forged);
         let mut flipped = n.clone().into_bytes();
-        flipped[63] = if flipped[63] == b'0' { b'1' } else { b'0' };
+        let last = NONCE_LEN - 1;
+        flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
         assert_eq!(
             issuer.check(std::str::from_utf8(&flipped).unwrap(), 1_000_000),
             NonceCheck::Forged
@@ -327,8 +363,9 @@ mod tests {
                 nc,
             )
         };
-        let mut v =
-            |a: &Authorization, now: u64| issuer.verify(a, "MESSAGE", realm, pw, now, &mut counter);
+        let uri = "sip:arc@alarm.vaka.example";
+        let message = expect("MESSAGE", uri, realm, DigestAlgorithm::Sha256);
+        let mut v = |a: &Authorization, now: u64| issuer.verify(a, &message, pw, now, &mut counter);
 
         assert_eq!(v(&auth(1), 11_000), AuthOutcome::Ok);
         assert_eq!(
@@ -394,41 +431,150 @@ mod tests {
         assert_eq!(
             issuer.verify(
                 &auth(9),
-                "MESSAGE",
-                realm,
+                &message,
                 Credential::Ha1(&ha1),
                 12_000,
                 &mut counter
             ),
             AuthOutcome::Ok
         );
+        let register = expect("REGISTER", uri, realm, DigestAlgorithm::Sha256);
         assert_eq!(
-            issuer.verify(&auth(10), "REGISTER", realm, pw, 12_000, &mut counter),
+            issuer.verify(&auth(10), &register, pw, 12_000, &mut counter),
             AuthOutcome::Invalid(InvalidReason::BadResponse)
         );
     }
 
+    fn expect<'a>(
+        method: &'a str,
+        request_uri: &'a str,
+        realm: &'a str,
+        algorithm: DigestAlgorithm,
+    ) -> Expected<'a> {
+        Expected {
+            method,
+            request_uri,
+            realm,
+            algorithm,
+            without_qop: WithoutQop::Refused,
+        }
+    }
+
+    /// The configured algorithm is the only one: an MD5 answer under SHA-256 is refused before
+    /// its response is even computed, and the other way round.
     #[test]
-    fn rfc2069_and_require_qop() {
+    fn another_algorithm_is_a_downgrade() {
+        let issuer = NonceIssuer::new(b"k", 30_000);
+        let mut counter = NonceCounter::new(4);
+        let uri = "sip:arc@r";
+        for (entropy, offered, configured) in [
+            (1, DigestAlgorithm::Md5, DigestAlgorithm::Sha256),
+            (2, DigestAlgorithm::Sha256, DigestAlgorithm::Md5),
+        ] {
+            // The client answers in `offered` (e.g. a challenge it made up, or an old one).
+            let ch = issuer.challenge("r", offered, 0, entropy, false);
+            let auth = authorize(&ch, "MESSAGE", uri, "u", "p", "c", 1);
+            let want = expect("MESSAGE", uri, "r", configured);
+            assert_eq!(
+                issuer.verify(&auth, &want, Credential::Password("p"), 1, &mut counter),
+                AuthOutcome::Invalid(InvalidReason::Algorithm)
+            );
+            let right = expect("MESSAGE", uri, "r", offered);
+            assert_eq!(
+                issuer.verify(&auth, &right, Credential::Password("p"), 1, &mut counter),
+                AuthOutcome::Ok
+            );
+        }
+    }
+
+    /// Credentials made for another Request-URI are refused even with the right password.
+    #[test]
+    fn digest_uri_must_name_the_request_uri() {
+        let issuer = NonceIssuer::new(b"k", 30_000);
+        let mut counter = NonceCounter::new(4);
+        let ch = issuer.challenge("r", DigestAlgorithm::Md5, 0, 1, false);
+        let auth = authorize(&ch, "MESSAGE", "sip:alarm@10.0.0.1:5060", "u", "p", "c", 1);
+        let pw = Credential::Password("p");
+        let other = expect(
+            "MESSAGE",
+            "sip:other@10.0.0.1:5060",
+            "r",
+            DigestAlgorithm::Md5,
+        );
+        assert_eq!(
+            issuer.verify(&auth, &other, pw, 1, &mut counter),
+            AuthOutcome::Invalid(InvalidReason::UriMismatch)
+        );
+        // The same URI written differently (RFC 3261 19.1.4) is the same.
+        let same = expect(
+            "MESSAGE",
+            "SIP:alarm@10.0.0.1:5060",
+            "r",
+            DigestAlgorithm::Md5,
+        );
+        assert_eq!(
+            issuer.verify(&auth, &same, pw, 1, &mut counter),
+            AuthOutcome::Ok
+        );
+    }
+
+    /// Without qop: refused by default, accepted once per nonce for a device set to single-use
+    /// nonces (a replay, even with another request line, is refused), or reusable if chosen.
+    #[test]
+    fn rfc2069_refused_single_use_or_reusable() {
         let issuer = NonceIssuer::new(b"k", 30_000);
         let mut counter = NonceCounter::new(4);
         let mut ch = issuer.challenge("r", DigestAlgorithm::Md5, 0, 0, false);
         ch.qop_auth = false;
         let auth = authorize(&ch, "REGISTER", "sip:r", "u", "p", "", 0);
         let pw = Credential::Password("p");
+        let policy = |without_qop| Expected {
+            without_qop,
+            ..expect("REGISTER", "sip:r", "r", DigestAlgorithm::Md5)
+        };
         assert_eq!(
-            issuer.verify(&auth, "REGISTER", "r", pw, 1, &mut counter),
+            issuer.verify(&auth, &policy(WithoutQop::Refused), pw, 1, &mut counter),
+            AuthOutcome::Invalid(InvalidReason::QopRequired)
+        );
+        let reusable = policy(WithoutQop::Reusable);
+        assert_eq!(
+            issuer.verify(&auth, &reusable, pw, 1, &mut counter),
             AuthOutcome::Ok
         );
         assert_eq!(
-            issuer.verify(&auth, "REGISTER", "r", pw, 2, &mut counter),
+            issuer.verify(&auth, &reusable, pw, 2, &mut counter),
             AuthOutcome::Ok
         );
         assert_eq!(counter.len(), 0);
-        let strict = issuer.clone().require_qop();
+        let once = policy(WithoutQop::Once);
         assert_eq!(
-            strict.verify(&auth, "REGISTER", "r", pw, 1, &mut counter),
-            AuthOutcome::Invalid(InvalidReason::QopRequired)
+            issuer.verify(&auth, &once, pw, 3, &mut counter),
+            AuthOutcome::Ok
+        );
+        assert_eq!(counter.len(), 1, "the used nonce is remembered");
+        assert_eq!(
+            issuer.verify(&auth, &once, pw, 4, &mut counter),
+            AuthOutcome::Invalid(InvalidReason::Replay)
+        );
+        // Expired: forgotten, and the nonce itself is stale anyway.
+        counter.purge_expired(40_000, issuer.lifetime_ms());
+        assert_eq!(
+            issuer.verify(&auth, &once, pw, 40_000, &mut counter),
+            AuthOutcome::Stale
+        );
+        // A nonce used with qop cannot be used again without it.
+        let ch = issuer.challenge("r", DigestAlgorithm::Md5, 100, 1, false);
+        let with_qop = authorize(&ch, "REGISTER", "sip:r", "u", "p", "c", 1);
+        assert_eq!(
+            issuer.verify(&with_qop, &once, pw, 200, &mut counter),
+            AuthOutcome::Ok
+        );
+        let mut bare = with_qop.clone();
+        (bare.qop, bare.nc, bare.cnonce) = (None, None, None);
+        bare.response = crate::auth::expected_response(&bare, "REGISTER", pw).unwrap();
+        assert_eq!(
+            issuer.verify(&bare, &once, pw, 300, &mut counter),
+            AuthOutcome::Invalid(InvalidReason::Replay)
         );
     }
 }

@@ -125,6 +125,18 @@ impl ServerTransactions {
         self.expiry.keys().next().map(|(t, _)| *t)
     }
 
+    /// The held transaction of `req`, if any: `Some` with the response to send again (`None`
+    /// inside while it has none yet). Unlike [`on_request`](Self::on_request) it never adds an
+    /// entry, so a server can look up first and keep state only for requests it then
+    /// authenticates (a stranger's request costs no entry).
+    pub fn lookup(&self, req: &SipMessage, now_ms: u64) -> Option<Option<Vec<u8>>> {
+        if *req.method() == Method::Ack {
+            return None;
+        }
+        let e = self.entries.get(&TxKey::from_request(req))?;
+        (e.expires_at > now_ms).then(|| e.response.clone())
+    }
+
     /// Offer a received request.
     pub fn on_request(&mut self, req: &SipMessage, now_ms: u64) -> TxLookup {
         if *req.method() == Method::Ack {
@@ -285,6 +297,22 @@ From: <sip:1@vaka.example>;tag=f\r\nTo: <sip:arc@vaka.example>\r\nCall-ID: c1\r\
         // Timer J over: the same branch is a new transaction again.
         assert!(matches!(t.on_request(&r, 33_000), TxLookup::New(_)));
         assert_eq!(t.on_request(&req("ACK", "z9hG4bK1", 1), 0), TxLookup::Ack);
+    }
+
+    #[test]
+    fn lookup_adds_nothing() {
+        let mut t = ServerTransactions::new(10);
+        let r = req("MESSAGE", "z9hG4bK3", 1);
+        assert_eq!(t.lookup(&r, 0), None);
+        assert!(t.is_empty(), "a lookup keeps no state");
+        let TxLookup::New(key) = t.on_request(&r, 0) else {
+            panic!("new")
+        };
+        assert_eq!(t.lookup(&r, 1), Some(None));
+        t.respond(&key, 200, b"ok".to_vec(), false, 2);
+        assert_eq!(t.lookup(&r, 3), Some(Some(b"ok".to_vec())));
+        assert_eq!(t.lookup(&r, 40_000), None, "expired");
+        assert_eq!(t.lookup(&req("ACK", "z9hG4bK3", 1), 3), None);
     }
 
     #[test]
