@@ -218,7 +218,8 @@ impl NewRequest<'_> {
         out.push_str("\r\n");
         out.push_str(xml);
         // What from_parts would refuse in the built message.
-        if Via::parse(&out[via]).is_none() {
+        // A comma separates Via values: the parser would read two (the second malformed).
+        if out[via.clone()].contains(',') || Via::parse(&out[via]).is_none() {
             return Err(SipError::InvalidInput("Via"));
         }
         if NameAddr::parse(&out[from]).is_none() {

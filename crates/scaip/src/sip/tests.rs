@@ -301,6 +301,17 @@ Content-Length: {}\r\n\r\n{xml}",
     );
 }
 
+/// A comma in the sent-by makes two Via values: both writers refuse it (found by the proptest).
+#[test]
+fn a_sent_by_with_a_comma_is_refused_by_both_writers() {
+    let r = NewRequest {
+        sent_by: "[,@%]",
+        ..new_request()
+    };
+    assert!(r.scaip_message("<mrs/>").is_err());
+    assert!(r.scaip_message_bytes("<mrs/>").is_err());
+}
+
 fn valid_message() -> Vec<u8> {
     scaip_message(MRQ_PERSONAL_TRIGGER).into_bytes()
 }
