@@ -163,7 +163,10 @@ impl<T: Queued> DeviceQueues<T> {
         let all = futures::future::join_all(tasks.iter_mut());
         if tokio::time::timeout_at(deadline, all).await.is_err() {
             let _ = stop.send(true);
-            futures::future::join_all(tasks).await;
+            // The tasks that ended were polled to their end above: polling their handles again
+            // panics ("JoinHandle polled after completion"), so wait only for the others.
+            let busy = tasks.into_iter().filter(|t| !t.is_finished());
+            futures::future::join_all(busy).await;
         }
     }
 }
@@ -210,6 +213,31 @@ mod tests {
             assert!(e.starts_with("device d") && e.ends_with(": refused"), "{e}");
             assert_eq!(rec.finish().counts.errors.get("connect"), Some(&tried));
         }
+    }
+
+    /// A run whose deadline passes while one device is still busy and another has ended: the
+    /// busy one is told to stop and waited for, the ended one is not polled again (that panicked
+    /// at the end of some `gps-fleet` runs, and the report was never written).
+    #[tokio::test]
+    async fn finish_past_the_deadline_stops_the_busy_and_leaves_the_ended_alone() {
+        let rec = Arc::new(Recorder::new(Instant::now()));
+        let mut devices = DeviceQueues::<Job>::new(names(2), rec);
+        let (quick_tx, mut quick_rx) = mpsc::unbounded_channel::<Job>();
+        let quick = tokio::spawn(async move { while quick_rx.recv().await.is_some() {} });
+        let (busy_tx, _busy_rx) = mpsc::unbounded_channel::<Job>();
+        let mut stop = devices.stop_signal();
+        let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = stopped.clone();
+        let busy = tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        devices.start(0, quick_tx, quick);
+        devices.start(1, busy_tx, busy);
+        devices
+            .finish(Instant::now() + std::time::Duration::from_millis(200))
+            .await;
+        assert!(stopped.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[tokio::test]
