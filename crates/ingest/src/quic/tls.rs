@@ -157,23 +157,45 @@ impl TenantVerifier {
             .iter()
             .any(|t| t.subjects.iter().any(|s| s == issuer));
         let mut found: Option<&TenantId> = None;
+        // Why the CA that issued it refused it (expired, not yet valid, ...): said as it is, not
+        // as an unknown issuer.
+        let mut refused: Option<rustls::Error> = None;
         for t in &self.tenants {
             // With no CA subject equal to the issuer the chain may run through intermediates:
             // then every tenant is asked.
             if direct && !t.subjects.iter().any(|s| s == issuer) {
                 continue;
             }
-            if t.verifier
+            match t
+                .verifier
                 .verify_client_cert(end_entity, intermediates, now)
-                .is_ok()
             {
-                if found.is_some() {
-                    return Err(bad(CertificateError::ApplicationVerificationFailure));
+                Ok(_) => {
+                    if found.is_some() {
+                        return Err(bad(CertificateError::ApplicationVerificationFailure));
+                    }
+                    found = Some(&t.tenant);
                 }
-                found = Some(&t.tenant);
+                // Only what the operator can act on is worth more than "unknown issuer": a
+                // certificate out of its validity, or revoked (a forged one with our CA's name
+                // stays an unknown issuer).
+                Err(e)
+                    if direct
+                        && matches!(
+                            refusal_reason(&e),
+                            "expired" | "not_yet_valid" | "revoked"
+                        ) =>
+                {
+                    refused = Some(e)
+                }
+                Err(_) => {}
             }
         }
-        let tenant = found.ok_or(bad(CertificateError::UnknownIssuer))?;
+        let tenant = match (found, refused) {
+            (Some(t), _) => t,
+            (None, Some(e)) => return Err(e),
+            (None, None) => return Err(bad(CertificateError::UnknownIssuer)),
+        };
         let key = DeviceKey {
             tenant: tenant.clone(),
             device: DeviceId::new(cn),
@@ -195,6 +217,25 @@ impl TenantVerifier {
             .split_first()
             .ok_or(rustls::Error::NoCertificatesPresented)?;
         self.identify(ee, rest, UnixTime::now())
+    }
+}
+
+/// A short, stable name for why a device certificate was refused (metrics label, log field).
+pub(crate) fn refusal_reason(e: &rustls::Error) -> &'static str {
+    use CertificateError as C;
+    match e {
+        rustls::Error::NoCertificatesPresented => "no_certificate",
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::Expired | C::ExpiredContext { .. } => "expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => "not_yet_valid",
+            C::UnknownIssuer => "unknown_issuer",
+            C::Revoked => "revoked",
+            C::BadEncoding => "bad_encoding",
+            C::BadSignature => "bad_signature",
+            C::ApplicationVerificationFailure => "not_a_device_of_the_tenant",
+            _ => "invalid",
+        },
+        _ => "other",
     }
 }
 
@@ -225,9 +266,10 @@ impl ClientCertVerifier for TenantVerifier {
         match self.identify(end_entity, intermediates, now) {
             Ok(_) => Ok(ClientCertVerified::assertion()),
             Err(e) => {
-                metrics::counter!("vaka_errors_total", "stage" => "quic", "kind" => "certificate")
+                let reason = refusal_reason(&e);
+                metrics::counter!("vaka_errors_total", "stage" => "quic", "kind" => "certificate", "reason" => reason)
                     .increment(1);
-                tracing::debug!(error = %e, "device certificate refused");
+                tracing::debug!(error = %e, reason, "device certificate refused");
                 Err(e)
             }
         }
@@ -321,6 +363,21 @@ mod tests {
         ));
         // A CA certificate is not a device.
         assert!(id(&a.tenant_ca).is_err());
+        // Out of its validity: said as it is, not as an unknown issuer.
+        let at = |secs: u64| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+        let after_4096 = 4_200_000_000_000;
+        let expired = v.identify(&cert(&a.devices[0].cert), &[], at(after_4096));
+        assert_eq!(expired.err().as_ref().map(refusal_reason), Some("expired"));
+        let early = v.identify(&cert(&a.devices[0].cert), &[], at(0));
+        assert_eq!(
+            early.err().as_ref().map(refusal_reason),
+            Some("not_yet_valid")
+        );
+        let rogue_id = id(&rogue.devices[0].cert);
+        assert_eq!(
+            rogue_id.err().as_ref().map(refusal_reason),
+            Some("unknown_issuer")
+        );
         assert!(v
             .identify(&CertificateDer::from(vec![1, 2, 3]), &[], now)
             .is_err());
