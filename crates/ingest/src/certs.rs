@@ -15,6 +15,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -172,6 +174,45 @@ pub fn generate_demo(dir: &Path, tenant: &str, devices: &[&str]) -> Result<DemoC
         tenant_ca,
         devices: out,
     })
+}
+
+/// Writes `<dir>/<tenant>/crl.pem`: a revocation list signed by the tenant's demo CA (made by
+/// [`generate_demo`]) that revokes the certificates of `devices` (`<dir>/<tenant>/<id>.pem`).
+/// For tests and demos; a real tenant's PKI issues its own lists (`quic.tenant_crls`).
+pub fn revoke_demo(dir: &Path, tenant: &str, devices: &[&str]) -> Result<PathBuf, CertsError> {
+    check_name(tenant)?;
+    let tdir = dir.join(tenant);
+    let (issuer, _) = ca(&tdir.join("ca.pem"), &tdir.join("ca-key.pem"), "unused")?;
+    let mut revoked = Vec::with_capacity(devices.len());
+    for d in devices {
+        check_name(d)?;
+        let path = tdir.join(format!("{d}.pem"));
+        let unreadable = |e: String| CertsError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        };
+        let der = CertificateDer::from_pem_file(&path).map_err(|e| unreadable(e.to_string()))?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(&der).map_err(|e| unreadable(e.to_string()))?;
+        revoked.push(rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from_slice(cert.raw_serial()),
+            revocation_time: rcgen::date_time_ymd(2026, 1, 1),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        });
+    }
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2026, 1, 1),
+        next_update: rcgen::date_time_ymd(4000, 1, 1),
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)?;
+    let out = tdir.join("crl.pem");
+    write(&out, &crl.pem()?, false)?;
+    Ok(out)
 }
 
 #[cfg(test)]

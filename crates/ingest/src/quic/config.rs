@@ -30,6 +30,9 @@ pub struct QuicConfig {
     /// A device's tenant is the tenant whose CA verifies its certificate; its id is the
     /// certificate's subject CN.
     pub tenant_cas: BTreeMap<String, PathBuf>,
+    /// Tenant id -> PEM file of certificate revocation lists issued by that tenant's CA: a device
+    /// certificate listed there is refused at the handshake ("revoked"). Re-read at start.
+    pub tenant_crls: BTreeMap<String, PathBuf>,
     /// Largest frame (bytes, without its length prefix) a device may send.
     pub max_frame_bytes: usize,
     /// Most events in one frame.
@@ -67,6 +70,7 @@ impl Default for QuicConfig {
             server_cert: PathBuf::from("certs/server.pem"),
             server_key: PathBuf::from("certs/server-key.pem"),
             tenant_cas: BTreeMap::new(),
+            tenant_crls: BTreeMap::new(),
             max_frame_bytes: 256 * 1024,
             max_events_per_frame: 1024,
             max_inflight_events: 4096,
@@ -138,6 +142,16 @@ impl QuicConfig {
                 );
             }
         }
+        if let Some(t) = self
+            .tenant_crls
+            .keys()
+            .find(|t| !self.tenant_cas.contains_key(*t))
+        {
+            return Err(QuicError::Config {
+                key: format!("quic.tenant_crls.{t}"),
+                reason: "a revocation list for a tenant without a CA in quic.tenant_cas".into(),
+            });
+        }
         Ok(())
     }
 
@@ -180,6 +194,10 @@ mod tests {
     fn validation_names_the_key() {
         let mut c = QuicConfig::default();
         c.tenant_cas.insert("t".into(), "x".into());
+        c.tenant_crls.insert("u".into(), "crl.pem".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.starts_with("quic.tenant_crls.u:"), "{e}");
+        c.tenant_crls.clear();
         c.max_inflight_events = 1;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.starts_with("quic.max_inflight_events:"), "{e}");

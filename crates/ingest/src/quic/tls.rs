@@ -108,10 +108,16 @@ impl TenantVerifier {
                     .map_err(|e| cfg_err(&key, format!("{}: {e}", path.display())))?;
                 subjects.push(x.subject().as_raw().to_vec());
             }
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()
-                    .map_err(|e| cfg_err(&key, e))?;
+            let mut builder =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            if let Some(crl) = cfg.tenant_crls.get(tenant) {
+                let crl_key = format!("quic.tenant_crls.{tenant}");
+                let crls = load_crls(crl, &crl_key)?;
+                // Device certificates come straight from the tenant CA: the end entity is what
+                // a revocation list names.
+                builder = builder.with_crls(crls).only_check_end_entity_revocation();
+            }
+            let verifier = builder.build().map_err(|e| cfg_err(&key, e))?;
             tenants.push(TenantCa {
                 tenant: TenantId::new(tenant.as_str()),
                 verifier,
@@ -218,6 +224,25 @@ impl TenantVerifier {
             .ok_or(rustls::Error::NoCertificatesPresented)?;
         self.identify(ee, rest, UnixTime::now())
     }
+}
+
+/// The revocation lists in a PEM file (at least one).
+fn load_crls(
+    path: &std::path::Path,
+    key: &str,
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, QuicError> {
+    use rustls::pki_types::pem::PemObject;
+    let crls = rustls::pki_types::CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| cfg_err(key, format!("{}: {e}", path.display())))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cfg_err(key, format!("{}: {e}", path.display())))?;
+    if crls.is_empty() {
+        return Err(cfg_err(
+            key,
+            format!("{}: no X509 CRL in the file", path.display()),
+        ));
+    }
+    Ok(crls)
 }
 
 /// A short, stable name for why a device certificate was refused (metrics label, log field).
@@ -381,6 +406,27 @@ mod tests {
         assert!(v
             .identify(&CertificateDer::from(vec![1, 2, 3]), &[], now)
             .is_err());
+    }
+
+    #[test]
+    fn a_device_on_its_tenants_revocation_list_is_refused_as_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = generate_demo(dir.path(), "t1", &["d1", "d2"]).unwrap();
+        let crl = crate::certs::revoke_demo(dir.path(), "t1", &["d2"]).unwrap();
+        let mut cfg = QuicConfig::default();
+        cfg.tenant_cas.insert("t1".into(), a.tenant_ca.clone());
+        let mut dir_ = directory();
+        dir_.insert_device(Device::new(DeviceKey::new("t1", "d2"), "0003"));
+        let without = TenantVerifier::load(&cfg, Arc::new(dir_.clone()), provider()).unwrap();
+        cfg.tenant_crls.insert("t1".into(), crl);
+        let with = TenantVerifier::load(&cfg, Arc::new(dir_), provider()).unwrap();
+        let now = UnixTime::now();
+        let d2 = cert(&a.devices[1].cert);
+        assert!(without.identify(&d2, &[], now).is_ok());
+        let refused = with.identify(&d2, &[], now);
+        assert_eq!(refused.err().as_ref().map(refusal_reason), Some("revoked"));
+        // The others of the tenant still connect.
+        assert!(with.identify(&cert(&a.devices[0].cert), &[], now).is_ok());
     }
 
     #[test]
