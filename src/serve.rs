@@ -216,7 +216,7 @@ fn refused(e: StoreError, data_dir: &std::path::Path, doing: &str) -> String {
     let damaged = match &e {
         StoreError::Damaged(_) | StoreError::Corrupt { .. } => true,
         StoreError::Engine(text) => text.starts_with("Corruption"),
-        StoreError::Closed => false,
+        StoreError::Closed | StoreError::Format { .. } => false,
     };
     if damaged {
         format!("{doing} store: {e}; {}", crate::salvage::advice(data_dir))

@@ -129,6 +129,17 @@ pub enum StoreError {
     /// was refused and nothing was changed. The text names the damaged file.
     #[error("store damaged: {0}")]
     Damaged(String),
+    /// The store's format version (meta `format_version`) is not one this build reads: written by
+    /// a newer Vaka, or older with no migration. Opening it was refused and nothing was changed.
+    #[error(
+        "store format version {found} cannot be read by this build, which reads format version \
+         {known}: {why}"
+    )]
+    Format {
+        found: u32,
+        known: u32,
+        why: &'static str,
+    },
 }
 
 /// A storage engine. Implementations must make `write_synced` atomic across all the sets given and

@@ -22,9 +22,24 @@
 //! | `hbi`    | tenant 0x00 device 0x00               | u32 heartbeat interval (s) the device announced |
 //! | `positions` | tenant 0x00 device 0x00 fix time (i64, sign bit flipped) | [`StoredPosition`]: accepted fix and its event |
 //!
-//! `meta` keys: `outbox_seq` (u64, last outbox sequence given), `cursor/<centre>` (u64, the last
-//! outbox sequence the centre acknowledged), `retention/events_from` (u64, the first event id the
-//! retention sweep has not settled).
+//! `meta` keys:
+//!
+//! | key                     | value                                                        |
+//! |-------------------------|--------------------------------------------------------------|
+//! | `format_version`        | u32, the storage format ([`FORMAT_VERSION`]); see below      |
+//! | `outbox_seq`            | u64, last outbox sequence given                              |
+//! | `cursor/<centre>`       | u64, the last outbox sequence the centre acknowledged        |
+//! | `retention/events_from` | u64, the first event id the retention sweep has not settled  |
+//!
+//! # Format version
+//! Values are postcard, which is positional: reordering an enum variant or a field changes what
+//! existing bytes mean. `format_version` is checked when [`Store::open`] recovers, before anything
+//! is decoded: a newer version is refused with [`StoreError::Format`] naming both versions; a
+//! store without the key is written as version 1 (today's format, the one versioning began with);
+//! an older version would be migrated (none exists yet). `tests/format.rs` pins the bytes of every
+//! persisted type (golden bytes) and opens a store committed as a fixture
+//! (`tests/fixtures/v1/`), so an encoding change fails a test until the version is bumped and a
+//! migration written.
 //!
 //! # Files beside RocksDB's (invariant 12, damage is loud)
 //! In the database directory: `vaka-ids` (the id reservation, synced: every id handed out is below
@@ -39,6 +54,7 @@
 mod backend;
 mod damage;
 mod failure;
+mod format;
 mod group;
 pub mod keys;
 mod marks;
@@ -51,6 +67,7 @@ mod salvage;
 
 pub use backend::{Backend, Cf, Op, StoreError, WriteSet};
 pub use failure::StoreState;
+pub use format::{FORMAT_VERSION, META_FORMAT_VERSION};
 pub use group::{CommitError, GroupConfig, Store, StoreStats, ID_BLOCK};
 pub use keys::{
     load_alarm, load_audit, load_cursor, load_event, outbox_keys_through, read_outbox, IdemRecord,

@@ -1,5 +1,6 @@
 //! What opening a store finds: open alarms, idempotency entries within their window, the next id.
 use crate::backend::{Backend, Cf, StoreError, WriteSet};
+use crate::format;
 use crate::keys::{self, IdemRecord};
 use std::time::{Duration, Instant};
 use vaka_core::idempotency::IdemKey;
@@ -31,6 +32,8 @@ pub(crate) fn recover(
     opts: &RecoverOptions,
 ) -> Result<Recovered, StoreError> {
     let started = Instant::now();
+    // Before anything is decoded: a store in a format this build does not know is never misread.
+    format::check_format(backend)?;
     let mut out = Recovered::default();
 
     let last = |cf| -> Result<u64, StoreError> {

@@ -1,0 +1,58 @@
+//! The storage format version: which encoding of keys and values (postcard, positional) a store
+//! holds. Kept in `meta` under [`META_FORMAT_VERSION`] as a big-endian u32 and checked at every
+//! open, before anything else is decoded, so that a store is never misread.
+//!
+//! Bump [`FORMAT_VERSION`] whenever a persisted type's encoding changes (the golden-bytes tests in
+//! `tests/format.rs` fail until you do) and add the migration from the previous version to
+//! [`check_format`].
+use crate::backend::{Backend, Cf, StoreError, WriteSet};
+
+/// The format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Meta key of the store's format version (u32, big-endian).
+pub const META_FORMAT_VERSION: &[u8] = b"format_version";
+
+/// Checks the store's format version at open and records it when absent.
+///
+/// - absent: a new store, or one written before versioning existed, which is version 1 (the
+///   format this key was introduced with): the key is written, synced;
+/// - equal to [`FORMAT_VERSION`]: nothing to do;
+/// - newer: refused, nothing changed (a newer Vaka wrote it; this build would misread it);
+/// - older: would be migrated here. No older version exists yet (1 is the first), so there is no
+///   migration to run and such a value can only be damage: refused.
+pub(crate) fn check_format(backend: &dyn Backend) -> Result<u32, StoreError> {
+    let Some(bytes) = backend.get(Cf::Meta, META_FORMAT_VERSION)? else {
+        let mut set = WriteSet::new();
+        set.put_raw(
+            Cf::Meta,
+            META_FORMAT_VERSION.to_vec(),
+            FORMAT_VERSION.to_be_bytes().to_vec(),
+        );
+        backend.write_synced(std::slice::from_ref(&set))?;
+        return Ok(FORMAT_VERSION);
+    };
+    let found = <[u8; 4]>::try_from(bytes.as_slice())
+        .map(u32::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            cf: Cf::Meta.name(),
+            key: String::from_utf8_lossy(META_FORMAT_VERSION).into_owned(),
+            reason: format!("format version is {} bytes, not 4", bytes.len()),
+        })?;
+    match found {
+        FORMAT_VERSION => Ok(found),
+        newer if newer > FORMAT_VERSION => Err(StoreError::Format {
+            found,
+            known: FORMAT_VERSION,
+            why: "it was written by a newer Vaka: run that version (or a later one), \
+                  or restore a backup taken before the upgrade",
+        }),
+        // Migrations from older versions go here, one step at a time, each ending by writing the
+        // new version in the same synced write set as the data it rewrote. None exists yet.
+        _ => Err(StoreError::Format {
+            found,
+            known: FORMAT_VERSION,
+            why: "no migration from that version exists (versions start at 1)",
+        }),
+    }
+}
