@@ -24,7 +24,7 @@ run: build
 # The demo alarm centre (see the README tour): `make centre CENTRE_ARGS=--json` for scripts.
 CENTRE_ARGS ?=
 centre: build
-	$(BIN)/vaka-centre --token demo-centre-token $(CENTRE_ARGS)
+	$(BIN)/vaka-centre --token demo-centre-token --ca certs/server-ca.pem $(CENTRE_ARGS)
 
 lint: deps
 	cargo fmt --all -- --check

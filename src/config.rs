@@ -90,7 +90,8 @@ impl Default for ListenConfig {
             sip_tcp: a("0.0.0.0:5060"),
             sip_tls: a("0.0.0.0:5061"),
             quic: a("0.0.0.0:4433"),
-            grpc: a("0.0.0.0:50051"),
+            // Loopback unless configured: plaintext is allowed only there (grpc.insecure).
+            grpc: a("127.0.0.1:50051"),
             http: a("127.0.0.1:9100"),
         }
     }
@@ -308,6 +309,9 @@ pub struct GrpcSection {
     pub tls_key: Option<PathBuf>,
     /// CA (PEM) for centres' client certificates (mTLS; the certificate's CN is the centre id).
     pub client_ca: Option<PathBuf>,
+    /// Allow the API without TLS on a non-loopback address (bearer tokens and alarm data in the
+    /// clear); logged as a warning at start. Without it such a configuration is refused.
+    pub insecure: bool,
 }
 
 impl Default for GrpcSection {
@@ -320,6 +324,7 @@ impl Default for GrpcSection {
             tls_cert: None,
             tls_key: None,
             client_ca: None,
+            insecure: false,
         }
     }
 }
@@ -601,6 +606,22 @@ impl Config {
                 "client certificates need tls_cert and tls_key",
             ));
         }
+        if self.centre_api_in_plaintext_off_loopback() && !g.insecure {
+            p.push(err(
+                "grpc.tls_cert",
+                format!(
+                    "the centre API on {} would carry bearer tokens and alarms in plaintext: set \
+                     grpc.tls_cert and grpc.tls_key (`vaka certs` writes a demo pair), listen on \
+                     a loopback address, or set grpc.insecure = true",
+                    self.listen.grpc
+                ),
+            ));
+        }
+    }
+
+    /// The centre API would serve without TLS on an address other hosts can reach.
+    pub fn centre_api_in_plaintext_off_loopback(&self) -> bool {
+        self.grpc.tls_cert.is_none() && !self.listen.grpc.ip().is_loopback()
     }
 
     /// Timings and limits of the centre API.

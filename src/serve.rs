@@ -149,6 +149,13 @@ impl Engine {
         directory: Arc<vaka_core::directory::Directory>,
         clock: Clock,
     ) -> Result<CentreServer, String> {
+        if cfg.centre_api_in_plaintext_off_loopback() {
+            tracing::warn!(
+                addr = %cfg.listen.grpc,
+                "grpc.insecure: the centre API serves WITHOUT TLS on a non-loopback address; bearer \
+                 tokens and alarm data cross the network in the clear"
+            );
+        }
         let service = CentreService::new(
             self.store.clone(),
             self.router.clone(),

@@ -150,3 +150,22 @@ fn missing_file_is_a_config_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
+
+/// Invariant 13 / issue 16: the centre API carries bearer tokens and alarm data, so plaintext is
+/// allowed only on loopback or when the operator says `grpc.insecure = true`.
+#[test]
+fn the_centre_api_in_plaintext_off_loopback_is_refused_unless_insecure() {
+    let open = format!("[listen]\ngrpc = \"0.0.0.0:50051\"\n{GOOD}");
+    let (code, _, err) = check(&open);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("grpc.tls_cert: the centre API on 0.0.0.0:50051"),
+        "{err}"
+    );
+    let insecure = format!("[listen]\ngrpc = \"0.0.0.0:50051\"\n[grpc]\ninsecure = true\n{GOOD}");
+    assert_eq!(check(&insecure).0, 0);
+    let loopback = format!("[listen]\ngrpc = \"127.0.0.1:50051\"\n{GOOD}");
+    assert_eq!(check(&loopback).0, 0);
+    // No address given: loopback by default.
+    assert_eq!(check(GOOD).0, 0);
+}

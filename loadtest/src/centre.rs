@@ -29,6 +29,8 @@ pub struct CentreOptions {
     pub operator_delay: Duration,
     /// Hello's resume cursor for the first connection (`None`: after the last acknowledged).
     pub resume_after: Option<u64>,
+    /// The server CA to trust: TLS to the centre API (`None`: plaintext, loopback only).
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// The gRPC status name for an `InputResult` code, as an error kind.
@@ -60,7 +62,10 @@ async fn open(opts: &CentreOptions, resume_after: Option<u64>) -> Result<Session
         console::connect(
             &opts.addr.to_string(),
             Some(&opts.token),
-            ClientTls::default(),
+            ClientTls {
+                ca: opts.ca.as_deref(),
+                ..ClientTls::default()
+            },
         ),
     )
     .await

@@ -24,6 +24,9 @@ pub struct Fleet {
     /// The server's listen addresses, with unspecified hosts (0.0.0.0) made loopback.
     pub quic: Option<SocketAddr>,
     pub grpc: Option<SocketAddr>,
+    /// The centre API speaks TLS (`grpc.tls_cert` is set): the simulator trusts the server CA
+    /// `vaka certs` wrote (`<certs>/server-ca.pem`).
+    pub grpc_tls: bool,
     pub sip_udp: Option<SocketAddr>,
     pub sip_tcp: Option<SocketAddr>,
 }
@@ -104,6 +107,7 @@ impl Fleet {
             centre_token,
             quic: at("quic"),
             grpc: at("grpc"),
+            grpc_tls: v.get("grpc").is_some_and(|g| g.get("tls_cert").is_some()),
             sip_udp: at("sip_udp"),
             sip_tcp: at("sip_tcp"),
         })

@@ -365,6 +365,7 @@ fn centre_options(opts: &Options, fleet: &Fleet) -> Result<Option<CentreOptions>
         token,
         operator_delay: Duration::from_millis(opts.operator_delay_ms),
         resume_after: opts.centre_resume_after,
+        ca: fleet.grpc_tls.then(|| opts.certs.join("server-ca.pem")),
     }))
 }
 
