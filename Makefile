@@ -29,6 +29,7 @@ centre: build
 lint: deps
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo deny --offline check licenses bans sources
 
 test: deps lint
 	cargo test --workspace --all-targets

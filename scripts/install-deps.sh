@@ -24,6 +24,12 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# cargo deny checks the licences, bans and sources of every dependency in `make lint` (deny.toml).
+if ! command -v cargo-deny >/dev/null; then
+  echo "install-deps: installing cargo-deny (cargo install, a few minutes once)"
+  cargo install --locked --quiet cargo-deny
+fi
+
 # The centre API's interoperability test runs a Python grpcio client generated from proto/ at test
 # time (crates/centre/tests/python_interop.rs).
 if ! python3 -c "import grpc, grpc_tools.protoc" >/dev/null 2>&1; then
