@@ -1,11 +1,11 @@
 //! Shared test scaffolding: a directory, events, and a backend wrapper that can stall or fail.
 #![allow(dead_code)]
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+
+use std::sync::Arc;
+
 use vaka_core::directory::{Centre, Device, Directory, Tenant};
 use vaka_core::{AlarmInfo, DeviceKey, Event, EventKind};
-use vaka_store::{Backend, Cf, StoreError, WriteSet};
+use vaka_store::Backend;
 
 pub fn directory(devices: usize) -> Directory {
     let mut d = Directory::default();
@@ -47,70 +47,10 @@ pub fn telemetry(device: &str, n: u64) -> Event {
     }
 }
 
-/// Wraps a backend: writes can be held at a gate, slowed, or made to fail.
-pub struct Faulty {
-    pub inner: Arc<dyn Backend>,
-    open: Mutex<bool>,
-    cv: Condvar,
-    pub fail: AtomicBool,
-    pub delay_us: AtomicU64,
-    pub writes: AtomicU64,
-}
-
-impl Faulty {
-    pub fn new(inner: Arc<dyn Backend>) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            open: Mutex::new(true),
-            cv: Condvar::new(),
-            fail: AtomicBool::new(false),
-            delay_us: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-        })
-    }
-
-    pub fn hold(&self) {
-        *self.open.lock().unwrap() = false;
-    }
-
-    pub fn release(&self) {
-        *self.open.lock().unwrap() = true;
-        self.cv.notify_all();
-    }
-}
-
-impl Backend for Faulty {
-    fn write_synced(&self, sets: &[WriteSet]) -> Result<(), StoreError> {
-        let mut open = self.open.lock().unwrap();
-        while !*open {
-            open = self.cv.wait(open).unwrap();
-        }
-        drop(open);
-        let d = self.delay_us.load(Ordering::Relaxed);
-        if d > 0 {
-            std::thread::sleep(Duration::from_micros(d));
-        }
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        if self.fail.load(Ordering::Relaxed) {
-            return Err(StoreError::Engine("injected failure".into()));
-        }
-        self.inner.write_synced(sets)
-    }
-    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(cf, key)
-    }
-    fn scan(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        self.inner.scan(cf, prefix, f)
-    }
-    fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.last_key(cf)
-    }
-}
+/// Wraps a backend: writes can be held at a gate, slowed, or made to fail (the store's test
+/// backend).
+#[allow(unused_imports)] // not every test file of this crate uses it
+pub use vaka_store::testing::TestBackend as Faulty;
 
 /// Opens a store on `backend` and starts a router on it, as a restart would.
 pub fn start_router(

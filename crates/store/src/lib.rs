@@ -64,6 +64,8 @@ mod recovery;
 mod retention;
 mod rocks;
 mod salvage;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 pub use backend::{Backend, Cf, Op, StoreError, WriteSet};
 pub use failure::StoreState;

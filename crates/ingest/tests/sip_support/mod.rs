@@ -2,9 +2,8 @@
 //! server on 127.0.0.1 ephemeral ports), a backend gate, a small SIP device in Rust, and the
 //! sipp runner.
 #![allow(dead_code)]
-#[path = "../gate/mod.rs"]
-mod gate;
-pub use gate::{Gate, ReleaseOnDrop};
+// The store's test backend: writes can be held at its gate.
+pub use vaka_store::testing::{ReleaseOnDrop, TestBackend as Gate};
 #[path = "../../../../tests/support/sipp.rs"]
 mod sipp_runner;
 pub use sipp_runner::{run_sipp, SippRun};

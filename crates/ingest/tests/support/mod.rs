@@ -1,10 +1,8 @@
 //! Test scaffolding: a real engine (RocksDB in a temp dir, router, QUIC server on 127.0.0.1),
 //! demo certificates, a backend gate, and a raw vaka/1 connection for malformed input.
 #![allow(dead_code)]
-#[path = "../gate/mod.rs"]
-mod gate;
 use bytes::BytesMut;
-pub use gate::{Gate, ReleaseOnDrop};
+// The store's test backend: writes can be held at its gate.
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +16,7 @@ use vaka_ingest::certs::generate_demo;
 use vaka_ingest::quic::{QuicConfig, QuicServer};
 use vaka_proto::{encode_frame, split_frame, Message};
 use vaka_router::{Clock, Presence, Router, RouterConfig};
+pub use vaka_store::testing::{ReleaseOnDrop, TestBackend as Gate};
 use vaka_store::{
     Backend, Cf, GroupConfig, RecoverOptions, RocksBackend, RocksConfig, Store, StoredEvent,
 };
