@@ -762,12 +762,9 @@ impl Shard {
         set: &mut WriteSet,
         batch: &mut InFlight,
     ) {
-        if self.presence.is_reachable(centre) {
-            return; // back already
-        }
-        // The grace counts from when the centre left, not from when this shard heard of it.
-        let back_by = self.back_by(std::slice::from_ref(centre))[0];
-        self.lost.insert((back_by.unwrap_or(now), centre.clone()));
+        // Checked now: back already, still within its grace (counted from when it left, not
+        // from when this shard heard of it), or gone.
+        self.lost.insert((now, centre.clone()));
         self.check_lost(now, set, batch);
     }
 
@@ -784,7 +781,7 @@ impl Shard {
             }
             if let Some(back_by) = self.back_by(std::slice::from_ref(&centre))[0] {
                 if back_by > now {
-                    // It came back and went again: a newer grace.
+                    // Still within its grace (or it came back and went again: a newer one).
                     self.lost.insert((back_by, centre));
                     continue;
                 }

@@ -380,10 +380,8 @@ async fn an_overdue_deadline_escalates_after_the_grace_when_the_centre_stays_awa
     assert_eq!(state(&w, id), AlarmState::Offered { centre: c("c2") });
 }
 
-#[tokio::test(start_paused = true)]
-async fn the_only_centre_back_within_its_grace_keeps_every_alarm() {
-    let _busy = hold_clock();
-    // directory(4): the chain is c1 alone.
+/// A world whose chain is c1 alone (`directory(4)`), with the grace, c1 connected.
+async fn only_c1_connected() -> World {
     let w = start_with(
         Arc::new(MemBackend::new()),
         Clock::starting_at(T0),
@@ -391,6 +389,13 @@ async fn the_only_centre_back_within_its_grace_keeps_every_alarm() {
         GRACE_MS,
     );
     w.router.centre_up(&c("c1")).await;
+    w
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_only_centre_back_within_its_grace_keeps_every_alarm() {
+    let _busy = hold_clock();
+    let w = only_c1_connected().await;
     let (confirmed, _) = raise(&w, "d1", "r1").await;
     let (offered, _) = raise(&w, "d2", "r2").await;
     notices(&w, "c1", 2).await;
@@ -417,13 +422,7 @@ async fn the_only_centre_back_within_its_grace_keeps_every_alarm() {
 #[tokio::test(start_paused = true)]
 async fn the_only_centre_away_beyond_its_grace_leaves_its_alarms_unhandled() {
     let _busy = hold_clock();
-    let w = start_with(
-        Arc::new(MemBackend::new()),
-        Clock::starting_at(T0),
-        directory(4),
-        GRACE_MS,
-    );
-    w.router.centre_up(&c("c1")).await;
+    let w = only_c1_connected().await;
     let (id, _) = raise(&w, "d1", "r1").await;
     notices(&w, "c1", 1).await;
     receipt(&w, "d1", id, "c1").await;
