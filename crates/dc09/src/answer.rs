@@ -94,3 +94,105 @@ pub fn duh(header: Option<&Header>) -> Vec<u8> {
     body.push(b']');
     frame::write(&body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame;
+
+    fn header(encrypted: bool) -> Header {
+        Header::parse(if encrypted {
+            b"\"*SIA-DCS\"0042R1L2#1234[00"
+        } else {
+            b"\"SIA-DCS\"0042R1L2#1234[]"
+        })
+        .unwrap()
+        .0
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::parse(b"16:20:01,09-24-2025").unwrap()
+    }
+
+    #[test]
+    fn nak_is_the_reference_vector() {
+        assert_eq!(
+            nak(now()),
+            b"\nE4410025\"NAK\"0000R0L0A0[]_16:20:01,09-24-2025\r"
+        );
+    }
+
+    #[test]
+    fn plain_ack_echoes_the_header() {
+        let a = ack(&header(false), None, now(), &[0; 16]).unwrap();
+        let body = frame::check(&a).unwrap().body;
+        assert_eq!(body, b"\"ACK\"0042R1L2#1234[]");
+        assert_eq!(a[0], b'\n');
+        assert_eq!(a.last(), Some(&b'\r'));
+    }
+
+    #[test]
+    fn encrypted_ack_carries_pad_and_timestamp() {
+        let key = Key::from_ascii("0123456789abcdef").unwrap();
+        let a = ack(&header(true), Some(&key), now(), &[5; 16]).unwrap();
+        let body = frame::check(&a).unwrap().body;
+        let (h, rest) = Header::parse(body).unwrap();
+        assert!(h.encrypted);
+        assert_eq!(h.token, Token::Other("ACK".into()));
+        assert_eq!(h.seq.as_str(), "0042");
+        let c = content::open(rest, &key).unwrap();
+        assert_eq!((c.data.as_str(), c.timestamp), ("", Some(now())));
+        // Different entropy, different ciphertext for the same answer.
+        let b = ack(&header(true), Some(&key), now(), &[6; 16]).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(
+            ack(&header(true), None, now(), &[5; 16]),
+            Err(EncodeError::KeyRequired)
+        );
+    }
+
+    #[test]
+    fn duh_is_never_encrypted() {
+        let d = duh(Some(&header(true)));
+        assert_eq!(frame::check(&d).unwrap().body, b"\"DUH\"0042R1L2#1234[]");
+        let d = duh(None);
+        assert_eq!(frame::check(&d).unwrap().body, b"\"DUH\"0000R0L0#0[]");
+    }
+
+    #[test]
+    fn each_failure_gets_its_answer() {
+        use DecodeError as E;
+        let cases = [
+            (E::BadFrame("x"), Reply::Nak),
+            (
+                E::BadCrc {
+                    stated: 1,
+                    computed: 2,
+                },
+                Reply::Nak,
+            ),
+            (
+                E::BadLength {
+                    stated: 1,
+                    actual: 2,
+                },
+                Reply::Nak,
+            ),
+            (E::MissingTimestamp, Reply::Nak),
+            (E::StaleTimestamp { skew_secs: -100 }, Reply::Nak),
+            (E::UnknownToken("XYZ".into()), Reply::Duh),
+            (
+                E::BadData {
+                    token: "ADM-CID",
+                    reason: "x",
+                },
+                Reply::Duh,
+            ),
+            (E::NoKey, Reply::Duh),
+            (E::DecryptFailed("x"), Reply::Duh),
+        ];
+        for (e, reply) in cases {
+            assert_eq!(reply_for(&Err(e.clone())), reply, "{e}");
+        }
+    }
+}

@@ -188,3 +188,41 @@ impl Message {
         Ok(frame::write(&body))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encrypted_without_timestamp_fails_the_timestamp_test() {
+        // Our encoder refuses to write this, so seal the content by hand.
+        let key = Key::from_ascii("0123456789abcdef").unwrap();
+        let c = Content {
+            data: String::new(),
+            xdata: Vec::new(),
+            timestamp: None,
+        };
+        let mut body = b"\"*NULL\"0001L0#1234[".to_vec();
+        body.extend_from_slice(&content::seal(&c, &key, &[0; 16]));
+        let r = decode(&frame::write(&body), |_| Some(&key), 0, &Window::default());
+        assert_eq!(r, Err(DecodeError::MissingTimestamp));
+        assert_eq!(crate::reply_for(&r), crate::Reply::Nak);
+    }
+
+    #[test]
+    fn key_is_only_asked_for_encrypted_messages() {
+        let plain = frame::write(b"\"NULL\"0001L0#1234[]");
+        let mut asked = false;
+        let r = decode(
+            &plain,
+            |_| {
+                asked = true;
+                None
+            },
+            0,
+            &Window::default(),
+        );
+        assert!(r.is_ok());
+        assert!(!asked);
+    }
+}
