@@ -1,4 +1,4 @@
-//! The header inside the body: `"` [`*`] ID token `"` sequence [`R`receiver] [`L`line]
+//! The header inside the body: `"` \[`*`\] ID token `"` sequence \[`R`receiver\] \[`L`line\]
 //! `#`account `[`. Everything an answer echoes lives here, so it is parsed before (and
 //! independently of) the data, and a DUH can echo it even when the data is unreadable.
 //!
