@@ -400,6 +400,19 @@ cnonce=\"0a4f113b\", response=\"6629fae49393a05397450978507c4ef1\", opaque=\"5cc
         );
     }
 
+    /// Found by fuzzing (digest_header): a quoted qop that is not a token was written back bare,
+    /// and the header written no longer parsed.
+    #[test]
+    fn a_qop_that_is_not_a_token_is_written_quoted() {
+        for qop in ["auth, auth-int", ""] {
+            let header =
+                format!("Digest username=u, realm=r, nonce=n, uri=x, response=y, qop=\"{qop}\"");
+            let auth = Authorization::parse(&header).unwrap();
+            assert_eq!(auth.qop.as_deref(), Some(qop));
+            assert_eq!(Authorization::parse(&auth.to_header_value()), Ok(auth));
+        }
+    }
+
     #[test]
     fn parse_errors() {
         let cases: &[(&str, DigestError)] = &[

@@ -80,8 +80,12 @@ pub(crate) fn push_quoted(out: &mut String, name: &str, value: &str) {
     let _ = write_quoted(out, value);
 }
 
-/// Append `, name=value` for token values (algorithm, qop in credentials, nc, stale).
+/// Append `, name=value` for token values (algorithm, qop in credentials, nc, stale). A value
+/// that is not a token (a qop as received) is quoted, so that it reads back the same.
 pub(crate) fn push_token(out: &mut String, name: &str, value: &str) {
+    if value.is_empty() || !value.chars().all(is_token_char) {
+        return push_quoted(out, name, value);
+    }
     push_sep(out);
     let _ = write!(out, "{name}={value}");
 }

@@ -24,7 +24,8 @@ struct SipUri {
     /// Lower-cased.
     host: String,
     port: Option<u16>,
-    /// Lower-cased names and values (uri-parameters compare case-insensitively).
+    /// Lower-cased names and values (uri-parameters compare case-insensitively), sorted by
+    /// name, each name once.
     params: Vec<(String, Option<String>)>,
     /// `?` headers, sorted.
     headers: Vec<String>,
@@ -62,6 +63,13 @@ impl SipUri {
             };
             params.push((unescape(name)?.to_ascii_lowercase(), value));
         }
+        // Sorted by name, so that lookups are binary searches (a URI may carry thousands of
+        // parameters). A parameter twice has no one value to compare: such a URI equals only
+        // itself as written (the comparison would otherwise depend on its arguments' order).
+        params.sort_unstable();
+        if params.windows(2).any(|w| w[0].0 == w[1].0) {
+            return None;
+        }
         let mut headers = headers;
         headers.sort();
         Some(SipUri {
@@ -88,9 +96,9 @@ impl SipUri {
         }
         let get = |u: &SipUri, name: &str| {
             u.params
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
+                .binary_search_by(|(n, _)| n.as_str().cmp(name))
+                .ok()
+                .map(|i| u.params[i].1.clone())
         };
         for (name, value) in &self.params {
             match get(other, name) {
@@ -150,6 +158,16 @@ fn unescape(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (sip_uri): only the first value of a repeated parameter was looked up in
+    /// the other URI, so the answer depended on which URI came first.
+    #[test]
+    fn a_parameter_twice_is_equivalent_to_nothing_else() {
+        let (a, b) = ("sip:h;x=1;x=2", "sip:h;x=1");
+        assert!(!same_request_uri(a, b));
+        assert!(!same_request_uri(b, a));
+        assert!(same_request_uri(a, a));
+    }
 
     #[test]
     fn rfc3261_equivalences() {

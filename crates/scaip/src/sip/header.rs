@@ -365,10 +365,12 @@ impl NameAddr {
             let end = rest.find(';').unwrap_or(rest.len());
             (rest[..end].trim(), &rest[end..])
         };
+        // No '>' either: an addr-spec holding one would be printed as `<...>...>`, which does
+        // not parse back (a response's To header the device could not read).
         if uri.is_empty()
             || uri
                 .chars()
-                .any(|c| c.is_whitespace() || c == '<' || c == '"')
+                .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"')
         {
             return None;
         }
@@ -594,6 +596,17 @@ mod tests {
         ] {
             assert_eq!(NameAddr::parse(bad), None, "{bad}");
         }
+    }
+
+    /// Found by fuzzing (sip_uri): `>` parsed as an addr-spec and printed as `<>>`, which does
+    /// not parse.
+    #[test]
+    fn addr_spec_with_a_closing_angle_is_refused() {
+        for bad in [">", "h>", "sip:a>b@h;tag=1"] {
+            assert_eq!(NameAddr::parse(bad), None, "{bad}");
+        }
+        let n = NameAddr::parse("<sip:a@h>;tag=1").unwrap();
+        assert_eq!(NameAddr::parse(&n.to_string()), Some(n));
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::fmt;
 
 use super::header::{is_token, split_commas, CSeq, NameAddr, Via};
 
-/// Cap on header lines, so a hostile datagram cannot make us allocate without bound.
+/// Cap on header lines, so a hostile datagram cannot make us allocate without bound. A parsed
+/// message keeps fewer than this many headers, so that written back (with the Content-Length
+/// line that [`SipMessage::to_bytes`] adds) it is within the cap again.
 pub const MAX_HEADERS: usize = 256;
 
 /// SCAIP's content type.
@@ -422,6 +424,9 @@ impl SipMessage {
                 continue;
             }
             headers.push(Header { name, value });
+        }
+        if headers.len() >= MAX_HEADERS {
+            return Err(SipError::TooManyHeaders);
         }
         if let Some(n) = content_length {
             body = body.get(..n).ok_or(SipError::BodyTruncated)?;

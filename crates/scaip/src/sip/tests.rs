@@ -312,6 +312,34 @@ fn a_sent_by_with_a_comma_is_refused_by_both_writers() {
     assert!(r.scaip_message_bytes("<mrs/>").is_err());
 }
 
+/// Found by fuzzing (sip_message): `To: h>` was accepted, and the response built to the request
+/// carried `To: <h>>;tag=...`, which the device cannot parse. Such a To is now refused.
+#[test]
+fn a_to_whose_uri_holds_a_closing_angle_is_refused() {
+    let req =
+        b"SUBSCRIBE s SIP/2.0\nVia: SIP/2.0/U h\nF: t1\nT:h>\nCall-ID:c\nCSeq: 9 SUBSCRIBE\n\n";
+    assert_eq!(SipMessage::parse(req), Err(SipError::BadHeader("To")));
+}
+
+/// Found by fuzzing (sip_message): a message of exactly `MAX_HEADERS` header lines, none of them
+/// Content-Length, parsed, but written back (with its Content-Length line) it no longer did.
+#[test]
+fn a_message_read_at_the_header_cap_can_be_written_and_read_again() {
+    let core = "Via: SIP/2.0/UDP h\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n";
+    let message = |lines: usize| {
+        format!(
+            "OPTIONS sip:x SIP/2.0\r\n{core}{}\r\n",
+            "X: y\r\n".repeat(lines - 5)
+        )
+    };
+    assert_eq!(
+        SipMessage::parse(message(MAX_HEADERS).as_bytes()),
+        Err(SipError::TooManyHeaders)
+    );
+    let m = SipMessage::parse(message(MAX_HEADERS - 1).as_bytes()).unwrap();
+    assert_eq!(SipMessage::parse(&m.to_bytes()), Ok(m));
+}
+
 fn valid_message() -> Vec<u8> {
     scaip_message(MRQ_PERSONAL_TRIGGER).into_bytes()
 }
