@@ -212,6 +212,12 @@ pub fn parse_time(s: &str) -> Result<i64, LocationError> {
     let secs = days_from_civil(year, month, day) * 86_400
         + i64::from(hour * 3600 + minute * 60 + second)
         - offset_s;
+    // The offset may carry a time out of years 1-9999 in UTC, where `format_time` could not
+    // write it in a form this function reads back.
+    let utc_years = days_from_civil(1, 1, 1) * 86_400..days_from_civil(10_000, 1, 1) * 86_400;
+    if !utc_years.contains(&secs) {
+        return Err(err);
+    }
     Ok(secs * 1000 + millis)
 }
 
@@ -437,6 +443,19 @@ mod tests {
             parse_time(&format_time(1_715_949_000_123)),
             Ok(1_715_949_000_123)
         );
+    }
+
+    /// Found with the scaip_mrq target: a `tim` whose offset carried it out of years 1-9999 in
+    /// UTC was accepted, and written back (in UTC) as a year that does not read back.
+    #[test]
+    fn times_outside_years_1_to_9999_in_utc_are_refused() {
+        for bad in ["9999-12-31T23:59:59-01", "0001-01-01T00:00:00+00:01"] {
+            assert_eq!(parse_time(bad), Err(LocationError::Time), "{bad}");
+        }
+        for good in ["9999-12-31T23:59:59.999Z", "0001-01-01T00:00:00Z"] {
+            let ms = parse_time(good).unwrap();
+            assert_eq!(parse_time(&format_time(ms)), Ok(ms), "{good}");
+        }
     }
 
     #[test]

@@ -435,7 +435,8 @@ impl fmt::Display for NameAddr {
             write_quoted(f, d)?;
             f.write_char(' ')?;
         }
-        if self.uri == "*" {
+        // The wildcard is bare only alone: with a display name it needs its brackets to parse.
+        if self.uri == "*" && self.display.is_none() {
             f.write_char('*')?;
         } else {
             write!(f, "<{}>", self.uri)?;
@@ -607,6 +608,16 @@ mod tests {
         }
         let n = NameAddr::parse("<sip:a@h>;tag=1").unwrap();
         assert_eq!(NameAddr::parse(&n.to_string()), Some(n));
+    }
+
+    /// Found with the sip_uri target: a wildcard with a display name was printed `"x" *`, which
+    /// does not parse.
+    #[test]
+    fn a_wildcard_with_a_display_name_keeps_its_brackets() {
+        let n = NameAddr::parse("\"x\" <*>").unwrap();
+        assert_eq!(n.to_string(), "\"x\" <*>");
+        assert_eq!(NameAddr::parse(&n.to_string()), Some(n));
+        assert_eq!(NameAddr::parse("*").unwrap().to_string(), "*");
     }
 
     #[test]
