@@ -6,11 +6,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use vaka_core::alarm::Deadlines;
-use vaka_core::directory::{Centre, Device, Directory, Tenant};
-use vaka_core::gps::{
-    DeviceFence, Fence, FenceKind, FenceSpec, FilterConfig, FilterOverride, HysteresisConfig,
+use vaka_core::directory::{
+    CentreRecord, Change, Defaults, DeviceRecord, Directory, FenceRecord, Records, TenantRecord,
 };
-use vaka_core::{CentreId, DeviceKey, TenantId};
+use vaka_core::gps::{FilterConfig, FilterOverride};
+use vaka_core::CentreId;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +39,20 @@ pub struct Config {
     pub sip: Option<vaka_ingest::sip::SipConfig>,
     #[serde(default)]
     pub gps: GpsSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// `[admin]`: the admin REST API on `listen.http` (beside `/metrics`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// A platform-operator API token kept (hashed) as token id "bootstrap", to create the others
+    /// with (`vaka admin tokens create`). Absent: the tokens already stored are all there is.
+    pub bootstrap_token: Option<String>,
+    /// Server certificate and key (PEM): with them `listen.http` speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -250,50 +264,9 @@ impl Default for GpsSection {
 }
 
 /// One geofence of a device, e.g.
-/// `{ id = "home", kind = "circle", lat = 57.7, lon = 11.97, radius_m = 500, margin_m = 50 }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FenceConfig {
-    /// Names the fence in its alarm (code "geofence-exit:<id>").
-    pub id: String,
-    pub kind: FenceKind,
-    pub lat: Option<f64>,
-    pub lon: Option<f64>,
-    pub radius_m: Option<f64>,
-    /// Polygon vertices as [lat, lon].
-    #[serde(default)]
-    pub points: Vec<[f64; 2]>,
-    #[serde(default)]
-    pub margin_m: f64,
-    /// Consecutive fixes beyond fence + margin that confirm an exit (and inside, a re-entry).
-    pub confirm_fixes: Option<u32>,
-    /// Or: fixes on the other side spanning this long confirm it; 0 turns this off.
-    pub confirm_secs: Option<u32>,
-}
-
-impl FenceConfig {
-    fn build(&self) -> Result<DeviceFence, String> {
-        let spec = FenceSpec {
-            kind: self.kind,
-            lat: self.lat,
-            lon: self.lon,
-            radius_m: self.radius_m,
-            points: self.points.clone(),
-            margin_m: self.margin_m,
-        };
-        let fence = Fence::new(&spec).map_err(|e| e.to_string())?;
-        let d = HysteresisConfig::default();
-        let hysteresis = HysteresisConfig {
-            confirm_fixes: self.confirm_fixes.unwrap_or(d.confirm_fixes),
-            confirm_secs: match self.confirm_secs {
-                Some(0) => None,
-                Some(s) => Some(s),
-                None => d.confirm_secs,
-            },
-        };
-        Ok(DeviceFence::new(&self.id, fence, hysteresis))
-    }
-}
+/// `{ id = "home", kind = "circle", lat = 57.7, lon = 11.97, radius_m = 500, margin_m = 50 }`:
+/// the directory's fence record.
+pub type FenceConfig = FenceRecord;
 
 /// The alarm-centre gRPC API (`listen.grpc`): stream timings and limits, optional TLS.
 #[derive(Debug, Clone, Deserialize)]
@@ -696,95 +669,89 @@ impl Config {
         }
     }
 
-    /// SIP digest accounts: every device with a password (username = device id).
-    pub fn sip_accounts(&self) -> Vec<vaka_ingest::sip::Account> {
-        self.devices
-            .iter()
-            .filter_map(|d| {
-                Some(vaka_ingest::sip::Account {
-                    username: d.id.clone(),
-                    device: DeviceKey::new(&d.tenant, &d.id),
-                    password: d.password.clone()?,
-                    single_use_nonce: d.digest_single_use_nonce,
-                })
-            })
-            .collect()
+    /// What the directory's records are resolved against: `[defaults]` and `[gps.filter]`.
+    pub fn directory_defaults(&self) -> Defaults {
+        let secs = |s: u64| s as i64 * 1000;
+        Defaults {
+            deadlines: Deadlines {
+                receipt_ms: secs(self.defaults.receipt_deadline_secs),
+                accept_ms: secs(self.defaults.accept_deadline_secs),
+            },
+            retention_days: self.defaults.retention_days,
+            gps_filter: self.gps.filter.clone(),
+        }
     }
 
-    /// Tenants, centres and devices as the core sees them.
-    pub fn directory(&self) -> Directory {
-        let ids = |v: &[String]| v.iter().map(CentreId::new).collect::<Vec<_>>();
-        let secs = |s: u64| s as i64 * 1000;
-        let mut dir = Directory::default();
-        for t in &self.tenants {
-            let deadlines = Deadlines {
-                receipt_ms: secs(
-                    t.receipt_deadline_secs
-                        .unwrap_or(self.defaults.receipt_deadline_secs),
-                ),
-                accept_ms: secs(
-                    t.accept_deadline_secs
-                        .unwrap_or(self.defaults.accept_deadline_secs),
-                ),
-            };
-            dir.tenants.insert(
-                TenantId::new(&t.id),
-                Tenant {
-                    id: TenantId::new(&t.id),
-                    name: t.name.clone(),
-                    deadlines,
-                    chain: ids(&t.centres),
-                    retention_days: t.retention_days.unwrap_or(self.defaults.retention_days),
-                },
-            );
-            dir.gps.tenants.insert(
-                TenantId::new(&t.id),
-                self.gps.filter.with_override(&t.gps_filter),
-            );
-        }
-        dir.gps.default_filter = self.gps.filter.clone();
+    /// The digest realm device credentials are made for (`sip.realm`, or the SIP default).
+    pub fn sip_realm(&self) -> String {
+        self.sip.as_ref().map_or_else(
+            || vaka_ingest::sip::SipConfig::default().realm,
+            |s| s.realm.clone(),
+        )
+    }
+
+    /// The file's `[[centres]]`, `[[tenants]]` and `[[devices]]` as directory changes, in an
+    /// order that applies (centres before the chains that name them). Passwords become HA1.
+    pub fn bootstrap_changes(&self) -> Vec<Change> {
+        let realm = self.sip_realm();
+        let mut out = Vec::new();
         for c in &self.centres {
-            dir.centres.insert(
-                CentreId::new(&c.id),
-                Centre {
-                    id: CentreId::new(&c.id),
-                    name: c.name.clone(),
-                    tenants: c.tenants.iter().map(TenantId::new).collect(),
-                },
-            );
+            out.push(Change::PutCentre(CentreRecord {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                tenants: c.tenants.clone(),
+                revision: 0,
+            }));
+        }
+        for t in &self.tenants {
+            out.push(Change::PutTenant(TenantRecord {
+                id: t.id.clone(),
+                name: t.name.clone(),
+                centres: t.centres.clone(),
+                receipt_deadline_secs: t.receipt_deadline_secs,
+                accept_deadline_secs: t.accept_deadline_secs,
+                retention_days: t.retention_days,
+                gps_filter: t.gps_filter.clone(),
+                revision: 0,
+            }));
         }
         for d in &self.devices {
-            let key = DeviceKey::new(&d.tenant, &d.id);
-            let deadlines = (d.receipt_deadline_secs.is_some() || d.accept_deadline_secs.is_some())
-                .then(|| {
-                    let base = dir.deadlines(&key);
-                    Deadlines {
-                        receipt_ms: d.receipt_deadline_secs.map_or(base.receipt_ms, secs),
-                        accept_ms: d.accept_deadline_secs.map_or(base.accept_ms, secs),
-                    }
-                });
-            dir.devices.insert(
-                key.clone(),
-                Device {
-                    key,
-                    device_type: d.device_type.clone(),
-                    chain: ids(&d.centres),
-                    deadlines,
-                    heartbeat_secs: d.heartbeat_secs,
-                    gateway_for: d.gateway_for.iter().map(vaka_core::DeviceId::new).collect(),
-                },
-            );
-            if d.gps_filter.is_some() || !d.fences.is_empty() {
-                // Fences that do not build were reported by `validate`.
-                let fences = d.fences.iter().filter_map(|f| f.build().ok()).collect();
-                dir.gps.set_device(
-                    DeviceKey::new(&d.tenant, &d.id),
-                    &d.gps_filter.clone().unwrap_or_default(),
-                    fences,
-                );
+            let sip = d.password.as_ref().map(|p| {
+                vaka_ingest::sip::sip_credential(&d.id, &realm, p, d.digest_single_use_nonce)
+            });
+            out.push(Change::PutDevice(Box::new(DeviceRecord {
+                sip,
+                heartbeat_secs: d.heartbeat_secs,
+                centres: d.centres.clone(),
+                receipt_deadline_secs: d.receipt_deadline_secs,
+                accept_deadline_secs: d.accept_deadline_secs,
+                gateway_for: d.gateway_for.clone(),
+                gps_filter: d.gps_filter.clone(),
+                fences: d.fences.clone(),
+                ..DeviceRecord::new(&d.tenant, &d.id, &d.device_type)
+            })));
+        }
+        out
+    }
+
+    /// The directory the file alone describes (what a new store starts with).
+    pub fn directory(&self) -> Directory {
+        let mut records = Records::default();
+        for change in self.bootstrap_changes() {
+            match change {
+                Change::PutCentre(c) => {
+                    records.centres.insert(c.id.clone(), c);
+                }
+                Change::PutTenant(t) => {
+                    records.tenants.insert(t.id.clone(), t);
+                }
+                Change::PutDevice(d) => {
+                    records.devices.insert((d.tenant.clone(), d.id.clone()), *d);
+                }
+                _ => {}
             }
         }
-        dir
+        Directory::from_records(self.directory_defaults(), records, 0)
     }
 
     /// When and how much position history the retention sweep deletes.
@@ -812,7 +779,7 @@ fn fences(p: &mut Vec<ConfigError>, device_at: &str, fences: &[FenceConfig]) {
             p.push(err(format!("{at}.confirm_fixes"), "must be at least 1"));
         }
         if let Err(e) = f.build() {
-            p.push(err(at, e));
+            p.push(err(at, e.to_string()));
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `vaka` server: configuration, wiring of store, router and fronts, observability, shutdown.
 pub mod config;
 pub mod fds;
+pub mod http;
 pub mod observe;
 pub mod salvage;
 pub mod serve;

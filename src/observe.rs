@@ -4,8 +4,7 @@
 //! `vaka_events_sent_total`, `vaka_events_discarded_total` and `vaka_errors_total`, each with a
 //! `stage` label (router, store, and the fronts as they come), plus latency histograms in seconds.
 use crate::config::LogFormat;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-use std::net::SocketAddr;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 pub fn init_logging(format: LogFormat, filter: &str) {
@@ -22,8 +21,9 @@ pub fn init_logging(format: LogFormat, filter: &str) {
     };
 }
 
-/// Serves Prometheus text at http://ADDR/metrics. Must be called inside the tokio runtime.
-pub fn init_metrics(addr: SocketAddr) -> Result<(), String> {
+/// Installs the metrics recorder; the handle renders the Prometheus text that the engine's HTTP
+/// server answers at `/metrics` (see `http`). Must be called inside the tokio runtime.
+pub fn init_metrics() -> Result<PrometheusHandle, String> {
     // Latencies from 100 µs to 10 s: the interesting range is the fsync floor to a deadline.
     let buckets = [
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -32,15 +32,23 @@ pub fn init_metrics(addr: SocketAddr) -> Result<(), String> {
     let sizes = [
         1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
     ];
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_events".into()), &sizes))
         .map_err(|e| e.to_string())?
-        .install()
-        .map_err(|e| format!("metrics on {addr}: {e}"))?;
+        .install_recorder()
+        .map_err(|e| format!("metrics recorder: {e}"))?;
+    // Histograms and summaries are kept in windows that need trimming now and then.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     describe();
-    Ok(())
+    Ok(handle)
 }
 
 fn describe() {

@@ -3,10 +3,12 @@
 use crate::config::Config;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use vaka_admin::Control;
 use vaka_centre::{CentreServer, CentreService};
+use vaka_core::directory::Directory;
 use vaka_ingest::quic::QuicServer;
 use vaka_ingest::sip::SipServer;
-use vaka_router::{Clock, Presence, Router};
+use vaka_router::{Clock, LiveDirectory, Presence, Router};
 use vaka_store::{RecoverOptions, RocksBackend, RocksConfig, Store, StoreError};
 
 /// The running core of the engine: what every front and test talks to.
@@ -19,6 +21,8 @@ pub struct Engine {
     pub centres: Option<CentreServer>,
     /// The SCAIP front, when `[sip]` is configured.
     pub sip: Option<SipServer>,
+    /// The control plane: the one writer of the live directory, tokens and admin audit.
+    pub control: Arc<Control>,
     /// The periodic position-retention sweep (aborted at shutdown).
     retention: tokio::task::JoinHandle<()>,
 }
@@ -56,7 +60,13 @@ impl Engine {
         metrics::gauge!("vaka_store_recovery_seconds").set(recovered.took.as_secs_f64());
         let (open_alarms, idem) = (recovered.open_alarms.len(), recovered.idem.len());
         let (idem_expired, next_event_id) = (recovered.idem_expired, recovered.next_event_id);
-        let directory = Arc::new(cfg.directory());
+        let directory = match load_directory(cfg, &store) {
+            Ok(d) => LiveDirectory::new(d),
+            Err(e) => {
+                close_store(&store);
+                return Err(e);
+            }
+        };
         let directory_ms = phase.lap();
         let clock = Clock::new();
         // Every centre counts as away from now on: the reconnect grace starts with the engine.
@@ -74,7 +84,8 @@ impl Engine {
             recover_ms,
             directory_ms,
             router_ms,
-            devices = directory.devices.len(),
+            devices = directory.load().devices.len(),
+            directory_revision = directory.load().revision,
             open_alarms,
             idempotency_entries = idem,
             idempotency_expired = idem_expired,
@@ -86,14 +97,8 @@ impl Engine {
             Some(sc) => {
                 let l = &cfg.listen;
                 let listen = sc.listen(l.sip_udp, l.sip_tcp, l.sip_tls);
-                let started = SipServer::start(
-                    sc,
-                    listen,
-                    cfg.sip_accounts(),
-                    router.clone(),
-                    directory.clone(),
-                    clock,
-                );
+                let started =
+                    SipServer::start(sc, listen, router.clone(), directory.clone(), clock);
                 match started {
                     Ok(s) => Some(s),
                     Err(e) => {
@@ -124,9 +129,25 @@ impl Engine {
             directory.clone(),
             clock,
         );
+        let control = match Control::new(store.clone(), directory.clone(), router.clone(), clock)
+            .map_err(|e| format!("reading API tokens: {e}"))
+            .and_then(|c| {
+                if let Some(t) = &cfg.admin.bootstrap_token {
+                    c.ensure_bootstrap_token(t)
+                        .map_err(|e| format!("storing admin.bootstrap_token: {e}"))?;
+                }
+                Ok(c)
+            }) {
+            Ok(c) => c,
+            Err(e) => {
+                stop_router(&router, &store);
+                return Err(e);
+            }
+        };
         let mut engine = Engine {
             store,
             router,
+            control,
             centres: None,
             quic,
             sip,
@@ -146,7 +167,7 @@ impl Engine {
     fn start_centres(
         &self,
         cfg: &Config,
-        directory: Arc<vaka_core::directory::Directory>,
+        directory: LiveDirectory,
         clock: Clock,
     ) -> Result<CentreServer, String> {
         if cfg.centre_api_in_plaintext_off_loopback() {
@@ -165,6 +186,38 @@ impl Engine {
             clock,
         );
         CentreServer::start(cfg.listen.grpc, service, cfg.centre_tls().as_ref())
+    }
+
+    /// The admin API's handlers over this engine.
+    pub fn admin_api(&self, cfg: &Config) -> vaka_admin::http::Api {
+        let sip = self.sip.as_ref().map(|s| s.registration_lookup());
+        let quic = self.quic.as_ref().map(|q| q.connection_lookup());
+        vaka_admin::http::Api {
+            control: self.control.clone(),
+            realm: cfg.sip_realm(),
+            links: Arc::new(move |device| {
+                let mut out = Vec::new();
+                if let Some(q) = &quic {
+                    for (remote, since) in q(device) {
+                        out.push(vaka_admin::http::Link {
+                            transport: "quic".into(),
+                            remote: remote.to_string(),
+                            since_ms: Some(since),
+                            until_ms: None,
+                        });
+                    }
+                }
+                if let Some((uri, until)) = sip.as_ref().and_then(|s| s(device)) {
+                    out.push(vaka_admin::http::Link {
+                        transport: "sip-register".into(),
+                        remote: uri,
+                        since_ms: None,
+                        until_ms: Some(until as i64),
+                    });
+                }
+                out
+            }),
+        }
     }
 
     /// Where the centre API listens (port 0 in config gives an ephemeral port).
@@ -232,6 +285,32 @@ fn refused(e: StoreError, data_dir: &std::path::Path, doing: &str) -> String {
     }
 }
 
+/// The stored directory with the file's bootstrap records applied (each one absent or different
+/// from the stored record is written, synced, before anything runs).
+fn load_directory(cfg: &Config, store: &Store) -> Result<Directory, String> {
+    let (records, revision) = vaka_store::directory::load_directory(store.backend().as_ref())
+        .map_err(|e| format!("reading the directory: {e}"))?;
+    let mut dir = Directory::from_records(cfg.directory_defaults(), records, revision);
+    let changed = vaka_admin::bootstrap(store, &mut dir, cfg.bootstrap_changes(), wall_ms())
+        .map_err(|e| format!("applying the configuration's directory entries: {e}"))?;
+    if changed > 0 {
+        tracing::info!(
+            changed,
+            revision = dir.revision,
+            "directory: configuration entries applied"
+        );
+    }
+    Ok(dir)
+}
+
+/// Closes a store that was opened but not handed to a router.
+fn close_store(store: &Store) {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let _ = store.close();
+    });
+}
+
 /// A start that fails after the router is up must still stop its shards and close the store,
 /// so that the RocksDB lock is released and nothing is left half-written.
 fn stop_router(router: &Arc<Router>, store: &Store) {
@@ -246,10 +325,25 @@ fn stop_router(router: &Arc<Router>, store: &Store) {
 /// configuration was read), for the start-up time in the `vaka ready` line.
 pub async fn run(mut cfg: Config, began: Instant) -> Result<(), String> {
     let mut stop = StopSignals::install();
-    crate::observe::init_metrics(cfg.listen.http)?;
+    let metrics = crate::observe::init_metrics()?;
+    let tls = cfg
+        .admin
+        .tls_cert
+        .as_deref()
+        .zip(cfg.admin.tls_key.as_deref());
+    let https = tls.is_some();
+    let (api_slot, http_addr) = crate::http::start(cfg.listen.http, metrics, tls).await?;
+    if !https && !cfg.listen.http.ip().is_loopback() {
+        tracing::warn!(
+            addr = %http_addr,
+            "the admin API serves WITHOUT TLS on a non-loopback address; set admin.tls_cert and \
+             admin.tls_key"
+        );
+    }
     let config_ms = began.elapsed().as_secs_f64() * 1000.0;
     apply_descriptor_budget(&mut cfg)?;
     let engine = Engine::start(&cfg)?;
+    let _ = api_slot.set(vaka_admin::http::router(engine.admin_api(&cfg)));
     let mut udp = Vec::new();
     if let Some(q) = &engine.quic {
         udp.extend(q.local_addrs().iter().map(|a| ("quic", a.port())));
@@ -263,7 +357,8 @@ pub async fn run(mut cfg: Config, began: Instant) -> Result<(), String> {
         startup_ms = (began.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
         config_ms = (config_ms * 10.0).round() / 10.0,
         shards = engine.router.shards(),
-        metrics = %format!("http://{}/metrics", cfg.listen.http),
+        metrics = %format!("http://{http_addr}/metrics"),
+        admin_api = %format!("{}://{http_addr}/api/v1", if https { "https" } else { "http" }),
         centre_api = ?engine.centre_addr(),
         data_dir = %cfg.server.data_dir.display(),
         "vaka ready"

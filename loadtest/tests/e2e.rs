@@ -15,7 +15,7 @@ use vaka_core::directory::{Centre, Device, Directory, Tenant};
 use vaka_core::{CentreId, DeviceKey};
 use vaka_ingest::certs::generate_demo;
 use vaka_ingest::quic::{QuicConfig, QuicServer};
-use vaka_ingest::sip::{Account, SipConfig, SipServer};
+use vaka_ingest::sip::{sip_credential, SipConfig, SipServer};
 use vaka_load::{run, Options};
 use vaka_router::{Clock, Presence, Router, RouterConfig};
 use vaka_store::{GroupConfig, RecoverOptions, RocksBackend, RocksConfig, Store};
@@ -43,7 +43,10 @@ impl Engine {
         d.insert_tenant(Tenant::new("t1", &["c1"]));
         d.insert_centre(Centre::new("c1", &["t1"]));
         for id in DEVICES {
-            d.insert_device(Device::new(DeviceKey::new("t1", id), "0051"));
+            d.insert_device(Device {
+                sip: Some(sip_credential(id, "vaka.test", PASSWORD, false)),
+                ..Device::new(DeviceKey::new("t1", id), "0051")
+            });
         }
         let rc = RouterConfig {
             shards: 2,
@@ -86,19 +89,9 @@ impl Engine {
             ..SipConfig::default()
         };
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let accounts = DEVICES
-            .iter()
-            .map(|id| Account {
-                username: id.to_string(),
-                device: DeviceKey::new("t1", *id),
-                password: PASSWORD.into(),
-                single_use_nonce: false,
-            })
-            .collect();
         let sip = SipServer::start(
             &sip_cfg,
             sip_cfg.listen(any, any, any),
-            accounts,
             router.clone(),
             directory.clone(),
             Clock::new(),

@@ -5,59 +5,66 @@
 //!   outside its tenants is reported as not found, never as forbidden, so its existence leaks not.
 //! - It may act (receipt, accept, close, refuse) only on alarms of its tenants whose escalation
 //!   chain names it; the router then checks that it holds the alarm (or that it is unhandled).
-use std::collections::HashSet;
+//! - The directory is read live: a centre's tenants or a device's chain changed through the admin
+//!   API count from the next call or notice.
+use arc_swap::Guard;
 use std::sync::Arc;
 use tonic::Status;
 use vaka_core::alarm::AlarmState;
 use vaka_core::directory::Directory;
-use vaka_core::{Alarm, AlarmId, CentreId, TenantId};
+use vaka_core::{Alarm, AlarmId, CentreId};
+use vaka_router::LiveDirectory;
 use vaka_store::Backend;
 
 #[derive(Clone, Debug)]
 pub struct Scope {
     centre: CentreId,
-    tenants: HashSet<TenantId>,
-    dir: Arc<Directory>,
+    dir: LiveDirectory,
 }
 
 impl Scope {
     /// The scope of an authenticated centre; a centre unknown to the directory has none.
-    pub fn new(dir: Arc<Directory>, centre: CentreId) -> Result<Scope, Status> {
-        let tenants = dir
-            .centres
-            .get(&centre)
-            .map(|c| c.tenants.iter().cloned().collect())
-            .ok_or_else(|| {
-                Status::permission_denied(format!("centre {centre} is not configured"))
-            })?;
-        Ok(Scope {
-            centre,
-            tenants,
-            dir,
-        })
+    pub fn new(dir: impl Into<LiveDirectory>, centre: CentreId) -> Result<Scope, Status> {
+        let dir = dir.into();
+        if !dir.load().centres.contains_key(&centre) {
+            return Err(Status::permission_denied(format!(
+                "centre {centre} is not configured"
+            )));
+        }
+        Ok(Scope { centre, dir })
     }
 
     pub fn centre(&self) -> &CentreId {
         &self.centre
     }
 
-    pub fn directory(&self) -> &Directory {
-        &self.dir
+    /// The directory now (do not keep it across an await).
+    pub fn directory(&self) -> Guard<Arc<Directory>> {
+        self.dir.load()
     }
 
     /// The tenants served, sorted (for the welcome message).
     pub fn tenants(&self) -> Vec<String> {
-        let mut t: Vec<String> = self.tenants.iter().map(|t| t.to_string()).collect();
+        let dir = self.dir.load();
+        let mut t: Vec<String> = dir
+            .centres
+            .get(&self.centre)
+            .map(|c| c.tenants.iter().map(|t| t.to_string()).collect())
+            .unwrap_or_default();
         t.sort();
         t
     }
 
     pub fn may_see(&self, alarm: &Alarm) -> bool {
-        self.tenants.contains(&alarm.device.tenant)
+        self.dir
+            .load()
+            .centres
+            .get(&self.centre)
+            .is_some_and(|c| c.tenants.contains(&alarm.device.tenant))
     }
 
     fn in_chain(&self, alarm: &Alarm) -> bool {
-        self.dir.chain(&alarm.device).contains(&self.centre)
+        self.dir.load().chain(&alarm.device).contains(&self.centre)
     }
 
     /// Whether the alarm is this centre's business now: it holds it, or it is waiting (pending or
@@ -100,14 +107,14 @@ mod tests {
     use vaka_core::directory::{Centre, Tenant};
     use vaka_core::DeviceKey;
 
-    fn dir() -> Arc<Directory> {
+    fn dir() -> Directory {
         let mut d = Directory::default();
         for (t, chain) in [("a", "ca"), ("b", "cb"), ("c", "cb")] {
             d.insert_tenant(Tenant::new(t, &[chain]));
         }
         d.insert_centre(Centre::new("ca", &["a", "c"]));
         d.insert_centre(Centre::new("cb", &["b", "c"]));
-        Arc::new(d)
+        d
     }
 
     fn alarm(tenant: &str, state: AlarmState) -> Alarm {

@@ -12,9 +12,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use vaka_core::directory::Directory;
 use vaka_core::AlarmId;
-use vaka_router::{Clock, Router};
+use vaka_router::{Clock, LiveDirectory, Router};
 use vaka_store::{Cf, Store};
 
 /// Limits and timings of the centre API (invariant 6: everything bounded).
@@ -59,7 +58,7 @@ impl Default for CentreConfig {
 pub(crate) struct Shared {
     pub store: Store,
     pub router: Arc<Router>,
-    pub dir: Arc<Directory>,
+    pub dir: LiveDirectory,
     pub creds: Credentials,
     pub sessions: Sessions,
     pub cursors: Cursors,
@@ -79,7 +78,7 @@ impl CentreService {
     pub fn new(
         store: Store,
         router: Arc<Router>,
-        dir: Arc<Directory>,
+        dir: impl Into<LiveDirectory>,
         creds: Credentials,
         cfg: CentreConfig,
         clock: Clock,
@@ -90,7 +89,7 @@ impl CentreService {
                 cursors: Cursors::new(store.clone()),
                 store,
                 router,
-                dir,
+                dir: dir.into(),
                 creds,
                 sessions: Sessions::new(),
                 cfg,
@@ -188,7 +187,7 @@ impl pb::alarm_centre_server::AlarmCentre for CentreService {
                 break;
             }
             let fix = stream::opening_fix(backend, a.id);
-            alarms.push(convert::alarm(&a, scope.directory(), fix.as_ref()));
+            alarms.push(convert::alarm(&a, &scope.directory(), fix.as_ref()));
         }
         if next == 0 && scanned >= LIST_SCAN_MAX {
             next = last_seen.unwrap_or(0);
@@ -211,7 +210,7 @@ impl pb::alarm_centre_server::AlarmCentre for CentreService {
             .map_err(|e| Status::unavailable(format!("reading audit of {id}: {e}")))?;
         let fix = stream::opening_fix(backend, id);
         Ok(Response::new(pb::GetAuditResponse {
-            alarm: Some(convert::alarm(&alarm, scope.directory(), fix.as_ref())),
+            alarm: Some(convert::alarm(&alarm, &scope.directory(), fix.as_ref())),
             records: records.iter().map(convert::audit).collect(),
         }))
     }

@@ -334,7 +334,7 @@ impl Session {
                 .flatten()
                 .map(|t| (t, matches!(notice, Notice::Offer { .. })));
             let fix = self.fix(backend.as_ref(), notice.alarm().id);
-            let msg = convert::notice(seq, &notice, self.scope.directory(), fix.as_ref());
+            let msg = convert::notice(seq, &notice, &self.scope.directory(), fix.as_ref());
             self.outq.push_back(Outgoing {
                 msg,
                 cursor: Some(seq),

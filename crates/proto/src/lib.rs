@@ -40,7 +40,7 @@ pub use prost::Message;
 /// | 0x2  | `PROTOCOL`        | protocol violation: no Hello in time, Hello twice, broken length prefix, stream finished mid-frame; fix the client |
 /// | 0x3  | `FRAME_TOO_LARGE` | a frame's length prefix exceeds `Welcome.max_frame_bytes`; send smaller frames |
 /// | 0x4  | `TOO_MANY_EVENTS` | a frame carries more than `Welcome.max_events_per_frame` events      |
-/// | 0x5  | `IDENTITY`        | the certificate's identity is not (or no longer) valid after the handshake |
+/// | 0x5  | `IDENTITY`        | the certificate's identity is not (or no longer) valid: after the handshake, or when the device is removed or disabled in the directory while connected |
 /// | 0x6  | `INTERNAL`        | the server failed; reconnect and resend                               |
 ///
 /// A frame that is well delimited but cannot be decoded is not a close: it is answered with

@@ -3,6 +3,7 @@
 //! the pure core what they mean, hands the resulting writes to the store's group commit, and answers
 //! the caller only once those writes are durable (invariant 1). A full lane answers `Busy` at once.
 mod clock;
+mod live;
 mod positions;
 mod presence;
 pub mod retention;
@@ -10,6 +11,7 @@ mod router;
 mod shard;
 
 pub use clock::Clock;
+pub use live::LiveDirectory;
 pub use presence::Presence;
 pub use retention::RetentionConfig;
 pub use router::{InputError, Reply, Router, RouterConfig, SubmitError};

@@ -114,9 +114,10 @@ pub fn spawn(
     cfg: RetentionConfig,
     store: Store,
     router: Arc<Router>,
-    dir: Arc<Directory>,
+    dir: impl Into<crate::LiveDirectory>,
     clock: Clock,
 ) -> tokio::task::JoinHandle<()> {
+    let dir = dir.into();
     tokio::spawn(async move {
         let every = cfg.every.max(Duration::from_millis(1));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -124,7 +125,8 @@ pub fn spawn(
         loop {
             tick.tick().await;
             let started = Instant::now();
-            match sweep(&store, &router, &dir, cfg.default_days, clock.now_ms()).await {
+            let now_dir = dir.snapshot();
+            match sweep(&store, &router, &now_dir, cfg.default_days, clock.now_ms()).await {
                 Ok(s) => {
                     metrics::counter!("vaka_gps_retention_sweeps_total").increment(1);
                     metrics::counter!("vaka_retention_events_deleted_total").increment(s.events);

@@ -1,5 +1,6 @@
 //! The router's public face: submit an event, get a future that resolves once it is durable.
 use crate::clock::Clock;
+use crate::live::LiveDirectory;
 use crate::presence::Presence;
 use crate::shard::{self, ShardMsg};
 use futures::channel::oneshot;
@@ -8,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 use vaka_core::alarm::AlarmInput;
-use vaka_core::directory::Directory;
 use vaka_core::{AlarmId, CentreId, DeviceKey, Event, EventId, Lane, UnixMillis};
 use vaka_store::{Recovered, Store};
 
@@ -117,10 +117,11 @@ impl Router {
         cfg: RouterConfig,
         store: Store,
         recovered: Recovered,
-        directory: Arc<Directory>,
+        directory: impl Into<LiveDirectory>,
         presence: Presence,
         clock: Clock,
     ) -> Arc<Router> {
+        let directory = directory.into();
         let n = cfg.shards.max(1);
         let mut parts = shard::split_recovered(recovered, n);
         let mut lanes = Vec::with_capacity(n);
@@ -308,6 +309,17 @@ impl Router {
             self.broadcast(|| ShardMsg::CentreDown(centre.clone()))
                 .await;
         }
+    }
+
+    /// The directory changed for `devices` (the new one is published already): shards start or
+    /// stop supervising them. Waits for room in the alarm lanes, like other control messages.
+    pub async fn directory_changed(&self, devices: Vec<DeviceKey>) {
+        if devices.is_empty() {
+            return;
+        }
+        let devices: Arc<[DeviceKey]> = devices.into();
+        self.broadcast(|| ShardMsg::Directory(devices.clone()))
+            .await;
     }
 
     /// Control messages must not be lost: they wait for room in the alarm lane.

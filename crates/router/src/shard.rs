@@ -1,6 +1,7 @@
 //! One shard: owns the state of its devices and their open alarms, turns events, centre inputs and
 //! deadlines into write sets, and answers callers once those are durable.
 use crate::clock::Clock;
+use crate::live::LiveDirectory;
 use crate::positions::{self, Positions};
 use crate::presence::Presence;
 use crate::router::{CentreTx, InputError, Reply, ReplyTx, RouterConfig, SubmitError};
@@ -11,7 +12,6 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use vaka_core::alarm::{self, AlarmInput, AlarmState, Context, Effect, Notice, TransitionError};
-use vaka_core::directory::Directory;
 use vaka_core::gps::{FilterReason, Fix, Observed, Verdict};
 use vaka_core::idempotency::{Answer, IdemKey, Idempotency};
 use vaka_core::intake::{intake, Outcome};
@@ -46,6 +46,8 @@ pub(crate) enum ShardMsg {
         before: UnixMillis,
         reply: CentreTx,
     },
+    /// The directory changed for these devices (the new one is already published).
+    Directory(Arc<[DeviceKey]>),
     /// Finish what is queued and in flight, then end.
     Stop,
 }
@@ -123,9 +125,11 @@ impl LaneState {
 
 pub(crate) struct Shard {
     id: usize,
+    /// How many shards there are (which devices are this one's).
+    shards: usize,
     cfg: RouterConfig,
     store: Store,
-    dir: Arc<Directory>,
+    dir: LiveDirectory,
     presence: Presence,
     clock: Clock,
     idem: Idempotency,
@@ -157,7 +161,7 @@ impl Shard {
         shards: usize,
         cfg: RouterConfig,
         store: Store,
-        dir: Arc<Directory>,
+        dir: LiveDirectory,
         presence: Presence,
         clock: Clock,
         state: ShardState,
@@ -168,6 +172,7 @@ impl Shard {
         }
         let mut shard = Shard {
             id,
+            shards,
             cfg,
             store,
             dir,
@@ -187,10 +192,11 @@ impl Shard {
             next_seq: 0,
         };
         match vaka_store::load_heartbeat_intervals(shard.store.backend().as_ref()) {
-            Ok(all) => shard.intervals.extend(
-                all.into_iter()
-                    .filter(|(d, _)| d.shard(shards) == id && shard.dir.device(d).is_some()),
-            ),
+            Ok(all) => shard
+                .intervals
+                .extend(all.into_iter().filter(|(d, _)| {
+                    d.shard(shards) == id && shard.dir.load().device(d).is_some()
+                })),
             Err(e) => tracing::error!(error = %e, "cannot read announced heartbeat intervals"),
         }
         for (alarm, next_audit) in state.alarms {
@@ -198,8 +204,8 @@ impl Shard {
         }
         let started = shard.clock.now_ms();
         let grace = shard.cfg.supervision_grace_ms;
-        let supervised: Vec<(DeviceKey, i64)> = shard
-            .dir
+        let dir = shard.dir.load();
+        let supervised: Vec<(DeviceKey, i64)> = dir
             .devices
             .values()
             .filter(|d| d.key.shard(shards) == id)
@@ -219,10 +225,36 @@ impl Shard {
 
     /// The device's expected heartbeat interval: announced, else configured; `None`: unsupervised.
     fn interval_secs(&self, device: &DeviceKey) -> Option<u32> {
-        self.intervals
-            .get(device)
-            .copied()
-            .or_else(|| self.dir.device(device).and_then(|d| d.heartbeat_secs))
+        let dir = self.dir.load();
+        let configured = dir.device(device)?.heartbeat_secs;
+        self.intervals.get(device).copied().or(configured)
+    }
+
+    /// The directory changed for `devices`: supervise those of this shard that now are, from
+    /// now (as after a restart with no record of them), and stop supervising removed, disabled or
+    /// no longer supervised ones. Other changes (chains, deadlines, fences) are read per event.
+    fn directory_changed(&mut self, devices: &[DeviceKey], now: UnixMillis) {
+        let grace = self.cfg.supervision_grace_ms;
+        let (shards, id) = (self.shards, self.id);
+        for device in devices.iter().filter(|d| d.shard(shards) == id) {
+            match self.interval_secs(device) {
+                Some(secs) => {
+                    if !self.silent_at.contains_key(device) {
+                        let interval = i64::from(secs) * 1000;
+                        let at = supervision::silent_at_after_restart(None, interval, grace, now);
+                        self.arm_silence(device.clone(), at);
+                    }
+                }
+                None => {
+                    if let Some(at) = self.silent_at.remove(device) {
+                        self.silence.remove(&(at, device.clone()));
+                    }
+                    if self.dir.load().device(device).is_none() {
+                        self.intervals.remove(device);
+                    }
+                }
+            }
+        }
     }
 
     /// A device announced its heartbeat interval: kept durably, and the device counts as heard.
@@ -235,7 +267,7 @@ impl Shard {
         set: &mut WriteSet,
         batch: &mut InFlight,
     ) {
-        if self.dir.device(&device).is_none() {
+        if self.dir.load().device(&device).is_none() {
             let _ = reply.send(Err(InputError::Invalid(format!("unknown device {device}"))));
             return;
         }
@@ -514,6 +546,7 @@ impl Shard {
                     before,
                     reply,
                 } => self.expire_positions(device, before, reply, &mut set, &mut batch),
+                ShardMsg::Directory(devices) => self.directory_changed(&devices, now),
                 ShardMsg::Stop => stop = true,
             }
             taken += 1;
@@ -538,7 +571,7 @@ impl Shard {
         Context {
             chain,
             reachable,
-            deadlines: self.dir.deadlines(device),
+            deadlines: self.dir.load().deadlines(device),
             now,
         }
     }
@@ -552,7 +585,7 @@ impl Shard {
         set: &mut WriteSet,
         batch: &mut InFlight,
     ) {
-        if self.dir.device(&ev.device).is_none() {
+        if self.dir.load().device(&ev.device).is_none() {
             let _ = tx.send(Ok(Reply::Rejected {
                 reason: format!("unknown device {}", ev.device),
             }));
@@ -563,7 +596,7 @@ impl Shard {
         if !ev.kind.is_engine_made() {
             self.heard(&ev.device, now, set, batch);
         }
-        let chain = self.dir.chain(&ev.device).to_vec();
+        let chain = self.dir.load().chain(&ev.device).to_vec();
         let reachable = self.presence.reachable(&chain);
         let centre_available = reachable.iter().any(|r| *r);
         let idem_key = (ev.lane() == Lane::Alarm).then(|| IdemKey {
@@ -667,7 +700,7 @@ impl Shard {
         };
         match self.positions.observe(
             self.store.backend().as_ref(),
-            &self.dir.gps,
+            &self.dir.load().gps,
             ev,
             id,
             &fix,
@@ -701,7 +734,7 @@ impl Shard {
     ) -> Result<(), InputError> {
         let open = self.alarms.get(&id).ok_or(InputError::NotFound(id))?;
         let device = open.alarm.device.clone();
-        let chain = self.dir.chain(&device).to_vec();
+        let chain = self.dir.load().chain(&device).to_vec();
         let reachable = self.presence.reachable(&chain);
         let ctx = self.context(&chain, &reachable, &device, now);
         let (alarm, effects) = alarm::step(&open.alarm, input, &ctx).map_err(|e| match e {
@@ -739,11 +772,12 @@ impl Shard {
         set: &mut WriteSet,
         batch: &mut InFlight,
     ) {
+        let dir = self.dir.load();
         let waiting: Vec<AlarmId> = self
             .alarms
             .values()
             .filter(|o| matches!(o.alarm.state, AlarmState::Pending | AlarmState::Unhandled))
-            .filter(|o| self.dir.chain(&o.alarm.device).contains(centre))
+            .filter(|o| dir.chain(&o.alarm.device).contains(centre))
             .map(|o| o.alarm.id)
             .collect();
         for id in waiting {
@@ -822,7 +856,8 @@ impl Shard {
     /// and until when to wait for it (invariant 11).
     fn escalation_waits(&self, id: AlarmId, now: UnixMillis) -> Option<UnixMillis> {
         let open = self.alarms.get(&id)?;
-        let chain = self.dir.chain(&open.alarm.device);
+        let dir = self.dir.load();
+        let chain = dir.chain(&open.alarm.device);
         let reachable = self.presence.reachable(chain);
         let ctx = self.context(chain, &reachable, &open.alarm.device, now);
         let until = alarm::escalation_waits_until(&open.alarm, &ctx, &self.back_by(chain))?;

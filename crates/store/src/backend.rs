@@ -15,10 +15,13 @@ pub enum Cf {
     Gps,
     Positions,
     Hbi,
+    Directory,
+    Tokens,
+    AdminAudit,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 11] = [
+    pub const ALL: [Cf; 14] = [
         Cf::Events,
         Cf::Alarms,
         Cf::Open,
@@ -30,6 +33,9 @@ impl Cf {
         Cf::Gps,
         Cf::Positions,
         Cf::Hbi,
+        Cf::Directory,
+        Cf::Tokens,
+        Cf::AdminAudit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +51,9 @@ impl Cf {
             Cf::Gps => "gps",
             Cf::Positions => "positions",
             Cf::Hbi => "hbi",
+            Cf::Directory => "directory",
+            Cf::Tokens => "tokens",
+            Cf::AdminAudit => "admin_audit",
         }
     }
 

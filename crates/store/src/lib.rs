@@ -21,6 +21,7 @@
 //! | `gps`    | tenant 0x00 device 0x00               | [`GpsRecord`]: latest position, filter and fence state |
 //! | `hbi`    | tenant 0x00 device 0x00               | u32 heartbeat interval (s) the device announced |
 //! | `positions` | tenant 0x00 device 0x00 fix time (i64, sign bit flipped) | [`StoredPosition`]: accepted fix and its event |
+//! | `directory`, `tokens`, `admin_audit` | see [`directory`] | JSON records of the control plane |
 //!
 //! `meta` keys:
 //!
@@ -30,6 +31,7 @@
 //! | `outbox_seq`            | u64, last outbox sequence given                              |
 //! | `cursor/<centre>`       | u64, the last outbox sequence the centre acknowledged        |
 //! | `retention/events_from` | u64, the first event id the retention sweep has not settled  |
+//! | `directory_revision`    | u64, the directory's revision (see [`directory`])             |
 //!
 //! # Format version
 //! Values are postcard, which is positional: reordering an enum variant or a field changes what
@@ -53,6 +55,7 @@
 //! [`WriteSet`], so after a crash either all of it is there or none of it.
 mod backend;
 mod damage;
+pub mod directory;
 mod failure;
 mod format;
 mod group;
@@ -60,6 +63,7 @@ pub mod keys;
 mod marks;
 mod mem;
 mod positions;
+pub mod query;
 mod recovery;
 mod retention;
 mod rocks;

@@ -26,7 +26,7 @@
 
 use super::dedup::RecentFixes;
 use super::geo::haversine_m;
-use super::serde_util::{limit, override_limit};
+use super::serde_util::{limit, override_limit, ser_override_limit};
 use super::Fix;
 
 /// Which filters run and their limits. Every filter can be turned off: booleans with `false`,
@@ -88,27 +88,65 @@ impl Default for FilterConfig {
 
 /// A per-device override laid over a tenant's `FilterConfig`: absent fields inherit, present
 /// ones replace; a limit set to `false` turns that filter off for the device.
-#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+/// Serialises (for the directory's JSON records) to the same form: absent fields are left out,
+/// a limit turned off is `false`; not for positional formats such as postcard.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilterOverride {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub invalid: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub zero: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate: Option<bool>,
-    #[serde(deserialize_with = "override_limit")]
+    #[serde(
+        deserialize_with = "override_limit",
+        serialize_with = "ser_override_limit",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub future_s: Option<Option<u32>>,
-    #[serde(deserialize_with = "override_limit")]
+    #[serde(
+        deserialize_with = "override_limit",
+        serialize_with = "ser_override_limit",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub past_s: Option<Option<u32>>,
-    #[serde(deserialize_with = "override_limit")]
+    #[serde(
+        deserialize_with = "override_limit",
+        serialize_with = "ser_override_limit",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accuracy_m: Option<Option<f32>>,
-    #[serde(deserialize_with = "override_limit")]
+    #[serde(
+        deserialize_with = "override_limit",
+        serialize_with = "ser_override_limit",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_distance_m: Option<Option<f32>>,
-    #[serde(deserialize_with = "override_limit")]
+    #[serde(
+        deserialize_with = "override_limit",
+        serialize_with = "ser_override_limit",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_period_s: Option<Option<u32>>,
-    #[serde(deserialize_with = "override_limit")]
+    #[serde(
+        deserialize_with = "override_limit",
+        serialize_with = "ser_override_limit",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_speed_kmh: Option<Option<f32>>,
-    #[serde(deserialize_with = "override_limit")]
+    #[serde(
+        deserialize_with = "override_limit",
+        serialize_with = "ser_override_limit",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub speed_reanchor_fixes: Option<Option<u32>>,
-    #[serde(deserialize_with = "override_limit")]
+    #[serde(
+        deserialize_with = "override_limit",
+        serialize_with = "ser_override_limit",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gap_bypass_s: Option<Option<u32>>,
 }
 

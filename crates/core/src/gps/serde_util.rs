@@ -2,6 +2,7 @@
 //! `accuracy_m = 500` sets a limit, `accuracy_m = false` turns the filter off (JSON `null` too).
 
 use serde::de::{self, Deserializer, Visitor};
+use serde::{Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -98,5 +99,18 @@ where
         d.deserialize_any(LimitVisitor(PhantomData)).map(Some)
     } else {
         <Option<Option<T>> as de::Deserialize>::deserialize(d)
+    }
+}
+
+/// The other way round (JSON records): a set limit as its number, a limit turned off as `false`.
+/// Absent (inherit) is left out by `skip_serializing_if` and never reaches here.
+pub(crate) fn ser_override_limit<S, T>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error>
+where
+    S: Serializer,
+    T: Serialize,
+{
+    match v {
+        Some(Some(x)) => x.serialize(s),
+        _ => s.serialize_bool(false),
     }
 }

@@ -16,6 +16,7 @@ use vaka_proto::{
     codes, encode_frame, parse_client_frame, split_frame, ClientFrameRef, FramingError, Message,
     ParseError,
 };
+use vaka_router::LiveDirectory;
 
 use super::convert::{self, Head, Refusal};
 use super::server::Shared;
@@ -38,6 +39,12 @@ pub(crate) async fn handle(
         return;
     };
     shared.metrics.connections_accepted.increment(1);
+    let link = conn.stable_id();
+    shared.connected().entry(own.clone()).or_default().push((
+        link,
+        conn.remote_address(),
+        shared.clock.now_ms(),
+    ));
     shared.metrics.connections_active.increment(1.0);
     let span = tracing::debug_span!("quic", device = %own, remote = %conn.remote_address());
     let mut c = Conn {
@@ -48,11 +55,32 @@ pub(crate) async fn handle(
         out: Vec::new(),
         inflight: 0,
     };
-    let end = match Box::pin(c.hello().instrument(span.clone())).await {
-        Ok((send, recv)) => Box::pin(c.serve(send, recv).instrument(span.clone())).await,
-        Err(end) => end,
+    // Boxed, like the phases: an idle connection keeps two pointers, not their states.
+    let own = c.own.clone();
+    let removed = Box::pin(removed_from_directory(
+        shared.directory.clone(),
+        own.clone(),
+    ));
+    let work = Box::pin(async {
+        match Box::pin(c.hello().instrument(span.clone())).await {
+            Ok((send, recv)) => Box::pin(c.serve(send, recv).instrument(span.clone())).await,
+            Err(end) => end,
+        }
+    });
+    let end = tokio::select! {
+        end = work => end,
+        () = removed => End::Closed(codes::IDENTITY, "device removed or disabled in the directory".into()),
     };
     shared.metrics.connections_active.decrement(1.0);
+    {
+        let mut connected = shared.connected();
+        if let Some(v) = connected.get_mut(&own) {
+            v.retain(|(id, _, _)| *id != link);
+            if v.is_empty() {
+                connected.remove(&own);
+            }
+        }
+    }
     let _enter = span.enter();
     match end {
         End::Lost(e) => tracing::debug!(error = %e, "quic: connection ended"),
@@ -66,6 +94,17 @@ pub(crate) async fn handle(
                 );
             }
             conn.close(VarInt::from_u32(code), reason.as_bytes());
+        }
+    }
+}
+
+/// Resolves when `device` is no longer an enabled device of the directory (checked at once and
+/// on every change): its connection is then closed with `IDENTITY`.
+async fn removed_from_directory(directory: LiveDirectory, device: DeviceKey) {
+    let mut changes = directory.watch();
+    while directory.load().device(&device).is_some() {
+        if changes.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -426,7 +465,9 @@ impl Conn {
         let checked = convert::check_key(&ev.key)
             .and_then(|()| convert::target(&self.own, &ev.device))
             .and_then(|target| {
-                if target != self.own && !self.shared.directory.may_send_as(&self.own, &target) {
+                if target != self.own
+                    && !self.shared.directory.load().may_send_as(&self.own, &target)
+                {
                     return Err(Refusal::Forbidden(format!(
                         "{} may not send as {target}",
                         self.own

@@ -9,17 +9,20 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use vaka_core::directory::Directory;
+use vaka_core::DeviceKey;
 use vaka_proto::codes;
-use vaka_router::{Clock, Router};
+use vaka_router::{Clock, LiveDirectory, Router};
 
 use super::tls::{self, TenantVerifier};
 use super::{conn, QuicConfig, QuicError};
 
+/// Open connections by device: (connection id, remote address, since unix ms).
+pub(crate) type Connected = std::collections::HashMap<DeviceKey, Vec<(usize, SocketAddr, i64)>>;
+
 /// What every connection task shares.
 pub(crate) struct Shared {
     pub router: Arc<Router>,
-    pub directory: Arc<Directory>,
+    pub directory: LiveDirectory,
     pub verifier: Arc<TenantVerifier>,
     pub clock: Clock,
     pub token: CancellationToken,
@@ -29,6 +32,15 @@ pub(crate) struct Shared {
     pub hello_timeout: Duration,
     pub drain_timeout: Duration,
     pub metrics: Metrics,
+    /// Open connections by device: (connection id, remote address, since unix ms), for the
+    /// admin API's device status.
+    pub connected: Mutex<Connected>,
+}
+
+impl Shared {
+    pub(crate) fn connected(&self) -> std::sync::MutexGuard<'_, Connected> {
+        self.connected.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Metric handles, registered once (the recorder must be installed before [`QuicServer::start`]).
@@ -99,7 +111,7 @@ impl QuicServer {
     pub fn start(
         cfg: &QuicConfig,
         router: Arc<Router>,
-        directory: Arc<Directory>,
+        directory: impl Into<LiveDirectory>,
     ) -> Result<QuicServer, QuicError> {
         Self::start_with_clock(cfg, router, directory, Clock::new())
     }
@@ -109,9 +121,10 @@ impl QuicServer {
     pub fn start_with_clock(
         cfg: &QuicConfig,
         router: Arc<Router>,
-        directory: Arc<Directory>,
+        directory: impl Into<LiveDirectory>,
         clock: Clock,
     ) -> Result<QuicServer, QuicError> {
+        let directory = directory.into();
         cfg.validate()?;
         let provider = tls::provider();
         let verifier = Arc::new(TenantVerifier::load(
@@ -178,6 +191,7 @@ impl QuicServer {
             hello_timeout: cfg.hello_timeout(),
             drain_timeout: cfg.drain_timeout(),
             metrics: Metrics::new(),
+            connected: Mutex::new(std::collections::HashMap::new()),
         });
         let limit = Arc::new(Semaphore::new(cfg.max_connections));
         let tracker = TaskTracker::new();
@@ -205,6 +219,20 @@ impl QuicServer {
     /// The bound address of each endpoint (the first is `quic.listen` with its port resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Looks up a device's open connections: remote address and since when (unix ms).
+    pub fn connection_lookup(
+        &self,
+    ) -> impl Fn(&DeviceKey) -> Vec<(SocketAddr, i64)> + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move |device| {
+            shared
+                .connected()
+                .get(device)
+                .map(|v| v.iter().map(|(_, a, t)| (*a, *t)).collect())
+                .unwrap_or_default()
+        }
     }
 
     /// The first endpoint's address.

@@ -11,8 +11,8 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
 use std::path::Path;
 use std::sync::Arc;
-use vaka_core::directory::Directory;
 use vaka_core::{DeviceId, DeviceKey, TenantId};
+use vaka_router::LiveDirectory;
 
 use super::{QuicConfig, QuicError};
 
@@ -59,7 +59,7 @@ struct TenantCa {
 /// Verifies device certificates against every tenant's CA and names the device.
 pub(crate) struct TenantVerifier {
     tenants: Vec<TenantCa>,
-    directory: Arc<Directory>,
+    directory: LiveDirectory,
     provider: Arc<CryptoProvider>,
 }
 
@@ -77,7 +77,7 @@ impl std::fmt::Debug for TenantVerifier {
 impl TenantVerifier {
     pub(crate) fn load(
         cfg: &QuicConfig,
-        directory: Arc<Directory>,
+        directory: LiveDirectory,
         provider: Arc<CryptoProvider>,
     ) -> Result<Self, QuicError> {
         let mut tenants = Vec::with_capacity(cfg.tenant_cas.len());
@@ -85,6 +85,7 @@ impl TenantVerifier {
         for (tenant, path) in &cfg.tenant_cas {
             let key = format!("quic.tenant_cas.{tenant}");
             if !directory
+                .load()
                 .tenants
                 .contains_key(&TenantId::new(tenant.as_str()))
             {
@@ -206,7 +207,7 @@ impl TenantVerifier {
             tenant: tenant.clone(),
             device: DeviceId::new(cn),
         };
-        if self.directory.device(&key).is_none() {
+        if self.directory.load().device(&key).is_none() {
             // Issued by this tenant's CA but not one of its devices: e.g. another tenant's
             // device id in a certificate from the wrong CA, or a device since removed.
             return Err(bad(CertificateError::ApplicationVerificationFailure));
@@ -339,7 +340,7 @@ impl ClientCertVerifier for TenantVerifier {
 mod tests {
     use super::*;
     use crate::certs::generate_demo;
-    use vaka_core::directory::{Device, Tenant};
+    use vaka_core::directory::{Device, Directory, Tenant};
 
     fn directory() -> Directory {
         let mut d = Directory::default();
@@ -365,7 +366,7 @@ mod tests {
         let mut cfg = QuicConfig::default();
         cfg.tenant_cas.insert("t1".into(), a.tenant_ca.clone());
         cfg.tenant_cas.insert("t2".into(), b.tenant_ca.clone());
-        let v = TenantVerifier::load(&cfg, Arc::new(directory()), provider()).unwrap();
+        let v = TenantVerifier::load(&cfg, directory().into(), provider()).unwrap();
         let now = UnixTime::now();
         let id = |p: &Path| v.identify(&cert(p), &[], now);
         assert_eq!(id(&a.devices[0].cert).unwrap(), DeviceKey::new("t1", "d1"));
@@ -417,9 +418,9 @@ mod tests {
         cfg.tenant_cas.insert("t1".into(), a.tenant_ca.clone());
         let mut dir_ = directory();
         dir_.insert_device(Device::new(DeviceKey::new("t1", "d2"), "0003"));
-        let without = TenantVerifier::load(&cfg, Arc::new(dir_.clone()), provider()).unwrap();
+        let without = TenantVerifier::load(&cfg, dir_.clone().into(), provider()).unwrap();
         cfg.tenant_crls.insert("t1".into(), crl);
-        let with = TenantVerifier::load(&cfg, Arc::new(dir_), provider()).unwrap();
+        let with = TenantVerifier::load(&cfg, dir_.into(), provider()).unwrap();
         let now = UnixTime::now();
         let d2 = cert(&a.devices[1].cert);
         assert!(without.identify(&d2, &[], now).is_ok());
@@ -438,7 +439,7 @@ mod tests {
             for (t, p) in cas {
                 cfg.tenant_cas.insert(t.to_string(), p.to_path_buf());
             }
-            TenantVerifier::load(&cfg, Arc::new(directory()), provider())
+            TenantVerifier::load(&cfg, directory().into(), provider())
                 .err()
                 .map(|e| e.to_string())
         };

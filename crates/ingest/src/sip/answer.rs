@@ -95,7 +95,7 @@ async fn decide(
         tenant: account.device.tenant.clone(),
         device: DeviceId::new(&mrq.cid),
     };
-    if !sh.directory.may_send_as(&account.device, &device) {
+    if !sh.directory.load().may_send_as(&account.device, &device) {
         sh.metrics.discarded_forbidden.increment(1);
         let mut m = Mrs::new(&mrq.reference, Snu::WrongData);
         m.ste = Some(truncate(format!(
@@ -129,7 +129,11 @@ async fn decide(
     let mut hbi_for = None;
     if mrq.class() == EventClass::Heartbeat && mrq.heartbeat_adjustable() && lane == Lane::Telemetry
     {
-        let secs = sh.directory.device(&device).and_then(|d| d.heartbeat_secs);
+        let secs = sh
+            .directory
+            .load()
+            .device(&device)
+            .and_then(|d| d.heartbeat_secs);
         if let Some(hbi) = secs.map(hbi_minutes) {
             if sh.state().hbi_told.get(&device) != Some(&hbi) {
                 mrs.hbi = Some(hbi);
@@ -144,7 +148,11 @@ async fn decide(
 /// from the configured seconds, which `hbi` rounds up to whole minutes.
 async fn supervise_with(sh: &Shared, device: &DeviceKey, hbi: u16) {
     let secs = u32::from(hbi) * 60;
-    let configured = sh.directory.device(device).and_then(|d| d.heartbeat_secs);
+    let configured = sh
+        .directory
+        .load()
+        .device(device)
+        .and_then(|d| d.heartbeat_secs);
     if configured == Some(secs) {
         return;
     }

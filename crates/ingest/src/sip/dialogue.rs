@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use vaka_scaip::auth::{Credential, DigestError, Expected, InvalidReason, WithoutQop};
 use vaka_scaip::sip::{Method, SCAIP_CONTENT_TYPE};
-use vaka_scaip::{AuthOutcome, Authorization, SipMessage, TxLookup};
+use vaka_scaip::{AuthOutcome, Authorization, DigestAlgorithm, SipMessage, TxLookup};
 
 use super::answer;
 use super::server::{Account, Shared};
@@ -312,25 +312,40 @@ fn authenticate(sh: &Shared, msg: &SipMessage, now: u64) -> Reply {
         Err(DigestError::UnsupportedAlgorithm) => return refuse(403, "Forbidden", "algorithm"),
         Err(_) => return refuse(400, "Malformed Authorization", "malformed"),
     };
-    let Some(account) = sh.accounts.get(&auth.username) else {
+    // Read per request: a device added, changed or removed counts from its next request.
+    let dir = sh.directory.load();
+    let Some((device, credential)) = dir.sip_account(&auth.username) else {
         return refuse(403, "Forbidden", "unknown_user");
+    };
+    if credential.realm != sh.cfg.realm {
+        // HA1 values are bound to the realm they were made for; `sip.realm` changed since.
+        return refuse(403, "Forbidden", "realm_changed");
+    }
+    let ha1 = match sh.algorithm {
+        DigestAlgorithm::Md5 => &credential.ha1_md5,
+        DigestAlgorithm::Sha256 => &credential.ha1_sha256,
+    };
+    let account = Account {
+        username: auth.username.clone(),
+        device: device.key.clone(),
+        single_use_nonce: credential.single_use_nonce,
     };
     let expected = Expected {
         method: msg.method().as_str(),
         request_uri: msg.request_uri().unwrap_or(""),
         realm: &sh.cfg.realm,
         algorithm: sh.algorithm,
-        without_qop: without_qop(sh, account),
+        without_qop: without_qop(sh, &account),
     };
     let outcome = sh.issuer.verify(
         &auth,
         &expected,
-        Credential::Password(&account.password),
+        Credential::Ha1(ha1),
         now,
         &mut sh.state().nonces,
     );
     match outcome {
-        AuthOutcome::Ok => Reply::Authenticated(account.clone()),
+        AuthOutcome::Ok => Reply::Authenticated(account),
         // The right password on an old or unknown nonce (a restart): a new challenge. Still a
         // stranger's response (a captured old header proves nothing), paid like one: a
         // source's burst covers every device behind it coming back after a restart.

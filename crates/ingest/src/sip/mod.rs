@@ -45,7 +45,7 @@ mod strangers;
 mod transport;
 
 pub use config::{SipConfig, SipListen};
-pub use server::{Account, SipAddrs, SipServer};
+pub use server::{sip_credential, Account, SipAddrs, SipServer};
 
 /// Starting the SCAIP front failed. Errors name the configuration key at fault.
 #[derive(Debug, thiserror::Error)]

@@ -9,24 +9,39 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use vaka_core::directory::Directory;
+use vaka_core::directory::SipCredential;
 use vaka_core::DeviceKey;
-use vaka_router::{Clock, Router};
+use vaka_router::{Clock, LiveDirectory, Router};
 use vaka_scaip::{DigestAlgorithm, NonceCounter, NonceIssuer, ServerTransactions};
 
 use super::registrar::Registrar;
 use super::strangers::Strangers;
 use super::{transport, SipConfig, SipListen, SipStartError};
 
-/// A device's SIP credentials: digest `username` (the device id) and password.
+/// The device a request authenticated as: digest `username` (the device id).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
     pub username: String,
     pub device: DeviceKey,
-    pub password: String,
     /// The device cannot do `qop=auth`: its credentials without qop are accepted once per nonce
-    /// (config `digest_single_use_nonce`); otherwise `sip.require_qop` decides.
+    /// (directory `sip.single_use_nonce`); otherwise `sip.require_qop` decides.
     pub single_use_nonce: bool,
+}
+
+/// SIP digest credentials for the directory, from a password: the HA1 values for `realm` under
+/// both algorithms (the password itself is not kept).
+pub fn sip_credential(
+    username: &str,
+    realm: &str,
+    password: &str,
+    single_use_nonce: bool,
+) -> SipCredential {
+    SipCredential {
+        realm: realm.to_owned(),
+        ha1_md5: DigestAlgorithm::Md5.ha1(username, realm, password),
+        ha1_sha256: DigestAlgorithm::Sha256.ha1(username, realm, password),
+        single_use_nonce,
+    }
 }
 
 /// Mutable protocol state, behind one short-held lock (every hold is a table operation or one
@@ -67,9 +82,9 @@ pub(crate) struct Shared {
     pub cfg: SipConfig,
     pub algorithm: DigestAlgorithm,
     pub issuer: NonceIssuer,
-    pub accounts: HashMap<String, Account>,
     pub router: Arc<Router>,
-    pub directory: Arc<Directory>,
+    /// Devices and their digest credentials, read per request (changes apply at once).
+    pub directory: LiveDirectory,
     pub clock: Clock,
     state: Mutex<State>,
     pub udp: Option<Arc<UdpSocket>>,
@@ -205,33 +220,21 @@ pub struct SipServer {
 
 impl SipServer {
     /// Binds the configured transports and starts serving on the current tokio runtime.
-    /// `accounts` are the devices' digest credentials (username = device id, unique).
+    /// The devices' digest credentials are read from `directory` (username = device id).
     /// `clock` stamps `received_ms` and drives timers (the router's, in paused-time tests).
     pub fn start(
         cfg: &SipConfig,
         listen: SipListen,
-        accounts: Vec<Account>,
         router: Arc<Router>,
-        directory: Arc<Directory>,
+        directory: impl Into<LiveDirectory>,
         clock: Clock,
     ) -> Result<SipServer, SipStartError> {
+        let directory = directory.into();
         cfg.validate()?;
         let algorithm = cfg.algorithm().ok_or_else(|| SipStartError::Config {
             key: "sip.digest_algorithm".into(),
             reason: "unsupported".into(),
         })?;
-        let mut by_name = HashMap::with_capacity(accounts.len());
-        for a in accounts {
-            if let Some(prev) = by_name.insert(a.username.clone(), a) {
-                return Err(SipStartError::Config {
-                    key: "devices".into(),
-                    reason: format!(
-                        "SIP username \"{}\" (a device id) has a password in more than one tenant (\"{}\" and another); digest usernames must be unique",
-                        prev.username, prev.device.tenant
-                    ),
-                });
-            }
-        }
         let secret: [u8; 32] = rand::random();
         let issuer = NonceIssuer::new(&secret, cfg.nonce_lifetime_secs * 1000);
         let tls = match listen.tls {
@@ -265,7 +268,6 @@ impl SipServer {
             cfg: cfg.clone(),
             algorithm,
             issuer,
-            accounts: by_name,
             router,
             directory,
             clock,
@@ -312,6 +314,22 @@ impl SipServer {
     }
 
     /// The bound addresses (useful with port 0).
+    /// Looks up a device's registration (its Contact URI and when it lapses, unix ms); the
+    /// function keeps the front's state alive and may outlive this handle.
+    pub fn registration_lookup(
+        &self,
+    ) -> impl Fn(&DeviceKey) -> Option<(String, u64)> + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move |device| {
+            let now = shared.now_ms();
+            let b = shared
+                .state()
+                .registrar
+                .lookup(device.device.as_str(), now)?;
+            Some((b.uri, b.expires_at_ms))
+        }
+    }
+
     pub fn addrs(&self) -> SipAddrs {
         self.addrs
     }

@@ -18,7 +18,7 @@ use tokio::net::UdpSocket;
 use vaka_core::alarm::Alarm;
 use vaka_core::directory::{Centre, Device, Directory, Tenant};
 use vaka_core::{AlarmId, CentreId, DeviceId, DeviceKey};
-use vaka_ingest::sip::{Account, SipConfig, SipListen, SipServer};
+use vaka_ingest::sip::{sip_credential, SipConfig, SipListen, SipServer};
 use vaka_router::{Clock, Presence, Router, RouterConfig};
 use vaka_scaip::auth::authorize;
 use vaka_scaip::scaip::Mrs;
@@ -48,6 +48,7 @@ pub fn directory() -> Directory {
         d.insert_device(Device {
             heartbeat_secs: hb,
             gateway_for: gw,
+            sip: Some(sip_credential(id, REALM, PASSWORD, id == LEGACY)),
             ..Device::new(DeviceKey::new(t, id), ty)
         });
     };
@@ -59,23 +60,8 @@ pub fn directory() -> Directory {
     d
 }
 
-pub fn accounts() -> Vec<Account> {
-    [TRIGGER, TRACKER, GATEWAY, LEGACY]
-        .iter()
-        .map(|id| Account {
-            username: id.to_string(),
-            device: DeviceKey::new("demo", *id),
-            password: PASSWORD.into(),
-            single_use_nonce: *id == LEGACY,
-        })
-        .chain(std::iter::once(Account {
-            username: "200001".into(),
-            device: DeviceKey::new("other", "200001"),
-            password: PASSWORD.into(),
-            single_use_nonce: false,
-        }))
-        .collect()
-}
+/// The digest realm of the tests' front (the directory's HA1 values are made for it).
+pub const REALM: &str = "vaka.test";
 
 pub struct Env {
     pub dir: TempDir,
@@ -100,7 +86,7 @@ impl Env {
         let certs = dir.path().join("certs");
         vaka_ingest::certs::generate_demo(&certs, "demo", &[]).unwrap();
         let mut cfg = SipConfig {
-            realm: "vaka.test".into(),
+            realm: REALM.into(),
             tls_cert: certs.join("server.pem"),
             tls_key: certs.join("server-key.pem"),
             hold_after_ms: 1_500,
@@ -169,15 +155,8 @@ impl Env {
             presence.clone(),
             Clock::new(),
         );
-        let server = SipServer::start(
-            &cfg,
-            listen,
-            accounts(),
-            router.clone(),
-            directory,
-            Clock::new(),
-        )
-        .unwrap();
+        let server =
+            SipServer::start(&cfg, listen, router.clone(), directory, Clock::new()).unwrap();
         Env {
             dir,
             release: ReleaseOnDrop(gate.clone()),

@@ -1,8 +1,20 @@
-//! Who is who: tenants, their devices and the centres that serve them. Built from config (and later
-//! the admin API); read by the router for each decision.
+//! Who is who: tenants, their devices and the centres that serve them, resolved for the hot path.
+//! The records they are resolved from ([`records`]) live in the store and change through the
+//! admin API (or the bootstrap file at start); every change makes a new `Directory` that the
+//! engine swaps in whole, so readers never lock.
 use crate::alarm::Deadlines;
+use crate::gps::{FilterConfig, GpsPlan};
 use crate::ids::{CentreId, DeviceId, DeviceKey, TenantId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+mod apply;
+pub mod records;
+
+pub use apply::DirectoryError;
+pub use records::{
+    valid_device_type, valid_id, CentreRecord, Change, DeadlinePolicyRecord, DeviceRecord,
+    FenceRecord, Problems, SipCredential, TenantRecord,
+};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tenant {
@@ -27,6 +39,11 @@ pub struct Device {
     pub heartbeat_secs: Option<u32>,
     /// For a gateway: the devices of the same tenant it may send for (besides itself).
     pub gateway_for: Vec<DeviceId>,
+    /// A disabled device is refused at the fronts and its events are not taken; its open alarms
+    /// still follow its chain until handled.
+    pub enabled: bool,
+    /// SIP digest credentials (HA1 only).
+    pub sip: Option<SipCredential>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -55,8 +72,8 @@ impl Tenant {
 }
 
 impl Device {
-    /// A device of `device_type` that follows its tenant's chain and deadlines, is not
-    /// supervised and sends for no other device.
+    /// An enabled device of `device_type` that follows its tenant's chain and deadlines, is not
+    /// supervised, has no SIP credentials and sends for no other device.
     pub fn new(key: DeviceKey, device_type: &str) -> Device {
         Device {
             key,
@@ -65,6 +82,8 @@ impl Device {
             deadlines: None,
             heartbeat_secs: None,
             gateway_for: Vec::new(),
+            enabled: true,
+            sip: None,
         }
     }
 }
@@ -80,13 +99,47 @@ impl Centre {
     }
 }
 
+/// Platform-wide settings records are resolved against (config `[defaults]` and `[gps.filter]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Defaults {
+    pub deadlines: Deadlines,
+    pub retention_days: u32,
+    pub gps_filter: FilterConfig,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            deadlines: Deadlines::default(),
+            retention_days: DEFAULT_RETENTION_DAYS,
+            gps_filter: FilterConfig::default(),
+        }
+    }
+}
+
+/// The records as written, ordered for listing (devices by tenant, then id).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Records {
+    pub tenants: BTreeMap<String, TenantRecord>,
+    pub centres: BTreeMap<String, CentreRecord>,
+    pub devices: BTreeMap<(String, String), DeviceRecord>,
+    pub policies: BTreeMap<(String, String), DeadlinePolicyRecord>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Directory {
+    /// Grows with every change; 0 before the first.
+    pub revision: u64,
+    pub defaults: Defaults,
     pub tenants: HashMap<TenantId, Tenant>,
     pub devices: HashMap<DeviceKey, Device>,
     pub centres: HashMap<CentreId, Centre>,
     /// GPS filters and geofences per tenant and device.
-    pub gps: crate::gps::GpsPlan,
+    pub gps: GpsPlan,
+    /// SIP digest username (the device id, unique over tenants) -> device.
+    sip_users: HashMap<String, DeviceKey>,
+    /// What the resolved maps were built from (empty in tests that insert resolved values).
+    pub records: Records,
 }
 
 impl Directory {
@@ -97,6 +150,10 @@ impl Directory {
 
     /// Adds or replaces a device, by its key.
     pub fn insert_device(&mut self, device: Device) {
+        if device.sip.is_some() {
+            self.sip_users
+                .insert(device.key.device.to_string(), device.key.clone());
+        }
         self.devices.insert(device.key.clone(), device);
     }
 
@@ -105,24 +162,31 @@ impl Directory {
         self.centres.insert(centre.id.clone(), centre);
     }
 
+    /// An enabled device: one that may send (a disabled one is as if absent here).
     pub fn device(&self, key: &DeviceKey) -> Option<&Device> {
-        self.devices.get(key)
+        self.devices.get(key).filter(|d| d.enabled)
+    }
+
+    /// The enabled device whose SIP digest username is `username`, with its credentials.
+    pub fn sip_account(&self, username: &str) -> Option<(&Device, &SipCredential)> {
+        let device = self.device(self.sip_users.get(username)?)?;
+        Some((device, device.sip.as_ref()?))
     }
 
     /// Whether the authenticated `sender` may send events as `device`: itself, or a device its
-    /// gateway registration lists. Both must exist and belong to the same tenant.
+    /// gateway registration lists. Both must exist, be enabled and belong to the same tenant.
     pub fn may_send_as(&self, sender: &DeviceKey, device: &DeviceKey) -> bool {
-        if sender.tenant != device.tenant || !self.devices.contains_key(device) {
+        if sender.tenant != device.tenant || self.device(device).is_none() {
             return false;
         }
         sender == device
             || self
-                .devices
-                .get(sender)
+                .device(sender)
                 .is_some_and(|g| g.gateway_for.contains(&device.device))
     }
 
-    /// The device's escalation chain: its own, else its tenant's.
+    /// The device's escalation chain: its own, else its tenant's. A removed device's open alarms
+    /// follow its tenant's chain.
     pub fn chain(&self, key: &DeviceKey) -> &[CentreId] {
         match self.devices.get(key) {
             Some(d) if !d.chain.is_empty() => &d.chain,
@@ -140,7 +204,7 @@ impl Directory {
             .get(key)
             .and_then(|d| d.deadlines)
             .or_else(|| self.tenants.get(&key.tenant).map(|t| t.deadlines))
-            .unwrap_or_default()
+            .unwrap_or(self.defaults.deadlines)
     }
 }
 

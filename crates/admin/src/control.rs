@@ -1,0 +1,375 @@
+//! The one writer of the directory: a change is checked, made durable (records, revision and its
+//! audit entry in one synced write), published to every reader (a new snapshot swapped in whole),
+//! and only then answered; the shards are told which devices changed so supervision follows.
+//! Changes are serialised (one at a time), so revisions grow by one per accepted batch.
+use std::sync::Arc;
+
+use serde_json::Value;
+use vaka_core::directory::{Change, Directory, DirectoryError};
+use vaka_core::DeviceKey;
+use vaka_router::{Clock, LiveDirectory, Router};
+use vaka_store::directory::{put_audit, put_change, put_revision, AdminAuditEntry};
+use vaka_store::{Store, StoreError, WriteSet};
+
+use crate::tokens::Tokens;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    /// `If-Match` named another revision than the record has (optimistic concurrency).
+    #[error("{resource} is at revision {current}, not {expected}")]
+    Stale {
+        resource: String,
+        current: u64,
+        expected: u64,
+    },
+    #[error("store: {0}")]
+    Store(String),
+}
+
+impl From<StoreError> for ControlError {
+    fn from(e: StoreError) -> Self {
+        ControlError::Store(e.to_string())
+    }
+}
+
+/// One change and, optionally, the revision its record must have now (`If-Match`).
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub change: Change,
+    pub if_match: Option<u64>,
+}
+
+impl From<Change> for Request {
+    fn from(change: Change) -> Self {
+        Request {
+            change,
+            if_match: None,
+        }
+    }
+}
+
+/// What one change did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Created,
+    Updated,
+    Deleted,
+    /// The record was already so: nothing written (a re-run import changes nothing).
+    Unchanged,
+}
+
+/// What a batch did: the revision it was written at (the current one when nothing was written)
+/// and each change's result, in order.
+#[derive(Debug)]
+pub struct Outcome {
+    pub revision: u64,
+    pub results: Vec<Result<Applied, ControlError>>,
+}
+
+pub struct Control {
+    store: Store,
+    live: LiveDirectory,
+    router: Arc<Router>,
+    clock: Clock,
+    pub(crate) tokens: Tokens,
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl Control {
+    /// The control plane over a started engine; reads the stored API tokens.
+    pub fn new(
+        store: Store,
+        live: LiveDirectory,
+        router: Arc<Router>,
+        clock: Clock,
+    ) -> Result<Arc<Control>, StoreError> {
+        let tokens = Tokens::load(&store)?;
+        Ok(Arc::new(Control {
+            store,
+            live,
+            router,
+            clock,
+            tokens,
+            writer: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub fn live(&self) -> &LiveDirectory {
+        &self.live
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Applies each change on its own (a bad one costs only itself), writes the good ones in
+    /// one synced write at one new revision, publishes the new directory and tells the shards.
+    /// Answers once all of that is done; on a store error nothing is published.
+    pub async fn apply(
+        &self,
+        actor: &str,
+        requests: Vec<Request>,
+    ) -> Result<Outcome, ControlError> {
+        let _one_at_a_time = self.writer.lock().await;
+        let (store, current) = (self.store.clone(), self.live.snapshot());
+        let (actor, now) = (actor.to_owned(), self.clock.now_ms());
+        let done = tokio::task::spawn_blocking(move || {
+            let mut dir = Directory::clone(&current);
+            let revision = dir.revision + 1;
+            let mut set = WriteSet::new();
+            let mut audit = Vec::new();
+            let mut devices = Vec::new();
+            let mut results = Vec::with_capacity(requests.len());
+            for r in requests {
+                let result = apply_one(&mut dir, r, revision, &actor, now, &mut set, &mut audit);
+                if let Ok((_, Some(device))) = &result {
+                    devices.push(device.clone());
+                }
+                results.push(result.map(|(applied, _)| applied));
+            }
+            if audit.is_empty() {
+                return Ok::<_, ControlError>((None, current.revision, results, devices));
+            }
+            put_revision(&mut set, revision);
+            put_audit(&mut set, &audit);
+            store.write_control(set)?;
+            Ok((Some(dir), revision, results, devices))
+        })
+        .await
+        .map_err(|e| ControlError::Store(format!("directory change task: {e}")))??;
+        let (dir, revision, results, devices) = done;
+        if let Some(dir) = dir {
+            self.live.publish(dir);
+            metrics::gauge!("vaka_directory_revision").set(revision as f64);
+            self.router.directory_changed(devices).await;
+        }
+        Ok(Outcome { revision, results })
+    }
+
+    /// One change: its error, or what it did and the revision it was written at.
+    pub async fn apply_one(
+        &self,
+        actor: &str,
+        request: Request,
+    ) -> Result<(Applied, u64), ControlError> {
+        let mut out = self.apply(actor, vec![request]).await?;
+        let applied = out.results.pop().expect("one result per change")?;
+        Ok((applied, out.revision))
+    }
+}
+
+/// Applies one request to `dir`, adding its writes and audit entry; the device it changed, if any.
+fn apply_one(
+    dir: &mut Directory,
+    r: Request,
+    revision: u64,
+    actor: &str,
+    now: i64,
+    set: &mut WriteSet,
+    audit: &mut Vec<AdminAuditEntry>,
+) -> Result<(Applied, Option<DeviceKey>), ControlError> {
+    let (resource, device) = name(&r.change);
+    let before = record_json(dir, &r.change);
+    if let Some(expected) = r.if_match {
+        let current = before
+            .as_ref()
+            .and_then(|b| b.get("revision"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if current != expected {
+            return Err(ControlError::Stale {
+                resource,
+                current,
+                expected,
+            });
+        }
+    }
+    if unchanged(dir, &r.change) {
+        return Ok((Applied::Unchanged, None));
+    }
+    let applied = match (&r.change, &before) {
+        (Change::DeleteTenant(_), _)
+        | (Change::DeleteCentre(_), _)
+        | (Change::DeleteDevice { .. }, _)
+        | (Change::DeletePolicy { .. }, _) => Applied::Deleted,
+        (_, None) => Applied::Created,
+        (_, Some(_)) => Applied::Updated,
+    };
+    let (action, tenant) = (verb(&r.change), r.change.tenant().map(str::to_owned));
+    dir.apply(r.change.clone(), revision)?;
+    let after = record_json(dir, &r.change);
+    put_change(set, &stamped(dir, r.change));
+    audit.push(AdminAuditEntry {
+        revision,
+        at_ms: now,
+        actor: actor.to_owned(),
+        tenant,
+        action: action.to_owned(),
+        resource,
+        before: before.map(redact),
+        after: after.map(redact),
+    });
+    Ok((applied, device))
+}
+
+/// The change with its record as now stored (stamped with the revision).
+fn stamped(dir: &Directory, change: Change) -> Change {
+    let r = &dir.records;
+    match change {
+        Change::PutTenant(t) => Change::PutTenant(r.tenants[&t.id].clone()),
+        Change::PutCentre(c) => Change::PutCentre(r.centres[&c.id].clone()),
+        Change::PutDevice(d) => Change::PutDevice(Box::new(r.devices[&(d.tenant, d.id)].clone())),
+        Change::PutPolicy(p) => Change::PutPolicy(r.policies[&(p.tenant, p.id)].clone()),
+        delete => delete,
+    }
+}
+
+fn verb(c: &Change) -> &'static str {
+    match c {
+        Change::PutTenant(_) => "put tenant",
+        Change::DeleteTenant(_) => "delete tenant",
+        Change::PutCentre(_) => "put centre",
+        Change::DeleteCentre(_) => "delete centre",
+        Change::PutDevice(_) => "put device",
+        Change::DeleteDevice { .. } => "delete device",
+        Change::PutPolicy(_) => "put deadline policy",
+        Change::DeletePolicy { .. } => "delete deadline policy",
+    }
+}
+
+/// The resource path a change names, and the device it changes.
+fn name(c: &Change) -> (String, Option<DeviceKey>) {
+    match c {
+        Change::PutTenant(t) => (format!("tenants/{}", t.id), None),
+        Change::DeleteTenant(t) => (format!("tenants/{t}"), None),
+        Change::PutCentre(x) => (format!("centres/{}", x.id), None),
+        Change::DeleteCentre(x) => (format!("centres/{x}"), None),
+        Change::PutDevice(d) => (
+            format!("tenants/{}/devices/{}", d.tenant, d.id),
+            Some(DeviceKey::new(&d.tenant, &d.id)),
+        ),
+        Change::DeleteDevice { tenant, id } => (
+            format!("tenants/{tenant}/devices/{id}"),
+            Some(DeviceKey::new(tenant, id)),
+        ),
+        Change::PutPolicy(p) => (
+            format!("tenants/{}/deadline-policies/{}", p.tenant, p.id),
+            None,
+        ),
+        Change::DeletePolicy { tenant, id } => {
+            (format!("tenants/{tenant}/deadline-policies/{id}"), None)
+        }
+    }
+}
+
+/// The record a change touches, as JSON, as it is in `dir` now.
+fn record_json(dir: &Directory, c: &Change) -> Option<Value> {
+    let r = &dir.records;
+    let v = match c {
+        Change::PutTenant(t) => serde_json::to_value(r.tenants.get(&t.id)?),
+        Change::DeleteTenant(t) => serde_json::to_value(r.tenants.get(t)?),
+        Change::PutCentre(x) => serde_json::to_value(r.centres.get(&x.id)?),
+        Change::DeleteCentre(x) => serde_json::to_value(r.centres.get(x)?),
+        Change::PutDevice(d) => {
+            serde_json::to_value(r.devices.get(&(d.tenant.clone(), d.id.clone()))?)
+        }
+        Change::DeleteDevice { tenant, id } => {
+            serde_json::to_value(r.devices.get(&(tenant.clone(), id.clone()))?)
+        }
+        Change::PutPolicy(p) => {
+            serde_json::to_value(r.policies.get(&(p.tenant.clone(), p.id.clone()))?)
+        }
+        Change::DeletePolicy { tenant, id } => {
+            serde_json::to_value(r.policies.get(&(tenant.clone(), id.clone()))?)
+        }
+    };
+    v.ok()
+}
+
+/// HA1 values are as good as a password for their realm: the audit log says they changed,
+/// not what they are.
+pub(crate) fn redact(mut v: Value) -> Value {
+    if let Some(sip) = v.get_mut("sip").and_then(Value::as_object_mut) {
+        for k in ["ha1_md5", "ha1_sha256"] {
+            if let Some(h) = sip.get_mut(k) {
+                let digest = h.as_str().map(|s| {
+                    use sha2::Digest;
+                    hex::encode(&sha2::Sha256::digest(s.as_bytes())[..4])
+                });
+                *h = Value::String(format!("redacted:{}", digest.unwrap_or_default()));
+            }
+        }
+    }
+    v
+}
+
+/// Applies the bootstrap file's records before the engine starts: each record that is absent
+/// or differs from the stored one (revision aside) is written, as actor "bootstrap", in one
+/// synced write; records added through the admin API are kept. Returns how many changed.
+pub fn bootstrap(
+    store: &Store,
+    dir: &mut Directory,
+    changes: Vec<Change>,
+    now_ms: i64,
+) -> Result<usize, ControlError> {
+    let revision = dir.revision + 1;
+    let mut set = WriteSet::new();
+    let mut audit = Vec::new();
+    for change in changes {
+        let r = Request::from(change);
+        apply_one(dir, r, revision, "bootstrap", now_ms, &mut set, &mut audit)?;
+    }
+    if audit.is_empty() {
+        return Ok(0);
+    }
+    put_revision(&mut set, revision);
+    put_audit(&mut set, &audit);
+    store.write_control(set)?;
+    Ok(audit.len())
+}
+
+/// Whether a put would write what is already stored.
+fn unchanged(dir: &Directory, c: &Change) -> bool {
+    let r = &dir.records;
+    match c {
+        Change::PutTenant(t) => r.tenants.get(&t.id).is_some_and(|x| {
+            x.clone()
+                == vaka_core::directory::TenantRecord {
+                    revision: x.revision,
+                    ..t.clone()
+                }
+        }),
+        Change::PutCentre(t) => r.centres.get(&t.id).is_some_and(|x| {
+            x.clone()
+                == vaka_core::directory::CentreRecord {
+                    revision: x.revision,
+                    ..t.clone()
+                }
+        }),
+        Change::PutDevice(d) => r
+            .devices
+            .get(&(d.tenant.clone(), d.id.clone()))
+            .is_some_and(|x| {
+                let mut d = (**d).clone();
+                d.revision = x.revision;
+                *x == d
+            }),
+        Change::PutPolicy(p) => r
+            .policies
+            .get(&(p.tenant.clone(), p.id.clone()))
+            .is_some_and(|x| {
+                x.clone()
+                    == vaka_core::directory::DeadlinePolicyRecord {
+                        revision: x.revision,
+                        ..p.clone()
+                    }
+            }),
+        _ => false,
+    }
+}

@@ -1,0 +1,8 @@
+//! Vaka's control plane: the one writer of the live, durable directory ([`Control`]), API tokens
+//! and the admin audit log, and the admin REST API over them.
+pub mod control;
+pub mod http;
+pub mod tokens;
+
+pub use control::{bootstrap, Applied, Control, ControlError, Outcome, Request};
+pub use tokens::{NewToken, BOOTSTRAP_ID};

@@ -1,0 +1,125 @@
+//! The engine's HTTP server on `listen.http`: Prometheus text at `/metrics` from the first moment,
+//! and the admin API (`/api/v1`) once the engine has started (503 before). HTTPS when
+//! `admin.tls_cert`/`tls_key` are set (rustls), plain HTTP otherwise.
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tower_service::Service;
+
+/// Where the admin API is plugged in once the engine runs.
+pub type ApiSlot = Arc<OnceLock<Router>>;
+
+/// Binds `addr` (an error names it) and serves until the process ends.
+pub async fn start(
+    addr: SocketAddr,
+    metrics: PrometheusHandle,
+    tls: Option<(&Path, &Path)>,
+) -> Result<(ApiSlot, SocketAddr), String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("listen.http {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let slot: ApiSlot = Arc::new(OnceLock::new());
+    let api = slot.clone();
+    let app = Router::new()
+        .route("/metrics", get(move || async move { metrics.render() }))
+        .fallback(move |req: Request| {
+            let api = api.clone();
+            async move {
+                match api.get() {
+                    Some(r) => r.clone().call(req).await.into_response(),
+                    None => starting(),
+                }
+            }
+        });
+    match tls {
+        None => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "HTTP server ended");
+                }
+            });
+        }
+        Some((cert, key)) => {
+            let acceptor = tls_acceptor(cert, key)?;
+            tokio::spawn(serve_tls(listener, acceptor, app));
+        }
+    }
+    Ok((slot, local))
+}
+
+fn starting() -> Response {
+    let mut r = (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        r#"{"type":"urn:vaka:problem:starting","title":"Service Unavailable","status":503,"detail":"the engine is starting"}"#,
+    )
+        .into_response();
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/problem+json"),
+    );
+    r
+}
+
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("admin.tls_cert {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("admin.tls_key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("admin TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("admin.tls_key: {e}"))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// Accepts connections, completes TLS (bounded in time) and serves each with hyper.
+async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, app: Router) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+            let tls = match handshake.await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "HTTPS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = TowerToHyperService::new(app);
+            if let Err(e) = Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%remote, error = %e, "HTTPS connection ended");
+            }
+        });
+    }
+}
