@@ -2,7 +2,7 @@
 //! a MESSAGE with the `<mrq>`; a 401 is answered with credentials (the challenge is kept for
 //! later requests), the 200 OK is followed by the server's `<mrs>` (a MESSAGE of its own,
 //! answered 200 every time it arrives) whose `snu` settles the event, or puts it on HOLD to be
-//! sent again. Sockets are the [`Wire`]'s.
+//! sent again. Resending and giving up are [`Retransmission`]'s; sockets are the [`Wire`]'s.
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -18,13 +18,11 @@ use vaka_scaip::Challenge;
 
 use super::inbox::Input;
 use super::mapping::{call_id, parse_call_id, response_error_kind, to_mrq, verdict, Verdict};
+use super::retransmit::{Due, Retransmission};
 use super::wire::{answer, Wire};
 use crate::quic::Job;
 use crate::record::Recorder;
 
-/// RFC 3261 T1 (first retransmission) and T2 (longest interval) for non-INVITE requests.
-const T1: Duration = Duration::from_millis(500);
-const T2: Duration = Duration::from_secs(4);
 /// Unanswered 401s for one request before it counts as `unauthorized`.
 const MAX_AUTH_TRIES: u8 = 3;
 
@@ -41,7 +39,7 @@ pub struct Common {
     pub request_uri: String,
     /// Wait after `<mrs>` snu 4 (HOLD) before resending.
     pub hold_retry: Duration,
-    /// Timer F, and the wait for the `<mrs>`.
+    /// The run's give-up for a final response (before Timer F) and the wait for the `<mrs>`.
     pub timeout: Duration,
     pub rec: Arc<Recorder>,
 }
@@ -50,9 +48,7 @@ pub struct Common {
 struct Calling {
     /// The request as sent, for retransmissions (UDP only; empty over TCP).
     bytes: Vec<u8>,
-    next: Option<Instant>,
-    interval: Duration,
-    give_up: Instant,
+    timers: Retransmission,
 }
 
 enum Phase {
@@ -70,7 +66,7 @@ enum Phase {
 impl Phase {
     fn deadline(&self) -> Instant {
         match self {
-            Phase::Calling(c) => c.next.map_or(c.give_up, |n| n.min(c.give_up)),
+            Phase::Calling(c) => c.timers.deadline(),
             Phase::Answered { until } => *until,
             Phase::Held { at } => *at,
         }
@@ -244,9 +240,7 @@ impl Device {
         p.with_credentials = self.challenge.is_some();
         p.phase = Phase::Calling(Calling {
             bytes: if reliable { Vec::new() } else { bytes.clone() },
-            next: (!reliable).then_some(now + T1),
-            interval: T1,
-            give_up: now + self.common.timeout,
+            timers: Retransmission::new(now, reliable, self.common.timeout),
         });
         if !self.wire.send(&bytes, self.common.server).await {
             self.connection_lost();
@@ -313,13 +307,7 @@ impl Device {
         };
         let now = Instant::now();
         match m.status().unwrap_or(0) {
-            100..=199 => {
-                // Proceeding: keep retransmitting, but every T2.
-                if calling.next.is_some() {
-                    calling.interval = T2;
-                    calling.next = Some(now + T2);
-                }
-            }
+            100..=199 => calling.timers.on_provisional(now),
             200..=299 => {
                 self.authenticated |= p.with_credentials;
                 p.phase = Phase::Answered {
@@ -400,20 +388,22 @@ impl Device {
                 continue;
             }
             match &mut self.pending[i].phase {
-                Phase::Calling(c) if now >= c.give_up => {
-                    self.fail(i, "timeout");
-                    continue;
-                }
-                Phase::Calling(c) => {
-                    c.interval = (c.interval * 2).min(T2);
-                    c.next = Some(now + c.interval);
-                    let bytes = std::mem::take(&mut c.bytes);
-                    let server = self.common.server;
-                    self.wire.send(&bytes, server).await;
-                    if let Phase::Calling(c) = &mut self.pending[i].phase {
-                        c.bytes = bytes;
+                Phase::Calling(c) => match c.timers.poll(now) {
+                    Due::GiveUp => {
+                        self.fail(i, "timeout");
+                        continue;
                     }
-                }
+                    Due::Resend => {
+                        let bytes = std::mem::take(&mut c.bytes);
+                        let server = self.common.server;
+                        self.wire.send(&bytes, server).await;
+                        if let Phase::Calling(c) = &mut self.pending[i].phase {
+                            c.bytes = bytes;
+                        }
+                    }
+                    // Not reached at the deadline checked above; nothing to do if it were.
+                    Due::Wait { .. } => {}
+                },
                 Phase::Answered { .. } => {
                     self.fail(i, "no_mrs");
                     continue;

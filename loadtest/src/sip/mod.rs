@@ -12,13 +12,14 @@
 //! time to the `<mrs>`.
 //!
 //! Over UDP the devices share a few sockets: a reader per socket hands every message to the device
-//! the Call-ID names, and a device retransmits its MESSAGE on RFC 3261 timers (T1 doubling to T2)
-//! until a final response, counting a `timeout` after `SipOptions::timeout` (Timer F). Over TCP
-//! each device has its own connection (framing by Content-Length, a reader task per connection)
-//! and reconnects when it breaks. Like the QUIC fleet, the dispatcher queues events to device
-//! tasks and never waits.
+//! the Call-ID names, and a device retransmits its MESSAGE on `vaka_scaip`'s client transaction
+//! timers (RFC 3261 §17.1.2.2: T1 doubling to T2) until a final response, counting a `timeout` at
+//! Timer F or after `SipOptions::timeout` if that is shorter. Over TCP each device has its own
+//! connection (framing by Content-Length, a reader task per connection) and reconnects when it
+//! breaks. Like the QUIC fleet, the dispatcher queues events to device tasks and never waits.
 //!
 //! - `mapping`: planned event -> `<mrq>`, Call-IDs, `<mrs>`/response -> verdict (pure).
+//! - `retransmit`: when to resend a MESSAGE and when to give up (pure).
 //! - `wire`: sockets, connections, their readers, the OPTIONS probe.
 //! - `inbox`: what a device task is handed.
 //! - `device`: one device's transactions: auth, HOLD, retransmissions, the `<mrs>`.
@@ -30,6 +31,7 @@ mod device;
 mod fleet;
 mod inbox;
 mod mapping;
+mod retransmit;
 #[cfg(test)]
 mod tests;
 mod wire;
@@ -51,8 +53,9 @@ pub struct SipOptions {
     pub connect_parallel: usize,
     /// Wait after `<mrs>` snu 4 (HOLD) before resending the same request.
     pub hold_retry: Duration,
-    /// Timer F: no final response to a MESSAGE within this is a `timeout`; no `<mrs>` this long
-    /// after the 200 OK is `no_mrs`.
+    /// No final response to a MESSAGE within this is a `timeout`, Timer F (32 s) still applying
+    /// if this is longer: load runs may give up sooner than RFC 3261, never later. No `<mrs>`
+    /// this long after the 200 OK is `no_mrs`.
     pub timeout: Duration,
     /// The Request-URI's user part (the server's `sip.accept_users`).
     pub request_user: String,
