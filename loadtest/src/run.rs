@@ -77,8 +77,9 @@ pub struct Options {
     /// request (SCAIP devices wait 5-20 s; short for load runs).
     #[arg(long, default_value_t = 1000)]
     pub sip_hold_retry_ms: u64,
-    /// SIP: a MESSAGE without a final response this long (Timer F), or without its `<mrs>` this
-    /// long after the 200 OK, counts as an error (`timeout`, `no_mrs`).
+    /// SIP: a MESSAGE without a final response this long (at most Timer F, 32 s: a longer value
+    /// still gives up then), or without its `<mrs>` this long after the 200 OK, counts as an
+    /// error (`timeout`, `no_mrs`).
     #[arg(long, default_value_t = 32_000)]
     pub sip_timeout_ms: u64,
     /// SIP: the user part of the Request-URI (the server's `sip.accept_users`).
