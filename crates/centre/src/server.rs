@@ -75,14 +75,23 @@ impl CentreServer {
                 .map_err(|e| format!("centre API TLS: {e}"))?;
         }
         let (reporter, health) = tonic_health::server::health_reporter();
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Both reflection versions: v1, and v1alpha, which older grpcurl, Postman, Evans and
+        // the Python grpcio-reflection client speak.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection()
             .build_v1()
             .map_err(|e| format!("reflection service: {e}"))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| format!("reflection service (v1alpha): {e}"))?;
         let routes = builder
             .add_service(health)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(service.clone().into_server());
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop, stopped) = oneshot::channel::<()>();

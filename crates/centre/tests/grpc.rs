@@ -448,6 +448,37 @@ async fn health_and_reflection_answer_so_grpcurl_works() {
         names.contains(&"grpc.health.v1.Health".to_string()),
         "{names:?}"
     );
+
+    // The same over v1alpha (older grpcurl, Postman, Evans, Python grpcio-reflection).
+    use tonic_reflection::pb::v1alpha as alpha;
+    let channel = tonic::transport::Endpoint::from_shared(w.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut refl = alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let req = alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut answers = refl
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .expect("v1alpha reflection is served")
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        answer.message_response
+    else {
+        panic!("{answer:?}")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"vaka.centre.v1.AlarmCentre".to_string()),
+        "{names:?}"
+    );
     w.shutdown().await;
 }
 
