@@ -1,4 +1,5 @@
 //! The `vaka` server: configuration, wiring of store, router and fronts, observability, shutdown.
+pub mod admin_cli;
 pub mod config;
 pub mod fds;
 pub mod http;

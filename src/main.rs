@@ -24,6 +24,10 @@ enum Command {
     },
     /// Validate a configuration file and exit (0 valid, 2 invalid).
     CheckConfig { file: PathBuf },
+    /// The admin API from the command line: devices (import, get, put, delete, status), alarms,
+    /// tenants, centres, tokens. Server and token from --server/--token or VAKA_ADMIN_URL and
+    /// VAKA_ADMIN_TOKEN.
+    Admin(vaka::admin_cli::AdminArgs),
     /// Work on the store itself.
     Store {
         #[command(subcommand)]
@@ -76,6 +80,13 @@ fn main() -> ExitCode {
     let began = std::time::Instant::now();
     let cli = Cli::parse();
     match cli.command {
+        Command::Admin(args) => match vaka::admin_cli::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig { file } => match load(&file) {
             Ok(cfg) => {
                 println!(
