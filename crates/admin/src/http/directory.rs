@@ -62,7 +62,10 @@ fn written<T: Serialize>(applied: Applied, revision: Option<u64>, value: Option<
 }
 
 pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Problem> {
-    serde_json::from_slice(body).map_err(|e| Problem::body(&e))
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v = serde_path_to_error::deserialize(&mut de).map_err(|e| Problem::body_at(&e))?;
+    de.end().map_err(|e| Problem::body(&e))?;
+    Ok(v)
 }
 
 async fn change(

@@ -143,15 +143,12 @@ fn parse_row(
     };
     obj.remove("tenant");
     obj.remove("revision");
-    let input: DeviceInput = serde_json::from_value(Value::Object(obj)).map_err(|e| {
-        let msg = e.to_string();
-        let field = msg
-            .split('`')
-            .nth(1)
-            .filter(|_| msg.contains("field"))
-            .unwrap_or("")
-            .to_owned();
-        (Some(id.clone()), field, msg)
+    let input: DeviceInput = serde_path_to_error::deserialize(Value::Object(obj)).map_err(|e| {
+        (
+            Some(id.clone()),
+            super::problem::error_field(&e),
+            e.inner().to_string(),
+        )
     })?;
     Ok((id, input))
 }

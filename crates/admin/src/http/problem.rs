@@ -68,6 +68,16 @@ impl Problem {
         }])
     }
 
+    /// A body that does not deserialise, naming the field where it failed (the path, or the
+    /// unknown field).
+    pub fn body_at(e: &serde_path_to_error::Error<serde_json::Error>) -> Problem {
+        let inner = e.inner();
+        Problem::invalid(vec![FieldError {
+            field: error_field(e),
+            reason: format!("{inner} (line {}, column {})", inner.line(), inner.column()),
+        }])
+    }
+
     pub fn invalid(errors: Vec<FieldError>) -> Problem {
         let detail = errors
             .iter()
@@ -138,4 +148,19 @@ impl IntoResponse for Problem {
         }
         r
     }
+}
+
+/// The field a deserialisation error is about: its path, or for an unknown or missing field
+/// (reported at the object itself) the field the message names.
+pub fn error_field<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> String {
+    let path = e.path().to_string();
+    if path != "." {
+        return path;
+    }
+    let msg = e.inner().to_string();
+    msg.split('`')
+        .nth(1)
+        .filter(|_| msg.contains("field"))
+        .unwrap_or("")
+        .to_owned()
 }
