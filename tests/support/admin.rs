@@ -102,6 +102,11 @@ impl Engine {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
+            // A connection per call: the server may answer a refused write (401, 404) before
+            // reading its body and then close the connection, which a pooled connection would
+            // only notice on its next request ("Peer disconnected").
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
             .build()
             .into();
         let mut e = Engine {
