@@ -56,7 +56,7 @@ dict() {
     esac
 }
 
-work=${FUZZ_CORPUS_DIR:-fuzz/target/corpus}
+work=$(realpath -m "${FUZZ_CORPUS_DIR:-fuzz/target/corpus}")
 logs=fuzz/target/logs
 mkdir -p "$logs"
 
@@ -78,7 +78,7 @@ for t in "${targets[@]}"; do
     d=$(dict "$t")
     [ -f "$d" ] && args+=(-dict="$PWD/$d")
     rc=0
-    (cd fuzz && cargo +nightly fuzz run "${sanitizer[@]}" "$t" "../$work/$t" "corpus/$t" -- "${args[@]}") \
+    (cd fuzz && cargo +nightly fuzz run "${sanitizer[@]}" "$t" "$work/$t" "corpus/$t" -- "${args[@]}") \
         >"$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
