@@ -53,6 +53,9 @@ pub struct AdminSection {
     /// Server certificate and key (PEM): with them `listen.http` speaks HTTPS only.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// CA (PEM) for clients' certificates: with it (and TLS) every HTTPS client must present a
+    /// certificate from this CA as well as its token (mTLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -404,6 +407,7 @@ impl Config {
             p.push(err("server.log_level", "not a valid log filter"));
         }
         self.validate_grpc(&mut p);
+        self.validate_admin(&mut p);
         deadline(
             &mut p,
             "defaults.receipt_deadline_secs",
@@ -557,6 +561,25 @@ impl Config {
         }
         self.validate_gps(&mut p);
         p
+    }
+
+    fn validate_admin(&self, p: &mut Vec<ConfigError>) {
+        let a = &self.admin;
+        if a.tls_cert.is_some() != a.tls_key.is_some() {
+            p.push(err("admin.tls_cert", "tls_cert and tls_key go together"));
+        }
+        if a.client_ca.is_some() && a.tls_cert.is_none() {
+            p.push(err(
+                "admin.client_ca",
+                "client certificates need tls_cert and tls_key",
+            ));
+        }
+        if a.bootstrap_token.as_deref().is_some_and(|t| t.len() < 16) {
+            p.push(err(
+                "admin.bootstrap_token",
+                "must be at least 16 characters (it is a platform operator's password)",
+            ));
+        }
     }
 
     fn validate_grpc(&self, p: &mut Vec<ConfigError>) {

@@ -13,6 +13,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tower_service::Service;
 
+/// HTTPS settings: certificate, key, and the CA clients' certificates must come from (mTLS).
+pub struct Tls<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    pub client_ca: Option<&'a Path>,
+}
+
 /// Where the admin API is plugged in once the engine runs.
 pub type ApiSlot = Arc<OnceLock<Router>>;
 
@@ -20,7 +27,7 @@ pub type ApiSlot = Arc<OnceLock<Router>>;
 pub async fn start(
     addr: SocketAddr,
     metrics: PrometheusHandle,
-    tls: Option<(&Path, &Path)>,
+    tls: Option<Tls<'_>>,
 ) -> Result<(ApiSlot, SocketAddr), String> {
     let listener = TcpListener::bind(addr)
         .await
@@ -47,8 +54,8 @@ pub async fn start(
                 }
             });
         }
-        Some((cert, key)) => {
-            let acceptor = tls_acceptor(cert, key)?;
+        Some(tls) => {
+            let acceptor = tls_acceptor(&tls)?;
             tokio::spawn(serve_tls(listener, acceptor, app));
         }
     }
@@ -68,19 +75,38 @@ fn starting() -> Response {
     r
 }
 
-fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, String> {
+fn tls_acceptor(tls: &Tls<'_>) -> Result<tokio_rustls::TlsAcceptor, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("admin.tls_cert {}: {e}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("admin.tls_key {}: {e}", key.display()))?;
+    let pems = |path: &Path, key: &str| {
+        CertificateDer::pem_file_iter(path)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{key} {}: {e}", path.display()))
+    };
+    let certs = pems(tls.cert, "admin.tls_cert")?;
+    let key = PrivateKeyDer::from_pem_file(tls.key)
+        .map_err(|e| format!("admin.tls_key {}: {e}", tls.key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("admin TLS: {e}"))?
-        .with_no_client_auth()
+        .map_err(|e| format!("admin TLS: {e}"))?;
+    let builder = match tls.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in pems(ca, "admin.client_ca")? {
+                roots.add(c).map_err(|e| format!("admin.client_ca: {e}"))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| format!("admin.client_ca: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("admin.tls_key: {e}"))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

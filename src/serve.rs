@@ -181,7 +181,15 @@ impl Engine {
             self.store.clone(),
             self.router.clone(),
             directory,
-            cfg.centre_credentials(),
+            cfg.centre_credentials().with_api_tokens({
+                let control = self.control.clone();
+                Arc::new(move |secret: &str| {
+                    let t = control.authenticate(secret)?;
+                    (t.role == vaka_core::access::Role::Centre)
+                        .then(|| t.centre.map(vaka_core::CentreId::new))
+                        .flatten()
+                })
+            }),
             cfg.centre_config(),
             clock,
         );
@@ -330,7 +338,12 @@ pub async fn run(mut cfg: Config, began: Instant) -> Result<(), String> {
         .admin
         .tls_cert
         .as_deref()
-        .zip(cfg.admin.tls_key.as_deref());
+        .zip(cfg.admin.tls_key.as_deref())
+        .map(|(cert, key)| crate::http::Tls {
+            cert,
+            key,
+            client_ca: cfg.admin.client_ca.as_deref(),
+        });
     let https = tls.is_some();
     let (api_slot, http_addr) = crate::http::start(cfg.listen.http, metrics, tls).await?;
     if !https && !cfg.listen.http.ip().is_loopback() {

@@ -3,7 +3,12 @@
 //! each timed from spawn to its `vaka ready` log line, with the phases of its `store recovered`
 //! line. Each run is stopped with SIGTERM before the next.
 //!
-//! `vaka-restart-bench [--devices N] [--open-alarms N] [--runs N] [--dir PATH]`
+//! The devices are written to the configuration file for the first start, which applies them to
+//! the store's directory (the bootstrap); the timed starts then read them from the store with a
+//! configuration without devices (`--from store`, the default), or keep reading the file on
+//! every start (`--from file`: a fleet kept in the bootstrap file).
+//!
+//! `vaka-restart-bench [--devices N] [--open-alarms N] [--runs N] [--dir PATH] [--from store|file]`
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,6 +23,8 @@ struct Args {
     open_alarms: usize,
     runs: usize,
     dir: Option<PathBuf>,
+    /// Timed starts read the devices from the store (true) or from the file each time.
+    from_store: bool,
 }
 
 fn args() -> Args {
@@ -26,6 +33,7 @@ fn args() -> Args {
         open_alarms: 10_000,
         runs: 5,
         dir: None,
+        from_store: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -36,6 +44,7 @@ fn args() -> Args {
             "--open-alarms" => a.open_alarms = number(),
             "--runs" => a.runs = number(),
             "--dir" => a.dir = Some(PathBuf::from(&value)),
+            "--from" => a.from_store = value == "store",
             other => panic!("unknown flag {other}"),
         }
     }
@@ -170,9 +179,13 @@ fn main() {
     let config = write_config(&dir, a.devices);
     let setup = Instant::now();
     populate(&config, a.open_alarms);
+    if a.from_store {
+        write_config(&dir, 0);
+    }
     println!(
-        "restart bench: {} devices, {} open alarms (set up in {:.1} s), config {:.1} MB",
+        "restart bench: {} devices (read from the {}), {} open alarms (set up in {:.1} s), config {:.1} MB",
         a.devices,
+        if a.from_store { "store" } else { "file" },
         a.open_alarms,
         setup.elapsed().as_secs_f64(),
         std::fs::metadata(&config).map_or(0, |m| m.len()) as f64 / 1e6

@@ -3,12 +3,27 @@ use std::collections::HashSet;
 use tonic::{Request, Status};
 use vaka_core::CentreId;
 
-/// The centres' credentials, from config.
-#[derive(Clone, Debug, Default)]
+/// Looks up an API token (the admin API's, role `centre`) and names its centre.
+pub type TokenLookup = std::sync::Arc<dyn Fn(&str) -> Option<CentreId> + Send + Sync>;
+
+/// The centres' credentials: from config, and API tokens of role `centre` (so a centre created
+/// through the admin API can connect without a restart).
+#[derive(Clone, Default)]
 pub struct Credentials {
     tokens: Vec<(String, CentreId)>,
     /// Centres that may present a client certificate: its subject CN is the centre id.
     centres: HashSet<CentreId>,
+    api_tokens: Option<TokenLookup>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("tokens", &self.tokens.len())
+            .field("centres", &self.centres)
+            .field("api_tokens", &self.api_tokens.is_some())
+            .finish()
+    }
 }
 
 impl Credentials {
@@ -23,6 +38,12 @@ impl Credentials {
             c.centres.insert(id);
         }
         c
+    }
+
+    /// Also accept API tokens of role `centre`, looked up per call (revoking one counts at once).
+    pub fn with_api_tokens(mut self, lookup: TokenLookup) -> Self {
+        self.api_tokens = Some(lookup);
+        self
     }
 
     /// The centre behind a request, or UNAUTHENTICATED.
@@ -66,6 +87,10 @@ impl Credentials {
             if constant_time_eq(t.as_bytes(), token.as_bytes()) {
                 found = Some(centre.clone());
             }
+        }
+        if found.is_none() {
+            // API tokens are looked up by their SHA-256: no secret is compared byte by byte.
+            found = self.api_tokens.as_ref().and_then(|f| f(token));
         }
         found.ok_or_else(|| Status::unauthenticated("unknown token"))
     }

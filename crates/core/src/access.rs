@@ -152,6 +152,32 @@ impl Principal {
         self.sees(Resource::Tenant(tenant), dir)
     }
 
+    /// Whether this principal may see (list, revoke) an API token: an operator every token, a
+    /// tenant admin its own tenant's, a centre none.
+    pub fn may_see_token(&self, t: &TokenRecord) -> bool {
+        match self.role {
+            Role::PlatformOperator => true,
+            Role::TenantAdmin => self.tenant.is_some() && t.tenant == self.tenant,
+            Role::Centre => false,
+        }
+    }
+
+    /// Whether this principal may make a token of `role` for `tenant`: an operator any; a tenant
+    /// admin only tenant-admin tokens of its own tenant; a centre none.
+    pub fn may_create_token(&self, role: Role, tenant: Option<&str>) -> Result<(), Denied> {
+        match self.role {
+            Role::PlatformOperator => Ok(()),
+            Role::TenantAdmin
+                if role == Role::TenantAdmin
+                    && tenant.is_some()
+                    && tenant == self.tenant.as_deref() =>
+            {
+                Ok(())
+            }
+            _ => Err(Denied::Forbidden),
+        }
+    }
+
     /// Whether a platform-wide write (creating a tenant, changing a centre, making a token of
     /// another role) is allowed: only to a platform operator.
     pub fn is_platform_operator(&self) -> bool {
@@ -249,6 +275,39 @@ mod tests {
         ] {
             assert_eq!(p.may(Action::Write, r, &d), Ok(()));
         }
+    }
+
+    #[test]
+    fn tokens_are_managed_within_a_tenant() {
+        let record = |role, tenant: Option<&str>| TokenRecord {
+            id: "x".into(),
+            hash: String::new(),
+            role,
+            tenant: tenant.map(str::to_owned),
+            centre: None,
+            label: String::new(),
+            created_ms: 0,
+            created_by: String::new(),
+        };
+        let a = who(Role::TenantAdmin, Some("a"), None);
+        assert!(a.may_see_token(&record(Role::TenantAdmin, Some("a"))));
+        assert!(!a.may_see_token(&record(Role::TenantAdmin, Some("b"))));
+        assert!(!a.may_see_token(&record(Role::PlatformOperator, None)));
+        assert_eq!(a.may_create_token(Role::TenantAdmin, Some("a")), Ok(()));
+        assert_eq!(
+            a.may_create_token(Role::TenantAdmin, Some("b")),
+            Err(Denied::Forbidden)
+        );
+        assert_eq!(
+            a.may_create_token(Role::PlatformOperator, None),
+            Err(Denied::Forbidden)
+        );
+        let c = who(Role::Centre, None, Some("ca"));
+        assert!(!c.may_see_token(&record(Role::Centre, None)));
+        assert_eq!(
+            c.may_create_token(Role::Centre, None),
+            Err(Denied::Forbidden)
+        );
     }
 
     #[test]

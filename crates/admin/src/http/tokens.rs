@@ -62,13 +62,9 @@ pub struct CreatedToken {
     pub secret: String,
 }
 
-/// The tokens a caller may see: all for an operator, its tenant's for a tenant admin.
+/// The tokens a caller may see (decided in `vaka_core::access`).
 fn visible(caller: &Caller, t: &TokenRecord) -> bool {
-    match caller.0.role {
-        Role::PlatformOperator => true,
-        Role::TenantAdmin => caller.0.tenant.is_some() && t.tenant == caller.0.tenant,
-        Role::Centre => false,
-    }
+    caller.0.may_see_token(t)
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
@@ -102,8 +98,10 @@ pub async fn create_token(
         return Err(Problem::forbidden("a centre token cannot make tokens"));
     }
     let input: TokenInput = parse(&body)?;
-    if !caller.0.is_platform_operator()
-        && (input.role != Role::TenantAdmin || input.tenant != caller.0.tenant)
+    if caller
+        .0
+        .may_create_token(input.role, input.tenant.as_deref())
+        .is_err()
     {
         return Err(Problem::forbidden(
             "a tenant admin may only make tenant-admin tokens of its own tenant",

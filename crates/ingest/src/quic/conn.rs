@@ -16,7 +16,6 @@ use vaka_proto::{
     codes, encode_frame, parse_client_frame, split_frame, ClientFrameRef, FramingError, Message,
     ParseError,
 };
-use vaka_router::LiveDirectory;
 
 use super::convert::{self, Head, Refusal};
 use super::server::Shared;
@@ -40,11 +39,17 @@ pub(crate) async fn handle(
     };
     shared.metrics.connections_accepted.increment(1);
     let link = conn.stable_id();
-    shared.connected().entry(own.clone()).or_default().push((
-        link,
-        conn.remote_address(),
-        shared.clock.now_ms(),
-    ));
+    let since = shared.clock.now_ms();
+    shared
+        .connected()
+        .entry(own.clone())
+        .or_default()
+        .push((conn.clone(), since));
+    // Registered first, checked second: a removal published before the registration is seen
+    // here, one after it by the server's directory watcher (`server::close_removed`).
+    if shared.directory.load().device(&own).is_none() {
+        conn.close(VarInt::from_u32(codes::IDENTITY), REMOVED.as_bytes());
+    }
     shared.metrics.connections_active.increment(1.0);
     let span = tracing::debug_span!("quic", device = %own, remote = %conn.remote_address());
     let mut c = Conn {
@@ -55,27 +60,16 @@ pub(crate) async fn handle(
         out: Vec::new(),
         inflight: 0,
     };
-    // Boxed, like the phases: an idle connection keeps two pointers, not their states.
     let own = c.own.clone();
-    let removed = Box::pin(removed_from_directory(
-        shared.directory.clone(),
-        own.clone(),
-    ));
-    let work = Box::pin(async {
-        match Box::pin(c.hello().instrument(span.clone())).await {
-            Ok((send, recv)) => Box::pin(c.serve(send, recv).instrument(span.clone())).await,
-            Err(end) => end,
-        }
-    });
-    let end = tokio::select! {
-        end = work => end,
-        () = removed => End::Closed(codes::IDENTITY, "device removed or disabled in the directory".into()),
+    let end = match Box::pin(c.hello().instrument(span.clone())).await {
+        Ok((send, recv)) => Box::pin(c.serve(send, recv).instrument(span.clone())).await,
+        Err(end) => end,
     };
     shared.metrics.connections_active.decrement(1.0);
     {
         let mut connected = shared.connected();
         if let Some(v) = connected.get_mut(&own) {
-            v.retain(|(id, _, _)| *id != link);
+            v.retain(|(other, _)| other.stable_id() != link);
             if v.is_empty() {
                 connected.remove(&own);
             }
@@ -98,16 +92,8 @@ pub(crate) async fn handle(
     }
 }
 
-/// Resolves when `device` is no longer an enabled device of the directory (checked at once and
-/// on every change): its connection is then closed with `IDENTITY`.
-async fn removed_from_directory(directory: LiveDirectory, device: DeviceKey) {
-    let mut changes = directory.watch();
-    while directory.load().device(&device).is_some() {
-        if changes.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-}
+/// Why a removed or disabled device's connection is closed (with `IDENTITY`).
+pub(crate) const REMOVED: &str = "device removed or disabled in the directory";
 
 /// The handshake and the device's identity; `None` when the connection is refused (and closed).
 async fn establish(

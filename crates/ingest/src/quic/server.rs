@@ -16,8 +16,31 @@ use vaka_router::{Clock, LiveDirectory, Router};
 use super::tls::{self, TenantVerifier};
 use super::{conn, QuicConfig, QuicError};
 
-/// Open connections by device: (connection id, remote address, since unix ms).
-pub(crate) type Connected = std::collections::HashMap<DeviceKey, Vec<(usize, SocketAddr, i64)>>;
+/// Open connections by device, each with since when (unix ms).
+pub(crate) type Connected = std::collections::HashMap<DeviceKey, Vec<(quinn::Connection, i64)>>;
+
+/// On every directory change, closes with `IDENTITY` the connections of devices that are no
+/// longer enabled in it. One task for the front: a connection's own task never waits on the
+/// directory (that would touch a shared waiter list at every wake-up of every connection).
+async fn close_removed(shared: Arc<Shared>) {
+    let mut changes = shared.directory.watch();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = shared.token.cancelled() => return,
+        }
+        let dir = shared.directory.load();
+        let gone: Vec<quinn::Connection> = shared
+            .connected()
+            .iter()
+            .filter(|(device, _)| dir.device(device).is_none())
+            .flat_map(|(_, conns)| conns.iter().map(|(c, _)| c.clone()))
+            .collect();
+        for c in gone {
+            c.close(VarInt::from_u32(codes::IDENTITY), conn::REMOVED.as_bytes());
+        }
+    }
+}
 
 /// What every connection task shares.
 pub(crate) struct Shared {
@@ -32,8 +55,8 @@ pub(crate) struct Shared {
     pub hello_timeout: Duration,
     pub drain_timeout: Duration,
     pub metrics: Metrics,
-    /// Open connections by device: (connection id, remote address, since unix ms), for the
-    /// admin API's device status.
+    /// Open connections by device, for the admin API's device status and for closing those of a
+    /// device removed from the directory.
     pub connected: Mutex<Connected>,
 }
 
@@ -195,7 +218,7 @@ impl QuicServer {
         });
         let limit = Arc::new(Semaphore::new(cfg.max_connections));
         let tracker = TaskTracker::new();
-        let accept = endpoints
+        let mut accept: Vec<JoinHandle<()>> = endpoints
             .iter()
             .map(|ep| {
                 tokio::spawn(accept_loop(
@@ -206,6 +229,7 @@ impl QuicServer {
                 ))
             })
             .collect();
+        accept.push(tokio::spawn(close_removed(shared.clone())));
         tracing::info!(addrs = ?addrs, endpoints = cfg.endpoints, tenants = cfg.tenant_cas.len(), "quic: listening (vaka/1)");
         Ok(QuicServer {
             endpoints: Mutex::new(endpoints),
@@ -230,7 +254,7 @@ impl QuicServer {
             shared
                 .connected()
                 .get(device)
-                .map(|v| v.iter().map(|(_, a, t)| (*a, *t)).collect())
+                .map(|v| v.iter().map(|(c, t)| (c.remote_address(), *t)).collect())
                 .unwrap_or_default()
         }
     }
