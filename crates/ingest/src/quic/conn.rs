@@ -19,7 +19,7 @@ use vaka_proto::{
 use vaka_router::LiveDirectory;
 
 use super::convert::{self, Head, Refusal};
-use super::server::Shared;
+use super::shared::Shared;
 
 /// Bytes asked of quinn per read.
 const READ_CHUNK: usize = 64 * 1024;
