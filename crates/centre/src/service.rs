@@ -1,72 +1,21 @@
 //! The `AlarmCentre` gRPC service: authenticate, scope, then the stream or a unary query.
 use crate::auth::Credentials;
+use crate::config::CentreConfig;
 use crate::convert;
 use crate::cursors::Cursors;
 use crate::pb;
 use crate::scope::Scope;
 use crate::sessions::Sessions;
+use crate::shared::Shared;
 use crate::stream;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use vaka_core::AlarmId;
 use vaka_router::{Clock, LiveDirectory, Router};
 use vaka_store::{Cf, Store};
-
-/// Limits and timings of the centre API (invariant 6: everything bounded).
-#[derive(Clone, Debug)]
-pub struct CentreConfig {
-    /// A heartbeat goes out this often on every stream.
-    pub heartbeat: Duration,
-    /// A stream whose oldest sent notice stays unacknowledged this long is ended: the centre
-    /// counts as unreachable and what it held unaccepted escalates.
-    pub ack_timeout: Duration,
-    /// The first message (hello) must arrive within this.
-    pub hello_timeout: Duration,
-    /// Notices sent but not yet acknowledged, per stream; beyond it the stream waits for acks.
-    pub max_unacked: usize,
-    /// Outbox entries read per store read.
-    pub read_batch: usize,
-    /// Centre inputs (receipt, accept, ...) awaiting durability per stream; beyond it the stream
-    /// stops reading until some complete.
-    pub max_inputs: usize,
-    /// Largest message a centre may send.
-    pub max_message_bytes: usize,
-    /// HTTP/2 keepalive ping interval and timeout: finds dead connections that TCP would keep
-    /// for many minutes. `None` turns it off.
-    pub keepalive: Option<Duration>,
-}
-
-impl Default for CentreConfig {
-    fn default() -> Self {
-        Self {
-            heartbeat: Duration::from_secs(10),
-            ack_timeout: Duration::from_secs(30),
-            hello_timeout: Duration::from_secs(10),
-            max_unacked: 1024,
-            read_batch: 256,
-            max_inputs: 256,
-            max_message_bytes: 64 * 1024,
-            keepalive: Some(Duration::from_secs(20)),
-        }
-    }
-}
-
-pub(crate) struct Shared {
-    pub store: Store,
-    pub router: Arc<Router>,
-    pub dir: LiveDirectory,
-    pub creds: Credentials,
-    pub sessions: Sessions,
-    pub cursors: Cursors,
-    pub cfg: CentreConfig,
-    pub clock: Clock,
-    /// Set on shutdown: streams end without the centre counting as lost.
-    pub stopping: watch::Sender<bool>,
-}
 
 /// The service object: cheap to clone, shared by every connection.
 #[derive(Clone)]

@@ -7,7 +7,7 @@
 use crate::convert;
 use crate::pb::{self, centre_message::Msg as In, server_message::Msg as Out};
 use crate::scope::Scope;
-use crate::service::Shared;
+use crate::shared::Shared;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
