@@ -1,10 +1,10 @@
 //! One shard: owns the state of its devices and their open alarms, turns events, centre inputs and
 //! deadlines into write sets, and answers callers once those are durable.
+use crate::api::{CentreTx, InputError, Reply, ReplyTx, RouterConfig, SubmitError};
 use crate::clock::Clock;
 use crate::live::LiveDirectory;
 use crate::positions::{self, Positions};
 use crate::presence::Presence;
-use crate::router::{CentreTx, InputError, Reply, ReplyTx, RouterConfig, SubmitError};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use std::collections::HashSet;
