@@ -3,7 +3,7 @@ use crate::api::{InputError, Reply, ReplyTx, RouterConfig, SubmitError};
 use crate::clock::Clock;
 use crate::live::LiveDirectory;
 use crate::presence::Presence;
-use crate::shard::{self, ShardMsg};
+use crate::shard::{self, Command};
 use futures::channel::oneshot;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +14,8 @@ use vaka_core::{AlarmId, CentreId, DeviceKey, Event, Lane, UnixMillis};
 use vaka_store::{Recovered, Store};
 
 struct Lanes {
-    alarm: flume::Sender<ShardMsg>,
-    telemetry: flume::Sender<ShardMsg>,
+    alarm: flume::Sender<Command>,
+    telemetry: flume::Sender<Command>,
 }
 
 pub struct Router {
@@ -103,7 +103,7 @@ impl Router {
         metrics::counter!("vaka_events_received_total", "stage" => "router", "lane" => lane_label)
             .increment(1);
         sender
-            .try_send(ShardMsg::Event(Box::new(event), tx))
+            .try_send(Command::Event(Box::new(event), tx))
             .map_err(|e| match e {
                 flume::TrySendError::Full(_) => {
                     metrics::counter!("vaka_events_discarded_total", "stage" => "router", "reason" => "busy", "lane" => lane_label)
@@ -123,7 +123,7 @@ impl Router {
         input: AlarmInput,
     ) -> impl Future<Output = Result<(), InputError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        let msg = ShardMsg::Input {
+        let msg = Command::Input {
             alarm,
             input,
             reply,
@@ -136,7 +136,7 @@ impl Router {
     fn ask_alarm_lane(
         &self,
         device: &DeviceKey,
-        msg: ShardMsg,
+        msg: Command,
         answer: oneshot::Receiver<Result<(), InputError>>,
     ) -> impl Future<Output = Result<(), InputError>> + Send + 'static + use<> {
         let early = if self.closed.load(Ordering::Acquire) {
@@ -170,7 +170,7 @@ impl Router {
         let (tx, rx) = oneshot::channel();
         self.lanes[device.shard(self.lanes.len())]
             .telemetry
-            .send_async(ShardMsg::ExpirePositions {
+            .send_async(Command::ExpirePositions {
                 device: device.clone(),
                 before,
                 reply: tx,
@@ -189,7 +189,7 @@ impl Router {
         secs: u32,
     ) -> impl Future<Output = Result<(), InputError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        let msg = ShardMsg::Interval {
+        let msg = Command::Interval {
             device: device.clone(),
             secs,
             reply,
@@ -201,7 +201,7 @@ impl Router {
     /// and unhandled alarms whose chain names it.
     pub async fn centre_up(&self, centre: &CentreId) {
         self.presence.connected(centre);
-        self.broadcast(|| ShardMsg::CentreUp(centre.clone())).await;
+        self.broadcast(|| Command::CentreUp(centre.clone())).await;
     }
 
     /// A connection of `centre` closed. When it was the last, the centre is unreachable, and what
@@ -210,8 +210,7 @@ impl Router {
     pub async fn centre_down(&self, centre: &CentreId) {
         self.presence.disconnected(centre);
         if !self.presence.is_reachable(centre) {
-            self.broadcast(|| ShardMsg::CentreDown(centre.clone()))
-                .await;
+            self.broadcast(|| Command::CentreDown(centre.clone())).await;
         }
     }
 
@@ -220,8 +219,7 @@ impl Router {
     pub async fn centre_cut_off(&self, centre: &CentreId) {
         self.presence.cut_off(centre);
         if !self.presence.is_reachable(centre) {
-            self.broadcast(|| ShardMsg::CentreDown(centre.clone()))
-                .await;
+            self.broadcast(|| Command::CentreDown(centre.clone())).await;
         }
     }
 
@@ -232,12 +230,11 @@ impl Router {
             return;
         }
         let devices: Arc<[DeviceKey]> = devices.into();
-        self.broadcast(|| ShardMsg::Directory(devices.clone()))
-            .await;
+        self.broadcast(|| Command::Directory(devices.clone())).await;
     }
 
     /// Control messages must not be lost: they wait for room in the alarm lane.
-    async fn broadcast(&self, msg: impl Fn() -> ShardMsg) {
+    async fn broadcast(&self, msg: impl Fn() -> Command) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
@@ -259,7 +256,7 @@ impl Router {
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
         for lane in &self.lanes {
-            let _ = lane.telemetry.send_async(ShardMsg::Stop).await;
+            let _ = lane.telemetry.send_async(Command::Stop).await;
         }
         let tasks: Vec<_> = self.tasks.lock().expect("tasks lock").drain(..).collect();
         for t in tasks {
