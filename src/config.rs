@@ -28,7 +28,7 @@ pub struct Config {
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
     #[serde(default)]
-    pub centres: Vec<CentreConfig>,
+    pub centres: Vec<CentreEntry>,
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
     /// The vaka/1 device front over QUIC; absent = off. Its address is `listen.quic`.
@@ -203,9 +203,10 @@ pub struct TenantConfig {
     pub gps_filter: FilterOverride,
 }
 
+/// One `[[centres]]` entry of the file (the centre API's own settings are `[grpc]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CentreConfig {
+pub struct CentreEntry {
     pub id: String,
     #[serde(default)]
     pub name: String,
@@ -289,7 +290,7 @@ pub struct GrpcSection {
 
 impl Default for GrpcSection {
     fn default() -> Self {
-        let d = vaka_centre::CentreConfig::default();
+        let d = vaka_centre::CentreApiConfig::default();
         Self {
             heartbeat_secs: d.heartbeat.as_secs(),
             ack_timeout_secs: d.ack_timeout.as_secs(),
@@ -598,12 +599,12 @@ impl Config {
     }
 
     /// Timings and limits of the centre API.
-    pub fn centre_config(&self) -> vaka_centre::CentreConfig {
-        vaka_centre::CentreConfig {
+    pub fn centre_api_config(&self) -> vaka_centre::CentreApiConfig {
+        vaka_centre::CentreApiConfig {
             heartbeat: std::time::Duration::from_secs(self.grpc.heartbeat_secs),
             ack_timeout: std::time::Duration::from_secs(self.grpc.ack_timeout_secs),
             max_unacked: self.grpc.max_unacked,
-            ..vaka_centre::CentreConfig::default()
+            ..vaka_centre::CentreApiConfig::default()
         }
     }
 

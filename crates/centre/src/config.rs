@@ -3,7 +3,7 @@ use std::time::Duration;
 
 /// Limits and timings of the centre API (invariant 6: everything bounded).
 #[derive(Clone, Debug)]
-pub struct CentreConfig {
+pub struct CentreApiConfig {
     /// A heartbeat goes out this often on every stream.
     pub heartbeat: Duration,
     /// A stream whose oldest sent notice stays unacknowledged this long is ended: the centre
@@ -25,7 +25,7 @@ pub struct CentreConfig {
     pub keepalive: Option<Duration>,
 }
 
-impl Default for CentreConfig {
+impl Default for CentreApiConfig {
     fn default() -> Self {
         Self {
             heartbeat: Duration::from_secs(10),

@@ -35,6 +35,6 @@ pub mod pb {
 }
 
 pub use auth::Credentials;
-pub use config::CentreConfig;
+pub use config::CentreApiConfig;
 pub use server::{CentreServer, TlsFiles};
 pub use service::CentreService;

@@ -7,7 +7,7 @@ use vaka_router::{Clock, LiveDirectory, Router};
 use vaka_store::Store;
 
 use crate::auth::Credentials;
-use crate::config::CentreConfig;
+use crate::config::CentreApiConfig;
 use crate::cursors::Cursors;
 use crate::sessions::Sessions;
 
@@ -19,7 +19,7 @@ pub(crate) struct Shared {
     pub creds: Credentials,
     pub sessions: Sessions,
     pub cursors: Cursors,
-    pub cfg: CentreConfig,
+    pub cfg: CentreApiConfig,
     pub clock: Clock,
     /// Set on shutdown: streams end without the centre counting as lost.
     pub stopping: watch::Sender<bool>,
