@@ -191,7 +191,7 @@ impl Shard {
             intervals: HashMap::new(),
             next_seq: 0,
         };
-        match vaka_store::load_heartbeat_intervals(shard.store.backend().as_ref()) {
+        match shard.store.heartbeat_intervals() {
             Ok(all) => shard
                 .intervals
                 .extend(all.into_iter().filter(|(d, _)| {
@@ -214,11 +214,7 @@ impl Shard {
         set: &mut WriteSet,
         batch: &mut InFlight,
     ) {
-        let backend = self.store.backend();
-        match self
-            .positions
-            .expire(backend.as_ref(), &device, before, set)
-        {
+        match self.positions.expire(&self.store, &device, before, set) {
             Ok(true) => {
                 batch.gps.push(device);
                 batch.waiters.push(Waiter::Centre(reply));
@@ -549,15 +545,10 @@ impl Shard {
         let Some(fix) = ev.fix.filter(|_| !ev.kind.is_engine_made()) else {
             return Ok(None);
         };
-        match self.positions.observe(
-            self.store.backend().as_ref(),
-            &self.dir.load().gps,
-            ev,
-            id,
-            &fix,
-            now,
-            set,
-        ) {
+        match self
+            .positions
+            .observe(&self.store, &self.dir.load().gps, ev, id, &fix, now, set)
+        {
             Ok(o) => {
                 batch.gps.push(ev.device.clone());
                 Ok(Some((o, fix)))
@@ -757,7 +748,7 @@ impl Shard {
 
     fn reload_alarm(&mut self, id: AlarmId) {
         let next_audit = self.alarms.get(&id).map_or(0, |o| o.next_audit);
-        match vaka_store::load_alarm(self.store.backend().as_ref(), id) {
+        match self.store.alarm(id) {
             Ok(Some(alarm)) => self.keep_alarm(alarm, next_audit),
             Ok(None) => {
                 if let Some(o) = self.alarms.get(&id) {
