@@ -2,8 +2,8 @@
 """File-level module dependencies per crate, and the cycles among them.
 
 For every library crate (a `src/lib.rs`), each file's `crate::`, `super::` and `self::` paths
-(in `use` items and inline) are resolved to the file that defines the item. A `pub use` is a
-facade, not a dependency: it is followed when resolving, never an edge itself. `mod x;` lines
+(in `use` items and inline) are resolved to the file that defines the item. A `pub use` (also
+`pub use x::*`) is a facade, not a dependency: it is followed when resolving, never an edge itself. `mod x;` lines
 are structure, not edges. Inline `mod x { .. }` blocks (tests) count as their file.
 
 Prints, per crate, `file -> file` edges, then the cycles (strongly connected components of
@@ -114,9 +114,16 @@ def scan(file):
         lvl = level(m.start())
         for item in items:
             if not re.match(r"^(crate|super|self)::", item):
-                continue
+                # A relative path names a child module (an external crate resolves to the
+                # file itself and is dropped).
+                item = "self::" + item
             if m.group(1):
-                reexports[item.split("::")[-1]] = item
+                # `pub use x::*` is kept under "*": names not found in the file are looked up there.
+                key = item.split("::")[-1]
+                if key == "*":
+                    reexports.setdefault("*", []).append(item[: -len("::*")])
+                else:
+                    reexports[key] = item
             else:
                 uses.append((item, lvl))
     no_use = re.sub(r"\buse\s+[^;]+;", "", text)
@@ -141,9 +148,21 @@ def resolve(mods, reexports, here, path, seen=0):
     while i < len(rest) and mod + (rest[i],) in mods:
         mod = mod + (rest[i],)
         i += 1
-    if i < len(rest) and rest[i] in reexports.get(mod, {}) and seen < 8:
-        return resolve(mods, reexports, mod, reexports[mod][rest[i]], seen + 1)
+    here_exports = reexports.get(mod, {})
+    if i < len(rest) and seen < 8:
+        if rest[i] in here_exports and rest[i] != "*":
+            return resolve(mods, reexports, mod, here_exports[rest[i]], seen + 1)
+        for glob in here_exports.get("*", []):
+            # The glob's module, if it is a file that defines the name (or re-exports it).
+            target = resolve(mods, reexports, mod, glob, seen + 1)
+            if target != mod and defines(mods[target], rest[i]):
+                return target
     return mod
+
+
+def defines(file, name):
+    text = open(file).read()
+    return re.search(r"\b(struct|enum|fn|type|trait|const|static|mod)\s+" + re.escape(name) + r"\b", text) is not None
 
 
 def main():
