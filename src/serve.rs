@@ -190,7 +190,7 @@ impl Engine {
                         .flatten()
                 })
             }),
-            cfg.centre_config(),
+            cfg.centre_api_config(),
             clock,
         );
         CentreServer::start(cfg.listen.grpc, service, cfg.centre_tls().as_ref())
@@ -296,7 +296,8 @@ fn refused(e: StoreError, data_dir: &std::path::Path, doing: &str) -> String {
 /// The stored directory with the file's bootstrap records applied (each one absent or different
 /// from the stored record is written, synced, before anything runs).
 fn load_directory(cfg: &Config, store: &Store) -> Result<Directory, String> {
-    let (records, revision) = vaka_store::directory::load_directory(store.backend().as_ref())
+    let (records, revision) = store
+        .load_directory()
         .map_err(|e| format!("reading the directory: {e}"))?;
     let mut dir = Directory::from_records(cfg.directory_defaults(), records, revision);
     let changed = vaka_admin::bootstrap(store, &mut dir, cfg.bootstrap_changes(), wall_ms())

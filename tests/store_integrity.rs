@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use vaka_store::testing::flip;
 
 /// Runs the crash writer on `data` for `run`, SIGKILLs it and returns the acknowledged ids.
 fn write_and_kill(data: &Path, round: &str, run: Duration) -> Vec<u64> {
@@ -184,21 +185,6 @@ fn wal(data: &Path) -> PathBuf {
     wal
 }
 
-fn flip(file: &Path, at: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(file)
-        .unwrap();
-    let mut b = [0u8; 8];
-    f.read_exact_at(&mut b, at).unwrap();
-    for x in &mut b {
-        *x ^= 0xff;
-    }
-    f.write_all_at(&b, at).unwrap();
-}
-
 /// A copy of the killed engine's data directory, to damage.
 fn copy_of(dir: &Path, name: &str) -> PathBuf {
     let copy = dir.join(name);
@@ -217,7 +203,7 @@ fn flipped_bytes_in_the_wal_refuse_to_start_naming_the_file() {
     let (dir, _) = killed_engine();
     let data = copy_of(dir.path(), "flipped");
     let wal = wal(&data);
-    flip(&wal, 2000);
+    flip(&wal, 2000, 0xff);
     let err = serve_refuses(dir.path(), &data);
     assert!(
         err.contains(&wal.display().to_string()),
@@ -269,7 +255,7 @@ fn a_damaged_table_file_refuses_to_start() {
     let len = std::fs::metadata(&sst).unwrap().len();
     // The blocks an open reads (index, meta, footer) sit at the end; a damaged data block
     // elsewhere is found when it is read (ARCHITECTURE.md, "Table-file damage").
-    flip(&sst, len - 100);
+    flip(&sst, len - 100, 0xff);
     let err = serve_refuses(dir.path(), &damaged);
     let name = sst.file_name().unwrap().to_string_lossy().to_string();
     assert!(err.contains(&name), "names the table file: {err}");
@@ -296,7 +282,7 @@ fn salvage_reports_what_was_lost_and_no_id_is_given_twice() {
     let (dir, acked) = killed_engine();
     let max_acked = *acked.iter().max().unwrap();
     let data = copy_of(dir.path(), "salvaged");
-    flip(&wal(&data), 2000);
+    flip(&wal(&data), 2000, 0xff);
     serve_refuses(dir.path(), &data);
 
     let out = salvage(&data);

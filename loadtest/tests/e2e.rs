@@ -10,7 +10,7 @@ use clap::Parser;
 use tempfile::TempDir;
 use vaka_centre::auth::Credentials;
 use vaka_centre::server::CentreServer;
-use vaka_centre::service::{CentreConfig, CentreService};
+use vaka_centre::{CentreApiConfig, CentreService};
 use vaka_core::directory::{Centre, Device, Directory, Tenant};
 use vaka_core::{CentreId, DeviceKey};
 use vaka_ingest::certs::generate_demo;
@@ -102,7 +102,7 @@ impl Engine {
             router.clone(),
             directory,
             Credentials::new([(CentreId::new("c1"), Some(TOKEN.to_string()))]),
-            CentreConfig::default(),
+            CentreApiConfig::default(),
             Clock::new(),
         );
         let listener = tokio::net::TcpListener::bind(any).await.unwrap();

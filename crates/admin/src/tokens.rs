@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use vaka_core::access::{Role, TokenRecord};
-use vaka_store::directory::{delete_token, load_tokens, put_audit, put_token, AdminAuditEntry};
+use vaka_store::directory::{delete_token, put_audit, put_token, AdminAuditEntry};
 use vaka_store::{Store, StoreError, WriteSet};
 
 use crate::control::{Control, ControlError};
@@ -24,7 +24,7 @@ pub fn hash(secret: &str) -> String {
 
 impl Tokens {
     pub(crate) fn load(store: &Store) -> Result<Tokens, StoreError> {
-        let all = load_tokens(store.backend().as_ref())?;
+        let all = store.tokens()?;
         Ok(Tokens {
             by_hash: ArcSwap::from_pointee(all.into_iter().map(|t| (t.hash.clone(), t)).collect()),
         })

@@ -52,7 +52,7 @@ impl Cursors {
 
     fn ensure_loaded(&self, centre: &CentreId, p: &mut Persisted) -> Result<(), StoreError> {
         if !p.loaded {
-            p.cursor = vaka_store::load_cursor(self.store.backend().as_ref(), centre)?;
+            p.cursor = self.store.cursor(centre)?;
             p.loaded = true;
         }
         Ok(())
@@ -70,14 +70,10 @@ impl Cursors {
             return Ok(());
         }
         loop {
-            let keys = vaka_store::outbox_keys_through(
-                self.store.backend().as_ref(),
-                centre,
-                p.pruned,
-                cursor,
-                PRUNE_BATCH,
-            )
-            .map_err(|e| e.to_string())?;
+            let keys = self
+                .store
+                .outbox_keys_through(centre, p.pruned, cursor, PRUNE_BATCH)
+                .map_err(|e| e.to_string())?;
             let last_batch = keys.len() < PRUNE_BATCH;
             let reached = keys
                 .last()

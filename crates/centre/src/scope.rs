@@ -14,7 +14,7 @@ use vaka_core::alarm::AlarmState;
 use vaka_core::directory::Directory;
 use vaka_core::{Alarm, AlarmId, CentreId};
 use vaka_router::LiveDirectory;
-use vaka_store::Backend;
+use vaka_store::Store;
 
 #[derive(Clone, Debug)]
 pub struct Scope {
@@ -77,8 +77,9 @@ impl Scope {
     }
 
     /// Reads an alarm this centre may see; NOT_FOUND for a missing one or another tenant's.
-    pub fn load(&self, backend: &dyn Backend, id: AlarmId) -> Result<Alarm, Status> {
-        let alarm = vaka_store::load_alarm(backend, id)
+    pub fn load(&self, store: &Store, id: AlarmId) -> Result<Alarm, Status> {
+        let alarm = store
+            .alarm(id)
             .map_err(|e| Status::unavailable(format!("reading alarm {id}: {e}")))?;
         match alarm {
             Some(a) if self.may_see(&a) => Ok(a),
@@ -87,8 +88,8 @@ impl Scope {
     }
 
     /// Reads an alarm this centre may act on.
-    pub fn load_for_action(&self, backend: &dyn Backend, id: AlarmId) -> Result<Alarm, Status> {
-        let alarm = self.load(backend, id)?;
+    pub fn load_for_action(&self, store: &Store, id: AlarmId) -> Result<Alarm, Status> {
+        let alarm = self.load(store, id)?;
         if self.in_chain(&alarm) || alarm.holder() == Some(&self.centre) {
             Ok(alarm)
         } else {

@@ -1,72 +1,21 @@
 //! The `AlarmCentre` gRPC service: authenticate, scope, then the stream or a unary query.
 use crate::auth::Credentials;
+use crate::config::CentreApiConfig;
 use crate::convert;
 use crate::cursors::Cursors;
 use crate::pb;
 use crate::scope::Scope;
 use crate::sessions::Sessions;
+use crate::shared::Shared;
 use crate::stream;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use vaka_core::AlarmId;
 use vaka_router::{Clock, LiveDirectory, Router};
-use vaka_store::{Cf, Store};
-
-/// Limits and timings of the centre API (invariant 6: everything bounded).
-#[derive(Clone, Debug)]
-pub struct CentreConfig {
-    /// A heartbeat goes out this often on every stream.
-    pub heartbeat: Duration,
-    /// A stream whose oldest sent notice stays unacknowledged this long is ended: the centre
-    /// counts as unreachable and what it held unaccepted escalates.
-    pub ack_timeout: Duration,
-    /// The first message (hello) must arrive within this.
-    pub hello_timeout: Duration,
-    /// Notices sent but not yet acknowledged, per stream; beyond it the stream waits for acks.
-    pub max_unacked: usize,
-    /// Outbox entries read per store read.
-    pub read_batch: usize,
-    /// Centre inputs (receipt, accept, ...) awaiting durability per stream; beyond it the stream
-    /// stops reading until some complete.
-    pub max_inputs: usize,
-    /// Largest message a centre may send.
-    pub max_message_bytes: usize,
-    /// HTTP/2 keepalive ping interval and timeout: finds dead connections that TCP would keep
-    /// for many minutes. `None` turns it off.
-    pub keepalive: Option<Duration>,
-}
-
-impl Default for CentreConfig {
-    fn default() -> Self {
-        Self {
-            heartbeat: Duration::from_secs(10),
-            ack_timeout: Duration::from_secs(30),
-            hello_timeout: Duration::from_secs(10),
-            max_unacked: 1024,
-            read_batch: 256,
-            max_inputs: 256,
-            max_message_bytes: 64 * 1024,
-            keepalive: Some(Duration::from_secs(20)),
-        }
-    }
-}
-
-pub(crate) struct Shared {
-    pub store: Store,
-    pub router: Arc<Router>,
-    pub dir: LiveDirectory,
-    pub creds: Credentials,
-    pub sessions: Sessions,
-    pub cursors: Cursors,
-    pub cfg: CentreConfig,
-    pub clock: Clock,
-    /// Set on shutdown: streams end without the centre counting as lost.
-    pub stopping: watch::Sender<bool>,
-}
+use vaka_store::Store;
 
 /// The service object: cheap to clone, shared by every connection.
 #[derive(Clone)]
@@ -80,7 +29,7 @@ impl CentreService {
         router: Arc<Router>,
         dir: impl Into<LiveDirectory>,
         creds: Credentials,
-        cfg: CentreConfig,
+        cfg: CentreApiConfig,
         clock: Clock,
     ) -> Self {
         let (stopping, _) = watch::channel(false);
@@ -158,25 +107,14 @@ impl pb::alarm_centre_server::AlarmCentre for CentreService {
             0 => LIST_MAX,
             n => n.min(LIST_MAX),
         };
-        let backend = self.shared.store.backend().as_ref();
-        let mut ids = Vec::new();
-        let mut scanned = 0usize;
-        let from = vaka_store::keys::id_key(q.after_alarm_id.saturating_add(1));
-        let mut last_seen = None;
-        backend
-            .scan_from(Cf::Open, &[], &from, &mut |k, _| {
-                if let Some(id) = vaka_store::keys::decode_id(k) {
-                    ids.push(AlarmId(id));
-                    last_seen = Some(id);
-                }
-                scanned += 1;
-                scanned < LIST_SCAN_MAX
-            })
+        let store = &self.shared.store;
+        let (ids, cut_at) = store
+            .open_alarm_ids(q.after_alarm_id.saturating_add(1), LIST_SCAN_MAX)
             .map_err(|e| Status::unavailable(format!("reading open alarms: {e}")))?;
         let mut alarms = Vec::new();
         let mut next = 0;
         for id in ids {
-            let Ok(a) = scope.load(backend, id) else {
+            let Ok(a) = scope.load(store, id) else {
                 continue;
             };
             if !(q.all_tenant_alarms || scope.is_mine(&a)) {
@@ -186,11 +124,11 @@ impl pb::alarm_centre_server::AlarmCentre for CentreService {
                 next = alarms.last().map(|a: &pb::Alarm| a.alarm_id).unwrap_or(0);
                 break;
             }
-            let fix = stream::opening_fix(backend, a.id);
+            let fix = stream::opening_fix(store, a.id);
             alarms.push(convert::alarm(&a, &scope.directory(), fix.as_ref()));
         }
-        if next == 0 && scanned >= LIST_SCAN_MAX {
-            next = last_seen.unwrap_or(0);
+        if let (0, Some(at)) = (next, cut_at) {
+            next = at;
         }
         Ok(Response::new(pb::ListOpenAlarmsResponse {
             alarms,
@@ -204,11 +142,12 @@ impl pb::alarm_centre_server::AlarmCentre for CentreService {
     ) -> Result<Response<pb::GetAuditResponse>, Status> {
         let scope = self.scope(&req)?;
         let id = AlarmId(req.into_inner().alarm_id);
-        let backend = self.shared.store.backend().as_ref();
-        let alarm = scope.load(backend, id)?;
-        let records = vaka_store::load_audit(backend, id)
+        let store = &self.shared.store;
+        let alarm = scope.load(store, id)?;
+        let records = store
+            .alarm_audit(id)
             .map_err(|e| Status::unavailable(format!("reading audit of {id}: {e}")))?;
-        let fix = stream::opening_fix(backend, id);
+        let fix = stream::opening_fix(store, id);
         Ok(Response::new(pb::GetAuditResponse {
             alarm: Some(convert::alarm(&alarm, &scope.directory(), fix.as_ref())),
             records: records.iter().map(convert::audit).collect(),

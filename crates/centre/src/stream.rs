@@ -7,7 +7,7 @@
 use crate::convert;
 use crate::pb::{self, centre_message::Msg as In, server_message::Msg as Out};
 use crate::scope::Scope;
-use crate::service::Shared;
+use crate::shared::Shared;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
@@ -20,9 +20,9 @@ use tokio::time::Instant;
 use tonic::{Code, Status, Streaming};
 use vaka_core::alarm::{AlarmInput, Notice};
 use vaka_core::gps::Fix;
-use vaka_core::{AlarmId, CentreId, EventId};
+use vaka_core::{AlarmId, CentreId};
 use vaka_router::InputError;
-use vaka_store::Backend;
+use vaka_store::Store;
 
 type Tx = mpsc::Sender<Result<pb::ServerMessage, Status>>;
 
@@ -34,15 +34,12 @@ const FIX_CACHE: usize = 1024;
 /// Watermark observations kept for the latency measurement.
 const SEEN_MAX: usize = 4096;
 
-/// The position the alarm's opening event carried (the alarm id is that event's id).
-pub(crate) fn opening_fix(backend: &dyn Backend, id: AlarmId) -> Option<Fix> {
-    match vaka_store::load_event(backend, EventId(id.0)) {
-        Ok(e) => e.and_then(|e| e.fix),
-        Err(e) => {
-            tracing::warn!(alarm = %id, error = %e, "cannot read the alarm's opening event");
-            None
-        }
-    }
+/// The position the alarm's opening event carried; none if it cannot be read (logged).
+pub(crate) fn opening_fix(store: &Store, id: AlarmId) -> Option<Fix> {
+    store.opening_fix(id).unwrap_or_else(|e| {
+        tracing::warn!(alarm = %id, error = %e, "cannot read the alarm's opening event");
+        None
+    })
 }
 
 pub(crate) async fn run(
@@ -305,10 +302,11 @@ impl Session {
             .read_batch
             .min(cfg.max_unacked - self.unacked.len())
             .max(1);
-        let backend = self.shared.store.backend().clone();
-        let got =
-            vaka_store::read_outbox(backend.as_ref(), self.centre(), self.read_through, limit)
-                .map_err(|e| Status::unavailable(format!("reading outbox: {e}")))?;
+        let got = self
+            .shared
+            .store
+            .outbox(self.centre(), self.read_through, limit)
+            .map_err(|e| Status::unavailable(format!("reading outbox: {e}")))?;
         let full = got.len() == limit;
         let mut last = self.read_through;
         for (seq, notice) in got {
@@ -326,14 +324,14 @@ impl Session {
             // reconnect: the alarm may have moved on since (closed, escalated), so it goes out
             // as the alarm is now, never as an offer of an alarm that is closed.
             let notice = match seq <= self.live_from {
-                true => self.refreshed(backend.as_ref(), notice)?,
+                true => self.refreshed(notice)?,
                 false => notice,
             };
             let since = (seq > self.live_from)
                 .then(|| self.durable_at(seq))
                 .flatten()
                 .map(|t| (t, matches!(notice, Notice::Offer { .. })));
-            let fix = self.fix(backend.as_ref(), notice.alarm().id);
+            let fix = self.fix(notice.alarm().id);
             let msg = convert::notice(seq, &notice, &self.scope.directory(), fix.as_ref());
             self.outq.push_back(Outgoing {
                 msg,
@@ -346,9 +344,9 @@ impl Session {
     }
 
     /// `notice` with its alarm as stored now.
-    fn refreshed(&self, backend: &dyn Backend, notice: Notice) -> Result<Notice, Status> {
+    fn refreshed(&self, notice: Notice) -> Result<Notice, Status> {
         let id = notice.alarm().id;
-        match vaka_store::load_alarm(backend, id) {
+        match self.shared.store.alarm(id) {
             Ok(Some(current)) => Ok(notice.refreshed(&current, self.centre())),
             Ok(None) => Ok(notice),
             Err(e) => Err(Status::unavailable(format!("reading alarm {id}: {e}"))),
@@ -363,14 +361,14 @@ impl Session {
         self.seen_at.front().map(|(_, t)| *t)
     }
 
-    fn fix(&mut self, backend: &dyn Backend, id: AlarmId) -> Option<Fix> {
+    fn fix(&mut self, id: AlarmId) -> Option<Fix> {
         if let Some(f) = self.fixes.get(&id) {
             return *f;
         }
         if self.fixes.len() >= FIX_CACHE {
             self.fixes.clear();
         }
-        let f = opening_fix(backend, id);
+        let f = opening_fix(&self.shared.store, id);
         self.fixes.insert(id, f);
         f
     }
@@ -491,10 +489,9 @@ impl Session {
         what: &'static str,
         input: Result<AlarmInput, Status>,
     ) {
-        let backend = self.shared.store.backend().clone();
         let alarm = input.and_then(|input| {
             self.scope
-                .load_for_action(backend.as_ref(), AlarmId(alarm_id))
+                .load_for_action(&self.shared.store, AlarmId(alarm_id))
                 .map(|a| (a, input))
         });
         let (alarm, input) = match alarm {

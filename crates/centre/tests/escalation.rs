@@ -10,7 +10,7 @@ use vaka_core::AlarmState;
 use vaka_router::Clock;
 use vaka_store::{Backend, MemBackend};
 
-async fn world(cfg: vaka_centre::CentreConfig) -> World {
+async fn world(cfg: vaka_centre::CentreApiConfig) -> World {
     let backend: Arc<dyn Backend> = Arc::new(MemBackend::new());
     World::start(backend, Clock::starting_at(T0), cfg).await
 }
@@ -181,7 +181,7 @@ async fn whole_chain_silent_makes_it_unhandled_and_every_centre_is_told() {
 #[tokio::test(start_paused = true)]
 async fn a_centre_that_stops_acknowledging_is_cut_off_and_skipped() {
     let _busy = hold_clock();
-    let cfg = vaka_centre::CentreConfig {
+    let cfg = vaka_centre::CentreApiConfig {
         ack_timeout: Duration::from_secs(5),
         ..test_config()
     };

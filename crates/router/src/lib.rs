@@ -2,6 +2,7 @@
 //! path takes no lock. A shard takes events from two bounded lanes (alarms first, invariant 9), asks
 //! the pure core what they mean, hands the resulting writes to the store's group commit, and answers
 //! the caller only once those writes are durable (invariant 1). A full lane answers `Busy` at once.
+mod api;
 mod clock;
 mod live;
 mod positions;
@@ -10,8 +11,9 @@ pub mod retention;
 mod router;
 mod shard;
 
+pub use api::{InputError, Reply, RouterConfig, SubmitError};
 pub use clock::Clock;
 pub use live::LiveDirectory;
 pub use presence::Presence;
 pub use retention::RetentionConfig;
-pub use router::{InputError, Reply, Router, RouterConfig, SubmitError};
+pub use router::Router;

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use vaka_core::gps::{Fix, GpsPlan, Observed, Verdict};
 use vaka_core::{DeviceKey, Event, EventId, EventKind, UnixMillis};
-use vaka_store::{Backend, GpsRecord, StoreError, StoredPosition, WriteSet};
+use vaka_store::{GpsRecord, Store, StoreError, StoredPosition, WriteSet};
 
 #[derive(Default)]
 pub(crate) struct Positions {
@@ -25,7 +25,7 @@ impl Positions {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn observe(
         &mut self,
-        backend: &dyn Backend,
+        store: &Store,
         plan: &GpsPlan,
         ev: &Event,
         id: EventId,
@@ -34,7 +34,7 @@ impl Positions {
         set: &mut WriteSet,
     ) -> Result<Observed, StoreError> {
         if !self.records.contains_key(&ev.device) {
-            let loaded = vaka_store::load_gps(backend, &ev.device)?;
+            let loaded = store.gps_record(&ev.device)?;
             self.records
                 .insert(ev.device.clone(), loaded.unwrap_or_default());
         }
@@ -85,13 +85,13 @@ impl Positions {
     /// Fence states hold no coordinates and stay. Returns whether anything was removed.
     pub(crate) fn expire(
         &mut self,
-        backend: &dyn Backend,
+        store: &Store,
         device: &DeviceKey,
         before: UnixMillis,
         set: &mut WriteSet,
     ) -> Result<bool, StoreError> {
         if !self.records.contains_key(device) {
-            match vaka_store::load_gps(backend, device)? {
+            match store.gps_record(device)? {
                 Some(r) => self.records.insert(device.clone(), r),
                 None => return Ok(false),
             };

@@ -56,10 +56,7 @@ pub async fn sweep(
 ) -> Result<Swept, String> {
     let (st, d) = (store.clone(), dir.clone());
     let (history, events) = tokio::task::spawn_blocking(move || {
-        let backend = st.backend();
-        let history = vaka_store::prune_positions(backend.as_ref(), &mut |dev| {
-            cutoff(&d, default_days, now, dev)
-        })?;
+        let history = st.prune_positions(&mut |dev| cutoff(&d, default_days, now, dev))?;
         let shortest = d
             .tenants
             .values()
@@ -69,9 +66,7 @@ pub async fn sweep(
             .unwrap_or(default_days);
         let keep_after = days_before(now, shortest);
         let events =
-            vaka_store::prune_telemetry_events(backend.as_ref(), keep_after, &mut |dev| {
-                cutoff(&d, default_days, now, dev)
-            })?;
+            st.prune_telemetry_events(keep_after, &mut |dev| cutoff(&d, default_days, now, dev))?;
         Ok::<_, vaka_store::StoreError>((history, events))
     })
     .await

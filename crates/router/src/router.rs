@@ -1,107 +1,21 @@
 //! The router's public face: submit an event, get a future that resolves once it is durable.
+use crate::api::{InputError, Reply, ReplyTx, RouterConfig, SubmitError};
 use crate::clock::Clock;
 use crate::live::LiveDirectory;
 use crate::presence::Presence;
-use crate::shard::{self, ShardMsg};
+use crate::shard::{self, Command};
 use futures::channel::oneshot;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 use vaka_core::alarm::AlarmInput;
-use vaka_core::{AlarmId, CentreId, DeviceKey, Event, EventId, Lane, UnixMillis};
+use vaka_core::{AlarmId, CentreId, DeviceKey, Event, Lane, UnixMillis};
 use vaka_store::{Recovered, Store};
 
-#[derive(Clone, Debug)]
-pub struct RouterConfig {
-    pub shards: usize,
-    /// Capacity of each shard's alarm lane.
-    pub alarm_queue: usize,
-    /// Capacity of each shard's telemetry lane.
-    pub telemetry_queue: usize,
-    /// Events a shard folds into one write set.
-    pub max_batch: usize,
-    /// Write sets a shard may have waiting for durability, per lane.
-    pub max_inflight: usize,
-    /// How long a resend is recognised (SCAIP HOLD window is up to 30 min).
-    pub idempotency_window_ms: i64,
-    /// Idempotency entries kept per shard.
-    pub idempotency_capacity: usize,
-    /// Silence beyond a device's heartbeat interval tolerated before "device silent" is raised.
-    pub supervision_grace_ms: i64,
-    /// How long a centre that is away (since the start, or since its stream closed) is waited for
-    /// before escalation passes it or takes its alarms elsewhere (invariant 11).
-    pub reconnect_grace_ms: i64,
-}
-
-impl Default for RouterConfig {
-    fn default() -> Self {
-        Self {
-            shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            alarm_queue: 4096,
-            telemetry_queue: 16384,
-            max_batch: 512,
-            max_inflight: 4,
-            idempotency_window_ms: 30 * 60 * 1000,
-            idempotency_capacity: 1_000_000,
-            supervision_grace_ms: 120_000,
-            reconnect_grace_ms: 5_000,
-        }
-    }
-}
-
-/// The answer to a device once its event is durable.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reply {
-    Accepted {
-        event: EventId,
-        /// The alarm the event opened or updated, if any.
-        alarm: Option<AlarmId>,
-        /// A resend of a message already accepted: nothing new was stored.
-        duplicate: bool,
-        /// Whether any centre of the device's chain can act now; if not, the device must fall back
-        /// to its next receiver (SCAIP snu 5) although the event is stored (invariant 5).
-        centre_available: bool,
-    },
-    Rejected {
-        reason: String,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum SubmitError {
-    /// The shard's lane is full: try later (SCAIP snu 6, QUIC status busy).
-    #[error("busy")]
-    Busy,
-    #[error("shutting down")]
-    ShuttingDown,
-    #[error("store failure: {0}")]
-    Store(String),
-}
-
-pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, SubmitError>>;
-pub(crate) type CentreTx = oneshot::Sender<Result<(), InputError>>;
-
-/// Why a centre's input was not applied.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum InputError {
-    #[error("alarm {0} is not open")]
-    NotFound(AlarmId),
-    #[error("alarm {0} is held by another centre")]
-    NotHolder(AlarmId),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("busy")]
-    Busy,
-    #[error("shutting down")]
-    ShuttingDown,
-    #[error("store failure: {0}")]
-    Store(String),
-}
-
 struct Lanes {
-    alarm: flume::Sender<ShardMsg>,
-    telemetry: flume::Sender<ShardMsg>,
+    alarm: flume::Sender<Command>,
+    telemetry: flume::Sender<Command>,
 }
 
 pub struct Router {
@@ -189,7 +103,7 @@ impl Router {
         metrics::counter!("vaka_events_received_total", "stage" => "router", "lane" => lane_label)
             .increment(1);
         sender
-            .try_send(ShardMsg::Event(Box::new(event), tx))
+            .try_send(Command::Event(Box::new(event), tx))
             .map_err(|e| match e {
                 flume::TrySendError::Full(_) => {
                     metrics::counter!("vaka_events_discarded_total", "stage" => "router", "reason" => "busy", "lane" => lane_label)
@@ -209,7 +123,7 @@ impl Router {
         input: AlarmInput,
     ) -> impl Future<Output = Result<(), InputError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        let msg = ShardMsg::Input {
+        let msg = Command::Input {
             alarm,
             input,
             reply,
@@ -222,7 +136,7 @@ impl Router {
     fn ask_alarm_lane(
         &self,
         device: &DeviceKey,
-        msg: ShardMsg,
+        msg: Command,
         answer: oneshot::Receiver<Result<(), InputError>>,
     ) -> impl Future<Output = Result<(), InputError>> + Send + 'static + use<> {
         let early = if self.closed.load(Ordering::Acquire) {
@@ -256,7 +170,7 @@ impl Router {
         let (tx, rx) = oneshot::channel();
         self.lanes[device.shard(self.lanes.len())]
             .telemetry
-            .send_async(ShardMsg::ExpirePositions {
+            .send_async(Command::ExpirePositions {
                 device: device.clone(),
                 before,
                 reply: tx,
@@ -275,7 +189,7 @@ impl Router {
         secs: u32,
     ) -> impl Future<Output = Result<(), InputError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        let msg = ShardMsg::Interval {
+        let msg = Command::Interval {
             device: device.clone(),
             secs,
             reply,
@@ -287,7 +201,7 @@ impl Router {
     /// and unhandled alarms whose chain names it.
     pub async fn centre_up(&self, centre: &CentreId) {
         self.presence.connected(centre);
-        self.broadcast(|| ShardMsg::CentreUp(centre.clone())).await;
+        self.broadcast(|| Command::CentreUp(centre.clone())).await;
     }
 
     /// A connection of `centre` closed. When it was the last, the centre is unreachable, and what
@@ -296,8 +210,7 @@ impl Router {
     pub async fn centre_down(&self, centre: &CentreId) {
         self.presence.disconnected(centre);
         if !self.presence.is_reachable(centre) {
-            self.broadcast(|| ShardMsg::CentreDown(centre.clone()))
-                .await;
+            self.broadcast(|| Command::CentreDown(centre.clone())).await;
         }
     }
 
@@ -306,8 +219,7 @@ impl Router {
     pub async fn centre_cut_off(&self, centre: &CentreId) {
         self.presence.cut_off(centre);
         if !self.presence.is_reachable(centre) {
-            self.broadcast(|| ShardMsg::CentreDown(centre.clone()))
-                .await;
+            self.broadcast(|| Command::CentreDown(centre.clone())).await;
         }
     }
 
@@ -318,12 +230,11 @@ impl Router {
             return;
         }
         let devices: Arc<[DeviceKey]> = devices.into();
-        self.broadcast(|| ShardMsg::Directory(devices.clone()))
-            .await;
+        self.broadcast(|| Command::Directory(devices.clone())).await;
     }
 
     /// Control messages must not be lost: they wait for room in the alarm lane.
-    async fn broadcast(&self, msg: impl Fn() -> ShardMsg) {
+    async fn broadcast(&self, msg: impl Fn() -> Command) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
@@ -345,7 +256,7 @@ impl Router {
     pub async fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
         for lane in &self.lanes {
-            let _ = lane.telemetry.send_async(ShardMsg::Stop).await;
+            let _ = lane.telemetry.send_async(Command::Stop).await;
         }
         let tasks: Vec<_> = self.tasks.lock().expect("tasks lock").drain(..).collect();
         for t in tasks {

@@ -187,8 +187,15 @@ impl Store {
         self.inner.state.clone()
     }
 
-    /// Reads go straight to the backend.
+    /// Reads go straight to the backend. Other crates read through the typed methods
+    /// (`query`, `delivery`, ...); only tests (feature `test-util`) reach the backend itself.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    #[cfg(not(any(test, feature = "test-util")))]
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
         &self.inner.backend
     }
 

@@ -55,6 +55,7 @@
 //! [`WriteSet`], so after a crash either all of it is there or none of it.
 mod backend;
 mod damage;
+mod delivery;
 pub mod directory;
 mod failure;
 mod format;

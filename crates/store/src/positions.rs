@@ -210,6 +210,26 @@ pub fn prune_positions(
     Ok(out)
 }
 
+impl crate::Store {
+    /// A device's GPS record (latest position, filter and fence state), if it has one.
+    pub fn gps_record(&self, device: &DeviceKey) -> Result<Option<GpsRecord>, StoreError> {
+        load_gps(self.backend().as_ref(), device)
+    }
+
+    /// The heartbeat intervals devices announced, in seconds.
+    pub fn heartbeat_intervals(&self) -> Result<Vec<(DeviceKey, u32)>, StoreError> {
+        load_heartbeat_intervals(self.backend().as_ref())
+    }
+
+    /// Deletes position history older than each device's `cutoff` (see [`prune_positions`]).
+    pub fn prune_positions(
+        &self,
+        cutoff: &mut dyn FnMut(&DeviceKey) -> Option<UnixMillis>,
+    ) -> Result<PositionsPruned, StoreError> {
+        prune_positions(self.backend().as_ref(), cutoff)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

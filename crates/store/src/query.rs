@@ -233,4 +233,9 @@ impl crate::Store {
     pub fn load_directory(&self) -> Result<(vaka_core::directory::Records, u64), StoreError> {
         crate::directory::load_directory(self.backend().as_ref())
     }
+
+    /// Every admin API token record (hashed secrets).
+    pub fn tokens(&self) -> Result<Vec<vaka_core::access::TokenRecord>, StoreError> {
+        crate::directory::load_tokens(self.backend().as_ref())
+    }
 }

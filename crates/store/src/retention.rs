@@ -103,6 +103,18 @@ pub fn prune_telemetry_events(
     }
 }
 
+impl crate::Store {
+    /// Deletes telemetry-lane events older than their device's `cutoff` (see
+    /// [`prune_telemetry_events`]).
+    pub fn prune_telemetry_events(
+        &self,
+        keep_after: UnixMillis,
+        cutoff: &mut dyn FnMut(&DeviceKey) -> Option<UnixMillis>,
+    ) -> Result<EventsPruned, StoreError> {
+        prune_telemetry_events(self.backend().as_ref(), keep_after, cutoff)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

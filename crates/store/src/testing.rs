@@ -118,3 +118,20 @@ impl Drop for ReleaseOnDrop {
         self.0.release();
     }
 }
+
+/// Corrupts 8 bytes of `file` at `at` in place (each XORed with `mask`): what a bad disk or a
+/// stray write leaves behind, for the integrity tests of the store and of the binary.
+pub fn flip(file: &std::path::Path, at: u64, mask: u8) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, at).unwrap();
+    for x in &mut b {
+        *x ^= mask;
+    }
+    f.write_all_at(&b, at).unwrap();
+}

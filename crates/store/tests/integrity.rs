@@ -5,6 +5,7 @@ use futures::executor::block_on;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use vaka_core::Lane;
+use vaka_store::testing::flip;
 use vaka_store::*;
 
 const EVENTS: u64 = 300;
@@ -60,21 +61,6 @@ fn wal(path: &Path) -> PathBuf {
     last
 }
 
-fn flip(file: &Path, at: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(file)
-        .unwrap();
-    let mut b = [0u8; 8];
-    f.read_exact_at(&mut b, at).unwrap();
-    for x in &mut b {
-        *x ^= 0x5a;
-    }
-    f.write_all_at(&b, at).unwrap();
-}
-
 fn refused(path: &Path) -> String {
     match open(path) {
         Err(StoreError::Damaged(text)) => text,
@@ -105,7 +91,7 @@ fn a_crashed_store_opens_cleanly_with_every_event() {
 fn flipped_bytes_in_the_wal_refuse_the_open_naming_the_file() {
     let (dir, _) = crashed_store();
     let wal = wal(dir.path());
-    flip(&wal, 2000);
+    flip(&wal, 2000, 0x5a);
     let text = refused(dir.path());
     assert!(text.contains(&wal.display().to_string()), "{text}");
     // A second attempt still refuses: the first changed nothing.
@@ -191,7 +177,7 @@ fn a_damaged_table_file_refuses_the_open() {
     let len = std::fs::metadata(&sst).unwrap().len();
     // The blocks an open reads (index, meta, footer) sit at the end; a damaged data block
     // elsewhere is found when it is read (ARCHITECTURE.md, "Table-file damage").
-    flip(&sst, len - 100);
+    flip(&sst, len - 100, 0x5a);
     let text = match open(dir.path()) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a damaged table file went unnoticed"),
@@ -204,7 +190,7 @@ fn a_damaged_table_file_refuses_the_open() {
 fn salvage_reports_what_was_lost_and_ids_stay_above_every_id_given() {
     let (dir, ids) = crashed_store();
     let path = dir.path();
-    flip(&wal(path), 2000);
+    flip(&wal(path), 2000, 0x5a);
     refused(path);
     let copy = tempfile::tempdir().unwrap();
     let copy = copy.path().join("copy");

@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use vaka_centre::console::{self, ClientTls};
 use vaka_centre::pb::{self, centre_message::Msg as In, server_message::Msg as Out};
-use vaka_centre::{CentreConfig, CentreServer, CentreService, Credentials};
+use vaka_centre::{CentreApiConfig, CentreServer, CentreService, Credentials};
 use vaka_core::directory::{Centre as CentreInfo, Device, Directory, Tenant};
 use vaka_core::gps::Fix;
 use vaka_core::{AlarmId, AlarmInfo, CentreId, DeviceKey, Event, EventKind};
@@ -51,12 +51,12 @@ pub fn credentials() -> Credentials {
 }
 
 /// Centre API settings for tests: no HTTP/2 pings (paused time would make them time out).
-pub fn test_config() -> CentreConfig {
-    CentreConfig {
+pub fn test_config() -> CentreApiConfig {
+    CentreApiConfig {
         keepalive: None,
         ack_timeout: Duration::from_secs(3600),
         heartbeat: Duration::from_secs(3600),
-        ..CentreConfig::default()
+        ..CentreApiConfig::default()
     }
 }
 
@@ -69,14 +69,14 @@ pub struct World {
 }
 
 impl World {
-    pub async fn start(backend: Arc<dyn Backend>, clock: Clock, cfg: CentreConfig) -> World {
+    pub async fn start(backend: Arc<dyn Backend>, clock: Clock, cfg: CentreApiConfig) -> World {
         Self::start_with(backend, clock, cfg, None).await
     }
 
     pub async fn start_with(
         backend: Arc<dyn Backend>,
         clock: Clock,
-        cfg: CentreConfig,
+        cfg: CentreApiConfig,
         tls: Option<&vaka_centre::TlsFiles>,
     ) -> World {
         Self::start_sized(backend, clock, cfg, tls, 50).await
@@ -86,7 +86,7 @@ impl World {
     pub async fn start_sized(
         backend: Arc<dyn Backend>,
         clock: Clock,
-        cfg: CentreConfig,
+        cfg: CentreApiConfig,
         tls: Option<&vaka_centre::TlsFiles>,
         devices: usize,
     ) -> World {
@@ -98,7 +98,7 @@ impl World {
     pub async fn start_without_grace(
         backend: Arc<dyn Backend>,
         clock: Clock,
-        cfg: CentreConfig,
+        cfg: CentreApiConfig,
     ) -> World {
         Self::start_full(backend, clock, cfg, None, 50, 0).await
     }
@@ -106,7 +106,7 @@ impl World {
     async fn start_full(
         backend: Arc<dyn Backend>,
         clock: Clock,
-        cfg: CentreConfig,
+        cfg: CentreApiConfig,
         tls: Option<&vaka_centre::TlsFiles>,
         devices: usize,
         reconnect_grace_ms: i64,

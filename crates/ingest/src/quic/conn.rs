@@ -18,7 +18,7 @@ use vaka_proto::{
 };
 
 use super::convert::{self, Head, Refusal};
-use super::server::Shared;
+use super::shared::Shared;
 
 /// Bytes asked of quinn per read.
 const READ_CHUNK: usize = 64 * 1024;

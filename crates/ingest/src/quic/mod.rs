@@ -46,6 +46,7 @@ mod config;
 mod conn;
 mod convert;
 mod server;
+mod shared;
 mod tls;
 
 pub use config::QuicConfig;

@@ -20,8 +20,8 @@ use vaka_scaip::transaction::RetransmitAction;
 use vaka_scaip::{ClientRetransmit, SipMessage};
 
 use super::convert::{hbi_minutes, snu_for, to_event};
-use super::server::{Account, Shared, Unsent};
-use super::transport::Link;
+use super::link::Link;
+use super::shared::{Account, Shared, Unsent};
 
 /// Longest `ste` we send (SCAIP status texts are short).
 const MAX_STE: usize = 64;
@@ -245,8 +245,8 @@ async fn deliver(
     };
     // Over UDP: to the registered contact's address when it has one we can use, else the
     // source (never the request's Contact: no aiming at third parties).
-    let to = match (&link, &registered) {
-        (Link::Udp { .. }, Some(uri)) => uri_addr(uri).await.unwrap_or(peer),
+    let to = match (link.reliable(), &registered) {
+        (false, Some(uri)) => uri_addr(uri).await.unwrap_or(peer),
         _ => peer,
     };
     let (tx, mut rx) = mpsc::channel::<u16>(4);
@@ -256,7 +256,7 @@ async fn deliver(
         branch: branch.clone(),
     };
     sh.metrics.reply(mrs.snu.code());
-    link.send(sh, to, bytes.clone());
+    link.send(to, bytes.clone());
     unsent.done();
     let mut timers = ClientRetransmit::new(now, link.reliable());
     loop {
@@ -282,7 +282,7 @@ async fn deliver(
             _ = tokio::time::sleep_until(at) => match timers.poll(sh.now_ms()) {
                 RetransmitAction::Retransmit => {
                     sh.metrics.retransmissions.increment(1);
-                    link.send(sh, to, bytes.clone());
+                    link.send(to, bytes.clone());
                 }
                 RetransmitAction::GiveUp => {
                     sh.metrics.mrs_timeout.increment(1);

@@ -17,8 +17,8 @@ use vaka_scaip::sip::{Method, SCAIP_CONTENT_TYPE};
 use vaka_scaip::{AuthOutcome, Authorization, DigestAlgorithm, SipMessage, TxLookup};
 
 use super::answer;
-use super::server::{Account, Shared};
-use super::transport::Link;
+use super::link::Link;
+use super::shared::{Account, Shared};
 
 const ALLOW: &str = "MESSAGE, REGISTER, OPTIONS";
 
@@ -79,7 +79,7 @@ pub(crate) fn handle(sh: &Arc<Shared>, link: &Link, peer: SocketAddr, bytes: &[u
             drop(st);
             sh.metrics.retransmissions.increment(1);
             if let Some(b) = stored {
-                link.send(sh, target, b);
+                link.send(target, b);
             }
             return false;
         }
@@ -171,7 +171,7 @@ fn answer_stranger(
         return;
     }
     sh.metrics.stranger_bytes_out.increment(bytes.len() as u64);
-    link.send(sh, s.target, bytes);
+    link.send(s.target, bytes);
 }
 
 /// An authenticated request: a server transaction (its own budget, `max_transactions`), the
@@ -192,7 +192,7 @@ fn authenticated(
             // A copy raced in on another connection and was handled first.
             sh.metrics.retransmissions.increment(1);
             if let Some(b) = stored {
-                link.send(sh, target, b);
+                link.send(target, b);
             }
             return;
         }
@@ -201,7 +201,7 @@ fn authenticated(
             sh.metrics.transactions_full.increment(1);
             let mut r = response(&msg, 503, "Service Unavailable");
             let _ = r.push_header("Retry-After", "5");
-            link.send(sh, target, r.to_bytes());
+            link.send(target, r.to_bytes());
             return;
         }
     };
@@ -222,7 +222,7 @@ fn authenticated(
     sh.state()
         .transactions
         .respond(&key, code, bytes.clone(), link.reliable(), now);
-    link.send(sh, target, bytes);
+    link.send(target, bytes);
     if start {
         answer::start(sh, account, msg, link.clone(), peer);
     }

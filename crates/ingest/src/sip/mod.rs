@@ -39,13 +39,16 @@ mod answer;
 mod config;
 pub mod convert;
 mod dialogue;
+mod link;
 mod registrar;
 mod server;
+mod shared;
 mod strangers;
 mod transport;
 
 pub use config::{SipConfig, SipListen};
-pub use server::{sip_credential, Account, SipAddrs, SipServer};
+pub use server::{sip_credential, SipAddrs, SipServer};
+pub use shared::Account;
 
 /// Starting the SCAIP front failed. Errors name the configuration key at fault.
 #[derive(Debug, thiserror::Error)]

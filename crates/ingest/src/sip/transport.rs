@@ -1,5 +1,5 @@
 //! Sockets: the UDP loop, TCP and TLS accept loops and connections (framing by Content-Length),
-//! and how a message goes back out on the link a request came in on.
+//! each handing what it reads to the dialogue with the `Link` it came on.
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,65 +10,13 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_rustls::TlsAcceptor;
 use vaka_scaip::{find_message, Frame};
 
-use super::server::Shared;
+use super::link::Link;
+use super::shared::Shared;
 use super::{dialogue, SipConfig, SipStartError};
 
 /// Messages a connection may have queued for writing; past it the connection is too slow and
 /// further messages to it are dropped (the device resends).
 const WRITE_QUEUE: usize = 256;
-
-/// The transport a request arrived on; answers go back the same way.
-#[derive(Clone, Debug)]
-pub(crate) enum Link {
-    /// The shared UDP socket; `local` is its bound address.
-    Udp { local: SocketAddr },
-    /// A TCP or TLS connection's write queue.
-    Stream {
-        tx: mpsc::Sender<Vec<u8>>,
-        tls: bool,
-        local: SocketAddr,
-    },
-}
-
-impl Link {
-    pub fn reliable(&self) -> bool {
-        matches!(self, Link::Stream { .. })
-    }
-
-    /// The Via transport token.
-    pub fn transport(&self) -> &'static str {
-        match self {
-            Link::Udp { .. } => "UDP",
-            Link::Stream { tls: false, .. } => "TCP",
-            Link::Stream { tls: true, .. } => "TLS",
-        }
-    }
-
-    pub fn local(&self) -> SocketAddr {
-        match self {
-            Link::Udp { local } | Link::Stream { local, .. } => *local,
-        }
-    }
-
-    /// Sends without waiting: UDP datagrams that would block and messages to a connection
-    /// whose queue is full are dropped (and counted); SIP retransmission recovers them.
-    pub fn send(&self, sh: &Shared, to: SocketAddr, bytes: Vec<u8>) -> bool {
-        let n = bytes.len() as u64;
-        let ok = match self {
-            Link::Udp { .. } => sh
-                .udp
-                .as_ref()
-                .is_some_and(|u| u.try_send_to(&bytes, to).is_ok()),
-            Link::Stream { tx, .. } => tx.try_send(bytes).is_ok(),
-        };
-        if ok {
-            sh.metrics.bytes_sent.increment(n);
-        } else {
-            sh.metrics.send_failed.increment(1);
-        }
-        ok
-    }
-}
 
 pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
@@ -129,7 +77,7 @@ pub(crate) async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
             return;
         }
     };
-    let link = Link::Udp { local };
+    let link = Link::udp(sock.clone(), local, &sh.metrics);
     // One byte more than allowed tells an oversized datagram from one of exactly the limit.
     let mut buf = vec![0u8; sh.cfg.max_message_bytes + 1];
     loop {
@@ -245,7 +193,7 @@ async fn connection<S>(
         }
         let _ = wr.shutdown().await;
     });
-    let link = Link::Stream { tx, tls, local };
+    let link = Link::stream(tx, tls, local, &sh.metrics);
     let max = sh.cfg.max_message_bytes;
     let idle = Duration::from_secs(sh.cfg.idle_timeout_secs);
     let header = Duration::from_secs(sh.cfg.header_timeout_secs);
@@ -261,7 +209,7 @@ async fn connection<S>(
                 Ok(Frame::KeepAlive(n)) => {
                     // RFC 5626: a CRLFCRLF ping gets a CRLF pong.
                     if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        link.send(sh, peer, b"\r\n".to_vec());
+                        link.send(peer, b"\r\n".to_vec());
                     }
                     buf.drain(..n);
                 }

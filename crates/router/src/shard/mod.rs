@@ -1,10 +1,10 @@
 //! One shard: owns the state of its devices and their open alarms, turns events, centre inputs and
 //! deadlines into write sets, and answers callers once those are durable.
+use crate::api::{CentreTx, InputError, Reply, ReplyTx, RouterConfig, SubmitError};
 use crate::clock::Clock;
 use crate::live::LiveDirectory;
 use crate::positions::{self, Positions};
 use crate::presence::Presence;
-use crate::router::{CentreTx, InputError, Reply, ReplyTx, RouterConfig, SubmitError};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use std::collections::HashSet;
@@ -15,13 +15,13 @@ use vaka_core::alarm::{self, AlarmInput, AlarmState, Context, Effect, Notice, Tr
 use vaka_core::gps::{FilterReason, Fix, Observed, Verdict};
 use vaka_core::idempotency::{Answer, IdemKey, Idempotency};
 use vaka_core::intake::{intake, Outcome};
-use vaka_core::supervision;
-use vaka_core::{
-    Alarm, AlarmId, AlarmKind, CentreId, DeviceKey, Event, EventKind, Lane, UnixMillis,
-};
+use vaka_core::{Alarm, AlarmId, CentreId, DeviceKey, Event, EventKind, Lane, UnixMillis};
 use vaka_store::{CommitError, Recovered, Store, WriteSet};
 
-pub(crate) enum ShardMsg {
+mod supervision;
+
+/// What the router sends a shard, over its alarm or telemetry lane.
+pub(crate) enum Command {
     Event(Box<Event>, ReplyTx),
     /// A centre acts on an alarm this shard owns.
     Input {
@@ -191,7 +191,7 @@ impl Shard {
             intervals: HashMap::new(),
             next_seq: 0,
         };
-        match vaka_store::load_heartbeat_intervals(shard.store.backend().as_ref()) {
+        match shard.store.heartbeat_intervals() {
             Ok(all) => shard
                 .intervals
                 .extend(all.into_iter().filter(|(d, _)| {
@@ -202,85 +202,8 @@ impl Shard {
         for (alarm, next_audit) in state.alarms {
             shard.keep_alarm(alarm, next_audit);
         }
-        let started = shard.clock.now_ms();
-        let grace = shard.cfg.supervision_grace_ms;
-        let dir = shard.dir.load();
-        let supervised: Vec<(DeviceKey, i64)> = dir
-            .devices
-            .values()
-            .filter(|d| d.key.shard(shards) == id)
-            .filter_map(|d| {
-                shard
-                    .interval_secs(&d.key)
-                    .map(|s| (d.key.clone(), i64::from(s) * 1000))
-            })
-            .collect();
-        for (device, interval) in supervised {
-            let last = state.seen.get(&device).copied();
-            let at = supervision::silent_at_after_restart(last, interval, grace, started);
-            shard.arm_silence(device, at);
-        }
+        shard.supervise_from_start(&state.seen);
         shard
-    }
-
-    /// The device's expected heartbeat interval: announced, else configured; `None`: unsupervised.
-    fn interval_secs(&self, device: &DeviceKey) -> Option<u32> {
-        let dir = self.dir.load();
-        let configured = dir.device(device)?.heartbeat_secs;
-        self.intervals.get(device).copied().or(configured)
-    }
-
-    /// The directory changed for `devices`: supervise those of this shard that now are, from
-    /// now (as after a restart with no record of them), and stop supervising removed, disabled or
-    /// no longer supervised ones. Other changes (chains, deadlines, fences) are read per event.
-    fn directory_changed(&mut self, devices: &[DeviceKey], now: UnixMillis) {
-        let grace = self.cfg.supervision_grace_ms;
-        let (shards, id) = (self.shards, self.id);
-        for device in devices.iter().filter(|d| d.shard(shards) == id) {
-            match self.interval_secs(device) {
-                Some(secs) => {
-                    if !self.silent_at.contains_key(device) {
-                        let interval = i64::from(secs) * 1000;
-                        let at = supervision::silent_at_after_restart(None, interval, grace, now);
-                        self.arm_silence(device.clone(), at);
-                    }
-                }
-                None => {
-                    if let Some(at) = self.silent_at.remove(device) {
-                        self.silence.remove(&(at, device.clone()));
-                    }
-                    if self.dir.load().device(device).is_none() {
-                        self.intervals.remove(device);
-                    }
-                }
-            }
-        }
-    }
-
-    /// A device announced its heartbeat interval: kept durably, and the device counts as heard.
-    fn set_interval(
-        &mut self,
-        device: DeviceKey,
-        secs: u32,
-        reply: CentreTx,
-        now: UnixMillis,
-        set: &mut WriteSet,
-        batch: &mut InFlight,
-    ) {
-        if self.dir.load().device(&device).is_none() {
-            let _ = reply.send(Err(InputError::Invalid(format!("unknown device {device}"))));
-            return;
-        }
-        if secs == 0 {
-            let _ = reply.send(Err(InputError::Invalid(
-                "a heartbeat interval must be at least 1 s".into(),
-            )));
-            return;
-        }
-        set.put_heartbeat_interval(&device, secs);
-        self.intervals.insert(device.clone(), secs);
-        self.heard(&device, now, set, batch);
-        batch.waiters.push(Waiter::Centre(reply));
     }
 
     fn expire_positions(
@@ -291,11 +214,7 @@ impl Shard {
         set: &mut WriteSet,
         batch: &mut InFlight,
     ) {
-        let backend = self.store.backend();
-        match self
-            .positions
-            .expire(backend.as_ref(), &device, before, set)
-        {
+        match self.positions.expire(&self.store, &device, before, set) {
             Ok(true) => {
                 batch.gps.push(device);
                 batch.waiters.push(Waiter::Centre(reply));
@@ -305,89 +224,6 @@ impl Shard {
             }
             Err(e) => {
                 let _ = reply.send(Err(InputError::Store(e.to_string())));
-            }
-        }
-    }
-
-    fn arm_silence(&mut self, device: DeviceKey, at: UnixMillis) {
-        if let Some(old) = self.silent_at.insert(device.clone(), at) {
-            self.silence.remove(&(old, device.clone()));
-        }
-        self.silence.insert((at, device));
-    }
-
-    /// A supervised device was heard: push its silence deadline out, note it durably, and end a
-    /// "device silent" alarm it may have.
-    fn heard(
-        &mut self,
-        device: &DeviceKey,
-        now: UnixMillis,
-        set: &mut WriteSet,
-        batch: &mut InFlight,
-    ) {
-        let Some(interval) = self.interval_secs(device) else {
-            return;
-        };
-        let at = supervision::silent_at(
-            now,
-            i64::from(interval) * 1000,
-            self.cfg.supervision_grace_ms,
-        );
-        if self.silent_at.get(device) != Some(&at) {
-            self.arm_silence(device.clone(), at);
-        }
-        set.put_seen(device, now);
-        let silent: Vec<AlarmId> = self
-            .by_device
-            .get(device)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.alarms.get(id))
-            .filter(|o| o.alarm.kind == AlarmKind::Silent)
-            .filter(|o| !self.restored.contains(&o.alarm.id))
-            .map(|o| o.alarm.id)
-            .collect();
-        let input = AlarmInput::Restored {
-            reason: "device heard again".into(),
-        };
-        for id in silent {
-            self.restored.insert(id);
-            if let Err(e) = self.transition(id, &input, now, set, batch) {
-                tracing::warn!(alarm = %id, error = %e, "restoral not applied");
-            }
-        }
-    }
-
-    /// Devices whose silence deadline has passed get one "device silent" alarm each.
-    fn fire_silence(
-        &mut self,
-        now: UnixMillis,
-        set: &mut WriteSet,
-        batch: &mut InFlight,
-        lane: &mut LaneState,
-    ) {
-        while let Some((at, device)) = self.silence.first().cloned() {
-            if at > now {
-                break;
-            }
-            self.silence.remove(&(at, device.clone()));
-            self.silent_at.remove(&device);
-            metrics::counter!("vaka_devices_silent_total").increment(1);
-            tracing::warn!(device = %device, "device silent past its heartbeat interval");
-            let event = Event {
-                device: device.clone(),
-                key: format!("silent-{at}"),
-                received_ms: now,
-                kind: EventKind::Silent,
-                fix: None,
-                raw: b"supervision".to_vec(),
-            };
-            // Nobody waits for the answer: the alarm itself is the outcome.
-            let (tx, _) = futures::channel::oneshot::channel();
-            self.handle(lane, event, tx, now, set, batch);
-            // Its silence alarm is live again: the next message restores it again.
-            for id in self.by_device.get(&device).into_iter().flatten() {
-                self.restored.remove(id);
             }
         }
     }
@@ -420,11 +256,11 @@ impl Shard {
 
     pub(crate) async fn run(
         mut self,
-        alarm_rx: flume::Receiver<ShardMsg>,
-        bulk_rx: flume::Receiver<ShardMsg>,
+        alarm_rx: flume::Receiver<Command>,
+        telemetry_rx: flume::Receiver<Command>,
     ) {
         let mut alarm = LaneState::new(Lane::Alarm);
-        let mut bulk = LaneState::new(Lane::Telemetry);
+        let mut telemetry = LaneState::new(Lane::Telemetry);
         let max = self.cfg.max_inflight.max(1);
         let mut stopping = false;
         tracing::debug!(shard = self.id, alarms = self.alarms.len(), "shard started");
@@ -443,8 +279,8 @@ impl Shard {
                 Some(r) = alarm.commits.next(), if !alarm.commits.is_empty() => {
                     self.complete(&mut alarm, r);
                 }
-                Some(r) = bulk.commits.next(), if !bulk.commits.is_empty() => {
-                    self.complete(&mut bulk, r);
+                Some(r) = telemetry.commits.next(), if !telemetry.commits.is_empty() => {
+                    self.complete(&mut telemetry, r);
                 }
                 _ = sleep_until(next_timer), if next_timer.is_some() && alarm.inflight.len() < max => {
                     self.fire_deadlines(&mut alarm);
@@ -456,15 +292,15 @@ impl Shard {
                         Err(_) => stopping = true,
                     }
                 }
-                m = bulk_rx.recv_async(), if !stopping && bulk.inflight.len() < max => {
+                m = telemetry_rx.recv_async(), if !stopping && telemetry.inflight.len() < max => {
                     match m {
-                        Ok(m) => stopping |= self.take_batch(&mut bulk, m, &bulk_rx),
+                        Ok(m) => stopping |= self.take_batch(&mut telemetry, m, &telemetry_rx),
                         Err(_) => stopping = true,
                     }
                 }
                 else => break,
             }
-            if stopping && alarm_rx.is_empty() && bulk_rx.is_empty() {
+            if stopping && alarm_rx.is_empty() && telemetry_rx.is_empty() {
                 break;
             }
         }
@@ -472,10 +308,10 @@ impl Shard {
         while let Ok(m) = alarm_rx.try_recv() {
             self.take_batch(&mut alarm, m, &alarm_rx);
         }
-        while let Ok(m) = bulk_rx.try_recv() {
-            self.take_batch(&mut bulk, m, &bulk_rx);
+        while let Ok(m) = telemetry_rx.try_recv() {
+            self.take_batch(&mut telemetry, m, &telemetry_rx);
         }
-        for lane in [&mut alarm, &mut bulk] {
+        for lane in [&mut alarm, &mut telemetry] {
             while let Some(r) = lane.commits.next().await {
                 self.complete(lane, r);
             }
@@ -517,8 +353,8 @@ impl Shard {
     fn take_batch(
         &mut self,
         lane: &mut LaneState,
-        first: ShardMsg,
-        rx: &flume::Receiver<ShardMsg>,
+        first: Command,
+        rx: &flume::Receiver<Command>,
     ) -> bool {
         let now = self.clock.now_ms();
         let mut set = WriteSet::new();
@@ -528,26 +364,28 @@ impl Shard {
         let mut taken = 0;
         while let Some(msg) = next.take() {
             match msg {
-                ShardMsg::Event(ev, tx) => self.handle(lane, *ev, tx, now, &mut set, &mut batch),
-                ShardMsg::Input {
+                Command::Event(ev, tx) => {
+                    self.handle(lane, *ev, Some(tx), now, &mut set, &mut batch)
+                }
+                Command::Input {
                     alarm,
                     input,
                     reply,
                 } => self.handle_input(alarm, input, reply, now, &mut set, &mut batch),
-                ShardMsg::CentreUp(c) => self.centre_up(&c, now, &mut set, &mut batch),
-                ShardMsg::CentreDown(c) => self.centre_down(&c, now, &mut set, &mut batch),
-                ShardMsg::Interval {
+                Command::CentreUp(c) => self.centre_up(&c, now, &mut set, &mut batch),
+                Command::CentreDown(c) => self.centre_down(&c, now, &mut set, &mut batch),
+                Command::Interval {
                     device,
                     secs,
                     reply,
                 } => self.set_interval(device, secs, reply, now, &mut set, &mut batch),
-                ShardMsg::ExpirePositions {
+                Command::ExpirePositions {
                     device,
                     before,
                     reply,
                 } => self.expire_positions(device, before, reply, &mut set, &mut batch),
-                ShardMsg::Directory(devices) => self.directory_changed(&devices, now),
-                ShardMsg::Stop => stop = true,
+                Command::Directory(devices) => self.directory_changed(&devices, now),
+                Command::Stop => stop = true,
             }
             taken += 1;
             if taken < self.cfg.max_batch {
@@ -576,19 +414,23 @@ impl Shard {
         }
     }
 
+    /// One event into the write set. `reply` is the device waiting for the answer; `None` for
+    /// an engine-made event (silence, geofence), whose outcome is the alarm itself.
     fn handle(
         &mut self,
         lane: &mut LaneState,
         ev: Event,
-        tx: ReplyTx,
+        reply: Option<ReplyTx>,
         now: i64,
         set: &mut WriteSet,
         batch: &mut InFlight,
     ) {
         if self.dir.load().device(&ev.device).is_none() {
-            let _ = tx.send(Ok(Reply::Rejected {
-                reason: format!("unknown device {}", ev.device),
-            }));
+            if let Some(tx) = reply {
+                let _ = tx.send(Ok(Reply::Rejected {
+                    reason: format!("unknown device {}", ev.device),
+                }));
+            }
             metrics::counter!("vaka_events_discarded_total", "stage" => "router", "reason" => "unknown_device")
                 .increment(1);
             return;
@@ -605,7 +447,7 @@ impl Shard {
         });
         if let Some(key) = &idem_key {
             if let Some(answer) = self.idem.get(key, now) {
-                let reply = Reply::Accepted {
+                let duplicate = Reply::Accepted {
                     event: answer.event,
                     alarm: answer.alarm,
                     duplicate: true,
@@ -613,7 +455,9 @@ impl Shard {
                 };
                 metrics::counter!("vaka_events_discarded_total", "stage" => "router", "reason" => "duplicate")
                     .increment(1);
-                self.reply_after_original(lane, key, tx, reply, batch);
+                if let Some(tx) = reply {
+                    self.reply_after_original(lane, key, tx, duplicate, batch);
+                }
                 return;
             }
         }
@@ -622,7 +466,9 @@ impl Shard {
             Ok(gps) => gps,
             Err(reason) => {
                 // Telemetry only (an alarm is never refused for its fix): the device resends.
-                let _ = tx.send(Err(SubmitError::Store(reason)));
+                if let Some(tx) = reply {
+                    let _ = tx.send(Err(SubmitError::Store(reason)));
+                }
                 return;
             }
         };
@@ -663,23 +509,24 @@ impl Shard {
             && gps
                 .as_ref()
                 .is_some_and(|(o, _)| o.verdict == Verdict::Reject(FilterReason::Duplicate));
-        batch.waiters.push(Waiter::Device(
-            tx,
-            Reply::Accepted {
-                event: id,
-                alarm: alarm_id,
-                duplicate: duplicate_fix,
-                centre_available,
-            },
-        ));
+        if let Some(tx) = reply {
+            batch.waiters.push(Waiter::Device(
+                tx,
+                Reply::Accepted {
+                    event: id,
+                    alarm: alarm_id,
+                    duplicate: duplicate_fix,
+                    centre_available,
+                },
+            ));
+        }
         // Confirmed geofence exits and re-entries become engine-made alarm events, handled like
         // any other in this same write set (so they are durable with the fix that decided them).
         if let Some((observed, fix)) = gps {
             for fe in observed.fences {
                 let event = positions::fence_event(&ev.device, &fe.fence, fe.exit, &fix, now);
                 tracing::info!(device = %ev.device, fence = %fe.fence, exit = fe.exit, "geofence transition");
-                let (tx, _) = futures::channel::oneshot::channel();
-                self.handle(lane, event, tx, now, set, batch);
+                self.handle(lane, event, None, now, set, batch);
             }
         }
     }
@@ -698,15 +545,10 @@ impl Shard {
         let Some(fix) = ev.fix.filter(|_| !ev.kind.is_engine_made()) else {
             return Ok(None);
         };
-        match self.positions.observe(
-            self.store.backend().as_ref(),
-            &self.dir.load().gps,
-            ev,
-            id,
-            &fix,
-            now,
-            set,
-        ) {
+        match self
+            .positions
+            .observe(&self.store, &self.dir.load().gps, ev, id, &fix, now, set)
+        {
             Ok(o) => {
                 batch.gps.push(ev.device.clone());
                 Ok(Some((o, fix)))
@@ -906,7 +748,7 @@ impl Shard {
 
     fn reload_alarm(&mut self, id: AlarmId) {
         let next_audit = self.alarms.get(&id).map_or(0, |o| o.next_audit);
-        match vaka_store::load_alarm(self.store.backend().as_ref(), id) {
+        match self.store.alarm(id) {
             Ok(Some(alarm)) => self.keep_alarm(alarm, next_audit),
             Ok(None) => {
                 if let Some(o) = self.alarms.get(&id) {

@@ -1,0 +1,92 @@
+//! What the router's callers give and get back: its settings, the durable reply to an event,
+//! the errors, and the one-shot reply senders the shards answer through. Apart from `Router`
+//! so that the shards import these without importing the router.
+use futures::channel::oneshot;
+use vaka_core::{AlarmId, EventId};
+
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    pub shards: usize,
+    /// Capacity of each shard's alarm lane.
+    pub alarm_queue: usize,
+    /// Capacity of each shard's telemetry lane.
+    pub telemetry_queue: usize,
+    /// Events a shard folds into one write set.
+    pub max_batch: usize,
+    /// Write sets a shard may have waiting for durability, per lane.
+    pub max_inflight: usize,
+    /// How long a resend is recognised (SCAIP HOLD window is up to 30 min).
+    pub idempotency_window_ms: i64,
+    /// Idempotency entries kept per shard.
+    pub idempotency_capacity: usize,
+    /// Silence beyond a device's heartbeat interval tolerated before "device silent" is raised.
+    pub supervision_grace_ms: i64,
+    /// How long a centre that is away (since the start, or since its stream closed) is waited for
+    /// before escalation passes it or takes its alarms elsewhere (invariant 11).
+    pub reconnect_grace_ms: i64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            alarm_queue: 4096,
+            telemetry_queue: 16384,
+            max_batch: 512,
+            max_inflight: 4,
+            idempotency_window_ms: 30 * 60 * 1000,
+            idempotency_capacity: 1_000_000,
+            supervision_grace_ms: 120_000,
+            reconnect_grace_ms: 5_000,
+        }
+    }
+}
+
+/// The answer to a device once its event is durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Accepted {
+        event: EventId,
+        /// The alarm the event opened or updated, if any.
+        alarm: Option<AlarmId>,
+        /// A resend of a message already accepted: nothing new was stored.
+        duplicate: bool,
+        /// Whether any centre of the device's chain can act now; if not, the device must fall back
+        /// to its next receiver (SCAIP snu 5) although the event is stored (invariant 5).
+        centre_available: bool,
+    },
+    Rejected {
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The shard's lane is full: try later (SCAIP snu 6, QUIC status busy).
+    #[error("busy")]
+    Busy,
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("store failure: {0}")]
+    Store(String),
+}
+
+pub(crate) type ReplyTx = oneshot::Sender<Result<Reply, SubmitError>>;
+pub(crate) type CentreTx = oneshot::Sender<Result<(), InputError>>;
+
+/// Why a centre's input was not applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("alarm {0} is not open")]
+    NotFound(AlarmId),
+    #[error("alarm {0} is held by another centre")]
+    NotHolder(AlarmId),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("busy")]
+    Busy,
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("store failure: {0}")]
+    Store(String),
+}
