@@ -11,7 +11,7 @@ use vaka_router::{Clock, LiveDirectory, Router};
 use vaka_store::directory::{put_audit, put_change, put_revision, AdminAuditEntry};
 use vaka_store::{Store, StoreError, WriteSet};
 
-use crate::tokens::Tokens;
+use crate::token_table::Tokens;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {

@@ -2,6 +2,7 @@
 //! and the admin audit log, and the admin REST API over them.
 pub mod control;
 pub mod http;
+mod token_table;
 pub mod tokens;
 
 pub use control::{bootstrap, Applied, Control, ControlError, Outcome, Request};

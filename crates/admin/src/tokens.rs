@@ -1,41 +1,14 @@
 //! API tokens: random secrets shown once, kept as SHA-256 only, each with a role. Looked up by
 //! hash on every admin call (a snapshot swapped on change, like the directory).
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use arc_swap::ArcSwap;
-use sha2::{Digest, Sha256};
 use vaka_core::access::{Role, TokenRecord};
 use vaka_store::directory::{delete_token, put_audit, put_token, AdminAuditEntry};
-use vaka_store::{Store, StoreError, WriteSet};
+use vaka_store::{Store, WriteSet};
 
 use crate::control::{Control, ControlError};
+use crate::token_table::hash;
 
 /// The id of the token made from the configuration's `admin.bootstrap_token`.
 pub const BOOTSTRAP_ID: &str = "bootstrap";
-
-pub(crate) struct Tokens {
-    by_hash: ArcSwap<HashMap<String, TokenRecord>>,
-}
-
-pub fn hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-impl Tokens {
-    pub(crate) fn load(store: &Store) -> Result<Tokens, StoreError> {
-        let all = store.tokens()?;
-        Ok(Tokens {
-            by_hash: ArcSwap::from_pointee(all.into_iter().map(|t| (t.hash.clone(), t)).collect()),
-        })
-    }
-
-    fn replace(&self, f: impl FnOnce(&mut HashMap<String, TokenRecord>)) {
-        let mut next = HashMap::clone(&self.by_hash.load());
-        f(&mut next);
-        self.by_hash.store(Arc::new(next));
-    }
-}
 
 /// What a new token is for.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use vaka_core::access::{Action, Principal, Resource};
 use vaka_core::directory::Directory;
 
 use super::problem::Problem;
-use super::Api;
+use super::state::Api;
 
 pub struct Caller(pub Principal);
 

@@ -17,7 +17,7 @@ use vaka_core::gps::FilterOverride;
 
 use super::auth::Caller;
 use super::problem::Problem;
-use super::Api;
+use super::state::Api;
 use crate::control::{Applied, Request};
 
 /// The revision in an `If-Match` header (`"7"` or `7`); `*` or absent: no condition.

@@ -18,7 +18,7 @@ use vaka_core::directory::{Change, DirectoryError};
 use super::auth::Caller;
 use super::directory::DeviceInput;
 use super::problem::Problem;
-use super::Api;
+use super::state::Api;
 use crate::control::{Applied, ControlError, Request};
 
 /// Rows made durable together: one synced write, one directory swap.

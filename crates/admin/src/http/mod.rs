@@ -1,37 +1,20 @@
 //! The admin REST API (axum), under `/api/v1`, with its OpenAPI 3 document generated from the
 //! handlers (utoipa) at `/api/v1/openapi.json`. Every operation but the document needs a bearer
 //! token; what the token may see and do is decided by `vaka_core::access` (see `auth`).
-use std::sync::Arc;
-
 use axum::routing::{get, post};
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-use vaka_core::DeviceKey;
-
-use crate::control::Control;
 
 pub mod auth;
 pub mod directory;
 pub mod import;
 pub mod problem;
 pub mod queries;
+pub mod state;
 pub mod tokens;
 
-pub use queries::Link;
-
-/// What the handlers share.
-#[derive(Clone)]
-pub struct Api {
-    pub control: Arc<Control>,
-    /// The SCAIP front's digest realm: passwords given to the API become HA1 values for it.
-    pub realm: String,
-    /// How a device is connected now (asked of the fronts).
-    pub links: Links,
-}
-
-/// Asks the fronts how a device is connected now.
-pub type Links = Arc<dyn Fn(&DeviceKey) -> Vec<Link> + Send + Sync>;
+pub use state::{Api, Link, Links};
 
 struct BearerAuth;
 

@@ -13,7 +13,7 @@ use vaka_store::{Store, StoredPosition};
 
 use super::auth::Caller;
 use super::problem::Problem;
-use super::Api;
+use super::state::{Api, Link};
 
 /// An alarm as the admin API shows it.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -247,17 +247,6 @@ pub async fn get_alarm(
         alarm: AlarmView::from(&a),
         audit: audit.iter().map(AuditView::from).collect(),
     }))
-}
-
-/// How a device is connected now, as the fronts know it.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct Link {
-    /// "quic", "sip-udp", "sip-tcp", "sip-tls".
-    pub transport: String,
-    pub remote: String,
-    /// Connected since (QUIC) or registered until (SIP), unix ms.
-    pub since_ms: Option<i64>,
-    pub until_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]

@@ -12,7 +12,7 @@ use vaka_core::access::{Role, TokenRecord};
 use super::auth::Caller;
 use super::directory::parse;
 use super::problem::{FieldError, Problem};
-use super::Api;
+use super::state::Api;
 use crate::tokens::NewToken;
 
 /// A token as listed: never its secret or hash.
