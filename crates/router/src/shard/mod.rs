@@ -94,6 +94,14 @@ enum Waiter {
     Centre(CentreTx),
 }
 
+/// One batch as it is built: the time it was taken at, its write set, and what will be in flight
+/// once the set goes to the store. Every handler adds to it; `send_batch` sends it.
+pub(super) struct Batch {
+    now: UnixMillis,
+    set: WriteSet,
+    inflight: InFlight,
+}
+
 /// A write set on its way to durability and who waits for it.
 struct InFlight {
     seq: u64,
@@ -211,13 +219,15 @@ impl Shard {
         device: DeviceKey,
         before: UnixMillis,
         reply: CentreTx,
-        set: &mut WriteSet,
-        batch: &mut InFlight,
+        b: &mut Batch,
     ) {
-        match self.positions.expire(&self.store, &device, before, set) {
+        match self
+            .positions
+            .expire(&self.store, &device, before, &mut b.set)
+        {
             Ok(true) => {
-                batch.gps.push(device);
-                batch.waiters.push(Waiter::Centre(reply));
+                b.inflight.gps.push(device);
+                b.inflight.waiters.push(Waiter::Centre(reply));
             }
             Ok(false) => {
                 let _ = reply.send(Ok(()));
@@ -319,33 +329,41 @@ impl Shard {
         tracing::debug!(shard = self.id, "shard stopped");
     }
 
-    fn new_batch(&mut self) -> InFlight {
+    /// A new batch taken at `now`: empty write set, nobody waiting yet.
+    fn new_batch(&mut self, now: UnixMillis) -> Batch {
         let seq = self.next_seq;
         self.next_seq += 1;
-        InFlight {
-            seq,
-            waiters: Vec::new(),
-            keys: Vec::new(),
-            alarms: Vec::new(),
-            gps: Vec::new(),
-            events: 0,
-            started: Instant::now(),
+        Batch {
+            now,
+            set: WriteSet::new(),
+            inflight: InFlight {
+                seq,
+                waiters: Vec::new(),
+                keys: Vec::new(),
+                alarms: Vec::new(),
+                gps: Vec::new(),
+                events: 0,
+                started: Instant::now(),
+            },
         }
     }
 
     /// Hands a batch's writes to the store; its waiters are answered in `complete`.
-    fn send_batch(&mut self, lane: &mut LaneState, set: WriteSet, mut batch: InFlight) {
+    fn send_batch(&mut self, lane: &mut LaneState, b: Batch) {
+        let Batch {
+            set, mut inflight, ..
+        } = b;
         if set.is_empty() {
             // Nothing to make durable (e.g. only rejections, or resends of durable originals).
-            for w in batch.waiters.drain(..) {
+            for w in inflight.waiters.drain(..) {
                 answer(w, Ok(()));
             }
             return;
         }
-        batch.events = u64::from(set.events);
+        inflight.events = u64::from(set.events);
         let commit = self.store.commit(lane.lane, set);
         lane.commits.push_back(Box::pin(commit));
-        lane.inflight.push_back(batch);
+        lane.inflight.push_back(inflight);
     }
 
     /// Takes `first` and whatever else waits in the lane (up to the batch size) into one write set.
@@ -357,33 +375,30 @@ impl Shard {
         rx: &flume::Receiver<Command>,
     ) -> bool {
         let now = self.clock.now_ms();
-        let mut set = WriteSet::new();
-        let mut batch = self.new_batch();
+        let mut b = self.new_batch(now);
         let mut stop = false;
         let mut next = Some(first);
         let mut taken = 0;
         while let Some(msg) = next.take() {
             match msg {
-                Command::Event(ev, tx) => {
-                    self.handle(lane, *ev, Some(tx), now, &mut set, &mut batch)
-                }
+                Command::Event(ev, tx) => self.handle(lane, *ev, Some(tx), &mut b),
                 Command::Input {
                     alarm,
                     input,
                     reply,
-                } => self.handle_input(alarm, input, reply, now, &mut set, &mut batch),
-                Command::CentreUp(c) => self.centre_up(&c, now, &mut set, &mut batch),
-                Command::CentreDown(c) => self.centre_down(&c, now, &mut set, &mut batch),
+                } => self.handle_input(alarm, input, reply, &mut b),
+                Command::CentreUp(c) => self.centre_up(&c, &mut b),
+                Command::CentreDown(c) => self.centre_down(&c, &mut b),
                 Command::Interval {
                     device,
                     secs,
                     reply,
-                } => self.set_interval(device, secs, reply, now, &mut set, &mut batch),
+                } => self.set_interval(device, secs, reply, &mut b),
                 Command::ExpirePositions {
                     device,
                     before,
                     reply,
-                } => self.expire_positions(device, before, reply, &mut set, &mut batch),
+                } => self.expire_positions(device, before, reply, &mut b),
                 Command::Directory(devices) => self.directory_changed(&devices, now),
                 Command::Stop => stop = true,
             }
@@ -393,9 +408,9 @@ impl Shard {
             }
         }
         for gone in self.idem.expire(now) {
-            set.delete_idem(&gone);
+            b.set.delete_idem(&gone);
         }
-        self.send_batch(lane, set, batch);
+        self.send_batch(lane, b);
         stop
     }
 
@@ -416,15 +431,7 @@ impl Shard {
 
     /// One event into the write set. `reply` is the device waiting for the answer; `None` for
     /// an engine-made event (silence, geofence), whose outcome is the alarm itself.
-    fn handle(
-        &mut self,
-        lane: &mut LaneState,
-        ev: Event,
-        reply: Option<ReplyTx>,
-        now: i64,
-        set: &mut WriteSet,
-        batch: &mut InFlight,
-    ) {
+    fn handle(&mut self, lane: &mut LaneState, ev: Event, reply: Option<ReplyTx>, b: &mut Batch) {
         if self.dir.load().device(&ev.device).is_none() {
             if let Some(tx) = reply {
                 let _ = tx.send(Ok(Reply::Rejected {
@@ -436,7 +443,7 @@ impl Shard {
             return;
         }
         if !ev.kind.is_engine_made() {
-            self.heard(&ev.device, now, set, batch);
+            self.heard(&ev.device, b);
         }
         let chain = self.dir.load().chain(&ev.device).to_vec();
         let reachable = self.presence.reachable(&chain);
@@ -446,7 +453,7 @@ impl Shard {
             key: ev.key.clone(),
         });
         if let Some(key) = &idem_key {
-            if let Some(answer) = self.idem.get(key, now) {
+            if let Some(answer) = self.idem.get(key, b.now) {
                 let duplicate = Reply::Accepted {
                     event: answer.event,
                     alarm: answer.alarm,
@@ -456,13 +463,13 @@ impl Shard {
                 metrics::counter!("vaka_events_discarded_total", "stage" => "router", "reason" => "duplicate")
                     .increment(1);
                 if let Some(tx) = reply {
-                    self.reply_after_original(lane, key, tx, duplicate, batch);
+                    self.reply_after_original(lane, key, tx, duplicate, &mut b.inflight);
                 }
                 return;
             }
         }
         let id = self.store.allocate_id();
-        let gps = match self.observe_fix(&ev, id, now, set, batch) {
+        let gps = match self.observe_fix(&ev, id, b) {
             Ok(gps) => gps,
             Err(reason) => {
                 // Telemetry only (an alarm is never refused for its fix): the device resends.
@@ -472,7 +479,7 @@ impl Shard {
                 return;
             }
         };
-        let ctx = self.context(&chain, &reachable, &ev.device, now);
+        let ctx = self.context(&chain, &reachable, &ev.device, b.now);
         let open: Vec<&Alarm> = self
             .by_device
             .get(&ev.device)
@@ -481,11 +488,11 @@ impl Shard {
             .filter_map(|id| self.alarms.get(id).map(|o| &o.alarm))
             .collect();
         let outcome = intake(&ev, id, open, &ctx);
-        set.put_event(id, &ev);
+        b.set.put_event(id, &ev);
         let alarm_id = match outcome {
             Ok(Outcome::Opened { alarm, effects }) | Ok(Outcome::Changed { alarm, effects }) => {
                 let id = alarm.id;
-                self.apply(alarm, &effects, set, batch);
+                self.apply(alarm, &effects, b);
                 Some(id)
             }
             Ok(Outcome::Stored) | Ok(Outcome::NothingToCancel) => None,
@@ -500,17 +507,17 @@ impl Shard {
             alarm: alarm_id,
         };
         if let Some(key) = idem_key {
-            set.put_idem(&key, answer, now);
-            self.idem.record(key.clone(), answer, now);
-            self.pending.insert(key.clone(), batch.seq);
-            batch.keys.push(key);
+            b.set.put_idem(&key, answer, b.now);
+            self.idem.record(key.clone(), answer, b.now);
+            self.pending.insert(key.clone(), b.inflight.seq);
+            b.inflight.keys.push(key);
         }
         let duplicate_fix = ev.kind == EventKind::Position
             && gps
                 .as_ref()
                 .is_some_and(|(o, _)| o.verdict == Verdict::Reject(FilterReason::Duplicate));
         if let Some(tx) = reply {
-            batch.waiters.push(Waiter::Device(
+            b.inflight.waiters.push(Waiter::Device(
                 tx,
                 Reply::Accepted {
                     event: id,
@@ -521,12 +528,12 @@ impl Shard {
             ));
         }
         // Confirmed geofence exits and re-entries become engine-made alarm events, handled like
-        // any other in this same write set (so they are durable with the fix that decided them).
+        // any other in this same write b.set (so they are durable with the fix that decided them).
         if let Some((observed, fix)) = gps {
             for fe in observed.fences {
-                let event = positions::fence_event(&ev.device, &fe.fence, fe.exit, &fix, now);
+                let event = positions::fence_event(&ev.device, &fe.fence, fe.exit, &fix, b.now);
                 tracing::info!(device = %ev.device, fence = %fe.fence, exit = fe.exit, "geofence transition");
-                self.handle(lane, event, None, now, set, batch);
+                self.handle(lane, event, None, b);
             }
         }
     }
@@ -538,19 +545,22 @@ impl Shard {
         &mut self,
         ev: &Event,
         id: vaka_core::EventId,
-        now: UnixMillis,
-        set: &mut WriteSet,
-        batch: &mut InFlight,
+        b: &mut Batch,
     ) -> Result<Option<(Observed, Fix)>, String> {
         let Some(fix) = ev.fix.filter(|_| !ev.kind.is_engine_made()) else {
             return Ok(None);
         };
-        match self
-            .positions
-            .observe(&self.store, &self.dir.load().gps, ev, id, &fix, now, set)
-        {
+        match self.positions.observe(
+            &self.store,
+            &self.dir.load().gps,
+            ev,
+            id,
+            &fix,
+            b.now,
+            &mut b.set,
+        ) {
             Ok(o) => {
-                batch.gps.push(ev.device.clone());
+                b.inflight.gps.push(ev.device.clone());
                 Ok(Some((o, fix)))
             }
             Err(e) => {
@@ -570,36 +580,26 @@ impl Shard {
         &mut self,
         id: AlarmId,
         input: &AlarmInput,
-        now: UnixMillis,
-        set: &mut WriteSet,
-        batch: &mut InFlight,
+        b: &mut Batch,
     ) -> Result<(), InputError> {
         let open = self.alarms.get(&id).ok_or(InputError::NotFound(id))?;
         let device = open.alarm.device.clone();
         let chain = self.dir.load().chain(&device).to_vec();
         let reachable = self.presence.reachable(&chain);
-        let ctx = self.context(&chain, &reachable, &device, now);
+        let ctx = self.context(&chain, &reachable, &device, b.now);
         let (alarm, effects) = alarm::step(&open.alarm, input, &ctx).map_err(|e| match e {
             TransitionError::NotHolder { .. } => InputError::NotHolder(id),
             other => InputError::Invalid(other.to_string()),
         })?;
         if alarm != open.alarm || !effects.is_empty() {
-            self.apply(alarm, &effects, set, batch);
+            self.apply(alarm, &effects, b);
         }
         Ok(())
     }
 
-    fn handle_input(
-        &mut self,
-        id: AlarmId,
-        input: AlarmInput,
-        reply: CentreTx,
-        now: UnixMillis,
-        set: &mut WriteSet,
-        batch: &mut InFlight,
-    ) {
-        match self.transition(id, &input, now, set, batch) {
-            Ok(()) => batch.waiters.push(Waiter::Centre(reply)),
+    fn handle_input(&mut self, id: AlarmId, input: AlarmInput, reply: CentreTx, b: &mut Batch) {
+        match self.transition(id, &input, b) {
+            Ok(()) => b.inflight.waiters.push(Waiter::Centre(reply)),
             Err(e) => {
                 let _ = reply.send(Err(e));
             }
@@ -607,13 +607,7 @@ impl Shard {
     }
 
     /// Offers a newly reachable centre the pending and unhandled alarms whose chain names it.
-    fn centre_up(
-        &mut self,
-        centre: &CentreId,
-        now: UnixMillis,
-        set: &mut WriteSet,
-        batch: &mut InFlight,
-    ) {
+    fn centre_up(&mut self, centre: &CentreId, b: &mut Batch) {
         let dir = self.dir.load();
         let waiting: Vec<AlarmId> = self
             .alarms
@@ -623,7 +617,7 @@ impl Shard {
             .map(|o| o.alarm.id)
             .collect();
         for id in waiting {
-            if let Err(e) = self.transition(id, &AlarmInput::Dispatch, now, set, batch) {
+            if let Err(e) = self.transition(id, &AlarmInput::Dispatch, b) {
                 tracing::warn!(alarm = %id, error = %e, "dispatch on centre connect failed");
             }
         }
@@ -631,24 +625,18 @@ impl Shard {
 
     /// A centre went away: what it held but no operator had accepted is escalated when its
     /// reconnect grace ends without it coming back (at once with no grace).
-    fn centre_down(
-        &mut self,
-        centre: &CentreId,
-        now: UnixMillis,
-        set: &mut WriteSet,
-        batch: &mut InFlight,
-    ) {
-        // Checked now: back already, still within its grace (counted from when it left, not
+    fn centre_down(&mut self, centre: &CentreId, b: &mut Batch) {
+        // Checked b.now: back already, still within its grace (counted from when it left, not
         // from when this shard heard of it), or gone.
-        self.lost.insert((now, centre.clone()));
-        self.check_lost(now, set, batch);
+        self.lost.insert((b.now, centre.clone()));
+        self.check_lost(b);
     }
 
     /// Escalates what the centres whose grace has ended still hold; a centre back by then keeps
     /// its alarms, one away again keeps waiting for its newer grace.
-    fn check_lost(&mut self, now: UnixMillis, set: &mut WriteSet, batch: &mut InFlight) {
+    fn check_lost(&mut self, b: &mut Batch) {
         while let Some((at, centre)) = self.lost.first().cloned() {
-            if at > now {
+            if at > b.now {
                 break;
             }
             self.lost.remove(&(at, centre.clone()));
@@ -656,7 +644,7 @@ impl Shard {
                 continue; // back within its grace
             }
             if let Some(back_by) = self.back_by(std::slice::from_ref(&centre))[0] {
-                if back_by > now {
+                if back_by > b.now {
                     // Still within its grace (or it came back and went again: a newer one).
                     self.lost.insert((back_by, centre));
                     continue;
@@ -674,11 +662,11 @@ impl Shard {
                 centre: centre.clone(),
             };
             for id in held {
-                if let Some(until) = self.escalation_waits(id, now) {
+                if let Some(until) = self.escalation_waits(id, b.now) {
                     self.lost.insert((until, centre.clone()));
                     continue;
                 }
-                if let Err(e) = self.transition(id, &input, now, set, batch) {
+                if let Err(e) = self.transition(id, &input, b) {
                     tracing::warn!(alarm = %id, error = %e, "escalation on centre loss failed");
                 }
             }
@@ -712,8 +700,7 @@ impl Shard {
     /// Every deadline that is due fires, in one batch on the alarm lane.
     fn fire_deadlines(&mut self, lane: &mut LaneState) {
         let now = self.clock.now_ms();
-        let mut set = WriteSet::new();
-        let mut batch = self.new_batch();
+        let mut b = self.new_batch(now);
         while let Some(&(at, id)) = self.timers.first() {
             if at > now {
                 break;
@@ -731,19 +718,13 @@ impl Shard {
                 continue;
             }
             metrics::counter!("vaka_deadlines_missed_total").increment(1);
-            if let Err(e) = self.transition(
-                id,
-                &AlarmInput::DeadlineExpired { kind },
-                now,
-                &mut set,
-                &mut batch,
-            ) {
+            if let Err(e) = self.transition(id, &AlarmInput::DeadlineExpired { kind }, &mut b) {
                 tracing::warn!(alarm = %id, error = %e, "deadline could not be applied");
             }
         }
-        self.check_lost(now, &mut set, &mut batch);
-        self.fire_silence(now, &mut set, &mut batch, lane);
-        self.send_batch(lane, set, batch);
+        self.check_lost(&mut b);
+        self.fire_silence(&mut b, lane);
+        self.send_batch(lane, b);
     }
 
     fn reload_alarm(&mut self, id: AlarmId) {
@@ -764,28 +745,22 @@ impl Shard {
     }
 
     /// Writes the alarm, its audit records and its centres' notices, and keeps the shard's view.
-    fn apply(
-        &mut self,
-        alarm: Alarm,
-        effects: &[Effect],
-        set: &mut WriteSet,
-        batch: &mut InFlight,
-    ) {
+    fn apply(&mut self, alarm: Alarm, effects: &[Effect], b: &mut Batch) {
         let mut next_audit = self.alarms.get(&alarm.id).map_or(0, |o| o.next_audit);
         for fx in effects {
             match fx {
                 Effect::Audit(rec) => {
-                    set.put_audit(next_audit, rec);
+                    b.set.put_audit(next_audit, rec);
                     next_audit += 1;
                 }
-                Effect::Offer { centre, unhandled } => set.push_notice(
+                Effect::Offer { centre, unhandled } => b.set.push_notice(
                     centre,
                     &Notice::Offer {
                         alarm: alarm.clone(),
                         unhandled: *unhandled,
                     },
                 ),
-                Effect::Update { centre, update } => set.push_notice(
+                Effect::Update { centre, update } => b.set.push_notice(
                     centre,
                     &Notice::Update {
                         alarm: alarm.clone(),
@@ -800,9 +775,9 @@ impl Shard {
                 Effect::ArmDeadline(_) | Effect::ClearDeadline => {}
             }
         }
-        set.put_alarm(&alarm);
-        if !batch.alarms.contains(&alarm.id) {
-            batch.alarms.push(alarm.id);
+        b.set.put_alarm(&alarm);
+        if !b.inflight.alarms.contains(&alarm.id) {
+            b.inflight.alarms.push(alarm.id);
         }
         self.keep_alarm(alarm, next_audit);
     }

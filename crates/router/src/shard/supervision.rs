@@ -4,13 +4,11 @@
 //! the next message from the device restores that alarm.
 use std::collections::HashMap;
 
+use super::{Batch, LaneState, Shard, Waiter};
+use crate::api::{CentreTx, InputError};
 use vaka_core::alarm::AlarmInput;
 use vaka_core::supervision;
 use vaka_core::{AlarmId, AlarmKind, DeviceKey, Event, EventKind, UnixMillis};
-use vaka_store::WriteSet;
-
-use super::{InFlight, LaneState, Shard, Waiter};
-use crate::api::{CentreTx, InputError};
 
 impl Shard {
     /// At start-up: every supervised device of this shard gets its silence deadline from when
@@ -75,9 +73,7 @@ impl Shard {
         device: DeviceKey,
         secs: u32,
         reply: CentreTx,
-        now: UnixMillis,
-        set: &mut WriteSet,
-        batch: &mut InFlight,
+        b: &mut Batch,
     ) {
         if self.dir.load().device(&device).is_none() {
             let _ = reply.send(Err(InputError::Invalid(format!("unknown device {device}"))));
@@ -89,10 +85,10 @@ impl Shard {
             )));
             return;
         }
-        set.put_heartbeat_interval(&device, secs);
+        b.set.put_heartbeat_interval(&device, secs);
         self.intervals.insert(device.clone(), secs);
-        self.heard(&device, now, set, batch);
-        batch.waiters.push(Waiter::Centre(reply));
+        self.heard(&device, b);
+        b.inflight.waiters.push(Waiter::Centre(reply));
     }
 
     pub(super) fn arm_silence(&mut self, device: DeviceKey, at: UnixMillis) {
@@ -104,25 +100,19 @@ impl Shard {
 
     /// A supervised device was heard: push its silence deadline out, note it durably, and end a
     /// "device silent" alarm it may have.
-    pub(super) fn heard(
-        &mut self,
-        device: &DeviceKey,
-        now: UnixMillis,
-        set: &mut WriteSet,
-        batch: &mut InFlight,
-    ) {
+    pub(super) fn heard(&mut self, device: &DeviceKey, b: &mut Batch) {
         let Some(interval) = self.interval_secs(device) else {
             return;
         };
         let at = supervision::silent_at(
-            now,
+            b.now,
             i64::from(interval) * 1000,
             self.cfg.supervision_grace_ms,
         );
         if self.silent_at.get(device) != Some(&at) {
             self.arm_silence(device.clone(), at);
         }
-        set.put_seen(device, now);
+        b.set.put_seen(device, b.now);
         let silent: Vec<AlarmId> = self
             .by_device
             .get(device)
@@ -138,22 +128,16 @@ impl Shard {
         };
         for id in silent {
             self.restored.insert(id);
-            if let Err(e) = self.transition(id, &input, now, set, batch) {
+            if let Err(e) = self.transition(id, &input, b) {
                 tracing::warn!(alarm = %id, error = %e, "restoral not applied");
             }
         }
     }
 
     /// Devices whose silence deadline has passed get one "device silent" alarm each.
-    pub(super) fn fire_silence(
-        &mut self,
-        now: UnixMillis,
-        set: &mut WriteSet,
-        batch: &mut InFlight,
-        lane: &mut LaneState,
-    ) {
+    pub(super) fn fire_silence(&mut self, b: &mut Batch, lane: &mut LaneState) {
         while let Some((at, device)) = self.silence.first().cloned() {
-            if at > now {
+            if at > b.now {
                 break;
             }
             self.silence.remove(&(at, device.clone()));
@@ -163,12 +147,12 @@ impl Shard {
             let event = Event {
                 device: device.clone(),
                 key: format!("silent-{at}"),
-                received_ms: now,
+                received_ms: b.now,
                 kind: EventKind::Silent,
                 fix: None,
                 raw: b"supervision".to_vec(),
             };
-            self.handle(lane, event, None, now, set, batch);
+            self.handle(lane, event, None, b);
             // Its silence alarm is live again: the next message restores it again.
             for id in self.by_device.get(&device).into_iter().flatten() {
                 self.restored.remove(id);
