@@ -609,21 +609,13 @@ pub async fn put_device_chain(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    read_device(&api, &caller, &tenant, &device)?;
-    let chain: Chain = {
-        let dir = api.control.live().load();
-        caller.may(Action::Write, Resource::Tenant(&tenant), &dir, &tenant)?;
-        parse(&body)?
-    };
-    let (applied, d) = update_device(&api, &caller, &tenant, &device, &headers, |d| {
-        d.centres = chain.centres
-    })
-    .await?;
-    Ok(written(
-        applied,
-        Some(d.revision),
-        Some(Chain { centres: d.centres }),
-    ))
+    put_device_part(
+        (&api, &caller, &headers, &body),
+        (&tenant, &device),
+        |d, c: Chain| d.centres = c.centres,
+        |d| Chain { centres: d.centres },
+    )
+    .await
 }
 
 /// A device's geofences.
@@ -656,21 +648,32 @@ pub async fn put_fences(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    read_device(&api, &caller, &tenant, &device)?;
-    let fences: Fences = {
+    put_device_part(
+        (&api, &caller, &headers, &body),
+        (&tenant, &device),
+        |d, f: Fences| d.fences = f.fences,
+        |d| Fences { fences: d.fences },
+    )
+    .await
+}
+
+/// PUT of a part of a device's record (its chain, its fences): checked like the device, read,
+/// changed, written; answered with the part as stored.
+async fn put_device_part<T: for<'de> Deserialize<'de> + Serialize>(
+    (api, caller, headers, body): (&Api, &Caller, &HeaderMap, &Bytes),
+    (tenant, device): (&str, &str),
+    set: impl FnOnce(&mut DeviceRecord, T),
+    get: impl FnOnce(DeviceRecord) -> T,
+) -> Result<Response, Problem> {
+    read_device(api, caller, tenant, device)?;
+    {
         let dir = api.control.live().load();
-        caller.may(Action::Write, Resource::Tenant(&tenant), &dir, &tenant)?;
-        parse(&body)?
-    };
-    let (applied, d) = update_device(&api, &caller, &tenant, &device, &headers, |d| {
-        d.fences = fences.fences
-    })
-    .await?;
-    Ok(written(
-        applied,
-        Some(d.revision),
-        Some(Fences { fences: d.fences }),
-    ))
+        caller.may(Action::Write, Resource::Tenant(tenant), &dir, tenant)?;
+    }
+    let part: T = parse(body)?;
+    let (applied, d) =
+        update_device(api, caller, tenant, device, headers, |d| set(d, part)).await?;
+    Ok(written(applied, Some(d.revision), Some(get(d))))
 }
 
 // ---- deadline policies ----
