@@ -50,6 +50,18 @@ impl Caller {
             .map_err(|d| Problem::denied(d, what))
     }
 
+    /// [`Caller::may`] on something of `tenant`, against the directory as it is now.
+    pub fn may_on_tenant(
+        &self,
+        api: &Api,
+        action: Action,
+        tenant: &str,
+        what: &str,
+    ) -> Result<(), Problem> {
+        let dir = api.control.live().load();
+        self.may(action, Resource::Tenant(tenant), &dir, what)
+    }
+
     /// The actor named in audit logs.
     pub fn actor(&self) -> String {
         format!("token:{}", self.0.token)

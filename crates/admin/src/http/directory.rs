@@ -533,10 +533,7 @@ pub async fn delete_device(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let what = format!("device \"{tenant}/{device}\"");
-    {
-        let dir = api.control.live().load();
-        caller.may(Action::Write, Resource::Tenant(&tenant), &dir, &what)?;
-    }
+    caller.may_on_tenant(&api, Action::Write, &tenant, &what)?;
     let gone = Change::DeleteDevice { tenant, id: device };
     let applied = change(&api, &caller, gone, &headers).await?;
     Ok(written::<()>(applied, None, None))
@@ -666,10 +663,7 @@ async fn put_device_part<T: for<'de> Deserialize<'de> + Serialize>(
     get: impl FnOnce(DeviceRecord) -> T,
 ) -> Result<Response, Problem> {
     read_device(api, caller, tenant, device)?;
-    {
-        let dir = api.control.live().load();
-        caller.may(Action::Write, Resource::Tenant(tenant), &dir, tenant)?;
-    }
+    caller.may_on_tenant(api, Action::Write, tenant, tenant)?;
     let part: T = parse(body)?;
     let (applied, d) =
         update_device(api, caller, tenant, device, headers, |d| set(d, part)).await?;
@@ -743,10 +737,7 @@ pub async fn put_policy(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let what = format!("deadline policy \"{tenant}/{policy}\"");
-    {
-        let dir = api.control.live().load();
-        caller.may(Action::Write, Resource::Tenant(&tenant), &dir, &what)?;
-    }
+    caller.may_on_tenant(&api, Action::Write, &tenant, &what)?;
     let input: PolicyInput = parse(&body)?;
     let rec = DeadlinePolicyRecord {
         tenant: tenant.clone(),
@@ -771,10 +762,7 @@ pub async fn delete_policy(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let what = format!("deadline policy \"{tenant}/{policy}\"");
-    {
-        let dir = api.control.live().load();
-        caller.may(Action::Write, Resource::Tenant(&tenant), &dir, &what)?;
-    }
+    caller.may_on_tenant(&api, Action::Write, &tenant, &what)?;
     let gone = Change::DeletePolicy { tenant, id: policy };
     let applied = change(&api, &caller, gone, &headers).await?;
     Ok(written::<()>(applied, None, None))

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
-use vaka_core::access::{Action, Resource};
+use vaka_core::access::Action;
 use vaka_core::directory::{Change, DirectoryError};
 
 use super::auth::Caller;
@@ -165,15 +165,12 @@ pub async fn import_devices(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    {
-        let dir = api.control.live().load();
-        caller.may(
-            Action::Write,
-            Resource::Tenant(&tenant),
-            &dir,
-            &format!("tenant \"{tenant}\""),
-        )?;
-    }
+    caller.may_on_tenant(
+        &api,
+        Action::Write,
+        &tenant,
+        &format!("tenant \"{tenant}\""),
+    )?;
     let kind = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -152,15 +152,7 @@ pub async fn list_alarms(
     Path(tenant): Path<String>,
     Query(q): Query<AlarmQuery>,
 ) -> Result<Json<AlarmPage>, Problem> {
-    {
-        let dir = api.control.live().load();
-        caller.may(
-            Action::Read,
-            Resource::Tenant(&tenant),
-            &dir,
-            &format!("tenant \"{tenant}\""),
-        )?;
-    }
+    caller.may_on_tenant(&api, Action::Read, &tenant, &format!("tenant \"{tenant}\""))?;
     let state = match q.state.as_deref() {
         None => StateFilter::Any,
         Some(s) => StateFilter::parse(s).ok_or_else(|| {
