@@ -23,6 +23,7 @@ pub struct Router {
     closed: AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     presence: Presence,
+    supervision_grace_ms: i64,
 }
 
 impl Router {
@@ -64,11 +65,17 @@ impl Router {
             closed: AtomicBool::new(false),
             tasks: Mutex::new(tasks),
             presence,
+            supervision_grace_ms: cfg.supervision_grace_ms,
         })
     }
 
     pub fn shards(&self) -> usize {
         self.lanes.len()
+    }
+
+    /// Silence tolerated beyond a device's heartbeat interval (not for category supervision).
+    pub fn supervision_grace_ms(&self) -> i64 {
+        self.supervision_grace_ms
     }
 
     pub fn presence(&self) -> &Presence {

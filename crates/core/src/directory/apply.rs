@@ -5,6 +5,7 @@ use super::records::{check_fences, valid_device_type, valid_id, Change, DeviceRe
 use super::{Centre, Defaults, Device, Directory, Records, Tenant};
 use crate::alarm::Deadlines;
 use crate::ids::{CentreId, DeviceId, DeviceKey, TenantId};
+use crate::supervision::Category;
 
 /// Why a change was not applied. Nothing was changed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -158,6 +159,11 @@ impl Directory {
             if old.sip.is_some() && self.sip_users.get(&k.1) == Some(&key) {
                 self.sip_users.remove(&k.1);
             }
+            if let Some(d) = &old.dc09 {
+                if self.dc09_accounts.get(&d.account) == Some(&key) {
+                    self.dc09_accounts.remove(&d.account);
+                }
+            }
         }
         self.gps.devices.remove(&key);
     }
@@ -168,6 +174,17 @@ impl Directory {
         };
         let key = DeviceKey::new(&d.tenant, &d.id);
         let deadlines = self.device_deadlines(d);
+        // Records were checked when written: a category that does not parse is left out.
+        let category = match (&d.supervision, d.heartbeat_secs) {
+            (Some(c), _) => c.parse().ok(),
+            (None, Some(_)) => None,
+            (None, None) => self
+                .records
+                .tenants
+                .get(&d.tenant)
+                .and_then(|t| t.supervision_by_type.get(&d.device_type))
+                .and_then(|c| c.parse().ok()),
+        };
         let device = Device {
             key: key.clone(),
             device_type: d.device_type.clone(),
@@ -177,6 +194,8 @@ impl Directory {
             gateway_for: d.gateway_for.iter().map(DeviceId::new).collect(),
             enabled: d.enabled,
             sip: d.sip.clone(),
+            dc09: d.dc09.clone(),
+            category,
         };
         if d.gps_filter.is_some() || !d.fences.is_empty() {
             // Records were checked when written: a fence that does not build is left out.
@@ -242,6 +261,18 @@ impl Directory {
                 positive(&mut p, "receipt_deadline_secs", t.receipt_deadline_secs);
                 positive(&mut p, "accept_deadline_secs", t.accept_deadline_secs);
                 positive(&mut p, "retention_days", t.retention_days.map(u64::from));
+                for (ty, c) in &t.supervision_by_type {
+                    let field = format!("supervision_by_type.{ty}");
+                    if !valid_device_type(ty) {
+                        p.push((
+                            field.clone(),
+                            "the key must be four digits (SCAIP Annex A)".into(),
+                        ));
+                    }
+                    if let Err(e) = c.parse::<Category>() {
+                        p.push((field, e.to_string()));
+                    }
+                }
             }
             Change::DeleteTenant(t) => {
                 if !r.tenants.contains_key(t) {
@@ -305,8 +336,26 @@ impl Directory {
                         ));
                     }
                 }
+                if let Some(dc09) = &d.dc09 {
+                    p.extend(dc09.problems());
+                    let key = DeviceKey::new(&d.tenant, &d.id);
+                    let taken = self.dc09_accounts.get(&dc09.account).filter(|k| **k != key);
+                    if let Some(other) = taken {
+                        p.push((
+                            "dc09.account".into(),
+                            format!(
+                                "DC-09 account \"{}\" is taken by device \"{other}\"; accounts \
+                                 are unique",
+                                dc09.account
+                            ),
+                        ));
+                    }
+                }
                 if d.heartbeat_secs == Some(0) {
                     p.push(("heartbeat_secs".into(), "must be at least 1".into()));
+                }
+                if let Some(Err(e)) = d.supervision.as_deref().map(str::parse::<Category>) {
+                    p.push(("supervision".into(), e.to_string()));
                 }
                 chain(&mut p, &d.centres);
                 if let Some(policy) = &d.deadline_policy {
@@ -606,5 +655,113 @@ mod tests {
             1,
             "the fence is resolved"
         );
+    }
+
+    fn dc09(account: &str, key: Option<&str>) -> Option<crate::directory::Dc09Credential> {
+        Some(crate::directory::Dc09Credential {
+            account: account.into(),
+            key: key.map(str::to_owned),
+        })
+    }
+
+    fn fields(e: DirectoryError) -> Vec<String> {
+        match e {
+            DirectoryError::Invalid(p) => p.into_iter().map(|(f, _)| f).collect(),
+            other => panic!("expected invalid, got {other}"),
+        }
+    }
+
+    #[test]
+    fn a_dc09_account_is_found_and_unique_over_tenants() {
+        let mut d = base();
+        d.apply(
+            Change::PutTenant(TenantRecord {
+                id: "u".into(),
+                ..Default::default()
+            }),
+            3,
+        )
+        .unwrap();
+        let mut rec = DeviceRecord::new("t", "panel", "0003");
+        rec.dc09 = dc09("1234", Some(&"ab".repeat(16)));
+        d.apply(Change::PutDevice(Box::new(rec.clone())), 4)
+            .unwrap();
+        let (dev, acct) = d.dc09_account("1234").unwrap();
+        assert_eq!(dev.key, DeviceKey::new("t", "panel"));
+        assert_eq!(acct.key.as_deref(), Some("ab".repeat(16).as_str()));
+        // The same device again keeps its account; another device (any tenant) may not take it.
+        d.apply(Change::PutDevice(Box::new(rec)), 5).unwrap();
+        let mut other = DeviceRecord::new("u", "panel2", "0003");
+        other.dc09 = dc09("1234", None);
+        let e = d.apply(Change::PutDevice(Box::new(other)), 6).unwrap_err();
+        assert_eq!(fields(e), ["dc09.account"]);
+        // Moved to a new account: the old one is free.
+        let mut moved = DeviceRecord::new("t", "panel", "0003");
+        moved.dc09 = dc09("ABCD", None);
+        d.apply(Change::PutDevice(Box::new(moved)), 7).unwrap();
+        assert!(d.dc09_account("1234").is_none());
+        assert!(d.dc09_account("ABCD").is_some());
+    }
+
+    #[test]
+    fn bad_dc09_accounts_and_keys_are_named() {
+        let mut d = base();
+        let mut rec = DeviceRecord::new("t", "p", "0003");
+        rec.dc09 = dc09("12", Some("short"));
+        let e = d
+            .apply(Change::PutDevice(Box::new(rec.clone())), 3)
+            .unwrap_err();
+        assert_eq!(fields(e), ["dc09.account", "dc09.key"]);
+        rec.dc09 = dc09("00FF12", Some("0123456789ABCDEF")); // 16 ASCII characters: AES-128
+        d.apply(Change::PutDevice(Box::new(rec)), 4).unwrap();
+    }
+
+    #[test]
+    fn supervision_category_own_then_heartbeat_then_tenant_by_type() {
+        use crate::supervision::{Category, Silence};
+        let mut d = base();
+        let mut t = d.records.tenants["t"].clone();
+        t.supervision_by_type.insert("0003".into(), "DP4".into());
+        d.apply(Change::PutTenant(t), 3).unwrap();
+        let mut own = DeviceRecord::new("t", "own", "0003");
+        own.supervision = Some("sp3".into());
+        own.heartbeat_secs = Some(60);
+        let mut beat = DeviceRecord::new("t", "beat", "0003");
+        beat.heartbeat_secs = Some(60);
+        let by_type = DeviceRecord::new("t", "typed", "0003");
+        let other_type = DeviceRecord::new("t", "plain", "0051");
+        for r in [own, beat, by_type, other_type] {
+            d.apply(Change::PutDevice(Box::new(r)), 4).unwrap();
+        }
+        let cat = |d: &Directory, id: &str| d.device(&DeviceKey::new("t", id)).unwrap().category;
+        assert_eq!(cat(&d, "own"), Some(Category::Sp3));
+        assert_eq!(cat(&d, "beat"), None);
+        assert_eq!(cat(&d, "typed"), Some(Category::Dp4));
+        assert_eq!(cat(&d, "plain"), None);
+        let silence = |id: &str| d.silence(&DeviceKey::new("t", id), None, 30_000);
+        assert_eq!(silence("own"), Some(Silence::category(Category::Sp3)));
+        assert_eq!(silence("beat"), Some(Silence::heartbeat(60_000, 30_000)));
+        assert_eq!(silence("plain"), None);
+        // The tenant's table changes: its devices are resolved again.
+        let mut t = d.records.tenants["t"].clone();
+        t.supervision_by_type.clear();
+        d.apply(Change::PutTenant(t), 5).unwrap();
+        assert_eq!(cat(&d, "typed"), None);
+    }
+
+    #[test]
+    fn unknown_categories_are_named() {
+        let mut d = base();
+        let mut t = d.records.tenants["t"].clone();
+        t.supervision_by_type.insert("03".into(), "XP9".into());
+        let e = d.apply(Change::PutTenant(t), 3).unwrap_err();
+        assert_eq!(
+            fields(e),
+            ["supervision_by_type.03", "supervision_by_type.03"]
+        );
+        let mut rec = DeviceRecord::new("t", "p", "0003");
+        rec.supervision = Some("DP5".into());
+        let e = d.apply(Change::PutDevice(Box::new(rec)), 3).unwrap_err();
+        assert_eq!(fields(e), ["supervision"]);
     }
 }

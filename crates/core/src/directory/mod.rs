@@ -5,6 +5,7 @@
 use crate::alarm::Deadlines;
 use crate::gps::{FilterConfig, GpsPlan};
 use crate::ids::{CentreId, DeviceId, DeviceKey, TenantId};
+use crate::supervision::{Category, Silence};
 use std::collections::{BTreeMap, HashMap};
 
 mod apply;
@@ -12,8 +13,8 @@ pub mod records;
 
 pub use apply::DirectoryError;
 pub use records::{
-    valid_device_type, valid_id, CentreRecord, Change, DeadlinePolicyRecord, DeviceRecord,
-    FenceRecord, Problems, SipCredential, TenantRecord,
+    valid_device_type, valid_id, CentreRecord, Change, Dc09Credential, DeadlinePolicyRecord,
+    DeviceRecord, FenceRecord, Problems, SipCredential, TenantRecord,
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +45,11 @@ pub struct Device {
     pub enabled: bool,
     /// SIP digest credentials (HA1 only).
     pub sip: Option<SipCredential>,
+    /// SIA DC-09 account and key.
+    pub dc09: Option<Dc09Credential>,
+    /// Supervised by this EN 50136-1 category (own, else the tenant's for the device type,
+    /// unless the device sets `heartbeat_secs`): wins over `heartbeat_secs`.
+    pub category: Option<Category>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -84,6 +90,8 @@ impl Device {
             gateway_for: Vec::new(),
             enabled: true,
             sip: None,
+            dc09: None,
+            category: None,
         }
     }
 }
@@ -138,6 +146,8 @@ pub struct Directory {
     pub gps: GpsPlan,
     /// SIP digest username (the device id, unique over tenants) -> device.
     sip_users: HashMap<String, DeviceKey>,
+    /// DC-09 account number (unique over tenants) -> device.
+    dc09_accounts: HashMap<String, DeviceKey>,
     /// What the resolved maps were built from (empty in tests that insert resolved values).
     pub records: Records,
 }
@@ -153,6 +163,10 @@ impl Directory {
         if device.sip.is_some() {
             self.sip_users
                 .insert(device.key.device.to_string(), device.key.clone());
+        }
+        if let Some(d) = &device.dc09 {
+            self.dc09_accounts
+                .insert(d.account.clone(), device.key.clone());
         }
         self.devices.insert(device.key.clone(), device);
     }
@@ -171,6 +185,29 @@ impl Directory {
     pub fn sip_account(&self, username: &str) -> Option<(&Device, &SipCredential)> {
         let device = self.device(self.sip_users.get(username)?)?;
         Some((device, device.sip.as_ref()?))
+    }
+
+    /// The enabled device that reports as DC-09 account `account`, with its account record.
+    pub fn dc09_account(&self, account: &str) -> Option<(&Device, &Dc09Credential)> {
+        let device = self.device(self.dc09_accounts.get(account)?)?;
+        Some((device, device.dc09.as_ref()?))
+    }
+
+    /// How an enabled device is supervised, given the heartbeat interval it announced itself
+    /// (`announced_secs`, SCAIP hbi) and the platform's `grace_ms`: by its category, else by
+    /// its interval (announced, else configured) plus the grace; `None`: not supervised.
+    pub fn silence(
+        &self,
+        key: &DeviceKey,
+        announced_secs: Option<u32>,
+        grace_ms: i64,
+    ) -> Option<Silence> {
+        let d = self.device(key)?;
+        if let Some(c) = d.category {
+            return Some(Silence::category(c));
+        }
+        let secs = announced_secs.or(d.heartbeat_secs)?;
+        Some(Silence::heartbeat(i64::from(secs) * 1000, grace_ms))
     }
 
     /// Whether the authenticated `sender` may send events as `device`: itself, or a device its

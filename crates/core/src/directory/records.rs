@@ -31,6 +31,10 @@ pub struct TenantRecord {
     /// The tenant's GPS filters, laid over the platform's.
     #[serde(default)]
     pub gps_filter: FilterOverride,
+    /// EN 50136-1 supervision category per device type ("0003" -> "DP4"), for devices that set
+    /// neither their own category nor `heartbeat_secs`.
+    #[serde(default)]
+    pub supervision_by_type: std::collections::BTreeMap<String, String>,
     /// The directory revision that last wrote this record (its ETag).
     #[serde(default)]
     pub revision: u64,
@@ -66,6 +70,42 @@ pub struct SipCredential {
     /// The device cannot do `qop=auth`: its credentials without qop are accepted once per nonce.
     #[serde(default)]
     pub single_use_nonce: bool,
+}
+
+/// A SIA DC-09 account: the panel or transceiver reporting as `account` is this device.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dc09Credential {
+    /// The account number the panel sends (`#acct`): 3-16 hex digits, unique over the engine.
+    pub account: String,
+    /// AES key: 32, 48 or 64 hex digits, or 16, 24 or 32 ASCII characters (as panels' set-up
+    /// screens show it). With a key every message must be encrypted; without one, plain only.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+impl Dc09Credential {
+    /// Why the account or key cannot be used, as `(field, reason)`.
+    pub fn problems(&self) -> Problems {
+        let mut p = Problems::new();
+        let a = &self.account;
+        if !(3..=16).contains(&a.len()) || !a.bytes().all(|b| b.is_ascii_hexdigit()) {
+            p.push(("dc09.account".into(), "must be 3-16 hex digits".into()));
+        }
+        if let Some(k) = &self.key {
+            let hex = matches!(k.len(), 32 | 48 | 64) && k.bytes().all(|b| b.is_ascii_hexdigit());
+            let ascii = matches!(k.len(), 16 | 24 | 32) && k.bytes().all(|b| b.is_ascii_graphic());
+            if !hex && !ascii {
+                p.push((
+                    "dc09.key".into(),
+                    "must be 32, 48 or 64 hex digits, or 16, 24 or 32 printable ASCII characters"
+                        .into(),
+                ));
+            }
+        }
+        p
+    }
 }
 
 /// One geofence of a device (the bootstrap file's `fences` entries have the same fields).
@@ -139,9 +179,17 @@ pub struct DeviceRecord {
     /// SIP digest credentials (username = the device id).
     #[serde(default)]
     pub sip: Option<SipCredential>,
-    /// Expected heartbeat interval; absent: not supervised.
+    /// SIA DC-09 account (and key) this device reports as.
+    #[serde(default)]
+    pub dc09: Option<Dc09Credential>,
+    /// Expected heartbeat interval; absent: not supervised (unless by a category).
     #[serde(default)]
     pub heartbeat_secs: Option<u32>,
+    /// EN 50136-1 supervision category ("SP1".."SP6", "DP1".."DP4"): silent after its reporting
+    /// time. Wins over `heartbeat_secs`; absent: `heartbeat_secs`, else the tenant's category for
+    /// the device type.
+    #[serde(default)]
+    pub supervision: Option<String>,
     /// Own escalation chain; empty: the tenant's.
     #[serde(default)]
     pub centres: Vec<String>,
@@ -177,7 +225,9 @@ impl DeviceRecord {
             device_type: device_type.to_owned(),
             enabled: true,
             sip: None,
+            dc09: None,
             heartbeat_secs: None,
+            supervision: None,
             centres: Vec::new(),
             deadline_policy: None,
             receipt_deadline_secs: None,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::{Batch, LaneState, Shard, Waiter};
 use crate::api::{CentreTx, InputError};
 use vaka_core::alarm::AlarmInput;
-use vaka_core::supervision;
+use vaka_core::supervision::Silence;
 use vaka_core::{AlarmId, AlarmKind, DeviceKey, Event, EventKind, UnixMillis};
 
 impl Shard {
@@ -15,43 +15,39 @@ impl Shard {
     /// it was last seen (persisted), or from now if never.
     pub(super) fn supervise_from_start(&mut self, seen: &HashMap<DeviceKey, UnixMillis>) {
         let started = self.clock.now_ms();
-        let grace = self.cfg.supervision_grace_ms;
         let dir = self.dir.load();
-        let supervised: Vec<(DeviceKey, i64)> = dir
+        let supervised: Vec<(DeviceKey, Silence)> = dir
             .devices
             .values()
             .filter(|d| d.key.shard(self.shards) == self.id)
-            .filter_map(|d| {
-                self.interval_secs(&d.key)
-                    .map(|s| (d.key.clone(), i64::from(s) * 1000))
-            })
+            .filter_map(|d| self.silence_of(&d.key).map(|s| (d.key.clone(), s)))
             .collect();
-        for (device, interval) in supervised {
+        for (device, silence) in supervised {
             let last = seen.get(&device).copied();
-            let at = supervision::silent_at_after_restart(last, interval, grace, started);
+            let at = silence.silent_at_after_restart(last, started);
             self.arm_silence(device, at);
         }
     }
 
-    /// The device's expected heartbeat interval: announced, else configured; `None`: unsupervised.
-    pub(super) fn interval_secs(&self, device: &DeviceKey) -> Option<u32> {
-        let dir = self.dir.load();
-        let configured = dir.device(device)?.heartbeat_secs;
-        self.intervals.get(device).copied().or(configured)
+    /// How long the device may be silent (its category, else its interval, announced or
+    /// configured, plus the grace); `None`: unsupervised.
+    pub(super) fn silence_of(&self, device: &DeviceKey) -> Option<Silence> {
+        let announced = self.intervals.get(device).copied();
+        self.dir
+            .load()
+            .silence(device, announced, self.cfg.supervision_grace_ms)
     }
 
     /// The directory changed for `devices`: supervise those of this shard that now are, from
     /// now (as after a restart with no record of them), and stop supervising removed, disabled or
     /// no longer supervised ones. Other changes (chains, deadlines, fences) are read per event.
     pub(super) fn directory_changed(&mut self, devices: &[DeviceKey], now: UnixMillis) {
-        let grace = self.cfg.supervision_grace_ms;
         let (shards, id) = (self.shards, self.id);
         for device in devices.iter().filter(|d| d.shard(shards) == id) {
-            match self.interval_secs(device) {
-                Some(secs) => {
+            match self.silence_of(device) {
+                Some(silence) => {
                     if !self.silent_at.contains_key(device) {
-                        let interval = i64::from(secs) * 1000;
-                        let at = supervision::silent_at_after_restart(None, interval, grace, now);
+                        let at = silence.silent_at_after_restart(None, now);
                         self.arm_silence(device.clone(), at);
                     }
                 }
@@ -101,14 +97,10 @@ impl Shard {
     /// A supervised device was heard: push its silence deadline out, note it durably, and end a
     /// "device silent" alarm it may have.
     pub(super) fn heard(&mut self, device: &DeviceKey, b: &mut Batch) {
-        let Some(interval) = self.interval_secs(device) else {
+        let Some(silence) = self.silence_of(device) else {
             return;
         };
-        let at = supervision::silent_at(
-            b.now,
-            i64::from(interval) * 1000,
-            self.cfg.supervision_grace_ms,
-        );
+        let at = silence.silent_at(b.now);
         if self.silent_at.get(device) != Some(&at) {
             self.arm_silence(device.clone(), at);
         }
