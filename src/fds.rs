@@ -37,19 +37,26 @@ pub fn raise_open_files_limit() -> std::io::Result<(u64, u64, u64)> {
 }
 
 /// The SIP TCP/TLS connection cap: the configured one, lowered to what `limit` descriptors leave
-/// after the reserves. An error when too little is left to be worth starting.
+/// after the reserves (DC-09's TCP connections, `dc09.max_connections`, are one of them: they
+/// are capped by their own configuration). An error when too little is left to be worth starting.
 pub fn sip_connection_cap(
     limit: u64,
     store_max_open_files: usize,
+    dc09_connections: usize,
     configured: usize,
 ) -> Result<usize, String> {
-    let reserved = BASE_RESERVE + STORE_EXTRA + store_max_open_files as u64 + CENTRE_RESERVE;
+    let reserved = BASE_RESERVE
+        + STORE_EXTRA
+        + store_max_open_files as u64
+        + CENTRE_RESERVE
+        + dc09_connections as u64;
     let left = limit.saturating_sub(reserved);
     if left < MIN_SIP {
         return Err(format!(
             "the open files limit ({limit}) leaves {left} descriptors for SIP connections after \
              {reserved} reserved (store.max_open_files {store_max_open_files} + {STORE_EXTRA}, \
-             centre API {CENTRE_RESERVE}, engine {BASE_RESERVE}): raise the hard limit \
+             centre API {CENTRE_RESERVE}, engine {BASE_RESERVE}, dc09.max_connections \
+             {dc09_connections}): raise the hard limit \
              (ulimit -Hn, systemd LimitNOFILE) or lower store.max_open_files"
         ));
     }
@@ -62,10 +69,11 @@ mod tests {
 
     #[test]
     fn the_sip_cap_is_what_the_reserves_leave_and_never_above_the_config() {
-        assert_eq!(sip_connection_cap(1_000_000, 1024, 20_000), Ok(20_000));
-        assert_eq!(sip_connection_cap(4096, 1024, 20_000), Ok(4096 - 1184));
-        assert_eq!(sip_connection_cap(256, 64, 20_000), Ok(32));
-        assert!(sip_connection_cap(1024, 1024, 20_000)
+        assert_eq!(sip_connection_cap(1_000_000, 1024, 0, 20_000), Ok(20_000));
+        assert_eq!(sip_connection_cap(4096, 1024, 0, 20_000), Ok(4096 - 1184));
+        assert_eq!(sip_connection_cap(4096, 1024, 100, 20_000), Ok(4096 - 1284));
+        assert_eq!(sip_connection_cap(256, 64, 0, 20_000), Ok(32));
+        assert!(sip_connection_cap(1024, 1024, 0, 20_000)
             .unwrap_err()
             .contains("store.max_open_files"));
     }

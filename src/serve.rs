@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vaka_admin::Control;
 use vaka_centre::{CentreServer, CentreService};
 use vaka_core::directory::Directory;
+use vaka_ingest::dc09::Dc09Server;
 use vaka_ingest::quic::QuicServer;
 use vaka_ingest::sip::SipServer;
 use vaka_router::{Clock, LiveDirectory, Presence, Router};
@@ -21,6 +22,8 @@ pub struct Engine {
     pub centres: Option<CentreServer>,
     /// The SCAIP front, when `[sip]` is configured.
     pub sip: Option<SipServer>,
+    /// The SIA DC-09 front, when `[dc09]` is configured.
+    pub dc09: Option<Dc09Server>,
     /// The control plane: the one writer of the live directory, tokens and admin audit.
     pub control: Arc<Control>,
     /// The periodic position-retention sweep (aborted at shutdown).
@@ -108,6 +111,17 @@ impl Engine {
                 }
             }
         };
+        let dc09 = match &cfg.dc09 {
+            None => None,
+            Some(dc) => match Dc09Server::start(dc, router.clone(), directory.clone(), clock) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    drop(sip); // the process exits on this error
+                    stop_router(&router, &store);
+                    return Err(format!("starting the DC-09 front: {e}"));
+                }
+            },
+        };
         let quic = match &cfg.quic {
             Some(q) => match QuicServer::start(q, router.clone(), directory.clone()) {
                 Ok(server) => {
@@ -115,7 +129,7 @@ impl Engine {
                     Some(server)
                 }
                 Err(e) => {
-                    drop(sip); // the process exits on this error
+                    drop((sip, dc09)); // the process exits on this error
                     stop_router(&router, &store);
                     return Err(format!("starting the QUIC front: {e}"));
                 }
@@ -151,6 +165,7 @@ impl Engine {
             centres: None,
             quic,
             sip,
+            dc09,
             retention,
         };
         match engine.start_centres(cfg, directory, clock) {
@@ -245,6 +260,9 @@ impl Engine {
         }
         if let Some(sip) = &self.sip {
             sip.shutdown().await;
+        }
+        if let Some(dc09) = &self.dc09 {
+            dc09.shutdown().await;
         }
         self.retention.abort();
         self.router.shutdown().await;
@@ -402,9 +420,15 @@ fn apply_descriptor_budget(cfg: &mut Config) -> Result<(), String> {
     let (before, limit, hard) = crate::fds::raise_open_files_limit()
         .map_err(|e| format!("reading the open files limit: {e}"))?;
     let store_files = cfg.store.max_open_files;
+    let dc09 = cfg
+        .dc09
+        .as_ref()
+        .filter(|d| d.tcp.is_some())
+        .map_or(0, |d| d.max_connections);
     let sip = match &mut cfg.sip {
         Some(sip) if sip.tcp || sip.tls => {
-            let cap = crate::fds::sip_connection_cap(limit, store_files, sip.max_connections)?;
+            let cap =
+                crate::fds::sip_connection_cap(limit, store_files, dc09, sip.max_connections)?;
             let configured = sip.max_connections;
             sip.max_connections = cap;
             Some((configured, cap))
@@ -417,6 +441,7 @@ fn apply_descriptor_budget(cfg: &mut Config) -> Result<(), String> {
         hard_limit = hard,
         store_max_open_files = store_files,
         centre_reserve = crate::fds::CENTRE_RESERVE,
+        dc09_max_connections = dc09,
         sip_max_connections_configured = sip.map(|s| s.0),
         sip_max_connections = sip.map(|s| s.1),
         sip_max_unauthenticated = sip.map(|s| (s.1 / 2).max(1)),

@@ -2,7 +2,7 @@
 //! retention settings.
 use vaka_core::alarm::Deadlines;
 use vaka_core::directory::{
-    CentreRecord, Change, Defaults, DeviceRecord, Directory, Records, TenantRecord,
+    CentreRecord, Change, Dc09Credential, Defaults, DeviceRecord, Directory, Records, TenantRecord,
 };
 use vaka_core::CentreId;
 
@@ -112,6 +112,7 @@ impl Config {
                 accept_deadline_secs: t.accept_deadline_secs,
                 retention_days: t.retention_days,
                 gps_filter: t.gps_filter.clone(),
+                supervision_by_type: t.supervision_by_type.clone(),
                 revision: 0,
             }));
         }
@@ -119,9 +120,15 @@ impl Config {
             let sip = d.password.as_ref().map(|p| {
                 vaka_ingest::sip::sip_credential(&d.id, &realm, p, d.digest_single_use_nonce)
             });
+            let dc09 = d.dc09_account.as_ref().map(|a| Dc09Credential {
+                account: a.clone(),
+                key: d.dc09_key.clone(),
+            });
             out.push(Change::PutDevice(Box::new(DeviceRecord {
                 sip,
+                dc09,
                 heartbeat_secs: d.heartbeat_secs,
+                supervision: d.supervision.clone(),
                 centres: d.centres.clone(),
                 receipt_deadline_secs: d.receipt_deadline_secs,
                 accept_deadline_secs: d.accept_deadline_secs,

@@ -30,6 +30,8 @@ pub struct Config {
     pub grpc: GrpcSection,
     /// The SCAIP front (SIP over UDP/TCP/TLS on `listen.sip_*`); absent = not started.
     pub sip: Option<vaka_ingest::sip::SipConfig>,
+    /// The SIA DC-09 front (TCP and UDP on its own ports); absent = not started.
+    pub dc09: Option<vaka_ingest::dc09::Dc09Config>,
     #[serde(default)]
     pub gps: GpsSection,
     #[serde(default)]
@@ -197,6 +199,9 @@ pub struct TenantConfig {
     /// The tenant's GPS filters: laid over `[gps.filter]`.
     #[serde(default)]
     pub gps_filter: FilterOverride,
+    /// EN 50136-1 supervision category per device type, e.g. `{ "0003" = "DP4" }`.
+    #[serde(default)]
+    pub supervision_by_type: std::collections::BTreeMap<String, String>,
 }
 
 /// One `[[centres]]` entry of the file (the centre API's own settings are `[grpc]`).
@@ -227,6 +232,12 @@ pub struct DeviceConfig {
     #[serde(default)]
     pub digest_single_use_nonce: bool,
     pub heartbeat_secs: Option<u32>,
+    /// EN 50136-1 supervision category ("SP1".."SP6", "DP1".."DP4"); wins over heartbeat_secs.
+    pub supervision: Option<String>,
+    /// SIA DC-09 account number the device reports as (3-16 hex digits).
+    pub dc09_account: Option<String>,
+    /// Its AES key (32/48/64 hex digits or 16/24/32 ASCII characters); absent: plain only.
+    pub dc09_key: Option<String>,
     /// Own escalation chain; default is the tenant's.
     #[serde(default)]
     pub centres: Vec<String>,

@@ -143,6 +143,7 @@ impl Config {
             chain_ok(&mut p, &format!("tenants[{i}].centres"), &t.centres, &t.id);
         }
         let mut devices = HashSet::new();
+        let mut dc09_accounts = HashSet::new();
         for (i, d) in self.devices.iter().enumerate() {
             let at = format!("devices[{i}]");
             ident(&mut p, &format!("{at}.id"), &d.id);
@@ -203,6 +204,23 @@ impl Config {
                 d.accept_deadline_secs,
             );
             fences(&mut p, &at, &d.fences);
+            dc09_device(&mut p, &at, d, &mut dc09_accounts);
+        }
+        for (i, t) in self.tenants.iter().enumerate() {
+            for (ty, c) in &t.supervision_by_type {
+                let key = format!("tenants[{i}].supervision_by_type.{ty}");
+                if ty.len() != 4 || !ty.bytes().all(|b| b.is_ascii_digit()) {
+                    p.push(err(&key, "the device type must be four digits"));
+                }
+                if let Err(e) = c.parse::<vaka_core::supervision::Category>() {
+                    p.push(err(key, e.to_string()));
+                }
+            }
+        }
+        if let Some(d) = &self.dc09 {
+            if let Err((key, reason)) = d.validate() {
+                p.push(err(key, reason));
+            }
         }
         if let Some(q) = &self.quic {
             validate_quic(&mut p, q, &tenants);
@@ -341,5 +359,38 @@ fn validate_quic(
                 format!("unknown tenant \"{t}\""),
             ));
         }
+    }
+}
+
+/// A device's DC-09 account and key, and its supervision category.
+fn dc09_device<'a>(
+    p: &mut Vec<ConfigError>,
+    at: &str,
+    d: &'a DeviceConfig,
+    accounts: &mut HashSet<&'a str>,
+) {
+    if let Some(c) = &d.supervision {
+        if let Err(e) = c.parse::<vaka_core::supervision::Category>() {
+            p.push(err(format!("{at}.supervision"), e.to_string()));
+        }
+    }
+    let Some(account) = &d.dc09_account else {
+        if d.dc09_key.is_some() {
+            p.push(err(format!("{at}.dc09_key"), "only with a dc09_account"));
+        }
+        return;
+    };
+    let cred = vaka_core::directory::Dc09Credential {
+        account: account.clone(),
+        key: d.dc09_key.clone(),
+    };
+    for (field, reason) in cred.problems() {
+        p.push(err(format!("{at}.{}", field.replace('.', "_")), reason));
+    }
+    if !accounts.insert(account.as_str()) {
+        p.push(err(
+            format!("{at}.dc09_account"),
+            format!("DC-09 account \"{account}\" is given to another device"),
+        ));
     }
 }

@@ -78,6 +78,11 @@ pub struct Control {
 }
 
 impl Control {
+    /// Silence tolerated beyond a device's heartbeat interval (the router's setting).
+    pub fn supervision_grace_ms(&self) -> i64 {
+        self.router.supervision_grace_ms()
+    }
+
     /// The control plane over a started engine; reads the stored API tokens.
     pub fn new(
         store: Store,

@@ -3,7 +3,9 @@
 //!
 //! - [`quic`]: vaka/1 over QUIC with mutual TLS (protocol in `proto/device.proto`).
 //! - [`sip`]: SCAIP (`<mrq>`/`<mrs>` XML) in SIP MESSAGE over UDP, TCP and TLS, digest auth.
+//! - [`dc09`]: SIA DC-09 over TCP and UDP (panels and transceivers), ACK once durable.
 //! - [`certs`]: demo certificates (tenant CA, server, devices) for `vaka certs`.
 pub mod certs;
+pub mod dc09;
 pub mod quic;
 pub mod sip;

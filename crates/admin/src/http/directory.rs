@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use vaka_core::access::{Action, Resource};
 use vaka_core::directory::{
-    CentreRecord, Change, DeadlinePolicyRecord, DeviceRecord, FenceRecord, SipCredential,
-    TenantRecord,
+    CentreRecord, Change, Dc09Credential, DeadlinePolicyRecord, DeviceRecord, FenceRecord,
+    SipCredential, TenantRecord,
 };
 use vaka_core::gps::FilterOverride;
 
@@ -342,6 +342,18 @@ pub struct DeviceInput {
     pub single_use_nonce: bool,
     #[serde(default)]
     pub heartbeat_secs: Option<u32>,
+    /// EN 50136-1 supervision category ("SP1".."SP6", "DP1".."DP4"): silent after its reporting
+    /// time; wins over `heartbeat_secs`.
+    #[serde(default)]
+    pub supervision: Option<String>,
+    /// SIA DC-09 account number (3-16 hex digits, unique over the engine). With neither this
+    /// nor `dc09_key`, the stored DC-09 account stays.
+    #[serde(default)]
+    pub dc09_account: Option<String>,
+    /// Its AES key (32/48/64 hex digits or 16/24/32 ASCII characters); absent: plain messages
+    /// only. Never shown again.
+    #[serde(default)]
+    pub dc09_key: Option<String>,
     #[serde(default)]
     pub centres: Vec<String>,
     #[serde(default)]
@@ -393,13 +405,25 @@ impl DeviceInput {
             (None, Some(s)) => Some(s),
             (None, None) => current.and_then(|c| c.sip.clone()),
         };
+        let dc09 = match (self.dc09_account, self.dc09_key) {
+            (Some(account), key) => Some(Dc09Credential { account, key }),
+            (None, Some(_)) => {
+                return Err(Problem::invalid(vec![super::problem::FieldError {
+                    field: "dc09_key".into(),
+                    reason: "only with dc09_account".into(),
+                }]))
+            }
+            (None, None) => current.and_then(|c| c.dc09.clone()),
+        };
         Ok(DeviceRecord {
             tenant: tenant.to_owned(),
             id: id.to_owned(),
             device_type: self.device_type,
             enabled: self.enabled,
             sip,
+            dc09,
             heartbeat_secs: self.heartbeat_secs,
+            supervision: self.supervision,
             centres: self.centres,
             deadline_policy: self.deadline_policy,
             receipt_deadline_secs: self.receipt_deadline_secs,
@@ -418,6 +442,11 @@ pub(crate) fn shown(d: &DeviceRecord) -> serde_json::Value {
     if let Some(sip) = v.get_mut("sip").and_then(serde_json::Value::as_object_mut) {
         sip.remove("ha1_md5");
         sip.remove("ha1_sha256");
+    }
+    if let Some(dc09) = v.get_mut("dc09").and_then(serde_json::Value::as_object_mut) {
+        let key = dc09.remove("key");
+        let encrypted = key.is_some_and(|k| !k.is_null());
+        dc09.insert("encrypted".into(), encrypted.into());
     }
     v
 }

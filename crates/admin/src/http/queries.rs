@@ -268,6 +268,23 @@ impl From<&StoredPosition> for PositionView {
     }
 }
 
+/// A device's supervision as it is applied now.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SupervisionView {
+    /// The EN 50136-1 category ("DP4"), when supervised by one (own or its type's).
+    pub category: Option<String>,
+    /// The category's reporting time for the primary path, seconds.
+    pub reporting_secs: Option<u32>,
+    /// The category's second-path reporting time (dual-path categories), seconds.
+    pub second_path_secs: Option<u32>,
+    /// Silence allowed after a message before "device silent" is raised, seconds (the
+    /// category's reporting time, or the heartbeat interval plus the platform's grace).
+    pub silent_after_secs: u64,
+    /// When the device is called silent if nothing is heard before (unix ms), from the last
+    /// message; absent when it was never heard.
+    pub silent_at_ms: Option<i64>,
+}
+
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct DeviceStatus {
     pub tenant: String,
@@ -276,6 +293,8 @@ pub struct DeviceStatus {
     /// Last heard (supervised devices), unix ms.
     pub last_heard_ms: Option<i64>,
     pub heartbeat_secs: Option<u32>,
+    /// How the device is supervised; absent: not supervised.
+    pub supervision: Option<SupervisionView>,
     pub open_alarms: Vec<AlarmView>,
     pub latest_position: Option<PositionView>,
     pub connections: Vec<Link>,
@@ -290,7 +309,8 @@ pub async fn device_status(
     Path((tenant, device)): Path<(String, String)>,
 ) -> Result<Json<DeviceStatus>, Problem> {
     let what = format!("device \"{tenant}/{device}\"");
-    let (enabled, heartbeat_secs) = {
+    let key = DeviceKey::new(&tenant, &device);
+    let (enabled, heartbeat_secs, silence, category) = {
         let dir = api.control.live().load();
         caller.may(Action::Read, Resource::Tenant(&tenant), &dir, &what)?;
         let d = dir
@@ -298,9 +318,15 @@ pub async fn device_status(
             .devices
             .get(&(tenant.clone(), device.clone()))
             .ok_or_else(|| Problem::not_found(&what))?;
-        (d.enabled, d.heartbeat_secs)
+        let grace = api.control.supervision_grace_ms();
+        let category = dir.device(&key).and_then(|d| d.category);
+        (
+            d.enabled,
+            d.heartbeat_secs,
+            dir.silence(&key, None, grace),
+            category,
+        )
     };
-    let key = DeviceKey::new(&tenant, &device);
     let k = key.clone();
     let (heard, open, latest) = blocking(api.control.store(), move |s| {
         Ok((
@@ -316,6 +342,13 @@ pub async fn device_status(
         enabled,
         last_heard_ms: heard,
         heartbeat_secs,
+        supervision: silence.map(|s| SupervisionView {
+            category: category.map(|c| c.to_string()),
+            reporting_secs: category.map(|c| c.reporting_secs()),
+            second_path_secs: category.and_then(|c| c.second_path_secs()),
+            silent_after_secs: ((s.interval_ms + s.grace_ms) / 1000) as u64,
+            silent_at_ms: heard.map(|h| s.silent_at(h)),
+        }),
         open_alarms: open.iter().map(AlarmView::from).collect(),
         latest_position: latest.as_ref().map(PositionView::from),
         connections: (api.links)(&key),
