@@ -47,3 +47,17 @@ if ! python3 -c "import grpc, grpc_tools.protoc" >/dev/null 2>&1; then
     || python3 -m pip install --quiet --user --break-system-packages grpcio grpcio-tools \
     || python3 -m pip install --quiet grpcio grpcio-tools
 fi
+
+# The DC-09 front's interoperability tests drive panels made of dc09-spt (a DC-09 dialler) and
+# check frames with pysiaalarm (a receiver) and pycryptodome (tests/dc09_front.rs,
+# crates/dc09/tests/interop.rs). dc09-spt without its dependencies: it names pycrypto, whose
+# place pycryptodome (from pysiaalarm) takes.
+if ! python3 -c "import pysiaalarm, dc09_spt, Crypto" >/dev/null 2>&1; then
+  echo "install-deps: installing pysiaalarm dc09-spt (pip, user site)"
+  pip_user() {
+    python3 -m pip install --quiet --user "$@" 2>/dev/null \
+      || python3 -m pip install --quiet --user --break-system-packages "$@"
+  }
+  pip_user pysiaalarm
+  pip_user --no-deps dc09-spt
+fi

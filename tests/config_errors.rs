@@ -115,6 +115,39 @@ fn each_bad_file_names_its_key() {
             "devices[0].receipt_deadline_secs: must be greater than 0",
         ),
         (
+            "DC-09 account not hex",
+            &format!("{GOOD}dc09_account = \"12-34\"\n"),
+            "devices[0].dc09_account: must be 3-16 hex digits",
+        ),
+        (
+            "DC-09 key of no AES length",
+            &format!("{GOOD}dc09_account = \"1234\"\ndc09_key = \"abc\"\n"),
+            "devices[0].dc09_key: must be 32, 48 or 64 hex digits",
+        ),
+        (
+            "DC-09 key without account",
+            &format!("{GOOD}dc09_key = \"000102030405060708090A0B0C0D0E0F\"\n"),
+            "devices[0].dc09_key: only with a dc09_account",
+        ),
+        (
+            "unknown supervision category",
+            &format!("{GOOD}supervision = \"DP9\"\n"),
+            "devices[0].supervision: unknown supervision category \"DP9\"",
+        ),
+        (
+            "category by type for a bad type",
+            &GOOD.replace(
+                "centres = [\"c\"]\n",
+                "centres = [\"c\"]\nsupervision_by_type = { \"3\" = \"SP4\" }\n",
+            ),
+            "tenants[0].supervision_by_type.3: the device type must be four digits",
+        ),
+        (
+            "DC-09 front without a transport",
+            "[dc09]\nmax_pending = 10\n",
+            "dc09.udp: give udp or tcp",
+        ),
+        (
             "no per-source budget for unauthenticated SIP",
             "[sip]\nunauthenticated_burst = 0\n",
             "sip.unauthenticated_burst: must be at least 1",
