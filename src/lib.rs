@@ -6,4 +6,5 @@ pub mod http;
 pub mod observe;
 pub mod salvage;
 pub mod serve;
+pub mod service_gauges;
 pub mod udp_drops;

@@ -48,7 +48,24 @@ pub fn init_metrics() -> Result<PrometheusHandle, String> {
         }
     });
     describe();
+    register_alerted_series();
     Ok(handle)
+}
+
+/// The series `config/alerts.yml` and the Grafana dashboard read exist from the start at zero,
+/// so an alert expression has something to evaluate before the first unhandled alarm (an
+/// absent series would read as "no data", not as "none happened").
+fn register_alerted_series() {
+    metrics::counter!("vaka_alarms_unhandled_total").increment(0);
+    metrics::counter!("vaka_deadlines_missed_total").increment(0);
+    metrics::counter!("vaka_devices_silent_total").increment(0);
+    metrics::counter!("vaka_escalations_deferred_total", "reason" => "reconnect_grace")
+        .increment(0);
+    metrics::gauge!("vaka_centres_connected").set(0.0);
+    for reason in vaka_core::gps::FilterReason::ALL {
+        metrics::counter!("vaka_gps_fixes_filtered_total", "reason" => reason.as_str())
+            .increment(0);
+    }
 }
 
 fn describe() {

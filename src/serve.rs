@@ -28,6 +28,8 @@ pub struct Engine {
     pub control: Arc<Control>,
     /// The periodic position-retention sweep (aborted at shutdown).
     retention: tokio::task::JoinHandle<()>,
+    /// Per-tenant connected centres and disk space gauges (aborted at shutdown).
+    gauges: tokio::task::JoinHandle<()>,
 }
 
 fn wall_ms() -> i64 {
@@ -143,6 +145,11 @@ impl Engine {
             directory.clone(),
             clock,
         );
+        let gauges = crate::service_gauges::spawn(
+            directory.clone(),
+            router.presence().clone(),
+            cfg.server.data_dir.clone(),
+        );
         let control = match Control::new(store.clone(), directory.clone(), router.clone(), clock)
             .map_err(|e| format!("reading API tokens: {e}"))
             .and_then(|c| {
@@ -167,6 +174,7 @@ impl Engine {
             sip,
             dc09,
             retention,
+            gauges,
         };
         match engine.start_centres(cfg, directory, clock) {
             Ok(c) => engine.centres = Some(c),
@@ -265,6 +273,7 @@ impl Engine {
             dc09.shutdown().await;
         }
         self.retention.abort();
+        self.gauges.abort();
         self.router.shutdown().await;
         let store = self.store.clone();
         let closed = tokio::task::spawn_blocking(move || store.close())
