@@ -411,7 +411,14 @@ async fn an_account_put_through_the_api_reports_at_once_and_its_key_is_never_sho
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let alarm = || {
         let ts = Some(Timestamp::from_unix_ms(now_ms()));
-        frame("4001", Token::AdmCid, Some(KEY_B), "#4001|1101 01 001", ts, 1)
+        frame(
+            "4001",
+            Token::AdmCid,
+            Some(KEY_B),
+            "#4001|1101 01 001",
+            ts,
+            1,
+        )
     };
     assert_eq!(token_of(&udp_answer(&sock, udp, &alarm())), "DUH");
 
@@ -434,14 +441,21 @@ async fn an_account_put_through_the_api_reports_at_once_and_its_key_is_never_sho
     assert_eq!(r.status, 201, "{}", r.body);
     assert!(!r.body.contains(KEY_B), "the key came back: {}", r.body);
     let shown = engine.get("/api/v1/tenants/t/devices/new-panel", OPERATOR);
-    assert!(!shown.body.contains(KEY_B), "the key is shown: {}", shown.body);
+    assert!(
+        !shown.body.contains(KEY_B),
+        "the key is shown: {}",
+        shown.body
+    );
     let v = shown.json();
     assert_eq!(v["dc09"]["account"], "4001", "{v}");
     assert_eq!(v["dc09"]["encrypted"], true, "{v}");
 
     assert_eq!(token_of(&udp_answer(&sock, udp, &alarm())), "*ACK");
     let a = centre.offer(Duration::from_secs(10)).await.alarm.unwrap();
-    assert_eq!((a.device.as_str(), a.code.as_str()), ("new-panel", "cid:101"));
+    assert_eq!(
+        (a.device.as_str(), a.code.as_str()),
+        ("new-panel", "cid:101")
+    );
     let status = engine
         .get("/api/v1/tenants/t/devices/new-panel/status", OPERATOR)
         .json();
