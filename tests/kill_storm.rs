@@ -9,6 +9,7 @@
 //!   router keeps idempotency entries for the alarm lane only;
 //! - no two alarms were opened by one device message (same device and reference);
 //! - every alarm the store holds was offered to the centre (invariant 3, 4).
+//!
 //! A short run (10 kills) is part of the suite; `VAKA_KILLS=100 cargo test --workspace --test
 //! kill_storm -- --nocapture` is the full one (figures in BENCHMARKS.md).
 #[path = "support/binary.rs"]
@@ -312,7 +313,7 @@ async fn sip_tcp_device(
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let reference = format!("{device}x{n}"); // SCAIP: 1-16 alphanumerics
-        let body = mrq(&reference, device, n % 3 == 0);
+        let body = mrq(&reference, device, n.is_multiple_of(3));
         loop {
             if conn.is_none() {
                 match TcpStream::connect(server).await {
@@ -417,7 +418,7 @@ async fn sip_udp_device(
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let reference = format!("{device}x{n}"); // SCAIP: 1-16 alphanumerics
-        let body = mrq(&reference, device, n % 3 == 0);
+        let body = mrq(&reference, device, n.is_multiple_of(3));
         loop {
             match sip_udp_once(&mut s, &sock, &format!("call-{reference}"), &body).await {
                 Ok(Snu::Ok | Snu::NotTreated) => break,
@@ -445,7 +446,7 @@ fn dc09_frame(account: &str, seq: u16, n: u64) -> Vec<u8> {
         account: Account::new(account).unwrap(),
     };
     // Alternating alarm and test report; the zone makes every message's data its own.
-    let code = if n % 2 == 0 { "BA" } else { "RP" };
+    let code = if n.is_multiple_of(2) { "BA" } else { "RP" };
     let data = format!("#{account}|N{code}{:04}", n % 10_000);
     Message::new(header, data, Vec::new(), None)
         .unwrap()
