@@ -29,6 +29,8 @@ centre: build
 lint: deps
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	@# cargo deny reads every locked package's manifest, optional ones a build never downloads.
+	cargo fetch --locked --quiet
 	cargo deny --offline check licenses bans sources
 
 test: deps lint

@@ -8,6 +8,7 @@ pub mod gps;
 pub mod idempotency;
 pub mod ids;
 pub mod intake;
+pub mod rules;
 pub mod supervision;
 
 pub use alarm::{Alarm, AlarmInput, AlarmKind, AlarmState, Deadlines, Effect};
