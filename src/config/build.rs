@@ -79,6 +79,9 @@ impl Config {
             },
             retention_days: self.defaults.retention_days,
             gps_filter: self.gps.filter.clone(),
+            // Checked by validation; the built-in default otherwise.
+            time_zone: vaka_core::rules::time::zone(&self.defaults.time_zone)
+                .unwrap_or_else(vaka_core::directory::default_time_zone),
         }
     }
 
@@ -113,6 +116,8 @@ impl Config {
                 retention_days: t.retention_days,
                 gps_filter: t.gps_filter.clone(),
                 supervision_by_type: t.supervision_by_type.clone(),
+                time_zone: t.time_zone.clone(),
+                rules_by_type: t.rules_by_type.clone(),
                 revision: 0,
             }));
         }
@@ -135,6 +140,8 @@ impl Config {
                 gateway_for: d.gateway_for.clone(),
                 gps_filter: d.gps_filter.clone(),
                 fences: d.fences.clone(),
+                rules: d.rules.clone(),
+                chains_by_kind: d.chains_by_kind.clone(),
                 ..DeviceRecord::new(&d.tenant, &d.id, &d.device_type)
             })));
         }

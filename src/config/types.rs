@@ -172,6 +172,8 @@ pub struct DefaultsSection {
     pub receipt_deadline_secs: u64,
     pub accept_deadline_secs: u64,
     pub retention_days: u32,
+    /// IANA time zone of activity rules for tenants that name none.
+    pub time_zone: String,
 }
 
 impl Default for DefaultsSection {
@@ -180,6 +182,7 @@ impl Default for DefaultsSection {
             receipt_deadline_secs: 10,
             accept_deadline_secs: 60,
             retention_days: vaka_core::directory::DEFAULT_RETENTION_DAYS,
+            time_zone: vaka_core::directory::DEFAULT_TIME_ZONE.into(),
         }
     }
 }
@@ -202,6 +205,11 @@ pub struct TenantConfig {
     /// EN 50136-1 supervision category per device type, e.g. `{ "0003" = "DP4" }`.
     #[serde(default)]
     pub supervision_by_type: std::collections::BTreeMap<String, String>,
+    /// IANA time zone of the tenant's activity rules; default `defaults.time_zone`.
+    pub time_zone: Option<String>,
+    /// Activity rules per device type (`[[tenants.rules_by_type."0010"]]`).
+    #[serde(default)]
+    pub rules_by_type: std::collections::BTreeMap<String, Vec<vaka_core::rules::RuleRecord>>,
 }
 
 /// One `[[centres]]` entry of the file (the centre API's own settings are `[grpc]`).
@@ -251,6 +259,12 @@ pub struct DeviceConfig {
     /// Geofences: leaving one (confirmed) raises an alarm, coming back its restoral.
     #[serde(default)]
     pub fences: Vec<FenceConfig>,
+    /// Activity rules (`[[devices.rules]]`: id, kind and the kind's fields).
+    #[serde(default)]
+    pub rules: Vec<vaka_core::rules::RuleRecord>,
+    /// Own chains per kind of alarm, e.g. `{ missed_dose = ["nurses"] }`.
+    #[serde(default)]
+    pub chains_by_kind: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// `[gps]`: the filters every tenant starts from, and the retention sweep.

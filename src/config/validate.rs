@@ -205,8 +205,47 @@ impl Config {
             );
             fences(&mut p, &at, &d.fences);
             dc09_device(&mut p, &at, d, &mut dc09_accounts);
+            for (field, reason) in vaka_core::rules::check_rules(&d.rules, &format!("{at}.rules")) {
+                p.push(err(field, reason));
+            }
+            for (kind, chain) in &d.chains_by_kind {
+                if !vaka_core::directory::records::CHAIN_KINDS.contains(&kind.as_str()) {
+                    p.push(err(
+                        format!("{at}.chains_by_kind.{kind}"),
+                        "unknown kind of alarm",
+                    ));
+                }
+                chain_ok(
+                    &mut p,
+                    &format!("{at}.chains_by_kind.{kind}"),
+                    chain,
+                    &d.tenant,
+                );
+            }
+        }
+        if vaka_core::rules::time::zone(&self.defaults.time_zone).is_none() {
+            p.push(err(
+                "defaults.time_zone",
+                "unknown time zone (IANA names, e.g. Europe/Stockholm)",
+            ));
         }
         for (i, t) in self.tenants.iter().enumerate() {
+            if let Some(z) = &t.time_zone {
+                if vaka_core::rules::time::zone(z).is_none() {
+                    p.push(err(
+                        format!("tenants[{i}].time_zone"),
+                        format!("unknown time zone \"{z}\""),
+                    ));
+                }
+            }
+            for (ty, rules) in &t.rules_by_type {
+                for (field, reason) in vaka_core::rules::check_rules(
+                    rules,
+                    &format!("tenants[{i}].rules_by_type.{ty}"),
+                ) {
+                    p.push(err(field, reason));
+                }
+            }
             for (ty, c) in &t.supervision_by_type {
                 let key = format!("tenants[{i}].supervision_by_type.{ty}");
                 if ty.len() != 4 || !ty.bytes().all(|b| b.is_ascii_digit()) {

@@ -46,7 +46,7 @@ pub fn alarm(a: &Alarm, dir: &Directory, fix: Option<&Fix>) -> pb::Alarm {
         operator_id,
         outcome,
         escalation_step: a.step,
-        chain: dir.chain(&a.device).iter().map(|c| c.to_string()).collect(),
+        chain: dir.alarm_chain(a).iter().map(|c| c.to_string()).collect(),
         deadlines: Some(pb::Deadlines {
             receipt_ms: deadlines.receipt_ms,
             accept_ms: deadlines.accept_ms,

@@ -64,7 +64,7 @@ impl Scope {
     }
 
     fn in_chain(&self, alarm: &Alarm) -> bool {
-        self.dir.load().chain(&alarm.device).contains(&self.centre)
+        self.dir.load().alarm_chain(alarm).contains(&self.centre)
     }
 
     /// Whether the alarm is this centre's business now: it holds it, or it is waiting (pending or

@@ -35,13 +35,24 @@ pub enum EventKind {
         fence: String,
         exit: bool,
     },
+    /// Made by the engine from the device's sensor events and time: an activity rule fired
+    /// (`fired`) or its condition ended. `code` is `rule:<kind>:<id>`; `text` says what happened
+    /// and which events caused it.
+    Rule {
+        code: String,
+        fired: bool,
+        text: String,
+    },
 }
 
 impl EventKind {
     /// Made by the engine rather than sent by the device: not proof the device is alive, and its
     /// fix (if any) was already filtered when the device sent it.
     pub fn is_engine_made(&self) -> bool {
-        matches!(self, EventKind::Silent | EventKind::Geofence { .. })
+        matches!(
+            self,
+            EventKind::Silent | EventKind::Geofence { .. } | EventKind::Rule { .. }
+        )
     }
 }
 
@@ -83,7 +94,8 @@ impl Event {
             | EventKind::Technical { .. }
             | EventKind::Reset { .. }
             | EventKind::Silent
-            | EventKind::Geofence { .. } => Lane::Alarm,
+            | EventKind::Geofence { .. }
+            | EventKind::Rule { .. } => Lane::Alarm,
             EventKind::Heartbeat | EventKind::Position | EventKind::Telemetry { .. } => {
                 Lane::Telemetry
             }

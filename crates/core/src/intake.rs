@@ -135,11 +135,40 @@ pub fn intake<'a>(
                 (None, false) => Ok(Outcome::Stored),
             }
         }
+        EventKind::Rule { code, fired, text } => {
+            let existing = open
+                .iter()
+                .find(|a| a.kind == AlarmKind::Technical && &a.code == code);
+            match (existing, fired) {
+                (Some(a), false) => {
+                    let reason = format!("rule condition ended: {text}");
+                    let (alarm, effects) = alarm::step(a, &AlarmInput::Restored { reason }, ctx)?;
+                    Ok(Outcome::Changed { alarm, effects })
+                }
+                (Some(_), true) | (None, false) => Ok(Outcome::Stored),
+                (None, true) => open_alarm(
+                    fresh_alarm(
+                        event,
+                        id,
+                        AlarmKind::Technical,
+                        code,
+                        RULE_PRIORITY,
+                        Some(text.clone()),
+                        Vec::new(),
+                    ),
+                    ctx,
+                ),
+            }
+        }
         EventKind::Heartbeat | EventKind::Position | EventKind::Telemetry { .. } => {
             Ok(Outcome::Stored)
         }
     }
 }
+
+/// Priority of an activity rule's alarm (a missed dose, a night check): someone must go and
+/// look, as for a geofence exit.
+pub const RULE_PRIORITY: u8 = 5;
 
 /// Status code of the engine's "device silent: visit" alarm.
 pub const SILENT_CODE: &str = "device-silent";

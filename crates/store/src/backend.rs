@@ -18,10 +18,11 @@ pub enum Cf {
     Directory,
     Tokens,
     AdminAudit,
+    Rules,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 14] = [
+    pub const ALL: [Cf; 15] = [
         Cf::Events,
         Cf::Alarms,
         Cf::Open,
@@ -36,6 +37,7 @@ impl Cf {
         Cf::Directory,
         Cf::Tokens,
         Cf::AdminAudit,
+        Cf::Rules,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +56,7 @@ impl Cf {
             Cf::Directory => "directory",
             Cf::Tokens => "tokens",
             Cf::AdminAudit => "admin_audit",
+            Cf::Rules => "rules",
         }
     }
 

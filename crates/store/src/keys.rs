@@ -3,6 +3,7 @@ use crate::backend::{Backend, Cf, StoreError, WriteSet};
 use serde::{Deserialize, Serialize};
 use vaka_core::alarm::{AuditRecord, Notice};
 use vaka_core::idempotency::{Answer, IdemKey};
+use vaka_core::rules::RuleState;
 use vaka_core::{Alarm, AlarmId, CentreId, DeviceKey, Event, EventId, UnixMillis};
 
 /// An event as stored: its id next to it so a scan needs no key decoding.
@@ -121,6 +122,20 @@ pub fn device_prefix(d: &DeviceKey) -> Vec<u8> {
     out.extend_from_slice(d.device.0.as_bytes());
     out.push(0);
     out
+}
+
+/// `rules` key: the device's prefix, then the rule id.
+pub fn rule_key(d: &DeviceKey, rule: &str) -> Vec<u8> {
+    let mut k = device_prefix(d);
+    k.extend_from_slice(rule.as_bytes());
+    k
+}
+
+/// The device and rule id of a `rules` key.
+pub fn decode_rule_key(key: &[u8]) -> Option<(DeviceKey, String)> {
+    let device = decode_device_prefix(key)?;
+    let rest = &key[device_prefix(&device).len()..];
+    Some((device, String::from_utf8(rest.to_vec()).ok()?))
 }
 
 pub fn audit_key(alarm: AlarmId, seq: u32) -> Vec<u8> {
@@ -259,6 +274,16 @@ impl WriteSet {
             device_prefix(device),
             (at_ms as u64).to_be_bytes().to_vec(),
         );
+    }
+
+    /// An activity rule's state on a device (JSON: rule states gain fields as rules do).
+    pub fn put_rule_state(&mut self, device: &DeviceKey, rule: &str, state: &RuleState) {
+        let bytes = serde_json::to_vec(state).expect("a rule state serialises");
+        self.put_raw(Cf::Rules, rule_key(device, rule), bytes);
+    }
+
+    pub fn delete_rule_state(&mut self, device: &DeviceKey, rule: &str) {
+        self.delete(Cf::Rules, rule_key(device, rule));
     }
 
     pub fn put_cursor(&mut self, centre: &CentreId, seq: u64) {

@@ -22,6 +22,7 @@
 //! | `hbi`    | tenant 0x00 device 0x00               | u32 heartbeat interval (s) the device announced |
 //! | `positions` | tenant 0x00 device 0x00 fix time (i64, sign bit flipped) | [`StoredPosition`]: accepted fix and its event |
 //! | `directory`, `tokens`, `admin_audit` | see [`directory`] | JSON records of the control plane |
+//! | `rules`  | tenant 0x00 device 0x00 rule id        | JSON `RuleState`: an activity rule's state on the device |
 //!
 //! `meta` keys:
 //!

@@ -22,6 +22,8 @@ pub struct Recovered {
     pub next_event_id: u64,
     /// When each supervised device was last heard.
     pub seen: Vec<(vaka_core::DeviceKey, UnixMillis)>,
+    /// Each device's activity rule states, by rule id.
+    pub rule_states: Vec<(vaka_core::DeviceKey, String, vaka_core::rules::RuleState)>,
     /// The last outbox sequence given out.
     pub outbox_seq: u64,
     pub took: Duration,
@@ -87,6 +89,15 @@ pub(crate) fn recover(
     backend.scan(Cf::Seen, &[], &mut |k, v| {
         if let (Some(device), Some(at)) = (keys::decode_device_prefix(k), keys::decode_id(v)) {
             out.seen.push((device, at as UnixMillis));
+        }
+        true
+    })?;
+
+    backend.scan(Cf::Rules, &[], &mut |k, v| {
+        // A state that no longer reads starts afresh (armed) rather than stopping recovery.
+        match (keys::decode_rule_key(k), serde_json::from_slice(v)) {
+            (Some((device, rule)), Ok(state)) => out.rule_states.push((device, rule, state)),
+            _ => tracing::warn!("unreadable activity rule state skipped"),
         }
         true
     })?;

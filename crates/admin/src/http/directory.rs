@@ -368,6 +368,12 @@ pub struct DeviceInput {
     pub gps_filter: Option<FilterOverride>,
     #[serde(default)]
     pub fences: Vec<FenceRecord>,
+    /// Activity rules (night checks, missed doses, thresholds); empty: its type's.
+    #[serde(default)]
+    pub rules: Vec<vaka_core::rules::RuleRecord>,
+    /// Own chains per kind of alarm (alarm, technical, silent, geofence, or a rule kind).
+    #[serde(default)]
+    pub chains_by_kind: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 fn yes() -> bool {
@@ -431,6 +437,8 @@ impl DeviceInput {
             gateway_for: self.gateway_for,
             gps_filter: self.gps_filter,
             fences: self.fences,
+            rules: self.rules,
+            chains_by_kind: self.chains_by_kind,
             revision: 0,
         })
     }

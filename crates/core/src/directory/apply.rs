@@ -1,10 +1,13 @@
 //! Changing the directory: a [`Change`] is checked against the records (every problem named by
 //! its field), written into them, and the resolved entries it touches are rebuilt. Pure: the
 //! caller makes it durable and publishes the new directory.
-use super::records::{check_fences, valid_device_type, valid_id, Change, DeviceRecord, Problems};
+use super::records::{
+    check_fences, valid_device_type, valid_id, Change, DeviceRecord, Problems, CHAIN_KINDS,
+};
 use super::{Centre, Defaults, Device, Directory, Records, Tenant};
 use crate::alarm::Deadlines;
 use crate::ids::{CentreId, DeviceId, DeviceKey, TenantId};
+use crate::rules::{check_rules, Rule};
 use crate::supervision::Category;
 
 /// Why a change was not applied. Nothing was changed.
@@ -147,6 +150,12 @@ impl Directory {
             },
             chain: t.centres.iter().map(CentreId::new).collect(),
             retention_days: t.retention_days.unwrap_or(self.defaults.retention_days),
+            // Checked when written; a zone no longer known falls back to the platform's.
+            time_zone: t
+                .time_zone
+                .as_deref()
+                .and_then(crate::rules::time::zone)
+                .unwrap_or_else(|| self.defaults.time_zone.clone()),
         };
         let filter = self.defaults.gps_filter.with_override(&t.gps_filter);
         self.gps.tenants.insert(tenant.id.clone(), filter);
@@ -185,6 +194,25 @@ impl Directory {
                 .and_then(|t| t.supervision_by_type.get(&d.device_type))
                 .and_then(|c| c.parse().ok()),
         };
+        // Records were checked when written: a rule that does not check is left out.
+        let rule_records = if d.rules.is_empty() {
+            self.records
+                .tenants
+                .get(&d.tenant)
+                .and_then(|t| t.rules_by_type.get(&d.device_type))
+                .map_or(&[][..], Vec::as_slice)
+        } else {
+            &d.rules[..]
+        };
+        let rules = rule_records
+            .iter()
+            .filter_map(|r| Rule::from_record(r, "rules").ok())
+            .collect();
+        let chains_by_kind = d
+            .chains_by_kind
+            .iter()
+            .map(|(k, c)| (k.clone(), c.iter().map(CentreId::new).collect()))
+            .collect();
         let device = Device {
             key: key.clone(),
             device_type: d.device_type.clone(),
@@ -196,6 +224,8 @@ impl Directory {
             sip: d.sip.clone(),
             dc09: d.dc09.clone(),
             category,
+            rules,
+            chains_by_kind,
         };
         if d.gps_filter.is_some() || !d.fences.is_empty() {
             // Records were checked when written: a fence that does not build is left out.
@@ -261,6 +291,25 @@ impl Directory {
                 positive(&mut p, "receipt_deadline_secs", t.receipt_deadline_secs);
                 positive(&mut p, "accept_deadline_secs", t.accept_deadline_secs);
                 positive(&mut p, "retention_days", t.retention_days.map(u64::from));
+                if let Some(z) = &t.time_zone {
+                    if crate::rules::time::zone(z).is_none() {
+                        p.push((
+                            "time_zone".into(),
+                            format!(
+                                "unknown time zone \"{z}\" (IANA names, e.g. Europe/Stockholm)"
+                            ),
+                        ));
+                    }
+                }
+                for (ty, rules) in &t.rules_by_type {
+                    if !valid_device_type(ty) {
+                        p.push((
+                            format!("rules_by_type.{ty}"),
+                            "the key must be four digits (SCAIP Annex A)".into(),
+                        ));
+                    }
+                    p.extend(check_rules(rules, &format!("rules_by_type.{ty}")));
+                }
                 for (ty, c) in &t.supervision_by_type {
                     let field = format!("supervision_by_type.{ty}");
                     if !valid_device_type(ty) {
@@ -356,6 +405,21 @@ impl Directory {
                 }
                 if let Some(Err(e)) = d.supervision.as_deref().map(str::parse::<Category>) {
                     p.push(("supervision".into(), e.to_string()));
+                }
+                p.extend(check_rules(&d.rules, "rules"));
+                for (kind, centres) in &d.chains_by_kind {
+                    let at = format!("chains_by_kind.{kind}");
+                    if !CHAIN_KINDS.contains(&kind.as_str()) {
+                        p.push((
+                            at.clone(),
+                            format!("unknown kind (one of {})", CHAIN_KINDS.join(", ")),
+                        ));
+                    }
+                    for (i, c) in centres.iter().enumerate() {
+                        if !r.centres.contains_key(c) {
+                            p.push((format!("{at}[{i}]"), format!("unknown centre \"{c}\"")));
+                        }
+                    }
                 }
                 chain(&mut p, &d.centres);
                 if let Some(policy) = &d.deadline_policy {

@@ -3,8 +3,11 @@
 //! admin API (or the bootstrap file at start); every change makes a new `Directory` that the
 //! engine swaps in whole, so readers never lock.
 use crate::alarm::Deadlines;
+use crate::alarm::{Alarm, AlarmKind};
+use crate::event::EventKind;
 use crate::gps::{FilterConfig, GpsPlan};
 use crate::ids::{CentreId, DeviceId, DeviceKey, TenantId};
+use crate::rules::Rule;
 use crate::supervision::{Category, Silence};
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,6 +29,8 @@ pub struct Tenant {
     pub chain: Vec<CentreId>,
     /// Position history older than this is deleted (GDPR).
     pub retention_days: u32,
+    /// Local time of its activity rules.
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +55,10 @@ pub struct Device {
     /// Supervised by this EN 50136-1 category (own, else the tenant's for the device type,
     /// unless the device sets `heartbeat_secs`): wins over `heartbeat_secs`.
     pub category: Option<Category>,
+    /// Activity rules (own, else its type's in the tenant).
+    pub rules: Vec<Rule>,
+    /// Chains per kind of alarm, over `chain`.
+    pub chains_by_kind: HashMap<String, Vec<CentreId>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +72,13 @@ pub struct Centre {
 /// Position history kept when nothing else is said (also the configuration's default).
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 
+/// The time zone of activity rules when neither tenant nor platform names one.
+pub const DEFAULT_TIME_ZONE: &str = "Europe/Stockholm";
+
+pub fn default_time_zone() -> jiff::tz::TimeZone {
+    crate::rules::time::zone(DEFAULT_TIME_ZONE).unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
 impl Tenant {
     /// A tenant named by its id, with default deadlines, `chain` and
     /// [`DEFAULT_RETENTION_DAYS`]; set other fields with struct update syntax.
@@ -73,6 +89,7 @@ impl Tenant {
             deadlines: Deadlines::default(),
             chain: chain.iter().copied().map(CentreId::new).collect(),
             retention_days: DEFAULT_RETENTION_DAYS,
+            time_zone: default_time_zone(),
         }
     }
 }
@@ -92,6 +109,8 @@ impl Device {
             sip: None,
             dc09: None,
             category: None,
+            rules: Vec::new(),
+            chains_by_kind: HashMap::new(),
         }
     }
 }
@@ -113,6 +132,7 @@ pub struct Defaults {
     pub deadlines: Deadlines,
     pub retention_days: u32,
     pub gps_filter: FilterConfig,
+    pub time_zone: jiff::tz::TimeZone,
 }
 
 impl Default for Defaults {
@@ -121,6 +141,7 @@ impl Default for Defaults {
             deadlines: Deadlines::default(),
             retention_days: DEFAULT_RETENTION_DAYS,
             gps_filter: FilterConfig::default(),
+            time_zone: default_time_zone(),
         }
     }
 }
@@ -235,6 +256,31 @@ impl Directory {
         }
     }
 
+    /// The chain for an alarm of `family` (see [`records::CHAIN_KINDS`]): the device's own
+    /// for that kind, else [`Directory::chain`].
+    pub fn chain_for(&self, key: &DeviceKey, family: &str) -> &[CentreId] {
+        match self
+            .devices
+            .get(key)
+            .and_then(|d| d.chains_by_kind.get(family))
+        {
+            Some(c) if !c.is_empty() => c,
+            _ => self.chain(key),
+        }
+    }
+
+    /// The chain an alarm follows (its kind's, else its device's).
+    pub fn alarm_chain(&self, alarm: &Alarm) -> &[CentreId] {
+        self.chain_for(&alarm.device, alarm_family(alarm.kind, &alarm.code))
+    }
+
+    /// The time zone of a tenant's rules.
+    pub fn time_zone(&self, tenant: &TenantId) -> &jiff::tz::TimeZone {
+        self.tenants
+            .get(tenant)
+            .map_or(&self.defaults.time_zone, |t| &t.time_zone)
+    }
+
     /// Per-device override, else the tenant's deadlines, else the defaults.
     pub fn deadlines(&self, key: &DeviceKey) -> Deadlines {
         self.devices
@@ -242,6 +288,30 @@ impl Directory {
             .and_then(|d| d.deadlines)
             .or_else(|| self.tenants.get(&key.tenant).map(|t| t.deadlines))
             .unwrap_or(self.defaults.deadlines)
+    }
+}
+
+/// Which of a device's `chains_by_kind` an alarm of `kind` and `code` follows.
+pub fn alarm_family(kind: AlarmKind, code: &str) -> &str {
+    if let Some(rule) = code.strip_prefix("rule:") {
+        return rule.split(':').next().unwrap_or("technical");
+    }
+    match kind {
+        AlarmKind::Help => "alarm",
+        AlarmKind::Technical => "technical",
+        AlarmKind::Silent => "silent",
+        AlarmKind::GeofenceExit => "geofence",
+    }
+}
+
+/// The family of the alarm an event would open or change.
+pub fn event_family(kind: &EventKind) -> &str {
+    match kind {
+        EventKind::Alarm(_) => "alarm",
+        EventKind::Silent => "silent",
+        EventKind::Geofence { .. } => "geofence",
+        EventKind::Rule { code, .. } => alarm_family(AlarmKind::Technical, code),
+        _ => "technical",
     }
 }
 

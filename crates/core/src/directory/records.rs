@@ -35,6 +35,13 @@ pub struct TenantRecord {
     /// neither their own category nor `heartbeat_secs`.
     #[serde(default)]
     pub supervision_by_type: std::collections::BTreeMap<String, String>,
+    /// IANA time zone of the tenant's activity rules ("Europe/Stockholm"); absent: the
+    /// platform's (`defaults.time_zone`).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Activity rules per device type, for devices without rules of their own.
+    #[serde(default)]
+    pub rules_by_type: std::collections::BTreeMap<String, Vec<crate::rules::RuleRecord>>,
     /// The directory revision that last wrote this record (its ETag).
     #[serde(default)]
     pub revision: u64,
@@ -208,6 +215,13 @@ pub struct DeviceRecord {
     pub gps_filter: Option<FilterOverride>,
     #[serde(default)]
     pub fences: Vec<FenceRecord>,
+    /// Activity rules (night checks, missed doses, thresholds); empty: its type's, if any.
+    #[serde(default)]
+    pub rules: Vec<crate::rules::RuleRecord>,
+    /// Own chains per kind of alarm ("missed_dose" -> the nurses), over `centres`: kinds are
+    /// alarm, technical, silent, geofence and the rule kinds.
+    #[serde(default)]
+    pub chains_by_kind: std::collections::BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub revision: u64,
 }
@@ -235,10 +249,26 @@ impl DeviceRecord {
             gateway_for: Vec::new(),
             gps_filter: None,
             fences: Vec::new(),
+            rules: Vec::new(),
+            chains_by_kind: std::collections::BTreeMap::new(),
             revision: 0,
         }
     }
 }
+
+/// The kinds of alarm a device's `chains_by_kind` may route.
+pub const CHAIN_KINDS: [&str; 10] = [
+    "alarm",
+    "technical",
+    "silent",
+    "geofence",
+    "out_of_bed",
+    "not_in_bed_by",
+    "door_at_night",
+    "no_motion",
+    "missed_dose",
+    "threshold",
+];
 
 /// Named deadlines a tenant's devices can refer to (`deadline_policy`).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

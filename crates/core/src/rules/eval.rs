@@ -228,7 +228,7 @@ impl Rule {
             RuleKind::NoMotion { window, hours } => {
                 let quiet_since = s
                     .last_motion
-                    .map_or(true, |m| m + i64::from(*hours) * 3_600_000 <= now);
+                    .is_none_or(|m| m + i64::from(*hours) * 3_600_000 <= now);
                 let out = if s.phase != Phase::Fired && quiet_since && window.contains(now - 1, tz)
                 {
                     fire(s, now, &format!("no motion for {hours} h"))

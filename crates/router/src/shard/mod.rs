@@ -18,6 +18,7 @@ use vaka_core::intake::{intake, Outcome};
 use vaka_core::{Alarm, AlarmId, CentreId, DeviceKey, Event, EventKind, Lane, UnixMillis};
 use vaka_store::{CommitError, Recovered, Store, WriteSet};
 
+mod rules;
 mod supervision;
 
 /// What the router sends a shard, over its alarm or telemetry lane.
@@ -65,6 +66,7 @@ pub(crate) struct ShardState {
     alarms: Vec<(Alarm, u32)>,
     idem: Vec<(IdemKey, Answer, i64)>,
     seen: HashMap<DeviceKey, UnixMillis>,
+    rule_states: Vec<(DeviceKey, String, vaka_core::rules::RuleState)>,
 }
 
 pub(crate) fn split_recovered(rec: Recovered, shards: usize) -> Vec<ShardState> {
@@ -79,6 +81,11 @@ pub(crate) fn split_recovered(rec: Recovered, shards: usize) -> Vec<ShardState> 
     }
     for (device, at) in rec.seen {
         parts[device.shard(shards)].seen.insert(device, at);
+    }
+    for (device, rule, state) in rec.rule_states {
+        parts[device.shard(shards)]
+            .rule_states
+            .push((device, rule, state));
     }
     parts
 }
@@ -159,6 +166,8 @@ pub(crate) struct Shard {
     positions: Positions,
     /// Heartbeat intervals devices announced, in seconds (over the configured ones).
     intervals: HashMap<DeviceKey, u32>,
+    /// Activity rule states and timers.
+    rules: rules::Rules,
     next_seq: u64,
 }
 
@@ -197,6 +206,7 @@ impl Shard {
             restored: HashSet::new(),
             positions: Positions::default(),
             intervals: HashMap::new(),
+            rules: rules::Rules::default(),
             next_seq: 0,
         };
         match shard.store.heartbeat_intervals() {
@@ -211,6 +221,7 @@ impl Shard {
             shard.keep_alarm(alarm, next_audit);
         }
         shard.supervise_from_start(&state.seen);
+        shard.rules_from_start(state.rule_states);
         shard
     }
 
@@ -279,6 +290,7 @@ impl Shard {
                 self.timers.first().map(|t| t.0),
                 self.silence.first().map(|t| t.0),
                 self.lost.first().map(|t| t.0),
+                self.rules.next_due(),
             ]
             .into_iter()
             .flatten()
@@ -399,7 +411,10 @@ impl Shard {
                     before,
                     reply,
                 } => self.expire_positions(device, before, reply, &mut b),
-                Command::Directory(devices) => self.directory_changed(&devices, now),
+                Command::Directory(devices) => {
+                    self.directory_changed(&devices, now);
+                    self.rules_changed(&devices, &mut b);
+                }
                 Command::Stop => stop = true,
             }
             taken += 1;
@@ -445,7 +460,8 @@ impl Shard {
         if !ev.kind.is_engine_made() {
             self.heard(&ev.device, b);
         }
-        let chain = self.dir.load().chain(&ev.device).to_vec();
+        let family = vaka_core::directory::event_family(&ev.kind);
+        let chain = self.dir.load().chain_for(&ev.device, family).to_vec();
         let reachable = self.presence.reachable(&chain);
         let centre_available = reachable.iter().any(|r| *r);
         let idem_key = (ev.lane() == Lane::Alarm).then(|| IdemKey {
@@ -489,6 +505,9 @@ impl Shard {
             .collect();
         let outcome = intake(&ev, id, open, &ctx);
         b.set.put_event(id, &ev);
+        if !ev.kind.is_engine_made() {
+            self.rules_on_event(lane, &ev, id, b);
+        }
         let alarm_id = match outcome {
             Ok(Outcome::Opened { alarm, effects }) | Ok(Outcome::Changed { alarm, effects }) => {
                 let id = alarm.id;
@@ -584,7 +603,7 @@ impl Shard {
     ) -> Result<(), InputError> {
         let open = self.alarms.get(&id).ok_or(InputError::NotFound(id))?;
         let device = open.alarm.device.clone();
-        let chain = self.dir.load().chain(&device).to_vec();
+        let chain = self.dir.load().alarm_chain(&open.alarm).to_vec();
         let reachable = self.presence.reachable(&chain);
         let ctx = self.context(&chain, &reachable, &device, b.now);
         let (alarm, effects) = alarm::step(&open.alarm, input, &ctx).map_err(|e| match e {
@@ -613,7 +632,7 @@ impl Shard {
             .alarms
             .values()
             .filter(|o| matches!(o.alarm.state, AlarmState::Pending | AlarmState::Unhandled))
-            .filter(|o| dir.chain(&o.alarm.device).contains(centre))
+            .filter(|o| dir.alarm_chain(&o.alarm).contains(centre))
             .map(|o| o.alarm.id)
             .collect();
         for id in waiting {
@@ -687,7 +706,7 @@ impl Shard {
     fn escalation_waits(&self, id: AlarmId, now: UnixMillis) -> Option<UnixMillis> {
         let open = self.alarms.get(&id)?;
         let dir = self.dir.load();
-        let chain = dir.chain(&open.alarm.device);
+        let chain = dir.alarm_chain(&open.alarm);
         let reachable = self.presence.reachable(chain);
         let ctx = self.context(chain, &reachable, &open.alarm.device, now);
         let until = alarm::escalation_waits_until(&open.alarm, &ctx, &self.back_by(chain))?;
@@ -724,6 +743,7 @@ impl Shard {
         }
         self.check_lost(&mut b);
         self.fire_silence(&mut b, lane);
+        self.fire_rules(&mut b, lane);
         self.send_batch(lane, b);
     }
 

@@ -1,0 +1,223 @@
+//! The shard's activity rules (`vaka_core::rules`): each device's rule states, kept durably in
+//! the store's `rules` column family in the same write set as the event that moved them, their
+//! timers, and the engine-made `EventKind::Rule` events that open and restore their alarms
+//! (handled like any alarm event, through the device's chain for the rule's kind).
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::{Batch, LaneState, Shard};
+use vaka_core::directory::Directory;
+use vaka_core::rules::{Outcome, Rule, RuleState};
+use vaka_core::{DeviceKey, Event, EventId, EventKind, UnixMillis};
+
+/// Rule states and timers of the shard's devices.
+#[derive(Default)]
+pub(super) struct Rules {
+    states: HashMap<(DeviceKey, String), RuleState>,
+    timers: BTreeSet<(UnixMillis, DeviceKey, String)>,
+}
+
+impl Rules {
+    pub(super) fn next_due(&self) -> Option<UnixMillis> {
+        self.timers.first().map(|t| t.0)
+    }
+
+    /// Keeps `state` and its timer.
+    fn keep(&mut self, device: &DeviceKey, rule: &str, state: RuleState) {
+        let key = (device.clone(), rule.to_owned());
+        if let Some(old) = self.states.get(&key).and_then(|s| s.due) {
+            self.timers.remove(&(old, device.clone(), rule.to_owned()));
+        }
+        if let Some(due) = state.due {
+            self.timers.insert((due, device.clone(), rule.to_owned()));
+        }
+        self.states.insert(key, state);
+    }
+
+    fn forget(&mut self, device: &DeviceKey, rule: &str) {
+        let key = (device.clone(), rule.to_owned());
+        if let Some(due) = self.states.remove(&key).and_then(|s| s.due) {
+            self.timers.remove(&(due, device.clone(), rule.to_owned()));
+        }
+    }
+
+    /// The state of each rule of `device` (for status pages and tests).
+    pub(super) fn of(&self, device: &DeviceKey) -> Vec<(String, RuleState)> {
+        let mut out: Vec<_> = self
+            .states
+            .iter()
+            .filter(|((d, _), _)| d == device)
+            .map(|((_, r), s)| (r.clone(), s.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
+fn rules_of(dir: &Directory, device: &DeviceKey) -> Vec<Rule> {
+    dir.device(device)
+        .map(|d| d.rules.clone())
+        .unwrap_or_default()
+}
+
+impl Shard {
+    /// At start-up: the recovered states of this shard's devices whose rules still exist (a
+    /// timer that came due while the engine was down fires at once); rules without a state
+    /// start from now.
+    pub(super) fn rules_from_start(&mut self, recovered: Vec<(DeviceKey, String, RuleState)>) {
+        let now = self.clock.now_ms();
+        let dir: Arc<Directory> = self.dir.snapshot();
+        for (device, rule, state) in recovered {
+            if rules_of(&dir, &device).iter().any(|r| r.id == rule) {
+                self.rules.keep(&device, &rule, state);
+            }
+        }
+        let mine: Vec<DeviceKey> = dir
+            .devices
+            .values()
+            .filter(|d| d.key.shard(self.shards) == self.id && !d.rules.is_empty())
+            .map(|d| d.key.clone())
+            .collect();
+        for device in mine {
+            self.start_rules(&dir, &device, now, None);
+        }
+    }
+
+    /// Rules of `device` without a state get a fresh one (written to `b` when given).
+    fn start_rules(
+        &mut self,
+        dir: &Directory,
+        device: &DeviceKey,
+        now: UnixMillis,
+        mut b: Option<&mut Batch>,
+    ) {
+        let tz = dir.time_zone(&device.tenant).clone();
+        for rule in rules_of(dir, device) {
+            if self
+                .rules
+                .states
+                .contains_key(&(device.clone(), rule.id.clone()))
+            {
+                continue;
+            }
+            let mut state = RuleState::default();
+            rule.start(&mut state, now, &tz);
+            if let Some(b) = b.as_deref_mut() {
+                b.set.put_rule_state(device, &rule.id, &state);
+            }
+            self.rules.keep(device, &rule.id, state);
+        }
+    }
+
+    /// The directory changed for `devices`: states of rules gone are dropped, new rules start.
+    pub(super) fn rules_changed(&mut self, devices: &[DeviceKey], b: &mut Batch) {
+        let dir: Arc<Directory> = self.dir.snapshot();
+        let (shards, id) = (self.shards, self.id);
+        for device in devices.iter().filter(|d| d.shard(shards) == id) {
+            let now_rules = rules_of(&dir, device);
+            for (rule, _) in self.rules.of(device) {
+                if !now_rules.iter().any(|r| r.id == rule) {
+                    self.rules.forget(device, &rule);
+                    b.set.delete_rule_state(device, &rule);
+                }
+            }
+            self.start_rules(&dir, device, b.now, Some(b));
+        }
+    }
+
+    /// A device event (stored as `id`): every rule of the device it is input to steps; what
+    /// fires or restores becomes an engine-made event in this same batch.
+    pub(super) fn rules_on_event(
+        &mut self,
+        lane: &mut LaneState,
+        ev: &Event,
+        id: EventId,
+        b: &mut Batch,
+    ) {
+        let dir: Arc<Directory> = self.dir.snapshot();
+        let Some(device) = dir.device(&ev.device) else {
+            return;
+        };
+        if device.rules.is_empty() {
+            return;
+        }
+        let tz = dir.time_zone(&ev.device.tenant);
+        for rule in &device.rules {
+            let Some(input) = rule.input(ev) else {
+                continue;
+            };
+            let key = (ev.device.clone(), rule.id.clone());
+            let mut state = self.rules.states.get(&key).cloned().unwrap_or_default();
+            let out = rule.on_input(&mut state, input, id, b.now, tz);
+            b.set.put_rule_state(&ev.device, &rule.id, &state);
+            self.rules.keep(&ev.device, &rule.id, state);
+            if let Some(out) = out {
+                self.rule_event(lane, &ev.device, rule, out, b);
+            }
+        }
+    }
+
+    /// Rule timers due by the batch's time.
+    pub(super) fn fire_rules(&mut self, b: &mut Batch, lane: &mut LaneState) {
+        let dir: Arc<Directory> = self.dir.snapshot();
+        while let Some((at, device, rule_id)) = self.rules.timers.first().cloned() {
+            if at > b.now {
+                break;
+            }
+            self.rules
+                .timers
+                .remove(&(at, device.clone(), rule_id.clone()));
+            let Some(rule) = rules_of(&dir, &device)
+                .into_iter()
+                .find(|r| r.id == rule_id)
+            else {
+                self.rules.states.remove(&(device.clone(), rule_id));
+                continue;
+            };
+            let key = (device.clone(), rule_id.clone());
+            let mut state = self.rules.states.get(&key).cloned().unwrap_or_default();
+            // The timer's own time: a restart after the due time fires as of then.
+            let out = rule.on_due(&mut state, at.max(0), dir.time_zone(&device.tenant));
+            b.set.put_rule_state(&device, &rule_id, &state);
+            self.rules.keep(&device, &rule_id, state);
+            if let Some(out) = out {
+                self.rule_event(lane, &device, &rule, out, b);
+            }
+        }
+    }
+
+    fn rule_event(
+        &mut self,
+        lane: &mut LaneState,
+        device: &DeviceKey,
+        rule: &Rule,
+        out: Outcome,
+        b: &mut Batch,
+    ) {
+        let code = rule.code();
+        let (fired, text) = match out {
+            Outcome::Fire { text, causes } => {
+                let ids: Vec<String> = causes.iter().map(|c| c.0.to_string()).collect();
+                metrics::counter!("vaka_rules_fired_total", "kind" => rule.kind_name())
+                    .increment(1);
+                tracing::info!(device = %device, rule = %rule.id, %text, "activity rule fired");
+                let text = if ids.is_empty() {
+                    text
+                } else {
+                    format!("{text} (events {})", ids.join(", "))
+                };
+                (true, text)
+            }
+            Outcome::Restore { text } => (false, text),
+        };
+        let event = Event {
+            device: device.clone(),
+            key: format!("{code}/{}/{}", if fired { "fired" } else { "ended" }, b.now),
+            received_ms: b.now,
+            kind: EventKind::Rule { code, fired, text },
+            fix: None,
+            raw: b"activity rule".to_vec(),
+        };
+        self.handle(lane, event, None, b);
+    }
+}

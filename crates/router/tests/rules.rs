@@ -1,0 +1,237 @@
+//! Activity rules through the real router with paused tokio time: a missed dose goes to the
+//! nurses (the device's chain for that kind), not the alarm centre, exactly when it is due and
+//! once; taking the dose restores it; a restart in the middle of the wait keeps the due time;
+//! a door opened on the night clocks go forward is alarmed by the local window.
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+use support::*;
+use vaka_core::alarm::{Notice, UpdateKind};
+use vaka_core::directory::Centre;
+use vaka_core::rules::{Rule, RuleRecord};
+use vaka_core::{CentreId, DeviceKey, Event, EventKind};
+use vaka_router::{Clock, Router, RouterConfig};
+use vaka_store::{read_outbox, MemBackend, Store};
+
+/// 2026-03-28T20:00:00Z: 21:00 in Stockholm, the evening before clocks go forward.
+const T0: i64 = 1_774_728_000_000;
+const MIN: u64 = 60;
+
+fn rule(json: &str) -> Rule {
+    let r: RuleRecord = serde_json::from_str(json).unwrap();
+    Rule::from_record(&r, "rules").unwrap()
+}
+
+fn start(backend: Arc<MemBackend>, clock: Clock) -> (Store, Arc<Router>) {
+    let mut dir = directory(2);
+    dir.insert_centre(Centre::new("nurse", &["t"]));
+    // Nobody answers in these tests: deadlines long enough not to escalate meanwhile.
+    dir.tenants
+        .get_mut(&vaka_core::TenantId::new("t"))
+        .unwrap()
+        .deadlines = vaka_core::alarm::Deadlines {
+        receipt_ms: 86_400_000,
+        accept_ms: 86_400_000,
+    };
+    let d0 = dir.devices.get_mut(&DeviceKey::new("t", "d0")).unwrap();
+    d0.rules = vec![rule(
+        r#"{"id":"dose","kind":"missed_dose","due":"dose-due","taken":"dose-taken","minutes":30}"#,
+    )];
+    d0.chains_by_kind
+        .insert("missed_dose".into(), vec![CentreId::new("nurse")]);
+    let d1 = dir.devices.get_mut(&DeviceKey::new("t", "d1")).unwrap();
+    d1.rules = vec![rule(
+        r#"{"id":"door","kind":"door_at_night","sensor":"front-door","window":"23:00-06:00"}"#,
+    )];
+    start_router(
+        backend,
+        dir,
+        RouterConfig {
+            shards: 2,
+            ..RouterConfig::default()
+        },
+        clock,
+    )
+}
+
+fn reading(device: &str, name: &str, value: f64, n: u64) -> Event {
+    Event {
+        kind: EventKind::Telemetry {
+            name: name.into(),
+            value,
+        },
+        key: format!("{name}-{n}"),
+        ..telemetry(device, n)
+    }
+}
+
+fn outbox(backend: &MemBackend, centre: &str) -> Vec<Notice> {
+    read_outbox(backend, &CentreId::new(centre), 0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect()
+}
+
+async fn settle() {
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn wait_for(backend: &MemBackend, centre: &str, n: usize) -> Vec<Notice> {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = outbox(backend, centre);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{centre}: wanted {n} notices, have {got:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missed_dose_goes_to_the_nurses_on_time_once_and_is_restored_when_taken() {
+    let _busy = hold_clock();
+    let backend = Arc::new(MemBackend::new());
+    let (_store, router) = start(backend.clone(), Clock::starting_at(T0));
+    router.centre_up(&CentreId::new("c1")).await;
+    router.centre_up(&CentreId::new("nurse")).await;
+    router
+        .submit(reading("d0", "dose-due", 1.0, 1))
+        .await
+        .unwrap();
+
+    tokio::time::advance(Duration::from_secs(30 * MIN - 1)).await;
+    settle().await;
+    assert!(
+        outbox(&backend, "nurse").is_empty(),
+        "not due before 30 min"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let got = wait_for(&backend, "nurse", 1).await;
+    let Notice::Offer { alarm, .. } = &got[0] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(alarm.code, "rule:missed_dose:dose");
+    assert_eq!(alarm.created_ms, T0 + 30 * 60_000);
+    assert!(
+        alarm.text.as_deref().unwrap_or("").contains("events"),
+        "{alarm:?}"
+    );
+    let id = alarm.id;
+
+    // Nothing more while it waits; the alarm centre never hears of it.
+    tokio::time::advance(Duration::from_secs(10 * MIN)).await;
+    settle().await;
+    assert!(
+        outbox(&backend, "c1").is_empty(),
+        "{:?}",
+        outbox(&backend, "c1")
+    );
+    assert_eq!(outbox(&backend, "nurse").len(), 1);
+
+    router
+        .submit(reading("d0", "dose-taken", 1.0, 2))
+        .await
+        .unwrap();
+    let got = wait_for(&backend, "nurse", 2).await;
+    assert!(
+        matches!(&got[1], Notice::Update { update: UpdateKind::Restored, alarm } if alarm.id == id),
+        "{got:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_in_the_middle_of_the_wait_keeps_the_due_time() {
+    let _busy = hold_clock();
+    let backend = Arc::new(MemBackend::new());
+    let clock = Clock::starting_at(T0);
+    let (store, router) = start(backend.clone(), clock);
+    router
+        .submit(reading("d0", "dose-due", 1.0, 1))
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(10 * MIN)).await;
+    let now = clock.now_ms();
+    router.shutdown().await;
+    store.close().unwrap();
+
+    let (_store, router) = start(backend.clone(), Clock::starting_at(now));
+    router.centre_up(&CentreId::new("nurse")).await;
+    tokio::time::advance(Duration::from_secs(20 * MIN - 1)).await;
+    settle().await;
+    assert!(
+        outbox(&backend, "nurse").is_empty(),
+        "due 30 min after the dose, not the restart"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let got = wait_for(&backend, "nurse", 1).await;
+    assert_eq!(got[0].alarm().created_ms, T0 + 30 * 60_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_door_opened_on_the_spring_night_follows_the_local_window() {
+    let _busy = hold_clock();
+    let backend = Arc::new(MemBackend::new());
+    let clock = Clock::starting_at(T0);
+    let (_store, router) = start(backend.clone(), clock);
+    router.centre_up(&CentreId::new("c1")).await;
+    // 22:30 CET: before the window.
+    tokio::time::advance(Duration::from_secs(90 * MIN)).await;
+    router
+        .submit(reading("d1", "front-door", 1.0, 1))
+        .await
+        .unwrap();
+    router
+        .submit(reading("d1", "front-door", 0.0, 2))
+        .await
+        .unwrap();
+    // 05:50 CEST on the 29th (03:50Z), after clocks went forward: inside 23:00-06:00.
+    tokio::time::advance(Duration::from_secs(7 * 60 * MIN - 40 * MIN)).await;
+    settle().await;
+    assert!(outbox(&backend, "c1").is_empty());
+    router
+        .submit(reading("d1", "front-door", 1.0, 3))
+        .await
+        .unwrap();
+    let got = wait_for(&backend, "c1", 1).await;
+    assert_eq!(got[0].alarm().code, "rule:door_at_night:door");
+    assert_eq!(got[0].alarm().created_ms, clock.now_ms());
+    // 06:05 CEST: the window is over; closing restores, a new opening is nothing.
+    router
+        .submit(reading("d1", "front-door", 0.0, 4))
+        .await
+        .unwrap();
+    let got = wait_for(&backend, "c1", 2).await;
+    assert!(
+        matches!(
+            &got[1],
+            Notice::Update {
+                update: UpdateKind::Restored,
+                ..
+            }
+        ),
+        "{got:?}"
+    );
+    tokio::time::advance(Duration::from_secs(15 * MIN)).await;
+    router
+        .submit(reading("d1", "front-door", 1.0, 5))
+        .await
+        .unwrap();
+    settle().await;
+    // The store's committer is a thread of its own: give it real time (paused tokio time
+    // does not move while the clock is held).
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        outbox(&backend, "c1").len(),
+        2,
+        "{:?}",
+        outbox(&backend, "c1")
+    );
+}
