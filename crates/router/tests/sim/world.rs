@@ -880,7 +880,7 @@ impl World {
 
     /// Invariant 1 after a restart: every event a device was told about is in the store.
     fn check_acked_durable(&self) -> Checked {
-        super::check::acked_durable(self)
+        super::check::acked_durable(self).map_err(|e| format!("after the restart: {e}"))
     }
 
     pub fn router(&self) -> &Arc<Router> {
