@@ -1,6 +1,6 @@
 //! Deterministic simulation of router, core and store in one process (DESIGN.md §3, invariant
 //! 10): each seed builds a small world of devices (alarms, resends, resets, technical alarms,
-//! heartbeats, telemetry floods, a supervised device falling silent), centres (connecting,
+//! heartbeats, GPS fixes out of order, telemetry floods, a supervised device falling silent), centres (connecting,
 //! leaving, receipting, accepting, closing, refusing, or never answering) and faults (the disk
 //! holding writes when the process dies, the store failing writes, restarts, the clock
 //! jumping), drives it through the real `Router` and `Store` on an in-memory disk with tokio's

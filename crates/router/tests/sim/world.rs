@@ -6,13 +6,16 @@
 //! for the store's committer, a thread of its own. Every step waits for every answer it caused
 //! (and a barrier makes sure what the step set going, deadlines included, is durable) before the
 //! next step is chosen, and choices depend only on the seed and on those answers, so a seed
-//! plays the same world whatever the threads' timing. What timing can still change is which
-//! write sets share one sync, which no answer or check depends on. A crash drops the runtime
+//! plays the same world whatever the threads' timing. What timing can still change, and no
+//! choice or check depends on: which write sets share one sync (so whether a set written while
+//! the disk fails failed there or was refused by the failed store: the trace says only "store
+//! error"), and where ids start after a crash (the store reserves ids in blocks from its live
+//! counter when the committer takes a group; their order is kept). A crash drops the runtime
 //! (every task with it) and the store; the committer finishes what it was handed, so a crash
 //! either happens at rest or while the disk holds writes at its gate, which then fail: both
 //! reproducible. After a failed write the store refuses commits until its recovery, retried
 //! after 1 s of real time: the world then waits outside the runtime, its clock still.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use std::time::Duration;
 
 use vaka_core::alarm::{AlarmInput, Notice};
 use vaka_core::directory::{Centre, Device, Directory, Tenant};
+use vaka_core::gps::Fix;
 use vaka_core::{AlarmId, AlarmInfo, CentreId, DeviceKey, Event, EventId, EventKind, Lane};
 use vaka_router::{Clock, InputError, Presence, Reply, Router, RouterConfig, SubmitError};
 use vaka_store::testing::TestBackend;
@@ -111,7 +115,7 @@ pub struct World {
     /// Alarm-lane messages answered OK, by (device, key): the first answer.
     pub acked: HashMap<(DeviceKey, String), Acked>,
     /// Every event answered OK (telemetry included): must be durable.
-    pub durable: Vec<EventId>,
+    pub durable: BTreeSet<EventId>,
     /// Messages devices sent, for resends.
     sent: Vec<Event>,
     /// Keys of the alarms devices raised, for resets.
@@ -247,7 +251,7 @@ impl World {
                 .collect(),
             centres,
             acked: HashMap::new(),
-            durable: Vec::new(),
+            durable: BTreeSet::new(),
             sent: Vec::new(),
             alarm_keys: Vec::new(),
             next_key: 0,
@@ -373,7 +377,7 @@ impl World {
 
     fn alarm_event(&mut self, device: &DeviceKey) -> Event {
         let priority = self.rng.range(1, 5) as u8;
-        let ev = self.event(
+        let mut ev = self.event(
             device,
             EventKind::Alarm(AlarmInfo {
                 code: "0010".into(),
@@ -382,8 +386,26 @@ impl World {
                 callback: vec![],
             }),
         );
+        if self.rng.percent(30) {
+            ev.fix = Some(self.fix());
+        }
         self.alarm_keys.push((device.clone(), ev.key.clone()));
         ev
+    }
+
+    /// A GPS fix near one place, up to two minutes old (fixes arrive out of order), sometimes
+    /// one the filters drop (invalid, or at 0,0).
+    fn fix(&mut self) -> Fix {
+        let age = self.rng.below(120_000) as i64;
+        let jitter = |r: &mut Rng| (r.below(2_000) as f64 - 1_000.0) / 100_000.0;
+        let (lat, lon) = (57.7 + jitter(&mut self.rng), 11.97 + jitter(&mut self.rng));
+        let mut fix = Fix::at(self.now_ms() - age, lat, lon);
+        match self.rng.below(10) {
+            0 => fix.valid = false,
+            1 => (fix.lat, fix.lon) = (0.0, 0.0),
+            _ => {}
+        }
+        fix
     }
 
     fn random_device(&mut self) -> DeviceKey {
@@ -393,7 +415,7 @@ impl World {
     /// A message a device would send now.
     fn device_message(&mut self) -> Event {
         let d = self.random_device();
-        match self.rng.weighted(&[40, 15, 10, 10, 15, 10]) {
+        match self.rng.weighted(&[40, 15, 10, 10, 15, 10, 10]) {
             0 => self.alarm_event(&d),
             1 => match self.rng.pick(&self.sent).cloned() {
                 // A resend of the same message (a lost answer, a HOLD).
@@ -415,6 +437,11 @@ impl World {
                 )
             }
             4 => self.event(&d, EventKind::Heartbeat),
+            5 => {
+                let mut ev = self.event(&d, EventKind::Position);
+                ev.fix = Some(self.fix());
+                ev
+            }
             _ => {
                 let value = self.rng.below(100) as f64;
                 self.event(
@@ -470,7 +497,7 @@ impl World {
                         }
                     ));
                 }
-                self.durable.push(event);
+                self.durable.insert(event);
                 if ev.lane() == Lane::Alarm {
                     // Invariant 2: a resend gets the original's event and alarm, across restarts.
                     let now = Acked { event, alarm };
