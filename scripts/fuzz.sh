@@ -14,9 +14,10 @@
 # FUZZ_RUNS=N also stops each target after N executions (whichever comes first).
 #
 # FUZZ_SANITIZER=none builds without AddressSanitizer (cargo fuzz's default is address): about
-# four times the executions per second. The decoders are safe Rust (vaka-scaip forbids unsafe,
-# vaka-proto has none), so ASan watches only their dependencies' unsafe code; debug assertions
-# and overflow checks stay on either way. Coverage counts differ between the two builds.
+# four times the executions per second. The decoders are safe Rust (vaka-scaip and vaka-dc09
+# forbid unsafe, vaka-proto has none), so ASan watches only their dependencies' unsafe code;
+# debug assertions and overflow checks stay on either way. Coverage counts differ between the
+# two builds.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -38,7 +39,7 @@ long)
     ;;
 esac
 
-all_targets=(sip_message sip_framing sip_uri digest_header scaip_mrq vaka1_frame)
+all_targets=(sip_message sip_framing sip_uri digest_header scaip_mrq vaka1_frame dc09_message)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 
@@ -52,6 +53,7 @@ max_len() {
 dict() {
     case "$1" in
     sip_message | sip_framing) echo fuzz/dict/sip.dict ;;
+    dc09_message) echo fuzz/dict/dc09.dict ;;
     *) echo "fuzz/dict/$1.dict" ;;
     esac
 }

@@ -1,4 +1,5 @@
-//! `SipMessage::parse` on one datagram (or one framed TCP message), then what the SIP front does
+//! `SipMessage::parse` on one datagram (or one framed TCP message), and `parse_head` (the headers
+//! of one over the size limit, answered 513) agreeing with it, then what the SIP front does
 //! with a message that parsed: the accessors it reads, stamping the source on the top Via, the
 //! stateless response it builds. Round trips asserted: parse -> to_bytes -> parse gives the same
 //! message, for the message as received, as stamped, and for the response built to it (what a
@@ -29,10 +30,19 @@ fn reparses_to_itself(m: &SipMessage, what: &str) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // What a message over the size limit gets: its headers alone (answered 513 from them).
+    let head = SipMessage::parse_head(data);
+    if let Ok(h) = &head {
+        assert!(h.body().is_empty());
+        let _ = SipMessage::response(h, 513, "Message Too Large", "3f2a9c").to_bytes();
+    }
     let Ok(mut m) = SipMessage::parse(data) else {
         return;
     };
     reparses_to_itself(&m, "message");
+    // Whatever parses has headers that parse alone, the same ones.
+    let h = head.expect("a message that parses has a head that parses");
+    assert_eq!((h.start_line(), h.headers()), (m.start_line(), m.headers()));
 
     // What the front reads before deciding anything.
     let _ = m.top_via().response_target();

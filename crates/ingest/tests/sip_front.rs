@@ -1,5 +1,6 @@
 //! The SCAIP front driven by Rust clients over real sockets: HOLD, not treated, busy,
-//! malformed input, TLS, stream framing and limits, `<mrs>` retransmission over UDP.
+//! malformed input, TLS, stream framing and limits, 513 for what is over the size limit,
+//! `<mrs>` retransmission over UDP.
 mod sip_support;
 
 use std::sync::Arc;
@@ -377,6 +378,81 @@ async fn tcp_framing_keepalive_and_limits() {
         udp.exchange("after", &mrq("F3", TRIGGER, ALARM)).await.snu,
         Snu::Ok
     );
+    env.stop().await;
+}
+
+/// An `<mrq>` of about 52 KB: over the default `sip.max_message_bytes` (16 KiB), within a
+/// datagram.
+fn oversized_mrq(reference: &str) -> String {
+    let pad = format!("<txt>{}</txt>", "x".repeat(52_000));
+    mrq(reference, TRIGGER, &format!("{ALARM}{pad}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_message_gets_513_over_udp() {
+    let env = Env::start().await;
+    let mut dev = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
+    // Without credentials, and with them: 513 from the headers alone (no challenge, no event).
+    let big = oversized_mrq("L1");
+    for attempt in 0..2 {
+        let m = dev.message("big-1", &big);
+        let bytes = m.to_bytes();
+        assert!(bytes.len() > 52_000 && bytes.len() < 65_000);
+        dev.send_raw(&bytes).await;
+        let r = dev.recv(5).await;
+        assert_eq!(r.status(), Some(513), "attempt {attempt}");
+        assert_eq!(r.call_id(), "big-1");
+        assert_eq!(r.cseq().seq, m.cseq().seq);
+        assert!(r.to_bytes().len() < bytes.len());
+        if attempt == 0 {
+            // Get credentials for the second attempt.
+            assert_eq!(
+                dev.authenticated("small", &mrq("S0", TRIGGER, ALARM)).await,
+                200
+            );
+            assert_eq!(dev.mrs(10).await.0.snu, Snu::Ok);
+        }
+    }
+    assert!(env.stored_events().iter().all(|e| e.event.key != "L1"));
+    // A response too large is never answered.
+    let mut resp = SipMessage::response(&dev.message("big-2", "x"), 200, "OK", "t");
+    resp.set_body("text/plain", "y".repeat(20_000)).unwrap();
+    dev.send(&resp).await;
+    assert!(dev.silent(300).await);
+    // The next normal message is served.
+    let mrs = dev.exchange("after", &mrq("S1", TRIGGER, ALARM)).await;
+    assert_eq!(mrs.snu, Snu::Ok);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_message_gets_513_over_tcp_then_the_connection_closes() {
+    let env = Env::start().await;
+    let mut dev = StreamDevice {
+        io: TcpStream::connect(env.tcp()).await.unwrap(),
+        buf: Vec::new(),
+        transport: "TCP",
+    };
+    let m = dev.message(1, &oversized_mrq("L2"), None);
+    dev.send(&m).await;
+    let r = dev.recv().await;
+    assert_eq!(r.status(), Some(513));
+    assert_eq!(r.cseq().seq, 1);
+    // Then the end of the stream: it cannot be resynchronised past a body not read.
+    let mut rest = Vec::new();
+    within(5, dev.io.read_to_end(&mut rest)).await.unwrap();
+    assert!(
+        rest.is_empty() && dev.buf.is_empty(),
+        "nothing after the 513"
+    );
+    // A new connection is served.
+    let mut dev = StreamDevice {
+        io: TcpStream::connect(env.tcp()).await.unwrap(),
+        buf: Vec::new(),
+        transport: "TCP",
+    };
+    assert_eq!(dev.exchange(&mrq("S2", TRIGGER, ALARM)).await.snu, Snu::Ok);
+    assert!(env.stored_events().iter().all(|e| e.event.key != "L2"));
     env.stop().await;
 }
 

@@ -103,6 +103,41 @@ pub(crate) fn handle(sh: &Arc<Shared>, link: &Link, peer: SocketAddr, bytes: &[u
     }
 }
 
+/// A message over `sip.max_message_bytes` (counted as an error of kind `too_large`): a request
+/// whose header section (within `bytes`) can be read gets `513 Message Too Large` (RFC 3261
+/// §21.5.14), so the device stops retransmitting it; anything else (a response, an ACK,
+/// headers that do not parse) is dropped. Its body is never parsed and nothing is
+/// authenticated, so the 513 is a stranger's response: paid from its source's budget and
+/// never larger than `request_len`, the size the request has (or, on a stream, claims).
+/// True if a 513 was sent.
+pub(crate) fn too_large(
+    sh: &Arc<Shared>,
+    link: &Link,
+    peer: SocketAddr,
+    bytes: &[u8],
+    request_len: usize,
+) -> bool {
+    sh.metrics.too_large.increment(1);
+    let Ok(mut msg) = SipMessage::parse_head(bytes) else {
+        tracing::debug!(%peer, size = request_len, "oversized SIP message dropped: no readable headers");
+        return false;
+    };
+    if !msg.is_request() || *msg.method() == Method::Ack {
+        return false;
+    }
+    tracing::debug!(%peer, size = request_len, limit = sh.cfg.max_message_bytes,
+        "SIP request too large: 513");
+    msg.stamp_source(&peer.ip().to_string(), peer.port());
+    let stranger = Stranger {
+        peer,
+        target: response_target(&msg, peer),
+        request_len,
+        charge: true,
+    };
+    let response = stranger_response(&msg, 513, "Message Too Large");
+    answer_stranger(sh, link, &stranger, response, &[])
+}
+
 /// Where responses to `msg` go: the top Via's `received`/`rport` (stamped on receipt), else
 /// the packet's source.
 fn response_target(msg: &SipMessage, peer: SocketAddr) -> SocketAddr {
@@ -141,18 +176,18 @@ struct Stranger {
 /// Sends a response to a request that did not authenticate: paid from its source's budget if
 /// still due, with the `optional` headers only when the response then stays within the
 /// request's size, and not at all when even the bare response would be larger than the
-/// request (a forged source address must not make us a traffic amplifier).
+/// request (a forged source address must not make us a traffic amplifier). True if sent.
 fn answer_stranger(
     sh: &Shared,
     link: &Link,
     s: &Stranger,
     mut response: SipMessage,
     optional: &[(&str, &str)],
-) {
+) -> bool {
     sh.metrics.stranger_bytes_in.increment(s.request_len as u64);
     if s.charge && !sh.state().strangers.allow(s.peer.ip(), sh.now_ms()) {
         sh.metrics.refused("rate");
-        return;
+        return false;
     }
     let mut bytes = response.to_bytes();
     if !optional.is_empty() {
@@ -168,10 +203,10 @@ fn answer_stranger(
         sh.metrics.refused("size");
         tracing::debug!(peer = %s.peer, request = s.request_len, response = bytes.len(),
             "response to an unauthenticated request not sent: larger than the request");
-        return;
+        return false;
     }
     sh.metrics.stranger_bytes_out.increment(bytes.len() as u64);
-    link.send(s.target, bytes);
+    link.send(s.target, bytes)
 }
 
 /// An authenticated request: a server transaction (its own budget, `max_transactions`), the

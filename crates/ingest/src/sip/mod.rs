@@ -4,6 +4,8 @@
 //! UDP socket ──datagram──┐
 //! TCP/TLS conn ──frame───┤ (find_message: Content-Length framing, max_message_bytes;
 //!                        │  a framing error closes the connection)
+//!   over max_message_bytes (a datagram, or a Content-Length past it): headers only ->
+//!     dialogue::too_large: a request -> 513 as a stranger's response; a stream then closes
 //!                        v
 //! dialogue::handle: parse (unparseable -> dropped, counted)
 //!   no credentials: the source's unauthenticated budget (strangers: token bucket per address

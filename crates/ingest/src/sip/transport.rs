@@ -18,6 +18,9 @@ use super::{dialogue, SipConfig, SipStartError};
 /// further messages to it are dropped (the device resends).
 const WRITE_QUEUE: usize = 256;
 
+/// The largest UDP payload (IPv6 jumbograms aside).
+const MAX_DATAGRAM: usize = 65_535;
+
 pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
@@ -78,8 +81,9 @@ pub(crate) async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
         }
     };
     let link = Link::udp(sock.clone(), local, &sh.metrics);
-    // One byte more than allowed tells an oversized datagram from one of exactly the limit.
-    let mut buf = vec![0u8; sh.cfg.max_message_bytes + 1];
+    // Room for the largest datagram, so an oversized one is seen whole (not truncated to the
+    // limit) and its headers can be read to answer it 513.
+    let mut buf = vec![0u8; MAX_DATAGRAM.max(sh.cfg.max_message_bytes + 1)];
     loop {
         let (n, peer) = tokio::select! {
             _ = sh.intake.cancelled() => return,
@@ -93,7 +97,8 @@ pub(crate) async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
             },
         };
         if n > sh.cfg.max_message_bytes {
-            sh.metrics.too_large.increment(1);
+            sh.metrics.bytes_received.increment(n as u64);
+            dialogue::too_large(&sh, &link, peer, &buf[..n], n);
             continue;
         }
         if buf[..n].iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -221,12 +226,24 @@ async fn connection<S>(
                     // What is left began arriving with the read that completed this message.
                     started = None;
                 }
-                Err(e) => {
-                    if e == vaka_scaip::FramingError::TooLarge {
-                        sh.metrics.too_large.increment(1);
-                    } else {
-                        sh.metrics.framing.increment(1);
+                Err(vaka_scaip::FramingError::TooLarge) => {
+                    // Answered 513 when its headers are in the buffer (Content-Length said it
+                    // would pass the limit), then closed all the same: its body is not read,
+                    // so the stream cannot be resynchronised to the next message. The writer
+                    // sends what is queued (the 513) before it shuts the connection down. The
+                    // size rule guards against forged sources, which a stream cannot have: the
+                    // request is measured by what it claims, over the limit.
+                    sh.metrics.bytes_received.increment(buf.len() as u64);
+                    let head = &buf[..buf.len().min(max)];
+                    tracing::debug!(%peer, "closing SIP connection: message too large");
+                    if dialogue::too_large(sh, &link, peer, head, max + 1) {
+                        drop(link);
+                        discard_until_closed(sh, &mut rd, &mut chunk, header).await;
                     }
+                    return;
+                }
+                Err(e) => {
+                    sh.metrics.framing.increment(1);
                     tracing::debug!(%peer, error = %e, "closing SIP connection: cannot frame");
                     return;
                 }
@@ -269,5 +286,27 @@ async fn connection<S>(
             started = Some(Instant::now());
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads and throws away what the peer still sends, until it closes or `within` has passed.
+/// Closing a socket with unread bytes makes the kernel reset the connection, and a reset can
+/// destroy the answer just queued (the 513) before the peer reads it; the write side is shut
+/// (once the queued answer is out) while this runs, so the peer sees the answer, then the end.
+async fn discard_until_closed<R: AsyncRead + Unpin>(
+    sh: &Shared,
+    rd: &mut R,
+    chunk: &mut [u8],
+    within: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        tokio::select! {
+            _ = sh.intake.cancelled() => return,
+            r = tokio::time::timeout_at(deadline, rd.read(chunk)) => match r {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            },
+        }
     }
 }

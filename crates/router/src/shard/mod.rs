@@ -21,6 +21,13 @@ use vaka_store::{CommitError, Recovered, Store, WriteSet};
 mod rules;
 mod supervision;
 
+/// After a commit fails, deadlines and silence timers wait this long before they fire again
+/// (the store retries its recovery after 1 s). Without the pause, a due deadline whose
+/// transition failed is reloaded as due again and fires at once, failing again: the shard spins
+/// on it for the whole outage, and the timer, polled before the alarm lane, starves the lane,
+/// so alarms arriving meanwhile get no answer at all.
+const TIMERS_PAUSE_AFTER_FAILED_COMMIT_MS: i64 = 1_000;
+
 /// What the router sends a shard, over its alarm or telemetry lane.
 pub(crate) enum Command {
     Event(Box<Event>, ReplyTx),
@@ -169,6 +176,8 @@ pub(crate) struct Shard {
     /// Activity rule states and timers.
     rules: rules::Rules,
     next_seq: u64,
+    /// No timer fires before this (a commit failed: see [`TIMERS_PAUSE_AFTER_FAILED_COMMIT_MS`]).
+    timers_paused_until: UnixMillis,
 }
 
 impl Shard {
@@ -208,6 +217,7 @@ impl Shard {
             intervals: HashMap::new(),
             rules: rules::Rules::default(),
             next_seq: 0,
+            timers_paused_until: UnixMillis::MIN,
         };
         match shard.store.heartbeat_intervals() {
             Ok(all) => shard
@@ -294,7 +304,8 @@ impl Shard {
             ]
             .into_iter()
             .flatten()
-            .min();
+            .min()
+            .map(|at| at.max(self.timers_paused_until));
             let next_timer = next_due.map(|at| self.clock.instant_at(at));
             tokio::select! {
                 biased;
@@ -846,6 +857,8 @@ impl Shard {
             Err(_) => {
                 metrics::counter!("vaka_errors_total", "stage" => "router", "lane" => label)
                     .increment(1);
+                self.timers_paused_until =
+                    self.clock.now_ms() + TIMERS_PAUSE_AFTER_FAILED_COMMIT_MS;
                 // Nothing of this batch is durable: forget what memory already believes, so a
                 // resend is taken afresh and alarms match the store again.
                 for key in &batch.keys {

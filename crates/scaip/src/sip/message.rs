@@ -396,6 +396,17 @@ impl SipMessage {
     /// Leading CRLFs are skipped; bytes past Content-Length are ignored (RFC 3261 §18.3);
     /// without Content-Length the body is the rest of the input.
     pub fn parse(input: &[u8]) -> Result<SipMessage, SipError> {
+        Self::parse_inner(input, true)
+    }
+
+    /// Parse only the start line and headers of a message whose body is not to be read (one
+    /// over the size limit, answered 513 from its headers alone): the body is left empty, and
+    /// Content-Length is neither kept nor checked against the bytes present.
+    pub fn parse_head(input: &[u8]) -> Result<SipMessage, SipError> {
+        Self::parse_inner(input, false)
+    }
+
+    fn parse_inner(input: &[u8], with_body: bool) -> Result<SipMessage, SipError> {
         let skip = input
             .iter()
             .position(|b| *b != b'\r' && *b != b'\n')
@@ -428,7 +439,9 @@ impl SipMessage {
         if headers.len() >= MAX_HEADERS {
             return Err(SipError::TooManyHeaders);
         }
-        if let Some(n) = content_length {
+        if !with_body {
+            body = &[];
+        } else if let Some(n) = content_length {
             body = body.get(..n).ok_or(SipError::BodyTruncated)?;
         }
         SipMessage::from_parts(start, headers, body.to_vec())

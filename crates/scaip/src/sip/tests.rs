@@ -32,6 +32,29 @@ fn parses_realistic_scaip_message() {
 }
 
 #[test]
+fn head_only_parse_ignores_the_body_and_its_length() {
+    let raw = scaip_message(MRQ_PERSONAL_TRIGGER);
+    let head_end = raw.find("\r\n\r\n").unwrap() + 4;
+    // The whole message, and its head alone (Content-Length promises a body that is absent).
+    for input in [raw.as_bytes(), &raw.as_bytes()[..head_end]] {
+        let m = SipMessage::parse_head(input).unwrap();
+        assert_eq!(m.method(), &Method::Message);
+        assert_eq!(m.call_id(), "1j9FpLxk3uxtm8tn@10.20.30.40");
+        assert!(m.body().is_empty());
+        assert_eq!(m.header("Content-Length"), None);
+    }
+    assert_eq!(
+        SipMessage::parse(&raw.as_bytes()[..head_end]),
+        Err(SipError::BodyTruncated)
+    );
+    // Still no message without the required headers.
+    assert_eq!(
+        SipMessage::parse_head(b"MESSAGE sip:x SIP/2.0\r\nl: 70000\r\n\r\n"),
+        Err(SipError::MissingHeader("Via"))
+    );
+}
+
+#[test]
 fn compact_forms_folding_and_case() {
     let body = "<mrq/>";
     let raw = format!(
