@@ -169,7 +169,32 @@ pub fn last_heard(
         .map(|b| u64::from_be_bytes(b) as i64))
 }
 
+/// The activity rule states of a device, by rule id (unreadable ones left out).
+pub fn rule_states(
+    backend: &dyn Backend,
+    device: &DeviceKey,
+) -> Result<Vec<(String, vaka_core::rules::RuleState)>, StoreError> {
+    let mut out = Vec::new();
+    backend.scan(Cf::Rules, &device_prefix(device), &mut |k, v| {
+        if let (Some((_, rule)), Ok(state)) =
+            (crate::keys::decode_rule_key(k), serde_json::from_slice(v))
+        {
+            out.push((rule, state));
+        }
+        true
+    })?;
+    Ok(out)
+}
+
 impl crate::Store {
+    /// A device's activity rule states, by rule id.
+    pub fn rule_states(
+        &self,
+        device: &DeviceKey,
+    ) -> Result<Vec<(String, vaka_core::rules::RuleState)>, StoreError> {
+        rule_states(self.backend().as_ref(), device)
+    }
+
     /// One alarm, if it exists.
     pub fn alarm(&self, id: AlarmId) -> Result<Option<Alarm>, StoreError> {
         load_alarm(self.backend().as_ref(), id)

@@ -125,6 +125,8 @@ struct InFlight {
     alarms: Vec<AlarmId>,
     /// Devices whose GPS record this batch wrote, to forget if the commit fails.
     gps: Vec<DeviceKey>,
+    /// Devices whose rule states this batch wrote, to read back if the commit fails.
+    rules: Vec<DeviceKey>,
     events: u64,
     started: Instant,
 }
@@ -365,6 +367,7 @@ impl Shard {
                 keys: Vec::new(),
                 alarms: Vec::new(),
                 gps: Vec::new(),
+                rules: Vec::new(),
                 events: 0,
                 started: Instant::now(),
             },
@@ -869,6 +872,9 @@ impl Shard {
                 }
                 for device in &batch.gps {
                     self.positions.forget(device);
+                }
+                for device in &batch.rules {
+                    self.reload_rules(device);
                 }
             }
         }

@@ -104,6 +104,7 @@ impl Shard {
             rule.start(&mut state, now, &tz);
             if let Some(b) = b.as_deref_mut() {
                 b.set.put_rule_state(device, &rule.id, &state);
+                b.inflight.rules.push(device.clone());
             }
             self.rules.keep(device, &rule.id, state);
         }
@@ -150,6 +151,7 @@ impl Shard {
             let mut state = self.rules.states.get(&key).cloned().unwrap_or_default();
             let out = rule.on_input(&mut state, input, id, b.now, tz);
             b.set.put_rule_state(&ev.device, &rule.id, &state);
+            b.inflight.rules.push(ev.device.clone());
             self.rules.keep(&ev.device, &rule.id, state);
             if let Some(out) = out {
                 self.rule_event(lane, &ev.device, rule, out, b);
@@ -179,11 +181,30 @@ impl Shard {
             // The timer's own time: a restart after the due time fires as of then.
             let out = rule.on_due(&mut state, at.max(0), dir.time_zone(&device.tenant));
             b.set.put_rule_state(&device, &rule_id, &state);
+            b.inflight.rules.push(device.clone());
             self.rules.keep(&device, &rule_id, state);
             if let Some(out) = out {
                 self.rule_event(lane, &device, &rule, out, b);
             }
         }
+    }
+
+    /// A commit that wrote `device`'s rule states failed: memory goes back to what the store
+    /// holds (a rule that fired in the lost batch fires again; its alarm was lost with it).
+    pub(super) fn reload_rules(&mut self, device: &DeviceKey) {
+        for (rule, _) in self.rules.of(device) {
+            self.rules.forget(device, &rule);
+        }
+        match self.store.rule_states(device) {
+            Ok(states) => {
+                for (rule, state) in states {
+                    self.rules.keep(device, &rule, state);
+                }
+            }
+            Err(e) => tracing::error!(device = %device, error = %e, "rule states unreadable"),
+        }
+        let dir = self.dir.snapshot();
+        self.start_rules(&dir, device, self.clock.now_ms(), None);
     }
 
     fn rule_event(
