@@ -285,6 +285,20 @@ pub struct SupervisionView {
     pub silent_at_ms: Option<i64>,
 }
 
+/// An activity rule of the device and where it stands.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RuleView {
+    pub id: String,
+    pub kind: String,
+    /// armed (watching), waiting (the condition began; fires at `due_ms` unless it ends) or
+    /// fired (its alarm is open until the condition ends).
+    pub state: String,
+    pub since_ms: Option<i64>,
+    pub due_ms: Option<i64>,
+    /// The events that led to the waiting or fired condition.
+    pub causes: Vec<u64>,
+}
+
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct DeviceStatus {
     pub tenant: String,
@@ -295,6 +309,8 @@ pub struct DeviceStatus {
     pub heartbeat_secs: Option<u32>,
     /// How the device is supervised; absent: not supervised.
     pub supervision: Option<SupervisionView>,
+    /// Its activity rules (own or its type's) and their state.
+    pub rules: Vec<RuleView>,
     pub open_alarms: Vec<AlarmView>,
     pub latest_position: Option<PositionView>,
     pub connections: Vec<Link>,
@@ -310,7 +326,7 @@ pub async fn device_status(
 ) -> Result<Json<DeviceStatus>, Problem> {
     let what = format!("device \"{tenant}/{device}\"");
     let key = DeviceKey::new(&tenant, &device);
-    let (enabled, heartbeat_secs, silence, category) = {
+    let (enabled, heartbeat_secs, silence, category, rules) = {
         let dir = api.control.live().load();
         caller.may(Action::Read, Resource::Tenant(&tenant), &dir, &what)?;
         let d = dir
@@ -320,22 +336,56 @@ pub async fn device_status(
             .ok_or_else(|| Problem::not_found(&what))?;
         let grace = api.control.supervision_grace_ms();
         let category = dir.device(&key).and_then(|d| d.category);
+        let rules: Vec<(String, &'static str)> = dir
+            .device(&key)
+            .map(|d| {
+                d.rules
+                    .iter()
+                    .map(|r| (r.id.clone(), r.kind_name()))
+                    .collect()
+            })
+            .unwrap_or_default();
         (
             d.enabled,
             d.heartbeat_secs,
             dir.silence(&key, None, grace),
             category,
+            rules,
         )
     };
     let k = key.clone();
-    let (heard, open, latest) = blocking(api.control.store(), move |s| {
+    let (heard, open, latest, states) = blocking(api.control.store(), move |s| {
         Ok((
             s.last_heard(&k)?,
             s.open_alarms_of(&k)?,
             s.latest_position(&k)?,
+            s.rule_states(&k)?,
         ))
     })
     .await?;
+    let rules = rules
+        .into_iter()
+        .map(|(id, kind)| {
+            let st = states
+                .iter()
+                .find(|(r, _)| *r == id)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            RuleView {
+                id,
+                kind: kind.to_owned(),
+                state: match st.phase {
+                    vaka_core::rules::Phase::Armed => "armed",
+                    vaka_core::rules::Phase::Waiting => "waiting",
+                    vaka_core::rules::Phase::Fired => "fired",
+                }
+                .to_owned(),
+                since_ms: st.since,
+                due_ms: st.due,
+                causes: st.causes.iter().map(|c| c.0).collect(),
+            }
+        })
+        .collect();
     Ok(Json(DeviceStatus {
         tenant,
         device,
@@ -349,6 +399,7 @@ pub async fn device_status(
             silent_after_secs: ((s.interval_ms + s.grace_ms) / 1000) as u64,
             silent_at_ms: heard.map(|h| s.silent_at(h)),
         }),
+        rules,
         open_alarms: open.iter().map(AlarmView::from).collect(),
         latest_position: latest.as_ref().map(PositionView::from),
         connections: (api.links)(&key),
