@@ -105,22 +105,29 @@ fn simulated_worlds_keep_the_invariants() {
 
 /// Event and alarm ids in a trace, renamed by order of first appearance. The store reserves ids
 /// in blocks from its live counter when the committer takes a group, so how many the shards had
-/// taken by then (thread timing) moves where ids start after a crash; never their order, never
-/// which message got which.
+/// taken by then (thread timing) moves where ids start after a crash; and which write sets share
+/// one sync (thread timing too) decides which ids a failed commit loses. Never their order,
+/// never which message got which. An id is a number of six digits or more (after a crash), or
+/// one named as an id (`event 22`, `on 22`, `AlarmId(22)`).
 fn ids_by_appearance(trace: &[String]) -> Vec<String> {
+    const NAMED: [&str; 5] = ["event", "alarm", "on", "AlarmId", "EventId"];
     let mut names: std::collections::HashMap<String, usize> = Default::default();
     trace
         .iter()
         .map(|line| {
+            let mut prev = "";
             line.split(|c: char| !c.is_ascii_alphanumeric() && c != '+')
                 .filter(|w| !w.is_empty())
                 .map(|w| {
-                    if w.len() >= 6 && w.bytes().all(|b| b.is_ascii_digit()) {
+                    let digits = w.bytes().all(|b| b.is_ascii_digit());
+                    let out = if digits && (w.len() >= 6 || NAMED.contains(&prev)) {
                         let n = names.len();
                         format!("#{}", names.entry(w.to_string()).or_insert(n))
                     } else {
                         w.to_string()
-                    }
+                    };
+                    prev = w;
+                    out
                 })
                 .collect::<Vec<_>>()
                 .join(" ")
