@@ -8,7 +8,11 @@ sends it (repeat times, the same bytes) to 127.0.0.1:port and prints one JSON li
 The answer is read by dc09-spt's `dc09answer`: length, CRC, sequence, decryption of *ACK.
 """
 import json
+import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "crates", "dc09", "tests", "python"))
+import dc09_spt_compat  # noqa: E402
 
 import dc09_spt.msg.dc09_msg  # noqa: F401
 from dc09_spt.comm.transpathtcp import TransPathTCP
@@ -16,33 +20,7 @@ from dc09_spt.comm.transpathudp import TransPathUDP
 from dc09_spt.msg.dc03_msg import dc03_msg
 from dc09_spt.msg.dc05_msg import dc05_msg
 
-mod = sys.modules["dc09_spt.msg.dc09_msg"]
-
-# dc09-spt 0.0.4 was written for pycrypto (str keys and IV); pycryptodome wants bytes.
-_AES = mod.AES
-
-
-def _b(x):
-    return x.encode("latin-1") if isinstance(x, str) else x
-
-
-class _Cipher:
-    def __init__(self, key, mode, iv):
-        self.c = _AES.new(_b(key), mode, _b(iv))
-
-    def encrypt(self, data):
-        return self.c.encrypt(_b(data))
-
-    def decrypt(self, data):
-        return self.c.decrypt(_b(data))
-
-
-class _AesShim:
-    MODE_CBC = _AES.MODE_CBC
-    new = _Cipher
-
-
-mod.AES = _AesShim
+mod = dc09_spt_compat.install()
 
 
 def extra_blocks(params):

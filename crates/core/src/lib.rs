@@ -2,6 +2,7 @@
 //! and the same inputs always give the same outputs (invariant 10).
 pub mod access;
 pub mod alarm;
+pub mod checks;
 pub mod directory;
 pub mod event;
 pub mod gps;

@@ -312,14 +312,7 @@ impl Change {
     }
 }
 
-/// Ids: what a device, tenant or centre may be called. Printable ASCII without '/', so that they
-/// fit keys, URLs and SIP usernames unescaped.
-pub fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'))
-}
+pub use crate::checks::{valid_id, Problems};
 
 /// A SCAIP device type: four decimal digits.
 pub fn valid_device_type(s: &str) -> bool {
@@ -336,9 +329,6 @@ impl SipCredential {
         hex_of_len(&self.ha1_md5, 32) && hex_of_len(&self.ha1_sha256, 64)
     }
 }
-
-/// Keeps the first-failing fields of a record, each with why: `(field, reason)`.
-pub type Problems = Vec<(String, String)>;
 
 pub(crate) fn check_fences(p: &mut Problems, fences: &[FenceRecord]) {
     let mut seen = std::collections::HashSet::new();

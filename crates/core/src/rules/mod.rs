@@ -30,7 +30,7 @@ pub mod time;
 
 pub use eval::{Input, Outcome, Phase, RuleState};
 
-use crate::directory::records::Problems;
+use crate::checks::{valid_id, Problems};
 use serde::{Deserialize, Serialize};
 use time::{TimeOfDay, Window};
 
@@ -143,7 +143,7 @@ impl Rule {
                 }
             }
         };
-        if !crate::directory::valid_id(&r.id) {
+        if !valid_id(&r.id) {
             p.push((field("id"), "must be 1-64 of A-Z a-z 0-9 - _ . : @".into()));
         }
         let window = |p: &mut Problems| match r.window.as_deref().map(Window::parse) {

@@ -11,6 +11,8 @@ import datetime
 import random
 import sys
 
+import dc09_spt_compat
+
 import dc09_spt.msg.dc09_msg  # noqa: F401  (the module; the package exports the class)
 from dc09_spt.msg.dc03_msg import dc03_msg
 from dc09_spt.msg.dc05_msg import dc05_msg
@@ -27,32 +29,7 @@ class FixedClock(datetime.datetime):
 
 mod.datetime.datetime = FixedClock
 
-# dc09-spt 0.0.4 was written for pycrypto, which took str; pycryptodome wants bytes. This shim
-# only converts (latin-1); dc09-spt's own pad, plaintext layout and AES-CBC call are unchanged.
-_AES = mod.AES
-
-
-def _b(x):
-    return x.encode("latin-1") if isinstance(x, str) else x
-
-
-class _Cipher:
-    def __init__(self, key, mode, iv):
-        self.c = _AES.new(_b(key), mode, _b(iv))
-
-    def encrypt(self, data):
-        return self.c.encrypt(_b(data))
-
-    def decrypt(self, data):
-        return self.c.decrypt(_b(data))
-
-
-class _AesShim:
-    MODE_CBC = _AES.MODE_CBC
-    new = _Cipher
-
-
-mod.AES = _AesShim
+mod = dc09_spt_compat.install()
 random.seed(24)
 
 

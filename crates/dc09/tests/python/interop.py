@@ -14,38 +14,14 @@ Prints "ok N" and exits 0, or prints what failed and exits 1.
 import json
 import sys
 
+import dc09_spt_compat
+
 import dc09_spt.msg.dc09_msg  # noqa: F401
 from pysiaalarm import SIAAccount
 from pysiaalarm.event import SIAEvent
 from pysiaalarm.utils.enums import ResponseType
 
-mod = sys.modules["dc09_spt.msg.dc09_msg"]
-
-# dc09-spt 0.0.4 was written for pycrypto (str keys and IV); pycryptodome wants bytes.
-_AES = mod.AES
-
-
-def _b(x):
-    return x.encode("latin-1") if isinstance(x, str) else x
-
-
-class _Cipher:
-    def __init__(self, key, mode, iv):
-        self.c = _AES.new(_b(key), mode, _b(iv))
-
-    def encrypt(self, data):
-        return self.c.encrypt(_b(data))
-
-    def decrypt(self, data):
-        return self.c.decrypt(_b(data))
-
-
-class _AesShim:
-    MODE_CBC = _AES.MODE_CBC
-    new = _Cipher
-
-
-mod.AES = _AesShim
+mod = dc09_spt_compat.install()
 
 
 def check_message(c):

@@ -28,6 +28,7 @@ mod config;
 pub mod convert;
 mod receive;
 mod server;
+mod shared;
 
 pub use config::Dc09Config;
 pub use server::Dc09Server;

@@ -7,7 +7,7 @@ use vaka_dc09::Reply::Duh;
 use vaka_dc09::{ack, duh, nak, DecodeError, Frame, Header, Key, Timestamp};
 
 use super::convert;
-use super::server::Shared;
+use super::shared::Shared;
 
 /// What to send back.
 pub(crate) struct Answer {

@@ -3,7 +3,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{Counter, Gauge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
@@ -13,82 +12,8 @@ use vaka_dc09::stream::{next_frame, Framed};
 use vaka_router::{Clock, LiveDirectory, Router};
 
 use super::receive::{receive, Answer};
+use super::shared::{Metrics, Shared};
 use super::{Dc09Config, Dc09StartError};
-
-/// What the listeners and their tasks share.
-pub(crate) struct Shared {
-    pub cfg: Dc09Config,
-    pub router: Arc<Router>,
-    /// Accounts and keys, read per message (changes apply at once).
-    pub directory: LiveDirectory,
-    pub clock: Clock,
-    /// Messages being stored (invariant 6).
-    pending: Arc<Semaphore>,
-    connections: Arc<Semaphore>,
-    /// Cancelled first at shutdown: listeners stop reading.
-    intake: CancellationToken,
-    /// Cancelled last: every task ends.
-    token: CancellationToken,
-    tracker: TaskTracker,
-    pub metrics: Metrics,
-}
-
-impl Shared {
-    pub fn now_ms(&self) -> u64 {
-        self.clock.now_ms().max(0) as u64
-    }
-}
-
-/// The front's metric handles (Vector's component spec names, `stage="dc09"`).
-pub(crate) struct Metrics {
-    events_received: Counter,
-    bytes_received: Counter,
-    events_sent: Counter,
-    bytes_sent: Counter,
-    connections_active: Gauge,
-    connections_accepted: Counter,
-    connections_refused: Counter,
-}
-
-impl Metrics {
-    fn new() -> Metrics {
-        let (s, q) = ("stage", "dc09");
-        Metrics {
-            events_received: metrics::counter!("vaka_events_received_total", s => q),
-            bytes_received: metrics::counter!("vaka_bytes_received_total", s => q),
-            events_sent: metrics::counter!("vaka_events_sent_total", s => q),
-            bytes_sent: metrics::counter!("vaka_bytes_sent_total", s => q),
-            connections_active: metrics::gauge!("vaka_connections_active", s => q),
-            connections_accepted: metrics::counter!("vaka_connections_total", s => q, "result" => "accepted"),
-            connections_refused: metrics::counter!("vaka_connections_total", s => q, "result" => "refused"),
-        }
-    }
-
-    /// One frame of `n` bytes came in.
-    pub fn frames(&self, n: usize) {
-        self.events_received.increment(1);
-        self.bytes_received.increment(n as u64);
-    }
-
-    /// `n` events handed to the router.
-    pub fn events(&self, n: usize) {
-        self.events_sent.increment(n as u64);
-    }
-
-    pub fn error(&self, kind: &'static str) {
-        metrics::counter!("vaka_errors_total", "stage" => "dc09", "kind" => kind).increment(1);
-    }
-
-    /// One answer sent: `ACK`, `NAK` or `DUH`, and why.
-    pub fn reply(&self, answer: &'static str, reason: &'static str) {
-        metrics::counter!("vaka_replies_total", "stage" => "dc09", "answer" => answer, "reason" => reason)
-            .increment(1);
-    }
-
-    fn sent(&self, n: usize) {
-        self.bytes_sent.increment(n as u64);
-    }
-}
 
 /// The running DC-09 front.
 pub struct Dc09Server {
