@@ -145,7 +145,16 @@ pub fn intake<'a>(
                     let (alarm, effects) = alarm::step(a, &AlarmInput::Restored { reason }, ctx)?;
                     Ok(Outcome::Changed { alarm, effects })
                 }
-                (Some(_), true) | (None, false) => Ok(Outcome::Stored),
+                // Fired again while its alarm is still open (restored, not yet closed by its
+                // receiver): the receiver is told it happened again.
+                (Some(a), true) => {
+                    let input = AlarmInput::Repeat {
+                        priority: RULE_PRIORITY,
+                    };
+                    let (alarm, effects) = alarm::step(a, &input, ctx)?;
+                    Ok(Outcome::Changed { alarm, effects })
+                }
+                (None, false) => Ok(Outcome::Stored),
                 (None, true) => open_alarm(
                     fresh_alarm(
                         event,

@@ -31,8 +31,8 @@ fn start(backend: Arc<MemBackend>, clock: Clock) -> (Store, Arc<Router>) {
         .get_mut(&vaka_core::TenantId::new("t"))
         .unwrap()
         .deadlines = vaka_core::alarm::Deadlines {
-        receipt_ms: 86_400_000,
-        accept_ms: 86_400_000,
+        receipt_ms: 604_800_000,
+        accept_ms: 604_800_000,
     };
     let d0 = dir.devices.get_mut(&DeviceKey::new("t", "d0")).unwrap();
     d0.rules = vec![rule(
@@ -233,5 +233,97 @@ async fn a_door_opened_on_the_spring_night_follows_the_local_window() {
         2,
         "{:?}",
         outbox(&backend, "c1")
+    );
+}
+
+/// 2026-10-24T20:00:00Z: 22:00 in Stockholm (CEST), the evening before clocks go back.
+const AUTUMN: i64 = 1_792_872_000_000;
+
+#[tokio::test(start_paused = true)]
+async fn not_in_bed_by_keeps_local_time_across_a_restart_and_the_autumn_change() {
+    let _busy = hold_clock();
+    let backend = Arc::new(MemBackend::new());
+    let start_with = |backend: Arc<MemBackend>, clock: Clock| {
+        let mut dir = directory(1);
+        dir.tenants
+            .get_mut(&vaka_core::TenantId::new("t"))
+            .unwrap()
+            .deadlines = vaka_core::alarm::Deadlines {
+            receipt_ms: 604_800_000,
+            accept_ms: 604_800_000,
+        };
+        dir.devices
+            .get_mut(&DeviceKey::new("t", "d0"))
+            .unwrap()
+            .rules = vec![rule(
+            r#"{"id":"bedtime","kind":"not_in_bed_by","sensor":"bed","at":"23:30"}"#,
+        )];
+        start_router(
+            backend,
+            dir,
+            RouterConfig {
+                shards: 1,
+                ..RouterConfig::default()
+            },
+            clock,
+        )
+    };
+    let clock = Clock::starting_at(AUTUMN);
+    let (store, router) = start_with(backend.clone(), clock);
+    router.submit(reading("d0", "bed", 0.0, 1)).await.unwrap();
+    // Restart at 23:00 CEST: the rule's time (23:30 CEST = 21:30Z) comes from its stored state.
+    tokio::time::advance(Duration::from_secs(60 * MIN)).await;
+    let now = clock.now_ms();
+    router.shutdown().await;
+    store.close().unwrap();
+    let clock = Clock::starting_at(now);
+    let (_store, router) = start_with(backend.clone(), clock);
+    router.centre_up(&CentreId::new("c1")).await;
+    tokio::time::advance(Duration::from_secs(30 * MIN - 1)).await;
+    settle().await;
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(outbox(&backend, "c1").is_empty());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let got = wait_for(&backend, "c1", 1).await;
+    assert_eq!(got[0].alarm().code, "rule:not_in_bed_by:bedtime");
+    assert_eq!(
+        got[0].alarm().created_ms,
+        AUTUMN + 90 * 60_000,
+        "23:30 CEST"
+    );
+    router.submit(reading("d0", "bed", 1.0, 2)).await.unwrap();
+    let got = wait_for(&backend, "c1", 2).await;
+    assert!(
+        matches!(
+            &got[1],
+            Notice::Update {
+                update: UpdateKind::Restored,
+                ..
+            }
+        ),
+        "{got:?}"
+    );
+    // The next evening is CET: up at 21:00 local, not in bed by 23:30 CET = 22:30Z.
+    let next_evening = AUTUMN + 24 * 3_600_000 + 3_600_000; // 2026-10-25T21:00:00Z, 22:00 CET
+    let wait = (next_evening - clock.now_ms()) as u64;
+    tokio::time::advance(Duration::from_millis(wait)).await;
+    router.submit(reading("d0", "bed", 0.0, 3)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(90 * MIN - 1)).await;
+    settle().await;
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        outbox(&backend, "c1").len(),
+        2,
+        "not at 23:30 CEST time: {:?}",
+        outbox(&backend, "c1")
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    // Its first alarm was restored but never closed by the centre: this firing repeats it.
+    let got = wait_for(&backend, "c1", 3).await;
+    assert!(
+        matches!(&got[2], Notice::Update { update: UpdateKind::Repeated, alarm }
+            if alarm.updated_ms == next_evening + 90 * 60_000),
+        "23:30 CET: {:?}",
+        got[2]
     );
 }
