@@ -70,16 +70,45 @@ pub async fn run_sipp(
     mrq: &str,
     keys: &[(&str, &str)],
 ) -> SippRun {
+    // The local port is free when chosen but may be taken by a parallel test before sipp binds
+    // it; sipp then sends nothing and says so, and a run on another port is the same test.
+    let mut attempt = 0;
+    loop {
+        let run = run_sipp_once(scenario, transport, server, user, password, mrq, keys).await;
+        attempt += 1;
+        if attempt < 4 && run.code != 0 && run.stderr.contains("Unable to bind main socket") {
+            continue;
+        }
+        return run;
+    }
+}
+
+/// A local port free for both UDP and TCP (sipp binds the transport's and needs it for its
+/// Contact).
+fn free_port_both() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+async fn run_sipp_once(
+    scenario: &Path,
+    transport: &str,
+    server: SocketAddr,
+    user: &str,
+    password: &str,
+    mrq: &str,
+    keys: &[(&str, &str)],
+) -> SippRun {
     let bin = sipp_binary();
     let work = tempfile::tempdir().unwrap();
     let log = work.path().join("sipp.log");
     let errors = work.path().join("sipp.err");
-    // A free local port for sipp (it needs one for UDP and for its Contact).
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port_both();
     let mut cmd = Command::new(bin);
     cmd.current_dir(work.path())
         .arg(server.to_string())
