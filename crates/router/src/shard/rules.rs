@@ -135,6 +135,12 @@ impl Shard {
         id: EventId,
         b: &mut Batch,
     ) {
+        // Every device event passes here: a device without rules costs one lock-free load,
+        // not the snapshot's reference count.
+        let has_rules = |d: &Directory| d.device(&ev.device).is_some_and(|d| !d.rules.is_empty());
+        if !has_rules(&self.dir.load()) {
+            return;
+        }
         let dir: Arc<Directory> = self.dir.snapshot();
         let Some(device) = dir.device(&ev.device) else {
             return;
