@@ -502,17 +502,29 @@ impl Centre {
 
     /// Receipt, accept and close of `alarm`: it is over.
     pub async fn handle_and_close(&mut self, alarm: u64) {
+        self.receipt(alarm).await;
+        self.accept(alarm).await;
+        self.close(alarm).await;
+    }
+
+    pub async fn receipt(&mut self, alarm: u64) {
         self.act(In::Receipt(pb::Receipt {
             request_id: 0,
             alarm_id: alarm,
         }))
         .await;
+    }
+
+    pub async fn accept(&mut self, alarm: u64) {
         self.act(In::Accept(pb::Accept {
             request_id: 0,
             alarm_id: alarm,
             operator_id: "op".into(),
         }))
         .await;
+    }
+
+    pub async fn close(&mut self, alarm: u64) {
         self.act(In::Close(pb::Close {
             request_id: 0,
             alarm_id: alarm,

@@ -134,6 +134,7 @@ mod tests {
             repeats: 0,
             created_ms: 0,
             updated_ms: 0,
+            stages: Default::default(),
         }
     }
 

@@ -111,6 +111,33 @@ pub struct Alarm {
     pub repeats: u32,
     pub created_ms: UnixMillis,
     pub updated_ms: UnixMillis,
+    /// When it reached each stage after `created_ms` (the device's message received).
+    pub stages: Stages,
+}
+
+/// When an alarm first reached each stage of its path, unix ms; `None`: not (yet). The answer-time
+/// statistics and the stage histograms read these; the audit trail has every transition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stages {
+    /// Its first write was synced (known when the commit returns, so stored with its next change).
+    pub durable_ms: Option<UnixMillis>,
+    /// First offered to a centre (unhandled offers included).
+    pub offered_ms: Option<UnixMillis>,
+    /// First receipted by a centre.
+    pub receipted_ms: Option<UnixMillis>,
+    /// An operator accepted it.
+    pub accepted_ms: Option<UnixMillis>,
+    /// It ended: closed by an operator or cancelled by the device.
+    pub closed_ms: Option<UnixMillis>,
+}
+
+impl Stages {
+    /// Sets `slot` to `at` unless an earlier time is there (stages record the first time).
+    fn first(slot: &mut Option<UnixMillis>, at: UnixMillis) {
+        if slot.is_none() {
+            *slot = Some(at);
+        }
+    }
 }
 
 /// What a centre is told about an alarm it was offered.
@@ -330,6 +357,7 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
             require_holder(alarm, centre)?;
             match &alarm.state {
                 AlarmState::Offered { .. } => {
+                    Stages::first(&mut next.stages.receipted_ms, ctx.now);
                     next.state = AlarmState::Receipted {
                         centre: centre.clone(),
                     };
@@ -340,6 +368,7 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
                 AlarmState::Receipted { .. } | AlarmState::Accepted { .. } => {}
                 // Every centre has an unhandled alarm; the receipt is noted, the hunt goes on.
                 AlarmState::Unhandled => {
+                    Stages::first(&mut next.stages.receipted_ms, ctx.now);
                     fx.push(alarm.audit(ctx.now, &actor_centre(centre), "receipt", "unhandled"));
                 }
                 _ => return Err(invalid(alarm, "receipt")),
@@ -351,6 +380,7 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
                 AlarmState::Offered { .. }
                 | AlarmState::Receipted { .. }
                 | AlarmState::Unhandled => {
+                    Stages::first(&mut next.stages.accepted_ms, ctx.now);
                     next.state = AlarmState::Accepted {
                         centre: centre.clone(),
                         operator: operator.clone(),
@@ -378,6 +408,7 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
         }
         AlarmInput::Close { centre, outcome } => {
             require_holder(alarm, centre)?;
+            Stages::first(&mut next.stages.closed_ms, ctx.now);
             next.state = AlarmState::Closed {
                 centre: centre.clone(),
                 outcome: outcome.clone(),
@@ -395,6 +426,7 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
             escalate(&mut next, &mut fx, ctx, &why);
         }
         AlarmInput::DeviceCancel => {
+            Stages::first(&mut next.stages.closed_ms, ctx.now);
             next.state = AlarmState::Cancelled;
             next.deadline = None;
             fx.push(Effect::ClearDeadline);
@@ -541,6 +573,7 @@ fn offer_from(
     match found {
         Some(i) => {
             let centre = ctx.chain[i].clone();
+            Stages::first(&mut next.stages.offered_ms, ctx.now);
             next.step = i as u32;
             next.state = AlarmState::Offered {
                 centre: centre.clone(),
@@ -565,6 +598,9 @@ fn offer_from(
         }
         None => {
             next.state = AlarmState::Unhandled;
+            if !ctx.chain.is_empty() {
+                Stages::first(&mut next.stages.offered_ms, ctx.now);
+            }
             next.step = ctx.chain.len() as u32;
             next.deadline = None;
             fx.push(Effect::ClearDeadline);

@@ -216,6 +216,7 @@ fn fresh_alarm(
         repeats: 0,
         created_ms: event.received_ms,
         updated_ms: event.received_ms,
+        stages: Default::default(),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod intake;
 pub mod rules;
+pub mod stats;
 pub mod supervision;
 
 pub use alarm::{Alarm, AlarmInput, AlarmKind, AlarmState, Deadlines, Effect};

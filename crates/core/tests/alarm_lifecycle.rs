@@ -156,6 +156,17 @@ fn receipt_then_accept_stops_the_deadlines() {
     )
     .unwrap();
     assert!(closed.state.is_final());
+    // Each stage keeps the time it was first reached; durable is the shard's to set.
+    assert_eq!(
+        closed.stages,
+        vaka_core::alarm::Stages {
+            durable_ms: None,
+            offered_ms: Some(0),
+            receipted_ms: Some(1_000),
+            accepted_ms: Some(2_000),
+            closed_ms: Some(3_000),
+        }
+    );
 }
 
 #[test]
@@ -217,6 +228,30 @@ fn escalation_through_the_chain_to_unhandled() {
         centre: CentreId::new("backup"),
         update: UpdateKind::TakenElsewhere
     }));
+    // Escalation does not move the first offer or the first receipt.
+    assert_eq!(a.stages.offered_ms, Some(0));
+    assert_eq!(a.stages.receipted_ms, Some(11_000));
+    assert_eq!(a.stages.accepted_ms, Some(72_000));
+}
+
+#[test]
+fn an_alarm_nobody_could_take_is_offered_when_it_goes_unhandled() {
+    let c = chain();
+    let r = [false, false];
+    let (a, _) = open(&r);
+    assert_eq!(a.stages.offered_ms, None);
+    let (a, _) = step(
+        &a,
+        &AlarmInput::DeadlineExpired {
+            kind: DeadlineKind::Receipt,
+        },
+        &ctx(&c, &r, 10_000),
+    )
+    .unwrap();
+    assert_eq!(a.state, AlarmState::Unhandled);
+    assert_eq!(a.stages.offered_ms, Some(10_000));
+    let (a, _) = step(&a, &AlarmInput::DeviceCancel, &ctx(&c, &r, 12_000)).unwrap();
+    assert_eq!(a.stages.closed_ms, Some(12_000));
 }
 
 #[test]

@@ -105,6 +105,47 @@ async fn centre_availability_is_reported_and_alarm_offered() {
     );
 }
 
+/// Stage times: durable and offered are known when the opening write commits (the offer is
+/// released then) and are stored with the alarm's next change; the receipt keeps its own time.
+#[tokio::test]
+async fn an_alarm_records_its_stage_times() {
+    let presence = Presence::new();
+    presence.connected(&CentreId::new("c1"));
+    let mem = Arc::new(MemBackend::new());
+    let (_store, router) = start(mem.clone(), cfg(1), presence.clone());
+    let ev = alarm("d1", "r1");
+    let device = ev.device.clone();
+    let (_, alarm_id, _, _) = accepted(router.submit(ev).await);
+    let id = vaka_core::AlarmId(alarm_id.unwrap());
+    let load = || vaka_store::load_alarm(mem.as_ref(), id).unwrap().unwrap();
+    let first = load();
+    assert!(first.stages.offered_ms.is_some());
+    assert_eq!(
+        first.stages.durable_ms, None,
+        "known only once the write is synced"
+    );
+    router
+        .centre_input(
+            &device,
+            id,
+            vaka_core::AlarmInput::Receipt {
+                centre: CentreId::new("c1"),
+            },
+        )
+        .await
+        .unwrap();
+    let s = load().stages;
+    let durable = s.durable_ms.expect("stored with the next change");
+    assert!(durable >= first.created_ms);
+    assert_eq!(
+        s.offered_ms,
+        Some(durable),
+        "the offer leaves when it is durable"
+    );
+    assert!(s.receipted_ms.unwrap() >= durable);
+    assert_eq!((s.accepted_ms, s.closed_ms), (None, None));
+}
+
 #[tokio::test]
 async fn resend_makes_no_second_alarm_even_across_restart() {
     let dir = tempfile::tempdir().unwrap();

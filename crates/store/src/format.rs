@@ -8,7 +8,7 @@
 use crate::backend::{Backend, Cf, StoreError, WriteSet};
 
 /// The format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Meta key of the store's format version (u32, big-endian).
 pub const META_FORMAT_VERSION: &[u8] = b"format_version";
@@ -19,17 +19,21 @@ pub const META_FORMAT_VERSION: &[u8] = b"format_version";
 ///   format this key was introduced with): the key is written, synced;
 /// - equal to [`FORMAT_VERSION`]: nothing to do;
 /// - newer: refused, nothing changed (a newer Vaka wrote it; this build would misread it);
-/// - older: would be migrated here. No older version exists yet (1 is the first), so there is no
-///   migration to run and such a value can only be damage: refused.
+/// - 1: migrated to 2 (alarms gained their stage times: `migrate_v1`), in one synced write;
+/// - older than 1: versions start at 1, so such a value can only be damage: refused.
 pub(crate) fn check_format(backend: &dyn Backend) -> Result<u32, StoreError> {
     let Some(bytes) = backend.get(Cf::Meta, META_FORMAT_VERSION)? else {
-        let mut set = WriteSet::new();
-        set.put_raw(
-            Cf::Meta,
-            META_FORMAT_VERSION.to_vec(),
-            FORMAT_VERSION.to_be_bytes().to_vec(),
-        );
-        backend.write_synced(std::slice::from_ref(&set))?;
+        // A new store, or one written before versioning existed (version 1): if it holds alarms,
+        // it is the latter and is migrated; an empty one is simply marked.
+        let mut holds_alarms = false;
+        backend.scan(Cf::Alarms, &[], &mut |_, _| {
+            holds_alarms = true;
+            false
+        })?;
+        if holds_alarms {
+            return migrate_from_v1(backend);
+        }
+        backend.write_synced(std::slice::from_ref(&version_set(FORMAT_VERSION)))?;
         return Ok(FORMAT_VERSION);
     };
     let found = <[u8; 4]>::try_from(bytes.as_slice())
@@ -47,12 +51,35 @@ pub(crate) fn check_format(backend: &dyn Backend) -> Result<u32, StoreError> {
             why: "it was written by a newer Vaka: run that version (or a later one), \
                   or restore a backup taken before the upgrade",
         }),
-        // Migrations from older versions go here, one step at a time, each ending by writing the
-        // new version in the same synced write set as the data it rewrote. None exists yet.
+        // Migrations from older versions, one step at a time, each writing the new version in
+        // the same synced write set as the data it rewrote.
+        1 => migrate_from_v1(backend),
         _ => Err(StoreError::Format {
             found,
             known: FORMAT_VERSION,
             why: "no migration from that version exists (versions start at 1)",
         }),
     }
+}
+
+fn migrate_from_v1(backend: &dyn Backend) -> Result<u32, StoreError> {
+    let started = std::time::Instant::now();
+    let n = crate::migrate_v1::to_v2(backend, version_set(2))?;
+    tracing::warn!(
+        records = n,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store migrated from format 1 to 2 (alarms carry their stage times)"
+    );
+    Ok(2)
+}
+
+/// A write set recording `version` as the store's format.
+fn version_set(version: u32) -> WriteSet {
+    let mut set = WriteSet::new();
+    set.put_raw(
+        Cf::Meta,
+        META_FORMAT_VERSION.to_vec(),
+        version.to_be_bytes().to_vec(),
+    );
+    set
 }

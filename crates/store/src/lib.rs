@@ -38,8 +38,8 @@
 //! Values are postcard, which is positional: reordering an enum variant or a field changes what
 //! existing bytes mean. `format_version` is checked when [`Store::open`] recovers, before anything
 //! is decoded: a newer version is refused with [`StoreError::Format`] naming both versions; a
-//! store without the key is written as version 1 (today's format, the one versioning began with);
-//! an older version would be migrated (none exists yet). `tests/format.rs` pins the bytes of every
+//! store without the key holds version 1 (the format versioning began with); an older version is
+//! migrated at open, in one synced write (1 -> 2: alarms gained their stage times, `migrate_v1`). `tests/format.rs` pins the bytes of every
 //! persisted type (golden bytes) and opens a store committed as a fixture
 //! (`tests/fixtures/v1/`), so an encoding change fails a test until the version is bumped and a
 //! migration written.
@@ -64,6 +64,7 @@ mod group;
 pub mod keys;
 mod marks;
 mod mem;
+mod migrate_v1;
 mod positions;
 pub mod query;
 mod recovery;

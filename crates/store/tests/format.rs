@@ -8,16 +8,16 @@
 //!    (crates/store/src/format.rs), write the migration from the previous version there, keep a
 //!    fixture of the old version and only then update the bytes here.
 //! 2. The format version in `meta`: written when absent, a newer one refused.
-//! 3. A store written by the code of format version 1, committed under `tests/fixtures/v1/`, opens
-//!    and reads back exactly what was written. Regenerate it (only when the format version is
-//!    bumped: keep the old directory and add `v2/`) with
-//!    `cargo test --workspace --test format -- --ignored write_fixture_v1`.
+//! 3. A store written by the code of each format version, committed under `tests/fixtures/v<N>/`,
+//!    opens (migrated to today's format) and reads back exactly what was written. When the format
+//!    version is bumped, add the new version's directory (keep the old ones) with
+//!    `cargo test --workspace --test format -- --ignored write_fixture_of_this_version`.
 use futures::executor::block_on;
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use vaka_core::alarm::{AuditRecord, Deadline, DeadlineKind, Notice, UpdateKind};
+use vaka_core::alarm::{AuditRecord, Deadline, DeadlineKind, Notice, Stages, UpdateKind};
 use vaka_core::gps::{
     Decision, DeviceTrack, FenceMemo, FenceTracker, FilterConfig, FilterState, Fix,
     HysteresisConfig,
@@ -94,7 +94,24 @@ fn alarm(id: u64, kind: AlarmKind, state: AlarmState) -> Alarm {
         repeats: 2,
         created_ms: 1_700_000_000_000,
         updated_ms: 1_700_000_001_000,
+        stages: Stages {
+            durable_ms: Some(1_700_000_000_002),
+            offered_ms: Some(1_700_000_000_003),
+            receipted_ms: Some(1_700_000_000_040),
+            accepted_ms: Some(1_700_000_009_000),
+            closed_ms: None,
+        },
     }
+}
+
+/// How format 1 stored `a` (stages did not exist): format 2's bytes without the trailing empty
+/// stages (five `None`s, one zero byte each).
+fn v1_bytes(a: &Alarm) -> Vec<u8> {
+    assert_eq!(a.stages, Stages::default(), "format 1 had no stages");
+    let mut b = postcard::to_allocvec(a).unwrap();
+    assert!(b.ends_with(&[0; 5]));
+    b.truncate(b.len() - 5);
+    b
 }
 
 fn centre() -> CentreId {
@@ -171,9 +188,9 @@ fn stored_position() -> StoredPosition {
 }
 
 #[test]
-fn format_version_is_1() {
+fn format_version_is_2() {
     // Changing this without a migration in format.rs makes every existing store unreadable.
-    assert_eq!(FORMAT_VERSION, 1);
+    assert_eq!(FORMAT_VERSION, 2);
     assert_eq!(META_FORMAT_VERSION, b"format_version");
 }
 
@@ -245,16 +262,17 @@ fn golden_alarm() {
                 operator: "op7".into(),
             },
         ),
-        "01027431026431057265662d3103043030313007010466616c6c02082b34363131313131082b3436323232323203026331036f7037010101c0c9b2fef9620280a0abfef962d0afabfef962",
+        "01027431026431057265662d3103043030313007010466616c6c02082b34363131313131082b3436323232323203026331036f7037010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef96200",
     );
     let mut bare = alarm(2, AlarmKind::Help, AlarmState::Pending);
     bare.text = None;
     bare.callback.clear();
     bare.deadline = None;
+    bare.stages = Stages::default();
     golden(
         "Alarm (no text, callback, deadline)",
         &bare,
-        "02027431026431057265662d320004303031300700000001000280a0abfef962d0afabfef962",
+        "02027431026431057265662d320004303031300700000001000280a0abfef962d0afabfef9620000000000",
     );
 }
 
@@ -289,7 +307,7 @@ fn golden_notices() {
             alarm: a.clone(),
             unhandled: true,
         },
-        "0003027431026431057265662d3301043030313007010466616c6c02082b34363131313131082b3436323232323206010101c0c9b2fef9620280a0abfef962d0afabfef96201",
+        "0003027431026431057265662d3301043030313007010466616c6c02082b34363131313131082b3436323232323206010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef9620001",
     );
     golden(
         "Notice::Update",
@@ -297,7 +315,7 @@ fn golden_notices() {
             alarm: a,
             update: UpdateKind::Repeated,
         },
-        "0103027431026431057265662d3301043030313007010466616c6c02082b34363131313131082b3436323232323206010101c0c9b2fef9620280a0abfef962d0afabfef96203",
+        "0103027431026431057265662d3301043030313007010466616c6c02082b34363131313131082b3436323232323206010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef9620003",
     );
 }
 
@@ -437,30 +455,83 @@ fn a_new_store_gets_the_format_version() {
     let backend = Arc::new(MemBackend::new());
     let (store, _) = Store::open(backend.clone(), GroupConfig::default(), opts(0)).unwrap();
     store.close().unwrap();
-    assert_eq!(meta_version(backend.as_ref()), Some(vec![0, 0, 0, 1]));
+    assert_eq!(meta_version(backend.as_ref()), Some(vec![0, 0, 0, 2]));
 }
 
 #[test]
-fn a_store_without_the_version_is_version_1_and_keeps_its_data() {
+fn a_store_without_the_version_is_version_1_and_is_migrated() {
     let backend = Arc::new(MemBackend::new());
-    let a = alarm(7, AlarmKind::Help, AlarmState::Pending);
+    let mut a = alarm(7, AlarmKind::Help, AlarmState::Pending);
+    a.stages = Stages::default();
     let mut set = WriteSet::new();
-    set.put_alarm(&a);
+    set.put_raw(Cf::Alarms, 7u64.to_be_bytes().to_vec(), v1_bytes(&a));
+    set.put_raw(Cf::Open, 7u64.to_be_bytes().to_vec(), Vec::new());
     backend.write_synced(std::slice::from_ref(&set)).unwrap();
     assert_eq!(meta_version(backend.as_ref()), None);
 
     let (store, rec) = Store::open(backend.clone(), GroupConfig::default(), opts(0)).unwrap();
     assert_eq!(rec.open_alarms, vec![(a.clone(), 0)]);
     store.close().unwrap();
-    assert_eq!(meta_version(backend.as_ref()), Some(vec![0, 0, 0, 1]));
+    assert_eq!(meta_version(backend.as_ref()), Some(vec![0, 0, 0, 2]));
     assert_eq!(load_alarm(backend.as_ref(), AlarmId(7)).unwrap(), Some(a));
+}
+
+/// Format 1 -> 2 rewrites every alarm and every outbox notice (which carries its alarm), in the
+/// write that records version 2; a record that does not decode stops it with nothing written.
+#[test]
+fn version_1_alarms_and_notices_are_migrated_in_one_write() {
+    let backend = Arc::new(MemBackend::new());
+    let mut a = alarm(7, AlarmKind::Help, AlarmState::Offered { centre: centre() });
+    a.stages = Stages::default();
+    let offer = Notice::Offer {
+        alarm: a.clone(),
+        unhandled: true,
+    };
+    // A v1 notice: the variant, the v1 alarm, then the rest of the variant's fields.
+    let mut notice_v1 = vec![0u8];
+    notice_v1.extend(v1_bytes(&a));
+    notice_v1.push(1);
+    let mut set = WriteSet::new();
+    set.put_raw(Cf::Meta, META_FORMAT_VERSION.to_vec(), vec![0, 0, 0, 1]);
+    set.put_raw(Cf::Alarms, 7u64.to_be_bytes().to_vec(), v1_bytes(&a));
+    set.put_raw(Cf::Open, 7u64.to_be_bytes().to_vec(), Vec::new());
+    set.put_raw(
+        Cf::Outbox,
+        keys::outbox_key(centre().as_str(), 1),
+        notice_v1,
+    );
+    backend.write_synced(std::slice::from_ref(&set)).unwrap();
+
+    let (store, rec) = Store::open(backend.clone(), GroupConfig::default(), opts(0)).unwrap();
+    store.close().unwrap();
+    let b = backend.as_ref();
+    assert_eq!(meta_version(b), Some(vec![0, 0, 0, 2]));
+    assert_eq!(rec.open_alarms, vec![(a.clone(), 0)]);
+    assert_eq!(load_alarm(b, AlarmId(7)).unwrap(), Some(a));
+    assert_eq!(read_outbox(b, &centre(), 0, 10).unwrap(), vec![(1, offer)]);
+
+    // Damage in a version-1 record: refused, and the store left as it was (still version 1).
+    let backend = Arc::new(MemBackend::new());
+    let mut set = WriteSet::new();
+    set.put_raw(Cf::Meta, META_FORMAT_VERSION.to_vec(), vec![0, 0, 0, 1]);
+    set.put_raw(Cf::Alarms, 8u64.to_be_bytes().to_vec(), vec![0xff; 3]);
+    backend.write_synced(std::slice::from_ref(&set)).unwrap();
+    let err = Store::open(backend.clone(), GroupConfig::default(), opts(0))
+        .err()
+        .expect("a damaged v1 record stops the migration");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert_eq!(meta_version(backend.as_ref()), Some(vec![0, 0, 0, 1]));
+    assert_eq!(
+        backend.get(Cf::Alarms, &8u64.to_be_bytes()).unwrap(),
+        Some(vec![0xff; 3])
+    );
 }
 
 #[test]
 fn a_newer_format_is_refused_and_left_alone() {
     let backend = Arc::new(MemBackend::new());
     let mut set = WriteSet::new();
-    set.put_raw(Cf::Meta, META_FORMAT_VERSION.to_vec(), vec![0, 0, 0, 2]);
+    set.put_raw(Cf::Meta, META_FORMAT_VERSION.to_vec(), vec![0, 0, 0, 3]);
     // Bytes this build might misread: it must not even try.
     set.put_raw(Cf::Open, 9u64.to_be_bytes().to_vec(), Vec::new());
     set.put_raw(Cf::Alarms, 9u64.to_be_bytes().to_vec(), vec![0xff; 3]);
@@ -473,8 +544,8 @@ fn a_newer_format_is_refused_and_left_alone() {
         matches!(
             err,
             StoreError::Format {
-                found: 2,
-                known: 1,
+                found: 3,
+                known: 2,
                 ..
             }
         ),
@@ -482,11 +553,11 @@ fn a_newer_format_is_refused_and_left_alone() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("format version 2") && text.contains("format version 1"),
+        text.contains("format version 3") && text.contains("format version 2"),
         "{text}"
     );
     assert!(text.contains("newer"), "{text}");
-    assert_eq!(meta_version(backend.as_ref()), Some(vec![0, 0, 0, 2]));
+    assert_eq!(meta_version(backend.as_ref()), Some(vec![0, 0, 0, 3]));
 }
 
 #[test]
@@ -527,7 +598,7 @@ fn a_newer_format_is_refused_on_rocksdb_too() {
             err,
             StoreError::Format {
                 found: 7,
-                known: 1,
+                known: 2,
                 ..
             }
         ),
@@ -539,8 +610,8 @@ fn a_newer_format_is_refused_on_rocksdb_too() {
 
 const FIXTURE_NOW: i64 = 1_700_000_002_000;
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+fn fixture_dir(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/v{version}"))
 }
 
 fn d2() -> DeviceKey {
@@ -554,6 +625,8 @@ fn d2() -> DeviceKey {
 fn fixture_alarms() -> (Alarm, Alarm) {
     let mut open = alarm(1, AlarmKind::Help, AlarmState::Offered { centre: centre() });
     open.repeats = 0;
+    // Format 1 had no stage times: the migration to 2 leaves them empty.
+    open.stages = Stages::default();
     let mut closed = alarm(
         3,
         AlarmKind::Technical,
@@ -564,6 +637,7 @@ fn fixture_alarms() -> (Alarm, Alarm) {
     );
     closed.device = d2();
     closed.deadline = None;
+    closed.stages = Stages::default();
     (open, closed)
 }
 
@@ -625,13 +699,14 @@ fn fixture_notices() -> (Notice, Notice) {
     (first, second)
 }
 
-/// Writes `tests/fixtures/v1/` afresh with today's code. Only for a new format version (then
-/// copy the function for `v2/` and keep `v1/`): the point of the fixture is that it stays as the
-/// old code wrote it.
+/// Writes `tests/fixtures/v<FORMAT_VERSION>/` with today's code. Only when the format version is
+/// bumped, and never over an existing directory: the point of a fixture is that it stays as the
+/// code of its version wrote it (`v1/` was written by format 1's code).
 #[test]
 #[ignore = "writes the committed fixture; run by hand, see the file's docs"]
-fn write_fixture_v1() {
-    let dir = fixture_dir();
+fn write_fixture_of_this_version() {
+    let dir = fixture_dir(FORMAT_VERSION);
+    assert!(!dir.exists(), "{} is committed: keep it", dir.display());
     let _ = std::fs::remove_dir_all(&dir);
     let cfg = RocksConfig::new(&dir);
     let backend = Arc::new(RocksBackend::open(&cfg).unwrap());
@@ -708,13 +783,22 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The fixture opens (on a copy: the committed files are never opened in place) and reads back
-/// exactly what format version 1 wrote.
+/// The fixture opens (on a copy: the committed files are never opened in place), is migrated to
+/// the current format and reads back exactly what format version 1 wrote.
 #[test]
 fn the_v1_fixture_opens_and_reads_back() {
+    fixture_opens_and_reads_back(1);
+}
+
+#[test]
+fn the_v2_fixture_opens_and_reads_back() {
+    fixture_opens_and_reads_back(2);
+}
+
+fn fixture_opens_and_reads_back(version: u32) {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("db");
-    copy_dir(&fixture_dir(), &path);
+    copy_dir(&fixture_dir(version), &path);
     let backend = Arc::new(RocksBackend::open(&RocksConfig::new(&path)).unwrap());
     let window = RecoverOptions {
         now_ms: FIXTURE_NOW,
@@ -722,7 +806,8 @@ fn the_v1_fixture_opens_and_reads_back() {
     };
     let (store, rec) = Store::open(backend.clone(), GroupConfig::default(), window).unwrap();
     let b = backend.as_ref();
-    assert_eq!(meta_version(b), Some(vec![0, 0, 0, 1]));
+    // Migrated at open (format 1 -> 2).
+    assert_eq!(meta_version(b), Some(vec![0, 0, 0, 2]));
 
     let (open, closed) = fixture_alarms();
     assert_eq!(rec.next_event_id, 6);

@@ -22,6 +22,7 @@ fn alarm(id: u64) -> Alarm {
         repeats: 0,
         created_ms: 1,
         updated_ms: 1,
+        stages: Default::default(),
     }
 }
 

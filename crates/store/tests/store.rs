@@ -165,6 +165,7 @@ fn sample_alarm(id: u64, state: AlarmState) -> Alarm {
         repeats: 0,
         created_ms: 0,
         updated_ms: 0,
+        stages: Default::default(),
     }
 }
 

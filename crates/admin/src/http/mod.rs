@@ -12,6 +12,7 @@ pub mod import;
 pub mod problem;
 pub mod queries;
 pub mod state;
+pub mod statistics;
 pub mod tokens;
 
 pub use state::{Api, Link, Links};
@@ -46,7 +47,7 @@ impl Modify for BearerAuth {
         directory::list_policies, directory::get_policy, directory::put_policy, directory::delete_policy,
         import::import_devices,
         queries::list_alarms, queries::get_alarm, queries::device_status, queries::device_positions,
-        queries::tenant_audit, queries::platform_audit,
+        queries::tenant_audit, queries::platform_audit, statistics::tenant_statistics,
         tokens::list_tokens, tokens::create_token, tokens::delete_token,
     ),
     components(schemas(
@@ -122,6 +123,10 @@ pub fn router(api: Api) -> Router {
         )
         .route("/api/v1/tenants/{tenant}/alarms", get(q::list_alarms))
         .route("/api/v1/alarms/{alarm}", get(q::get_alarm))
+        .route(
+            "/api/v1/tenants/{tenant}/statistics",
+            get(statistics::tenant_statistics),
+        )
         .route("/api/v1/tenants/{tenant}/admin-audit", get(q::tenant_audit))
         .route("/api/v1/admin-audit", get(q::platform_audit))
         .route(

@@ -42,6 +42,20 @@ pub struct AlarmView {
     pub repeats: u32,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// When it first reached each stage (unix ms; absent: not yet).
+    pub stages: StagesView,
+}
+
+/// An alarm's stage times: received (its `created_ms`), durable, offered, receipted, accepted,
+/// closed (or cancelled).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct StagesView {
+    pub received_ms: i64,
+    pub durable_ms: Option<i64>,
+    pub offered_ms: Option<i64>,
+    pub receipted_ms: Option<i64>,
+    pub accepted_ms: Option<i64>,
+    pub closed_ms: Option<i64>,
 }
 
 fn snake(debug: String) -> String {
@@ -94,6 +108,14 @@ impl From<&Alarm> for AlarmView {
             repeats: a.repeats,
             created_ms: a.created_ms,
             updated_ms: a.updated_ms,
+            stages: StagesView {
+                received_ms: a.created_ms,
+                durable_ms: a.stages.durable_ms,
+                offered_ms: a.stages.offered_ms,
+                receipted_ms: a.stages.receipted_ms,
+                accepted_ms: a.stages.accepted_ms,
+                closed_ms: a.stages.closed_ms,
+            },
         }
     }
 }
@@ -120,7 +142,7 @@ pub struct AlarmPage {
     pub next_after: Option<u64>,
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     store: &Store,
     f: impl FnOnce(&Store) -> Result<T, vaka_store::StoreError> + Send + 'static,
 ) -> Result<T, Problem> {

@@ -19,6 +19,7 @@ use vaka_core::{Alarm, AlarmId, CentreId, DeviceKey, Event, EventKind, Lane, Uni
 use vaka_store::{CommitError, Recovered, Store, WriteSet};
 
 mod rules;
+mod stages;
 mod supervision;
 
 /// After a commit fails, deadlines and silence timers wait this long before they fire again
@@ -123,6 +124,8 @@ struct InFlight {
     keys: Vec<IdemKey>,
     /// Alarms this batch changed, to reload from the store if the commit fails.
     alarms: Vec<AlarmId>,
+    /// Alarms this batch opened: durable (and their offers released) when it commits.
+    opened: Vec<AlarmId>,
     /// Devices whose GPS record this batch wrote, to forget if the commit fails.
     gps: Vec<DeviceKey>,
     /// Devices whose rule states this batch wrote, to read back if the commit fails.
@@ -366,6 +369,7 @@ impl Shard {
                 waiters: Vec::new(),
                 keys: Vec::new(),
                 alarms: Vec::new(),
+                opened: Vec::new(),
                 gps: Vec::new(),
                 rules: Vec::new(),
                 events: 0,
@@ -780,6 +784,13 @@ impl Shard {
 
     /// Writes the alarm, its audit records and its centres' notices, and keeps the shard's view.
     fn apply(&mut self, alarm: Alarm, effects: &[Effect], b: &mut Batch) {
+        let before = self.alarms.get(&alarm.id).map(|o| o.alarm.stages);
+        match before {
+            Some(before) => stages::record_reached(&before, &alarm),
+            // Opened here: its durable and offered stages are known when the batch commits.
+            None if !b.inflight.opened.contains(&alarm.id) => b.inflight.opened.push(alarm.id),
+            None => {}
+        }
         let mut next_audit = self.alarms.get(&alarm.id).map_or(0, |o| o.next_audit);
         for fx in effects {
             match fx {
@@ -852,6 +863,12 @@ impl Shard {
         let label = lane_label(lane.lane);
         match &result {
             Ok(()) => {
+                let now = self.clock.now_ms();
+                for id in &batch.opened {
+                    if let Some(o) = self.alarms.get_mut(id) {
+                        stages::durable(&mut o.alarm, now);
+                    }
+                }
                 metrics::counter!("vaka_events_sent_total", "stage" => "router", "lane" => label)
                     .increment(batch.events);
                 metrics::histogram!("vaka_router_durable_seconds", "lane" => label)
