@@ -5,9 +5,10 @@ set -euo pipefail
 
 # sip-tester provides sipp, the SIP peer of the SCAIP front's tests (crates/ingest/tests/sip_sipp.rs);
 # mosquitto is the peer broker of `vaka-load --peer mosquitto` (and its test); prometheus (with
-# promtool) scrapes a test engine and evaluates config/alerts.yml (tests/prometheus.rs).
+# promtool) scrapes a test engine and evaluates config/alerts.yml (tests/prometheus.rs);
+# chromium and chromium-driver show the dashboard headless (tests/dashboard.rs).
 apt_packages=(build-essential pkg-config clang libclang-dev protobuf-compiler sip-tester mosquitto
-  prometheus)
+  prometheus chromium chromium-driver)
 
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -32,8 +32,18 @@ pub fn init_metrics() -> Result<PrometheusHandle, String> {
     let sizes = [
         1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
     ];
+    // An alarm's stages from its receipt: milliseconds (durable) to minutes (an operator's
+    // accept; the TEC targets are 60 s and 180 s).
+    let stage_buckets = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        120.0, 180.0, 300.0, 600.0,
+    ];
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+        .set_buckets_for_metric(
+            Matcher::Full("vaka_alarm_stage_seconds".into()),
+            &stage_buckets,
+        )
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets))
         .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_events".into()), &sizes))
         .map_err(|e| e.to_string())?
         .install_recorder()
@@ -105,6 +115,16 @@ fn describe() {
         "vaka_store_group_events",
         Unit::Count,
         "Events per group commit"
+    );
+    describe_histogram!(
+        "vaka_alarm_stage_seconds",
+        Unit::Seconds,
+        "From an alarm's device message received to each stage (durable, offered, receipted, accepted, closed), by tenant"
+    );
+    describe_counter!(
+        "vaka_escalations_total",
+        Unit::Count,
+        "Alarms escalated past a centre (deadline missed, refused, centre lost), by tenant"
     );
     describe_histogram!(
         "vaka_router_durable_seconds",

@@ -220,7 +220,11 @@ impl Engine {
     }
 
     /// The admin API's handlers over this engine.
-    pub fn admin_api(&self, cfg: &Config) -> vaka_admin::http::Api {
+    pub fn admin_api(
+        &self,
+        cfg: &Config,
+        metrics: Option<vaka_admin::http::MetricsText>,
+    ) -> vaka_admin::http::Api {
         let sip = self.sip.as_ref().map(|s| s.registration_lookup());
         let quic = self.quic.as_ref().map(|q| q.connection_lookup());
         vaka_admin::http::Api {
@@ -248,6 +252,7 @@ impl Engine {
                 }
                 out
             }),
+            metrics,
         }
     }
 
@@ -373,6 +378,10 @@ pub async fn run(mut cfg: Config, began: Instant) -> Result<(), String> {
             client_ca: cfg.admin.client_ca.as_deref(),
         });
     let https = tls.is_some();
+    let metrics_text: vaka_admin::http::MetricsText = {
+        let handle = metrics.clone();
+        Arc::new(move || handle.render())
+    };
     let (api_slot, http_addr) = crate::http::start(cfg.listen.http, metrics, tls).await?;
     if !https && !cfg.listen.http.ip().is_loopback() {
         tracing::warn!(
@@ -384,7 +393,9 @@ pub async fn run(mut cfg: Config, began: Instant) -> Result<(), String> {
     let config_ms = began.elapsed().as_secs_f64() * 1000.0;
     apply_descriptor_budget(&mut cfg)?;
     let engine = Engine::start(&cfg)?;
-    let _ = api_slot.set(vaka_admin::http::router(engine.admin_api(&cfg)));
+    let _ = api_slot.set(vaka_admin::http::router(
+        engine.admin_api(&cfg, Some(metrics_text)),
+    ));
     let mut udp = Vec::new();
     if let Some(q) = &engine.quic {
         udp.extend(q.local_addrs().iter().map(|a| ("quic", a.port())));

@@ -196,6 +196,11 @@ impl crate::Store {
     }
 
     /// One alarm, if it exists.
+    /// One stored device event (an alarm's opening event has the alarm's id).
+    pub fn event(&self, id: vaka_core::EventId) -> Result<Option<vaka_core::Event>, StoreError> {
+        crate::keys::load_event(self.backend().as_ref(), id)
+    }
+
     pub fn alarm(&self, id: AlarmId) -> Result<Option<Alarm>, StoreError> {
         load_alarm(self.backend().as_ref(), id)
     }

@@ -7,6 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 pub mod auth;
+pub mod dashboard;
 pub mod directory;
 pub mod import;
 pub mod problem;
@@ -15,7 +16,7 @@ pub mod state;
 pub mod statistics;
 pub mod tokens;
 
-pub use state::{Api, Link, Links};
+pub use state::{Api, Link, Links, MetricsText};
 
 struct BearerAuth;
 
@@ -61,6 +62,7 @@ pub fn router(api: Api) -> Router {
     use directory as d;
     use queries as q;
     let doc = ApiDoc::openapi();
+    let pages = dashboard::router(api.clone());
     Router::new()
         .route(
             "/api/v1/openapi.json",
@@ -139,6 +141,7 @@ pub fn router(api: Api) -> Router {
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
+        .merge(pages)
         .fallback(|| async { problem::Problem::not_found("no such API path") })
         .route_layer(axum::middleware::from_fn(count))
 }

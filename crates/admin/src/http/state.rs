@@ -15,7 +15,13 @@ pub struct Api {
     pub realm: String,
     /// How a device is connected now (asked of the fronts).
     pub links: Links,
+    /// Renders the engine's metrics as Prometheus text (what /metrics answers), for the
+    /// dashboard; `None` where no recorder is installed (some tests).
+    pub metrics: Option<MetricsText>,
 }
+
+/// Renders the engine's metrics as Prometheus text.
+pub type MetricsText = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Asks the fronts how a device is connected now.
 pub type Links = Arc<dyn Fn(&DeviceKey) -> Vec<Link> + Send + Sync>;

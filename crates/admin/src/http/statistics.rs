@@ -39,6 +39,16 @@ pub async fn tenant_statistics(
     Path(tenant): Path<String>,
     Query(q): Query<StatisticsQuery>,
 ) -> Result<Response, Problem> {
+    respond(&api, &caller, &tenant, q).await
+}
+
+/// The statistics as `q` asks (JSON or CSV).
+pub async fn respond(
+    api: &Api,
+    caller: &Caller,
+    tenant: &str,
+    q: StatisticsQuery,
+) -> Result<Response, Problem> {
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
@@ -49,7 +59,7 @@ pub async fn tenant_statistics(
             }]))
         }
     };
-    let s = compute(&api, &caller, &tenant, q.from_ms, q.to_ms).await?;
+    let s = compute(api, caller, tenant, q.from_ms, q.to_ms).await?;
     Ok(if csv {
         (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],

@@ -795,6 +795,10 @@ impl Shard {
         for fx in effects {
             match fx {
                 Effect::Audit(rec) => {
+                    if rec.action == "escalated" {
+                        metrics::counter!("vaka_escalations_total", "tenant" => alarm.device.tenant.0.clone())
+                            .increment(1);
+                    }
                     b.set.put_audit(next_audit, rec);
                     next_audit += 1;
                 }
