@@ -118,6 +118,8 @@ impl Config {
                 supervision_by_type: t.supervision_by_type.clone(),
                 time_zone: t.time_zone.clone(),
                 rules_by_type: t.rules_by_type.clone(),
+                // Test mode is an operator's, for a while: set through the admin API.
+                test_until_ms: None,
                 revision: 0,
             }));
         }

@@ -17,9 +17,10 @@ pub fn alarm(a: &Alarm, dir: &Directory, fix: Option<&Fix>) -> pb::Alarm {
         AlarmState::Closed { centre, outcome } => {
             (centre.to_string(), String::new(), outcome.clone())
         }
-        AlarmState::Pending | AlarmState::Cancelled | AlarmState::Unhandled => {
-            (String::new(), String::new(), String::new())
-        }
+        AlarmState::Pending
+        | AlarmState::Cancelled
+        | AlarmState::Unhandled
+        | AlarmState::Expired => (String::new(), String::new(), String::new()),
     };
     let deadlines = dir.deadlines(&a.device);
     pb::Alarm {
@@ -62,6 +63,7 @@ pub fn alarm(a: &Alarm, dir: &Directory, fix: Option<&Fix>) -> pb::Alarm {
         created_ms: a.created_ms,
         updated_ms: a.updated_ms,
         reference: a.reference.clone(),
+        test: a.test,
     }
 }
 
@@ -82,6 +84,7 @@ pub fn update_kind(u: &UpdateKind) -> pb::UpdateKind {
         UpdateKind::Repeated => pb::UpdateKind::Repeated,
         UpdateKind::Restored => pb::UpdateKind::Restored,
         UpdateKind::TakenElsewhere => pb::UpdateKind::TakenElsewhere,
+        UpdateKind::Expired => pb::UpdateKind::Expired,
     }
 }
 

@@ -135,6 +135,7 @@ mod tests {
             created_ms: 0,
             updated_ms: 0,
             stages: Default::default(),
+            test: false,
         }
     }
 

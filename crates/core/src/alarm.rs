@@ -41,12 +41,18 @@ pub enum AlarmState {
     Cancelled,
     /// The whole chain missed its deadlines; offered to every centre with the unhandled flag.
     Unhandled,
+    /// A test alarm that missed a deadline (or lost its centre): it ends here, never escalated,
+    /// so a test can never take a place in the chain a real alarm needs.
+    Expired,
 }
 
 impl AlarmState {
     /// Final states: no deadline runs, no input but none changes them.
     pub fn is_final(&self) -> bool {
-        matches!(self, AlarmState::Closed { .. } | AlarmState::Cancelled)
+        matches!(
+            self,
+            AlarmState::Closed { .. } | AlarmState::Cancelled | AlarmState::Expired
+        )
     }
 
     pub fn name(&self) -> &'static str {
@@ -58,6 +64,7 @@ impl AlarmState {
             AlarmState::Closed { .. } => "closed",
             AlarmState::Cancelled => "cancelled",
             AlarmState::Unhandled => "unhandled",
+            AlarmState::Expired => "expired",
         }
     }
 }
@@ -113,6 +120,9 @@ pub struct Alarm {
     pub updated_ms: UnixMillis,
     /// When it reached each stage after `created_ms` (the device's message received).
     pub stages: Stages,
+    /// A test alarm (device or tenant on test, a canary): marked so on every offer, carried in
+    /// the lane below real alarms, never escalated (it expires instead).
+    pub test: bool,
 }
 
 /// When an alarm first reached each stage of its path, unix ms; `None`: not (yet). The answer-time
@@ -150,6 +160,8 @@ pub enum UpdateKind {
     Restored,
     /// Another centre's operator took this unhandled alarm.
     TakenElsewhere,
+    /// A test alarm missed its deadline and ended (tests are not escalated).
+    Expired,
 }
 
 /// What a centre's outbox carries: the alarm as it was when the notice was made.
@@ -191,6 +203,7 @@ impl Notice {
                 }
                 AlarmState::Closed { .. } => UpdateKind::Closed,
                 AlarmState::Cancelled => UpdateKind::CancelledByDevice,
+                AlarmState::Expired => UpdateKind::Expired,
                 AlarmState::Accepted { .. } if *unhandled => UpdateKind::TakenElsewhere,
                 _ => UpdateKind::EscalatedElsewhere,
             },
@@ -423,7 +436,7 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
                 return Err(invalid(alarm, "refuse"));
             }
             let why = format!("refused by {centre}: {reason}");
-            escalate(&mut next, &mut fx, ctx, &why);
+            escalate_or_expire(&mut next, &mut fx, ctx, &why);
         }
         AlarmInput::DeviceCancel => {
             Stages::first(&mut next.stages.closed_ms, ctx.now);
@@ -465,7 +478,7 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
                 (DeadlineKind::Receipt, Some(h)) => format!("no receipt from {h}"),
                 (DeadlineKind::Accept, Some(h)) => format!("no operator accepted at {h}"),
             };
-            escalate(&mut next, &mut fx, ctx, &why);
+            escalate_or_expire(&mut next, &mut fx, ctx, &why);
         }
         AlarmInput::Restored { reason } => {
             for centre in offered_to(alarm, ctx) {
@@ -481,7 +494,7 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
             match alarm.state {
                 AlarmState::Offered { .. } | AlarmState::Receipted { .. } => {
                     let why = format!("{centre} disconnected");
-                    escalate(&mut next, &mut fx, ctx, &why);
+                    escalate_or_expire(&mut next, &mut fx, ctx, &why);
                 }
                 // An accepted alarm stays with its operator; the centre resumes on reconnect.
                 _ => {}
@@ -615,6 +628,26 @@ fn offer_from(
             fx.push(next.audit(ctx.now, "engine", "unhandled", why));
         }
     }
+}
+
+/// A real alarm escalates; a test alarm expires where it is (its centre is told), so tests never
+/// reach further centres or the unhandled state.
+fn escalate_or_expire(next: &mut Alarm, fx: &mut Vec<Effect>, ctx: &Context<'_>, why: &str) {
+    if !next.test {
+        return escalate(next, fx, ctx, why);
+    }
+    if let Some(holder) = next.holder().cloned() {
+        fx.push(Effect::Update {
+            centre: holder,
+            update: UpdateKind::Expired,
+        });
+    }
+    next.state = AlarmState::Expired;
+    next.deadline = None;
+    Stages::first(&mut next.stages.closed_ms, ctx.now);
+    fx.push(Effect::ClearDeadline);
+    let reason = format!("{why}; a test alarm is not escalated");
+    fx.push(next.audit(ctx.now, "engine", "expired", &reason));
 }
 
 fn escalate(next: &mut Alarm, fx: &mut Vec<Effect>, ctx: &Context<'_>, why: &str) {

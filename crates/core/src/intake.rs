@@ -217,6 +217,7 @@ fn fresh_alarm(
         created_ms: event.received_ms,
         updated_ms: event.received_ms,
         stages: Default::default(),
+        test: false,
     }
 }
 

@@ -580,3 +580,78 @@ fn an_unhandled_offer_taken_elsewhere_is_sent_again_as_taken_elsewhere() {
         Notice::Offer { .. }
     ));
 }
+
+/// A test alarm never escalates: a missed deadline, a refusal or a lost centre ends it where it
+/// is (Expired, its centre told), and it never becomes unhandled.
+#[test]
+fn a_test_alarm_expires_instead_of_escalating() {
+    let c = chain();
+    let r = [true, true];
+    let primary = CentreId::new("primary");
+    let (mut a, _) = open(&r);
+    a.test = true;
+    let (expired, fx) = step(
+        &a,
+        &AlarmInput::DeadlineExpired {
+            kind: DeadlineKind::Receipt,
+        },
+        &ctx(&c, &r, 10_000),
+    )
+    .unwrap();
+    assert_eq!(expired.state, AlarmState::Expired);
+    assert!(expired.state.is_final() && expired.deadline.is_none());
+    assert_eq!(
+        expired.priority, a.priority,
+        "not raised as an escalation would"
+    );
+    assert_eq!(offers(&fx), vec![], "offered to nobody else");
+    assert!(fx.contains(&Effect::Update {
+        centre: primary.clone(),
+        update: UpdateKind::Expired
+    }));
+    assert_eq!(expired.stages.closed_ms, Some(10_000));
+    // A refusal or the centre going away ends it the same way.
+    for input in [
+        AlarmInput::Refuse {
+            centre: primary.clone(),
+            reason: "busy".into(),
+        },
+        AlarmInput::CentreLost {
+            centre: primary.clone(),
+        },
+    ] {
+        let (next, fx) = step(&a, &input, &ctx(&c, &r, 5_000)).unwrap();
+        assert_eq!(next.state, AlarmState::Expired, "{input:?}");
+        assert_eq!(offers(&fx), vec![]);
+    }
+    // With nobody reachable it stays pending, then expires rather than going unhandled.
+    let none = [false, false];
+    let (mut p, _) = open(&none);
+    p.test = true;
+    let (p, fx) = step(
+        &p,
+        &AlarmInput::DeadlineExpired {
+            kind: DeadlineKind::Receipt,
+        },
+        &ctx(&c, &none, 10_000),
+    )
+    .unwrap();
+    assert_eq!(p.state, AlarmState::Expired);
+    assert!(!fx.contains(&Effect::Unhandled));
+    // A real alarm in the same place escalates (the contrast).
+    let (real, _) = open(&r);
+    let (real, _) = step(
+        &real,
+        &AlarmInput::DeadlineExpired {
+            kind: DeadlineKind::Receipt,
+        },
+        &ctx(&c, &r, 10_000),
+    )
+    .unwrap();
+    assert_eq!(
+        real.state,
+        AlarmState::Offered {
+            centre: CentreId::new("backup")
+        }
+    );
+}

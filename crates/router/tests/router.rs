@@ -325,3 +325,76 @@ async fn shutdown_answers_everything_taken_and_refuses_the_rest() {
         .await
         .is_err());
 }
+
+/// A device on test: its alarms ride the telemetry lane (shed as busy when that lane is full,
+/// while another device's real alarm still passes), are marked `test`, and expire at their
+/// deadline instead of escalating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_on_test_sends_test_alarms_below_real_ones() {
+    let mut dir = directory(4);
+    let on_test = vaka_core::DeviceKey::new("t", "d1");
+    let mut dev = dir.device(&on_test).unwrap().clone();
+    dev.test_until_ms = Some(i64::MAX);
+    dev.deadlines = Some(vaka_core::Deadlines {
+        receipt_ms: 200,
+        accept_ms: 200,
+    });
+    dir.insert_device(dev);
+    let mem: Arc<dyn Backend> = Arc::new(MemBackend::new());
+    let faulty = Faulty::new(mem.clone());
+    let rc = RouterConfig {
+        shards: 1,
+        alarm_queue: 64,
+        telemetry_queue: 4,
+        max_inflight: 1,
+        ..RouterConfig::default()
+    };
+    let (_store, router) = support::start_router(faulty.clone(), dir, rc, Clock::new());
+    router.presence().connected(&CentreId::new("c1"));
+
+    // The store holds every write: queues fill. Test alarms are told busy once the telemetry
+    // lane is full; a real alarm still finds room in its own lane.
+    faulty.hold();
+    let mut waiting = Vec::new();
+    let mut busy = 0;
+    for i in 0..20 {
+        let mut f = Box::pin(router.submit(alarm("d1", &format!("t{i}"))));
+        match futures::FutureExt::now_or_never(&mut f) {
+            Some(Err(SubmitError::Busy)) => busy += 1,
+            Some(r) => panic!("resolved before durable: {r:?}"),
+            None => waiting.push(f),
+        }
+    }
+    assert!(busy > 0, "test alarms ride the lane that sheds");
+    let real = tokio::spawn(router.submit(alarm("d2", "real")));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    faulty.release();
+    let (_, real_id, _, _) = accepted(real.await.unwrap());
+    let mut test_ids = Vec::new();
+    for f in waiting {
+        let (_, id, _, _) = accepted(f.await);
+        test_ids.push(id.unwrap());
+    }
+    let load = |id: u64| {
+        vaka_store::load_alarm(mem.as_ref(), vaka_core::AlarmId(id))
+            .unwrap()
+            .unwrap()
+    };
+    let real_alarm = load(real_id.unwrap());
+    assert!(!real_alarm.test);
+    let test_alarm = load(test_ids[0]);
+    assert!(test_alarm.test);
+    assert!(
+        test_ids.iter().all(|id| *id == test_ids[0]),
+        "repeats of one test alarm"
+    );
+    assert_ne!(test_ids[0], real_alarm.id.0);
+
+    // Nobody receipts it: the test alarm expires at its deadline (a real one would escalate).
+    let until = Instant::now() + Duration::from_secs(5);
+    while load(test_ids[0]).state != AlarmState::Expired && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(load(test_ids[0]).state, AlarmState::Expired);
+    router.shutdown().await;
+}

@@ -19,7 +19,8 @@ pub const META_FORMAT_VERSION: &[u8] = b"format_version";
 ///   format this key was introduced with): the key is written, synced;
 /// - equal to [`FORMAT_VERSION`]: nothing to do;
 /// - newer: refused, nothing changed (a newer Vaka wrote it; this build would misread it);
-/// - 1: migrated to 2 (alarms gained their stage times: `migrate_v1`), in one synced write;
+/// - 1: migrated to 2 (alarms gained stage times and the test mark: `migrate_v1`), in one
+///   synced write;
 /// - older than 1: versions start at 1, so such a value can only be damage: refused.
 pub(crate) fn check_format(backend: &dyn Backend) -> Result<u32, StoreError> {
     let Some(bytes) = backend.get(Cf::Meta, META_FORMAT_VERSION)? else {
@@ -68,7 +69,7 @@ fn migrate_from_v1(backend: &dyn Backend) -> Result<u32, StoreError> {
     tracing::warn!(
         records = n,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "store migrated from format 1 to 2 (alarms carry their stage times)"
+        "store migrated from format 1 to 2 (alarms carry their stage times and test mark)"
     );
     Ok(2)
 }

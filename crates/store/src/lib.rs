@@ -39,7 +39,7 @@
 //! existing bytes mean. `format_version` is checked when [`Store::open`] recovers, before anything
 //! is decoded: a newer version is refused with [`StoreError::Format`] naming both versions; a
 //! store without the key holds version 1 (the format versioning began with); an older version is
-//! migrated at open, in one synced write (1 -> 2: alarms gained their stage times, `migrate_v1`). `tests/format.rs` pins the bytes of every
+//! migrated at open, in one synced write (1 -> 2: alarms gained stage times and the test mark, `migrate_v1`). `tests/format.rs` pins the bytes of every
 //! persisted type (golden bytes) and opens a store committed as a fixture
 //! (`tests/fixtures/v1/`), so an encoding change fails a test until the version is bumped and a
 //! migration written.

@@ -1,6 +1,7 @@
-//! Format 1 -> 2: alarms gained their stage times (`Alarm::stages`). Every stored alarm (CF
+//! Format 1 -> 2: alarms gained their stage times (`Alarm::stages`) and the test mark
+//! (`Alarm::test`), and a test alarm can be `Expired`. Every stored alarm (CF
 //! `alarms`) and every outbox notice (CF `outbox`, which carries the alarm as it was) is rewritten
-//! with empty stages, in one synced write set that also records version 2, so a crash leaves the
+//! with empty stages and as a real alarm (format 1 had no tests), in one synced write set that also records version 2, so a crash leaves the
 //! store wholly in one format or the other.
 //!
 //! The version-1 shapes are kept here, frozen: they must decode exactly what format 1 wrote.
@@ -52,6 +53,7 @@ impl From<AlarmV1> for Alarm {
             created_ms: a.created_ms,
             updated_ms: a.updated_ms,
             stages: Default::default(),
+            test: false,
         }
     }
 }

@@ -101,16 +101,18 @@ fn alarm(id: u64, kind: AlarmKind, state: AlarmState) -> Alarm {
             accepted_ms: Some(1_700_000_009_000),
             closed_ms: None,
         },
+        test: true,
     }
 }
 
-/// How format 1 stored `a` (stages did not exist): format 2's bytes without the trailing empty
-/// stages (five `None`s, one zero byte each).
+/// How format 1 stored `a` (stages and the test mark did not exist): format 2's bytes without
+/// the trailing empty stages (five `None`s, one zero byte each) and `test: false` (one zero byte).
 fn v1_bytes(a: &Alarm) -> Vec<u8> {
     assert_eq!(a.stages, Stages::default(), "format 1 had no stages");
+    assert!(!a.test, "format 1 had no tests");
     let mut b = postcard::to_allocvec(a).unwrap();
-    assert!(b.ends_with(&[0; 5]));
-    b.truncate(b.len() - 5);
+    assert!(b.ends_with(&[0; 6]));
+    b.truncate(b.len() - 6);
     b
 }
 
@@ -234,6 +236,7 @@ fn golden_alarm_states() {
     );
     golden("AlarmState::Cancelled", &AlarmState::Cancelled, "05");
     golden("AlarmState::Unhandled", &AlarmState::Unhandled, "06");
+    golden("AlarmState::Expired", &AlarmState::Expired, "07");
 }
 
 #[test]
@@ -262,17 +265,18 @@ fn golden_alarm() {
                 operator: "op7".into(),
             },
         ),
-        "01027431026431057265662d3103043030313007010466616c6c02082b34363131313131082b3436323232323203026331036f7037010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef96200",
+        "01027431026431057265662d3103043030313007010466616c6c02082b34363131313131082b3436323232323203026331036f7037010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef9620001",
     );
     let mut bare = alarm(2, AlarmKind::Help, AlarmState::Pending);
     bare.text = None;
     bare.callback.clear();
     bare.deadline = None;
     bare.stages = Stages::default();
+    bare.test = false;
     golden(
         "Alarm (no text, callback, deadline)",
         &bare,
-        "02027431026431057265662d320004303031300700000001000280a0abfef962d0afabfef9620000000000",
+        "02027431026431057265662d320004303031300700000001000280a0abfef962d0afabfef962000000000000",
     );
 }
 
@@ -296,6 +300,7 @@ fn golden_update_kinds() {
         &UpdateKind::TakenElsewhere,
         "05",
     );
+    golden("UpdateKind::Expired", &UpdateKind::Expired, "06");
 }
 
 #[test]
@@ -307,7 +312,7 @@ fn golden_notices() {
             alarm: a.clone(),
             unhandled: true,
         },
-        "0003027431026431057265662d3301043030313007010466616c6c02082b34363131313131082b3436323232323206010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef9620001",
+        "0003027431026431057265662d3301043030313007010466616c6c02082b34363131313131082b3436323232323206010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef962000101",
     );
     golden(
         "Notice::Update",
@@ -315,7 +320,7 @@ fn golden_notices() {
             alarm: a,
             update: UpdateKind::Repeated,
         },
-        "0103027431026431057265662d3301043030313007010466616c6c02082b34363131313131082b3436323232323206010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef9620003",
+        "0103027431026431057265662d3301043030313007010466616c6c02082b34363131313131082b3436323232323206010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef962000103",
     );
 }
 
@@ -463,6 +468,7 @@ fn a_store_without_the_version_is_version_1_and_is_migrated() {
     let backend = Arc::new(MemBackend::new());
     let mut a = alarm(7, AlarmKind::Help, AlarmState::Pending);
     a.stages = Stages::default();
+    a.test = false;
     let mut set = WriteSet::new();
     set.put_raw(Cf::Alarms, 7u64.to_be_bytes().to_vec(), v1_bytes(&a));
     set.put_raw(Cf::Open, 7u64.to_be_bytes().to_vec(), Vec::new());
@@ -483,6 +489,7 @@ fn version_1_alarms_and_notices_are_migrated_in_one_write() {
     let backend = Arc::new(MemBackend::new());
     let mut a = alarm(7, AlarmKind::Help, AlarmState::Offered { centre: centre() });
     a.stages = Stages::default();
+    a.test = false;
     let offer = Notice::Offer {
         alarm: a.clone(),
         unhandled: true,
@@ -625,8 +632,9 @@ fn d2() -> DeviceKey {
 fn fixture_alarms() -> (Alarm, Alarm) {
     let mut open = alarm(1, AlarmKind::Help, AlarmState::Offered { centre: centre() });
     open.repeats = 0;
-    // Format 1 had no stage times: the migration to 2 leaves them empty.
+    // Format 1 had no stage times and no tests: the migration to 2 leaves them empty and false.
     open.stages = Stages::default();
+    open.test = false;
     let mut closed = alarm(
         3,
         AlarmKind::Technical,
@@ -638,6 +646,7 @@ fn fixture_alarms() -> (Alarm, Alarm) {
     closed.device = d2();
     closed.deadline = None;
     closed.stages = Stages::default();
+    closed.test = false;
     (open, closed)
 }
 

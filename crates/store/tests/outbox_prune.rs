@@ -23,6 +23,7 @@ fn alarm(id: u64) -> Alarm {
         created_ms: 1,
         updated_ms: 1,
         stages: Default::default(),
+        test: false,
     }
 }
 

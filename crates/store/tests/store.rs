@@ -166,6 +166,7 @@ fn sample_alarm(id: u64, state: AlarmState) -> Alarm {
         created_ms: 0,
         updated_ms: 0,
         stages: Default::default(),
+        test: false,
     }
 }
 

@@ -374,6 +374,10 @@ pub struct DeviceInput {
     /// Own chains per kind of alarm (alarm, technical, silent, geofence, or a rule kind).
     #[serde(default)]
     pub chains_by_kind: std::collections::BTreeMap<String, Vec<String>>,
+    /// On test until (unix ms; installation, maintenance): its alarms reach the centre marked
+    /// as tests, ride below real alarms and are never escalated; the mode ends by itself.
+    #[serde(default)]
+    pub test_until_ms: Option<i64>,
 }
 
 fn yes() -> bool {
@@ -439,6 +443,7 @@ impl DeviceInput {
             fences: self.fences,
             rules: self.rules,
             chains_by_kind: self.chains_by_kind,
+            test_until_ms: self.test_until_ms,
             revision: 0,
         })
     }

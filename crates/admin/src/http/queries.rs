@@ -44,6 +44,8 @@ pub struct AlarmView {
     pub updated_ms: i64,
     /// When it first reached each stage (unix ms; absent: not yet).
     pub stages: StagesView,
+    /// A test alarm (device or tenant on test): never escalated, expires instead.
+    pub test: bool,
 }
 
 /// An alarm's stage times: received (its `created_ms`), durable, offered, receipted, accepted,
@@ -87,6 +89,7 @@ impl From<&Alarm> for AlarmView {
             }
             AlarmState::Cancelled => ("cancelled", None, None, None),
             AlarmState::Unhandled => ("unhandled", None, None, None),
+            AlarmState::Expired => ("expired", None, None, None),
         };
         AlarmView {
             id: a.id.0,
@@ -116,6 +119,7 @@ impl From<&Alarm> for AlarmView {
                 accepted_ms: a.stages.accepted_ms,
                 closed_ms: a.stages.closed_ms,
             },
+            test: a.test,
         }
     }
 }

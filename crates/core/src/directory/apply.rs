@@ -156,6 +156,7 @@ impl Directory {
                 .as_deref()
                 .and_then(crate::rules::time::zone)
                 .unwrap_or_else(|| self.defaults.time_zone.clone()),
+            test_until_ms: t.test_until_ms,
         };
         let filter = self.defaults.gps_filter.with_override(&t.gps_filter);
         self.gps.tenants.insert(tenant.id.clone(), filter);
@@ -226,6 +227,7 @@ impl Directory {
             category,
             rules,
             chains_by_kind,
+            test_until_ms: d.test_until_ms,
         };
         if d.gps_filter.is_some() || !d.fences.is_empty() {
             // Records were checked when written: a fence that does not build is left out.

@@ -6,7 +6,7 @@ use crate::alarm::Deadlines;
 use crate::alarm::{Alarm, AlarmKind};
 use crate::event::EventKind;
 use crate::gps::{FilterConfig, GpsPlan};
-use crate::ids::{CentreId, DeviceId, DeviceKey, TenantId};
+use crate::ids::{CentreId, DeviceId, DeviceKey, TenantId, UnixMillis};
 use crate::rules::Rule;
 use crate::supervision::{Category, Silence};
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +31,8 @@ pub struct Tenant {
     pub retention_days: u32,
     /// Local time of its activity rules.
     pub time_zone: jiff::tz::TimeZone,
+    /// On test until (unix ms): see `TenantRecord::test_until_ms`.
+    pub test_until_ms: Option<UnixMillis>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +61,8 @@ pub struct Device {
     pub rules: Vec<Rule>,
     /// Chains per kind of alarm, over `chain`.
     pub chains_by_kind: HashMap<String, Vec<CentreId>>,
+    /// On test until (unix ms): see `DeviceRecord::test_until_ms`.
+    pub test_until_ms: Option<UnixMillis>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -90,6 +94,7 @@ impl Tenant {
             chain: chain.iter().copied().map(CentreId::new).collect(),
             retention_days: DEFAULT_RETENTION_DAYS,
             time_zone: default_time_zone(),
+            test_until_ms: None,
         }
     }
 }
@@ -111,6 +116,7 @@ impl Device {
             category: None,
             rules: Vec::new(),
             chains_by_kind: HashMap::new(),
+            test_until_ms: None,
         }
     }
 }
@@ -272,6 +278,13 @@ impl Directory {
     /// The chain an alarm follows (its kind's, else its device's).
     pub fn alarm_chain(&self, alarm: &Alarm) -> &[CentreId] {
         self.chain_for(&alarm.device, alarm_family(alarm.kind, &alarm.code))
+    }
+
+    /// Whether the device (or its whole tenant) is on test at `now`: its alarms are test alarms.
+    pub fn on_test(&self, key: &DeviceKey, now: UnixMillis) -> bool {
+        let until = |t: Option<UnixMillis>| t.is_some_and(|t| now < t);
+        until(self.devices.get(key).and_then(|d| d.test_until_ms))
+            || until(self.tenants.get(&key.tenant).and_then(|t| t.test_until_ms))
     }
 
     /// The time zone of a tenant's rules.

@@ -42,6 +42,11 @@ pub struct TenantRecord {
     /// Activity rules per device type, for devices without rules of their own.
     #[serde(default)]
     pub rules_by_type: std::collections::BTreeMap<String, Vec<crate::rules::RuleRecord>>,
+    /// On test until this time (unix ms; installation, maintenance): the tenant's alarms reach
+    /// their centres marked as tests, ride below real alarms and are never escalated; the mode
+    /// ends by itself. Absent or past: not on test.
+    #[serde(default)]
+    pub test_until_ms: Option<i64>,
     /// The directory revision that last wrote this record (its ETag).
     #[serde(default)]
     pub revision: u64,
@@ -222,6 +227,9 @@ pub struct DeviceRecord {
     /// alarm, technical, silent, geofence and the rule kinds.
     #[serde(default)]
     pub chains_by_kind: std::collections::BTreeMap<String, Vec<String>>,
+    /// On test until this time (unix ms), as a tenant's `test_until_ms`, for this device alone.
+    #[serde(default)]
+    pub test_until_ms: Option<i64>,
     #[serde(default)]
     pub revision: u64,
 }
@@ -251,6 +259,7 @@ impl DeviceRecord {
             fences: Vec::new(),
             rules: Vec::new(),
             chains_by_kind: std::collections::BTreeMap::new(),
+            test_until_ms: None,
             revision: 0,
         }
     }

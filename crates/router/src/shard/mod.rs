@@ -162,6 +162,9 @@ pub(crate) struct Shard {
     idem: Idempotency,
     /// Keys whose original is not yet durable: a resend must wait for that batch.
     pending: HashMap<IdemKey, u64>,
+    /// Resends waiting for an original in flight in the other lane (a device's test mode ended
+    /// between the two), answered when that batch completes, whichever lane it is in.
+    waiting_on: HashMap<u64, Vec<Waiter>>,
     alarms: HashMap<AlarmId, OpenAlarm>,
     by_device: HashMap<DeviceKey, Vec<AlarmId>>,
     /// Deadline timers of open alarms: (due, alarm). Rebuilt from the alarms at start-up; a
@@ -211,6 +214,7 @@ impl Shard {
             clock,
             idem,
             pending: HashMap::new(),
+            waiting_on: HashMap::new(),
             alarms: HashMap::new(),
             by_device: HashMap::new(),
             timers: BTreeSet::new(),
@@ -514,14 +518,23 @@ impl Shard {
             }
         };
         let ctx = self.context(&chain, &reachable, &ev.device, b.now);
+        // A test alarm (device or tenant on test) never repeats, cancels or restores a real one,
+        // nor a real alarm a test: each only meets open alarms of its own sort.
+        let test = ev.lane() == Lane::Alarm && self.dir.load().on_test(&ev.device, b.now);
         let open: Vec<&Alarm> = self
             .by_device
             .get(&ev.device)
             .into_iter()
             .flatten()
             .filter_map(|id| self.alarms.get(id).map(|o| &o.alarm))
+            .filter(|a| a.test == test)
             .collect();
-        let outcome = intake(&ev, id, open, &ctx);
+        let outcome = intake(&ev, id, open, &ctx).map(|mut o| {
+            if let Outcome::Opened { alarm, .. } = &mut o {
+                alarm.test = test;
+            }
+            o
+        });
         b.set.put_event(id, &ev);
         if !ev.kind.is_engine_made() {
             self.rules_on_event(lane, &ev, id, b);
@@ -846,7 +859,8 @@ impl Shard {
             Some(seq) if *seq != batch.seq => {
                 match lane.inflight.iter_mut().find(|b| b.seq == *seq) {
                     Some(b) => b.waiters.push(waiter),
-                    None => batch.waiters.push(waiter),
+                    // In flight in the other lane: answered when that batch completes.
+                    None => self.waiting_on.entry(*seq).or_default().push(waiter),
                 }
             }
             Some(_) => batch.waiters.push(waiter),
@@ -900,7 +914,8 @@ impl Shard {
             }
         }
         let result = result.map_err(|e| e.to_string());
-        for w in batch.waiters {
+        let other_lane = self.waiting_on.remove(&batch.seq).unwrap_or_default();
+        for w in batch.waiters.into_iter().chain(other_lane) {
             answer(w, result.clone());
         }
     }
