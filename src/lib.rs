@@ -1,5 +1,6 @@
 //! The `vaka` server: configuration, wiring of store, router and fronts, observability, shutdown.
 pub mod admin_cli;
+pub mod canary;
 pub mod config;
 pub mod fds;
 pub mod http;

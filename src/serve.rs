@@ -396,6 +396,10 @@ pub async fn run(mut cfg: Config, began: Instant) -> Result<(), String> {
     let _ = api_slot.set(vaka_admin::http::router(
         engine.admin_api(&cfg, Some(metrics_text)),
     ));
+    let _canaries = crate::canary::spawn(
+        engine.control.clone(),
+        engine.sip.as_ref().and_then(|s| s.addrs().udp),
+    );
     let mut udp = Vec::new();
     if let Some(q) = &engine.quic {
         udp.extend(q.local_addrs().iter().map(|a| ("quic", a.port())));

@@ -3,7 +3,7 @@
 //! traffic every query of `config/grafana-dashboard.json` and the series under every alert
 //! expression return data through Prometheus's HTTP API; and in a scenario that breaks the
 //! alarm path (one centre with 1 s deadlines that never answers, then gone) the unhandled-alarm,
-//! deadline-missed and no-centre alerts fire. The alerts' `for:` waits are set to 0 s in the
+//! deadline-missed, canary-failed (the tenant's canary gets no receipt) and no-centre alerts fire. The alerts' `for:` waits are set to 0 s in the
 //! copy Prometheus loads here, so the test does not wait minutes; everything else is the file.
 //! Needs `prometheus` (`make deps` installs it).
 #[path = "support/admin.rs"]
@@ -212,9 +212,12 @@ async fn prometheus_evaluates_every_dashboard_query_and_alert_and_the_broken_pat
             "[[devices]]\ntenant = \"t\"\nid = \"panel-{i}\"\ntype = \"0003\"\ndc09_account = \"10{i}0\"\n"
         );
     }
+    // The tenant's canary: the engine plays device 900001 through its own SIP front.
+    devices += "[[devices]]\ntenant = \"t\"\nid = \"900001\"\ntype = \"0003\"\npassword = \"canary-secret\"\n";
     let directory = format!(
         "[dc09]\nudp = \"127.0.0.1:{udp}\"\n\
          [[tenants]]\nid = \"t\"\ncentres = [\"c1\"]\nreceipt_deadline_secs = 1\naccept_deadline_secs = 1\n\
+         canary = {{ device = \"900001\", every_secs = 10 }}\n\
          [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"{CENTRE_TOKEN}\"\n{devices}"
     );
     let engine = Engine::start(&directory, &[]);
@@ -290,7 +293,11 @@ async fn prometheus_evaluates_every_dashboard_query_and_alert_and_the_broken_pat
             std::thread::sleep(Duration::from_millis(500));
         }
     };
-    wait_firing(&["VakaUnhandledAlarm", "VakaDeadlineMissed"]);
+    wait_firing(&[
+        "VakaUnhandledAlarm",
+        "VakaDeadlineMissed",
+        "VakaCanaryFailed",
+    ]);
     let unhandled = prom.query("vaka_alarms_unhandled_total");
     assert_eq!(unhandled[0]["value"][1], "3", "{unhandled:?}");
 

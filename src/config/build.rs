@@ -120,6 +120,7 @@ impl Config {
                 rules_by_type: t.rules_by_type.clone(),
                 // Test mode is an operator's, for a while: set through the admin API.
                 test_until_ms: None,
+                canary: t.canary.clone(),
                 revision: 0,
             }));
         }

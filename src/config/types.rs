@@ -210,6 +210,9 @@ pub struct TenantConfig {
     /// Activity rules per device type (`[[tenants.rules_by_type."0010"]]`).
     #[serde(default)]
     pub rules_by_type: std::collections::BTreeMap<String, Vec<vaka_core::rules::RuleRecord>>,
+    /// End-to-end canary: `canary = { device = "900001", every_secs = 300 }`, a device of this
+    /// tenant with a SIP password that the engine plays through its own SCAIP front.
+    pub canary: Option<vaka_core::directory::CanaryRecord>,
 }
 
 /// One `[[centres]]` entry of the file (the centre API's own settings are `[grpc]`).

@@ -2,7 +2,8 @@
 //! trails: what municipalities follow their service up with (and the UK TEC standard's 97.5% of
 //! alarm calls answered within 60 s, 99% within 180 s). Pure: the caller reads the alarms.
 //!
-//! Definitions (all times from the device's message being received, `created_ms`):
+//! Test alarms (canaries, devices or tenants on test) are counted and left out of every other
+//! figure. Definitions (all times from the device's message being received, `created_ms`):
 //! - receipt time: to the first centre receipt; accept time ("answered"): to an operator's accept;
 //! - within the receipt deadline: receipted no later than the device's receipt deadline; within
 //!   the accept deadline: accepted no later than the accept deadline after the receipt (the
@@ -53,7 +54,12 @@ pub struct Statistics {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Counts {
+    /// Every alarm, test alarms included.
     pub total: u64,
+    /// Real alarms: every other figure is over these.
+    pub real: u64,
+    /// Test alarms (canaries, devices or tenants on test): counted here only.
+    pub test: u64,
     /// help, technical, silent, geofence_exit, rule (activity rules' technical alarms).
     pub by_kind: BTreeMap<String, u64>,
 }
@@ -135,6 +141,11 @@ pub fn compute(
     for f in alarms {
         let a = f.alarm;
         counts.total += 1;
+        if a.test {
+            counts.test += 1;
+            continue;
+        }
+        counts.real += 1;
         *counts.by_kind.entry(kind_name(a).into()).or_default() += 1;
         let s = &a.stages;
         let receipt = s.receipted_ms.map(|t| t - a.created_ms);
@@ -282,7 +293,10 @@ fn local_day(at: UnixMillis, tz: &TimeZone) -> String {
 fn silence(alarms: &[AlarmFacts<'_>], end: UnixMillis) -> Silence {
     let mut out = Silence::default();
     let mut total_ms = 0i64;
-    for f in alarms.iter().filter(|f| f.alarm.kind == AlarmKind::Silent) {
+    for f in alarms
+        .iter()
+        .filter(|f| f.alarm.kind == AlarmKind::Silent && !f.alarm.test)
+    {
         let a = f.alarm;
         let heard = f
             .audit
@@ -325,6 +339,8 @@ pub fn to_csv(s: &Statistics) -> String {
     row("from_ms", s.from_ms.to_string());
     row("to_ms", s.to_ms.to_string());
     row("alarms.total", s.alarms.total.to_string());
+    row("alarms.real", s.alarms.real.to_string());
+    row("alarms.test", s.alarms.test.to_string());
     for (k, n) in &s.alarms.by_kind {
         row(&format!("alarms.by_kind.{k}"), n.to_string());
     }

@@ -4,7 +4,7 @@
 use super::records::{
     check_fences, valid_device_type, valid_id, Change, DeviceRecord, Problems, CHAIN_KINDS,
 };
-use super::{Centre, Defaults, Device, Directory, Records, Tenant};
+use super::{Centre, Defaults, Device, Directory, Records, Tenant, CANARY_MIN_SECS};
 use crate::alarm::Deadlines;
 use crate::ids::{CentreId, DeviceId, DeviceKey, TenantId};
 use crate::rules::{check_rules, Rule};
@@ -157,6 +157,7 @@ impl Directory {
                 .and_then(crate::rules::time::zone)
                 .unwrap_or_else(|| self.defaults.time_zone.clone()),
             test_until_ms: t.test_until_ms,
+            canary: t.canary.clone(),
         };
         let filter = self.defaults.gps_filter.with_override(&t.gps_filter);
         self.gps.tenants.insert(tenant.id.clone(), filter);
@@ -290,6 +291,23 @@ impl Directory {
             Change::PutTenant(t) => {
                 id(&mut p, "id", &t.id);
                 chain(&mut p, &t.centres);
+                if let Some(c) = &t.canary {
+                    // The engine sends as it over SCAIP, whose controller id (cid) is digits.
+                    let cid = (1..=32).contains(&c.device.len())
+                        && c.device.bytes().all(|b| b.is_ascii_digit());
+                    if !cid {
+                        p.push((
+                            "canary.device".into(),
+                            "must be a SCAIP controller id: 1-32 digits".into(),
+                        ));
+                    }
+                    if c.every_secs < CANARY_MIN_SECS {
+                        p.push((
+                            "canary.every_secs".into(),
+                            format!("must be at least {CANARY_MIN_SECS}"),
+                        ));
+                    }
+                }
                 positive(&mut p, "receipt_deadline_secs", t.receipt_deadline_secs);
                 positive(&mut p, "accept_deadline_secs", t.accept_deadline_secs);
                 positive(&mut p, "retention_days", t.retention_days.map(u64::from));

@@ -16,8 +16,9 @@ pub mod records;
 
 pub use apply::DirectoryError;
 pub use records::{
-    valid_device_type, valid_id, CentreRecord, Change, Dc09Credential, DeadlinePolicyRecord,
-    DeviceRecord, FenceRecord, Problems, SipCredential, TenantRecord,
+    valid_device_type, valid_id, CanaryRecord, CentreRecord, Change, Dc09Credential,
+    DeadlinePolicyRecord, DeviceRecord, FenceRecord, Problems, SipCredential, TenantRecord,
+    CANARY_MIN_SECS,
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -33,6 +34,8 @@ pub struct Tenant {
     pub time_zone: jiff::tz::TimeZone,
     /// On test until (unix ms): see `TenantRecord::test_until_ms`.
     pub test_until_ms: Option<UnixMillis>,
+    /// The device the engine plays as this tenant's canary, and its period.
+    pub canary: Option<CanaryRecord>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -95,6 +98,7 @@ impl Tenant {
             retention_days: DEFAULT_RETENTION_DAYS,
             time_zone: default_time_zone(),
             test_until_ms: None,
+            canary: None,
         }
     }
 }
@@ -280,11 +284,16 @@ impl Directory {
         self.chain_for(&alarm.device, alarm_family(alarm.kind, &alarm.code))
     }
 
-    /// Whether the device (or its whole tenant) is on test at `now`: its alarms are test alarms.
+    /// Whether the device (or its whole tenant) is on test at `now`, or is its tenant's canary:
+    /// its alarms are test alarms.
     pub fn on_test(&self, key: &DeviceKey, now: UnixMillis) -> bool {
         let until = |t: Option<UnixMillis>| t.is_some_and(|t| now < t);
+        let tenant = self.tenants.get(&key.tenant);
         until(self.devices.get(key).and_then(|d| d.test_until_ms))
-            || until(self.tenants.get(&key.tenant).and_then(|t| t.test_until_ms))
+            || until(tenant.and_then(|t| t.test_until_ms))
+            || tenant
+                .and_then(|t| t.canary.as_ref())
+                .is_some_and(|c| c.device == key.device.0)
     }
 
     /// The time zone of a tenant's rules.

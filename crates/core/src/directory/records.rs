@@ -47,10 +47,34 @@ pub struct TenantRecord {
     /// ends by itself. Absent or past: not on test.
     #[serde(default)]
     pub test_until_ms: Option<i64>,
+    /// End-to-end canary: the engine itself sends a test alarm as this device through its own
+    /// SCAIP front on a schedule and expects a centre's machine receipt (see `canary`).
+    #[serde(default)]
+    pub canary: Option<CanaryRecord>,
     /// The directory revision that last wrote this record (its ETag).
     #[serde(default)]
     pub revision: u64,
 }
+
+/// A tenant's canary: which of its devices the engine plays, and how often.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryRecord {
+    /// A device of the tenant with SIP credentials and a SCAIP controller id (digits) as its id;
+    /// its alarms are always tests.
+    pub device: String,
+    /// Seconds between canary alarms (at least 10).
+    #[serde(default = "canary_every")]
+    pub every_secs: u32,
+}
+
+fn canary_every() -> u32 {
+    300
+}
+
+/// The shortest canary period: a canary must not become a flood.
+pub const CANARY_MIN_SECS: u32 = 10;
 
 /// An alarm centre (or any receiver that takes alarms over the centre API).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

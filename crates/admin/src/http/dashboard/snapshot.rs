@@ -37,8 +37,8 @@ pub struct Snapshot {
     pub gps_filtered: BTreeMap<String, f64>,
     pub store: Option<StoreFigures>,
     pub udp_drops: Option<BTreeMap<String, f64>>,
-    /// End-to-end canary alarms: none are configured in this version.
-    pub canaries: Vec<serde_json::Value>,
+    /// End-to-end canary alarms of the tenants in view that have one (see the engine's `canary`).
+    pub canaries: Vec<Canary>,
     pub recent_alarms: Vec<RecentAlarm>,
 }
 
@@ -61,6 +61,17 @@ pub struct StoreFigures {
     pub sync_p99_ms: Option<f64>,
     pub group_size_mean: Option<f64>,
     pub healthy: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Canary {
+    pub tenant: String,
+    /// The last run came back (a centre receipted it in time).
+    pub ok: bool,
+    /// Sent to receipted, last run that came back.
+    pub latency_ms: Option<f64>,
+    /// Runs that did not come back, since the engine started.
+    pub failures: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -258,7 +269,24 @@ pub fn build(
         gps_filtered,
         store,
         udp_drops,
-        canaries: Vec::new(),
+        canaries: tenants
+            .iter()
+            .filter_map(|t| {
+                let with = [("tenant", t.as_str())];
+                let ok = last.sum("vaka_canary_ok", &with)?;
+                Some(Canary {
+                    tenant: t.clone(),
+                    ok: ok == 1.0,
+                    latency_ms: last.sum("vaka_canary_seconds", &with).map(|s| s * 1000.0),
+                    failures: last
+                        .sum(
+                            "vaka_canary_runs_total",
+                            &[("tenant", t.as_str()), ("result", "failed")],
+                        )
+                        .unwrap_or(0.0),
+                })
+            })
+            .collect(),
         recent_alarms,
     }
 }
