@@ -317,6 +317,9 @@ pub struct DeadlinePolicyRecord {
 }
 
 /// One change to the directory. Puts replace the whole record (an upsert by id).
+// A tenant record is the largest; changes are rare control-plane writes, never on the hot path,
+// so the size of one in memory does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
     PutTenant(TenantRecord),
