@@ -424,6 +424,10 @@ pub struct Centre {
     up: mpsc::Sender<pb::CentreMessage>,
     down: tonic::Streaming<pb::ServerMessage>,
     next_request: u64,
+    /// Acknowledges every offer and update it reads (as a real centre does); off by default.
+    acking: bool,
+    /// Offers read while waiting for an input's result, for `offer` to return next.
+    early: std::collections::VecDeque<pb::Offer>,
 }
 
 impl Centre {
@@ -457,6 +461,25 @@ impl Centre {
             up,
             down,
             next_request: 0,
+            acking: false,
+            early: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// From now on every offer and update read is acknowledged (its cursor), as a real centre's
+    /// console does; without, the engine cuts a centre off that lets too many go unacknowledged.
+    pub fn acking(mut self) -> Centre {
+        self.acking = true;
+        self
+    }
+
+    async fn ack(&mut self, cursor: u64) {
+        if self.acking {
+            let ack = In::Ack(pb::Ack { cursor });
+            self.up
+                .send(pb::CentreMessage { msg: Some(ack) })
+                .await
+                .unwrap();
         }
     }
 
@@ -495,6 +518,11 @@ impl Centre {
                     assert_eq!(r.code, 0, "input refused: {}", r.message);
                     return;
                 }
+                Some(Out::Offer(o)) => {
+                    self.ack(o.cursor).await;
+                    self.early.push_back(o);
+                }
+                Some(Out::Update(u)) => self.ack(u.cursor).await,
                 _ => continue,
             }
         }
@@ -536,6 +564,9 @@ impl Centre {
 
     /// The next offer (heartbeats and other notices skipped) within `within`.
     pub async fn offer(&mut self, within: Duration) -> pb::Offer {
+        if let Some(o) = self.early.pop_front() {
+            return o;
+        }
         let until = tokio::time::Instant::now() + within;
         loop {
             let m = tokio::time::timeout_at(until, self.down.message())
@@ -543,8 +574,13 @@ impl Centre {
                 .unwrap_or_else(|_| panic!("no offer within {within:?}"))
                 .expect("stream error")
                 .expect("stream ended");
-            if let Some(Out::Offer(o)) = m.msg {
-                return o;
+            match m.msg {
+                Some(Out::Offer(o)) => {
+                    self.ack(o.cursor).await;
+                    return o;
+                }
+                Some(Out::Update(u)) => self.ack(u.cursor).await,
+                _ => {}
             }
         }
     }

@@ -456,7 +456,14 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
             next.priority = (*priority)
                 .max(alarm.priority.saturating_add(1))
                 .min(MAX_PRIORITY);
-            for centre in offered_to(alarm, ctx) {
+            // A test alarm's repeats are kept and audited but not sent: a device (or a whole
+            // tenant) testing must not fill a centre's stream ahead of real alarms' offers.
+            let told = if alarm.test {
+                Vec::new()
+            } else {
+                offered_to(alarm, ctx)
+            };
+            for centre in told {
                 fx.push(Effect::Update {
                     centre,
                     update: UpdateKind::Repeated,

@@ -610,6 +610,14 @@ fn a_test_alarm_expires_instead_of_escalating() {
         update: UpdateKind::Expired
     }));
     assert_eq!(expired.stages.closed_ms, Some(10_000));
+    // Its repeats are kept but not sent: a testing device cannot fill a centre's stream.
+    let (repeated, fx) =
+        step(&a, &AlarmInput::Repeat { priority: 5 }, &ctx(&c, &r, 1_000)).unwrap();
+    assert_eq!(repeated.repeats, 1);
+    assert!(
+        !fx.iter().any(|e| matches!(e, Effect::Update { .. })),
+        "{fx:?}"
+    );
     // A refusal or the centre going away ends it the same way.
     for input in [
         AlarmInput::Refuse {
