@@ -69,6 +69,7 @@ async fn statistics_agree_with_the_audit_trail() {
     centre.receipt(a2).await;
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     centre.accept(a2).await;
+    centre.attended(a2).await;
     centre.close(a2).await;
     // d3: nobody receipts it: the receipt deadline passes, it goes unhandled (one centre), and
     // the centre then takes it.
@@ -204,6 +205,20 @@ async fn statistics_agree_with_the_audit_trail() {
         .sum();
     assert_eq!(histogram, 4);
     assert_eq!(s["per_day"].as_array().unwrap().len(), 1, "{s}");
+
+    // The responder's arrival is a stage of a2, as its audit trail has it.
+    let d2 = engine.get(&format!("/api/v1/alarms/{a2}"), OPERATOR).json();
+    let attended = d2["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "attended")
+        .map(|r| r["at_ms"].clone());
+    assert_eq!(
+        Some(d2["alarm"]["stages"]["attended_ms"].clone()),
+        attended,
+        "{d2}"
+    );
 
     // The CSV carries the same figures.
     let csv = engine.get(&format!("{path}&format=csv"), OPERATOR).body;

@@ -500,6 +500,10 @@ impl Centre {
                 request_id: id,
                 ..c
             }),
+            In::Attended(a) => In::Attended(pb::Attended {
+                request_id: id,
+                ..a
+            }),
             other => other,
         };
         self.up
@@ -548,6 +552,15 @@ impl Centre {
             request_id: 0,
             alarm_id: alarm,
             operator_id: "op".into(),
+        }))
+        .await;
+    }
+
+    /// The responder reached the person (after accept).
+    pub async fn attended(&mut self, alarm: u64) {
+        self.act(In::Attended(pb::Attended {
+            request_id: 0,
+            alarm_id: alarm,
         }))
         .await;
     }

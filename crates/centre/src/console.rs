@@ -103,6 +103,10 @@ pub enum Command {
         alarm: u64,
         reason: String,
     },
+    /// The responder reached the person.
+    Attended {
+        alarm: u64,
+    },
     List {
         all: bool,
     },
@@ -117,6 +121,7 @@ pub const HELP: &str = "commands:
   accept ID OPERATOR         an operator takes the alarm
   close ID OUTCOME [NOTE..]  close it (e.g. close 42 visited all well)
   refuse ID REASON..         hand it on to the next centre of its chain
+  attended ID                the responder reached the person (after accept)
   list [all]                 open alarms this centre holds (all: of its tenants)
   audit ID                   the alarm's audit trail
   help | quit";
@@ -155,6 +160,9 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
             }
             Ok(Command::Refuse { alarm, reason })
         }
+        "attended" => Ok(Command::Attended {
+            alarm: id(words.next())?,
+        }),
         "list" | "ls" => Ok(Command::List {
             all: words.next() == Some("all"),
         }),
@@ -190,6 +198,10 @@ pub fn command_message(cmd: &Command, request_id: u64) -> Option<pb::CentreMessa
             request_id,
             alarm_id: alarm,
             reason,
+        }),
+        Command::Attended { alarm } => Msg::Attended(pb::Attended {
+            request_id,
+            alarm_id: alarm,
         }),
         Command::List { .. } | Command::Audit { .. } | Command::Help | Command::Quit => {
             return None

@@ -454,6 +454,13 @@ impl Session {
                 self.act(c.request_id, c.alarm_id, "close", input);
                 Ok(())
             }
+            In::Attended(a) => {
+                let input = Ok(AlarmInput::Attended {
+                    centre: self.centre().clone(),
+                });
+                self.act(a.request_id, a.alarm_id, "attended", input);
+                Ok(())
+            }
             In::Refuse(r) => {
                 let input =
                     text("reason", &r.reason, MAX_NOTE_CHARS, false).map(|_| AlarmInput::Refuse {

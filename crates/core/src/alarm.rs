@@ -137,6 +137,8 @@ pub struct Stages {
     pub receipted_ms: Option<UnixMillis>,
     /// An operator accepted it.
     pub accepted_ms: Option<UnixMillis>,
+    /// A responder reached the person (reported by the accepting centre).
+    pub attended_ms: Option<UnixMillis>,
     /// It ended: closed by an operator or cancelled by the device.
     pub closed_ms: Option<UnixMillis>,
 }
@@ -270,6 +272,10 @@ pub enum AlarmInput {
     Close {
         centre: CentreId,
         outcome: String,
+    },
+    /// The accepting centre's responder reached the person.
+    Attended {
+        centre: CentreId,
     },
     Refuse {
         centre: CentreId,
@@ -417,6 +423,16 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
                 }
                 AlarmState::Accepted { .. } => {}
                 _ => return Err(invalid(alarm, "accept")),
+            }
+        }
+        AlarmInput::Attended { centre } => {
+            require_holder(alarm, centre)?;
+            if !matches!(alarm.state, AlarmState::Accepted { .. }) {
+                return Err(invalid(alarm, "attended"));
+            }
+            if next.stages.attended_ms.is_none() {
+                next.stages.attended_ms = Some(ctx.now);
+                fx.push(alarm.audit(ctx.now, &actor_centre(centre), "attended", ""));
             }
         }
         AlarmInput::Close { centre, outcome } => {

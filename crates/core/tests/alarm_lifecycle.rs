@@ -124,6 +124,11 @@ fn receipt_then_accept_stops_the_deadlines() {
     .unwrap();
     assert_eq!(a.deadline.unwrap().kind, DeadlineKind::Accept);
     assert_eq!(a.deadline.unwrap().at_ms, 61_000);
+    // Nobody can have reached the person before an operator took the alarm.
+    let early = AlarmInput::Attended {
+        centre: primary.clone(),
+    };
+    assert!(step(&a, &early, &ctx(&c, &r, 1_500)).is_err());
     let (a, fx) = step(
         &a,
         &AlarmInput::Accept {
@@ -146,6 +151,16 @@ fn receipt_then_accept_stops_the_deadlines() {
     .unwrap();
     assert_eq!(same, a);
     assert!(fx.is_empty());
+    // The responder reaches the person: attended, once (a second report changes nothing).
+    let attended = AlarmInput::Attended {
+        centre: primary.clone(),
+    };
+    let (a, fx) = step(&a, &attended, &ctx(&c, &r, 2_500)).unwrap();
+    assert_eq!(a.stages.attended_ms, Some(2_500));
+    assert_eq!(fx.len(), 1, "one audit record: {fx:?}");
+    let (again, fx) = step(&a, &attended, &ctx(&c, &r, 2_700)).unwrap();
+    assert_eq!(again.stages.attended_ms, Some(2_500));
+    assert!(fx.is_empty());
     let (closed, _) = step(
         &a,
         &AlarmInput::Close {
@@ -164,6 +179,7 @@ fn receipt_then_accept_stops_the_deadlines() {
             offered_ms: Some(0),
             receipted_ms: Some(1_000),
             accepted_ms: Some(2_000),
+            attended_ms: Some(2_500),
             closed_ms: Some(3_000),
         }
     );

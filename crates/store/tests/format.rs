@@ -99,6 +99,7 @@ fn alarm(id: u64, kind: AlarmKind, state: AlarmState) -> Alarm {
             offered_ms: Some(1_700_000_000_003),
             receipted_ms: Some(1_700_000_000_040),
             accepted_ms: Some(1_700_000_009_000),
+            attended_ms: Some(1_700_000_600_000),
             closed_ms: None,
         },
         test: true,
@@ -106,13 +107,13 @@ fn alarm(id: u64, kind: AlarmKind, state: AlarmState) -> Alarm {
 }
 
 /// How format 1 stored `a` (stages and the test mark did not exist): format 2's bytes without
-/// the trailing empty stages (five `None`s, one zero byte each) and `test: false` (one zero byte).
+/// the trailing empty stages (six `None`s, one zero byte each) and `test: false` (one zero byte).
 fn v1_bytes(a: &Alarm) -> Vec<u8> {
     assert_eq!(a.stages, Stages::default(), "format 1 had no stages");
     assert!(!a.test, "format 1 had no tests");
     let mut b = postcard::to_allocvec(a).unwrap();
-    assert!(b.ends_with(&[0; 6]));
-    b.truncate(b.len() - 6);
+    assert!(b.ends_with(&[0; 7]));
+    b.truncate(b.len() - 7);
     b
 }
 
@@ -265,7 +266,7 @@ fn golden_alarm() {
                 operator: "op7".into(),
             },
         ),
-        "01027431026431057265662d3103043030313007010466616c6c02082b34363131313131082b3436323232323203026331036f7037010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef9620001",
+        "01027431026431057265662d3103043030313007010466616c6c02082b34363131313131082b3436323232323203026331036f7037010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef9620180bff4fef9620001",
     );
     let mut bare = alarm(2, AlarmKind::Help, AlarmState::Pending);
     bare.text = None;
@@ -276,7 +277,7 @@ fn golden_alarm() {
     golden(
         "Alarm (no text, callback, deadline)",
         &bare,
-        "02027431026431057265662d320004303031300700000001000280a0abfef962d0afabfef962000000000000",
+        "02027431026431057265662d320004303031300700000001000280a0abfef962d0afabfef96200000000000000",
     );
 }
 
@@ -312,7 +313,7 @@ fn golden_notices() {
             alarm: a.clone(),
             unhandled: true,
         },
-        "0003027431026431057265662d3301043030313007010466616c6c02082b34363131313131082b3436323232323206010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef962000101",
+        "0003027431026431057265662d3301043030313007010466616c6c02082b34363131313131082b3436323232323206010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef9620180bff4fef962000101",
     );
     golden(
         "Notice::Update",
@@ -320,7 +321,7 @@ fn golden_notices() {
             alarm: a,
             update: UpdateKind::Repeated,
         },
-        "0103027431026431057265662d3301043030313007010466616c6c02082b34363131313131082b3436323232323206010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef962000103",
+        "0103027431026431057265662d3301043030313007010466616c6c02082b34363131313131082b3436323232323206010101c0c9b2fef9620280a0abfef962d0afabfef9620184a0abfef9620186a0abfef96201d0a0abfef96201d0acacfef9620180bff4fef962000103",
     );
 }
 

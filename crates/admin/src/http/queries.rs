@@ -49,7 +49,7 @@ pub struct AlarmView {
 }
 
 /// An alarm's stage times: received (its `created_ms`), durable, offered, receipted, accepted,
-/// closed (or cancelled).
+/// attended (a responder reached the person), closed (or cancelled).
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct StagesView {
     pub received_ms: i64,
@@ -57,6 +57,7 @@ pub struct StagesView {
     pub offered_ms: Option<i64>,
     pub receipted_ms: Option<i64>,
     pub accepted_ms: Option<i64>,
+    pub attended_ms: Option<i64>,
     pub closed_ms: Option<i64>,
 }
 
@@ -117,6 +118,7 @@ impl From<&Alarm> for AlarmView {
                 offered_ms: a.stages.offered_ms,
                 receipted_ms: a.stages.receipted_ms,
                 accepted_ms: a.stages.accepted_ms,
+                attended_ms: a.stages.attended_ms,
                 closed_ms: a.stages.closed_ms,
             },
             test: a.test,

@@ -1,6 +1,6 @@
 //! An alarm's stage times (`Alarm::stages`) as the shard learns them, and their histograms:
 //! `vaka_alarm_stage_seconds{stage, tenant}`, the time from the device's message being received to
-//! each stage (durable, offered, receipted, accepted, closed). Tenants are a bounded set (the
+//! each stage (durable, offered, receipted, accepted, attended, closed). Tenants are a bounded set (the
 //! directory's), so the label stays bounded.
 use vaka_core::alarm::Stages;
 use vaka_core::{Alarm, UnixMillis};
@@ -28,6 +28,7 @@ pub(super) fn record_reached(before: &Stages, alarm: &Alarm) {
         ("offered", before.offered_ms, now.offered_ms),
         ("receipted", before.receipted_ms, now.receipted_ms),
         ("accepted", before.accepted_ms, now.accepted_ms),
+        ("attended", before.attended_ms, now.attended_ms),
         ("closed", before.closed_ms, now.closed_ms),
     ] {
         if let (None, Some(at)) = (was, is) {

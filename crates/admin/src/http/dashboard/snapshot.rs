@@ -140,7 +140,14 @@ pub fn build(
     let scope_tenants = (!platform).then_some(tenants);
 
     let mut stage_latency_ms = BTreeMap::new();
-    for stage in ["durable", "offered", "receipted", "accepted", "closed"] {
+    for stage in [
+        "durable",
+        "offered",
+        "receipted",
+        "accepted",
+        "attended",
+        "closed",
+    ] {
         let b = windowed(
             "vaka_alarm_stage_seconds",
             &[("stage", stage)],

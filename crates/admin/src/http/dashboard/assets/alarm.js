@@ -5,7 +5,7 @@
 (() => {
   const { el, isNum, fmtMs, fmtOffset, fmtTime, fmtNum } = Vaka;
   const $ = (id) => document.getElementById(id);
-  const STAGES = ['received', 'durable', 'offered', 'receipted', 'accepted', 'closed'];
+  const STAGES = ['received', 'durable', 'offered', 'receipted', 'accepted', 'attended', 'closed'];
 
   function card(title, wide, ...kids) {
     return el('section', { class: 'card' + (wide ? ' wide' : '') }, el('h2', { text: title }), ...kids);
