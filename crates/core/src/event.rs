@@ -45,7 +45,16 @@ pub enum EventKind {
     },
 }
 
+/// An alarm code starting with this is the device's own periodic test call (a DC-09 test
+/// report, a vaka/1 device's test alarm): a test alarm, like those of a device on test.
+pub const TEST_CALL_PREFIX: &str = "test:";
+
 impl EventKind {
+    /// The device's own periodic test call: an alarm whose code says so.
+    pub fn is_test_call(&self) -> bool {
+        matches!(self, EventKind::Alarm(a) if a.code.starts_with(TEST_CALL_PREFIX))
+    }
+
     /// Made by the engine rather than sent by the device: not proof the device is alive, and its
     /// fix (if any) was already filtered when the device sent it.
     pub fn is_engine_made(&self) -> bool {

@@ -126,14 +126,13 @@ impl Router {
             })
     }
 
-    /// The lane an event rides: a test alarm (its device or tenant on test) rides the telemetry
-    /// lane, below every real alarm (invariant 9), and is shed as busy before one is.
+    /// The lane an event rides: a test alarm (its device or tenant on test, a test call) rides
+    /// the telemetry lane, below every real alarm (invariant 9), and is shed as busy first.
     fn lane_of(&self, event: &Event) -> Lane {
-        match event.lane() {
-            Lane::Alarm if self.dir.load().on_test(&event.device, self.clock.now_ms()) => {
-                Lane::Telemetry
-            }
-            lane => lane,
+        if self.dir.load().is_test(event, self.clock.now_ms()) {
+            Lane::Telemetry
+        } else {
+            event.lane()
         }
     }
 

@@ -396,5 +396,19 @@ async fn a_device_on_test_sends_test_alarms_below_real_ones() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(load(test_ids[0]).state, AlarmState::Expired);
+
+    // A device's own test call (a DC-09 test report, code "test:...") is a test alarm too,
+    // though its device is not on test.
+    let mut call = alarm("d3", "periodic");
+    if let vaka_core::EventKind::Alarm(info) = &mut call.kind {
+        info.code = "test:cid:602".into();
+    }
+    let (_, id, _, _) = accepted(router.submit(call).await);
+    assert!(load(id.unwrap()).test);
+    let (_, id, _, _) = accepted(router.submit(alarm("d3", "real")).await);
+    assert!(
+        !load(id.unwrap()).test,
+        "the same device's real alarm is real"
+    );
     router.shutdown().await;
 }

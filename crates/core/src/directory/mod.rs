@@ -284,6 +284,13 @@ impl Directory {
         self.chain_for(&alarm.device, alarm_family(alarm.kind, &alarm.code))
     }
 
+    /// Whether `event` makes or touches test alarms: an alarm-lane event of a device on test (or
+    /// its tenant's canary), or the device's own test call.
+    pub fn is_test(&self, event: &crate::event::Event, now: UnixMillis) -> bool {
+        event.lane() == crate::event::Lane::Alarm
+            && (event.kind.is_test_call() || self.on_test(&event.device, now))
+    }
+
     /// Whether the device (or its whole tenant) is on test at `now`, or is its tenant's canary:
     /// its alarms are test alarms.
     pub fn on_test(&self, key: &DeviceKey, now: UnixMillis) -> bool {

@@ -11,7 +11,7 @@
 //! | alarm restorals `xR` (BR FR ...)               | 100-169 (restoral)                | `Technical { restoral: true }` of the alarm code: stored, an alarm is closed only by its receiver |
 //! | troubles `xT`                                  | 200-399, 500-599 (new)... see [`cid_class`] | `Technical` (`sia:AT/zone`) |
 //! | trouble restorals `xJ`, AR YR LR NR XR         | the same codes (restoral)         | `Technical { restoral: true }` of the trouble |
-//! | tests RP RX TX                                 | 601 602 603 604 607               | `Heartbeat` (feeds supervision) |
+//! | tests RP RX TX                                 | 601 602 603 604 607               | the device's test call: a test `Alarm` (`test:sia:RP`, `test:cid:602`), offered marked as a test, never escalated; feeds supervision |
 //! | openings OP OA OG OK OQ OR OS; closings CL CA CF CG CK CQ CS | 400-499 (new: opening, restoral: closing) | `Telemetry` `dc09.opening.<code>` / `dc09.closing.<code>`, value = user or zone |
 //! | bypasses `xB`, unbypasses `xU`                 | 500-599 bypasses: troubles above  | `Telemetry` `dc09.status.<code>` |
 //! | `NULL` (link test)                             |                                   | `Heartbeat` |
@@ -198,7 +198,12 @@ fn kind(class: Class, condition: String, zone: &str, number: f64, words: Vec<Str
             code: with_zone,
             restoral: true,
         },
-        Class::Test => EventKind::Heartbeat,
+        Class::Test => EventKind::Alarm(AlarmInfo {
+            code: format!("{}{condition}", vaka_core::event::TEST_CALL_PREFIX),
+            priority: 0,
+            text,
+            callback: Vec::new(),
+        }),
         Class::Opening | Class::Closing | Class::Status => {
             let what = match class {
                 Class::Opening => "opening",
@@ -375,13 +380,17 @@ mod tests {
     }
 
     #[test]
-    fn null_and_tests_are_heartbeats() {
+    fn null_is_a_heartbeat_and_a_test_report_a_test_call() {
         let n = events("NULL", "]");
         assert_eq!(n[0].kind, EventKind::Heartbeat);
         assert_eq!(n[0].key, format!("null/{NOW}"));
         let t = events("ADM-CID", "#1234|1602 00 000]");
-        assert_eq!(t[0].kind, EventKind::Heartbeat);
-        assert_eq!(t[0].lane(), Lane::Telemetry);
+        assert!(t[0].kind.is_test_call(), "{:?}", t[0].kind);
+        assert!(
+            matches!(&t[0].kind, EventKind::Alarm(a) if a.code == "test:cid:602" && a.priority == 0)
+        );
+        let s = events("SIA-DCS", "#1234|NRP]");
+        assert!(matches!(&s[0].kind, EventKind::Alarm(a) if a.code == "test:sia:RP"));
     }
 
     #[test]

@@ -520,7 +520,7 @@ impl Shard {
         let ctx = self.context(&chain, &reachable, &ev.device, b.now);
         // A test alarm (device or tenant on test) never repeats, cancels or restores a real one,
         // nor a real alarm a test: each only meets open alarms of its own sort.
-        let test = ev.lane() == Lane::Alarm && self.dir.load().on_test(&ev.device, b.now);
+        let test = self.dir.load().is_test(&ev, b.now);
         let open: Vec<&Alarm> = self
             .by_device
             .get(&ev.device)
