@@ -158,7 +158,14 @@ async fn every_operation_keeps_tenant_b_from_tenant_a_and_refuses_anonymous_call
             let path = b.fill(p);
             let r = engine.get(&path, OPERATOR);
             assert_eq!(r.status, 200, "operator GET {path}: {}", r.body);
-            s.insert(path, r.body);
+            // Statistics are of a period ending now and count an open alarm as late once its
+            // deadline passed: they move with time. What A must not change is B's alarms.
+            let body = if path.ends_with("/statistics") {
+                r.json()["alarms"].to_string()
+            } else {
+                r.body
+            };
+            s.insert(path, body);
         }
         s
     };

@@ -373,8 +373,10 @@ async fn a_null_polling_account_that_goes_quiet_raises_one_silent_alarm_after_it
             Some(Timestamp::from_unix_ms(now_ms())),
             0,
         );
+        // Taken before sending: the engine hears the poll after this, never before.
+        let sent = Instant::now();
         assert_eq!(token_of(&udp_answer(&sock, udp, &null)), "*ACK");
-        last_poll = Instant::now();
+        last_poll = sent;
         if i < 5 {
             centre.no_offer_for(Duration::from_secs(5)).await;
         }
