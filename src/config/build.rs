@@ -82,6 +82,7 @@ impl Config {
             // Checked by validation; the built-in default otherwise.
             time_zone: vaka_core::rules::time::zone(&self.defaults.time_zone)
                 .unwrap_or_else(vaka_core::directory::default_time_zone),
+            admission: vaka_core::admission::DEFAULT_LIMITS.with(Some(&self.defaults.admission)),
         }
     }
 
@@ -118,6 +119,7 @@ impl Config {
                 supervision_by_type: t.supervision_by_type.clone(),
                 time_zone: t.time_zone.clone(),
                 rules_by_type: t.rules_by_type.clone(),
+                admission: t.admission.map(Box::new),
                 revision: 0,
             }));
         }

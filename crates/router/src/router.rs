@@ -1,4 +1,5 @@
 //! The router's public face: submit an event, get a future that resolves once it is durable.
+use crate::admission::Admission;
 use crate::api::{InputError, Reply, ReplyTx, RouterConfig, SubmitError};
 use crate::clock::Clock;
 use crate::live::LiveDirectory;
@@ -9,6 +10,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
+use vaka_core::admission::Verdict;
 use vaka_core::alarm::AlarmInput;
 use vaka_core::{AlarmId, CentreId, DeviceKey, Event, Lane, UnixMillis};
 use vaka_store::{Recovered, Store};
@@ -24,6 +26,11 @@ pub struct Router {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     presence: Presence,
     supervision_grace_ms: i64,
+    directory: LiveDirectory,
+    clock: Clock,
+    admission: Admission,
+    alarm_queue: usize,
+    telemetry_queue: usize,
 }
 
 impl Router {
@@ -66,6 +73,11 @@ impl Router {
             tasks: Mutex::new(tasks),
             presence,
             supervision_grace_ms: cfg.supervision_grace_ms,
+            directory,
+            clock,
+            admission: Admission::default(),
+            alarm_queue: cfg.alarm_queue.max(1),
+            telemetry_queue: cfg.telemetry_queue.max(1),
         })
     }
 
@@ -109,6 +121,32 @@ impl Router {
         let lane_label = shard::lane_label(lane);
         metrics::counter!("vaka_events_received_total", "stage" => "router", "lane" => lane_label)
             .increment(1);
+        let capacity = match lane {
+            Lane::Alarm => self.alarm_queue,
+            Lane::Telemetry => self.telemetry_queue,
+        };
+        let tenant = &event.device.tenant;
+        let limits = self.directory.load().admission(tenant);
+        let verdict = self.admission.check(
+            tenant,
+            &limits,
+            &event.kind,
+            sender.len(),
+            capacity,
+            self.clock.now_ms(),
+        );
+        match verdict {
+            Verdict::Admit => {}
+            Verdict::Borrow => {
+                metrics::counter!("vaka_admission_borrowed_total", "tenant" => tenant.to_string())
+                    .increment(1);
+            }
+            Verdict::Busy => {
+                metrics::counter!("vaka_events_discarded_total", "stage" => "router", "reason" => "tenant_limit", "lane" => lane_label, "tenant" => tenant.to_string())
+                    .increment(1);
+                return Err(SubmitError::Busy);
+            }
+        }
         sender
             .try_send(Command::Event(Box::new(event), tx))
             .map_err(|e| match e {

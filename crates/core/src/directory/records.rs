@@ -42,6 +42,11 @@ pub struct TenantRecord {
     /// Activity rules per device type, for devices without rules of their own.
     #[serde(default)]
     pub rules_by_type: std::collections::BTreeMap<String, Vec<crate::rules::RuleRecord>>,
+    /// Events per second the tenant's devices may hand the engine, alarms and telemetry apart;
+    /// absent (or a class absent): the platform's (`defaults.admission`). Over it: busy
+    /// (`crate::admission` says when a real alarm is still taken).
+    #[serde(default)]
+    pub admission: Option<Box<crate::admission::AdmissionRecord>>,
     /// The directory revision that last wrote this record (its ETag).
     #[serde(default)]
     pub revision: u64,
