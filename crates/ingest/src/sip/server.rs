@@ -13,7 +13,7 @@ use vaka_router::{Clock, LiveDirectory, Router};
 use vaka_scaip::{DigestAlgorithm, NonceIssuer};
 
 use super::shared::{Metrics, Shared, State};
-use super::{transport, SipConfig, SipListen, SipStartError};
+use super::{transport, udp_lanes, SipConfig, SipListen, SipStartError};
 
 /// SIP digest credentials for the directory, from a password: the HA1 values for `realm` under
 /// both algorithms (the password itself is not kept).
@@ -109,7 +109,7 @@ impl SipServer {
             metrics: Metrics::new(),
         });
         if let Some(u) = udp {
-            shared.tracker.spawn(transport::udp_loop(shared.clone(), u));
+            udp_lanes::start(&shared, u);
         }
         if let Some(l) = tcp {
             shared
