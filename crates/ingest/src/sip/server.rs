@@ -106,6 +106,7 @@ impl SipServer {
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
             unsent: AtomicUsize::new(0),
+            deciding: AtomicUsize::new(0),
             metrics: Metrics::new(),
         });
         if let Some(u) = udp {

@@ -104,6 +104,9 @@ pub(crate) struct Shared {
     pub tracker: TaskTracker,
     /// Answers whose `<mrs>` has not been sent yet.
     pub unsent: AtomicUsize,
+    /// Answers still deciding (parsing the `<mrq>`, waiting for the router): the work in
+    /// flight that the UDP telemetry lane waits for (`udp_lanes`).
+    pub deciding: AtomicUsize,
     pub metrics: Metrics,
 }
 
@@ -227,6 +230,22 @@ impl Unsent {
         if let Some(sh) = self.0.take() {
             sh.unsent.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+/// Counts an answer while it decides.
+pub(crate) struct Deciding(Arc<Shared>);
+
+impl Deciding {
+    pub fn new(sh: &Arc<Shared>) -> Deciding {
+        sh.deciding.fetch_add(1, Ordering::AcqRel);
+        Deciding(sh.clone())
+    }
+}
+
+impl Drop for Deciding {
+    fn drop(&mut self) {
+        self.0.deciding.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

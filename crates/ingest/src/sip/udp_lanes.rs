@@ -155,6 +155,15 @@ async fn read(sh: Arc<Shared>, sock: UdpSocket, lanes: Lanes) {
     }
 }
 
+/// SCAIP answers (any lane) still deciding (`<mrq>` parse, router, commit) above which the
+/// telemetry lane is left to wait: every telemetry message taken costs a digest, a
+/// transaction, a task and a commit, and a backlog of those delays an alarm's own answer
+/// behind them. While fewer are deciding, telemetry is taken; beyond, its lane fills and the
+/// reader answers the rest 503, unparsed. Answers waiting only for the device to confirm its
+/// `<mrs>` do not count: they cost a timer, not work (and a slow device must not stop the
+/// others' telemetry).
+pub(crate) const TELEMETRY_WHILE_DECIDING_BELOW: usize = 256;
+
 /// Handles queued datagrams, the first lane before telemetry, until the reader has stopped and
 /// both lanes are empty.
 async fn handle(
@@ -163,14 +172,26 @@ async fn handle(
     mut first: mpsc::Receiver<Datagram>,
     mut telemetry: mpsc::Receiver<Datagram>,
 ) {
-    loop {
-        let d = tokio::select! {
+    let deciding = || sh.deciding.load(std::sync::atomic::Ordering::Acquire);
+    let mut open = (true, true);
+    while open.0 || open.1 {
+        let room = deciding() < TELEMETRY_WHILE_DECIDING_BELOW;
+        let (is_first, d) = tokio::select! {
             biased;
-            Some(d) = first.recv() => d,
-            Some(d) = telemetry.recv() => d,
+            r = first.recv(), if open.0 => (true, r),
+            r = telemetry.recv(), if open.1 && room => (false, r),
+            // Answers end without waking us: look again soon.
+            _ = tokio::time::sleep(std::time::Duration::from_millis(1)), if !room => continue,
             else => return,
         };
-        dialogue::handle(&sh, &link, d.peer, &d.bytes);
+        match d {
+            Some(d) => {
+                dialogue::handle(&sh, &link, d.peer, &d.bytes);
+            }
+            // A closed lane: the reader has stopped; the other is drained still.
+            None if is_first => open.0 = false,
+            None => open.1 = false,
+        }
     }
 }
 
