@@ -2,7 +2,8 @@
 //! takes each datagram off the kernel's queue, triages it by one cheap scan
 //! (`vaka_scaip::triage`: heartbeats and info are telemetry, the rest goes first) and queues it
 //! in its lane, so the kernel's queue does not overflow while parsing, digests and
-//! transactions run elsewhere. One task handles the lanes, the first before telemetry. A full
+//! transactions run elsewhere. One task handles the lanes, the first before telemetry, and
+//! telemetry only while few answers are deciding ([`TELEMETRY_WHILE_DECIDING_BELOW`]). A full
 //! lane sheds at the reader: the datagram goes to a small refusal queue whose task reads only
 //! its headers and answers `503 Service Unavailable` (busy, RFC 3261 §21.5.4) as a stranger's
 //! response (its source's unauthenticated budget, never larger than the request); a full
