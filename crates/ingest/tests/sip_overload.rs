@@ -53,18 +53,55 @@ async fn listen(sock: Arc<UdpSocket>, quiet: Duration) -> Told {
     told
 }
 
-async fn alarm_latency(dev: &mut UdpDevice, n: usize, tag: &str) -> Vec<Duration> {
-    let mut took = Vec::new();
+/// One alarm as a SCAIP device sends it over UDP: the same request again on RFC 3261's Timer
+/// E (0.5 s, doubling) until a final response, then the `<mrs>` (answered 200). A datagram
+/// the kernel dropped at the engine's full socket queue (the flood shares it) costs a resend,
+/// as it would a real device.
+async fn alarm(dev: &mut UdpDevice, call_id: &str, body: &str) -> (Mrs, u32) {
+    let request = dev.message(call_id, body).to_bytes();
+    let mut buf = vec![0u8; 65_536];
+    let (mut wait, mut resends) = (Duration::from_millis(500), 0);
+    let deadline = Instant::now() + Duration::from_secs(32);
+    loop {
+        dev.send_raw(&request).await;
+        let got = tokio::time::timeout(wait, dev.sock.recv_from(&mut buf)).await;
+        if let Ok(Ok((n, _))) = got {
+            let m = SipMessage::parse(&buf[..n]).unwrap();
+            assert_eq!(m.status(), Some(200), "{call_id}: {m:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{call_id}: no final response (Timer F)"
+        );
+        resends += 1;
+        wait = (wait * 2).min(Duration::from_secs(4));
+    }
+    loop {
+        let (n, from) = within(10, dev.sock.recv_from(&mut buf)).await.unwrap();
+        let m = SipMessage::parse(&buf[..n]).unwrap();
+        if !m.is_request() {
+            continue; // the 200 again, for a resend
+        }
+        let ok = SipMessage::response(&m, 200, "OK", "dev");
+        dev.sock.send_to(&ok.to_bytes(), from).await.unwrap();
+        return (Mrs::parse(m.body_str().unwrap()).unwrap(), resends);
+    }
+}
+
+async fn alarm_latency(dev: &mut UdpDevice, n: usize, tag: &str) -> (Vec<Duration>, u32) {
+    let (mut took, mut resent) = (Vec::new(), 0);
     for i in 0..n {
         let t = Instant::now();
         let body = mrq(&format!("{tag}{i}"), TRIGGER, ALARM);
-        let mrs = dev.exchange(&format!("{tag}-{i}"), &body).await;
+        let (mrs, resends) = alarm(dev, &format!("{tag}-{i}"), &body).await;
         took.push(t.elapsed());
+        resent += resends;
         assert_eq!(mrs.snu, Snu::Ok, "alarm {tag}{i}: {mrs:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     took.sort();
-    took
+    (took, resent)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +110,14 @@ async fn a_heartbeat_flood_is_told_busy_at_the_socket_while_alarms_pass() {
 
     // Unloaded: the alarm device's latency (and its challenge, paid before any flood).
     let mut alarms = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
-    let calm = alarm_latency(&mut alarms, 10, "C").await;
+    assert_eq!(
+        alarms
+            .exchange("c-auth", &mrq("CA", TRIGGER, ALARM))
+            .await
+            .snu,
+        Snu::Ok
+    );
+    let (calm, _) = alarm_latency(&mut alarms, 10, "C").await;
 
     // The flood: FLOOD authenticated heartbeats, each its own transaction and nonce count.
     let mut flood = UdpDevice::new(env.udp(), TRACKER, PASSWORD).await;
@@ -99,15 +143,15 @@ async fn a_heartbeat_flood_is_told_busy_at_the_socket_while_alarms_pass() {
         }
     });
 
-    let loaded = alarm_latency(&mut alarms, 20, "L").await;
+    let (loaded, resent) = alarm_latency(&mut alarms, 20, "L").await;
     blast.await.unwrap();
     let blast_took = sent.elapsed();
     let told = told.await.unwrap();
     let busy_snu = told.snu.values().filter(|s| **s == Snu::Busy).count();
     let ok_snu = told.snu.values().filter(|s| **s == Snu::Ok).count();
     eprintln!(
-        "alarms unloaded max {:?}, under the flood p50 {:?} max {:?}; flood of {FLOOD} in \
-         {blast_took:?}: responses {:?}, <mrs> snu 0 {ok_snu}, snu 6 {busy_snu}",
+        "alarms unloaded max {:?}, under the flood p50 {:?} max {:?} ({resent} resends); flood \
+         of {FLOOD} in {blast_took:?}: responses {:?}, <mrs> snu 0 {ok_snu}, snu 6 {busy_snu}",
         calm.last().unwrap(),
         loaded[loaded.len() / 2],
         loaded.last().unwrap(),
@@ -120,12 +164,17 @@ async fn a_heartbeat_flood_is_told_busy_at_the_socket_while_alarms_pass() {
         "the flood is told 503 at the socket: {:?}",
         told.status
     );
-    // Alarms: all snu 0 (asserted above), and prompt. Unloaded this is a few ms; the bound
-    // leaves room for a CI machine (the debug build parses and digests ~10x slower).
-    let worst = *loaded.last().unwrap();
+    // Alarms: all snu 0 (asserted above), and prompt. Unloaded this is a few ms; the bounds
+    // leave room for a CI machine (the debug build parses and digests ~10x slower) and for a
+    // resend after a datagram the kernel dropped while the reader thread was not scheduled.
+    let (median, worst) = (loaded[loaded.len() / 2], *loaded.last().unwrap());
     assert!(
-        worst < Duration::from_millis(1_000),
-        "an alarm took {worst:?} during the flood"
+        median < Duration::from_millis(250),
+        "half the alarms took over {median:?} during the flood"
+    );
+    assert!(
+        worst < Duration::from_millis(2_000) && resent <= 2,
+        "an alarm took {worst:?} during the flood ({resent} resends)"
     );
 
     // The store: every acknowledged heartbeat is there, nothing refused at the socket is, and
