@@ -109,8 +109,8 @@ impl SipServer {
             deciding: AtomicUsize::new(0),
             metrics: Metrics::new(),
         });
-        if let Some(u) = udp {
-            udp_lanes::start(&shared, u);
+        if let (Some(u), Some(a)) = (udp, listen.udp) {
+            udp_lanes::start(&shared, u).map_err(bind_err("listen.sip_udp", a))?;
         }
         if let Some(l) = tcp {
             shared

@@ -41,16 +41,23 @@ enum Refusal {
     TooLarge(Datagram, usize),
 }
 
-/// Starts the reader, the lanes' handler and the refuser for `sock`.
-pub(crate) fn start(sh: &Arc<Shared>, sock: Arc<UdpSocket>) {
-    let local = match sock.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!(error = %e, "SIP/UDP socket has no address");
-            return;
-        }
+/// Starts the reader, the lanes' handler and the refuser for `sock`. An error (no thread, no
+/// runtime, no second descriptor: resources exhausted) refuses the start rather than leaving
+/// a front that never reads.
+pub(crate) fn start(sh: &Arc<Shared>, sock: Arc<UdpSocket>) -> std::io::Result<()> {
+    let local = sock.local_addr()?;
+    // The reader gets a thread of its own with its own copy of the socket: as one task among
+    // the engine's many (thousands of answers in flight under a flood) it was polled too
+    // rarely to keep the kernel's queue from overflowing, and alarms were dropped there.
+    let copy = std::net::UdpSocket::from(socket2::SockRef::from(sock.as_ref()).try_clone()?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let reader = {
+        let _in = rt.enter();
+        UdpSocket::from_std(copy)?
     };
-    let link = Link::udp(sock.clone(), local, &sh.metrics);
+    let link = Link::udp(sock, local, &sh.metrics);
     let depth = sh.cfg.udp_queue.max(1);
     let (first_tx, first_rx) = mpsc::channel(depth);
     let (telemetry_tx, telemetry_rx) = mpsc::channel(depth);
@@ -60,40 +67,14 @@ pub(crate) fn start(sh: &Arc<Shared>, sock: Arc<UdpSocket>) {
         telemetry: telemetry_tx,
         refuse: refuse_tx,
     };
-    // The reader gets a thread of its own with its own copy of the socket: as one task among
-    // the engine's many (thousands of answers in flight under a flood) it was polled too
-    // rarely to keep the kernel's queue from overflowing, and alarms were dropped there.
-    let reader = socket2::SockRef::from(sock.as_ref())
-        .try_clone()
-        .map(std::net::UdpSocket::from);
-    match reader {
-        Ok(reader) => {
-            let sh = sh.clone();
-            let spawned = std::thread::Builder::new()
-                .name("vaka-sip-udp".into())
-                .spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_io()
-                        .build();
-                    match rt {
-                        Ok(rt) => rt.block_on(async move {
-                            match UdpSocket::from_std(reader) {
-                                Ok(sock) => read(sh, sock, lanes).await,
-                                Err(e) => tracing::error!(error = %e, "SIP/UDP reader"),
-                            }
-                        }),
-                        Err(e) => tracing::error!(error = %e, "SIP/UDP reader runtime"),
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "SIP/UDP reader thread");
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "SIP/UDP socket cannot be shared with its reader"),
-    }
+    let sh2 = sh.clone();
+    std::thread::Builder::new()
+        .name("vaka-sip-udp".into())
+        .spawn(move || rt.block_on(read(sh2, reader, lanes)))?;
     sh.tracker
         .spawn(handle(sh.clone(), link.clone(), first_rx, telemetry_rx));
     sh.tracker.spawn(refuse(sh.clone(), link, refuse_rx));
+    Ok(())
 }
 
 struct Lanes {
@@ -110,8 +91,16 @@ impl Lanes {
     }
 }
 
-/// Reads datagrams until intake stops. Each one is a whole message (RFC 3261 §18.3).
+/// Reads datagrams until intake stops, then closes its descriptor before its lanes: the
+/// handler ends (and a shutdown returns) only once the port is free for a successor.
 async fn read(sh: Arc<Shared>, sock: UdpSocket, lanes: Lanes) {
+    read_until_stopped(&sh, &sock, &lanes).await;
+    drop(sock);
+    drop(lanes);
+}
+
+/// Each datagram is a whole message (RFC 3261 §18.3).
+async fn read_until_stopped(sh: &Shared, sock: &UdpSocket, lanes: &Lanes) {
     // Room for the largest datagram, so an oversized one is seen whole (not truncated to the
     // limit) and its headers can be read to answer it 513.
     let mut buf = vec![0u8; MAX_DATAGRAM.max(sh.cfg.max_message_bytes + 1)];
@@ -135,7 +124,7 @@ async fn read(sh: Arc<Shared>, sock: UdpSocket, lanes: Lanes) {
                 bytes: bytes[..sh.cfg.max_message_bytes].to_vec(),
                 peer,
             };
-            lanes.shed(&sh, Refusal::TooLarge(d, n));
+            lanes.shed(sh, Refusal::TooLarge(d, n));
             continue;
         }
         if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -151,7 +140,7 @@ async fn read(sh: Arc<Shared>, sock: UdpSocket, lanes: Lanes) {
         };
         if let Err(mpsc::error::TrySendError::Full(d)) = lane.try_send(d) {
             shed.increment(1);
-            lanes.shed(&sh, Refusal::Busy(d));
+            lanes.shed(sh, Refusal::Busy(d));
         }
     }
 }
