@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use vaka_core::admission::{Limits, TenantBuckets, Verdict};
-use vaka_core::{EventKind, TenantId, UnixMillis};
+use vaka_core::{EventKind, Lane, TenantId, UnixMillis};
 
 #[derive(Default)]
 pub(crate) struct Admission {
@@ -14,12 +14,14 @@ pub(crate) struct Admission {
 }
 
 impl Admission {
-    /// The verdict for an event of `tenant` under `limits`, its lane holding `queued` of
-    /// `capacity`.
+    /// The verdict for an event of `tenant` under `limits` riding `lane`, which holds
+    /// `queued` of `capacity`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn check(
         &self,
         tenant: &TenantId,
         limits: &Limits,
+        lane: Lane,
         kind: &EventKind,
         queued: usize,
         capacity: usize,
@@ -32,6 +34,6 @@ impl Admission {
                 .entry(tenant.clone())
                 .or_insert_with(|| TenantBuckets::new(limits, now)),
         };
-        buckets.admit(limits, kind, queued, capacity, now)
+        buckets.admit(limits, lane, kind, queued, capacity, now)
     }
 }

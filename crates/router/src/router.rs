@@ -130,6 +130,7 @@ impl Router {
         let verdict = self.admission.check(
             tenant,
             &limits,
+            lane,
             &event.kind,
             sender.len(),
             capacity,
