@@ -204,3 +204,74 @@ async fn a_quic_device_put_through_the_api_connects_and_alarms_and_is_closed_wit
     let again = vaka_device::Client::connect(engine.device_config("t", QUIC)).await;
     assert!(again.is_err(), "a deleted device connected again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_admission_limit_put_through_the_api_holds_at_once_and_a_bad_one_is_named() {
+    let engine = Engine::start(DIRECTORY, &[("t", &[QUIC])]);
+    let _c1 = engine.centre("token-of-centre-c1").await;
+    let r = engine.send(
+        "PUT",
+        &format!("/api/v1/tenants/t/devices/{QUIC}"),
+        OPERATOR,
+        &json!({"type": "0051"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // A wrong field: 422 naming it; the tenant is unchanged.
+    let mut tenant = engine.get("/api/v1/tenants/t", OPERATOR).json();
+    assert_eq!(tenant["admission"], serde_json::Value::Null);
+    tenant["admission"] = json!({"telemetry": {"per_sec": 0, "burst": 3}});
+    let r = engine.send("PUT", "/api/v1/tenants/t", OPERATOR, &tenant);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("admission.telemetry.per_sec"),
+        "the problem names the field: {}",
+        r.body
+    );
+
+    // Three positions a second, three at once: the PUT's answer means it holds.
+    tenant["admission"] = json!({"telemetry": {"per_sec": 1, "burst": 3}});
+    let r = engine.send("PUT", "/api/v1/tenants/t", OPERATOR, &tenant);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let shown = engine.get("/api/v1/tenants/t", OPERATOR).json();
+    assert_eq!(
+        shown["admission"],
+        json!({"alarms": null, "telemetry": {"per_sec": 1, "burst": 3}})
+    );
+    let client = engine.quic_client("t", QUIC).await;
+    let fixes = (0..10)
+        .map(|i| events::position(format!("p{i}"), 1_000 + i, 59.3, 18.0, None))
+        .collect();
+    let mut statuses = Vec::new();
+    for reply in client.submit(fixes).await.unwrap() {
+        statuses.push(reply.await.unwrap().status());
+    }
+    let ok = statuses
+        .iter()
+        .filter(|s| **s == vaka_device::pb::Status::Ok)
+        .count();
+    let busy = statuses
+        .iter()
+        .filter(|s| **s == vaka_device::pb::Status::Busy)
+        .count();
+    assert!(
+        (3..=4).contains(&ok) && ok + busy == 10,
+        "3 (or 4, a token back meanwhile) taken, the rest told busy: {statuses:?}"
+    );
+    // The tenant's alarms have their own limit: one still goes through.
+    let reply = client
+        .submit(vec![events::alarm("q-a", "0010", 5)])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.status(),
+        vaka_device::pb::Status::Ok,
+        "{}",
+        reply.reason
+    );
+    client.close().await;
+}

@@ -135,6 +135,14 @@ fn each_bad_file_names_its_key() {
             "devices[0].supervision: unknown supervision category \"DP9\"",
         ),
         (
+            "tenant admission rate of zero",
+            &GOOD.replace(
+                "centres = [\"c\"]\n",
+                "centres = [\"c\"]\nadmission = { telemetry = { per_sec = 0, burst = 10 } }\n",
+            ),
+            "tenants[0].admission.telemetry.per_sec: must be 1-10000000",
+        ),
+        (
             "category by type for a bad type",
             &GOOD.replace(
                 "centres = [\"c\"]\n",

@@ -39,7 +39,18 @@ fn names() -> (Vec<String>, Vec<String>) {
 fn directory() -> Directory {
     let (gws, devs) = names();
     let mut d = Directory::default();
-    d.insert_tenant(Tenant::new("t", &[]));
+    // One tenant carries the whole benchmark: its admission limits must not be what is measured.
+    let unlimited = vaka_core::admission::Limit {
+        per_sec: vaka_core::admission::MAX_LIMIT,
+        burst: vaka_core::admission::MAX_LIMIT,
+    };
+    d.insert_tenant(Tenant {
+        admission: vaka_core::admission::Limits {
+            alarms: unlimited,
+            telemetry: unlimited,
+        },
+        ..Tenant::new("t", &[])
+    });
     let mut add = |id: &str, gateway_for: Vec<DeviceId>| {
         d.insert_device(Device {
             gateway_for,

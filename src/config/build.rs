@@ -82,6 +82,7 @@ impl Config {
             // Checked by validation; the built-in default otherwise.
             time_zone: vaka_core::rules::time::zone(&self.defaults.time_zone)
                 .unwrap_or_else(vaka_core::directory::default_time_zone),
+            admission: vaka_core::admission::DEFAULT_LIMITS.with(Some(&self.defaults.admission)),
         }
     }
 
@@ -121,6 +122,7 @@ impl Config {
                 // Test mode is an operator's, for a while: set through the admin API.
                 test_until_ms: None,
                 canary: t.canary.clone(),
+                admission: t.admission.map(Box::new),
                 revision: 0,
             }));
         }

@@ -174,6 +174,9 @@ pub struct DefaultsSection {
     pub retention_days: u32,
     /// IANA time zone of activity rules for tenants that name none.
     pub time_zone: String,
+    /// Admission limits of tenants that set none (`{ alarms = { per_sec, burst }, telemetry =
+    /// ... }`); a class left out: the built-in default (`vaka_core::admission::DEFAULT_LIMITS`).
+    pub admission: vaka_core::admission::AdmissionRecord,
 }
 
 impl Default for DefaultsSection {
@@ -183,6 +186,7 @@ impl Default for DefaultsSection {
             accept_deadline_secs: 60,
             retention_days: vaka_core::directory::DEFAULT_RETENTION_DAYS,
             time_zone: vaka_core::directory::DEFAULT_TIME_ZONE.into(),
+            admission: Default::default(),
         }
     }
 }
@@ -213,6 +217,9 @@ pub struct TenantConfig {
     /// End-to-end canary: `canary = { device = "900001", every_secs = 300 }`, a device of this
     /// tenant with a SIP password that the engine plays through its own SCAIP front.
     pub canary: Option<vaka_core::directory::CanaryRecord>,
+    /// Events per second the tenant's devices may hand the engine (`[tenants.admission]`);
+    /// default `defaults.admission`.
+    pub admission: Option<vaka_core::admission::AdmissionRecord>,
 }
 
 /// One `[[centres]]` entry of the file (the centre API's own settings are `[grpc]`).

@@ -229,7 +229,19 @@ impl Config {
                 "unknown time zone (IANA names, e.g. Europe/Stockholm)",
             ));
         }
+        for (field, reason) in
+            vaka_core::admission::check_admission(&self.defaults.admission, "defaults.admission")
+        {
+            p.push(err(field, reason));
+        }
         for (i, t) in self.tenants.iter().enumerate() {
+            if let Some(a) = &t.admission {
+                for (field, reason) in
+                    vaka_core::admission::check_admission(a, &format!("tenants[{i}].admission"))
+                {
+                    p.push(err(field, reason));
+                }
+            }
             if let Some(z) = &t.time_zone {
                 if vaka_core::rules::time::zone(z).is_none() {
                     p.push(err(

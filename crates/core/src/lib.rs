@@ -1,6 +1,7 @@
 //! Vaka's pure domain. No tokio, no I/O, no clock reads: every function takes the time it needs,
 //! and the same inputs always give the same outputs (invariant 10).
 pub mod access;
+pub mod admission;
 pub mod alarm;
 pub mod checks;
 pub mod directory;

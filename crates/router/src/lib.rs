@@ -2,6 +2,7 @@
 //! path takes no lock. A shard takes events from two bounded lanes (alarms first, invariant 9), asks
 //! the pure core what they mean, hands the resulting writes to the store's group commit, and answers
 //! the caller only once those writes are durable (invariant 1). A full lane answers `Busy` at once.
+mod admission;
 mod api;
 mod clock;
 mod live;

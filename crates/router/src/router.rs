@@ -1,4 +1,5 @@
 //! The router's public face: submit an event, get a future that resolves once it is durable.
+use crate::admission::Admission;
 use crate::api::{InputError, Reply, ReplyTx, RouterConfig, SubmitError};
 use crate::clock::Clock;
 use crate::live::LiveDirectory;
@@ -9,6 +10,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
+use vaka_core::admission::Verdict;
 use vaka_core::alarm::AlarmInput;
 use vaka_core::{AlarmId, CentreId, DeviceKey, Event, Lane, UnixMillis};
 use vaka_store::{Recovered, Store};
@@ -24,9 +26,13 @@ pub struct Router {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     presence: Presence,
     supervision_grace_ms: i64,
-    /// To tell test alarms (device or tenant on test), which ride the lane below real alarms.
-    dir: LiveDirectory,
+    /// To tell test alarms (device or tenant on test, test calls), which ride the lane below
+    /// real alarms, and each tenant's admission limits.
+    directory: LiveDirectory,
     clock: Clock,
+    admission: Admission,
+    alarm_queue: usize,
+    telemetry_queue: usize,
 }
 
 impl Router {
@@ -69,8 +75,11 @@ impl Router {
             tasks: Mutex::new(tasks),
             presence,
             supervision_grace_ms: cfg.supervision_grace_ms,
-            dir: directory,
+            directory,
             clock,
+            admission: Admission::default(),
+            alarm_queue: cfg.alarm_queue.max(1),
+            telemetry_queue: cfg.telemetry_queue.max(1),
         })
     }
 
@@ -105,7 +114,15 @@ impl Router {
         if self.closed.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
-        let lane = self.lane_of(&event);
+        let dir = self.directory.load();
+        let now = self.clock.now_ms();
+        // A test alarm (its device or tenant on test, a test call) rides the telemetry lane,
+        // below every real alarm (invariant 9), and is shed as busy first.
+        let lane = if dir.is_test(&event, now) {
+            Lane::Telemetry
+        } else {
+            event.lane()
+        };
         let shard = &self.lanes[event.device.shard(self.lanes.len())];
         let sender = match lane {
             Lane::Alarm => &shard.alarm,
@@ -114,6 +131,33 @@ impl Router {
         let lane_label = shard::lane_label(lane);
         metrics::counter!("vaka_events_received_total", "stage" => "router", "lane" => lane_label)
             .increment(1);
+        let capacity = match lane {
+            Lane::Alarm => self.alarm_queue,
+            Lane::Telemetry => self.telemetry_queue,
+        };
+        let tenant = &event.device.tenant;
+        let limits = dir.admission(tenant);
+        let verdict = self.admission.check(
+            tenant,
+            &limits,
+            lane,
+            &event.kind,
+            sender.len(),
+            capacity,
+            now,
+        );
+        match verdict {
+            Verdict::Admit => {}
+            Verdict::Borrow => {
+                metrics::counter!("vaka_admission_borrowed_total", "tenant" => tenant.to_string())
+                    .increment(1);
+            }
+            Verdict::Busy => {
+                metrics::counter!("vaka_events_discarded_total", "stage" => "router", "reason" => "tenant_limit", "lane" => lane_label, "tenant" => tenant.to_string())
+                    .increment(1);
+                return Err(SubmitError::Busy);
+            }
+        }
         sender
             .try_send(Command::Event(Box::new(event), tx))
             .map_err(|e| match e {
@@ -124,16 +168,6 @@ impl Router {
                 }
                 flume::TrySendError::Disconnected(_) => SubmitError::ShuttingDown,
             })
-    }
-
-    /// The lane an event rides: a test alarm (its device or tenant on test, a test call) rides
-    /// the telemetry lane, below every real alarm (invariant 9), and is shed as busy first.
-    fn lane_of(&self, event: &Event) -> Lane {
-        if self.dir.load().is_test(event, self.clock.now_ms()) {
-            Lane::Telemetry
-        } else {
-            event.lane()
-        }
     }
 
     /// A centre acts on an alarm (receipt, accept, close, refuse). Resolves once the resulting

@@ -13,6 +13,8 @@
 //! - [`auth`]: HTTP Digest (RFC 3261 §22, RFC 7616, RFC 2069 compatibility): challenges,
 //!   stateless nonces with expiry and a keyed MAC, nonce-count replay tracking, and the
 //!   client side.
+//! - [`triage`]: a datagram's lane (alarms first, telemetry after) by one cheap scan, before
+//!   it is parsed.
 //! - [`transaction`]: the non-INVITE server transaction table (retransmissions get the
 //!   stored response, never a second event) and the UDP retransmission schedule for our own
 //!   MESSAGEs.
@@ -34,6 +36,7 @@ pub mod auth;
 pub mod scaip;
 pub mod sip;
 pub mod transaction;
+pub mod triage;
 
 #[cfg(test)]
 mod testdata;

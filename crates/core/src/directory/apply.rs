@@ -158,6 +158,7 @@ impl Directory {
                 .unwrap_or_else(|| self.defaults.time_zone.clone()),
             test_until_ms: t.test_until_ms,
             canary: t.canary.clone(),
+            admission: self.defaults.admission.with(t.admission.as_deref()),
         };
         let filter = self.defaults.gps_filter.with_override(&t.gps_filter);
         self.gps.tenants.insert(tenant.id.clone(), filter);
@@ -320,6 +321,9 @@ impl Directory {
                             ),
                         ));
                     }
+                }
+                if let Some(a) = &t.admission {
+                    p.extend(crate::admission::check_admission(a, "admission"));
                 }
                 for (ty, rules) in &t.rules_by_type {
                     if !valid_device_type(ty) {
@@ -831,6 +835,37 @@ mod tests {
         t.supervision_by_type.clear();
         d.apply(Change::PutTenant(t), 5).unwrap();
         assert_eq!(cat(&d, "typed"), None);
+    }
+
+    #[test]
+    fn admission_limits_lay_over_the_defaults_and_bad_ones_are_named() {
+        use crate::admission::{AdmissionRecord, Limit, DEFAULT_LIMITS};
+        let mut d = base();
+        let key = crate::ids::TenantId::new("t");
+        assert_eq!(d.admission(&key), DEFAULT_LIMITS);
+        let mut t = d.records.tenants["t"].clone();
+        let few = Limit {
+            per_sec: 5,
+            burst: 50,
+        };
+        t.admission = Some(Box::new(AdmissionRecord {
+            alarms: None,
+            telemetry: Some(few),
+        }));
+        d.apply(Change::PutTenant(t.clone()), 3).unwrap();
+        assert_eq!(d.admission(&key).telemetry, few);
+        assert_eq!(d.admission(&key).alarms, DEFAULT_LIMITS.alarms);
+        t.admission = Some(Box::new(AdmissionRecord {
+            alarms: Some(Limit {
+                per_sec: 1,
+                burst: 0,
+            }),
+            telemetry: None,
+        }));
+        let e = d.apply(Change::PutTenant(t), 4).unwrap_err();
+        assert_eq!(fields(e), ["admission.alarms.burst"]);
+        // The refused change left the tenant as it was.
+        assert_eq!(d.admission(&key).telemetry, few);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! The records they are resolved from ([`records`]) live in the store and change through the
 //! admin API (or the bootstrap file at start); every change makes a new `Directory` that the
 //! engine swaps in whole, so readers never lock.
+use crate::admission::Limits;
 use crate::alarm::Deadlines;
 use crate::alarm::{Alarm, AlarmKind};
 use crate::event::EventKind;
@@ -36,6 +37,8 @@ pub struct Tenant {
     pub test_until_ms: Option<UnixMillis>,
     /// The device the engine plays as this tenant's canary, and its period.
     pub canary: Option<CanaryRecord>,
+    /// Events per second its devices may hand the engine (`crate::admission`).
+    pub admission: Limits,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -99,6 +102,7 @@ impl Tenant {
             time_zone: default_time_zone(),
             test_until_ms: None,
             canary: None,
+            admission: Limits::default(),
         }
     }
 }
@@ -143,6 +147,8 @@ pub struct Defaults {
     pub retention_days: u32,
     pub gps_filter: FilterConfig,
     pub time_zone: jiff::tz::TimeZone,
+    /// Admission limits of a tenant that sets none.
+    pub admission: Limits,
 }
 
 impl Default for Defaults {
@@ -152,6 +158,7 @@ impl Default for Defaults {
             retention_days: DEFAULT_RETENTION_DAYS,
             gps_filter: FilterConfig::default(),
             time_zone: default_time_zone(),
+            admission: Limits::default(),
         }
     }
 }
@@ -304,6 +311,13 @@ impl Directory {
     }
 
     /// The time zone of a tenant's rules.
+    /// The tenant's admission limits (the platform's for a tenant not in the directory).
+    pub fn admission(&self, tenant: &TenantId) -> Limits {
+        self.tenants
+            .get(tenant)
+            .map_or(self.defaults.admission, |t| t.admission)
+    }
+
     pub fn time_zone(&self, tenant: &TenantId) -> &jiff::tz::TimeZone {
         self.tenants
             .get(tenant)

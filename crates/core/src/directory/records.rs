@@ -51,6 +51,11 @@ pub struct TenantRecord {
     /// SCAIP front on a schedule and expects a centre's machine receipt (see `canary`).
     #[serde(default)]
     pub canary: Option<CanaryRecord>,
+    /// Events per second the tenant's devices may hand the engine, alarms and telemetry apart;
+    /// absent (or a class absent): the platform's (`defaults.admission`). Over it: busy
+    /// (`crate::admission` says when a real alarm is still taken).
+    #[serde(default)]
+    pub admission: Option<Box<crate::admission::AdmissionRecord>>,
     /// The directory revision that last wrote this record (its ETag).
     #[serde(default)]
     pub revision: u64,

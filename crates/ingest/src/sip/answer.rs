@@ -21,7 +21,7 @@ use vaka_scaip::{ClientRetransmit, SipMessage};
 
 use super::convert::{hbi_minutes, snu_for, to_event};
 use super::link::Link;
-use super::shared::{Account, Shared, Unsent};
+use super::shared::{Account, Deciding, Shared, Unsent};
 
 /// Longest `ste` we send (SCAIP status texts are short).
 const MAX_STE: usize = 64;
@@ -35,6 +35,7 @@ pub(crate) fn start(
     peer: SocketAddr,
 ) {
     let unsent = Unsent::new(sh);
+    let deciding = Deciding::new(sh);
     let permit = sh.pending.clone().try_acquire_owned().ok();
     let sh2 = sh.clone();
     sh.tracker.spawn(async move {
@@ -54,6 +55,7 @@ pub(crate) fn start(
                 (m, None)
             }
         };
+        drop(deciding);
         deliver(&sh2, &account, &msg, link, peer, mrs, hbi_for, unsent).await;
         drop(permit);
     });

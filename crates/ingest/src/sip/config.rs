@@ -73,6 +73,9 @@ pub struct SipConfig {
     /// SCAIP requests being answered (router answer pending or `<mrs>` in flight); past it the
     /// device gets snu 6 (busy) at once.
     pub max_pending: usize,
+    /// UDP datagrams waiting to be handled, per lane (alarms and the rest first, heartbeats and
+    /// info after); past it a datagram is answered 503 at the socket, unparsed.
+    pub udp_queue: usize,
     /// Largest registration lifetime granted; longer requests are shortened to this.
     pub max_expires_secs: u32,
     /// On shutdown, how long answers already underway may take to go out.
@@ -105,6 +108,7 @@ impl Default for SipConfig {
             unauthenticated_burst: 1_000,
             unauthenticated_sources: 65_536,
             max_pending: 50_000,
+            udp_queue: 2_048,
             max_expires_secs: 3_600,
             drain_timeout_secs: 5,
         }
@@ -163,6 +167,7 @@ impl SipConfig {
             ("max_transactions", self.max_transactions),
             ("max_nonces", self.max_nonces),
             ("max_pending", self.max_pending),
+            ("udp_queue", self.udp_queue),
         ] {
             if v == 0 {
                 return bad(key, "must be at least 1");

@@ -138,6 +138,31 @@ pub(crate) fn too_large(
     answer_stranger(sh, link, &stranger, response, &[])
 }
 
+/// A request shed at the socket because its lane was full: `503 Service Unavailable` with
+/// `Retry-After` (busy), from its headers alone. Nothing is authenticated, so it is a
+/// stranger's response: paid from its source's budget and never larger than the request. True
+/// if sent.
+pub(crate) fn busy(sh: &Arc<Shared>, link: &Link, peer: SocketAddr, bytes: &[u8]) -> bool {
+    sh.metrics.bytes_received.increment(bytes.len() as u64);
+    let Ok(mut msg) = SipMessage::parse_head(bytes) else {
+        sh.metrics.malformed.increment(1);
+        return false;
+    };
+    if !msg.is_request() || *msg.method() == Method::Ack {
+        return false;
+    }
+    sh.metrics.refused("busy");
+    msg.stamp_source(&peer.ip().to_string(), peer.port());
+    let stranger = Stranger {
+        peer,
+        target: response_target(&msg, peer),
+        request_len: bytes.len(),
+        charge: true,
+    };
+    let response = stranger_response(&msg, 503, "Service Unavailable");
+    answer_stranger(sh, link, &stranger, response, &[("Retry-After", "5")])
+}
+
 /// Where responses to `msg` go: the top Via's `received`/`rport` (stamped on receipt), else
 /// the packet's source.
 fn response_target(msg: &SipMessage, peer: SocketAddr) -> SocketAddr {

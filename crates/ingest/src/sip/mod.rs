@@ -1,7 +1,10 @@
 //! SCAIP over SIP: the device front for social-alarm devices (SS 91100 / CLC/TS 50134-9).
 //!
 //! ```text
-//! UDP socket ──datagram──┐
+//! UDP socket ──datagram── udp_lanes: a reader only reads and triages (`<mty>` PI/IN ->
+//!   telemetry lane, the rest -> first lane; `sip.udp_queue` each; a full lane -> 503 busy
+//!   from the headers alone, as a stranger's response) -> one handler: first lane before
+//!   telemetry ──┐
 //! TCP/TLS conn ──frame───┤ (find_message: Content-Length framing, max_message_bytes;
 //!                        │  a framing error closes the connection)
 //!   over max_message_bytes (a datagram, or a Content-Length past it): headers only ->
@@ -47,6 +50,7 @@ mod server;
 mod shared;
 mod strangers;
 mod transport;
+mod udp_lanes;
 
 pub use config::{SipConfig, SipListen};
 pub use server::{sip_credential, SipAddrs, SipServer};

@@ -13,7 +13,7 @@ use vaka_router::{Clock, LiveDirectory, Router};
 use vaka_scaip::{DigestAlgorithm, NonceIssuer};
 
 use super::shared::{Metrics, Shared, State};
-use super::{transport, SipConfig, SipListen, SipStartError};
+use super::{transport, udp_lanes, SipConfig, SipListen, SipStartError};
 
 /// SIP digest credentials for the directory, from a password: the HA1 values for `realm` under
 /// both algorithms (the password itself is not kept).
@@ -106,10 +106,11 @@ impl SipServer {
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
             unsent: AtomicUsize::new(0),
+            deciding: AtomicUsize::new(0),
             metrics: Metrics::new(),
         });
-        if let Some(u) = udp {
-            shared.tracker.spawn(transport::udp_loop(shared.clone(), u));
+        if let (Some(u), Some(a)) = (udp, listen.udp) {
+            udp_lanes::start(&shared, u).map_err(bind_err("listen.sip_udp", a))?;
         }
         if let Some(l) = tcp {
             shared

@@ -104,6 +104,9 @@ pub(crate) struct Shared {
     pub tracker: TaskTracker,
     /// Answers whose `<mrs>` has not been sent yet.
     pub unsent: AtomicUsize,
+    /// Answers still deciding (parsing the `<mrq>`, waiting for the router): the work in
+    /// flight that the UDP telemetry lane waits for (`udp_lanes`).
+    pub deciding: AtomicUsize,
     pub metrics: Metrics,
 }
 
@@ -153,6 +156,11 @@ pub(crate) struct Metrics {
     pub connections_accepted: Counter,
     pub connections_refused: Counter,
     pub header_timeout: Counter,
+    /// UDP datagrams shed at the socket because their lane was full (answered 503 when their
+    /// source's budget allows), per lane; and those dropped because the refusal queue was full.
+    pub udp_shed_first: Counter,
+    pub udp_shed_telemetry: Counter,
+    pub udp_dropped: Counter,
 }
 
 impl Metrics {
@@ -189,6 +197,9 @@ impl Metrics {
             connections_accepted: metrics::counter!("vaka_connections_total", s => q, "result" => "accepted"),
             connections_refused: metrics::counter!("vaka_connections_total", s => q, "result" => "refused"),
             header_timeout: error("header_timeout"),
+            udp_shed_first: metrics::counter!("vaka_events_discarded_total", s => q, "reason" => "udp_lane_full", "lane" => "first"),
+            udp_shed_telemetry: metrics::counter!("vaka_events_discarded_total", s => q, "reason" => "udp_lane_full", "lane" => "telemetry"),
+            udp_dropped: discarded("udp_refusals_full"),
         }
     }
 
@@ -219,6 +230,22 @@ impl Unsent {
         if let Some(sh) = self.0.take() {
             sh.unsent.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+/// Counts an answer while it decides.
+pub(crate) struct Deciding(Arc<Shared>);
+
+impl Deciding {
+    pub fn new(sh: &Arc<Shared>) -> Deciding {
+        sh.deciding.fetch_add(1, Ordering::AcqRel);
+        Deciding(sh.clone())
+    }
+}
+
+impl Drop for Deciding {
+    fn drop(&mut self) {
+        self.0.deciding.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

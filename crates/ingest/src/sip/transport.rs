@@ -1,4 +1,4 @@
-//! Sockets: the UDP loop, TCP and TLS accept loops and connections (framing by Content-Length),
+//! Sockets: binding UDP (read in `udp_lanes`), TCP and TLS accept loops and connections (framing by Content-Length),
 //! each handing what it reads to the dialogue with the `Link` it came on.
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,9 +17,6 @@ use super::{dialogue, SipConfig, SipStartError};
 /// Messages a connection may have queued for writing; past it the connection is too slow and
 /// further messages to it are dropped (the device resends).
 const WRITE_QUEUE: usize = 256;
-
-/// The largest UDP payload (IPv6 jumbograms aside).
-const MAX_DATAGRAM: usize = 65_535;
 
 pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
@@ -69,43 +66,6 @@ pub(crate) fn tls_acceptor(cfg: &SipConfig) -> Result<TlsAcceptor, SipStartError
         .with_single_cert(certs, key)
         .map_err(|e| bad("sip.tls_key", &cfg.tls_key, e.to_string()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Reads datagrams until intake stops. Each one is a whole message (RFC 3261 §18.3).
-pub(crate) async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
-    let local = match sock.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!(error = %e, "SIP/UDP socket has no address");
-            return;
-        }
-    };
-    let link = Link::udp(sock.clone(), local, &sh.metrics);
-    // Room for the largest datagram, so an oversized one is seen whole (not truncated to the
-    // limit) and its headers can be read to answer it 513.
-    let mut buf = vec![0u8; MAX_DATAGRAM.max(sh.cfg.max_message_bytes + 1)];
-    loop {
-        let (n, peer) = tokio::select! {
-            _ = sh.intake.cancelled() => return,
-            r = sock.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                // ICMP port unreachable from an earlier send surfaces here on some systems.
-                Err(e) => {
-                    tracing::debug!(error = %e, "SIP/UDP receive error");
-                    continue;
-                }
-            },
-        };
-        if n > sh.cfg.max_message_bytes {
-            sh.metrics.bytes_received.increment(n as u64);
-            dialogue::too_large(&sh, &link, peer, &buf[..n], n);
-            continue;
-        }
-        if buf[..n].iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            continue; // keep-alive
-        }
-        dialogue::handle(&sh, &link, peer, &buf[..n]);
-    }
 }
 
 /// Accepts TCP (or, with an acceptor, TLS) connections up to `max_connections`.

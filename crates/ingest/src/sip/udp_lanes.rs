@@ -1,0 +1,200 @@
+//! SIP over UDP with the lanes starting at the socket (invariant 9). One thread only reads: it
+//! takes each datagram off the kernel's queue, triages it by one cheap scan
+//! (`vaka_scaip::triage`: heartbeats and info are telemetry, the rest goes first) and queues it
+//! in its lane, so the kernel's queue does not overflow while parsing, digests and
+//! transactions run elsewhere. One task handles the lanes, the first before telemetry, and
+//! telemetry only while few answers are deciding ([`TELEMETRY_WHILE_DECIDING_BELOW`]). A full
+//! lane sheds at the reader: the datagram goes to a small refusal queue whose task reads only
+//! its headers and answers `503 Service Unavailable` (busy, RFC 3261 §21.5.4) as a stranger's
+//! response (its source's unauthenticated budget, never larger than the request); a full
+//! refusal queue drops it, counted. Nothing shed was acknowledged: the device resends or falls
+//! back.
+//!
+//! Memory held here is bounded by the configuration: at most `2 x sip.udp_queue +
+//! REFUSALS` datagrams of at most `sip.max_message_bytes` each, plus the reader's one buffer.
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use vaka_scaip::triage::{triage, Triage};
+
+use super::dialogue;
+use super::link::Link;
+use super::shared::Shared;
+
+/// Datagrams waiting to be refused; beyond it shed datagrams are dropped unanswered.
+pub(crate) const REFUSALS: usize = 256;
+
+/// The largest UDP payload (IPv6 jumbograms aside).
+const MAX_DATAGRAM: usize = 65_535;
+
+struct Datagram {
+    bytes: Vec<u8>,
+    peer: SocketAddr,
+}
+
+enum Refusal {
+    /// Its lane was full.
+    Busy(Datagram),
+    /// Over `sip.max_message_bytes` (its first bytes kept, and the size it had): 513.
+    TooLarge(Datagram, usize),
+}
+
+/// Starts the reader, the lanes' handler and the refuser for `sock`. An error (no thread, no
+/// runtime, no second descriptor: resources exhausted) refuses the start rather than leaving
+/// a front that never reads.
+pub(crate) fn start(sh: &Arc<Shared>, sock: Arc<UdpSocket>) -> std::io::Result<()> {
+    let local = sock.local_addr()?;
+    // The reader gets a thread of its own with its own copy of the socket: as one task among
+    // the engine's many (thousands of answers in flight under a flood) it was polled too
+    // rarely to keep the kernel's queue from overflowing, and alarms were dropped there.
+    let copy = std::net::UdpSocket::from(socket2::SockRef::from(sock.as_ref()).try_clone()?);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let reader = {
+        let _in = rt.enter();
+        UdpSocket::from_std(copy)?
+    };
+    let link = Link::udp(sock, local, &sh.metrics);
+    let depth = sh.cfg.udp_queue.max(1);
+    let (first_tx, first_rx) = mpsc::channel(depth);
+    let (telemetry_tx, telemetry_rx) = mpsc::channel(depth);
+    let (refuse_tx, refuse_rx) = mpsc::channel(REFUSALS);
+    let lanes = Lanes {
+        first: first_tx,
+        telemetry: telemetry_tx,
+        refuse: refuse_tx,
+    };
+    let sh2 = sh.clone();
+    std::thread::Builder::new()
+        .name("vaka-sip-udp".into())
+        .spawn(move || rt.block_on(read(sh2, reader, lanes)))?;
+    sh.tracker
+        .spawn(handle(sh.clone(), link.clone(), first_rx, telemetry_rx));
+    sh.tracker.spawn(refuse(sh.clone(), link, refuse_rx));
+    Ok(())
+}
+
+struct Lanes {
+    first: mpsc::Sender<Datagram>,
+    telemetry: mpsc::Sender<Datagram>,
+    refuse: mpsc::Sender<Refusal>,
+}
+
+impl Lanes {
+    fn shed(&self, sh: &Shared, r: Refusal) {
+        if self.refuse.try_send(r).is_err() {
+            sh.metrics.udp_dropped.increment(1);
+        }
+    }
+}
+
+/// Reads datagrams until intake stops, then closes its descriptor before its lanes: the
+/// handler ends (and a shutdown returns) only once the port is free for a successor.
+async fn read(sh: Arc<Shared>, sock: UdpSocket, lanes: Lanes) {
+    read_until_stopped(&sh, &sock, &lanes).await;
+    drop(sock);
+    drop(lanes);
+}
+
+/// Each datagram is a whole message (RFC 3261 §18.3).
+async fn read_until_stopped(sh: &Shared, sock: &UdpSocket, lanes: &Lanes) {
+    // Room for the largest datagram, so an oversized one is seen whole (not truncated to the
+    // limit) and its headers can be read to answer it 513.
+    let mut buf = vec![0u8; MAX_DATAGRAM.max(sh.cfg.max_message_bytes + 1)];
+    loop {
+        let (n, peer) = tokio::select! {
+            _ = sh.intake.cancelled() => return,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(x) => x,
+                // ICMP port unreachable from an earlier send surfaces here on some systems.
+                Err(e) => {
+                    tracing::debug!(error = %e, "SIP/UDP receive error");
+                    continue;
+                }
+            },
+        };
+        let bytes = &buf[..n];
+        if n > sh.cfg.max_message_bytes {
+            sh.metrics.bytes_received.increment(n as u64);
+            // Its head is within the limit or it gets no answer anyway.
+            let d = Datagram {
+                bytes: bytes[..sh.cfg.max_message_bytes].to_vec(),
+                peer,
+            };
+            lanes.shed(sh, Refusal::TooLarge(d, n));
+            continue;
+        }
+        if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            continue; // keep-alive
+        }
+        let (lane, shed) = match triage(bytes) {
+            Triage::First => (&lanes.first, &sh.metrics.udp_shed_first),
+            Triage::Telemetry => (&lanes.telemetry, &sh.metrics.udp_shed_telemetry),
+        };
+        let d = Datagram {
+            bytes: bytes.to_vec(),
+            peer,
+        };
+        if let Err(mpsc::error::TrySendError::Full(d)) = lane.try_send(d) {
+            shed.increment(1);
+            lanes.shed(sh, Refusal::Busy(d));
+        }
+    }
+}
+
+/// SCAIP answers (any lane) still deciding (`<mrq>` parse, router, commit) above which the
+/// telemetry lane is left to wait: every telemetry message taken costs a digest, a
+/// transaction, a task and a commit, and a backlog of those delays an alarm's own answer
+/// behind them. While fewer are deciding, telemetry is taken; beyond, its lane fills and the
+/// reader answers the rest 503, unparsed. Answers waiting only for the device to confirm its
+/// `<mrs>` do not count: they cost a timer, not work (and a slow device must not stop the
+/// others' telemetry).
+pub(crate) const TELEMETRY_WHILE_DECIDING_BELOW: usize = 256;
+
+/// Handles queued datagrams, the first lane before telemetry, until the reader has stopped and
+/// both lanes are empty.
+async fn handle(
+    sh: Arc<Shared>,
+    link: Link,
+    mut first: mpsc::Receiver<Datagram>,
+    mut telemetry: mpsc::Receiver<Datagram>,
+) {
+    let deciding = || sh.deciding.load(std::sync::atomic::Ordering::Acquire);
+    let mut open = (true, true);
+    while open.0 || open.1 {
+        let room = deciding() < TELEMETRY_WHILE_DECIDING_BELOW;
+        let (is_first, d) = tokio::select! {
+            biased;
+            r = first.recv(), if open.0 => (true, r),
+            r = telemetry.recv(), if open.1 && room => (false, r),
+            // Answers end without waking us: look again soon.
+            _ = tokio::time::sleep(std::time::Duration::from_millis(1)), if !room => continue,
+            else => return,
+        };
+        match d {
+            Some(d) => {
+                dialogue::handle(&sh, &link, d.peer, &d.bytes);
+            }
+            // A closed lane: the reader has stopped; the other is drained still.
+            None if is_first => open.0 = false,
+            None => open.1 = false,
+        }
+    }
+}
+
+/// Answers what was shed, reading only headers.
+async fn refuse(sh: Arc<Shared>, link: Link, mut rx: mpsc::Receiver<Refusal>) {
+    while let Some(r) = rx.recv().await {
+        match r {
+            Refusal::Busy(d) => {
+                dialogue::busy(&sh, &link, d.peer, &d.bytes);
+            }
+            Refusal::TooLarge(d, size) => {
+                dialogue::too_large(&sh, &link, d.peer, &d.bytes, size);
+            }
+        }
+    }
+}
