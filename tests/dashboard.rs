@@ -185,6 +185,10 @@ async fn the_dashboard_shows_live_figures_that_agree_with_the_engine() {
         second["events_per_second.quic"].as_f64().unwrap() > 0.0,
         "{op}"
     );
+    assert!(
+        second["alarms_per_second.quic"].is_number(),
+        "alarms/s by front: {op}"
+    );
 
     // Once the load has stopped, the page's figures equal /metrics and the admin API.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -81,7 +81,12 @@ pub(crate) async fn receive(sh: &Shared, bytes: &[u8], peer: SocketAddr) -> Opti
     sh.metrics.events(events.len());
     let submitted: Vec<_> = events
         .into_iter()
-        .map(|e| (e.lane(), sh.router.submit(e)))
+        .map(|e| {
+            if e.lane() == Lane::Alarm {
+                sh.metrics.alarms_received.increment(1);
+            }
+            (e.lane(), sh.router.submit(e))
+        })
         .collect();
     let wait = Duration::from_millis(sh.cfg.answer_within_ms);
     let mut results: Vec<(Lane, _)> = Vec::with_capacity(submitted.len());

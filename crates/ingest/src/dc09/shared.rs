@@ -40,6 +40,8 @@ pub(crate) struct Metrics {
     events_received: Counter,
     bytes_received: Counter,
     events_sent: Counter,
+    /// Alarm-lane events (what is offered to people) taken in: the dashboard's alarms/s.
+    pub alarms_received: Counter,
     bytes_sent: Counter,
     pub connections_active: Gauge,
     pub connections_accepted: Counter,
@@ -53,6 +55,7 @@ impl Metrics {
             events_received: metrics::counter!("vaka_events_received_total", s => q),
             bytes_received: metrics::counter!("vaka_bytes_received_total", s => q),
             events_sent: metrics::counter!("vaka_events_sent_total", s => q),
+            alarms_received: metrics::counter!("vaka_alarms_received_total", "protocol" => q),
             bytes_sent: metrics::counter!("vaka_bytes_sent_total", s => q),
             connections_active: metrics::gauge!("vaka_connections_active", s => q),
             connections_accepted: metrics::counter!("vaka_connections_total", s => q, "result" => "accepted"),

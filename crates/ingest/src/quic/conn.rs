@@ -472,6 +472,9 @@ impl Conn {
         };
         let lane = event.lane();
         self.shared.metrics.events_sent.increment(1);
+        if lane == vaka_core::Lane::Alarm {
+            self.shared.metrics.alarms_received.increment(1);
+        }
         let submitted = self.shared.router.submit(event);
         Either::Right(async move { convert::reply_of(head, lane, submitted.await) })
     }

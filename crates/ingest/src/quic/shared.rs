@@ -45,6 +45,8 @@ pub(crate) struct Metrics {
     pub bytes_received: Counter,
     /// Events handed to the router.
     pub events_sent: Counter,
+    /// Alarm-lane events (what is offered to people) taken in: the dashboard's alarms/s.
+    pub alarms_received: Counter,
     pub bytes_sent: Counter,
     /// Replies by status: ok, not_treated, busy, rejected, error.
     pub replies: [Counter; 5],
@@ -70,6 +72,7 @@ impl Metrics {
             events_received: metrics::counter!("vaka_events_received_total", s => q),
             bytes_received: metrics::counter!("vaka_bytes_received_total", s => q),
             events_sent: metrics::counter!("vaka_events_sent_total", s => q),
+            alarms_received: metrics::counter!("vaka_alarms_received_total", "protocol" => q),
             bytes_sent: metrics::counter!("vaka_bytes_sent_total", s => q),
             replies: [
                 status("ok"),

@@ -114,6 +114,9 @@ async fn decide(
     );
     let lane = event.lane();
     sh.metrics.events_sent.increment(1);
+    if lane == Lane::Alarm {
+        sh.metrics.alarms_received.increment(1);
+    }
     let reply = tokio::time::timeout(sh.cfg.hold_after(), sh.router.submit(event)).await;
     let mut mrs = Mrs::new(&mrq.reference, Snu::Ok);
     let Ok(reply) = reply else {

@@ -22,7 +22,8 @@ pub struct Snapshot {
     /// "platform" or "tenant".
     pub scope: &'static str,
     pub tenants: Vec<String>,
-    /// Alarms opened per second (over the window).
+    /// Alarms opened per second (`opened`, the tenants in view) and, in the platform view,
+    /// alarm-lane events taken in per second by front (`sip`, `quic`, `dc09`).
     pub alarms_per_second: BTreeMap<String, Option<f64>>,
     /// Device messages taken in per second, by front (platform view only).
     pub events_per_second: BTreeMap<String, f64>,
@@ -211,6 +212,7 @@ pub fn build(
     };
     let mut connections = BTreeMap::new();
     let mut events_per_second = BTreeMap::new();
+    let mut alarms_per_second = BTreeMap::from([("opened".to_string(), opened)]);
     let mut gps_filtered = BTreeMap::new();
     let (store, udp_drops, deadline_misses);
     if platform {
@@ -233,6 +235,9 @@ pub fn build(
         for front in ["sip", "quic", "dc09"] {
             if let Some(r) = rate("vaka_events_received_total", &[("stage", front)]) {
                 events_per_second.insert(front.to_string(), r);
+            }
+            if let Some(r) = rate("vaka_alarms_received_total", &[("protocol", front)]) {
+                alarms_per_second.insert(front.to_string(), Some(r));
             }
         }
         gps_filtered = last.by_label("vaka_gps_fixes_filtered_total", "reason");
@@ -265,7 +270,7 @@ pub fn build(
         at_ms: now,
         scope: if platform { "platform" } else { "tenant" },
         tenants: tenants.to_vec(),
-        alarms_per_second: BTreeMap::from([("opened".to_string(), opened)]),
+        alarms_per_second,
         events_per_second,
         connections,
         stage_latency_ms,
