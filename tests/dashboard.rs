@@ -59,6 +59,16 @@ fn browser(args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
+/// [`browser`] off the test's runtime (the engine's load keeps running on it meanwhile).
+async fn browse(args: &[&str]) -> Value {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        browser(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap()
+}
+
 /// The sum of a metric's samples in /metrics whose label set contains `labels` (e.g.
 /// `stage="quic"`), 0 when absent.
 fn metric(engine: &Engine, name: &str, labels: &str) -> f64 {
@@ -146,26 +156,20 @@ async fn the_dashboard_shows_live_figures_that_agree_with_the_engine() {
     };
 
     // The platform operator's view: the open alarms move while the load runs.
-    let op = {
-        let (base, shots) = (base.clone(), shots_arg.clone());
-        tokio::task::spawn_blocking(move || {
-            browser(&[
-                "dashboard",
-                "--base",
-                &base,
-                "--token",
-                OPERATOR,
-                "--screenshots",
-                &shots,
-                "--wait-moving",
-                "alarms.open",
-                "--timeout",
-                "30",
-            ])
-        })
-        .await
-        .unwrap()
-    };
+    let op = browse(&[
+        "dashboard",
+        "--base",
+        &base,
+        "--token",
+        OPERATOR,
+        "--screenshots",
+        &shots_arg,
+        "--wait-moving",
+        "alarms.open",
+        "--timeout",
+        "30",
+    ])
+    .await;
     running.store(false, Ordering::Relaxed);
     load.await.unwrap();
     let (first, second) = (&op["first"], &op["second"]);
@@ -192,22 +196,16 @@ async fn the_dashboard_shows_live_figures_that_agree_with_the_engine() {
 
     // Once the load has stopped, the page's figures equal /metrics and the admin API.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let still = {
-        let (base, shots) = (base.clone(), shots_arg.clone());
-        tokio::task::spawn_blocking(move || {
-            browser(&[
-                "dashboard",
-                "--base",
-                &base,
-                "--token",
-                OPERATOR,
-                "--screenshots",
-                &shots,
-            ])
-        })
-        .await
-        .unwrap()
-    };
+    let still = browse(&[
+        "dashboard",
+        "--base",
+        &base,
+        "--token",
+        OPERATOR,
+        "--screenshots",
+        &shots_arg,
+    ])
+    .await;
     let shown = &still["first"];
     let open_t1 = open_alarm_ids(&engine, "t1");
     let open_t2 = open_alarm_ids(&engine, "t2");
@@ -238,23 +236,18 @@ async fn the_dashboard_shows_live_figures_that_agree_with_the_engine() {
 
     // A tenant admin of t2 sees t2's alarms only, and no engine-wide figures.
     let (_, t2_secret) = engine.tenant_admin("t2");
-    let tenant_view = {
-        let (base, shots) = (base.clone(), shots.join("tenant-t2"));
-        std::fs::create_dir_all(&shots).unwrap();
-        tokio::task::spawn_blocking(move || {
-            browser(&[
-                "dashboard",
-                "--base",
-                &base,
-                "--token",
-                &t2_secret,
-                "--screenshots",
-                shots.to_str().unwrap(),
-            ])
-        })
-        .await
-        .unwrap()
-    };
+    let t2_shots = shots.join("tenant-t2");
+    std::fs::create_dir_all(&t2_shots).unwrap();
+    let tenant_view = browse(&[
+        "dashboard",
+        "--base",
+        &base,
+        "--token",
+        &t2_secret,
+        "--screenshots",
+        t2_shots.to_str().unwrap(),
+    ])
+    .await;
     assert!(
         tenant_view["scope"].as_str().unwrap().contains("t2"),
         "{tenant_view}"
@@ -301,24 +294,18 @@ async fn the_dashboard_shows_live_figures_that_agree_with_the_engine() {
     let detail = engine
         .get(&format!("/api/v1/alarms/{handled}"), OPERATOR)
         .json();
-    let page = {
-        let (base, shots, id) = (base.clone(), shots_arg.clone(), handled.to_string());
-        tokio::task::spawn_blocking(move || {
-            browser(&[
-                "alarm",
-                "--base",
-                &base,
-                "--token",
-                OPERATOR,
-                "--id",
-                &id,
-                "--screenshots",
-                &shots,
-            ])
-        })
-        .await
-        .unwrap()
-    };
+    let page = browse(&[
+        "alarm",
+        "--base",
+        &base,
+        "--token",
+        OPERATOR,
+        "--id",
+        &handled.to_string(),
+        "--screenshots",
+        &shots_arg,
+    ])
+    .await;
     let rows = page["rows"].as_array().unwrap();
     let audit = detail["audit"].as_array().unwrap();
     assert_eq!(rows.len(), audit.len(), "{page}");
@@ -355,29 +342,22 @@ async fn the_dashboard_shows_live_figures_that_agree_with_the_engine() {
             OPERATOR,
         )
         .json();
-    let stats = {
-        let (base, shots) = (base.clone(), shots_arg.clone());
-        let (from, to) = (from.to_string(), to.to_string());
-        tokio::task::spawn_blocking(move || {
-            browser(&[
-                "statistics",
-                "--base",
-                &base,
-                "--token",
-                OPERATOR,
-                "--tenant",
-                "t1",
-                "--from-ms",
-                &from,
-                "--to-ms",
-                &to,
-                "--screenshots",
-                &shots,
-            ])
-        })
-        .await
-        .unwrap()
-    };
+    let stats = browse(&[
+        "statistics",
+        "--base",
+        &base,
+        "--token",
+        OPERATOR,
+        "--tenant",
+        "t1",
+        "--from-ms",
+        &from.to_string(),
+        "--to-ms",
+        &to.to_string(),
+        "--screenshots",
+        &shots_arg,
+    ])
+    .await;
     assert_eq!(
         stats["stats.alarms.total"].as_f64(),
         api["alarms"]["total"].as_f64()
@@ -392,10 +372,6 @@ async fn the_dashboard_shows_live_figures_that_agree_with_the_engine() {
     );
 
     // A wrong token is refused on the login page.
-    let refused = tokio::task::spawn_blocking(move || {
-        browser(&["login-fails", "--base", &base, "--token", "not-a-token"])
-    })
-    .await
-    .unwrap();
+    let refused = browse(&["login-fails", "--base", &base, "--token", "not-a-token"]).await;
     assert_eq!(refused["failed_shown"], true);
 }
