@@ -163,14 +163,9 @@ pub fn build(
             },
         );
     }
-    let opened: Option<f64> = (secs > 0.0).then(|| {
-        let b = windowed(
-            "vaka_alarm_stage_seconds",
-            &[("stage", "durable")],
-            scope_tenants,
-        );
-        b.last().map_or(0.0, |x| x.1) / secs
-    });
+    // Every alarm opened in the window reached its durable stage once: that count, per second.
+    let opened: Option<f64> =
+        (secs > 0.0).then(|| stage_latency_ms.get("durable").map_or(0.0, |d| d.count) / secs);
     let visible = |a: &&Alarm| tenants.contains(&a.device.tenant.0);
     let mine: Vec<&Alarm> = open.iter().filter(visible).collect();
     let mut counts = OpenCounts::default();
