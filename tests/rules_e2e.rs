@@ -1,7 +1,8 @@
 //! Activity rules end to end (`vaka serve`, rules from the configuration): a medication robot
 //! (a vaka/1 device) reports a missed dose; the rule's alarm reaches the nurses' receiver,
 //! which the device routes that kind of alarm to, and not the alarm centre of its tenant; the
-//! device's status lists the rule as fired, then armed again once the dose is taken.
+//! device's status lists the rule as fired, then armed again once the dose is taken. Reports
+//! stamped with the device's time are judged at that time, whatever order they arrive in.
 #[path = "support/admin.rs"]
 mod admin;
 #[path = "support/binary.rs"]
@@ -69,4 +70,30 @@ async fn a_missed_dose_reaches_the_nurses_not_the_alarm_centre() {
         .unwrap();
     assert_eq!(rule_state(&engine), "armed");
     centre.no_offer_for(Duration::from_secs(1)).await;
+}
+
+/// The robot's reports carry the time they happened (`occurred_ms`): a "taken" that overtakes
+/// its "due" on the way in leaves the rule armed, as it would have been in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_overtaken_on_the_way_is_judged_at_the_time_it_happened() {
+    let engine = Engine::start(DIRECTORY, &[("t", &["robot"])]);
+    let robot = engine.quic_client("t", "robot").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    for ev in [
+        events::occurred_at(events::telemetry("t1", "dose-taken", 1.0), now - 60_000),
+        events::occurred_at(events::telemetry("d1", "dose-due", 1.0), now - 10 * 60_000),
+    ] {
+        let r = robot.send(ev).await.unwrap();
+        assert_eq!(r.status(), vaka_device::pb::Status::Ok);
+    }
+    assert_eq!(rule_state(&engine), "armed", "due 10 min ago, taken since");
+    // The same "due" without its time is taken as now: waiting for the dose.
+    robot
+        .send(events::telemetry("d2", "dose-due", 1.0))
+        .await
+        .unwrap();
+    assert_eq!(rule_state(&engine), "waiting");
 }

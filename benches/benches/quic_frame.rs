@@ -33,6 +33,7 @@ fn event(i: usize) -> pb::Event {
         }),
     };
     pb::Event {
+        occurred_ms: None,
         key: format!("{:016x}", i as u64 * 0x9e37_79b9),
         device: format!("4600{:06}", i % 1000),
         fix: None,

@@ -1,12 +1,14 @@
 //! Activity rule evaluation per event: what one sensor event costs a device with rules (the
-//! shard calls `Rule::input` for each of the device's rules, then `on_input` for those it
-//! concerns), in the tenant's time zone. Also the cost for an event no rule reads.
+//! shard calls `Rule::input` for each of the device's rules, then `step` for those it
+//! concerns), in the tenant's time zone. Also the cost for an event no rule reads, and what
+//! taking readings in the order they happened costs: a reading with a full reorder span kept,
+//! a late one replayed among them, and the JSON the shard writes of such a state.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vaka_core::rules::time::zone;
-use vaka_core::rules::{Rule, RuleRecord, RuleState};
+use vaka_core::rules::{Input, Rule, RuleRecord, RuleState, MAX_KEPT};
 use vaka_core::{DeviceKey, Event, EventId, EventKind};
 
 fn rule(json: &str) -> Rule {
@@ -25,6 +27,7 @@ fn reading(name: &str, value: f64, at: i64) -> Event {
         },
         fix: None,
         raw: Vec::new(),
+        occurred_ms: None,
     }
 }
 
@@ -55,17 +58,53 @@ fn bench_rules(c: &mut Criterion) {
                 for r in &rules {
                     if let Some(input) = r.input(black_box(&ev)) {
                         let mut s = RuleState::default();
-                        if r.on_input(&mut s, input, EventId(1), ev.received_ms, &tz)
-                            .is_some()
-                        {
-                            fired += 1;
-                        }
+                        let t = ev.received_ms;
+                        fired += r.step(&mut s, input, EventId(1), t, t, &tz).unwrap().len();
                     }
                 }
                 fired
             })
         });
     }
+    // A thermometer reading every 28 s: the 30 min reorder span holds the 64 kept at most.
+    let cold = &rules[3];
+    let mut full = RuleState::default();
+    let mut t = night;
+    for i in 0..64 {
+        t += 28_000;
+        let v = if i % 2 == 0 { 15.0 } else { 17.0 };
+        cold.step(&mut full, Input::Value(v), EventId(i), t, t, &tz)
+            .unwrap();
+    }
+    assert_eq!(full.order.recent.len(), MAX_KEPT);
+    g.bench_function("threshold_in_order_64_kept", |b| {
+        b.iter(|| {
+            let mut s = full.clone();
+            let at = t + 28_000;
+            cold.step(&mut s, Input::Value(15.0), EventId(99), at, at, &tz)
+                .unwrap()
+                .len()
+        })
+    });
+    g.bench_function("threshold_late_replayed_among_64", |b| {
+        b.iter(|| {
+            let mut s = full.clone();
+            let at = t - 10 * 60_000;
+            cold.step(&mut s, Input::Value(15.0), EventId(99), at, t, &tz)
+                .unwrap()
+                .len()
+        })
+    });
+    g.bench_function("clone_state_64_kept", |b| {
+        b.iter(|| black_box(&full).clone())
+    });
+    g.bench_function("state_json_64_kept", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&full)).unwrap().len())
+    });
+    println!(
+        "rule state with 64 kept readings: {} bytes of JSON",
+        serde_json::to_vec(&full).unwrap().len()
+    );
     g.finish();
 }
 

@@ -25,5 +25,6 @@ pub fn telemetry(device: usize, n: u64) -> Event {
         },
         fix: None,
         raw: vec![0x5a; 100],
+        occurred_ms: None,
     }
 }

@@ -88,6 +88,7 @@ fn main() {
                         kind,
                         fix: None,
                         raw: vec![b'x'; 100],
+                        occurred_ms: None,
                     };
                     match router.submit(ev).await {
                         Ok(Reply::Accepted { event, .. }) => {

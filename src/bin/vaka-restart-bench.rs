@@ -95,6 +95,7 @@ fn populate(config: &Path, n: usize) {
                     }),
                     fix: None,
                     raw: b"<mrq/>".to_vec(),
+                    occurred_ms: None,
                 };
                 router.submit(ev).await
             });

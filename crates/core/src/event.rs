@@ -94,9 +94,20 @@ pub struct Event {
     pub fix: Option<Fix>,
     /// The message as it came off the wire, kept for audit.
     pub raw: Vec<u8>,
+    /// When it happened by the device's own clock (vaka/1 `occurred_ms`), if the device said;
+    /// [`Event::at`] is the time the engine goes by. The last field on purpose: an event stored
+    /// before storage format 3 ends before it and is read with `None`.
+    pub occurred_ms: Option<UnixMillis>,
 }
 
 impl Event {
+    /// When it happened: the device's time if it gave one, never later than its arrival (a
+    /// device clock running ahead cannot put an event in the future).
+    pub fn at(&self) -> UnixMillis {
+        self.occurred_ms
+            .map_or(self.received_ms, |t| t.min(self.received_ms))
+    }
+
     pub fn lane(&self) -> Lane {
         match self.kind {
             EventKind::Alarm(_)

@@ -36,6 +36,7 @@ fn alarm_event(key: &str, at: i64) -> Event {
         }),
         fix: None,
         raw: vec![],
+        occurred_ms: None,
     }
 }
 

@@ -16,6 +16,7 @@ fn fence_event(fence: &str, exit: bool, at: i64) -> Event {
         },
         fix: Some(vaka_core::gps::Fix::at(at, 57.72, 11.97)),
         raw: b"geofence".to_vec(),
+        occurred_ms: None,
     }
 }
 

@@ -8,7 +8,15 @@ fn event(key: impl Into<String>, body: Body) -> pb::Event {
         device: String::new(),
         fix: None,
         body: Some(body),
+        occurred_ms: None,
     }
+}
+
+/// `ev` with the time it happened by the device's clock (ms since the epoch): a reading sent
+/// late is then judged at that time by the engine's activity rules.
+pub fn occurred_at(mut ev: pb::Event, time_ms: u64) -> pb::Event {
+    ev.occurred_ms = Some(time_ms);
+    ev
 }
 
 /// An alarm (`code` as SCAIP stc, e.g. "0010" manual alarm; `priority` 0..=9).

@@ -100,6 +100,7 @@ mod tests {
     fn events_frame_from_references_matches_prost() {
         let events: Vec<pb::Event> = (0..300)
             .map(|i| pb::Event {
+                occurred_ms: None,
                 key: format!("k{i}"),
                 device: "x".repeat(i % 5),
                 fix: None,

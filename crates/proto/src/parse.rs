@@ -165,6 +165,7 @@ mod tests {
 
     fn event(i: u32) -> pb::Event {
         pb::Event {
+            occurred_ms: None,
             key: format!("k{i}"),
             device: if i.is_multiple_of(3) {
                 String::new()

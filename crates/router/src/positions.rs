@@ -134,6 +134,7 @@ pub(crate) fn fence_event(
         },
         fix: Some(*fix),
         raw: b"geofence".to_vec(),
+        occurred_ms: None,
     }
 }
 

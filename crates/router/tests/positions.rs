@@ -69,6 +69,7 @@ fn position(device: &str, key: &str, fix: Fix) -> Event {
         kind: EventKind::Position,
         fix: Some(fix),
         raw: format!("pos {key}").into_bytes(),
+        occurred_ms: None,
     }
 }
 

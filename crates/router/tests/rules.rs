@@ -327,3 +327,104 @@ async fn not_in_bed_by_keeps_local_time_across_a_restart_and_the_autumn_change()
         got[2]
     );
 }
+
+/// A reading stamped with the time it happened (`occurred_ms`), arriving now.
+fn happened(device: &str, name: &str, value: f64, n: u64, at: i64, now: i64) -> Event {
+    Event {
+        received_ms: now,
+        occurred_ms: Some(at),
+        ..reading(device, name, value, n)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_door_reported_in_reverse_across_a_restart_alarms_once_and_restores() {
+    let _busy = hold_clock();
+    let backend = Arc::new(MemBackend::new());
+    let clock = Clock::starting_at(T0);
+    let (store, router) = start(backend.clone(), clock);
+    // 00:30 local: inside the night window.
+    tokio::time::advance(Duration::from_secs(210 * MIN)).await;
+    let now = clock.now_ms();
+    router
+        .submit(happened("d1", "front-door", 0.0, 1, now - 60 * 60_000, now))
+        .await
+        .unwrap();
+    // Closed at 00:28 (reported first, over a flaky link), then the engine restarts...
+    router
+        .submit(happened("d1", "front-door", 0.0, 2, now - 2 * 60_000, now))
+        .await
+        .unwrap();
+    router.shutdown().await;
+    store.close().unwrap();
+    let (_store, router) = start(backend.clone(), Clock::starting_at(now));
+    router.centre_up(&CentreId::new("c1")).await;
+    // ...and the opening at 00:25 arrives after it: the door was opened at night.
+    let reply = router
+        .submit(happened("d1", "front-door", 1.0, 3, now - 5 * 60_000, now))
+        .await
+        .unwrap();
+    let got = wait_for(&backend, "c1", 2).await;
+    let Notice::Offer { alarm, .. } = &got[0] else {
+        panic!("{got:?}")
+    };
+    assert_eq!(alarm.code, "rule:door_at_night:door");
+    let vaka_router::Reply::Accepted { event, .. } = reply else {
+        panic!("{reply:?}")
+    };
+    let event = format!("events {}", event.0);
+    assert!(
+        alarm.text.as_deref().unwrap_or("").contains(&event),
+        "the late opening is the cause: {alarm:?}"
+    );
+    assert!(
+        matches!(&got[1], Notice::Update { update: UpdateKind::Restored, alarm: a } if a.id == alarm.id),
+        "closed already: restored at once {got:?}"
+    );
+    settle().await;
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(outbox(&backend, "c1").len(), 2, "once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dose_taken_report_overtaking_its_due_report_raises_nothing() {
+    let _busy = hold_clock();
+    let backend = Arc::new(MemBackend::new());
+    let clock = Clock::starting_at(T0);
+    let (_store, router) = start(backend.clone(), clock);
+    router.centre_up(&CentreId::new("nurse")).await;
+    let now = clock.now_ms();
+    // Due at 21:00, taken at 21:05; the "taken" arrives first, at 21:06, the "due" at 21:07.
+    tokio::time::advance(Duration::from_secs(6 * MIN)).await;
+    router
+        .submit(happened(
+            "d0",
+            "dose-taken",
+            1.0,
+            1,
+            now + 5 * 60_000,
+            clock.now_ms(),
+        ))
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(MIN)).await;
+    router
+        .submit(happened("d0", "dose-due", 1.0, 2, now, clock.now_ms()))
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(60 * MIN)).await;
+    settle().await;
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        outbox(&backend, "nurse").is_empty(),
+        "{:?}",
+        outbox(&backend, "nurse")
+    );
+    // Without its device time the same "due" would have been a missed dose 30 min later.
+    router
+        .submit(reading("d0", "dose-due", 1.0, 3))
+        .await
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(30 * MIN)).await;
+    wait_for(&backend, "nurse", 1).await;
+}

@@ -30,6 +30,7 @@ pub fn alarm(device: &str, key: &str) -> Event {
         }),
         fix: None,
         raw: b"<mrq/>".to_vec(),
+        occurred_ms: None,
     }
 }
 
@@ -44,6 +45,7 @@ pub fn telemetry(device: &str, n: u64) -> Event {
         },
         fix: None,
         raw: vec![0; 100],
+        occurred_ms: None,
     }
 }
 

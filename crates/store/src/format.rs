@@ -8,7 +8,7 @@
 use crate::backend::{Backend, Cf, StoreError, WriteSet};
 
 /// The format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Meta key of the store's format version (u32, big-endian).
 pub const META_FORMAT_VERSION: &[u8] = b"format_version";
@@ -20,7 +20,10 @@ pub const META_FORMAT_VERSION: &[u8] = b"format_version";
 /// - equal to [`FORMAT_VERSION`]: nothing to do;
 /// - newer: refused, nothing changed (a newer Vaka wrote it; this build would misread it);
 /// - 1: migrated to 2 (alarms gained stage times and the test mark: `migrate_v1`), in one
-///   synced write;
+///   synced write, then on to 3;
+/// - 2: to 3 (events gained the device's time, `Event::occurred_ms`): only the version is
+///   written; an event stored before reads with no device time (`keys::decode_event`), so
+///   the events, the largest column family, are not rewritten;
 /// - older than 1: versions start at 1, so such a value can only be damage: refused.
 pub(crate) fn check_format(backend: &dyn Backend) -> Result<u32, StoreError> {
     let Some(bytes) = backend.get(Cf::Meta, META_FORMAT_VERSION)? else {
@@ -32,7 +35,7 @@ pub(crate) fn check_format(backend: &dyn Backend) -> Result<u32, StoreError> {
             false
         })?;
         if holds_alarms {
-            return migrate_from_v1(backend);
+            return migrate_from_v1(backend).and_then(|_| migrate_from_v2(backend));
         }
         backend.write_synced(std::slice::from_ref(&version_set(FORMAT_VERSION)))?;
         return Ok(FORMAT_VERSION);
@@ -54,7 +57,8 @@ pub(crate) fn check_format(backend: &dyn Backend) -> Result<u32, StoreError> {
         }),
         // Migrations from older versions, one step at a time, each writing the new version in
         // the same synced write set as the data it rewrote.
-        1 => migrate_from_v1(backend),
+        1 => migrate_from_v1(backend).and_then(|_| migrate_from_v2(backend)),
+        2 => migrate_from_v2(backend),
         _ => Err(StoreError::Format {
             found,
             known: FORMAT_VERSION,
@@ -72,6 +76,12 @@ fn migrate_from_v1(backend: &dyn Backend) -> Result<u32, StoreError> {
         "store migrated from format 1 to 2 (alarms carry their stage times and test mark)"
     );
     Ok(2)
+}
+
+fn migrate_from_v2(backend: &dyn Backend) -> Result<u32, StoreError> {
+    backend.write_synced(std::slice::from_ref(&version_set(3)))?;
+    tracing::warn!("store migrated from format 2 to 3 (events may carry the device's time)");
+    Ok(3)
 }
 
 /// A write set recording `version` as the store's format.

@@ -13,6 +13,46 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+/// An event stored before format 3: the same fields up to `raw`, no device time. Postcard is
+/// positional, so such a record ends where the device time would begin; it is read through
+/// this shape when the current one runs out of bytes ([`decode_event`]). Events are never
+/// rewritten, so format 3 needs no migration of them.
+#[derive(Deserialize)]
+struct StoredEventV2 {
+    id: EventId,
+    event: EventV2,
+}
+
+#[derive(Deserialize)]
+struct EventV2 {
+    device: DeviceKey,
+    key: String,
+    received_ms: UnixMillis,
+    kind: vaka_core::EventKind,
+    fix: Option<vaka_core::gps::Fix>,
+    raw: Vec<u8>,
+}
+
+/// Reads a stored event of format 3, or of format 2 and before (no device time).
+pub(crate) fn decode_event(key: &[u8], v: &[u8]) -> Result<StoredEvent, StoreError> {
+    decode::<StoredEvent>(Cf::Events, key, v).or_else(|current| {
+        let old: StoredEventV2 = postcard::from_bytes(v).map_err(|_| current)?;
+        let e = old.event;
+        Ok(StoredEvent {
+            id: old.id,
+            event: Event {
+                device: e.device,
+                key: e.key,
+                received_ms: e.received_ms,
+                kind: e.kind,
+                fix: e.fix,
+                raw: e.raw,
+                occurred_ms: None,
+            },
+        })
+    })
+}
+
 /// An idempotency entry as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdemRecord {
@@ -189,7 +229,7 @@ pub fn load_audit(backend: &dyn Backend, id: AlarmId) -> Result<Vec<AuditRecord>
 pub fn load_event(backend: &dyn Backend, id: EventId) -> Result<Option<Event>, StoreError> {
     let key = id_key(id.0);
     match backend.get(Cf::Events, &key)? {
-        Some(v) => Ok(Some(decode::<StoredEvent>(Cf::Events, &key, &v)?.event)),
+        Some(v) => Ok(Some(decode_event(&key, &v)?.event)),
         None => Ok(None),
     }
 }

@@ -7,7 +7,7 @@
 //! (`meta` `retention/events_from`) and stops at the first event too young for any tenant: each
 //! sweep reads what expired since the last one, not the whole column family.
 use crate::backend::{Backend, Cf, StoreError, WriteSet};
-use crate::keys::{decode, decode_id, id_key, StoredEvent, META_EVENTS_SWEPT};
+use crate::keys::{decode_event, decode_id, id_key, StoredEvent, META_EVENTS_SWEPT};
 use vaka_core::{DeviceKey, Lane, UnixMillis};
 
 /// Deletes at most this many events per synced write.
@@ -49,7 +49,7 @@ pub fn prune_telemetry_events(
             let Some(id) = decode_id(k) else {
                 return true;
             };
-            let stored: StoredEvent = match decode(Cf::Events, k, v) {
+            let stored: StoredEvent = match decode_event(k, v) {
                 Ok(e) => e,
                 Err(e) => {
                     err = Some(e);
@@ -131,6 +131,7 @@ mod tests {
             kind,
             fix: fix_ms.map(|t| Fix::at(t, 57.7, 11.9)),
             raw: b"raw".to_vec(),
+            occurred_ms: None,
         }
     }
 

@@ -121,6 +121,7 @@ fn opening_event_is_readable_by_alarm_id() {
         kind: EventKind::Heartbeat,
         fix: Some(vaka_core::gps::Fix::at(4, 57.7, 11.9)),
         raw: b"x".to_vec(),
+        occurred_ms: None,
     };
     let mut set = WriteSet::new();
     set.put_event(EventId(42), &event);

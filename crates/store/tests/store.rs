@@ -186,6 +186,7 @@ fn recovery_finds_open_alarms_live_idempotency_and_next_id() {
             kind: EventKind::Heartbeat,
             fix: None,
             raw: vec![],
+            occurred_ms: None,
         };
         set.put_event(EventId(5), &ev);
         set.put_alarm(&sample_alarm(5, AlarmState::Pending));

@@ -200,6 +200,7 @@ pub fn alarm(tenant: &str, device: &str, key: &str) -> Event {
         }),
         fix: Some(Fix::at(T0, 57.7089, 11.9746).with_accuracy(15.0)),
         raw: b"<mrq/>".to_vec(),
+        occurred_ms: None,
     }
 }
 

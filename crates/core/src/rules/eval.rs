@@ -37,10 +37,44 @@ pub struct RuleState {
     pub last_motion: Option<UnixMillis>,
     /// The events that led to the pending or fired condition (the firing's audit).
     pub causes: Vec<EventId>,
+    /// The inputs kept to put a late one in its place (`order`).
+    #[serde(default, skip_serializing_if = "Reorder::is_empty")]
+    pub order: Reorder,
+}
+
+/// What a rule keeps to take inputs in the order they happened.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reorder {
+    /// Device time of the newest input taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_at: Option<UnixMillis>,
+    /// The inputs of the last [`super::order::REORDER_MS`] of device time, in time order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<Kept>,
+    /// The state before the first of `recent`, and the time of the last input folded into it
+    /// (nothing earlier can be put in its place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<Box<RuleState>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_at: Option<UnixMillis>,
+}
+
+impl Reorder {
+    pub fn is_empty(&self) -> bool {
+        *self == Reorder::default()
+    }
+}
+
+/// An input kept for reordering.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Kept {
+    pub at: UnixMillis,
+    pub input: Input,
+    pub id: EventId,
 }
 
 /// What an event is to a rule.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Input {
     /// A reading of the rule's sensor.
     Value(f64),
@@ -193,13 +227,7 @@ impl Rule {
                         }
                         None
                     }
-                    Phase::Waiting if back => {
-                        *s = RuleState {
-                            last: s.last,
-                            ..RuleState::default()
-                        };
-                        None
-                    }
+                    Phase::Waiting if back => end(s, false, ""),
                     Phase::Waiting | Phase::Fired if out => {
                         push_cause(s, id);
                         None
@@ -293,9 +321,13 @@ fn fire(s: &mut RuleState, now: UnixMillis, text: &str) -> Option<Outcome> {
 
 /// The condition ended: a fired rule restores, a waiting one goes back to watching.
 fn end(s: &mut RuleState, fired: bool, text: &str) -> Option<Outcome> {
-    let keep = (s.last, s.last_motion, s.due);
-    *s = RuleState::default();
-    (s.last, s.last_motion) = (keep.0, keep.1);
+    let (last, last_motion) = (s.last, s.last_motion);
+    *s = RuleState {
+        last,
+        last_motion,
+        order: std::mem::take(&mut s.order),
+        ..RuleState::default()
+    };
     if fired {
         Some(Outcome::Restore {
             text: text.to_owned(),

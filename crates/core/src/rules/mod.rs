@@ -23,12 +23,16 @@
 //! | `threshold` | the value below `below` or above `above` for `minutes` | back inside by `hysteresis` | sensor, below?, above?, minutes, hysteresis? |
 //!
 //! Windows and times are local to the tenant's time zone (`time_zone`, IANA name), daylight
-//! saving included. Readings are taken in the order the engine receives them, at the time it
-//! receives them (core events carry no device time).
+//! saving included. Readings are taken in the order they happened: at the device's own time
+//! (vaka/1 `occurred_ms`; an event without one, e.g. every SCAIP and DC-09 event, at its
+//! arrival), a reading that arrives after a newer one is put in its place within the last
+//! [`REORDER_MS`] (`order`), an older one is too late and not taken.
 mod eval;
+mod order;
 pub mod time;
 
-pub use eval::{Input, Outcome, Phase, RuleState};
+pub use eval::{Input, Kept, Outcome, Phase, Reorder, RuleState};
+pub use order::{TooLate, MAX_KEPT, REORDER_MS};
 
 use crate::checks::{valid_id, Problems};
 use serde::{Deserialize, Serialize};
@@ -282,5 +286,7 @@ pub fn check_rules(rules: &[RuleRecord], at: &str) -> Problems {
     p
 }
 
+#[cfg(test)]
+mod order_tests;
 #[cfg(test)]
 mod tests;

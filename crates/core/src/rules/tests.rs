@@ -25,6 +25,7 @@ fn reading(name: &str, value: f64, at: UnixMillis) -> Event {
         },
         fix: None,
         raw: Vec::new(),
+        occurred_ms: None,
     }
 }
 

@@ -121,6 +121,7 @@ pub fn to_events(
         kind,
         fix,
         raw: raw.to_vec(),
+        occurred_ms: None,
     };
     match &msg.payload {
         Payload::Null => vec![Event {

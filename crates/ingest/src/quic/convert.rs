@@ -75,6 +75,13 @@ pub(crate) fn to_core(
     raw: Vec<u8>,
 ) -> Result<Event, Refusal> {
     let mut fix_out = ev.fix.as_ref().map(fix);
+    let occurred_ms = match ev.occurred_ms {
+        None => None,
+        Some(t) => Some(
+            UnixMillis::try_from(t)
+                .map_err(|_| Refusal::Malformed(format!("occurred_ms {t} out of range")))?,
+        ),
+    };
     let kind = match ev.body {
         None => return Err(Refusal::Malformed("event has no body".into())),
         Some(Body::Alarm(a)) => {
@@ -141,6 +148,7 @@ pub(crate) fn to_core(
         kind,
         fix: fix_out,
         raw,
+        occurred_ms,
     })
 }
 
@@ -209,7 +217,31 @@ mod tests {
             device: String::new(),
             fix: None,
             body,
+            occurred_ms: None,
         }
+    }
+
+    #[test]
+    fn the_device_time_is_kept_and_one_out_of_range_refused() {
+        let mut e = ev(Some(Body::Heartbeat(pb::Heartbeat {})));
+        e.occurred_ms = Some(1_700_000_000_000);
+        let c = to_core(e, own(), 1_700_000_500_000, vec![]).unwrap();
+        assert_eq!(c.occurred_ms, Some(1_700_000_000_000));
+        assert_eq!(c.at(), 1_700_000_000_000);
+        let mut e = ev(Some(Body::Heartbeat(pb::Heartbeat {})));
+        e.occurred_ms = Some(1_800_000_000_000);
+        let c = to_core(e, own(), 1_700_000_500_000, vec![]).unwrap();
+        assert_eq!(
+            c.at(),
+            1_700_000_500_000,
+            "a clock ahead is taken as the arrival"
+        );
+        let mut e = ev(Some(Body::Heartbeat(pb::Heartbeat {})));
+        e.occurred_ms = Some(u64::MAX);
+        assert!(matches!(
+            to_core(e, own(), 1, vec![]),
+            Err(Refusal::Malformed(m)) if m.contains("occurred_ms")
+        ));
     }
 
     #[test]

@@ -78,6 +78,7 @@ pub fn to_event(mrq: &Mrq, device: DeviceKey, received_ms: UnixMillis, raw: Vec<
         kind,
         fix,
         raw,
+        occurred_ms: None,
     }
 }
 

@@ -149,18 +149,26 @@ impl Shard {
             return;
         }
         let tz = dir.time_zone(&ev.device.tenant);
+        // The device's time when it gave one (never after its arrival), else the batch's.
+        let at = ev.occurred_ms.map_or(b.now, |_| ev.at().min(b.now));
         for rule in &device.rules {
             let Some(input) = rule.input(ev) else {
                 continue;
             };
             let key = (ev.device.clone(), rule.id.clone());
             let mut state = self.rules.states.get(&key).cloned().unwrap_or_default();
-            let out = rule.on_input(&mut state, input, id, b.now, tz);
+            let Ok(outcomes) = rule.step(&mut state, input, id, at, b.now, tz) else {
+                metrics::counter!("vaka_rule_inputs_too_late_total", "kind" => rule.kind_name())
+                    .increment(1);
+                tracing::warn!(device = %ev.device, rule = %rule.id, event = id.0,
+                    at, "reading older than the rule's reorder span: not taken");
+                continue;
+            };
             b.set.put_rule_state(&ev.device, &rule.id, &state);
             b.inflight.rules.push(ev.device.clone());
             self.rules.keep(&ev.device, &rule.id, state);
-            if let Some(out) = out {
-                self.rule_event(lane, &ev.device, rule, out, b);
+            for (i, out) in outcomes.into_iter().enumerate() {
+                self.rule_event(lane, &ev.device, rule, out, i, b);
             }
         }
     }
@@ -190,7 +198,7 @@ impl Shard {
             b.inflight.rules.push(device.clone());
             self.rules.keep(&device, &rule_id, state);
             if let Some(out) = out {
-                self.rule_event(lane, &device, &rule, out, b);
+                self.rule_event(lane, &device, &rule, out, 0, b);
             }
         }
     }
@@ -219,6 +227,7 @@ impl Shard {
         device: &DeviceKey,
         rule: &Rule,
         out: Outcome,
+        nth: usize,
         b: &mut Batch,
     ) {
         let code = rule.code();
@@ -239,11 +248,17 @@ impl Shard {
         };
         let event = Event {
             device: device.clone(),
-            key: format!("{code}/{}/{}", if fired { "fired" } else { "ended" }, b.now),
+            // One step may fire and end more than once (late readings replayed): `nth` keeps
+            // the keys apart.
+            key: match (if fired { "fired" } else { "ended" }, nth) {
+                (what, 0) => format!("{code}/{what}/{}", b.now),
+                (what, n) => format!("{code}/{what}/{}/{n}", b.now),
+            },
             received_ms: b.now,
             kind: EventKind::Rule { code, fired, text },
             fix: None,
             raw: b"activity rule".to_vec(),
+            occurred_ms: None,
         };
         self.handle(lane, event, None, b);
     }

@@ -143,6 +143,7 @@ impl Shard {
                 kind: EventKind::Silent,
                 fix: None,
                 raw: b"supervision".to_vec(),
+                occurred_ms: None,
             };
             self.handle(lane, event, None, b);
             // Its silence alarm is live again: the next message restores it again.

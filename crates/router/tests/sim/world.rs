@@ -372,6 +372,7 @@ impl World {
             kind,
             fix: None,
             raw: b"<mrq/>".to_vec(),
+            occurred_ms: None,
         }
     }
 
@@ -566,6 +567,7 @@ impl World {
                     kind,
                     fix: None,
                     raw: vec![],
+                    occurred_ms: None,
                 };
                 let life = self.life();
                 let router = life.router.clone();
