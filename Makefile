@@ -33,8 +33,13 @@ lint: deps
 	cargo fetch --locked --quiet
 	cargo deny --offline check licenses bans sources
 
+# Then a short run of every fuzz target (20 s each: scripts/fuzz.sh short; cargo-fuzz on the
+# nightly toolchain, in a build dir of its own: the fuzz workspace has no RocksDB and its own
+# compiler flags). The long runs: scripts/fuzz.sh long (fuzz/README.md).
+FUZZ_TARGET_DIR ?= $(HOME)/.cache/vaka/target-fuzz
 test: deps lint
 	cargo test --workspace --all-targets
+	CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) scripts/fuzz.sh short
 
 bench: deps
 	cargo bench -p vaka-benches

@@ -33,6 +33,16 @@ if ! command -v cargo-deny >/dev/null; then
   cargo install --locked --quiet cargo-deny
 fi
 
+# `make test` ends with a short run of every fuzz target: cargo-fuzz on the nightly toolchain.
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "install-deps: the fuzz targets need the nightly toolchain: rustup toolchain install nightly" >&2
+  exit 1
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "install-deps: installing cargo-fuzz (cargo install, a minute or two once)"
+  cargo install --locked --quiet cargo-fuzz
+fi
+
 # The centre API's interoperability test runs a Python grpcio client generated from proto/ at test
 # time (crates/centre/tests/python_interop.rs).
 if ! python3 -c "import grpc, grpc_tools.protoc" >/dev/null 2>&1; then

@@ -48,12 +48,11 @@ fn a_power_cut_loses_no_acknowledged_event() {
         acked.extend(acks);
         // On the disk as the power left it (no FUSE): everything acknowledged so far.
         let alarms = crash::verify(&backing, &acked, round);
-        lost_files += cut.files;
+        lost_files += cut.files.len();
         lost_bytes += cut.bytes;
         eprintln!(
-            "cut {round}: killed after {kill_after:?}, {n} acks, {} unsynced files ({} bytes \
-             past their last fsync) thrown away, {} bytes synced; {} acks checked, {alarms} \
-             alarms in store",
+            "cut {round}: killed after {kill_after:?}, {n} acks, unsynced changes thrown away \
+             from {:?} ({} bytes), {} bytes synced; {} acks checked, {alarms} alarms in store",
             cut.files,
             cut.bytes,
             cut.synced_bytes,

@@ -1,6 +1,7 @@
 //! A file system that loses what was not synced, for power-loss tests (the idea of LazyFS): a
-//! FUSE pass-through over a real directory whose file contents are held in memory from a file's
-//! first write until its fsync, which writes them through and syncs them. [`Mounted::cut`]
+//! FUSE pass-through over a real directory whose written files are held in memory, like a page
+//! cache that never writes back on its own: fsync writes through what changed since the last
+//! one and syncs it; a clean file leaves memory when it is closed. [`Mounted::cut`]
 //! unmounts and throws away every unsynced byte, leaving the directory as a machine that lost
 //! power would find it: what was synced, and the names (creations, renames and deletions are
 //! applied to the directory at once, as a journalled file system commits its metadata; a file
@@ -17,7 +18,7 @@ use fuser::{
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,8 +32,8 @@ struct Inner {
     paths: HashMap<u64, PathBuf>,
     inos: HashMap<PathBuf, u64>,
     next: u64,
-    /// Unsynced contents (the whole file) by inode.
-    dirty: HashMap<u64, Vec<u8>>,
+    /// Written files' contents by inode (the whole file).
+    cached: HashMap<u64, Cached>,
     /// Bytes written through by fsync, for the test's report.
     synced_bytes: u64,
 }
@@ -56,12 +57,15 @@ impl Inner {
     fn forget_path(&mut self, path: &Path) {
         if let Some(i) = self.inos.remove(path) {
             self.paths.remove(&i);
-            self.dirty.remove(&i);
+            self.cached.remove(&i);
         }
     }
 
     fn attr(&self, ino: u64, md: &Metadata) -> FileAttr {
-        let size = self.dirty.get(&ino).map_or(md.len(), |b| b.len() as u64);
+        let size = self
+            .cached
+            .get(&ino)
+            .map_or(md.len(), |c| c.buf.len() as u64);
         let time = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
         FileAttr {
             ino: INodeNo(ino),
@@ -86,12 +90,21 @@ impl Inner {
         }
     }
 
-    /// The file's unsynced contents, starting from what the directory holds.
-    fn buffer(&mut self, ino: u64, path: &Path) -> &mut Vec<u8> {
-        self.dirty
-            .entry(ino)
-            .or_insert_with(|| fs::read(path).unwrap_or_default())
+    /// The file's contents in memory, to be changed from `from` on (loaded on first use).
+    fn change(&mut self, ino: u64, path: &Path, from: usize) -> &mut Vec<u8> {
+        let c = self.cached.entry(ino).or_insert_with(|| Cached {
+            buf: fs::read(path).unwrap_or_default(),
+            unsynced_from: None,
+        });
+        c.unsynced_from = Some(c.unsynced_from.map_or(from, |f| f.min(from)));
+        &mut c.buf
     }
+}
+
+struct Cached {
+    buf: Vec<u8>,
+    /// Changed from this offset on since the last fsync (None: clean).
+    unsynced_from: Option<usize>,
 }
 
 struct PowerCutFs {
@@ -156,7 +169,9 @@ impl Filesystem for PowerCutFs {
             }
             if let Some(size) = size {
                 // A truncation is a change of contents: lost too unless synced.
-                inner.buffer(ino.0, &path).resize(size as usize, 0);
+                inner
+                    .change(ino.0, &path, size as usize)
+                    .resize(size as usize, 0);
             }
             entry_of(&mut inner, &path)
         });
@@ -249,7 +264,7 @@ impl Filesystem for PowerCutFs {
         match inner.path(ino) {
             Ok(path) => {
                 if flags.0 & libc::O_TRUNC != 0 {
-                    inner.buffer(ino.0, &path).clear();
+                    inner.change(ino.0, &path, 0).clear();
                 }
                 reply.opened(FileHandle(0), FopenFlags::empty())
             }
@@ -273,10 +288,10 @@ impl Filesystem for PowerCutFs {
             Ok(p) => p,
             Err(e) => return reply.error(e),
         };
-        if let Some(buf) = inner.dirty.get(&ino.0) {
-            let start = (offset as usize).min(buf.len());
-            let end = (start + size as usize).min(buf.len());
-            return reply.data(&buf[start..end]);
+        if let Some(c) = inner.cached.get(&ino.0) {
+            let start = (offset as usize).min(c.buf.len());
+            let end = (start + size as usize).min(c.buf.len());
+            return reply.data(&c.buf[start..end]);
         }
         let mut out = vec![0; size as usize];
         let result = File::open(&path).and_then(|f| {
@@ -313,8 +328,8 @@ impl Filesystem for PowerCutFs {
             Ok(p) => p,
             Err(e) => return reply.error(e),
         };
-        let buf = inner.buffer(ino.0, &path);
         let (start, end) = (offset as usize, offset as usize + data.len());
+        let buf = inner.change(ino.0, &path, start);
         if buf.len() < end {
             buf.resize(end, 0);
         }
@@ -335,27 +350,48 @@ impl Filesystem for PowerCutFs {
             Ok(p) => p,
             Err(e) => return reply.error(e),
         };
-        let Some(buf) = inner.dirty.remove(&ino.0) else {
+        let Some(c) = inner.cached.get_mut(&ino.0) else {
             return reply.ok();
         };
-        let result = OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(&path)
-            .and_then(|mut f| {
-                f.write_all(&buf)?;
-                f.sync_all()
-            });
+        let Some(from) = c.unsynced_from else {
+            return reply.ok();
+        };
+        let from = from.min(c.buf.len());
+        let result = OpenOptions::new().write(true).open(&path).and_then(|f| {
+            f.write_all_at(&c.buf[from..], from as u64)?;
+            f.set_len(c.buf.len() as u64)?;
+            f.sync_all()
+        });
         match result {
             Ok(()) => {
-                inner.synced_bytes += buf.len() as u64;
+                c.unsynced_from = None;
+                inner.synced_bytes += (c.buf.len() - from) as u64;
                 reply.ok()
             }
-            Err(e) => {
-                inner.dirty.insert(ino.0, buf);
-                reply.error(Errno::from(e))
-            }
+            Err(e) => reply.error(Errno::from(e)),
         }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        // A clean file leaves memory; one with unsynced changes stays until fsync or the cut.
+        let mut inner = self.lock();
+        if inner
+            .cached
+            .get(&ino.0)
+            .is_some_and(|c| c.unsynced_from.is_none())
+        {
+            inner.cached.remove(&ino.0);
+        }
+        reply.ok()
     }
 
     fn fsyncdir(
@@ -461,7 +497,7 @@ impl Filesystem for PowerCutFs {
                 .map_err(Errno::from)?;
             let ino = inner.ino(&path);
             if existed && flags & libc::O_TRUNC != 0 {
-                inner.buffer(ino, &path).clear();
+                inner.change(ino, &path, 0).clear();
             }
             entry_of(&mut inner, &path)
         });
@@ -494,8 +530,8 @@ impl Filesystem for PowerCutFs {
         };
         // Preallocation that keeps the size (RocksDB's for its logs) changes nothing visible.
         if mode & libc::FALLOC_FL_KEEP_SIZE == 0 {
-            let buf = inner.buffer(ino.0, &path);
             let end = (offset + length) as usize;
+            let buf = inner.change(ino.0, &path, end);
             if buf.len() < end {
                 buf.resize(end, 0);
             }
@@ -513,9 +549,9 @@ pub struct Mounted {
 /// What a power cut threw away.
 #[derive(Debug)]
 pub struct Cut {
-    /// Files whose unsynced contents were lost, and the bytes they had grown by since their
-    /// last fsync.
-    pub files: usize,
+    /// Files whose unsynced changes were lost, and the bytes from each one's first unsynced
+    /// change to its end.
+    pub files: Vec<String>,
     pub bytes: u64,
     /// Bytes fsync wrote through while mounted.
     pub synced_bytes: u64,
@@ -544,22 +580,26 @@ impl Mounted {
     /// The power goes: every unsynced byte is dropped, then the file system is unmounted.
     /// Whatever had the files open must be dead by now (SIGKILLed).
     pub fn cut(self) -> Cut {
-        let (files, bytes, synced_bytes) = {
+        let (names, bytes, synced_bytes) = {
             let mut inner = self.inner.lock().unwrap();
-            let dirty: Vec<(u64, Vec<u8>)> = inner.dirty.drain().collect();
-            // Appends past what was synced, the common case (a log's tail).
-            let unsynced = |(ino, buf): &(u64, Vec<u8>)| {
-                let synced = inner.paths.get(ino).and_then(|p| fs::metadata(p).ok());
-                (buf.len() as u64).saturating_sub(synced.map_or(0, |m| m.len()))
-            };
-            let bytes = dirty.iter().map(unsynced).sum();
-            (dirty.len(), bytes, inner.synced_bytes)
+            let cached: Vec<(u64, Cached)> = inner.cached.drain().collect();
+            let mut names = Vec::new();
+            let mut bytes = 0;
+            for (ino, c) in cached {
+                if let Some(from) = c.unsynced_from {
+                    bytes += (c.buf.len() - from.min(c.buf.len())) as u64;
+                    let name = inner.paths.get(&ino).and_then(|p| p.file_name());
+                    names.push(name.map_or("?".into(), |n| n.to_string_lossy().into_owned()));
+                }
+            }
+            names.sort();
+            (names, bytes, inner.synced_bytes)
         };
         self.session
             .umount_and_join()
             .expect("unmount after the cut");
         Cut {
-            files,
+            files: names,
             bytes,
             synced_bytes,
         }
