@@ -39,7 +39,8 @@ long)
     ;;
 esac
 
-all_targets=(sip_message sip_framing sip_uri digest_header scaip_mrq vaka1_frame dc09_message)
+all_targets=(sip_message sip_framing sip_uri digest_header scaip_mrq vaka1_frame dc09_message
+    admin_bodies)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 
