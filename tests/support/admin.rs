@@ -566,11 +566,15 @@ impl Centre {
     }
 
     pub async fn close(&mut self, alarm: u64) {
+        self.close_with(alarm, "visited", "").await;
+    }
+
+    pub async fn close_with(&mut self, alarm: u64, outcome: &str, note: &str) {
         self.act(In::Close(pb::Close {
             request_id: 0,
             alarm_id: alarm,
-            outcome: "visited".into(),
-            note: String::new(),
+            outcome: outcome.into(),
+            note: note.into(),
         }))
         .await;
     }

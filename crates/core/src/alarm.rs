@@ -174,6 +174,20 @@ pub enum Notice {
 }
 
 impl Notice {
+    /// The notice with its alarm [`Alarm::erased`].
+    pub fn erased(&self) -> Notice {
+        match self {
+            Notice::Offer { alarm, unhandled } => Notice::Offer {
+                alarm: alarm.erased(),
+                unhandled: *unhandled,
+            },
+            Notice::Update { alarm, update } => Notice::Update {
+                alarm: alarm.erased(),
+                update: update.clone(),
+            },
+        }
+    }
+
     pub fn alarm(&self) -> &Alarm {
         match self {
             Notice::Offer { alarm, .. } | Notice::Update { alarm, .. } => alarm,
@@ -222,6 +236,24 @@ pub struct AuditRecord {
     pub actor: String,
     pub action: String,
     pub reason: String,
+}
+
+impl AuditRecord {
+    /// The record with the free text a centre wrote gone: a closing outcome and note, and a
+    /// refusal's reason (quoted in the engine's escalation record, "refused by c1: ...")
+    /// become [`ERASED`]; every other reason is a fixed phrase about the alarm's course (and
+    /// statistics read them), so it stays.
+    pub fn erased(&self) -> AuditRecord {
+        let mut r = self.clone();
+        if r.action == "closed" && !r.reason.is_empty() {
+            r.reason = ERASED.to_owned();
+        } else if let Some(at) = r.reason.find("refused by ") {
+            if let Some(colon) = r.reason[at..].find(": ") {
+                r.reason = format!("{}{ERASED}", &r.reason[..at + colon + 2]);
+            }
+        }
+        r
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -318,7 +350,24 @@ pub enum TransitionError {
 
 pub type Transition = Result<(Alarm, Vec<Effect>), TransitionError>;
 
+/// What erasure leaves of a centre's or operator's free text about a person.
+pub const ERASED: &str = "erased";
+
 impl Alarm {
+    /// The alarm with nothing personal left (a person's data erased on request): the device's
+    /// free text and callback numbers go, a closing outcome (a centre's note) becomes
+    /// [`ERASED`]; kind, code, times, stages, the chain position and the outcome class (the
+    /// state) stay, so answer-time statistics are unchanged.
+    pub fn erased(&self) -> Alarm {
+        let mut a = self.clone();
+        a.text = None;
+        a.callback.clear();
+        if let AlarmState::Closed { outcome, .. } = &mut a.state {
+            *outcome = ERASED.to_owned();
+        }
+        a
+    }
+
     /// The centre currently holding the alarm, if any.
     pub fn holder(&self) -> Option<&CentreId> {
         match &self.state {

@@ -680,3 +680,37 @@ fn a_test_alarm_expires_instead_of_escalating() {
         }
     );
 }
+
+/// Erasure keeps an alarm's facts and the engine's fixed phrases (statistics read them) and
+/// removes what a device or a centre wrote about the person.
+#[test]
+fn erasure_keeps_the_facts_and_drops_the_free_text() {
+    use vaka_core::alarm::{AuditRecord, ERASED};
+    let record = |actor: &str, action: &str, reason: &str| AuditRecord {
+        alarm: AlarmId(1),
+        at_ms: 5,
+        actor: actor.into(),
+        action: action.into(),
+        reason: reason.into(),
+    };
+    let closed = record(
+        "centre:c1",
+        "closed",
+        "visited: found on the floor, dementia",
+    );
+    assert_eq!(closed.erased().reason, ERASED);
+    let refused = record(
+        "engine",
+        "escalated",
+        "refused by c1: daughter says she is away",
+    );
+    assert_eq!(refused.erased().reason, "refused by c1: erased");
+    for kept in [
+        record("engine", "unhandled", "no receipt within 60 s"),
+        record("device", "cancelled", "reset by device"),
+        record("operator:op", "accepted", "c1"),
+        record("centre:c1", "receipt", "unhandled"),
+    ] {
+        assert_eq!(kept.erased(), kept);
+    }
+}

@@ -217,4 +217,9 @@ pub trait Backend: Send + Sync + 'static {
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Rewrites the stored data so that nothing deleted survives in any file (after an
+    /// erasure): engines that keep deleted values until compaction override this.
+    fn compact(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -39,7 +39,7 @@
 //! existing bytes mean. `format_version` is checked when [`Store::open`] recovers, before anything
 //! is decoded: a newer version is refused with [`StoreError::Format`] naming both versions; a
 //! store without the key holds version 1 (the format versioning began with); an older version is
-//! migrated at open, in one synced write (1 -> 2: alarms gained stage times and the test mark, `migrate_v1`). `tests/format.rs` pins the bytes of every
+//! migrated at open, in one synced write (1 -> 2: alarms gained stage times and the test mark, `migrate_v1`; 2 -> 3: events gained the device's time, only the version is written and older events read without it). `tests/format.rs` pins the bytes of every
 //! persisted type (golden bytes) and opens a store committed as a fixture
 //! (`tests/fixtures/v1/`), so an encoding change fails a test until the version is bumped and a
 //! migration written.
@@ -58,6 +58,7 @@ mod backend;
 mod damage;
 mod delivery;
 pub mod directory;
+mod erasure;
 mod failure;
 mod format;
 mod group;
@@ -75,6 +76,7 @@ mod salvage;
 pub mod testing;
 
 pub use backend::{Backend, Cf, Op, StoreError, WriteSet};
+pub use erasure::{erase_device, Erased};
 pub use failure::StoreState;
 pub use format::{FORMAT_VERSION, META_FORMAT_VERSION};
 pub use group::{CommitError, GroupConfig, Store, StoreStats, ID_BLOCK};

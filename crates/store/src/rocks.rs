@@ -368,4 +368,22 @@ impl Backend for RocksBackend {
     fn recover(&self) -> Result<(), StoreError> {
         self.reopen()
     }
+
+    /// Memtables to table files (so the logs holding the deleted values are no longer needed
+    /// and RocksDB deletes them), then every column family compacted to the bottom level
+    /// (tombstones and the values they cover dropped, old table files deleted).
+    fn compact(&self) -> Result<(), StoreError> {
+        let held = self.held()?;
+        let db = held.db();
+        db.flush_wal(true).map_err(engine)?;
+        for cf in Cf::ALL {
+            db.flush_cf(held.cf(cf)).map_err(engine)?;
+        }
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::ForceOptimized);
+        for cf in Cf::ALL {
+            db.compact_range_cf_opt(held.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
+        }
+        Ok(())
+    }
 }

@@ -108,6 +108,9 @@ impl Backend for TestBackend {
     fn flush(&self) -> Result<(), StoreError> {
         self.inner.flush()
     }
+    fn compact(&self) -> Result<(), StoreError> {
+        self.inner.compact()
+    }
 }
 
 /// Opens the gate when dropped, so a failing test with a held gate ends instead of hanging.

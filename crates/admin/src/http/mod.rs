@@ -9,6 +9,7 @@ use utoipa::{Modify, OpenApi};
 pub mod auth;
 pub mod dashboard;
 pub mod directory;
+pub mod erasure;
 pub mod import;
 pub mod problem;
 pub mod queries;
@@ -46,13 +47,14 @@ impl Modify for BearerAuth {
         directory::get_device_chain, directory::put_device_chain,
         directory::get_fences, directory::put_fences,
         directory::list_policies, directory::get_policy, directory::put_policy, directory::delete_policy,
-        import::import_devices,
+        import::import_devices, erasure::erase_device,
         queries::list_alarms, queries::get_alarm, queries::device_status, queries::device_positions,
         queries::tenant_audit, queries::platform_audit, statistics::tenant_statistics,
         tokens::list_tokens, tokens::create_token, tokens::delete_token,
     ),
     components(schemas(
         problem::Problem, problem::FieldError, import::RowResult, import::ImportSummary,
+        erasure::Erasure,
     ))
 )]
 pub struct ApiDoc;
@@ -108,6 +110,10 @@ pub fn router(api: Api) -> Router {
         .route(
             "/api/v1/tenants/{tenant}/devices/{device}/positions",
             get(q::device_positions),
+        )
+        .route(
+            "/api/v1/tenants/{tenant}/devices/{device}/erasure",
+            post(erasure::erase_device),
         )
         .route(
             "/api/v1/tenants/{tenant}/device-imports",

@@ -436,6 +436,12 @@ impl Shard {
                 Command::Directory(devices) => {
                     self.directory_changed(&devices, now);
                     self.rules_changed(&devices, &mut b);
+                    // A removed device's GPS record leaves memory: its stored data may be
+                    // erased next, and a device added again under its id starts afresh.
+                    let dir = self.dir.load();
+                    for gone in devices.iter().filter(|d| dir.device(d).is_none()) {
+                        self.positions.forget(gone);
+                    }
                 }
                 Command::Stop => stop = true,
             }
