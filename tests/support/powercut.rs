@@ -115,6 +115,27 @@ impl PowerCutFs {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap()
     }
+
+    /// A name removed from the directory at once (metadata), with what memory held of it.
+    fn remove(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        remove: impl FnOnce(&Path) -> io::Result<()>,
+        reply: ReplyEmpty,
+    ) {
+        let mut inner = self.lock();
+        let result = inner.path(parent).and_then(|p| {
+            let path = p.join(name);
+            remove(&path).map_err(Errno::from)?;
+            inner.forget_path(&path);
+            Ok(())
+        });
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
 }
 
 fn entry_of(inner: &mut Inner, path: &Path) -> Result<FileAttr, Errno> {
@@ -204,31 +225,11 @@ impl Filesystem for PowerCutFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut inner = self.lock();
-        let result = inner.path(parent).and_then(|p| {
-            let path = p.join(name);
-            fs::remove_file(&path).map_err(Errno::from)?;
-            inner.forget_path(&path);
-            Ok(())
-        });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, |p| fs::remove_file(p), reply)
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let mut inner = self.lock();
-        let result = inner.path(parent).and_then(|p| {
-            let path = p.join(name);
-            fs::remove_dir(&path).map_err(Errno::from)?;
-            inner.forget_path(&path);
-            Ok(())
-        });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, |p| fs::remove_dir(p), reply)
     }
 
     fn rename(

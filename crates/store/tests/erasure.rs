@@ -102,7 +102,12 @@ fn one_device_is_erased_and_the_other_left_alone() {
     fill(&backend, &[(d1.clone(), 30), (d2.clone(), 20)]);
     let erased = erase_device(&backend, &d1).unwrap();
     assert_eq!(
-        (erased.events, erased.positions, erased.alarms, erased.audit_texts),
+        (
+            erased.events,
+            erased.positions,
+            erased.alarms,
+            erased.audit_texts
+        ),
         (31, 30, 1, 1)
     );
     // Keys first: a read inside a scan would wait on the scan's own lock (MemBackend).
@@ -132,16 +137,29 @@ fn one_device_is_erased_and_the_other_left_alone() {
         }
     }
     let (d1_alarm, d2_alarm) = (d1_alarm.unwrap(), d2_alarm.unwrap());
-    assert_eq!((d1_alarm.text.as_deref(), d1_alarm.callback.len()), (None, 0));
+    assert_eq!(
+        (d1_alarm.text.as_deref(), d1_alarm.callback.len()),
+        (None, 0)
+    );
     assert!(matches!(&d1_alarm.state, AlarmState::Closed { outcome, .. } if outcome == "erased"));
-    assert_eq!(d2_alarm.text.as_deref(), Some("fell, says d2"), "d2 untouched");
-    assert_eq!(load_audit(&backend, d1_alarm.id).unwrap()[0].reason, "erased");
+    assert_eq!(
+        d2_alarm.text.as_deref(),
+        Some("fell, says d2"),
+        "d2 untouched"
+    );
+    assert_eq!(
+        load_audit(&backend, d1_alarm.id).unwrap()[0].reason,
+        "erased"
+    );
     assert_eq!(
         load_audit(&backend, d2_alarm.id).unwrap()[0].reason,
         "visited d2: bruised"
     );
     let notices = read_outbox(&backend, &CentreId::new("c1"), 0, 10).unwrap();
-    let texts: Vec<_> = notices.iter().map(|(_, n)| n.alarm().text.clone()).collect();
+    let texts: Vec<_> = notices
+        .iter()
+        .map(|(_, n)| n.alarm().text.clone())
+        .collect();
     assert_eq!(texts, [None, Some("fell, says d2".into())]);
     let rows = |d: &DeviceKey| {
         let mut n = 0;
@@ -167,7 +185,7 @@ fn erasure_of_a_device_with_100000_positions() {
     let backend = Arc::new(RocksBackend::open(&RocksConfig::new(dir.path())).unwrap());
     let target = DeviceKey::new("t", "person");
     let mut devices = vec![(target.clone(), 100_000)];
-    devices.extend((0..20).map(|i| (DeviceKey::new("t", &format!("other{i}")), 10_000)));
+    devices.extend((0..20).map(|i| (DeviceKey::new("t", format!("other{i}")), 10_000)));
     let started = Instant::now();
     fill(backend.as_ref(), &devices);
     let filled = started.elapsed();
