@@ -26,6 +26,8 @@ pub struct Engine {
     pub dc09: Option<Dc09Server>,
     /// The control plane: the one writer of the live directory, tokens and admin audit.
     pub control: Arc<Control>,
+    /// Receivers the engine runs as centres (webhooks, e-mail, SMS, responder page, SCAIP).
+    receivers: Option<vaka_receivers::Receivers>,
     /// The periodic position-retention sweep (aborted at shutdown).
     retention: tokio::task::JoinHandle<()>,
     /// Per-tenant connected centres and disk space gauges (aborted at shutdown).
@@ -170,12 +172,19 @@ impl Engine {
             router,
             control,
             centres: None,
+            receivers: None,
             quic,
             sip,
             dc09,
             retention,
             gauges,
         };
+        engine.receivers = Some(vaka_receivers::Receivers::start(
+            cfg.receivers.clone(),
+            engine.store.clone(),
+            engine.router.clone(),
+            directory.clone(),
+        ));
         match engine.start_centres(cfg, directory, clock) {
             Ok(c) => engine.centres = Some(c),
             Err(e) => {
@@ -266,6 +275,9 @@ impl Engine {
         // Centres first: their streams end without counting as lost, so nothing escalates for it.
         if let Some(centres) = self.centres.take() {
             centres.shutdown(Duration::from_secs(2)).await;
+        }
+        if let Some(receivers) = self.receivers.take() {
+            receivers.shutdown().await;
         }
         // Then the fronts: they answer what they already submitted, then the shards drain.
         if let Some(q) = &self.quic {
