@@ -55,6 +55,12 @@ impl Engine {
     /// tenants get a CA in `quic.tenant_cas` (the tenants must be in `directory`). Started and
     /// ready (the admin API answers) on return.
     pub fn start(directory: &str, quic: &[(&str, &[&str])]) -> Engine {
+        Engine::start_with(directory, quic, "")
+    }
+
+    /// As `start`, with `sections` (more TOML sections; `{http}` stands for the admin API's
+    /// port) added to the configuration.
+    pub fn start_with(directory: &str, quic: &[(&str, &[&str])], sections: &str) -> Engine {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         // The server certificate is always needed (QUIC); a tenant for it when none is given.
@@ -94,8 +100,10 @@ impl Engine {
              {quic_section}\
              [grpc]\nheartbeat_secs = 1\n\
              [admin]\nbootstrap_token = \"{OPERATOR}\"\n\
+             {sections}\n\
              {directory}\n",
             data = dir.path().join("data").display(),
+            sections = sections.replace("{http}", &http.to_string()),
         );
         let config = dir.path().join("vaka.toml");
         std::fs::write(&config, text).unwrap();

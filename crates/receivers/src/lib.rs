@@ -4,9 +4,14 @@
 //! audit are the existing machinery. [`Receivers`] starts, restarts (on a changed record) and
 //! stops these tasks as the live directory changes.
 pub mod config;
+mod email;
+pub mod link;
+mod page;
 pub mod payload;
+mod people;
 mod session;
 pub mod sign;
+mod sms;
 pub mod text;
 mod webhook;
 
@@ -27,16 +32,40 @@ use session::{Ctx, Far};
 pub struct Receivers {
     stop: watch::Sender<bool>,
     manager: JoinHandle<()>,
+    page: Arc<page::PageState>,
+}
+
+/// What every kind's far side may use, made once.
+struct Shared {
+    links: Arc<people::Links>,
+    mailer: Option<Arc<email::Mailer>>,
+    sms: Option<sms::Gateway>,
 }
 
 impl Receivers {
-    /// Starts a session for every receiver in the directory, and follows its changes.
-    pub fn start(
+    /// Starts a session for every receiver in the directory, and follows its changes. Makes
+    /// the responder links' key on the first start (kept in the store).
+    pub async fn start(
         cfg: ReceiversConfig,
         store: Store,
         router: Arc<Router>,
         dir: LiveDirectory,
-    ) -> Receivers {
+    ) -> Result<Receivers, String> {
+        let key = link_key(&store).await?;
+        let mailer = match &cfg.smtp {
+            Some(s) => Some(Arc::new(email::Mailer::new(s, &cfg)?)),
+            None => None,
+        };
+        let sms = cfg.sms.as_ref().map(|s| sms::Gateway::new(s, &cfg));
+        let shared = Arc::new(Shared {
+            links: Arc::new(people::Links {
+                key: key.clone(),
+                base: cfg.public_base_url.clone(),
+                secs: cfg.link_secs,
+            }),
+            mailer,
+            sms,
+        });
         let ctx = Arc::new(Ctx {
             cursors: vaka_centre::cursors::Cursors::new(store.clone()),
             store,
@@ -44,9 +73,19 @@ impl Receivers {
             dir,
             cfg: Arc::new(cfg),
         });
+        let page = Arc::new(page::PageState::new(ctx.clone(), key));
         let (stop, stopped) = watch::channel(false);
-        let manager = tokio::spawn(manage(ctx, stopped));
-        Receivers { stop, manager }
+        let manager = tokio::spawn(manage(ctx, shared, stopped));
+        Ok(Receivers {
+            stop,
+            manager,
+            page,
+        })
+    }
+
+    /// The responder page's routes (`/r/...`), for the engine's HTTP server.
+    pub fn routes(&self) -> axum::Router {
+        page::router(self.page.clone())
     }
 
     /// Stops every session (they leave without counting as lost) and waits for them.
@@ -56,13 +95,31 @@ impl Receivers {
     }
 }
 
+/// The responder links' key: read, or made (32 random bytes) and written synced.
+async fn link_key(store: &Store) -> Result<Vec<u8>, String> {
+    if let Some(k) = store
+        .receiver_link_key()
+        .map_err(|e| format!("reading the responder link key: {e}"))?
+    {
+        return Ok(k);
+    }
+    let key: [u8; 32] = rand::random();
+    let mut set = vaka_store::WriteSet::new();
+    vaka_store::put_receiver_link_key(&mut set, &key);
+    store
+        .commit(vaka_core::Lane::Alarm, set)
+        .await
+        .map_err(|e| format!("storing the responder link key: {e}"))?;
+    Ok(key.to_vec())
+}
+
 struct Running {
     record: ReceiverRecord,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
-async fn manage(ctx: Arc<Ctx>, mut stopped: watch::Receiver<bool>) {
+async fn manage(ctx: Arc<Ctx>, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     let mut running: HashMap<CentreId, Running> = HashMap::new();
     let mut revision = ctx.dir.watch();
     loop {
@@ -89,7 +146,7 @@ async fn manage(ctx: Arc<Ctx>, mut stopped: watch::Receiver<bool>) {
                 continue;
             }
             let (stop, rx) = watch::channel(false);
-            let far = far(&ctx, &id, &record);
+            let far = far(&ctx, &shared, &id, &record);
             let kind = record.kind();
             let task = tokio::spawn(session::run(ctx.clone(), id.clone(), kind, far, rx));
             running.insert(id, Running { record, stop, task });
@@ -105,8 +162,17 @@ async fn manage(ctx: Arc<Ctx>, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-fn far(ctx: &Ctx, id: &CentreId, record: &ReceiverRecord) -> Box<dyn Far> {
+fn far(ctx: &Ctx, shared: &Shared, id: &CentreId, record: &ReceiverRecord) -> Box<dyn Far> {
     match record {
+        ReceiverRecord::Email { .. }
+        | ReceiverRecord::Sms { .. }
+        | ReceiverRecord::Responder { .. } => Box::new(people::People {
+            centre: id.clone(),
+            members: record.members(),
+            links: shared.links.clone(),
+            mailer: shared.mailer.clone(),
+            sms: shared.sms.clone(),
+        }),
         ReceiverRecord::Webhook { url, secret } => Box::new(webhook::Webhook::new(
             id.clone(),
             url.clone(),

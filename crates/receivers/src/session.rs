@@ -238,6 +238,8 @@ impl Session {
             return;
         }
         self.up = up;
+        metrics::gauge!("vaka_receiver_up", "receiver" => self.centre.to_string(), "kind" => self.kind)
+            .set(if up { 1.0 } else { 0.0 });
         if up {
             tracing::info!(receiver = %self.centre, kind = self.kind, "receiver reachable");
             self.ctx.router.centre_up(&self.centre).await;
