@@ -9,6 +9,7 @@ pub mod link;
 mod page;
 pub mod payload;
 mod people;
+mod scaip;
 mod session;
 pub mod sign;
 mod sms;
@@ -179,7 +180,22 @@ fn far(ctx: &Ctx, shared: &Shared, id: &CentreId, record: &ReceiverRecord) -> Bo
             secret.clone(),
             ctx.cfg.clone(),
         )),
-        _ => Box::new(NotYet(record.kind())),
+        ReceiverRecord::Scaip {
+            uri,
+            username,
+            password,
+            cid,
+            transport,
+        } => match transport.as_deref() {
+            None | Some("udp") => Box::new(scaip::Forward::new(
+                id.clone(),
+                uri.clone(),
+                username.clone(),
+                password.clone(),
+                cid.clone(),
+            )),
+            Some(_) => Box::new(NotYet("SCAIP over TCP")),
+        },
     }
 }
 

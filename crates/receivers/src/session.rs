@@ -44,6 +44,9 @@ pub(crate) enum Handled {
     /// The far side did not take it: an offer is refused (escalated at once), the receiver
     /// counts as unreachable until a probe answers.
     Unreachable(String),
+    /// The far side answered but will not act on it (SCAIP snu 5/6): an offer is refused
+    /// (escalated at once); the receiver stays reachable.
+    Refused(String),
 }
 
 /// One kind of receiver's far side.
@@ -191,15 +194,17 @@ impl Session {
     async fn handle(&mut self, far: &mut dyn Far, d: &Delivery) {
         let alarm = d.notice.alarm();
         let (receiver, kind) = (self.centre.to_string(), self.kind);
-        match far.deliver(d).await {
+        let outcome = far.deliver(d).await;
+        match &outcome {
             Handled::Done(inputs) => {
                 metrics::counter!("vaka_receiver_deliveries_total", "receiver" => receiver, "kind" => kind)
                     .increment(1);
                 for input in inputs {
-                    self.input(alarm, input).await;
+                    self.input(alarm, input.clone()).await;
                 }
             }
-            Handled::Unreachable(why) => {
+            Handled::Unreachable(why) | Handled::Refused(why) => {
+                let unreachable = matches!(outcome, Handled::Unreachable(_));
                 metrics::counter!("vaka_receiver_failures_total", "receiver" => receiver, "kind" => kind)
                     .increment(1);
                 tracing::warn!(receiver = %self.centre, alarm = %alarm.id, error = %why, "receiver did not take the notice");
@@ -211,7 +216,9 @@ impl Session {
                     };
                     self.input(alarm, refuse).await;
                 }
-                self.set_up(false).await;
+                if unreachable {
+                    self.set_up(false).await;
+                }
             }
         }
     }
