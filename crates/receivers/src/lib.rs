@@ -204,14 +204,14 @@ struct NotYet(&'static str);
 
 impl Far for NotYet {
     fn deliver<'a>(
-        &'a mut self,
+        &'a self,
         _: &'a session::Delivery,
     ) -> futures::future::BoxFuture<'a, session::Handled> {
         let why = format!("{} receivers are not supported by this build", self.0);
         Box::pin(async move { session::Handled::Unreachable(why) })
     }
 
-    fn probe(&mut self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+    fn probe(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
         let why = format!("{} receivers are not supported by this build", self.0);
         Box::pin(async move { Err(why) })
     }

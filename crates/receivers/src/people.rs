@@ -57,33 +57,42 @@ impl People {
             let Some(url) = self.links.url(a.id, &self.centre, i as u8) else {
                 return Err("receivers.public_base_url is not set: no link to send".into());
             };
-            if let (Some(to), Some(mailer)) = (&m.email, &self.mailer) {
+            // The e-mail and the SMS at once: neither waits for the other's far side.
+            let mail = async {
+                let (Some(to), Some(mailer)) = (&m.email, &self.mailer) else {
+                    return None;
+                };
                 let started = Instant::now();
-                match mailer
+                let r = mailer
                     .send(
                         to,
                         &text::email_subject(a),
                         text::email_body(a, &m.name, &url),
                     )
-                    .await
-                {
-                    Ok(()) => {
-                        sent += 1;
-                        metrics::histogram!("vaka_receiver_send_seconds", "kind" => "email")
-                            .record(started.elapsed().as_secs_f64());
-                    }
-                    Err(e) => errors.push(format!("e-mail to {}: {e}", m.name)),
+                    .await;
+                if r.is_ok() {
+                    metrics::histogram!("vaka_receiver_send_seconds", "kind" => "email")
+                        .record(started.elapsed().as_secs_f64());
                 }
-            }
-            if let (Some(to), Some(gw)) = (&m.phone, &self.sms) {
+                Some(r.map_err(|e| format!("e-mail to {}: {e}", m.name)))
+            };
+            let sms = async {
+                let (Some(to), Some(gw)) = (&m.phone, &self.sms) else {
+                    return None;
+                };
                 let started = Instant::now();
-                match gw.send(to, &text::render(gw.template(), a, &url)).await {
-                    Ok(()) => {
-                        sent += 1;
-                        metrics::histogram!("vaka_receiver_send_seconds", "kind" => "sms")
-                            .record(started.elapsed().as_secs_f64());
-                    }
-                    Err(e) => errors.push(format!("SMS to {}: {e}", m.name)),
+                let r = gw.send(to, &text::render(gw.template(), a, &url)).await;
+                if r.is_ok() {
+                    metrics::histogram!("vaka_receiver_send_seconds", "kind" => "sms")
+                        .record(started.elapsed().as_secs_f64());
+                }
+                Some(r.map_err(|e| format!("SMS to {}: {e}", m.name)))
+            };
+            let (mail, sms) = futures::join!(mail, sms);
+            for r in [mail, sms].into_iter().flatten() {
+                match r {
+                    Ok(()) => sent += 1,
+                    Err(e) => errors.push(e),
                 }
             }
         }
@@ -101,8 +110,15 @@ impl People {
     }
 }
 
+/// Alarms told at once (each a few messages through the relay and the gateway).
+const CONCURRENCY: usize = 16;
+
 impl Far for People {
-    fn deliver<'a>(&'a mut self, d: &'a Delivery) -> BoxFuture<'a, Handled> {
+    fn concurrency(&self) -> usize {
+        CONCURRENCY
+    }
+
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Handled> {
         async move {
             match d.notice {
                 // The people hear of updates on the page; only an offer sends messages.
@@ -118,7 +134,7 @@ impl Far for People {
 
     /// Reachable while the page has a public address and the relay or gateway its members need
     /// answers.
-    fn probe(&mut self) -> BoxFuture<'_, Result<(), String>> {
+    fn probe(&self) -> BoxFuture<'_, Result<(), String>> {
         async move {
             if self.links.base.is_none() {
                 return Err("receivers.public_base_url is not set".into());

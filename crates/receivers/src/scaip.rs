@@ -22,7 +22,12 @@ const TRANSMISSIONS: u32 = 4;
 /// How long the far side may take to send its `<mrs>` after its 200.
 const MRS_WITHIN: Duration = Duration::from_secs(10);
 
+/// One forwarding session's SIP state; one alarm at a time goes through it.
 pub(crate) struct Forward {
+    state: tokio::sync::Mutex<Sip>,
+}
+
+struct Sip {
     centre: CentreId,
     uri: String,
     username: String,
@@ -43,7 +48,7 @@ impl Forward {
         password: String,
         cid: Option<String>,
     ) -> Forward {
-        Forward {
+        let state = Sip {
             centre,
             cid: cid.unwrap_or_else(|| username.clone()),
             uri,
@@ -54,9 +59,14 @@ impl Forward {
             nc: 0,
             cseq: 0,
             seq: rand::random::<u32>().into(),
+        };
+        Forward {
+            state: tokio::sync::Mutex::new(state),
         }
     }
+}
 
+impl Sip {
     /// The far side's address from `sip:user@host:port` (5060 when absent).
     async fn far(&self) -> Result<SocketAddr, String> {
         let host = self
@@ -284,16 +294,17 @@ pub(crate) fn mrq(d: &Delivery, cid: &str) -> (String, String) {
 }
 
 impl Far for Forward {
-    fn deliver<'a>(&'a mut self, d: &'a Delivery) -> BoxFuture<'a, Handled> {
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Handled> {
         async move {
+            let mut sip = self.state.lock().await;
             if !matches!(d.notice, Notice::Offer { .. }) {
                 // SCAIP carries no update of an alarm the far side already has.
                 return Handled::Done(Vec::new());
             }
-            let (xml, reference) = mrq(d, &self.cid);
-            match self.forward(&xml, &reference).await {
+            let (xml, reference) = mrq(d, &sip.cid);
+            match sip.forward(&xml, &reference).await {
                 Ok(Snu::Ok) => Handled::Done(vec![AlarmInput::Receipt {
-                    centre: self.centre.clone(),
+                    centre: sip.centre.clone(),
                 }]),
                 Ok(other) => {
                     Handled::Refused(format!("the receiver answered snu {}", other.code()))
@@ -305,12 +316,13 @@ impl Far for Forward {
     }
 
     /// SIP OPTIONS: any final answer means the far side is there.
-    fn probe(&mut self) -> BoxFuture<'_, Result<(), String>> {
+    fn probe(&self) -> BoxFuture<'_, Result<(), String>> {
         async move {
-            self.socket().await?;
-            let call_id = format!("{}@vaka", self.next_id());
-            let m = self.request(Method::Options, &call_id, None)?;
-            self.transact(&m).await.map(|_| ())
+            let mut sip = self.state.lock().await;
+            sip.socket().await?;
+            let call_id = format!("{}@vaka", sip.next_id());
+            let m = sip.request(Method::Options, &call_id, None)?;
+            sip.transact(&m).await.map(|_| ())
         }
         .boxed()
     }

@@ -5,6 +5,7 @@
 //! side answers, so a device hears snu 5 only when no step of its chain can be reached
 //! (invariant 5); an unreachable receiver is tried again every `probe_secs`.
 use futures::future::BoxFuture;
+use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -50,11 +51,15 @@ pub(crate) enum Handled {
 }
 
 /// One kind of receiver's far side.
-pub(crate) trait Far: Send + 'static {
+pub(crate) trait Far: Send + Sync + 'static {
     /// Acts on one notice (with the kind's own retries and timeouts).
-    fn deliver<'a>(&'a mut self, d: &'a Delivery) -> BoxFuture<'a, Handled>;
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Handled>;
     /// Whether the far side answers now.
-    fn probe(&mut self) -> BoxFuture<'_, Result<(), String>>;
+    fn probe(&self) -> BoxFuture<'_, Result<(), String>>;
+    /// Notices it may act on at once (results are still applied in outbox order).
+    fn concurrency(&self) -> usize {
+        1
+    }
 }
 
 /// Runs `centre`'s receiver until `stop` turns true.
@@ -62,7 +67,7 @@ pub(crate) async fn run(
     ctx: Arc<Ctx>,
     centre: CentreId,
     kind: &'static str,
-    mut far: Box<dyn Far>,
+    far: Box<dyn Far>,
     mut stop: watch::Receiver<bool>,
 ) {
     let scope = match Scope::new(ctx.dir.clone(), centre.clone()) {
@@ -80,7 +85,7 @@ pub(crate) async fn run(
         up: false,
         cursor: 0,
     };
-    s.serve(&mut *far, &mut stop).await;
+    s.serve(&*far, &mut stop).await;
     if s.up {
         // The engine (or this receiver) is stopping: nothing to escalate for it.
         s.ctx.router.presence().disconnected(&s.centre);
@@ -97,7 +102,7 @@ struct Session {
 }
 
 impl Session {
-    async fn serve(&mut self, far: &mut dyn Far, stop: &mut watch::Receiver<bool>) {
+    async fn serve(&mut self, far: &dyn Far, stop: &mut watch::Receiver<bool>) {
         self.cursor = loop {
             match self.ctx.cursors.load(&self.centre).await {
                 Ok(c) => break c,
@@ -144,30 +149,49 @@ impl Session {
         }
     }
 
-    /// Handles the next batch of durable notices and persists the cursor past them.
-    async fn step(&mut self, far: &mut dyn Far, durable: u64) -> Result<(), String> {
+    /// Handles the next batch of durable notices and persists the cursor past them. The kind
+    /// acts on up to `concurrency` notices at once; their results are applied in outbox order,
+    /// and the cursor moves past a notice only once it and all before it are handled.
+    async fn step(&mut self, far: &dyn Far, durable: u64) -> Result<(), String> {
         let got = self
             .ctx
             .store
             .outbox(&self.centre, self.cursor, BATCH)
             .map_err(|e| e.to_string())?;
         let before = self.cursor;
+        // Every notice read, in order: in scope (an index into `batch`) or not (skipped).
+        let mut order: Vec<(u64, Option<usize>)> = Vec::new();
+        let mut batch = Vec::new();
         for (seq, notice) in got {
             if seq > durable {
                 break;
             }
             if self.scope.may_see(notice.alarm()) {
-                let d = self.delivery(seq, notice)?;
-                self.handle(far, &d).await;
+                order.push((seq, Some(batch.len())));
+                batch.push(self.delivery(seq, notice)?);
             } else {
                 metrics::counter!("vaka_events_discarded_total", "stage" => "receiver", "reason" => "out_of_scope")
                     .increment(1);
+                order.push((seq, None));
+            }
+        }
+        // Boxed first: a closure in the stream's type trips the spawned future's Send check.
+        let mut futures: Vec<BoxFuture<'_, Handled>> = Vec::with_capacity(batch.len());
+        for d in &batch {
+            futures.push(far.deliver(d));
+        }
+        let mut results = futures::stream::iter(futures).buffered(far.concurrency().max(1));
+        for (seq, at) in order {
+            if let Some(i) = at {
+                let outcome = results.next().await.expect("one result per delivery");
+                self.apply(&batch[i], outcome).await;
             }
             self.cursor = seq;
             if !self.up {
                 break;
             }
         }
+        drop(results);
         if self.cursor == before {
             // Nothing left below the watermark (pruned or never written for us).
             self.cursor = durable;
@@ -191,10 +215,10 @@ impl Session {
         Ok(Delivery { seq, notice, json })
     }
 
-    async fn handle(&mut self, far: &mut dyn Far, d: &Delivery) {
+    /// Applies how a notice was handled: inputs back to the router, failures counted.
+    async fn apply(&mut self, d: &Delivery, outcome: Handled) {
         let alarm = d.notice.alarm();
         let (receiver, kind) = (self.centre.to_string(), self.kind);
-        let outcome = far.deliver(d).await;
         match &outcome {
             Handled::Done(inputs) => {
                 metrics::counter!("vaka_receiver_deliveries_total", "receiver" => receiver, "kind" => kind)

@@ -70,7 +70,7 @@ impl Webhook {
 }
 
 impl Far for Webhook {
-    fn deliver<'a>(&'a mut self, d: &'a Delivery) -> BoxFuture<'a, Handled> {
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Handled> {
         async move {
             let body = serde_json::to_vec(&d.json).expect("notice JSON");
             let key = format!("{}-{}", d.json.alarm.id, d.seq);
@@ -103,7 +103,7 @@ impl Far for Webhook {
     }
 
     /// A signed `{"type":"ping"}`: any 2xx means the webhook is there.
-    fn probe(&mut self) -> BoxFuture<'_, Result<(), String>> {
+    fn probe(&self) -> BoxFuture<'_, Result<(), String>> {
         async move {
             let body = br#"{"type":"ping"}"#.to_vec();
             match self.post(body, "ping".into()).await {
