@@ -183,6 +183,68 @@ async fn a_signed_alarm_arrives_once_after_two_500s_and_its_2xx_is_the_receipt()
     // Not escalated: the receipt came in time, the alarm centre got nothing.
     let mut c1 = engine.centre("token-of-the-alarm-centre").await;
     c1.no_offer_for(Duration::from_secs(1)).await;
+
+    // The webhook's side accepts and closes through the admin API with its centre token.
+    let hook_token = engine
+        .send_ok(
+            "POST",
+            "/api/v1/tokens",
+            OPERATOR,
+            &serde_json::json!({"role": "centre", "centre": "hook", "label": "webhook"}),
+        )
+        .json()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let action = |token: &str, body: serde_json::Value| {
+        engine.send(
+            "POST",
+            &format!("/api/v1/alarms/{id}/actions"),
+            token,
+            &body,
+        )
+    };
+    // A gRPC centre's token does not act through the API; a bad body is named by its field.
+    let c1_token = engine
+        .send_ok(
+            "POST",
+            "/api/v1/tokens",
+            OPERATOR,
+            &serde_json::json!({"role": "centre", "centre": "c1", "label": "c1"}),
+        )
+        .json()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = action(
+        &c1_token,
+        serde_json::json!({"action": "accept", "operator": "x"}),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = action(&hook_token, serde_json::json!({"action": "accept"}));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("operator"), "{}", r.body);
+    let r = action(
+        &hook_token,
+        serde_json::json!({"action": "accept", "operator": "jour-1"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = action(
+        &hook_token,
+        serde_json::json!({"action": "close", "outcome": "visited", "note": "all well"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let detail = alarm_detail(&engine, id);
+    assert_eq!(detail["alarm"]["state"], "closed", "{detail}");
+    let trail = audit_actions(&detail);
+    assert!(
+        trail.contains(&("operator:jour-1".into(), "accepted".into())),
+        "{trail:?}"
+    );
+    assert!(
+        trail.contains(&("centre:hook".into(), "closed".into())),
+        "{trail:?}"
+    );
     let metrics = binary::get_metrics(engine.http).unwrap();
     assert!(
         metrics.contains("vaka_receiver_deliveries_total{receiver=\"hook\",kind=\"webhook\"}"),

@@ -598,3 +598,90 @@ pub(crate) fn check_fences(p: &mut Problems, fences: &[FenceRecord]) {
         }
     }
 }
+
+#[cfg(test)]
+mod receiver_tests {
+    use super::*;
+
+    fn fields(r: &ReceiverRecord) -> Vec<String> {
+        r.problems("receiver").into_iter().map(|(f, _)| f).collect()
+    }
+
+    #[test]
+    fn each_receiver_problem_is_named_by_its_field() {
+        let hook = ReceiverRecord::Webhook {
+            url: "ftp://x".into(),
+            secret: "short".into(),
+        };
+        assert_eq!(fields(&hook), ["receiver.url", "receiver.secret"]);
+        let team = ReceiverRecord::Responder {
+            members: vec![
+                MemberRecord {
+                    name: "Anna".into(),
+                    phone: Some("0701".into()),
+                    email: None,
+                },
+                MemberRecord {
+                    name: "Anna".into(),
+                    phone: None,
+                    email: Some("not-an-address".into()),
+                },
+                MemberRecord {
+                    name: "Bo".into(),
+                    phone: None,
+                    email: None,
+                },
+            ],
+        };
+        assert_eq!(
+            fields(&team),
+            [
+                "receiver.members[0].phone",
+                "receiver.members[1].name",
+                "receiver.members[1].email",
+                "receiver.members[2]",
+            ]
+        );
+        let sip = ReceiverRecord::Scaip {
+            uri: "http://x".into(),
+            username: "".into(),
+            password: "".into(),
+            cid: None,
+            transport: Some("sctp".into()),
+        };
+        assert_eq!(
+            fields(&sip),
+            [
+                "receiver.uri",
+                "receiver.username",
+                "receiver.password",
+                "receiver.transport"
+            ]
+        );
+        assert_eq!(fields(&ReceiverRecord::Sms { to: vec![] }), ["receiver.to"]);
+        let ok = ReceiverRecord::Email {
+            to: vec!["a@b.se".into()],
+        };
+        assert!(fields(&ok).is_empty());
+        assert_eq!(ok.members()[0].email.as_deref(), Some("a@b.se"));
+    }
+
+    #[test]
+    fn a_centre_without_a_receiver_reads_and_writes_as_before() {
+        // A record written before receivers existed still reads, and writes the same keys.
+        let old = r#"{"id":"c1","name":"","tenants":["t"],"revision":3}"#;
+        let c: CentreRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(c.receiver, None);
+        assert_eq!(serde_json::to_string(&c).unwrap(), old);
+        let with: CentreRecord = serde_json::from_str(
+            r#"{"id":"h","tenants":["t"],"receiver":{"kind":"webhook","url":"https://x.se/h","secret":"0123456789abcdef"}}"#,
+        )
+        .unwrap();
+        assert_eq!(with.receiver.as_ref().map(|r| r.kind()), Some("webhook"));
+        // Unknown fields in a receiver are refused, as everywhere in the directory.
+        assert!(serde_json::from_str::<CentreRecord>(
+            r#"{"id":"h","receiver":{"kind":"email","to":[],"cc":[]}}"#
+        )
+        .is_err());
+    }
+}
