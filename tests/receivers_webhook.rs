@@ -35,6 +35,8 @@ struct Hook {
     seen: Mutex<HashMap<String, u32>>,
     /// Answer 500 to this many first tries of each offer (`None`: always 500).
     fail_first: Option<u32>,
+    /// Take this long over every offer (a slow webhook).
+    delay: Duration,
 }
 
 async fn hook(
@@ -65,6 +67,7 @@ async fn hook(
     if ping {
         return StatusCode::NO_CONTENT;
     }
+    tokio::time::sleep(h.delay).await;
     match h.fail_first {
         Some(k) if n > k => StatusCode::OK,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -280,4 +283,85 @@ async fn a_webhook_that_fails_is_passed_over_and_counted() {
         metrics.contains("vaka_receiver_failures_total{receiver=\"hook\",kind=\"webhook\"} 1"),
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_webhook_holds_up_neither_another_receiver_nor_the_centre_stream() {
+    // "slow" takes 20 s over every offer (the engine's request timeout is 5 s, 4 attempts);
+    // "fast" answers at once.
+    let slow = Arc::new(Hook {
+        fail_first: Some(0),
+        delay: Duration::from_secs(20),
+        ..Default::default()
+    });
+    let fast = Arc::new(Hook {
+        fail_first: Some(0),
+        ..Default::default()
+    });
+    let (slow_url, fast_url) = (serve(slow.clone()).await, serve(fast.clone()).await);
+    let directory = format!(
+        "[[tenants]]\nid = \"t\"\ncentres = [\"c1\"]\n\
+         receipt_deadline_secs = 600\naccept_deadline_secs = 600\n\
+         [[centres]]\nid = \"slow\"\ntenants = [\"t\"]\n\
+         receiver = {{ kind = \"webhook\", url = \"{slow_url}\", secret = \"{SECRET}\" }}\n\
+         [[centres]]\nid = \"fast\"\ntenants = [\"t\"]\n\
+         receiver = {{ kind = \"webhook\", url = \"{fast_url}\", secret = \"{SECRET}\" }}\n\
+         [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-the-alarm-centre\"\n\
+         [[devices]]\ntenant = \"t\"\nid = \"d0\"\ntype = \"0003\"\ncentres = [\"slow\", \"c1\"]\n\
+         [[devices]]\ntenant = \"t\"\nid = \"d1\"\ntype = \"0003\"\ncentres = [\"fast\", \"c1\"]\n\
+         [[devices]]\ntenant = \"t\"\nid = \"d2\"\ntype = \"0003\"\n"
+    );
+    let engine = Engine::start(&directory, &[("t", &["d0", "d1", "d2"])]);
+    until(Duration::from_secs(10), "both webhooks' pings", || {
+        slow.seen.lock().unwrap().contains_key("ping")
+            && fast.seen.lock().unwrap().contains_key("ping")
+    })
+    .await;
+    let mut c1 = engine.centre("token-of-the-alarm-centre").await;
+    let (d0, d1, d2) = (
+        engine.quic_client("t", "d0").await,
+        engine.quic_client("t", "d1").await,
+        engine.quic_client("t", "d2").await,
+    );
+    let held = d0
+        .send(events::alarm("s1", "0010", 1))
+        .await
+        .unwrap()
+        .alarm_id
+        .unwrap();
+    until(
+        Duration::from_secs(5),
+        "the slow webhook's first try",
+        || slow.got.lock().unwrap().iter().any(|g| g.key != "ping"),
+    )
+    .await;
+    let started = Instant::now();
+    let quick = d1
+        .send(events::alarm("f1", "0010", 1))
+        .await
+        .unwrap()
+        .alarm_id
+        .unwrap();
+    let direct = d2
+        .send(events::alarm("c1", "0010", 1))
+        .await
+        .unwrap()
+        .alarm_id
+        .unwrap();
+    // The centre stream and the other webhook are served at once.
+    let offer = c1.offer(Duration::from_secs(3)).await;
+    assert_eq!(offer.alarm.unwrap().alarm_id, direct);
+    until(Duration::from_secs(3), "the fast webhook's receipt", || {
+        audit_actions(&alarm_detail(&engine, quick))
+            .contains(&("centre:fast".into(), "receipt".into()))
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // The slow one's alarm is still waiting on it (each try times out after 5 s).
+    let slow_state = alarm_detail(&engine, held)["alarm"]["state"].clone();
+    assert_eq!(slow_state, "offered", "{slow_state}");
 }

@@ -68,7 +68,6 @@ pub async fn alarm_action(
     Path(alarm): Path<u64>,
     body: axum::body::Bytes,
 ) -> Result<Json<ActionDone>, Problem> {
-    let body: AlarmAction = serde_json::from_slice(&body).map_err(|e| Problem::body(&e))?;
     let id = AlarmId(alarm);
     let what = format!("alarm {alarm}");
     let found = blocking(api.control.store(), move |s| s.alarm(id)).await?;
@@ -80,6 +79,8 @@ pub async fn alarm_action(
             .may_act_on(&a, &dir)
             .map_err(|d| Problem::denied(d, &what))?
     };
+    // The body only once the caller may act: nothing is told to anyone else.
+    let body: AlarmAction = serde_json::from_slice(&body).map_err(|e| Problem::body(&e))?;
     let mut errors = Vec::new();
     let input = match body.action.as_str() {
         "receipt" => AlarmInput::Receipt {
