@@ -128,12 +128,57 @@ struct Gateway {
     sent: Mutex<Vec<HashMap<String, String>>>,
 }
 
+/// Takes the form style and the JSON style alike; records the fields and which style it was.
 async fn gateway_post(
     State(g): State<Arc<Gateway>>,
-    axum::Form(f): axum::Form<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> &'static str {
+    let kind = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let mut f: HashMap<String, String> = if kind.starts_with("application/json") {
+        serde_json::from_slice(&body).unwrap()
+    } else {
+        url_form(&body)
+    };
+    f.insert("content-type".into(), kind);
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    f.insert("authorization".into(), auth.to_owned());
     g.sent.lock().unwrap().push(f);
     "OK"
+}
+
+/// `a=b&c=d` (percent- and plus-decoded).
+fn url_form(body: &[u8]) -> HashMap<String, String> {
+    let dec = |s: &str| {
+        let s = s.replace('+', " ");
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (dec(k), dec(v)))
+        .collect()
 }
 
 async fn serve_gateway(g: Arc<Gateway>) -> u16 {
@@ -150,12 +195,16 @@ async fn serve_gateway(g: Arc<Gateway>) -> u16 {
 }
 
 fn sections(smtp: u16, sms: u16, opens_per_min: u32) -> String {
+    sections_styled(smtp, sms, opens_per_min, "form")
+}
+
+fn sections_styled(smtp: u16, sms: u16, opens_per_min: u32, style: &str) -> String {
     format!(
         "[receivers]\npublic_base_url = \"http://127.0.0.1:{{http}}\"\nprobe_secs = 1\n\
          link_opens_per_min = {opens_per_min}\n\
          [receivers.smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\nstarttls = false\n\
          from = \"Vaka <larm@vaka.test>\"\n\
-         [receivers.sms]\nurl = \"http://127.0.0.1:{sms}/sms\"\nstyle = \"form\"\n\
+         [receivers.sms]\nurl = \"http://127.0.0.1:{sms}/sms\"\nstyle = \"{style}\"\n\
          username = \"vaka\"\npassword = \"gateway-password\"\n"
     )
 }
@@ -326,6 +375,16 @@ async fn the_relative_opens_the_link_accepts_and_nothing_escalates() {
     .await;
     assert_eq!(sent["to"], "+46701234567");
     assert!(sent["message"].contains(&link), "{sent:?}");
+    assert!(sent["message"].contains("Lämnat område"), "{sent:?}");
+    assert!(
+        sent["content-type"].starts_with("application/x-www-form-urlencoded"),
+        "{sent:?}"
+    );
+    // HTTP basic with the configured credentials.
+    assert_eq!(
+        sent["authorization"], "Basic dmFrYTpnYXRld2F5LXBhc3N3b3Jk",
+        "{sent:?}"
+    );
 
     let shot = screenshots().join("responder-accept.png");
     let page = browser(&link, &shot, true);
@@ -379,7 +438,7 @@ async fn nobody_answers_the_team_then_the_centre_get_it() {
     let engine = Engine::start_with(
         &directory(2, 2),
         &[("t", &["tracker"])],
-        &sections(smtp.port, sms, 30),
+        &sections_styled(smtp.port, sms, 30, "json"),
     );
     receivers_up(&engine, &["relative", "team"]).await;
     let mut c1 = engine.centre("token-of-the-alarm-centre").await;
@@ -388,6 +447,17 @@ async fn nobody_answers_the_team_then_the_centre_get_it() {
         smtp.to("anna@example.org").pop()
     })
     .await;
+    // The SMS went in the gateway's JSON style.
+    let sent = until(Duration::from_secs(10), "the relative's SMS", || {
+        gw.sent.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert!(
+        sent["content-type"].starts_with("application/json"),
+        "{sent:?}"
+    );
+    assert_eq!(sent["to"], "+46701234567");
+    assert!(sent["message"].contains("/r/"), "{sent:?}");
     // The relative does nothing: past the receipt deadline the team is told ...
     let team = until(Duration::from_secs(10), "the team's e-mail", || {
         smtp.to("team@hemtjanst.example.org").pop()
