@@ -408,6 +408,15 @@ async fn the_relative_opens_the_link_accepts_and_nothing_escalates() {
         "{page}"
     );
     assert_eq!(before["accept_button"], true, "{page}");
+    assert!(
+        before["battery"].as_str().unwrap().contains("batteri"),
+        "{page}"
+    );
+    // Heard through its fixes: a time, not "unknown".
+    assert!(
+        !before["heard"].as_str().unwrap().contains("Okänt"),
+        "{page}"
+    );
     assert_eq!(page["after"]["accepted_by"], "Anna", "{page}");
     assert_eq!(page["after"]["close_button"], true, "{page}");
     assert!(std::fs::metadata(&shot).unwrap().len() > 1000);

@@ -365,3 +365,56 @@ async fn a_slow_webhook_holds_up_neither_another_receiver_nor_the_centre_stream(
     let slow_state = alarm_detail(&engine, held)["alarm"]["state"].clone();
     assert_eq!(slow_state, "offered", "{slow_state}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_in_flight_when_the_engine_is_killed_is_sent_again_after_the_restart() {
+    // Every offer takes 3 s to answer: the engine is SIGKILLed while the first is in flight.
+    let h = Arc::new(Hook {
+        fail_first: Some(0),
+        delay: Duration::from_secs(3),
+        ..Default::default()
+    });
+    let url = serve(h.clone()).await;
+    let mut engine = Engine::start(&directory(&url), &[("t", &["d0"])]);
+    until(Duration::from_secs(10), "the webhook's ping", || {
+        h.seen.lock().unwrap().contains_key("ping")
+    })
+    .await;
+    let d0 = engine.quic_client("t", "d0").await;
+    let id = d0
+        .send(events::alarm("k1", "0010", 1))
+        .await
+        .unwrap()
+        .alarm_id
+        .unwrap();
+    drop(d0);
+    let key = format!("{id}-");
+    let offered = || {
+        h.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|g| g.key.starts_with(&key))
+            .map(|g| g.key.clone())
+            .collect::<Vec<_>>()
+    };
+    until(Duration::from_secs(10), "the first try", || {
+        !offered().is_empty()
+    })
+    .await;
+    engine.sigkill();
+    engine.restart();
+    // The cursor did not move: the same notice (same idempotency key) comes again, and its
+    // answer is the receipt.
+    until(Duration::from_secs(20), "the offer again", || {
+        offered().len() >= 2
+    })
+    .await;
+    let keys = offered();
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+    until(Duration::from_secs(15), "the receipt", || {
+        audit_actions(&alarm_detail(&engine, id))
+            .contains(&("centre:hook".into(), "receipt".into()))
+    })
+    .await;
+}

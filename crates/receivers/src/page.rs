@@ -299,7 +299,20 @@ async fn render(s: &PageState, o: &Opened, token: &str, error: Option<&str>) -> 
     let a = &o.alarm;
     let fix = s.ctx.store.opening_fix(a.id).ok().flatten();
     let json = payload::alarm(a, &s.ctx.dir.load(), fix.as_ref());
-    let heard = s.ctx.store.last_heard(&a.device).ok().flatten();
+    // Last heard: the supervision record, else the latest position received (a tracker that is
+    // not supervised is still heard through its fixes).
+    let heard = [
+        s.ctx.store.last_heard(&a.device).ok().flatten(),
+        s.ctx
+            .store
+            .latest_position(&a.device)
+            .ok()
+            .flatten()
+            .map(|p| p.received_ms),
+    ]
+    .into_iter()
+    .flatten()
+    .max();
     let mine = a.holder() == Some(&o.centre);
     let mut h = String::with_capacity(4096);
     h.push_str(
