@@ -418,3 +418,25 @@ async fn an_offer_in_flight_when_the_engine_is_killed_is_sent_again_after_the_re
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_webhook_unreachable_and_no_centre_the_device_is_told_not_treated() {
+    // Nothing listens at the webhook's address: it never comes up.
+    let port = binary::free_tcp_port();
+    let engine = Engine::start(
+        &directory(&format!("http://127.0.0.1:{port}/hook")),
+        &[("t", &["d0"])],
+    );
+    let d0 = engine.quic_client("t", "d0").await;
+    let reply = d0.send(events::alarm("n1", "0010", 1)).await.unwrap();
+    assert_eq!(
+        reply.status(),
+        vaka_device::pb::Status::NotTreated,
+        "{reply:?}"
+    );
+    // Stored all the same, and offered the moment a centre connects (invariant 5).
+    let id = reply.alarm_id.unwrap();
+    let mut c1 = engine.centre("token-of-the-alarm-centre").await;
+    let offer = c1.offer(Duration::from_secs(10)).await;
+    assert_eq!(offer.alarm.unwrap().alarm_id, id);
+}
