@@ -37,11 +37,26 @@ struct Smtp {
 
 impl Smtp {
     fn start() -> Smtp {
+        Smtp::start_with(&[])
+    }
+
+    /// One that requires STARTTLS (before MAIL) with this certificate and key.
+    fn start_tls(cert: &Path, key: &Path) -> Smtp {
+        Smtp::start_with(&[
+            "--tlscert".as_ref(),
+            cert.as_os_str(),
+            "--tlskey".as_ref(),
+            key.as_os_str(),
+        ])
+    }
+
+    fn start_with(extra: &[&std::ffi::OsStr]) -> Smtp {
         let port = binary::free_tcp_port();
         let maildir = tempfile::tempdir().unwrap();
         let child = Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir.path().join("mail"))
             .stdout(Stdio::null())
@@ -554,4 +569,36 @@ async fn tampered_and_made_up_links_are_refused_and_sources_are_limited() {
     );
     assert!(!trail.iter().any(|(_, b, _)| b == "accepted"), "{trail:?}");
     assert!(smtp.to("someone@other.example.org").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_mail_goes_through_a_relay_that_requires_starttls() {
+    // The demo PKI: a server certificate for 127.0.0.1 from its own CA, which the engine is
+    // told to trust (`ca_file`); the relay refuses MAIL before STARTTLS.
+    let pki = tempfile::tempdir().unwrap();
+    vaka_ingest::certs::generate_demo(pki.path(), "t", &[]).unwrap();
+    let smtp = Smtp::start_tls(
+        &pki.path().join("server.pem"),
+        &pki.path().join("server-key.pem"),
+    );
+    let gw = Arc::new(Gateway::default());
+    let sms = serve_gateway(gw.clone()).await;
+    let sections = format!(
+        "[receivers]\npublic_base_url = \"http://127.0.0.1:{{http}}\"\nprobe_secs = 1\n\
+         [receivers.smtp]\nhost = \"127.0.0.1\"\nport = {}\nstarttls = true\n\
+         ca_file = \"{}\"\nfrom = \"Vaka <larm@vaka.test>\"\n\
+         [receivers.sms]\nurl = \"http://127.0.0.1:{sms}/sms\"\n",
+        smtp.port,
+        pki.path().join("server-ca.pem").display()
+    );
+    let engine = Engine::start_with(&directory(60, 60), &[("t", &["tracker"])], &sections);
+    receivers_up(&engine, &["relative", "team"]).await;
+    walk_out(&engine).await;
+    let mail = until(
+        Duration::from_secs(15),
+        "the relative's e-mail over STARTTLS",
+        || smtp.to("anna@example.org").pop(),
+    )
+    .await;
+    assert!(link_in(&qp_decode(&mail)).contains("/r/"), "{mail}");
 }

@@ -58,6 +58,10 @@ pub struct SmtpConfig {
     pub password: Option<String>,
     /// The sender, "Vaka <alarm@example.org>".
     pub from: String,
+    /// A CA (PEM) the relay's certificate may chain to besides the public roots (a private
+    /// relay); read at start.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// `[receivers.sms]`: an HTTP SMS gateway.
@@ -144,6 +148,9 @@ impl ReceiversConfig {
             }
             if s.username.is_some() != s.password.is_some() {
                 bad("smtp.username", "username and password go together");
+            }
+            if s.ca_file.is_some() && !s.starttls {
+                bad("smtp.ca_file", "is for STARTTLS: set starttls = true");
             }
             if s.from.parse::<lettre::message::Mailbox>().is_err() {
                 bad(

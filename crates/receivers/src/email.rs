@@ -4,6 +4,7 @@
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::SinglePart;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{ReceiversConfig, SmtpConfig};
@@ -15,12 +16,23 @@ pub(crate) struct Mailer {
 
 impl Mailer {
     pub(crate) fn new(s: &SmtpConfig, cfg: &ReceiversConfig) -> Result<Mailer, String> {
-        let mut b = if s.starttls {
-            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)
-                .map_err(|e| format!("receivers.smtp.host: {e}"))?
-        } else {
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
-        };
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host);
+        if s.starttls {
+            // STARTTLS required (never falls back to plain), rustls with the public roots and
+            // the configured CA.
+            let mut tls = TlsParameters::builder(s.host.clone());
+            if let Some(path) = &s.ca_file {
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("receivers.smtp.ca_file {}: {e}", path.display()))?;
+                let ca = Certificate::from_pem(&pem)
+                    .map_err(|e| format!("receivers.smtp.ca_file {}: {e}", path.display()))?;
+                tls = tls.add_root_certificate(ca);
+            }
+            let tls = tls
+                .build_rustls()
+                .map_err(|e| format!("receivers.smtp.host: {e}"))?;
+            b = b.tls(Tls::Required(tls));
+        }
         b = b.port(s.port).timeout(Some(cfg.request_timeout()));
         if let (Some(u), Some(p)) = (&s.username, &s.password) {
             b = b.credentials(Credentials::new(u.clone(), p.clone()));
