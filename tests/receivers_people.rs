@@ -602,3 +602,37 @@ async fn e_mail_goes_through_a_relay_that_requires_starttls() {
     .await;
     assert!(link_in(&qp_decode(&mail)).contains("/r/"), "{mail}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_shows_nothing_once_its_receiver_no_longer_serves_the_tenant() {
+    let smtp = Smtp::start();
+    let gw = Arc::new(Gateway::default());
+    let sms = serve_gateway(gw.clone()).await;
+    let engine = Engine::start_with(
+        &directory(60, 60),
+        &[("t", &["tracker"])],
+        &sections(smtp.port, sms, 30),
+    );
+    receivers_up(&engine, &["relative"]).await;
+    walk_out(&engine).await;
+    let mail = until(Duration::from_secs(15), "the relative's e-mail", || {
+        smtp.to("anna@example.org").pop()
+    })
+    .await;
+    let link = link_in(&qp_decode(&mail));
+    let path = link
+        .split_once(&format!(":{}", engine.http))
+        .unwrap()
+        .1
+        .to_owned();
+    assert_eq!(engine.get(&path, "").status, 200);
+    // The relative's receiver is moved to tenant u: the same, validly signed link now shows
+    // nothing of tenant t's alarm (the centre scope decides, as for a gRPC centre).
+    let mut rec = engine.get("/api/v1/centres/relative", OPERATOR).json();
+    rec["tenants"] = serde_json::json!(["u"]);
+    let r = engine.send("PUT", "/api/v1/centres/relative", OPERATOR, &rec);
+    assert!(r.status == 200 || r.status == 201, "{}", r.body);
+    let r = engine.get(&path, "");
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(!r.body.contains("tracker"), "{}", r.body);
+}
