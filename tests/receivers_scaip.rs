@@ -120,3 +120,65 @@ async fn an_alarm_forwarded_over_scaip_is_receipted_by_the_far_engine() {
     assert_eq!(detail["alarm"]["state"], "receipted", "{detail}");
     c1.no_offer_for(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_over_tcp_is_receipted_on_the_same_connection() {
+    let b = Engine::start_full(
+        &format!(
+            "[[tenants]]\nid = \"b\"\ncentres = [\"cb\"]\n\
+             [[centres]]\nid = \"cb\"\ntenants = [\"b\"]\ntoken = \"token-of-centre-b-here\"\n\
+             [[devices]]\ntenant = \"b\"\nid = \"{GATEWAY}\"\ntype = \"0003\"\n\
+             password = \"{PASSWORD}\"\n"
+        ),
+        &[],
+        "",
+        true,
+    );
+    let far = b.sip_tcp.unwrap();
+    let a = Engine::start_with(
+        &format!(
+            "[[tenants]]\nid = \"t\"\ncentres = [\"fwd\", \"c1\"]\n\
+             receipt_deadline_secs = 600\naccept_deadline_secs = 600\n\
+             [[centres]]\nid = \"fwd\"\ntenants = [\"t\"]\n\
+             receiver = {{ kind = \"scaip\", uri = \"sip:alarm@{far}\", username = \"{GATEWAY}\", \
+             password = \"{PASSWORD}\", transport = \"tcp\" }}\n\
+             [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-centre-a-here\"\n\
+             [[devices]]\ntenant = \"t\"\nid = \"d0\"\ntype = \"0003\"\n"
+        ),
+        &[("t", &["d0"])],
+        "[receivers]\nprobe_secs = 1\n",
+    );
+    let end = Instant::now() + Duration::from_secs(15);
+    while !binary::get_metrics(a.http)
+        .is_some_and(|m| m.contains("vaka_receiver_up{receiver=\"fwd\",kind=\"scaip\"} 1"))
+    {
+        assert!(
+            Instant::now() < end,
+            "the SCAIP receiver never came up over TCP"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut cb = b.centre("token-of-centre-b-here").await;
+    let d0 = a.quic_client("t", "d0").await;
+    let id = d0
+        .send(events::alarm("z1", "0010", 1))
+        .await
+        .unwrap()
+        .alarm_id
+        .unwrap();
+    let at_b = cb.offer(Duration::from_secs(15)).await.alarm.unwrap();
+    assert_eq!(at_b.reference, format!("{id:x}"), "{at_b:?}");
+    assert_eq!(at_b.device, GATEWAY);
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let trail = audit(&a, id);
+        if trail
+            .iter()
+            .any(|(who, what, _)| who == "centre:fwd" && what == "receipt")
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "no receipt from B in A: {trail:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

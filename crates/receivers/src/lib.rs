@@ -12,6 +12,7 @@ mod people;
 mod scaip;
 mod session;
 pub mod sign;
+mod sip_conn;
 mod sms;
 pub mod text;
 mod webhook;
@@ -186,33 +187,13 @@ fn far(ctx: &Ctx, shared: &Shared, id: &CentreId, record: &ReceiverRecord) -> Bo
             password,
             cid,
             transport,
-        } => match transport.as_deref() {
-            None | Some("udp") => Box::new(scaip::Forward::new(
-                id.clone(),
-                uri.clone(),
-                username.clone(),
-                password.clone(),
-                cid.clone(),
-            )),
-            Some(_) => Box::new(NotYet("SCAIP over TCP")),
-        },
-    }
-}
-
-/// A kind this build cannot run yet: never reachable, so chains pass over it.
-struct NotYet(&'static str);
-
-impl Far for NotYet {
-    fn deliver<'a>(
-        &'a self,
-        _: &'a session::Delivery,
-    ) -> futures::future::BoxFuture<'a, session::Handled> {
-        let why = format!("{} receivers are not supported by this build", self.0);
-        Box::pin(async move { session::Handled::Unreachable(why) })
-    }
-
-    fn probe(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
-        let why = format!("{} receivers are not supported by this build", self.0);
-        Box::pin(async move { Err(why) })
+        } => Box::new(scaip::Forward::new(
+            id.clone(),
+            uri.clone(),
+            username.clone(),
+            password.clone(),
+            cid.clone(),
+            transport.as_deref() == Some("tcp"),
+        )),
     }
 }

@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::UdpSocket;
+use tokio::time::Instant;
 use vaka_core::alarm::{AlarmInput, Notice};
 use vaka_core::CentreId;
 use vaka_scaip::auth::{expected_response, Credential};
@@ -15,6 +15,7 @@ use vaka_scaip::scaip::{GeoPos, Lge};
 use vaka_scaip::{Authorization, Challenge, Method, Mrq, Mrs, NewRequest, SipMessage, Snu};
 
 use crate::session::{Delivery, Far, Handled};
+use crate::sip_conn::Conn;
 
 /// Waits for an answer to one transmission, doubled per retransmission (RFC 3261 T1).
 const T1: Duration = Duration::from_millis(500);
@@ -33,7 +34,8 @@ struct Sip {
     username: String,
     password: String,
     cid: String,
-    sock: Option<UdpSocket>,
+    sock: Option<Conn>,
+    tcp: bool,
     challenge: Option<Challenge>,
     nc: u32,
     cseq: u32,
@@ -47,6 +49,7 @@ impl Forward {
         username: String,
         password: String,
         cid: Option<String>,
+        tcp: bool,
     ) -> Forward {
         let state = Sip {
             centre,
@@ -55,6 +58,7 @@ impl Forward {
             username,
             password,
             sock: None,
+            tcp,
             challenge: None,
             nc: 0,
             cseq: 0,
@@ -85,23 +89,12 @@ impl Sip {
         found.ok_or_else(|| format!("{hostport}: no address"))
     }
 
-    async fn socket(&mut self) -> Result<&UdpSocket, String> {
+    async fn socket(&mut self) -> Result<&mut Conn, String> {
         if self.sock.is_none() {
             let far = self.far().await?;
-            let local = if far.ip().is_loopback() {
-                "127.0.0.1:0"
-            } else {
-                "0.0.0.0:0"
-            };
-            let s = UdpSocket::bind(local)
-                .await
-                .map_err(|e| format!("SIP socket: {e}"))?;
-            s.connect(far)
-                .await
-                .map_err(|e| format!("SIP socket: {e}"))?;
-            self.sock = Some(s);
+            self.sock = Some(Conn::open(far, self.tcp).await?);
         }
-        Ok(self.sock.as_ref().expect("bound"))
+        Ok(self.sock.as_mut().expect("open"))
     }
 
     fn next_id(&mut self) -> String {
@@ -117,16 +110,14 @@ impl Sip {
     ) -> Result<SipMessage, String> {
         self.cseq += 1;
         let is_message = matches!(method, Method::Message);
-        let local = self
-            .sock
-            .as_ref()
-            .and_then(|s| s.local_addr().ok())
-            .ok_or("no socket")?;
+        let conn = self.sock.as_ref().ok_or("no connection")?;
+        let local = conn.local_addr()?;
+        let transport = conn.transport();
         let branch = self.next_id();
         let req = NewRequest {
             method,
             request_uri: &self.uri,
-            transport: "UDP",
+            transport,
             sent_by: &local.to_string(),
             branch: &branch,
             from_uri: &format!("sip:{}@{}", self.username, local.ip()),
@@ -170,17 +161,30 @@ impl Sip {
         auth
     }
 
-    /// Sends `m` (retransmitted over UDP) until a final response to it arrives.
+    /// Sends `m` until a final response to it arrives: retransmitted over UDP (T1 doubling),
+    /// once over TCP (waiting as long as the UDP schedule would). A broken connection is
+    /// dropped, to be opened again for the next request.
     async fn transact(&mut self, m: &SipMessage) -> Result<SipMessage, String> {
+        let r = self.transact_on(m).await;
+        if r.is_err() {
+            self.sock = None;
+        }
+        r
+    }
+
+    async fn transact_on(&mut self, m: &SipMessage) -> Result<SipMessage, String> {
         let bytes = m.to_bytes();
         let cseq = m.header("CSeq").unwrap_or("").to_owned();
-        let sock = self.socket().await?;
+        let conn = self.socket().await?;
+        let stream = conn.is_stream();
         let mut wait = T1;
-        for _ in 0..TRANSMISSIONS {
-            sock.send(&bytes).await.map_err(|e| format!("send: {e}"))?;
-            let end = tokio::time::Instant::now() + wait;
+        for i in 0..TRANSMISSIONS {
+            if i == 0 || !stream {
+                conn.send(&bytes).await?;
+            }
+            let end = Instant::now() + wait;
             loop {
-                match recv_until(sock, end).await? {
+                match conn.recv_until(end).await? {
                     None => break,
                     Some(r) if !r.is_request() && r.header("CSeq").unwrap_or("") == cseq => {
                         if r.status().is_some_and(|s| s >= 200) {
@@ -220,17 +224,18 @@ impl Sip {
             }
         }
         answered.ok_or("the receiver refused our credentials")?;
-        let sock = self.sock.as_ref().expect("bound");
-        let end = tokio::time::Instant::now() + MRS_WITHIN;
+        let conn = self.sock.as_mut().ok_or("no connection")?;
+        let end = Instant::now() + MRS_WITHIN;
         loop {
-            let m = recv_until(sock, end)
+            let m = conn
+                .recv_until(end)
                 .await?
                 .ok_or("no <mrs> from the receiver in time")?;
             if !m.is_request() {
                 continue;
             }
             let ok = SipMessage::response(&m, 200, "OK", "vakafwd");
-            let _ = sock.send(&ok.to_bytes()).await;
+            let _ = conn.send(&ok.to_bytes()).await;
             let Some(mrs) = m.body_str().and_then(|b| Mrs::parse(b).ok()) else {
                 continue;
             };
@@ -238,18 +243,6 @@ impl Sip {
                 return Ok(mrs.snu);
             }
         }
-    }
-}
-
-async fn recv_until(
-    sock: &UdpSocket,
-    end: tokio::time::Instant,
-) -> Result<Option<SipMessage>, String> {
-    let mut buf = vec![0u8; 65_536];
-    match tokio::time::timeout_at(end, sock.recv(&mut buf)).await {
-        Err(_) => Ok(None),
-        Ok(Err(e)) => Err(format!("receive: {e}")),
-        Ok(Ok(n)) => Ok(SipMessage::parse(&buf[..n]).ok()),
     }
 }
 

@@ -130,7 +130,7 @@ pub enum ReceiverRecord {
         /// The device id the far receiver knows us as (its `<cid>`); default `username`.
         #[serde(default)]
         cid: Option<String>,
-        /// "udp" (the default, and the only transport this build forwards over).
+        /// "udp" (the default) or "tcp".
         #[serde(default)]
         transport: Option<String>,
     },
@@ -272,10 +272,13 @@ impl ReceiverRecord {
                 if cid.as_deref().is_some_and(|c| !valid_id(c)) {
                     bad("cid", "must be 1-64 of A-Z a-z 0-9 - _ . : @");
                 }
-                if transport.as_deref().is_some_and(|t| t != "udp") {
+                if transport
+                    .as_deref()
+                    .is_some_and(|t| !matches!(t, "udp" | "tcp"))
+                {
                     bad(
                         "transport",
-                        "must be \"udp\" (TCP and TLS are not supported yet)",
+                        "must be \"udp\" or \"tcp\" (TLS is not supported yet)",
                     );
                 }
             }
