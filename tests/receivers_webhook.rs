@@ -440,3 +440,36 @@ async fn with_the_webhook_unreachable_and_no_centre_the_device_is_told_not_treat
     let offer = c1.offer(Duration::from_secs(10)).await;
     assert_eq!(offer.alarm.unwrap().alarm_id, id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_hangs_does_not_hold_up_the_engines_shutdown() {
+    // Offers hang far beyond the engine's shutdown bound (5 s in the tests' configuration).
+    let h = Arc::new(Hook {
+        fail_first: Some(0),
+        delay: Duration::from_secs(120),
+        ..Default::default()
+    });
+    let url = serve(h.clone()).await;
+    let mut engine = Engine::start(&directory(&url), &[("t", &["d0"])]);
+    until(Duration::from_secs(10), "the webhook's ping", || {
+        h.seen.lock().unwrap().contains_key("ping")
+    })
+    .await;
+    let d0 = engine.quic_client("t", "d0").await;
+    d0.send(events::alarm("h1", "0010", 1)).await.unwrap();
+    until(Duration::from_secs(10), "the hanging offer", || {
+        h.got.lock().unwrap().iter().any(|g| g.key != "ping")
+    })
+    .await;
+    drop(d0);
+    let started = Instant::now();
+    let code = tokio::task::spawn_blocking(move || engine.sigterm(Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "stopped cleanly");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

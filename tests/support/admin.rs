@@ -183,6 +183,27 @@ impl Engine {
         self.child.as_ref().expect("running").id()
     }
 
+    /// SIGTERM, then waits for the exit (at most `within`): its exit code.
+    pub fn sigterm(&mut self, within: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        let until = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn sigkill(&mut self) {
         let mut child = self.child.take().expect("running");
         child.kill().expect("SIGKILL");

@@ -85,7 +85,13 @@ pub(crate) async fn run(
         up: false,
         cursor: 0,
     };
-    s.serve(&*far, &mut stop).await;
+    // Stopping cuts a delivery short (a webhook in its backoff, a slow relay): the notice is
+    // not acknowledged, so it comes again (invariant 3), and the engine stops in its bound.
+    let mut stopping = stop.clone();
+    tokio::select! {
+        _ = s.serve(&*far, &mut stop) => {}
+        _ = stopping.wait_for(|s| *s) => {}
+    }
     if s.up {
         // The engine (or this receiver) is stopping: nothing to escalate for it.
         s.ctx.router.presence().disconnected(&s.centre);
