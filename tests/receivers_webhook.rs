@@ -466,9 +466,11 @@ async fn a_webhook_that_hangs_does_not_hold_up_the_engines_shutdown() {
     let code = tokio::task::spawn_blocking(move || engine.sigterm(Duration::from_secs(15)))
         .await
         .unwrap();
+    // Exit code 0: stopped within the engine's own bound (5 s), which a hanging delivery
+    // would exceed; the time is checked loosely (a loaded machine adds the process's exit).
     assert_eq!(code, Some(0), "stopped cleanly");
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
