@@ -233,7 +233,8 @@ fn directory(receipt_secs: u32, accept_secs: u32) -> String {
          [[tenants]]\nid = \"u\"\ncentres = [\"u-relative\"]\n\
          [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-the-alarm-centre\"\n\
          [[centres]]\nid = \"relative\"\ntenants = [\"t\"]\n\
-         receiver = {{ kind = \"responder\", members = [{{ name = \"Anna\", phone = \"+46701234567\", email = \"anna@example.org\" }}] }}\n\
+         receiver = {{ kind = \"responder\", members = [{{ name = \"Anna\", phone = \"+46701234567\", email = \"anna@example.org\" }}, \
+         {{ name = \"Bertil\", email = \"bertil@example.org\" }}] }}\n\
          [[centres]]\nid = \"team\"\ntenants = [\"t\"]\n\
          receiver = {{ kind = \"email\", to = [\"team@hemtjanst.example.org\"] }}\n\
          [[centres]]\nid = \"u-relative\"\ntenants = [\"u\"]\n\
@@ -452,6 +453,25 @@ async fn the_relative_opens_the_link_accepts_and_nothing_escalates() {
     );
     let r = engine.get(&format!("/api/v1/alarms/{id}"), OPERATOR).json();
     assert_eq!(r["alarm"]["state"], "accepted", "{r}");
+
+    // Bertil, of the same receiver, opens his own link afterwards: he sees that Anna took it,
+    // and has nothing to press.
+    let mail = until(Duration::from_secs(10), "Bertil's e-mail", || {
+        smtp.to("bertil@example.org").pop()
+    })
+    .await;
+    let his = link_in(&qp_decode(&mail));
+    assert_ne!(his, link, "each member has a link of their own");
+    let path = his
+        .split_once(&format!(":{}", engine.http))
+        .unwrap()
+        .1
+        .to_owned();
+    let page = engine.get(&path, "");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=accepted-by>Anna<"), "{}", page.body);
+    assert!(!page.body.contains("id=accept>"), "{}", page.body);
+    assert!(page.body.contains("Bertil"), "{}", page.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
