@@ -61,6 +61,15 @@ if ! python3 -c "import grpc, grpc_tools.protoc" >/dev/null 2>&1; then
     || python3 -m pip install --quiet grpcio grpcio-tools
 fi
 
+# The receivers' end-to-end test captures e-mail with a real SMTP server: aiosmtpd
+# (`python3 -m aiosmtpd`, tests/receivers_people.rs).
+if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+  echo "install-deps: installing aiosmtpd (pip, user site)"
+  python3 -m pip install --quiet --user aiosmtpd 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages aiosmtpd \
+    || python3 -m pip install --quiet aiosmtpd
+fi
+
 # The DC-09 front's interoperability tests drive panels made of dc09-spt (a DC-09 dialler) and
 # check frames with pysiaalarm (a receiver) and pycryptodome (tests/dc09_front.rs,
 # crates/dc09/tests/interop.rs). dc09-spt without its dependencies: it names pycrypto, whose

@@ -49,6 +49,8 @@ pub async fn start(
     match tls {
         None => {
             tokio::spawn(async move {
+                // The peer's address goes with each request (the responder page's rate limit).
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!(error = %e, "HTTP server ended");
                 }
@@ -139,6 +141,7 @@ async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, a
                 }
                 Err(_) => return,
             };
+            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(remote)));
             let service = TowerToHyperService::new(app);
             if let Err(e) = Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)

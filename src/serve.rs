@@ -26,6 +26,8 @@ pub struct Engine {
     pub dc09: Option<Dc09Server>,
     /// The control plane: the one writer of the live directory, tokens and admin audit.
     pub control: Arc<Control>,
+    /// Receivers the engine runs as centres (webhooks, e-mail, SMS, responder page, SCAIP).
+    receivers: Option<vaka_receivers::Receivers>,
     /// The periodic position-retention sweep (aborted at shutdown).
     retention: tokio::task::JoinHandle<()>,
     /// Per-tenant connected centres and disk space gauges (aborted at shutdown).
@@ -42,7 +44,7 @@ fn wall_ms() -> i64 {
 impl Engine {
     /// Opens the store under `data_dir`, recovers it and starts the router shards.
     /// Must be called inside a tokio runtime.
-    pub fn start(cfg: &Config) -> Result<Engine, String> {
+    pub async fn start(cfg: &Config) -> Result<Engine, String> {
         let mut phase = Phases::default();
         let dir = &cfg.server.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| format!("data dir {}: {e}", dir.display()))?;
@@ -170,17 +172,32 @@ impl Engine {
             router,
             control,
             centres: None,
+            receivers: None,
             quic,
             sip,
             dc09,
             retention,
             gauges,
         };
-        match engine.start_centres(cfg, directory, clock) {
+        match engine.start_centres(cfg, directory.clone(), clock) {
             Ok(c) => engine.centres = Some(c),
             Err(e) => {
                 stop_router(&engine.router, &engine.store);
                 return Err(e);
+            }
+        }
+        let receivers = vaka_receivers::Receivers::start(
+            cfg.receivers.clone(),
+            engine.store.clone(),
+            engine.router.clone(),
+            directory,
+        )
+        .await;
+        match receivers {
+            Ok(r) => engine.receivers = Some(r),
+            Err(e) => {
+                stop_router(&engine.router, &engine.store);
+                return Err(format!("starting the receivers: {e}"));
             }
         }
         Ok(engine)
@@ -266,6 +283,9 @@ impl Engine {
         // Centres first: their streams end without counting as lost, so nothing escalates for it.
         if let Some(centres) = self.centres.take() {
             centres.shutdown(Duration::from_secs(2)).await;
+        }
+        if let Some(receivers) = self.receivers.take() {
+            receivers.shutdown().await;
         }
         // Then the fronts: they answer what they already submitted, then the shards drain.
         if let Some(q) = &self.quic {
@@ -392,10 +412,13 @@ pub async fn run(mut cfg: Config, began: Instant) -> Result<(), String> {
     }
     let config_ms = began.elapsed().as_secs_f64() * 1000.0;
     apply_descriptor_budget(&mut cfg)?;
-    let engine = Engine::start(&cfg)?;
-    let _ = api_slot.set(vaka_admin::http::router(
-        engine.admin_api(&cfg, Some(metrics_text)),
-    ));
+    let engine = Engine::start(&cfg).await?;
+    let mut api = vaka_admin::http::router(engine.admin_api(&cfg, Some(metrics_text)));
+    if let Some(r) = &engine.receivers {
+        // The responder page (`/r/...`) beside the API, on the same server.
+        api = api.merge(r.routes());
+    }
+    let _ = api_slot.set(api);
     let _canaries = crate::canary::spawn(
         engine.control.clone(),
         engine.sip.as_ref().and_then(|s| s.addrs().udp),

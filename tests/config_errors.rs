@@ -64,6 +64,39 @@ fn each_bad_file_names_its_key() {
         ),
         ("unknown key", "[router]\nshardz = 2\n", "shardz"),
         (
+            "receivers: plain SMTP off loopback",
+            "[receivers.smtp]\nhost = \"mail.example.org\"\nstarttls = false\nfrom = \"a@b.se\"\n",
+            "receivers.smtp.starttls: may be false only for a relay on loopback",
+        ),
+        (
+            "receivers: SMS template without the link",
+            "[receivers.sms]\nurl = \"https://sms.example.org/send\"\ntemplate = \"Larm!\"\n",
+            "receivers.sms.template: must contain {link}",
+        ),
+        (
+            "receivers: unknown SMS style",
+            "[receivers.sms]\nurl = \"https://sms.example.org/send\"\nstyle = \"xml\"\n",
+            "receivers.sms.style",
+        ),
+        (
+            "receivers: base URL with a slash",
+            "[receivers]\npublic_base_url = \"https://vaka.example.org/\"\n",
+            "receivers.public_base_url",
+        ),
+        (
+            "a webhook receiver with a short secret",
+            "[[tenants]]\nid = \"t\"\ncentres = [\"h\"]\n[[centres]]\nid = \"h\"\ntenants = [\"t\"]\n\
+             receiver = { kind = \"webhook\", url = \"https://x.se/h\", secret = \"short\" }\n",
+            "centres[0].receiver.secret: must be at least 16 characters",
+        ),
+        (
+            "a receiver with a token",
+            "[[tenants]]\nid = \"t\"\ncentres = [\"h\"]\n[[centres]]\nid = \"h\"\ntenants = [\"t\"]\n\
+             token = \"0123456789abcdef\"\n\
+             receiver = { kind = \"email\", to = [\"a@b.se\"] }\n",
+            "centres[0].token",
+        ),
+        (
             "zero queue",
             "[router]\ntelemetry_queue = 0\n",
             "router.telemetry_queue: must be greater than 0",

@@ -42,7 +42,9 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let engine = Engine::start(&config(data_dir)).expect("engine starts");
+        let engine = Engine::start(&config(data_dir))
+            .await
+            .expect("engine starts");
         let router = engine.router.clone();
         let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
         println!("ready");

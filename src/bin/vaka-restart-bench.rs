@@ -78,7 +78,7 @@ fn populate(config: &Path, n: usize) {
     cfg.listen.grpc = "127.0.0.1:0".parse().expect("address");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async move {
-        let engine = Engine::start(&cfg).expect("engine");
+        let engine = Engine::start(&cfg).await.expect("engine");
         let mut pending = tokio::task::JoinSet::new();
         for i in 0..n {
             let router = engine.router.clone();

@@ -104,6 +104,7 @@ impl Config {
                 id: c.id.clone(),
                 name: c.name.clone(),
                 tenants: c.tenants.clone(),
+                receiver: c.receiver.clone(),
                 revision: 0,
             }));
         }

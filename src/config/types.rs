@@ -36,6 +36,9 @@ pub struct Config {
     pub gps: GpsSection,
     #[serde(default)]
     pub admin: AdminSection,
+    /// Receivers the engine runs (webhooks, e-mail, SMS, responder page, SCAIP forwarding).
+    #[serde(default)]
+    pub receivers: vaka_receivers::ReceiversConfig,
 }
 
 /// `[admin]`: the admin REST API on `listen.http` (beside `/metrics`).
@@ -233,6 +236,10 @@ pub struct CentreEntry {
     pub tenants: Vec<String>,
     /// Bearer token for the centre API.
     pub token: Option<String>,
+    /// A receiver the engine runs for this centre (`{ kind = "webhook", url, secret }`, ...);
+    /// such a centre has no token.
+    #[serde(default)]
+    pub receiver: Option<vaka_core::directory::ReceiverRecord>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -56,6 +56,9 @@ impl Config {
         }
         self.validate_grpc(&mut p);
         self.validate_admin(&mut p);
+        for (k, why) in self.receivers.validate() {
+            p.push(err(k, why));
+        }
         deadline(
             &mut p,
             "defaults.receipt_deadline_secs",
@@ -104,6 +107,17 @@ impl Config {
                     p.push(err(
                         format!("{at}.tenants[{j}]"),
                         format!("unknown tenant \"{t}\""),
+                    ));
+                }
+            }
+            if let Some(r) = &c.receiver {
+                for (k, why) in r.problems(&format!("{at}.receiver")) {
+                    p.push(err(k, why));
+                }
+                if c.token.is_some() {
+                    p.push(err(
+                        format!("{at}.token"),
+                        "a receiver the engine runs does not connect: no token",
                     ));
                 }
             }

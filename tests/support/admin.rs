@@ -43,6 +43,8 @@ pub struct Engine {
     pub config: PathBuf,
     pub quic: SocketAddr,
     pub sip: SocketAddr,
+    /// SIP over TCP, when started with it (`start_full`).
+    pub sip_tcp: Option<SocketAddr>,
     pub grpc: SocketAddr,
     pub http: u16,
     child: Option<Child>,
@@ -55,6 +57,22 @@ impl Engine {
     /// tenants get a CA in `quic.tenant_cas` (the tenants must be in `directory`). Started and
     /// ready (the admin API answers) on return.
     pub fn start(directory: &str, quic: &[(&str, &[&str])]) -> Engine {
+        Engine::start_with(directory, quic, "")
+    }
+
+    /// As `start`, with `sections` (more TOML sections; `{http}` stands for the admin API's
+    /// port) added to the configuration.
+    pub fn start_with(directory: &str, quic: &[(&str, &[&str])], sections: &str) -> Engine {
+        Engine::start_full(directory, quic, sections, false)
+    }
+
+    /// As `start_with`, with the SCAIP front also on TCP when `sip_tcp`.
+    pub fn start_full(
+        directory: &str,
+        quic: &[(&str, &[&str])],
+        sections: &str,
+        sip_tcp: bool,
+    ) -> Engine {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         // The server certificate is always needed (QUIC); a tenant for it when none is given.
@@ -80,6 +98,8 @@ impl Engine {
         let sip: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
         let http = free_tcp_port();
+        let tcp_addr: Option<SocketAddr> =
+            sip_tcp.then(|| format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap());
         let quic_listen = if quic.is_empty() {
             String::new()
         } else {
@@ -87,15 +107,21 @@ impl Engine {
         };
         let text = format!(
             "[server]\ndata_dir = \"{data}\"\nlog_level = \"warn\"\nshutdown_timeout_secs = 5\n\
-             [listen]\n{quic_listen}sip_udp = \"{sip}\"\ngrpc = \"{grpc}\"\n\
+             [listen]\n{quic_listen}sip_udp = \"{sip}\"\n{tcp_listen}grpc = \"{grpc}\"\n\
              http = \"127.0.0.1:{http}\"\n\
              [router]\nshards = 2\nreconnect_grace_secs = 1\n\
-             [sip]\nudp = true\ntcp = false\ntls = false\n\
+             [sip]\nudp = true\ntcp = {sip_tcp}\ntls = false\n\
              {quic_section}\
              [grpc]\nheartbeat_secs = 1\n\
              [admin]\nbootstrap_token = \"{OPERATOR}\"\n\
+             {sections}\n\
              {directory}\n",
             data = dir.path().join("data").display(),
+            sections = sections.replace("{http}", &http.to_string()),
+            tcp_listen = match tcp_addr {
+                Some(a) => format!("sip_tcp = \"{a}\"\n"),
+                None => String::new(),
+            },
         );
         let config = dir.path().join("vaka.toml");
         std::fs::write(&config, text).unwrap();
@@ -114,6 +140,7 @@ impl Engine {
             config,
             quic: quic_addr,
             sip,
+            sip_tcp: tcp_addr,
             grpc,
             http,
             child: None,
@@ -154,6 +181,27 @@ impl Engine {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM, then waits for the exit (at most `within`): its exit code.
+    pub fn sigterm(&mut self, within: Duration) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        let until = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn sigkill(&mut self) {

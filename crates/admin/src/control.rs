@@ -105,6 +105,11 @@ impl Control {
         &self.live
     }
 
+    /// The router, for alarm inputs made through the API (a receiver's accept or close).
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -67,6 +67,21 @@ impl CentreService {
 
     fn scope<T>(&self, req: &Request<T>) -> Result<Scope, Status> {
         let centre = self.shared.creds.authenticate(req)?;
+        // A receiver the engine runs follows its outbox itself: a second reader would race it
+        // for the cursor.
+        let runs_receiver = self
+            .shared
+            .dir
+            .load()
+            .records
+            .centres
+            .get(centre.as_str())
+            .is_some_and(|c| c.receiver.is_some());
+        if runs_receiver {
+            return Err(Status::permission_denied(format!(
+                "centre {centre} is a receiver the engine runs; it does not connect"
+            )));
+        }
         Scope::new(self.shared.dir.clone(), centre)
     }
 }

@@ -148,6 +148,34 @@ impl Principal {
     }
 
     /// Whether a platform-wide list may show this tenant's items.
+    /// Whether this principal may act on `alarm` as a centre (receipt, accept, close through the
+    /// admin API: how a webhook receiver answers): a centre token of a receiver the engine runs,
+    /// serving the alarm's tenant, named in the alarm's chain or holding it. Another tenant's
+    /// alarm is hidden; anyone else is forbidden. The centre it acts as.
+    pub fn may_act_on(
+        &self,
+        alarm: &crate::Alarm,
+        dir: &Directory,
+    ) -> Result<crate::CentreId, Denied> {
+        if !self.sees(Resource::Tenant(&alarm.device.tenant.0), dir) {
+            return Err(Denied::Hidden);
+        }
+        let centre = match (self.role, self.centre.as_deref()) {
+            (Role::Centre, Some(c)) => crate::CentreId::new(c),
+            _ => return Err(Denied::Forbidden),
+        };
+        let runs_receiver = dir
+            .records
+            .centres
+            .get(centre.as_str())
+            .is_some_and(|r| r.receiver.is_some());
+        let in_chain = dir.alarm_chain(alarm).contains(&centre) || alarm.holder() == Some(&centre);
+        match runs_receiver && in_chain {
+            true => Ok(centre),
+            false => Err(Denied::Forbidden),
+        }
+    }
+
     pub fn sees_tenant(&self, tenant: &str, dir: &Directory) -> bool {
         self.sees(Resource::Tenant(tenant), dir)
     }

@@ -297,6 +297,12 @@ pub enum AlarmInput {
     Receipt {
         centre: CentreId,
     },
+    /// A receipt by a named person of a receiver the engine runs (a relative opening the
+    /// responder page): as `Receipt`, with the person in the audit.
+    ReceiptBy {
+        centre: CentreId,
+        person: String,
+    },
     Accept {
         centre: CentreId,
         operator: String,
@@ -421,7 +427,14 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
             // Already with a centre: nothing to do (dispatch is idempotent).
             _ => {}
         },
-        AlarmInput::Receipt { centre } => {
+        AlarmInput::Receipt { centre } | AlarmInput::ReceiptBy { centre, .. } => {
+            // A person's receipt names them, and the receiver they came through.
+            let (actor, via) = match input {
+                AlarmInput::ReceiptBy { person, .. } => {
+                    (format!("operator:{person}"), centre.as_str())
+                }
+                _ => (actor_centre(centre), ""),
+            };
             require_holder(alarm, centre)?;
             match &alarm.state {
                 AlarmState::Offered { .. } => {
@@ -430,14 +443,14 @@ pub fn step(alarm: &Alarm, input: &AlarmInput, ctx: &Context<'_>) -> Transition 
                         centre: centre.clone(),
                     };
                     arm(&mut next, &mut fx, DeadlineKind::Accept, ctx);
-                    fx.push(alarm.audit(ctx.now, &actor_centre(centre), "receipt", ""));
+                    fx.push(alarm.audit(ctx.now, &actor, "receipt", via));
                 }
                 // A repeated receipt (centre resumed its stream) is harmless.
                 AlarmState::Receipted { .. } | AlarmState::Accepted { .. } => {}
                 // Every centre has an unhandled alarm; the receipt is noted, the hunt goes on.
                 AlarmState::Unhandled => {
                     Stages::first(&mut next.stages.receipted_ms, ctx.now);
-                    fx.push(alarm.audit(ctx.now, &actor_centre(centre), "receipt", "unhandled"));
+                    fx.push(alarm.audit(ctx.now, &actor, "receipt", "unhandled"));
                 }
                 _ => return Err(invalid(alarm, "receipt")),
             }

@@ -6,7 +6,10 @@ use vaka_core::gps::Fix;
 use vaka_core::{AlarmId, CentreId, EventId};
 
 use crate::keys::{decode_id, id_key, load_cursor, load_event, outbox_keys_through, read_outbox};
-use crate::{Cf, StoreError};
+use crate::{Cf, StoreError, WriteSet};
+
+/// `meta` key of the secret responder links are signed with (32 random bytes).
+const META_LINK_KEY: &[u8] = b"receiver_link_key";
 
 impl crate::Store {
     /// The notices for `centre` with sequence above `after`, in order, at most `limit`.
@@ -63,4 +66,14 @@ impl crate::Store {
     pub fn opening_fix(&self, id: AlarmId) -> Result<Option<Fix>, StoreError> {
         Ok(load_event(self.backend().as_ref(), EventId(id.0))?.and_then(|e| e.fix))
     }
+
+    /// The secret the engine signs responder links with, if one was made.
+    pub fn receiver_link_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.backend().get(Cf::Meta, META_LINK_KEY)
+    }
+}
+
+/// Writes the responder links' secret (made once; links signed with it survive restarts).
+pub fn put_receiver_link_key(set: &mut WriteSet, key: &[u8]) {
+    set.put_raw(Cf::Meta, META_LINK_KEY.to_vec(), key.to_vec());
 }

@@ -57,6 +57,7 @@
 mod backend;
 mod damage;
 mod delivery;
+pub use delivery::put_receiver_link_key;
 pub mod directory;
 mod erasure;
 mod failure;

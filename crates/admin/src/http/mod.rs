@@ -6,6 +6,7 @@ use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+pub mod actions;
 pub mod auth;
 pub mod dashboard;
 pub mod directory;
@@ -48,7 +49,7 @@ impl Modify for BearerAuth {
         directory::get_fences, directory::put_fences,
         directory::list_policies, directory::get_policy, directory::put_policy, directory::delete_policy,
         import::import_devices, erasure::erase_device,
-        queries::list_alarms, queries::get_alarm, queries::device_status, queries::device_positions,
+        queries::list_alarms, queries::get_alarm, actions::alarm_action, queries::device_status, queries::device_positions,
         queries::tenant_audit, queries::platform_audit, statistics::tenant_statistics,
         tokens::list_tokens, tokens::create_token, tokens::delete_token,
     ),
@@ -131,6 +132,10 @@ pub fn router(api: Api) -> Router {
         )
         .route("/api/v1/tenants/{tenant}/alarms", get(q::list_alarms))
         .route("/api/v1/alarms/{alarm}", get(q::get_alarm))
+        .route(
+            "/api/v1/alarms/{alarm}/actions",
+            post(actions::alarm_action),
+        )
         .route(
             "/api/v1/tenants/{tenant}/statistics",
             get(statistics::tenant_statistics),

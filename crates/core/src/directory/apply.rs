@@ -363,6 +363,9 @@ impl Directory {
                 for (i, t) in c.tenants.iter().enumerate() {
                     id(&mut p, &format!("tenants[{i}]"), t);
                 }
+                if let Some(r) = &c.receiver {
+                    p.extend(r.problems("receiver"));
+                }
             }
             Change::DeleteCentre(c) => {
                 if !r.centres.contains_key(c) {

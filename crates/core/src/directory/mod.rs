@@ -18,8 +18,8 @@ pub mod records;
 pub use apply::DirectoryError;
 pub use records::{
     valid_device_type, valid_id, CanaryRecord, CentreRecord, Change, Dc09Credential,
-    DeadlinePolicyRecord, DeviceRecord, FenceRecord, Problems, SipCredential, TenantRecord,
-    CANARY_MIN_SECS,
+    DeadlinePolicyRecord, DeviceRecord, FenceRecord, MemberRecord, Problems, ReceiverRecord,
+    SipCredential, TenantRecord, CANARY_MIN_SECS,
 };
 
 #[derive(Clone, Debug, PartialEq)]

@@ -92,8 +92,217 @@ pub struct CentreRecord {
     /// Tenants whose alarms this centre may see (invariant 7).
     #[serde(default)]
     pub tenants: Vec<String>,
+    /// A receiver the engine itself runs for this centre (webhook, e-mail, SMS, responder page,
+    /// SCAIP forwarding); absent: a centre that connects over gRPC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<ReceiverRecord>,
     #[serde(default)]
     pub revision: u64,
+}
+
+/// How the engine reaches a receiver that does not connect itself. Each runs as a centre:
+/// the same outbox, deadlines, escalation and audit (crates/receivers).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ReceiverRecord {
+    /// HTTP(S) POST of each offer and update as JSON, signed with `secret` (HMAC-SHA256); a 2xx
+    /// answer to an offer is the receipt.
+    Webhook {
+        url: String,
+        /// At least 16 characters; the receiver verifies `X-Vaka-Signature` with it.
+        secret: String,
+    },
+    /// People reached by e-mail with a link to the responder page (one member per address).
+    Email { to: Vec<String> },
+    /// People reached by SMS with a link to the responder page (one member per number).
+    Sms { to: Vec<String> },
+    /// A person or a team: each member gets a link by SMS and/or e-mail; opening it is the
+    /// receipt, Accept the accept.
+    Responder { members: Vec<MemberRecord> },
+    /// Another alarm receiver over SCAIP (SIP MESSAGE with digest auth): its `<mrs>` snu 0 is
+    /// the receipt.
+    Scaip {
+        /// `sip:user@host:port`.
+        uri: String,
+        username: String,
+        password: String,
+        /// The device id the far receiver knows us as (its `<cid>`); default `username`.
+        #[serde(default)]
+        cid: Option<String>,
+        /// "udp" (the default) or "tcp".
+        #[serde(default)]
+        transport: Option<String>,
+    },
+}
+
+/// One person of a responder receiver.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRecord {
+    /// Shown to the team and written in the audit ("operator:<name>").
+    pub name: String,
+    /// E.164 ("+46701234567").
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+impl ReceiverRecord {
+    /// "webhook", "email", "sms", "responder", "scaip".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReceiverRecord::Webhook { .. } => "webhook",
+            ReceiverRecord::Email { .. } => "email",
+            ReceiverRecord::Sms { .. } => "sms",
+            ReceiverRecord::Responder { .. } => "responder",
+            ReceiverRecord::Scaip { .. } => "scaip",
+        }
+    }
+
+    /// The people a responder-page receiver reaches (e-mail and SMS receivers as members).
+    pub fn members(&self) -> Vec<MemberRecord> {
+        match self {
+            ReceiverRecord::Email { to } => to
+                .iter()
+                .map(|a| MemberRecord {
+                    name: a.clone(),
+                    phone: None,
+                    email: Some(a.clone()),
+                })
+                .collect(),
+            ReceiverRecord::Sms { to } => to
+                .iter()
+                .map(|n| MemberRecord {
+                    name: n.clone(),
+                    phone: Some(n.clone()),
+                    email: None,
+                })
+                .collect(),
+            ReceiverRecord::Responder { members } => members.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Why the receiver cannot be used, each problem named by its field under `at`.
+    pub fn problems(&self, at: &str) -> Problems {
+        let mut p = Problems::new();
+        let mut bad = |f: &str, why: &str| p.push((format!("{at}.{f}"), why.to_owned()));
+        match self {
+            ReceiverRecord::Webhook { url, secret } => {
+                if !(url.starts_with("https://") || url.starts_with("http://"))
+                    || url.len() > 2000
+                    || url.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    bad("url", "must be an http:// or https:// URL without spaces");
+                }
+                if secret.chars().count() < 16 {
+                    bad("secret", "must be at least 16 characters");
+                }
+            }
+            ReceiverRecord::Email { to } | ReceiverRecord::Sms { to } if to.is_empty() => {
+                bad("to", "must name at least one recipient");
+            }
+            ReceiverRecord::Email { to } => {
+                for (i, a) in to.iter().enumerate() {
+                    if !valid_email(a) {
+                        bad(&format!("to[{i}]"), "must be an e-mail address (name@host)");
+                    }
+                }
+            }
+            ReceiverRecord::Sms { to } => {
+                for (i, n) in to.iter().enumerate() {
+                    if !valid_phone(n) {
+                        bad(
+                            &format!("to[{i}]"),
+                            "must be a phone number: + and 7-15 digits",
+                        );
+                    }
+                }
+            }
+            ReceiverRecord::Responder { members } => {
+                if members.is_empty() {
+                    bad("members", "must name at least one member");
+                }
+                let mut names = std::collections::HashSet::new();
+                for (i, m) in members.iter().enumerate() {
+                    let name_ok = !m.name.trim().is_empty()
+                        && m.name.chars().count() <= 64
+                        && !m.name.chars().any(char::is_control);
+                    if !name_ok {
+                        bad(
+                            &format!("members[{i}].name"),
+                            "must be 1-64 printable characters",
+                        );
+                    } else if !names.insert(m.name.as_str()) {
+                        bad(&format!("members[{i}].name"), "duplicate member name");
+                    }
+                    if m.phone.is_none() && m.email.is_none() {
+                        bad(&format!("members[{i}]"), "needs a phone or an email");
+                    }
+                    if m.phone.as_deref().is_some_and(|n| !valid_phone(n)) {
+                        bad(&format!("members[{i}].phone"), "must be + and 7-15 digits");
+                    }
+                    if m.email.as_deref().is_some_and(|a| !valid_email(a)) {
+                        bad(&format!("members[{i}].email"), "must be an e-mail address");
+                    }
+                }
+            }
+            ReceiverRecord::Scaip {
+                uri,
+                username,
+                password,
+                cid,
+                transport,
+            } => {
+                if !uri.starts_with("sip:") || !uri.contains('@') || uri.contains(' ') {
+                    bad("uri", "must be sip:user@host[:port]");
+                }
+                if username.is_empty() || username.contains([' ', '"', ':']) {
+                    bad(
+                        "username",
+                        "must be non-empty without spaces, quotes or colons",
+                    );
+                }
+                if password.is_empty() {
+                    bad("password", "must not be empty");
+                }
+                if cid.as_deref().is_some_and(|c| !valid_id(c)) {
+                    bad("cid", "must be 1-64 of A-Z a-z 0-9 - _ . : @");
+                }
+                if transport
+                    .as_deref()
+                    .is_some_and(|t| !matches!(t, "udp" | "tcp"))
+                {
+                    bad(
+                        "transport",
+                        "must be \"udp\" or \"tcp\" (TLS is not supported yet)",
+                    );
+                }
+            }
+        }
+        p
+    }
+}
+
+fn valid_email(a: &str) -> bool {
+    let Some((local, host)) = a.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && host.contains('.')
+        && a.len() <= 254
+        && !a
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
+        && !host.contains('@')
+}
+
+fn valid_phone(n: &str) -> bool {
+    n.strip_prefix('+')
+        .is_some_and(|d| (7..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// SIP digest credentials, kept as HA1 values only (never the password): HA1 =
@@ -390,5 +599,92 @@ pub(crate) fn check_fences(p: &mut Problems, fences: &[FenceRecord]) {
         if let Err(e) = f.build() {
             p.push((at, e.to_string()));
         }
+    }
+}
+
+#[cfg(test)]
+mod receiver_tests {
+    use super::*;
+
+    fn fields(r: &ReceiverRecord) -> Vec<String> {
+        r.problems("receiver").into_iter().map(|(f, _)| f).collect()
+    }
+
+    #[test]
+    fn each_receiver_problem_is_named_by_its_field() {
+        let hook = ReceiverRecord::Webhook {
+            url: "ftp://x".into(),
+            secret: "short".into(),
+        };
+        assert_eq!(fields(&hook), ["receiver.url", "receiver.secret"]);
+        let team = ReceiverRecord::Responder {
+            members: vec![
+                MemberRecord {
+                    name: "Anna".into(),
+                    phone: Some("0701".into()),
+                    email: None,
+                },
+                MemberRecord {
+                    name: "Anna".into(),
+                    phone: None,
+                    email: Some("not-an-address".into()),
+                },
+                MemberRecord {
+                    name: "Bo".into(),
+                    phone: None,
+                    email: None,
+                },
+            ],
+        };
+        assert_eq!(
+            fields(&team),
+            [
+                "receiver.members[0].phone",
+                "receiver.members[1].name",
+                "receiver.members[1].email",
+                "receiver.members[2]",
+            ]
+        );
+        let sip = ReceiverRecord::Scaip {
+            uri: "http://x".into(),
+            username: "".into(),
+            password: "".into(),
+            cid: None,
+            transport: Some("sctp".into()),
+        };
+        assert_eq!(
+            fields(&sip),
+            [
+                "receiver.uri",
+                "receiver.username",
+                "receiver.password",
+                "receiver.transport"
+            ]
+        );
+        assert_eq!(fields(&ReceiverRecord::Sms { to: vec![] }), ["receiver.to"]);
+        let ok = ReceiverRecord::Email {
+            to: vec!["a@b.se".into()],
+        };
+        assert!(fields(&ok).is_empty());
+        assert_eq!(ok.members()[0].email.as_deref(), Some("a@b.se"));
+    }
+
+    #[test]
+    fn a_centre_without_a_receiver_reads_and_writes_as_before() {
+        // A record written before receivers existed still reads, and writes the same keys.
+        let old = r#"{"id":"c1","name":"","tenants":["t"],"revision":3}"#;
+        let c: CentreRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(c.receiver, None);
+        assert_eq!(serde_json::to_string(&c).unwrap(), old);
+        let with: CentreRecord = serde_json::from_str(
+            r#"{"id":"h","tenants":["t"],"receiver":{"kind":"webhook","url":"https://x.se/h","secret":"0123456789abcdef"}}"#,
+        )
+        .unwrap();
+        assert_eq!(with.receiver.as_ref().map(|r| r.kind()), Some("webhook"));
+        // Unknown fields in a receiver are refused, as everywhere in the directory.
+        assert!(serde_json::from_str::<CentreRecord>(
+            r#"{"id":"h","receiver":{"kind":"email","to":[],"cc":[]}}"#
+        )
+        .is_err());
     }
 }

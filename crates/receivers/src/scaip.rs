@@ -1,0 +1,322 @@
+//! SCAIP forwarding: the alarm goes on to another alarm receiver as a SCAIP `<mrq>` in a SIP
+//! MESSAGE over UDP, as a gateway device would (digest auth with the receiver record's
+//! credentials), built with `vaka-scaip`'s sans-I/O parts. The far `<mrs>` snu 0 is the receipt;
+//! snu 5/6 refuse the alarm (escalated at once); silence counts as unreachable. Reachability
+//! is a SIP OPTIONS the far side answers.
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::time::Instant;
+use vaka_core::alarm::{AlarmInput, Notice};
+use vaka_core::CentreId;
+use vaka_scaip::auth::{expected_response, Credential};
+use vaka_scaip::scaip::{GeoPos, Lge};
+use vaka_scaip::{Authorization, Challenge, Method, Mrq, Mrs, NewRequest, SipMessage, Snu};
+
+use crate::session::{Delivery, Far, Handled};
+use crate::sip_conn::Conn;
+
+/// Waits for an answer to one transmission, doubled per retransmission (RFC 3261 T1).
+const T1: Duration = Duration::from_millis(500);
+const TRANSMISSIONS: u32 = 4;
+/// How long the far side may take to send its `<mrs>` after its 200.
+const MRS_WITHIN: Duration = Duration::from_secs(10);
+
+/// One forwarding session's SIP state; one alarm at a time goes through it.
+pub(crate) struct Forward {
+    state: tokio::sync::Mutex<Sip>,
+}
+
+struct Sip {
+    centre: CentreId,
+    uri: String,
+    username: String,
+    password: String,
+    cid: String,
+    sock: Option<Conn>,
+    tcp: bool,
+    challenge: Option<Challenge>,
+    nc: u32,
+    cseq: u32,
+    seq: u64,
+}
+
+impl Forward {
+    pub(crate) fn new(
+        centre: CentreId,
+        uri: String,
+        username: String,
+        password: String,
+        cid: Option<String>,
+        tcp: bool,
+    ) -> Forward {
+        let state = Sip {
+            centre,
+            cid: cid.unwrap_or_else(|| username.clone()),
+            uri,
+            username,
+            password,
+            sock: None,
+            tcp,
+            challenge: None,
+            nc: 0,
+            cseq: 0,
+            seq: rand::random::<u32>().into(),
+        };
+        Forward {
+            state: tokio::sync::Mutex::new(state),
+        }
+    }
+}
+
+impl Sip {
+    /// The far side's address from `sip:user@host:port` (5060 when absent).
+    async fn far(&self) -> Result<SocketAddr, String> {
+        let host = self
+            .uri
+            .split_once('@')
+            .map(|(_, h)| h.split(';').next().unwrap_or(h))
+            .ok_or("receiver.uri has no host")?;
+        let hostport = match host.rsplit_once(':') {
+            Some((_, p)) if p.parse::<u16>().is_ok() && !host.ends_with(']') => host.to_owned(),
+            _ => format!("{host}:5060"),
+        };
+        let found = tokio::net::lookup_host(hostport.as_str())
+            .await
+            .map_err(|e| format!("{hostport}: {e}"))?
+            .next();
+        found.ok_or_else(|| format!("{hostport}: no address"))
+    }
+
+    async fn socket(&mut self) -> Result<&mut Conn, String> {
+        if self.sock.is_none() {
+            let far = self.far().await?;
+            self.sock = Some(Conn::open(far, self.tcp).await?);
+        }
+        Ok(self.sock.as_mut().expect("open"))
+    }
+
+    fn next_id(&mut self) -> String {
+        self.seq += 1;
+        format!("{:x}{:x}", self.seq, rand::random::<u32>())
+    }
+
+    fn request(
+        &mut self,
+        method: Method,
+        call_id: &str,
+        xml: Option<&str>,
+    ) -> Result<SipMessage, String> {
+        self.cseq += 1;
+        let is_message = matches!(method, Method::Message);
+        let conn = self.sock.as_ref().ok_or("no connection")?;
+        let local = conn.local_addr()?;
+        let transport = conn.transport();
+        let branch = self.next_id();
+        let req = NewRequest {
+            method,
+            request_uri: &self.uri,
+            transport,
+            sent_by: &local.to_string(),
+            branch: &branch,
+            from_uri: &format!("sip:{}@{}", self.username, local.ip()),
+            from_tag: "vakafwd",
+            to_uri: &self.uri,
+            call_id,
+            cseq: self.cseq,
+            ..NewRequest::default()
+        };
+        let mut m = match xml {
+            Some(x) => req.scaip_message(x),
+            None => req.build(None),
+        }
+        .map_err(|e| e.to_string())?;
+        m.push_header("Contact", &format!("<sip:{}@{local}>", self.username))
+            .map_err(|e| e.to_string())?;
+        if let (Some(c), true) = (self.challenge.clone(), is_message) {
+            self.nc += 1;
+            let auth = self.authorization(&c);
+            m.push_header("Authorization", &auth.to_header_value())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(m)
+    }
+
+    fn authorization(&self, c: &Challenge) -> Authorization {
+        let mut auth = Authorization {
+            username: self.username.clone(),
+            realm: c.realm.clone(),
+            nonce: c.nonce.clone(),
+            uri: self.uri.clone(),
+            response: String::new(),
+            algorithm: c.algorithm,
+            cnonce: c.qop_auth.then(|| format!("{:08x}", rand::random::<u32>())),
+            qop: c.qop_auth.then(|| "auth".to_owned()),
+            nc: c.qop_auth.then_some(self.nc),
+            opaque: c.opaque.clone(),
+        };
+        auth.response = expected_response(&auth, "MESSAGE", Credential::Password(&self.password))
+            .unwrap_or_default();
+        auth
+    }
+
+    /// Sends `m` until a final response to it arrives: retransmitted over UDP (T1 doubling),
+    /// once over TCP (waiting as long as the UDP schedule would). A broken connection is
+    /// dropped, to be opened again for the next request.
+    async fn transact(&mut self, m: &SipMessage) -> Result<SipMessage, String> {
+        let r = self.transact_on(m).await;
+        if r.is_err() {
+            self.sock = None;
+        }
+        r
+    }
+
+    async fn transact_on(&mut self, m: &SipMessage) -> Result<SipMessage, String> {
+        let bytes = m.to_bytes();
+        let cseq = m.header("CSeq").unwrap_or("").to_owned();
+        let conn = self.socket().await?;
+        let stream = conn.is_stream();
+        let mut wait = T1;
+        for i in 0..TRANSMISSIONS {
+            if i == 0 || !stream {
+                conn.send(&bytes).await?;
+            }
+            let end = Instant::now() + wait;
+            loop {
+                match conn.recv_until(end).await? {
+                    None => break,
+                    Some(r) if !r.is_request() && r.header("CSeq").unwrap_or("") == cseq => {
+                        if r.status().is_some_and(|s| s >= 200) {
+                            return Ok(r);
+                        }
+                    }
+                    Some(_) => {} // a stray message or an earlier transaction's answer
+                }
+            }
+            wait *= 2;
+        }
+        Err(format!(
+            "no answer from {} ({TRANSMISSIONS} transmissions)",
+            self.uri
+        ))
+    }
+
+    /// Sends the alarm; the far `<mrs>` snu.
+    async fn forward(&mut self, xml: &str, reference: &str) -> Result<Snu, String> {
+        self.socket().await?;
+        let call_id = format!("{}@vaka", self.next_id());
+        let mut answered = None;
+        for _ in 0..2 {
+            let m = self.request(Method::Message, &call_id, Some(xml))?;
+            let r = self.transact(&m).await?;
+            match r.status() {
+                Some(401) | Some(407) => {
+                    let h = r.www_authenticate().ok_or("401 without a challenge")?;
+                    self.challenge =
+                        Some(Challenge::parse(h).map_err(|e| format!("challenge: {e}"))?);
+                }
+                Some(200) => {
+                    answered = Some(());
+                    break;
+                }
+                other => return Err(format!("the receiver answered SIP {other:?}")),
+            }
+        }
+        answered.ok_or("the receiver refused our credentials")?;
+        let conn = self.sock.as_mut().ok_or("no connection")?;
+        let end = Instant::now() + MRS_WITHIN;
+        loop {
+            let m = conn
+                .recv_until(end)
+                .await?
+                .ok_or("no <mrs> from the receiver in time")?;
+            if !m.is_request() {
+                continue;
+            }
+            let ok = SipMessage::response(&m, 200, "OK", "vakafwd");
+            let _ = conn.send(&ok.to_bytes()).await;
+            let Some(mrs) = m.body_str().and_then(|b| Mrs::parse(b).ok()) else {
+                continue;
+            };
+            if mrs.reference == reference {
+                return Ok(mrs.snu);
+            }
+        }
+    }
+}
+
+/// The alarm as the far receiver's `<mrq>`: our controller id, its own reference (the alarm id
+/// in hex, so a resend is recognised there), code and priority, the device and what happened
+/// as text, the position.
+pub(crate) fn mrq(d: &Delivery, cid: &str) -> (String, String) {
+    let a = &d.json.alarm;
+    let reference = format!("{:x}", a.id);
+    let stc = match a.code.len() == 4 && a.code.bytes().all(|b| b.is_ascii_digit()) {
+        true => a.code.clone(),
+        false => "0010".to_owned(),
+    };
+    let dty = match a.device_type.len() == 4 && a.device_type.bytes().all(|b| b.is_ascii_digit()) {
+        true => a.device_type.clone(),
+        false => "0003".to_owned(),
+    };
+    let m = Mrq {
+        reference: reference.clone(),
+        cid: cid.to_owned(),
+        dty,
+        stc: Some(stc),
+        pri: Some(a.priority.min(9)),
+        dte: Some(
+            format!("{}/{}", a.tenant, a.device)
+                .chars()
+                .take(64)
+                .collect(),
+        ),
+        stt: Some(crate::text::what(a).chars().take(64).collect()),
+        lge: a.position.as_ref().map(|p| Lge {
+            geo: Some(GeoPos {
+                lat: p.lat,
+                lon: p.lon,
+            }),
+            tim_ms: Some(p.time_ms),
+            ..Lge::default()
+        }),
+        ..Mrq::default()
+    };
+    (m.to_xml(), reference)
+}
+
+impl Far for Forward {
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> BoxFuture<'a, Handled> {
+        async move {
+            let mut sip = self.state.lock().await;
+            if !matches!(d.notice, Notice::Offer { .. }) {
+                // SCAIP carries no update of an alarm the far side already has.
+                return Handled::Done(Vec::new());
+            }
+            let (xml, reference) = mrq(d, &sip.cid);
+            match sip.forward(&xml, &reference).await {
+                Ok(Snu::Ok) => Handled::Done(vec![AlarmInput::Receipt {
+                    centre: sip.centre.clone(),
+                }]),
+                Ok(other) => {
+                    Handled::Refused(format!("the receiver answered snu {}", other.code()))
+                }
+                Err(e) => Handled::Unreachable(e),
+            }
+        }
+        .boxed()
+    }
+
+    /// SIP OPTIONS: any final answer means the far side is there.
+    fn probe(&self) -> BoxFuture<'_, Result<(), String>> {
+        async move {
+            let mut sip = self.state.lock().await;
+            sip.socket().await?;
+            let call_id = format!("{}@vaka", sip.next_id());
+            let m = sip.request(Method::Options, &call_id, None)?;
+            sip.transact(&m).await.map(|_| ())
+        }
+        .boxed()
+    }
+}

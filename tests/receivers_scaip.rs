@@ -1,0 +1,184 @@
+//! SCAIP forwarding between two engines (two `vaka serve` processes on loopback): engine A's
+//! chain starts with a SCAIP receiver that is engine B's SCAIP front, where A is a gateway
+//! device. An alarm forwarded while B has no centre is answered snu 5 there: A escalates it to
+//! its own centre at once. Once B's centre is connected, a forwarded alarm arrives at B as an
+//! alarm of the gateway device (with the original device and what happened in its text), and
+//! B's `<mrs>` snu 0 is the receipt in A's audit.
+#[path = "support/admin.rs"]
+mod admin;
+#[path = "support/binary.rs"]
+mod binary;
+#[path = "support/sipp.rs"]
+mod sipp;
+
+use admin::{Engine, OPERATOR};
+use std::time::{Duration, Instant};
+use vaka_device::events;
+
+const GATEWAY: &str = "200001";
+/// A's second gateway identity at B, in a tenant whose centre never connects.
+const GATEWAY_2: &str = "200002";
+const PASSWORD: &str = "forward-pass-of-a";
+
+fn audit(engine: &Engine, id: u64) -> Vec<(String, String, String)> {
+    let r = engine.get(&format!("/api/v1/alarms/{id}"), OPERATOR);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+            (s("actor"), s("action"), s("reason"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_forwarded_over_scaip_is_receipted_by_the_far_engine() {
+    let b = Engine::start(
+        &format!(
+            "[[tenants]]\nid = \"b\"\ncentres = [\"cb\"]\n\
+             [[centres]]\nid = \"cb\"\ntenants = [\"b\"]\ntoken = \"token-of-centre-b-here\"\n\
+             [[devices]]\ntenant = \"b\"\nid = \"{GATEWAY}\"\ntype = \"0003\"\n\
+             password = \"{PASSWORD}\"\n\
+             [[tenants]]\nid = \"b2\"\ncentres = [\"cb2\"]\n\
+             [[centres]]\nid = \"cb2\"\ntenants = [\"b2\"]\ntoken = \"token-of-centre-b2-here\"\n\
+             [[devices]]\ntenant = \"b2\"\nid = \"{GATEWAY_2}\"\ntype = \"0003\"\n\
+             password = \"{PASSWORD}\"\n"
+        ),
+        &[],
+    );
+    let a = Engine::start_with(
+        &format!(
+            "[[tenants]]\nid = \"t\"\ncentres = [\"fwd\", \"c1\"]\n\
+             receipt_deadline_secs = 600\naccept_deadline_secs = 600\n\
+             [[centres]]\nid = \"fwd\"\ntenants = [\"t\"]\n\
+             receiver = {{ kind = \"scaip\", uri = \"sip:alarm@{}\", username = \"{GATEWAY}\", \
+             password = \"{PASSWORD}\" }}\n\
+             [[centres]]\nid = \"fwd-dead\"\ntenants = [\"t\"]\n\
+             receiver = {{ kind = \"scaip\", uri = \"sip:alarm@{}\", username = \"{GATEWAY_2}\", \
+             password = \"{PASSWORD}\" }}\n\
+             [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-centre-a-here\"\n\
+             [[devices]]\ntenant = \"t\"\nid = \"d0\"\ntype = \"0003\"\n\
+             centres = [\"fwd-dead\", \"c1\"]\n\
+             [[devices]]\ntenant = \"t\"\nid = \"d1\"\ntype = \"0003\"\n",
+            b.sip, b.sip
+        ),
+        &[("t", &["d0", "d1"])],
+        "[receivers]\nprobe_secs = 1\n",
+    );
+    // The forwarder is up once B answers its OPTIONS.
+    let end = Instant::now() + Duration::from_secs(15);
+    while !binary::get_metrics(a.http)
+        .is_some_and(|m| m.contains("vaka_receiver_up{receiver=\"fwd\",kind=\"scaip\"} 1"))
+    {
+        assert!(Instant::now() < end, "the SCAIP receiver never came up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut c1 = a.centre("token-of-centre-a-here").await;
+    let mut cb = b.centre("token-of-centre-b-here").await;
+
+    // d0's alarms go first to B as a gateway of tenant b2, whose centre is away: B answers
+    // snu 5, and A escalates at once to its own centre.
+    let d0 = a.quic_client("t", "d0").await;
+    let r = d0.send(events::alarm("x1", "0010", 1)).await.unwrap();
+    let first = r.alarm_id.unwrap();
+    let offer = c1.offer(Duration::from_secs(15)).await;
+    assert_eq!(offer.alarm.unwrap().alarm_id, first);
+    let trail = audit(&a, first);
+    assert!(
+        trail.iter().any(|(_, _, why)| why.contains("snu 5")),
+        "{trail:?}"
+    );
+
+    // d1's go to B as a gateway of tenant b, whose centre is there: snu 0 is A's receipt.
+    let d1 = a.quic_client("t", "d1").await;
+    let r = d1.send(events::alarm("y1", "0010", 2)).await.unwrap();
+    let second = r.alarm_id.unwrap();
+    let at_b = cb.offer(Duration::from_secs(15)).await.alarm.unwrap();
+    assert_eq!(at_b.reference, format!("{second:x}"), "{at_b:?}");
+    assert_eq!((at_b.tenant.as_str(), at_b.device.as_str()), ("b", GATEWAY));
+    let text = at_b.text.clone().unwrap_or_default();
+    assert!(
+        text.contains("Hjälplarm") && text.contains("t/d1"),
+        "{at_b:?}"
+    );
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let trail = audit(&a, second);
+        if trail
+            .iter()
+            .any(|(who, what, _)| who == "centre:fwd" && what == "receipt")
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "no receipt from B in A: {trail:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let detail = a.get(&format!("/api/v1/alarms/{second}"), OPERATOR).json();
+    assert_eq!(detail["alarm"]["state"], "receipted", "{detail}");
+    c1.no_offer_for(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_over_tcp_is_receipted_on_the_same_connection() {
+    let b = Engine::start_full(
+        &format!(
+            "[[tenants]]\nid = \"b\"\ncentres = [\"cb\"]\n\
+             [[centres]]\nid = \"cb\"\ntenants = [\"b\"]\ntoken = \"token-of-centre-b-here\"\n\
+             [[devices]]\ntenant = \"b\"\nid = \"{GATEWAY}\"\ntype = \"0003\"\n\
+             password = \"{PASSWORD}\"\n"
+        ),
+        &[],
+        "",
+        true,
+    );
+    let far = b.sip_tcp.unwrap();
+    let a = Engine::start_with(
+        &format!(
+            "[[tenants]]\nid = \"t\"\ncentres = [\"fwd\", \"c1\"]\n\
+             receipt_deadline_secs = 600\naccept_deadline_secs = 600\n\
+             [[centres]]\nid = \"fwd\"\ntenants = [\"t\"]\n\
+             receiver = {{ kind = \"scaip\", uri = \"sip:alarm@{far}\", username = \"{GATEWAY}\", \
+             password = \"{PASSWORD}\", transport = \"tcp\" }}\n\
+             [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-centre-a-here\"\n\
+             [[devices]]\ntenant = \"t\"\nid = \"d0\"\ntype = \"0003\"\n"
+        ),
+        &[("t", &["d0"])],
+        "[receivers]\nprobe_secs = 1\n",
+    );
+    let end = Instant::now() + Duration::from_secs(15);
+    while !binary::get_metrics(a.http)
+        .is_some_and(|m| m.contains("vaka_receiver_up{receiver=\"fwd\",kind=\"scaip\"} 1"))
+    {
+        assert!(
+            Instant::now() < end,
+            "the SCAIP receiver never came up over TCP"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut cb = b.centre("token-of-centre-b-here").await;
+    let d0 = a.quic_client("t", "d0").await;
+    let id = d0
+        .send(events::alarm("z1", "0010", 1))
+        .await
+        .unwrap()
+        .alarm_id
+        .unwrap();
+    let at_b = cb.offer(Duration::from_secs(15)).await.alarm.unwrap();
+    assert_eq!(at_b.reference, format!("{id:x}"), "{at_b:?}");
+    assert_eq!(at_b.device, GATEWAY);
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let trail = audit(&a, id);
+        if trail
+            .iter()
+            .any(|(who, what, _)| who == "centre:fwd" && what == "receipt")
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "no receipt from B in A: {trail:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
