@@ -14,7 +14,8 @@ impl TimeOfDay {
     pub fn parse(s: &str) -> Option<TimeOfDay> {
         let (h, m) = s.trim().split_once(':')?;
         let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-        (h < 24 && m < 60 && s.trim().len() == 5).then_some(TimeOfDay(h * 60 + m))
+        // Checked before the product: "2027:0" must be refused, not overflow.
+        (h < 24 && m < 60 && s.trim().len() == 5).then(|| TimeOfDay(h * 60 + m))
     }
 }
 
@@ -145,6 +146,10 @@ mod tests {
         let w = Window::parse("22:00-07:00").unwrap();
         assert!(w.contains_minute(23 * 60) && w.contains_minute(60) && !w.contains_minute(12 * 60));
         assert!(Window::parse("08:00-08:00").is_none());
+        // Found by the admin_bodies fuzz target: the hour was multiplied before it was checked
+        // (a u16 overflow, a panic in a debug build, on a rule's window put through the API).
+        assert_eq!(TimeOfDay::parse("2027:0"), None);
+        assert!(Window::parse("2027:0-0:00").is_none());
     }
 
     #[test]
