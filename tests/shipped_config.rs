@@ -4,7 +4,7 @@
 #[path = "support/binary.rs"]
 mod binary;
 
-use binary::{free_tcp_port, free_udp_port, vaka_bin};
+use binary::{free_tcp_port, free_udp_port, free_udp_tcp_port, vaka_bin};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vaka_centre::console::{self, ClientTls};
@@ -15,7 +15,8 @@ fn shipped_config(dir: &std::path::Path) -> (std::path::PathBuf, u16) {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/vaka.toml")).unwrap();
     let grpc = free_tcp_port();
-    let sip = free_udp_port();
+    // One port for SIP over UDP and TCP, as the shipped file has it.
+    let sip = free_udp_tcp_port();
     let moved = text
         .replace("\"./data\"", &format!("\"{}\"", dir.join("data").display()))
         .replace("\"certs/", &format!("\"{}/certs/", dir.display()))

@@ -15,6 +15,17 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// A port free on 127.0.0.1 for both UDP and TCP right now (SIP over both, sipp's Contact).
+pub fn free_udp_tcp_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A TCP port free on 127.0.0.1 right now (gRPC, metrics).
 pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
