@@ -83,6 +83,19 @@ pub async fn run_sipp(
     }
 }
 
+/// A local port free for both UDP and TCP (sipp binds the transport's and needs it for its
+/// Contact). Its own copy of `binary::free_udp_tcp_port`: this file is also included by
+/// `crates/ingest`'s tests, which do not include `binary.rs`.
+fn free_port_both() -> u16 {
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 async fn run_sipp_once(
     scenario: &Path,
     transport: &str,
@@ -96,8 +109,7 @@ async fn run_sipp_once(
     let work = tempfile::tempdir().unwrap();
     let log = work.path().join("sipp.log");
     let errors = work.path().join("sipp.err");
-    // sipp binds the transport's port and needs it for its Contact.
-    let port = crate::binary::free_udp_tcp_port();
+    let port = free_port_both();
     let mut cmd = Command::new(bin);
     cmd.current_dir(work.path())
         .arg(server.to_string())
