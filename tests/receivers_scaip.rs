@@ -34,6 +34,36 @@ fn audit(engine: &Engine, id: u64) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Waits until `engine`'s receiver `id` (a SCAIP forwarder) is up: its far side answered.
+async fn until_up(engine: &Engine, id: &str) {
+    let want = format!("vaka_receiver_up{{receiver=\"{id}\",kind=\"scaip\"}} 1");
+    let end = Instant::now() + Duration::from_secs(15);
+    while !binary::get_metrics(engine.http).is_some_and(|m| m.contains(&want)) {
+        assert!(
+            Instant::now() < end,
+            "the SCAIP receiver {id} never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until alarm `id`'s audit in `engine` holds the receipt of receiver `fwd`.
+async fn until_receipt(engine: &Engine, id: u64, fwd: &str) {
+    let who = format!("centre:{fwd}");
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let trail = audit(engine, id);
+        if trail
+            .iter()
+            .any(|(w, what, _)| *w == who && what == "receipt")
+        {
+            return;
+        }
+        assert!(Instant::now() < end, "no receipt from {fwd}: {trail:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_forwarded_over_scaip_is_receipted_by_the_far_engine() {
     let b = Engine::start(
@@ -69,13 +99,7 @@ async fn an_alarm_forwarded_over_scaip_is_receipted_by_the_far_engine() {
         "[receivers]\nprobe_secs = 1\n",
     );
     // The forwarder is up once B answers its OPTIONS.
-    let end = Instant::now() + Duration::from_secs(15);
-    while !binary::get_metrics(a.http)
-        .is_some_and(|m| m.contains("vaka_receiver_up{receiver=\"fwd\",kind=\"scaip\"} 1"))
-    {
-        assert!(Instant::now() < end, "the SCAIP receiver never came up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_up(&a, "fwd").await;
     let mut c1 = a.centre("token-of-centre-a-here").await;
     let mut cb = b.centre("token-of-centre-b-here").await;
 
@@ -104,18 +128,7 @@ async fn an_alarm_forwarded_over_scaip_is_receipted_by_the_far_engine() {
         text.contains("Hjälplarm") && text.contains("t/d1"),
         "{at_b:?}"
     );
-    let end = Instant::now() + Duration::from_secs(15);
-    loop {
-        let trail = audit(&a, second);
-        if trail
-            .iter()
-            .any(|(who, what, _)| who == "centre:fwd" && what == "receipt")
-        {
-            break;
-        }
-        assert!(Instant::now() < end, "no receipt from B in A: {trail:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_receipt(&a, second, "fwd").await;
     let detail = a.get(&format!("/api/v1/alarms/{second}"), OPERATOR).json();
     assert_eq!(detail["alarm"]["state"], "receipted", "{detail}");
     c1.no_offer_for(Duration::from_secs(1)).await;
@@ -148,16 +161,7 @@ async fn forwarding_over_tcp_is_receipted_on_the_same_connection() {
         &[("t", &["d0"])],
         "[receivers]\nprobe_secs = 1\n",
     );
-    let end = Instant::now() + Duration::from_secs(15);
-    while !binary::get_metrics(a.http)
-        .is_some_and(|m| m.contains("vaka_receiver_up{receiver=\"fwd\",kind=\"scaip\"} 1"))
-    {
-        assert!(
-            Instant::now() < end,
-            "the SCAIP receiver never came up over TCP"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_up(&a, "fwd").await;
     let mut cb = b.centre("token-of-centre-b-here").await;
     let d0 = a.quic_client("t", "d0").await;
     let id = d0
@@ -169,16 +173,123 @@ async fn forwarding_over_tcp_is_receipted_on_the_same_connection() {
     let at_b = cb.offer(Duration::from_secs(15)).await.alarm.unwrap();
     assert_eq!(at_b.reference, format!("{id:x}"), "{at_b:?}");
     assert_eq!(at_b.device, GATEWAY);
-    let end = Instant::now() + Duration::from_secs(15);
-    loop {
-        let trail = audit(&a, id);
-        if trail
-            .iter()
-            .any(|(who, what, _)| who == "centre:fwd" && what == "receipt")
-        {
-            break;
-        }
-        assert!(Instant::now() < end, "no receipt from B in A: {trail:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_receipt(&a, id, "fwd").await;
+}
+
+/// Engine A's directory: tenant t's alarms go to the SCAIP receiver `fwd` at `far` over
+/// `transport`, then to the gRPC centre c1.
+fn forwarding_directory(far: std::net::SocketAddr, transport: &str) -> String {
+    format!(
+        "[[tenants]]\nid = \"t\"\ncentres = [\"fwd\", \"c1\"]\n\
+         receipt_deadline_secs = 600\naccept_deadline_secs = 600\n\
+         [[centres]]\nid = \"fwd\"\ntenants = [\"t\"]\n\
+         receiver = {{ kind = \"scaip\", uri = \"sip:alarm@{far}\", username = \"{GATEWAY}\", \
+         password = \"{PASSWORD}\", transport = \"{transport}\" }}\n\
+         [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-centre-a-here\"\n\
+         [[devices]]\ntenant = \"t\"\nid = \"d0\"\ntype = \"0003\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_over_tls_checks_the_far_certificate_and_is_receipted() {
+    let b = Engine::start_sip(
+        &format!(
+            "[[tenants]]\nid = \"b\"\ncentres = [\"cb\"]\n\
+             [[centres]]\nid = \"cb\"\ntenants = [\"b\"]\ntoken = \"token-of-centre-b-here\"\n\
+             [[devices]]\ntenant = \"b\"\nid = \"{GATEWAY}\"\ntype = \"0003\"\n\
+             password = \"{PASSWORD}\"\n"
+        ),
+        &[],
+        "",
+        false,
+        true,
+    );
+    let far = b.sip_tls.unwrap();
+    let b_ca = b.dir.path().join("certs/server-ca.pem");
+    // A trusts B's (private) CA: the alarm goes over TLS and B's <mrs> is the receipt.
+    let a = Engine::start_with(
+        &forwarding_directory(far, "tls"),
+        &[("t", &["d0"])],
+        &format!(
+            "[receivers]\nprobe_secs = 1\nscaip_ca_file = \"{}\"\n",
+            b_ca.display()
+        ),
+    );
+    until_up(&a, "fwd").await;
+    let mut cb = b.centre("token-of-centre-b-here").await;
+    let d0 = a.quic_client("t", "d0").await;
+    let id = d0
+        .send(events::alarm("s1", "0010", 1))
+        .await
+        .unwrap()
+        .alarm_id
+        .unwrap();
+    let at_b = cb.offer(Duration::from_secs(15)).await.alarm.unwrap();
+    assert_eq!(at_b.reference, format!("{id:x}"), "{at_b:?}");
+    assert_eq!(at_b.device, GATEWAY);
+    until_receipt(&a, id, "fwd").await;
+
+    // An engine that does not trust B's CA never speaks to it: the forwarder stays down, the
+    // alarm goes to the next centre of the chain, and B gets nothing.
+    let untrusted = Engine::start_with(
+        &forwarding_directory(far, "tls"),
+        &[("t", &["d0"])],
+        "[receivers]\nprobe_secs = 1\n",
+    );
+    let mut c1 = untrusted.centre("token-of-centre-a-here").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = binary::get_metrics(untrusted.http).unwrap();
+    assert!(
+        m.contains("vaka_receiver_up{receiver=\"fwd\",kind=\"scaip\"} 0"),
+        "{m}"
+    );
+    assert!(
+        m.contains("vaka_receiver_probe_failures_total{receiver=\"fwd\",kind=\"scaip\"}"),
+        "{m}"
+    );
+    let d0 = untrusted.quic_client("t", "d0").await;
+    let other = d0
+        .send(events::alarm("s2", "0010", 1))
+        .await
+        .unwrap()
+        .alarm_id
+        .unwrap();
+    let offer = c1.offer(Duration::from_secs(15)).await;
+    assert_eq!(offer.alarm.unwrap().alarm_id, other);
+    cb.no_offer_for(Duration::from_secs(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_as_the_far_receiver_checks_our_digest_and_its_mrs_is_the_receipt() {
+    // sipp's two calls: the forwarder's OPTIONS probe, then the alarm.
+    let scenario = admin::scenario("scaip_far_receiver.xml");
+    let far = sipp::SippServer::start(
+        &scenario,
+        "u1",
+        2,
+        &[("user", GATEWAY), ("pass", PASSWORD), ("snu", "0")],
+    );
+    let a = Engine::start_with(
+        &forwarding_directory(far.addr, "udp"),
+        &[("t", &["d0"])],
+        "[receivers]\nprobe_secs = 1\n",
+    );
+    until_up(&a, "fwd").await;
+    let d0 = a.quic_client("t", "d0").await;
+    let id = d0
+        .send(events::alarm("p1", "0010", 1))
+        .await
+        .unwrap()
+        .alarm_id
+        .unwrap();
+    until_receipt(&a, id, "fwd").await;
+    let run = far.finish(Duration::from_secs(30)).await;
+    run.assert_ok();
+    assert!(
+        run.log.contains(&format!("far auth=true ref={id:x} ")),
+        "sipp did not see our credentials or the alarm's reference:\n{}",
+        run.log
+    );
+    let mut c1 = a.centre("token-of-centre-a-here").await;
+    c1.no_offer_for(Duration::from_secs(1)).await;
 }

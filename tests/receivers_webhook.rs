@@ -475,3 +475,152 @@ async fn a_webhook_that_hangs_does_not_hold_up_the_engines_shutdown() {
         started.elapsed()
     );
 }
+
+/// POSTs a webhook's callback to `/hooks/<receiver>`, signed with `secret`; (status, body).
+fn callback(
+    engine: &Engine,
+    receiver: &str,
+    secret: &str,
+    body: &serde_json::Value,
+) -> (u16, String) {
+    let body = serde_json::to_vec(body).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .post(&format!(
+            "http://127.0.0.1:{}/hooks/{receiver}",
+            engine.http
+        ))
+        .header("Content-Type", "application/json")
+        .header(
+            "X-Vaka-Signature",
+            &vaka_receivers::sign::signature(secret.as_bytes(), &body),
+        )
+        .send(&body[..])
+        .unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_callback_accepts_and_closes_and_a_forged_stale_or_foreign_one_is_refused() {
+    let h = Arc::new(Hook {
+        fail_first: Some(0),
+        ..Default::default()
+    });
+    let url = serve(h.clone()).await;
+    let other = "[[tenants]]\nid = \"u\"\ncentres = [\"cu\"]\n\
+                 [[centres]]\nid = \"cu\"\ntenants = [\"u\"]\ntoken = \"token-of-centre-of-u\"\n\
+                 [[devices]]\ntenant = \"u\"\nid = \"e0\"\ntype = \"0003\"\n";
+    let engine = Engine::start(
+        &format!("{}{other}", directory(&url)),
+        &[("t", &["d0"]), ("u", &["e0"])],
+    );
+    until(Duration::from_secs(10), "the webhook's ping", || {
+        h.seen.lock().unwrap().contains_key("ping")
+    })
+    .await;
+    let d0 = engine.quic_client("t", "d0").await;
+    let id = d0
+        .send(events::alarm("cb1", "0010", 1))
+        .await
+        .unwrap()
+        .alarm_id
+        .unwrap();
+    until(Duration::from_secs(15), "the receipt", || {
+        audit_actions(&alarm_detail(&engine, id))
+            .contains(&("centre:hook".into(), "receipt".into()))
+    })
+    .await;
+    // Tenant u's alarm, never offered to t's webhook.
+    let e0 = engine.quic_client("u", "e0").await;
+    let foreign = e0
+        .send(events::alarm("cb2", "0010", 1))
+        .await
+        .unwrap()
+        .alarm_id
+        .unwrap();
+
+    let accept = |alarm: u64, at: i64| serde_json::json!({"alarm": alarm, "timestamp": at, "action": "accept", "operator": "Anna"});
+    // Forged (another secret), an unknown receiver, a gRPC centre as receiver: the same 401.
+    let (s, b) = callback(
+        &engine,
+        "hook",
+        "not-the-secret-of-hook",
+        &accept(id, unix_now()),
+    );
+    assert_eq!(s, 401, "{b}");
+    let (s, b) = callback(&engine, "nobody", SECRET, &accept(id, unix_now()));
+    assert_eq!(s, 401, "{b}");
+    let (s, b) = callback(&engine, "c1", SECRET, &accept(id, unix_now()));
+    assert_eq!(s, 401, "{b}");
+    // Signed but stale (a replay ten minutes later) or from the future.
+    let (s, b) = callback(&engine, "hook", SECRET, &accept(id, unix_now() - 600));
+    assert_eq!(s, 401, "{b}");
+    assert!(b.contains("timestamp"), "{b}");
+    let (s, b) = callback(&engine, "hook", SECRET, &accept(id, unix_now() + 600));
+    assert_eq!(s, 401, "{b}");
+    // Signed, fresh, but another tenant's alarm; a bad field named.
+    let (s, b) = callback(&engine, "hook", SECRET, &accept(foreign, unix_now()));
+    assert_eq!(s, 404, "{b}");
+    let (s, b) = callback(
+        &engine,
+        "hook",
+        SECRET,
+        &serde_json::json!({"alarm": id, "timestamp": unix_now(), "action": "accept"}),
+    );
+    assert_eq!(s, 422, "{b}");
+    assert!(b.contains("operator"), "{b}");
+    let foreign_detail = alarm_detail(&engine, foreign);
+    assert!(
+        !audit_actions(&foreign_detail)
+            .iter()
+            .any(|(who, _)| who.contains("hook") || who.contains("Anna")),
+        "{foreign_detail}"
+    );
+    assert_eq!(
+        alarm_detail(&engine, id)["alarm"]["state"],
+        "receipted",
+        "nothing refused changed the alarm"
+    );
+
+    // The real thing: accept, then close with an outcome and a note.
+    let (s, b) = callback(&engine, "hook", SECRET, &accept(id, unix_now()));
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = callback(
+        &engine,
+        "hook",
+        SECRET,
+        &serde_json::json!({"alarm": id, "timestamp": unix_now(), "action": "close",
+                            "outcome": "visited", "note": "all well"}),
+    );
+    assert_eq!(s, 200, "{b}");
+    let detail = alarm_detail(&engine, id);
+    assert_eq!(detail["alarm"]["state"], "closed", "{detail}");
+    let trail = audit_actions(&detail);
+    assert!(
+        trail.contains(&("operator:Anna".into(), "accepted".into())),
+        "{trail:?}"
+    );
+    assert!(
+        trail.contains(&("centre:hook".into(), "closed".into())),
+        "{trail:?}"
+    );
+    // A closed alarm takes no more answers.
+    let (s, b) = callback(&engine, "hook", SECRET, &accept(id, unix_now()));
+    assert_eq!(s, 409, "{b}");
+    let metrics = binary::get_metrics(engine.http).unwrap();
+    assert!(
+        metrics
+            .contains("vaka_receiver_callbacks_total{receiver=\"hook\",result=\"unauthorised\"} 3"),
+        "{metrics}"
+    );
+}

@@ -45,6 +45,9 @@ pub struct Engine {
     pub sip: SocketAddr,
     /// SIP over TCP, when started with it (`start_full`).
     pub sip_tcp: Option<SocketAddr>,
+    /// SIP over TLS with the demo server certificate (`certs/server.pem`, issued by
+    /// `certs/server-ca.pem`), when started with it (`start_sip`).
+    pub sip_tls: Option<SocketAddr>,
     pub grpc: SocketAddr,
     pub http: u16,
     child: Option<Child>,
@@ -73,8 +76,22 @@ impl Engine {
         sections: &str,
         sip_tcp: bool,
     ) -> Engine {
+        Engine::start_sip(directory, quic, sections, sip_tcp, false)
+    }
+
+    /// As `start_full`, with the SCAIP front also on TLS when `sip_tls`.
+    pub fn start_sip(
+        directory: &str,
+        quic: &[(&str, &[&str])],
+        sections: &str,
+        sip_tcp: bool,
+        sip_tls: bool,
+    ) -> Engine {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
+        if sip_tls {
+            vaka_ingest::certs::generate_demo(&certs, "sip-tls", &[]).unwrap();
+        }
         // The server certificate is always needed (QUIC); a tenant for it when none is given.
         let mut cas = Vec::new();
         for (tenant, devices) in quic {
@@ -100,6 +117,8 @@ impl Engine {
         let http = free_tcp_port();
         let tcp_addr: Option<SocketAddr> =
             sip_tcp.then(|| format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap());
+        let tls_addr: Option<SocketAddr> =
+            sip_tls.then(|| format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap());
         let quic_listen = if quic.is_empty() {
             String::new()
         } else {
@@ -110,7 +129,7 @@ impl Engine {
              [listen]\n{quic_listen}sip_udp = \"{sip}\"\n{tcp_listen}grpc = \"{grpc}\"\n\
              http = \"127.0.0.1:{http}\"\n\
              [router]\nshards = 2\nreconnect_grace_secs = 1\n\
-             [sip]\nudp = true\ntcp = {sip_tcp}\ntls = false\n\
+             [sip]\nudp = true\ntcp = {sip_tcp}\ntls = {sip_tls}\n{tls_files}\
              {quic_section}\
              [grpc]\nheartbeat_secs = 1\n\
              [admin]\nbootstrap_token = \"{OPERATOR}\"\n\
@@ -118,9 +137,16 @@ impl Engine {
              {directory}\n",
             data = dir.path().join("data").display(),
             sections = sections.replace("{http}", &http.to_string()),
-            tcp_listen = match tcp_addr {
-                Some(a) => format!("sip_tcp = \"{a}\"\n"),
-                None => String::new(),
+            tcp_listen = [("sip_tcp", tcp_addr), ("sip_tls", tls_addr)]
+                .iter()
+                .filter_map(|(k, a)| a.map(|a| format!("{k} = \"{a}\"\n")))
+                .collect::<String>(),
+            tls_files = match sip_tls {
+                true => format!(
+                    "tls_cert = \"{c}/server.pem\"\ntls_key = \"{c}/server-key.pem\"\n",
+                    c = certs.display()
+                ),
+                false => String::new(),
             },
         );
         let config = dir.path().join("vaka.toml");
@@ -141,6 +167,7 @@ impl Engine {
             quic: quic_addr,
             sip,
             sip_tcp: tcp_addr,
+            sip_tls: tls_addr,
             grpc,
             http,
             child: None,

@@ -140,14 +140,23 @@ async fn run_sipp_once(
     for (k, v) in keys {
         cmd.args(["-key", k, v]);
     }
-    // Output to files, not pipes (nothing can block on a full pipe); a hard bound on the run.
-    let stdout = work.path().join("stdout");
-    let stderr = work.path().join("stderr");
-    cmd.stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap())
+    let mut child = spawn_logged(&mut cmd, work.path());
+    finish(&mut child, work.path(), Duration::from_secs(60)).await
+}
+
+/// Starts `cmd` with its output in files under `work` (not pipes: nothing can block on a full
+/// pipe).
+fn spawn_logged(cmd: &mut Command, work: &Path) -> std::process::Child {
+    cmd.stdout(std::fs::File::create(work.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(work.join("stderr")).unwrap())
         .stdin(std::process::Stdio::null());
-    let mut child = cmd.spawn().expect("starting sipp");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    cmd.spawn().expect("starting sipp")
+}
+
+/// Waits for sipp to finish (killed and failing the test after `within`) and reads what it
+/// left in `work`.
+async fn finish(child: &mut std::process::Child, work: &Path, within: Duration) -> SippRun {
+    let deadline = std::time::Instant::now() + within;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -155,16 +164,75 @@ async fn run_sipp_once(
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("sipp did not finish within 60 s");
+            let read = |p: &str| std::fs::read_to_string(work.join(p)).unwrap_or_default();
+            panic!(
+                "sipp did not finish within {within:?}:\nstdout:\n{}\nlog:\n{}\nerrors:\n{}",
+                read("stdout"),
+                read("sipp.log"),
+                read("sipp.err")
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let read = |p: &str| std::fs::read_to_string(work.join(p)).unwrap_or_default();
     SippRun {
         code: status.code().unwrap_or(-1),
-        stdout: read(&stdout),
-        stderr: read(&stderr),
-        log: read(&log),
-        errors: read(&errors),
+        stdout: read("stdout"),
+        stderr: read("stderr"),
+        log: read("sipp.log"),
+        errors: read("sipp.err"),
+    }
+}
+
+/// sipp as a server (a far SIP peer the engine sends to), running `calls` calls of `scenario`.
+pub struct SippServer {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+    work: tempfile::TempDir,
+}
+
+impl SippServer {
+    /// Starts `scenario` as a server on a free loopback port over `transport` (`u1` or `t1`),
+    /// with `-key` pairs `keys`; it exits after `calls` calls.
+    pub fn start(
+        scenario: &Path,
+        transport: &str,
+        calls: u32,
+        keys: &[(&str, &str)],
+    ) -> SippServer {
+        let work = tempfile::tempdir().unwrap();
+        let port = free_port_both();
+        let mut cmd = Command::new(sipp_binary());
+        cmd.current_dir(work.path())
+            .arg("-sf")
+            .arg(scenario)
+            .args(["-t", transport, "-m", &calls.to_string()])
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-nostdin", "-trace_logs", "-trace_err"])
+            .arg("-log_file")
+            .arg(work.path().join("sipp.log"))
+            .arg("-error_file")
+            .arg(work.path().join("sipp.err"));
+        for (k, v) in keys {
+            cmd.args(["-key", k, v]);
+        }
+        let child = spawn_logged(&mut cmd, work.path());
+        SippServer {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+            work,
+        }
+    }
+
+    /// Waits until its calls are done (at most `within`).
+    pub async fn finish(mut self, within: Duration) -> SippRun {
+        finish(&mut self.child, self.work.path(), within).await
+    }
+}
+
+impl Drop for SippServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

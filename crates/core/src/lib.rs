@@ -3,6 +3,7 @@
 pub mod access;
 pub mod admission;
 pub mod alarm;
+pub mod alarm_action;
 pub mod checks;
 pub mod directory;
 pub mod event;

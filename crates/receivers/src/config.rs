@@ -24,6 +24,9 @@ pub struct ReceiversConfig {
     pub link_opens_per_min: u32,
     pub smtp: Option<SmtpConfig>,
     pub sms: Option<SmsConfig>,
+    /// A CA (PEM) that SCAIP receivers reached over TLS may chain to besides the public roots
+    /// (an alarm centre's private CA); read at start.
+    pub scaip_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ReceiversConfig {
@@ -38,6 +41,7 @@ impl Default for ReceiversConfig {
             link_opens_per_min: 30,
             smtp: None,
             sms: None,
+            scaip_ca_file: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! behaves exactly like a gRPC centre client, so chains that mix kinds, deadlines, escalation and
 //! audit are the existing machinery. [`Receivers`] starts, restarts (on a changed record) and
 //! stops these tasks as the live directory changes.
+mod callback;
 pub mod config;
 mod email;
 pub mod link;
@@ -29,6 +30,7 @@ use vaka_router::{LiveDirectory, Router};
 use vaka_store::Store;
 
 use session::{Ctx, Far};
+use sip_conn::Transport;
 
 /// The running receivers.
 pub struct Receivers {
@@ -42,6 +44,8 @@ struct Shared {
     links: Arc<people::Links>,
     mailer: Option<Arc<email::Mailer>>,
     sms: Option<sms::Gateway>,
+    /// Whom SCAIP forwarding over TLS trusts.
+    scaip_tls: Arc<tokio_rustls::rustls::ClientConfig>,
 }
 
 impl Receivers {
@@ -59,6 +63,7 @@ impl Receivers {
             None => None,
         };
         let sms = cfg.sms.as_ref().map(|s| sms::Gateway::new(s, &cfg));
+        let scaip_tls = scaip::tls_client(cfg.scaip_ca_file.as_deref())?;
         let shared = Arc::new(Shared {
             links: Arc::new(people::Links {
                 key: key.clone(),
@@ -67,6 +72,7 @@ impl Receivers {
             }),
             mailer,
             sms,
+            scaip_tls,
         });
         let ctx = Arc::new(Ctx {
             cursors: vaka_centre::cursors::Cursors::new(store.clone()),
@@ -85,9 +91,10 @@ impl Receivers {
         })
     }
 
-    /// The responder page's routes (`/r/...`), for the engine's HTTP server.
+    /// The responder page's routes (`/r/...`) and webhooks' signed callbacks (`/hooks/...`),
+    /// for the engine's HTTP server.
     pub fn routes(&self) -> axum::Router {
-        page::router(self.page.clone())
+        page::router(self.page.clone()).merge(callback::router(self.page.ctx.clone()))
     }
 
     /// Stops every session (they leave without counting as lost) and waits for them.
@@ -193,7 +200,11 @@ fn far(ctx: &Ctx, shared: &Shared, id: &CentreId, record: &ReceiverRecord) -> Bo
             username.clone(),
             password.clone(),
             cid.clone(),
-            transport.as_deref() == Some("tcp"),
+            match transport.as_deref() {
+                Some("tcp") => Transport::Tcp,
+                Some("tls") => Transport::Tls(shared.scaip_tls.clone()),
+                _ => Transport::Udp,
+            },
         )),
     }
 }

@@ -1,5 +1,5 @@
 //! SCAIP forwarding: the alarm goes on to another alarm receiver as a SCAIP `<mrq>` in a SIP
-//! MESSAGE over UDP, as a gateway device would (digest auth with the receiver record's
+//! MESSAGE over UDP, TCP or TLS, as a gateway device would (digest auth with the receiver record's
 //! credentials), built with `vaka-scaip`'s sans-I/O parts. The far `<mrs>` snu 0 is the receipt;
 //! snu 5/6 refuse the alarm (escalated at once); silence counts as unreachable. Reachability
 //! is a SIP OPTIONS the far side answers.
@@ -15,7 +15,7 @@ use vaka_scaip::scaip::{GeoPos, Lge};
 use vaka_scaip::{Authorization, Challenge, Method, Mrq, Mrs, NewRequest, SipMessage, Snu};
 
 use crate::session::{Delivery, Far, Handled};
-use crate::sip_conn::Conn;
+use crate::sip_conn::{Conn, Transport};
 
 /// Waits for an answer to one transmission, doubled per retransmission (RFC 3261 T1).
 const T1: Duration = Duration::from_millis(500);
@@ -35,7 +35,7 @@ struct Sip {
     password: String,
     cid: String,
     sock: Option<Conn>,
-    tcp: bool,
+    transport: Transport,
     challenge: Option<Challenge>,
     nc: u32,
     cseq: u32,
@@ -49,7 +49,7 @@ impl Forward {
         username: String,
         password: String,
         cid: Option<String>,
-        tcp: bool,
+        transport: Transport,
     ) -> Forward {
         let state = Sip {
             centre,
@@ -58,7 +58,7 @@ impl Forward {
             username,
             password,
             sock: None,
-            tcp,
+            transport,
             challenge: None,
             nc: 0,
             cseq: 0,
@@ -71,28 +71,39 @@ impl Forward {
 }
 
 impl Sip {
-    /// The far side's address from `sip:user@host:port` (5060 when absent).
-    async fn far(&self) -> Result<SocketAddr, String> {
-        let host = self
+    /// The far side's host (the name its TLS certificate carries) and address, from
+    /// `sip:user@host:port` (5060, or 5061 over TLS, when the port is absent).
+    async fn far(&self) -> Result<(String, SocketAddr), String> {
+        let hostport = self
             .uri
             .split_once('@')
             .map(|(_, h)| h.split(';').next().unwrap_or(h))
             .ok_or("receiver.uri has no host")?;
-        let hostport = match host.rsplit_once(':') {
-            Some((_, p)) if p.parse::<u16>().is_ok() && !host.ends_with(']') => host.to_owned(),
-            _ => format!("{host}:5060"),
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() && !hostport.ends_with(']') => {
+                (h.to_owned(), p.to_owned())
+            }
+            _ => {
+                let port = match self.transport {
+                    Transport::Tls(_) => "5061",
+                    _ => "5060",
+                };
+                (hostport.to_owned(), port.to_owned())
+            }
         };
-        let found = tokio::net::lookup_host(hostport.as_str())
+        let target = format!("{host}:{port}");
+        let found = tokio::net::lookup_host(target.as_str())
             .await
-            .map_err(|e| format!("{hostport}: {e}"))?
+            .map_err(|e| format!("{target}: {e}"))?
             .next();
-        found.ok_or_else(|| format!("{hostport}: no address"))
+        let addr = found.ok_or_else(|| format!("{target}: no address"))?;
+        Ok((host, addr))
     }
 
     async fn socket(&mut self) -> Result<&mut Conn, String> {
         if self.sock.is_none() {
-            let far = self.far().await?;
-            self.sock = Some(Conn::open(far, self.tcp).await?);
+            let (host, far) = self.far().await?;
+            self.sock = Some(Conn::open(far, &host, &self.transport).await?);
         }
         Ok(self.sock.as_mut().expect("open"))
     }
@@ -162,7 +173,7 @@ impl Sip {
     }
 
     /// Sends `m` until a final response to it arrives: retransmitted over UDP (T1 doubling),
-    /// once over TCP (waiting as long as the UDP schedule would). A broken connection is
+    /// once over TCP or TLS (waiting as long as the UDP schedule would). A broken connection is
     /// dropped, to be opened again for the next request.
     async fn transact(&mut self, m: &SipMessage) -> Result<SipMessage, String> {
         let r = self.transact_on(m).await;
@@ -319,4 +330,37 @@ impl Far for Forward {
         }
         .boxed()
     }
+}
+
+/// The TLS client configuration of SCAIP forwarding: the public roots, and `ca_file`'s
+/// certificates when given (a private alarm centre's CA).
+pub(crate) fn tls_client(
+    ca_file: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<tokio_rustls::rustls::ClientConfig>, String> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let named =
+            |e: &dyn std::fmt::Display| format!("receivers.scaip_ca_file {}: {e}", path.display());
+        let mut added = 0;
+        for c in CertificateDer::pem_file_iter(path).map_err(|e| named(&e))? {
+            roots
+                .add(c.map_err(|e| named(&e))?)
+                .map_err(|e| named(&e))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(named(&"holds no certificate"));
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS for SCAIP forwarding: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
 }

@@ -77,6 +77,8 @@ pub(crate) async fn run(
             return;
         }
     };
+    // Down until its far side answers: a receiver that never comes up shows as 0, not absent.
+    metrics::gauge!("vaka_receiver_up", "receiver" => centre.to_string(), "kind" => kind).set(0.0);
     let mut s = Session {
         ctx,
         centre,
@@ -84,6 +86,7 @@ pub(crate) async fn run(
         scope,
         up: false,
         cursor: 0,
+        probe_error: None,
     };
     // Stopping cuts a delivery short (a webhook in its backoff, a slow relay): the notice is
     // not acknowledged, so it comes again (invariant 3), and the engine stops in its bound.
@@ -105,6 +108,8 @@ struct Session {
     scope: Scope,
     up: bool,
     cursor: u64,
+    /// Why the last probe failed: logged when it changes, not at every probe.
+    probe_error: Option<String>,
 }
 
 impl Session {
@@ -128,9 +133,17 @@ impl Session {
             }
             if !self.up {
                 match far.probe().await {
-                    Ok(()) => self.set_up(true).await,
+                    Ok(()) => {
+                        self.probe_error = None;
+                        self.set_up(true).await
+                    }
                     Err(e) => {
-                        tracing::debug!(receiver = %self.centre, error = %e, "receiver unreachable");
+                        metrics::counter!("vaka_receiver_probe_failures_total", "receiver" => self.centre.to_string(), "kind" => self.kind)
+                            .increment(1);
+                        if self.probe_error.as_deref() != Some(e.as_str()) {
+                            tracing::warn!(receiver = %self.centre, error = %e, "receiver does not answer");
+                            self.probe_error = Some(e);
+                        }
                         if sleep_or_stop(probe_every, stop).await {
                             return;
                         }

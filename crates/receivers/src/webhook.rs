@@ -1,7 +1,8 @@
 //! Webhook receiver: each notice is POSTed as JSON, signed (`X-Vaka-Signature: sha256=<hex>`,
 //! HMAC-SHA256 over the body with the receiver's secret), with an idempotency key (alarm id and
 //! notice) so a retry is recognisable; retried with exponential backoff. A 2xx answer to an
-//! offer is the receipt. Accept and close come back through the admin API.
+//! offer is the receipt. Accept and close come back through the admin API (a centre token) or
+//! a signed callback (`callback`).
 //!
 //! The blocking HTTP client (ureq, already the CLI's) runs on the blocking pool, one request at a
 //! time per receiver, each bounded by `request_timeout_ms`: a slow webhook holds up only itself.

@@ -4,9 +4,9 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
-use vaka_core::alarm::AlarmInput;
+use vaka_core::alarm_action::AlarmAction;
 use vaka_core::AlarmId;
 use vaka_router::InputError;
 
@@ -15,45 +15,12 @@ use super::problem::{FieldError, Problem};
 use super::queries::blocking;
 use super::state::Api;
 
-/// What the receiver does.
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AlarmAction {
-    /// "receipt", "accept" or "close".
-    pub action: String,
-    /// Who accepted (for "accept"), 1-64 printable characters.
-    #[serde(default)]
-    pub operator: String,
-    /// How it ended (for "close"), 1-64 printable characters.
-    #[serde(default)]
-    pub outcome: String,
-    /// Free text with the close, up to 2000 characters.
-    #[serde(default)]
-    pub note: String,
-}
-
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ActionDone {
     pub alarm: u64,
     pub action: String,
     /// The centre (receiver) it was done as.
     pub centre: String,
-}
-
-fn one_line(field: &str, v: &str, max: usize) -> Option<FieldError> {
-    let why = if v.trim().is_empty() {
-        "is required"
-    } else if v.chars().count() > max {
-        "is too long"
-    } else if v.chars().any(char::is_control) {
-        "must be one line of printable characters"
-    } else {
-        return None;
-    };
-    Some(FieldError {
-        field: field.into(),
-        reason: why.into(),
-    })
 }
 
 #[utoipa::path(post, path = "/api/v1/alarms/{alarm}/actions", tag = "alarms",
@@ -81,48 +48,14 @@ pub async fn alarm_action(
     };
     // The body only once the caller may act: nothing is told to anyone else.
     let body: AlarmAction = serde_json::from_slice(&body).map_err(|e| Problem::body(&e))?;
-    let mut errors = Vec::new();
-    let input = match body.action.as_str() {
-        "receipt" => AlarmInput::Receipt {
-            centre: centre.clone(),
-        },
-        "accept" => {
-            errors.extend(one_line("operator", &body.operator, 64));
-            AlarmInput::Accept {
-                centre: centre.clone(),
-                operator: body.operator.trim().to_owned(),
-            }
-        }
-        "close" => {
-            errors.extend(one_line("outcome", &body.outcome, 64));
-            if body.note.chars().count() > 2000
-                || body.note.chars().any(|c| c.is_control() && c != '\n')
-            {
-                errors.push(FieldError {
-                    field: "note".into(),
-                    reason: "at most 2000 printable characters".into(),
-                });
-            }
-            let outcome = match body.note.trim() {
-                "" => body.outcome.trim().to_owned(),
-                n => format!("{}: {n}", body.outcome.trim()),
-            };
-            AlarmInput::Close {
-                centre: centre.clone(),
-                outcome,
-            }
-        }
-        _ => {
-            errors.push(FieldError {
-                field: "action".into(),
-                reason: "must be \"receipt\", \"accept\" or \"close\"".into(),
-            });
-            AlarmInput::Dispatch
-        }
-    };
-    if !errors.is_empty() {
-        return Err(Problem::invalid(errors));
-    }
+    let input = body.input(&centre).map_err(|errors| {
+        Problem::invalid(
+            errors
+                .into_iter()
+                .map(|(field, reason)| FieldError { field, reason })
+                .collect(),
+        )
+    })?;
     let r = api
         .control
         .router()

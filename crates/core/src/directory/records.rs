@@ -130,7 +130,8 @@ pub enum ReceiverRecord {
         /// The device id the far receiver knows us as (its `<cid>`); default `username`.
         #[serde(default)]
         cid: Option<String>,
-        /// "udp" (the default) or "tcp".
+        /// "udp" (the default), "tcp" or "tls" (the far receiver's certificate must name the
+        /// URI's host and chain to a public root or `receivers.scaip_ca_file`).
         #[serde(default)]
         transport: Option<String>,
     },
@@ -274,12 +275,9 @@ impl ReceiverRecord {
                 }
                 if transport
                     .as_deref()
-                    .is_some_and(|t| !matches!(t, "udp" | "tcp"))
+                    .is_some_and(|t| !matches!(t, "udp" | "tcp" | "tls"))
                 {
-                    bad(
-                        "transport",
-                        "must be \"udp\" or \"tcp\" (TLS is not supported yet)",
-                    );
+                    bad("transport", "must be \"udp\", \"tcp\" or \"tls\"");
                 }
             }
         }
