@@ -3,7 +3,9 @@
 //! device. An alarm forwarded while B has no centre is answered snu 5 there: A escalates it to
 //! its own centre at once. Once B's centre is connected, a forwarded alarm arrives at B as an
 //! alarm of the gateway device (with the original device and what happened in its text), and
-//! B's `<mrs>` snu 0 is the receipt in A's audit.
+//! B's `<mrs>` snu 0 is the receipt in A's audit, where the alarm is then closed as handed over.
+//! Over TLS only to a far side whose certificate A trusts. sipp as the far receiver checks A's
+//! digest credentials and answers HOLD first: A sends the alarm again until it is taken.
 #[path = "support/admin.rs"]
 mod admin;
 #[path = "support/binary.rs"]
@@ -130,7 +132,7 @@ async fn an_alarm_forwarded_over_scaip_is_receipted_by_the_far_engine() {
     );
     until_receipt(&a, second, "fwd").await;
     let detail = a.get(&format!("/api/v1/alarms/{second}"), OPERATOR).json();
-    assert_eq!(detail["alarm"]["state"], "receipted", "{detail}");
+    assert_eq!(detail["alarm"]["state"], "closed", "handed over: {detail}");
     c1.no_offer_for(Duration::from_secs(1)).await;
 }
 
@@ -260,14 +262,15 @@ async fn forwarding_over_tls_checks_the_far_certificate_and_is_receipted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sipp_as_the_far_receiver_checks_our_digest_and_its_mrs_is_the_receipt() {
-    // sipp's two calls: the forwarder's OPTIONS probe, then the alarm.
+async fn sipp_as_the_far_receiver_holds_then_takes_the_alarm_and_it_is_handed_over() {
+    // sipp's three calls: the forwarder's OPTIONS probe, the alarm answered HOLD, the same alarm
+    // sent again and answered snu 0.
     let scenario = admin::scenario("scaip_far_receiver.xml");
     let far = sipp::SippServer::start(
         &scenario,
         "u1",
-        2,
-        &[("user", GATEWAY), ("pass", PASSWORD), ("snu", "0")],
+        3,
+        &[("user", GATEWAY), ("pass", PASSWORD), ("first_snu", "4")],
     );
     let a = Engine::start_with(
         &forwarding_directory(far.addr, "udp"),
@@ -275,6 +278,7 @@ async fn sipp_as_the_far_receiver_checks_our_digest_and_its_mrs_is_the_receipt()
         "[receivers]\nprobe_secs = 1\n",
     );
     until_up(&a, "fwd").await;
+    let mut c1 = a.centre("token-of-centre-a-here").await;
     let d0 = a.quic_client("t", "d0").await;
     let id = d0
         .send(events::alarm("p1", "0010", 1))
@@ -282,14 +286,32 @@ async fn sipp_as_the_far_receiver_checks_our_digest_and_its_mrs_is_the_receipt()
         .unwrap()
         .alarm_id
         .unwrap();
-    until_receipt(&a, id, "fwd").await;
-    let run = far.finish(Duration::from_secs(30)).await;
+    let run = far.finish(Duration::from_secs(40)).await;
     run.assert_ok();
+    // Our digest verified by sipp both times, the same reference sent again after the HOLD.
+    for snu in [4, 0] {
+        assert!(
+            run.log
+                .contains(&format!("far auth=true ref={id:x} snu={snu} ")),
+            "sipp did not see our credentials, the alarm's reference or snu {snu}:\n{}",
+            run.log
+        );
+    }
+    until_receipt(&a, id, "fwd").await;
+    // Handed over: receipted, accepted and closed here; nothing left for a deadline of ours.
+    let detail = a.get(&format!("/api/v1/alarms/{id}"), OPERATOR).json();
+    assert_eq!(detail["alarm"]["state"], "closed", "{detail}");
+    let trail = audit(&a, id);
     assert!(
-        run.log.contains(&format!("far auth=true ref={id:x} ")),
-        "sipp did not see our credentials or the alarm's reference:\n{}",
-        run.log
+        trail.iter().any(|(who, what, why)| who == "centre:fwd"
+            && what == "closed"
+            && why.contains("handed over")),
+        "{trail:?}"
     );
-    let mut c1 = a.centre("token-of-centre-a-here").await;
     c1.no_offer_for(Duration::from_secs(1)).await;
+    let m = binary::get_metrics(a.http).unwrap();
+    assert!(
+        m.contains("vaka_receiver_holds_total{receiver=\"fwd\"} 1"),
+        "{m}"
+    );
 }

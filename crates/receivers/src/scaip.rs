@@ -1,8 +1,9 @@
 //! SCAIP forwarding: the alarm goes on to another alarm receiver as a SCAIP `<mrq>` in a SIP
 //! MESSAGE over UDP, TCP or TLS, as a gateway device would (digest auth with the receiver record's
-//! credentials), built with `vaka-scaip`'s sans-I/O parts. The far `<mrs>` snu 0 is the receipt;
-//! snu 5/6 refuse the alarm (escalated at once); silence counts as unreachable. Reachability
-//! is a SIP OPTIONS the far side answers.
+//! credentials), built with `vaka-scaip`'s sans-I/O parts. The far `<mrs>` snu 0 is the receipt
+//! and hands the alarm over (`handed_over`: the far centre handles it from there); snu 4 (HOLD)
+//! sends the same `<mrq>` again every 5 s for up to 3 min; snu 5/6 refuse the alarm (escalated at
+//! once); silence counts as unreachable. Reachability is a SIP OPTIONS the far side answers.
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use std::net::SocketAddr;
@@ -22,6 +23,11 @@ const T1: Duration = Duration::from_millis(500);
 const TRANSMISSIONS: u32 = 4;
 /// How long the far side may take to send its `<mrs>` after its 200.
 const MRS_WITHIN: Duration = Duration::from_secs(10);
+/// After a HOLD (snu 4) the same `<mrq>` goes again this much later (SCAIP: 5-20 s) ...
+const HOLD_RESEND: Duration = Duration::from_secs(5);
+/// ... until the far side takes or refuses it, for at most this long (SCAIP: 3-30 min); then
+/// the alarm goes on along the chain.
+const HOLD_WINDOW: Duration = Duration::from_secs(180);
 
 /// One forwarding session's SIP state; one alarm at a time goes through it.
 pub(crate) struct Forward {
@@ -257,6 +263,26 @@ impl Sip {
     }
 }
 
+/// The far receiver's snu 0: it has the alarm and handles it from here, as an alarm centre
+/// takes a gateway's alarm. Here the alarm is receipted, accepted and closed as handed over, so
+/// no deadline of this engine sends it to a second centre, and the device's next alarm is a
+/// new one (not a repeat of one left open here). Each step is in the audit.
+fn handed_over(centre: &CentreId) -> Vec<AlarmInput> {
+    vec![
+        AlarmInput::Receipt {
+            centre: centre.clone(),
+        },
+        AlarmInput::Accept {
+            centre: centre.clone(),
+            operator: format!("{centre} (SCAIP receiver)"),
+        },
+        AlarmInput::Close {
+            centre: centre.clone(),
+            outcome: "handed over: the SCAIP receiver answered snu 0 and handles the alarm".into(),
+        },
+    ]
+}
+
 /// The alarm as the far receiver's `<mrq>`: our controller id, its own reference (the alarm id
 /// in hex, so a resend is recognised there), code and priority, the device and what happened
 /// as text, the position.
@@ -306,14 +332,30 @@ impl Far for Forward {
                 return Handled::Done(Vec::new());
             }
             let (xml, reference) = mrq(d, &sip.cid);
-            match sip.forward(&xml, &reference).await {
-                Ok(Snu::Ok) => Handled::Done(vec![AlarmInput::Receipt {
-                    centre: sip.centre.clone(),
-                }]),
-                Ok(other) => {
-                    Handled::Refused(format!("the receiver answered snu {}", other.code()))
+            let hold_ends = Instant::now() + HOLD_WINDOW;
+            loop {
+                match sip.forward(&xml, &reference).await {
+                    Ok(Snu::Ok) => return Handled::Done(handed_over(&sip.centre)),
+                    // Being processed: the same request again after a while (SCAIP §4.2).
+                    Ok(Snu::Hold) if Instant::now() + HOLD_RESEND < hold_ends => {
+                        metrics::counter!("vaka_receiver_holds_total", "receiver" => sip.centre.to_string())
+                            .increment(1);
+                        tokio::time::sleep(HOLD_RESEND).await;
+                    }
+                    Ok(Snu::Hold) => {
+                        return Handled::Refused(format!(
+                            "the receiver held the alarm (snu 4) for {} s without taking it",
+                            HOLD_WINDOW.as_secs()
+                        ))
+                    }
+                    Ok(other) => {
+                        return Handled::Refused(format!(
+                            "the receiver answered snu {}",
+                            other.code()
+                        ))
+                    }
+                    Err(e) => return Handled::Unreachable(e),
                 }
-                Err(e) => Handled::Unreachable(e),
             }
         }
         .boxed()
