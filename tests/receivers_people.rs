@@ -656,3 +656,82 @@ async fn a_link_shows_nothing_once_its_receiver_no_longer_serves_the_tenant() {
     assert_eq!(r.status, 404, "{}", r.body);
     assert!(!r.body.contains("tracker"), "{}", r.body);
 }
+
+/// The responder links' key of a stopped engine, read from its store.
+fn link_key_of(engine: &Engine) -> Vec<u8> {
+    use vaka_store::{GroupConfig, RecoverOptions, RocksBackend, RocksConfig, Store};
+    let data = engine.dir.path().join("data/db");
+    let backend = Arc::new(RocksBackend::open(&RocksConfig::new(data)).unwrap());
+    let (store, _) = Store::open(
+        backend,
+        GroupConfig::default(),
+        RecoverOptions {
+            now_ms: now_ms(),
+            idem_window_ms: i64::MAX,
+        },
+    )
+    .unwrap();
+    store.receiver_link_key().unwrap().expect("a link key")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn even_a_link_signed_with_the_engines_key_is_refused_expired_or_for_an_alarm_not_offered() {
+    let smtp = Smtp::start();
+    let gw = Arc::new(Gateway::default());
+    let sms = serve_gateway(gw.clone()).await;
+    let mut engine = Engine::start_with(
+        &directory(60, 60),
+        &[("t", &["tracker"])],
+        &sections(smtp.port, sms, 100),
+    );
+    receivers_up(&engine, &["relative"]).await;
+    let offered = walk_out(&engine).await;
+    // A fall alarm of the same device goes to the alarm centre only (its default chain).
+    let tracker = engine.quic_client("t", "tracker").await;
+    let not_offered = tracker
+        .send(events::alarm("fall-1", "0010", 1))
+        .await
+        .unwrap()
+        .alarm_id
+        .unwrap();
+    drop(tracker);
+    assert_eq!(engine.sigterm(Duration::from_secs(15)), Some(0));
+    let key = link_key_of(&engine);
+    engine.restart();
+    let now_s = (now_ms() / 1000) as u32;
+    let open = |alarm: u64, member: u8, expires_s: u32| {
+        let token = vaka_receivers::link::Link {
+            alarm,
+            receiver: "relative".into(),
+            member,
+            expires_s,
+        }
+        .token(&key);
+        engine.get(&format!("/r/{token}"), "")
+    };
+    // Expired a second ago; for an alarm never offered to the relative; for a member the
+    // receiver does not have; for an alarm that does not exist.
+    let r = open(offered, 0, now_s - 1);
+    assert_eq!(r.status, 410, "{}", r.body);
+    let r = open(not_offered, 0, now_s + 600);
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = open(offered, 7, now_s + 600);
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = open(offered + 1000, 0, now_s + 600);
+    assert_eq!(r.status, 404, "{}", r.body);
+    // None of them was anyone's receipt; the right link still works after the restart.
+    for id in [offered, not_offered] {
+        assert!(
+            !audit(&engine, id)
+                .iter()
+                .any(|(a, _, _)| a.starts_with("operator:")),
+            "{:?}",
+            audit(&engine, id)
+        );
+    }
+    let r = open(offered, 0, now_s + 600);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(audit(&engine, offered)
+        .iter()
+        .any(|(a, b, _)| a == "operator:Anna" && b == "receipt"));
+}
