@@ -138,36 +138,34 @@ async fn an_alarm_forwarded_over_scaip_is_receipted_by_the_far_engine() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_over_tcp_is_receipted_on_the_same_connection() {
-    let b = Engine::start_full(
-        &format!(
-            "[[tenants]]\nid = \"b\"\ncentres = [\"cb\"]\n\
-             [[centres]]\nid = \"cb\"\ntenants = [\"b\"]\ntoken = \"token-of-centre-b-here\"\n\
-             [[devices]]\ntenant = \"b\"\nid = \"{GATEWAY}\"\ntype = \"0003\"\n\
-             password = \"{PASSWORD}\"\n"
-        ),
-        &[],
-        "",
-        true,
-    );
-    let far = b.sip_tcp.unwrap();
+    let b = Engine::start_full(&far_directory(), &[], "", true);
     let a = Engine::start_with(
-        &format!(
-            "[[tenants]]\nid = \"t\"\ncentres = [\"fwd\", \"c1\"]\n\
-             receipt_deadline_secs = 600\naccept_deadline_secs = 600\n\
-             [[centres]]\nid = \"fwd\"\ntenants = [\"t\"]\n\
-             receiver = {{ kind = \"scaip\", uri = \"sip:alarm@{far}\", username = \"{GATEWAY}\", \
-             password = \"{PASSWORD}\", transport = \"tcp\" }}\n\
-             [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-centre-a-here\"\n\
-             [[devices]]\ntenant = \"t\"\nid = \"d0\"\ntype = \"0003\"\n"
-        ),
+        &forwarding_directory(b.sip_tcp.unwrap(), "tcp"),
         &[("t", &["d0"])],
         "[receivers]\nprobe_secs = 1\n",
     );
-    until_up(&a, "fwd").await;
+    forwards_one_alarm(&a, &b, "z1").await;
+}
+
+/// Engine B's directory: the gateway device A forwards as, in tenant b with the centre cb.
+fn far_directory() -> String {
+    format!(
+        "[[tenants]]\nid = \"b\"\ncentres = [\"cb\"]\n\
+         [[centres]]\nid = \"cb\"\ntenants = [\"b\"]\ntoken = \"token-of-centre-b-here\"\n\
+         [[devices]]\ntenant = \"b\"\nid = \"{GATEWAY}\"\ntype = \"0003\"\n\
+         password = \"{PASSWORD}\"\n"
+    )
+}
+
+/// Once A's forwarder is up, an alarm of A's d0 (`reference`) arrives at B's centre as an alarm
+/// of the gateway device, and B's `<mrs>` is the receipt in A. Returns B's centre, still
+/// connected.
+async fn forwards_one_alarm(a: &Engine, b: &Engine, reference: &str) -> admin::Centre {
+    until_up(a, "fwd").await;
     let mut cb = b.centre("token-of-centre-b-here").await;
     let d0 = a.quic_client("t", "d0").await;
     let id = d0
-        .send(events::alarm("z1", "0010", 1))
+        .send(events::alarm(reference, "0010", 1))
         .await
         .unwrap()
         .alarm_id
@@ -175,7 +173,8 @@ async fn forwarding_over_tcp_is_receipted_on_the_same_connection() {
     let at_b = cb.offer(Duration::from_secs(15)).await.alarm.unwrap();
     assert_eq!(at_b.reference, format!("{id:x}"), "{at_b:?}");
     assert_eq!(at_b.device, GATEWAY);
-    until_receipt(&a, id, "fwd").await;
+    until_receipt(a, id, "fwd").await;
+    cb
 }
 
 /// Engine A's directory: tenant t's alarms go to the SCAIP receiver `fwd` at `far` over
@@ -194,18 +193,7 @@ fn forwarding_directory(far: std::net::SocketAddr, transport: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_over_tls_checks_the_far_certificate_and_is_receipted() {
-    let b = Engine::start_sip(
-        &format!(
-            "[[tenants]]\nid = \"b\"\ncentres = [\"cb\"]\n\
-             [[centres]]\nid = \"cb\"\ntenants = [\"b\"]\ntoken = \"token-of-centre-b-here\"\n\
-             [[devices]]\ntenant = \"b\"\nid = \"{GATEWAY}\"\ntype = \"0003\"\n\
-             password = \"{PASSWORD}\"\n"
-        ),
-        &[],
-        "",
-        false,
-        true,
-    );
+    let b = Engine::start_sip(&far_directory(), &[], "", false, true);
     let far = b.sip_tls.unwrap();
     let b_ca = b.dir.path().join("certs/server-ca.pem");
     // A trusts B's (private) CA: the alarm goes over TLS and B's <mrs> is the receipt.
@@ -217,19 +205,7 @@ async fn forwarding_over_tls_checks_the_far_certificate_and_is_receipted() {
             b_ca.display()
         ),
     );
-    until_up(&a, "fwd").await;
-    let mut cb = b.centre("token-of-centre-b-here").await;
-    let d0 = a.quic_client("t", "d0").await;
-    let id = d0
-        .send(events::alarm("s1", "0010", 1))
-        .await
-        .unwrap()
-        .alarm_id
-        .unwrap();
-    let at_b = cb.offer(Duration::from_secs(15)).await.alarm.unwrap();
-    assert_eq!(at_b.reference, format!("{id:x}"), "{at_b:?}");
-    assert_eq!(at_b.device, GATEWAY);
-    until_receipt(&a, id, "fwd").await;
+    let mut cb = forwards_one_alarm(&a, &b, "s1").await;
 
     // An engine that does not trust B's CA never speaks to it: the forwarder stays down, the
     // alarm goes to the next centre of the chain, and B gets nothing.
