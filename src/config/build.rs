@@ -105,6 +105,8 @@ impl Config {
                 name: c.name.clone(),
                 tenants: c.tenants.clone(),
                 receiver: c.receiver.clone(),
+                receipt_deadline_secs: c.receipt_deadline_secs,
+                accept_deadline_secs: c.accept_deadline_secs,
                 revision: 0,
             }));
         }

@@ -240,6 +240,10 @@ pub struct CentreEntry {
     /// such a centre has no token.
     #[serde(default)]
     pub receiver: Option<vaka_core::directory::ReceiverRecord>,
+    /// Seconds this centre has to receipt and to accept an alarm offered to it, replacing the
+    /// device's (e.g. 300 for a relative); absent: the device's.
+    pub receipt_deadline_secs: Option<u64>,
+    pub accept_deadline_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,7 +22,7 @@ pub fn alarm(a: &Alarm, dir: &Directory, fix: Option<&Fix>) -> pb::Alarm {
         | AlarmState::Unhandled
         | AlarmState::Expired => (String::new(), String::new(), String::new()),
     };
-    let deadlines = dir.deadlines(&a.device);
+    let deadlines = dir.deadlines_held(a);
     pb::Alarm {
         alarm_id: a.id.0,
         tenant: a.device.tenant.to_string(),

@@ -274,19 +274,50 @@ pub enum Effect {
     Audit(AuditRecord),
 }
 
+/// A centre's own deadlines for the alarms offered to it, replacing the device's (a relative may
+/// take minutes where an alarm centre has seconds); `None`: the device's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CentreDeadlines {
+    pub receipt_ms: Option<i64>,
+    pub accept_ms: Option<i64>,
+}
+
+impl CentreDeadlines {
+    /// These where set, else `device`'s.
+    pub fn over(self, device: Deadlines) -> Deadlines {
+        Deadlines {
+            receipt_ms: self.receipt_ms.unwrap_or(device.receipt_ms),
+            accept_ms: self.accept_ms.unwrap_or(device.accept_ms),
+        }
+    }
+}
+
 /// The facts about the world a transition needs, supplied by the caller.
 #[derive(Clone, Copy, Debug)]
 pub struct Context<'a> {
     pub chain: &'a [CentreId],
     /// `reachable[i]` says whether `chain[i]` is connected and acking right now.
     pub reachable: &'a [bool],
+    /// The device's deadlines.
     pub deadlines: Deadlines,
+    /// `centre_deadlines[i]`: `chain[i]`'s own, if any (empty: none has).
+    pub centre_deadlines: &'a [CentreDeadlines],
     pub now: UnixMillis,
 }
 
 impl Context<'_> {
     fn is_reachable(&self, i: usize) -> bool {
         self.reachable.get(i).copied().unwrap_or(false)
+    }
+
+    /// The deadlines while `holder` has the alarm: its own where it sets them, else the device's.
+    pub fn deadlines_for(&self, holder: Option<&CentreId>) -> Deadlines {
+        let own = holder
+            .and_then(|h| self.chain.iter().position(|c| c == h))
+            .and_then(|i| self.centre_deadlines.get(i))
+            .copied()
+            .unwrap_or_default();
+        own.over(self.deadlines)
     }
 }
 
@@ -646,9 +677,10 @@ fn offered_to(alarm: &Alarm, ctx: &Context<'_>) -> Vec<CentreId> {
 }
 
 fn arm(next: &mut Alarm, fx: &mut Vec<Effect>, kind: DeadlineKind, ctx: &Context<'_>) {
+    let deadlines = ctx.deadlines_for(next.holder());
     let after = match kind {
-        DeadlineKind::Receipt => ctx.deadlines.receipt_ms,
-        DeadlineKind::Accept => ctx.deadlines.accept_ms,
+        DeadlineKind::Receipt => deadlines.receipt_ms,
+        DeadlineKind::Accept => deadlines.accept_ms,
     };
     let d = Deadline {
         kind,

@@ -19,6 +19,7 @@ fn ctx<'a>(chain: &'a [CentreId], reachable: &'a [bool], now: i64) -> Context<'a
             receipt_ms: 10_000,
             accept_ms: 60_000,
         },
+        centre_deadlines: &[],
         now,
     }
 }

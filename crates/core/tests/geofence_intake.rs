@@ -26,6 +26,7 @@ fn run(ev: &Event, open: &[Alarm]) -> Outcome {
         chain: &chain,
         reachable: &[true],
         deadlines: Deadlines::default(),
+        centre_deadlines: &[],
         now: ev.received_ms,
     };
     intake(ev, EventId(ev.received_ms as u64), open, &ctx).unwrap()

@@ -209,6 +209,42 @@ async fn missed_deadlines_escalate_along_the_chain_to_unhandled() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_centre_with_its_own_deadlines_has_them_and_the_next_one_the_devices() {
+    let _busy = hold_clock();
+    // c1 is a relative with 300 s to receipt; c2 has the device's 10 s.
+    let mut dir = chain_dir();
+    let mut relative = vaka_core::directory::Centre::new("c1", &["t"]);
+    relative.deadlines.receipt_ms = Some(300_000);
+    dir.insert_centre(relative);
+    let w = start_with(Arc::new(MemBackend::new()), Clock::starting_at(T0), dir, 0);
+    w.router.centre_up(&CentreId::new("c1")).await;
+    w.router.centre_up(&CentreId::new("c2")).await;
+    let (id, _) = raise(&w, "d2", "r1").await;
+    notices(&w, "c1", 1).await;
+
+    // Past the device's 10 s and up to just before 300 s: still the relative's.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    tokio::task::yield_now().await;
+    tokio::time::advance(Duration::from_millis(289_900)).await;
+    tokio::task::yield_now().await;
+    assert!(
+        outbox(&w, "c2").is_empty(),
+        "escalated before the relative's deadline"
+    );
+    tokio::time::advance(Duration::from_millis(100)).await;
+    let c2 = notices(&w, "c2", 1).await;
+    assert!(is_offer(&c2[0], id, false), "{c2:?}");
+
+    // c2 has the device's 10 s: missed, the chain is exhausted.
+    tokio::time::advance(Duration::from_millis(9_900)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(outbox(&w, "c2").len(), 1);
+    tokio::time::advance(Duration::from_millis(100)).await;
+    let c2 = notices(&w, "c2", 3).await;
+    assert!(is_offer(&c2[2], id, true), "{c2:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_vanished_centre_is_skipped_at_once() {
     let _busy = hold_clock();
     let w = start(Arc::new(MemBackend::new()), Clock::starting_at(T0));

@@ -46,11 +46,7 @@ impl Directory {
         dir.gps.default_filter = dir.defaults.gps_filter.clone();
         dir.records = records;
         for c in dir.records.centres.values() {
-            let centre = Centre {
-                id: CentreId::new(&c.id),
-                name: c.name.clone(),
-                tenants: c.tenants.iter().map(TenantId::new).collect(),
-            };
+            let centre = Centre::from_record(c);
             dir.centres.insert(centre.id.clone(), centre);
         }
         let tenants: Vec<String> = dir.records.tenants.keys().cloned().collect();
@@ -85,11 +81,7 @@ impl Directory {
             }
             Change::PutCentre(mut c) => {
                 c.revision = revision;
-                let centre = Centre {
-                    id: CentreId::new(&c.id),
-                    name: c.name.clone(),
-                    tenants: c.tenants.iter().map(TenantId::new).collect(),
-                };
+                let centre = Centre::from_record(&c);
                 self.records.centres.insert(c.id.clone(), c);
                 self.centres.insert(centre.id.clone(), centre);
             }
@@ -366,6 +358,8 @@ impl Directory {
                 if let Some(r) = &c.receiver {
                     p.extend(r.problems("receiver"));
                 }
+                positive(&mut p, "receipt_deadline_secs", c.receipt_deadline_secs);
+                positive(&mut p, "accept_deadline_secs", c.accept_deadline_secs);
             }
             Change::DeleteCentre(c) => {
                 if !r.centres.contains_key(c) {
@@ -635,6 +629,36 @@ mod tests {
         );
         assert_eq!(d.records, before);
         assert_eq!(d.revision, 2);
+    }
+
+    #[test]
+    fn a_centres_own_deadlines_are_checked_and_resolved() {
+        let mut d = base();
+        let mut c = CentreRecord {
+            id: "relative".into(),
+            tenants: vec!["t".into()],
+            receipt_deadline_secs: Some(0),
+            ..Default::default()
+        };
+        let Err(DirectoryError::Invalid(p)) = d.apply(Change::PutCentre(c.clone()), 3) else {
+            panic!("a 0 s deadline was taken");
+        };
+        assert_eq!(p[0].0, "receipt_deadline_secs");
+        c.receipt_deadline_secs = Some(300);
+        d.apply(Change::PutCentre(c), 3).unwrap();
+        let own = d.centres[&CentreId::new("relative")].deadlines;
+        assert_eq!((own.receipt_ms, own.accept_ms), (Some(300_000), None));
+        let device = Deadlines {
+            receipt_ms: 10_000,
+            accept_ms: 60_000,
+        };
+        assert_eq!(
+            own.over(device),
+            Deadlines {
+                receipt_ms: 300_000,
+                accept_ms: 60_000
+            }
+        );
     }
 
     #[test]

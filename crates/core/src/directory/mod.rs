@@ -3,8 +3,8 @@
 //! admin API (or the bootstrap file at start); every change makes a new `Directory` that the
 //! engine swaps in whole, so readers never lock.
 use crate::admission::Limits;
-use crate::alarm::Deadlines;
 use crate::alarm::{Alarm, AlarmKind};
+use crate::alarm::{CentreDeadlines, Deadlines};
 use crate::event::EventKind;
 use crate::gps::{FilterConfig, GpsPlan};
 use crate::ids::{CentreId, DeviceId, DeviceKey, TenantId, UnixMillis};
@@ -77,6 +77,8 @@ pub struct Centre {
     pub name: String,
     /// The tenants whose alarms this centre may see (invariant 7).
     pub tenants: Vec<TenantId>,
+    /// Its own deadlines for the alarms offered to it.
+    pub deadlines: CentreDeadlines,
 }
 
 /// Position history kept when nothing else is said (also the configuration's default).
@@ -136,6 +138,22 @@ impl Centre {
             id: CentreId::new(id),
             name: id.to_owned(),
             tenants: tenants.iter().copied().map(TenantId::new).collect(),
+            deadlines: CentreDeadlines::default(),
+        }
+    }
+
+    /// The centre a record describes.
+    pub fn from_record(c: &CentreRecord) -> Centre {
+        let ms =
+            |s: Option<u64>| s.map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX));
+        Centre {
+            id: CentreId::new(&c.id),
+            name: c.name.clone(),
+            tenants: c.tenants.iter().map(TenantId::new).collect(),
+            deadlines: CentreDeadlines {
+                receipt_ms: ms(c.receipt_deadline_secs),
+                accept_ms: ms(c.accept_deadline_secs),
+            },
         }
     }
 }
@@ -325,6 +343,25 @@ impl Directory {
     }
 
     /// Per-device override, else the tenant's deadlines, else the defaults.
+    /// The deadlines that apply to `alarm` while its holder has it: the holder's own where it
+    /// sets them, else the device's.
+    pub fn deadlines_held(&self, alarm: &Alarm) -> Deadlines {
+        let own = alarm
+            .holder()
+            .and_then(|c| self.centres.get(c))
+            .map(|c| c.deadlines)
+            .unwrap_or_default();
+        own.over(self.deadlines(&alarm.device))
+    }
+
+    /// The own deadlines of each centre of `chain` (`Context::centre_deadlines`).
+    pub fn centre_deadlines(&self, chain: &[CentreId]) -> Vec<CentreDeadlines> {
+        chain
+            .iter()
+            .map(|c| self.centres.get(c).map(|c| c.deadlines).unwrap_or_default())
+            .collect()
+    }
+
     pub fn deadlines(&self, key: &DeviceKey) -> Deadlines {
         self.devices
             .get(key)

@@ -96,6 +96,13 @@ pub struct CentreRecord {
     /// SCAIP forwarding); absent: a centre that connects over gRPC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiver: Option<ReceiverRecord>,
+    /// Seconds this centre has to receipt an alarm offered to it, replacing the device's (a
+    /// relative may need minutes where an alarm centre has seconds); absent: the device's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_deadline_secs: Option<u64>,
+    /// Seconds it has to accept the alarm once receipted; absent: the device's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_deadline_secs: Option<u64>,
     #[serde(default)]
     pub revision: u64,
 }

@@ -11,7 +11,9 @@ use std::collections::HashSet;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
-use vaka_core::alarm::{self, AlarmInput, AlarmState, Context, Effect, Notice, TransitionError};
+use vaka_core::alarm::{
+    self, AlarmInput, AlarmState, CentreDeadlines, Context, Effect, Notice, TransitionError,
+};
 use vaka_core::gps::{FilterReason, Fix, Observed, Verdict};
 use vaka_core::idempotency::{Answer, IdemKey, Idempotency};
 use vaka_core::intake::{intake, Outcome};
@@ -461,6 +463,7 @@ impl Shard {
         &self,
         chain: &'a [CentreId],
         reachable: &'a [bool],
+        centre_deadlines: &'a [CentreDeadlines],
         device: &DeviceKey,
         now: UnixMillis,
     ) -> Context<'a> {
@@ -468,6 +471,7 @@ impl Shard {
             chain,
             reachable,
             deadlines: self.dir.load().deadlines(device),
+            centre_deadlines,
             now,
         }
     }
@@ -523,7 +527,8 @@ impl Shard {
                 return;
             }
         };
-        let ctx = self.context(&chain, &reachable, &ev.device, b.now);
+        let own = self.dir.load().centre_deadlines(&chain);
+        let ctx = self.context(&chain, &reachable, &own, &ev.device, b.now);
         // A test alarm (device or tenant on test) never repeats, cancels or restores a real one,
         // nor a real alarm a test: each only meets open alarms of its own sort.
         let test = self.dir.load().is_test(&ev, b.now);
@@ -642,7 +647,8 @@ impl Shard {
         let device = open.alarm.device.clone();
         let chain = self.dir.load().alarm_chain(&open.alarm).to_vec();
         let reachable = self.presence.reachable(&chain);
-        let ctx = self.context(&chain, &reachable, &device, b.now);
+        let own = self.dir.load().centre_deadlines(&chain);
+        let ctx = self.context(&chain, &reachable, &own, &device, b.now);
         let (alarm, effects) = alarm::step(&open.alarm, input, &ctx).map_err(|e| match e {
             TransitionError::NotHolder { .. } => InputError::NotHolder(id),
             other => InputError::Invalid(other.to_string()),
@@ -745,7 +751,8 @@ impl Shard {
         let dir = self.dir.load();
         let chain = dir.alarm_chain(&open.alarm);
         let reachable = self.presence.reachable(chain);
-        let ctx = self.context(chain, &reachable, &open.alarm.device, now);
+        let own = dir.centre_deadlines(chain);
+        let ctx = self.context(chain, &reachable, &own, &open.alarm.device, now);
         let until = alarm::escalation_waits_until(&open.alarm, &ctx, &self.back_by(chain))?;
         metrics::counter!("vaka_escalations_deferred_total", "reason" => "reconnect_grace")
             .increment(1);
