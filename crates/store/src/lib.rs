@@ -60,9 +60,11 @@ mod delivery;
 pub use delivery::put_receiver_link_key;
 pub mod directory;
 mod erasure;
+mod export;
 mod failure;
 mod format;
 mod group;
+mod import;
 pub mod keys;
 mod marks;
 mod mem;
@@ -78,9 +80,11 @@ pub mod testing;
 
 pub use backend::{Backend, Cf, Op, StoreError, WriteSet};
 pub use erasure::{erase_device, Erased};
+pub use export::Page;
 pub use failure::StoreState;
 pub use format::{FORMAT_VERSION, META_FORMAT_VERSION};
 pub use group::{CommitError, GroupConfig, Store, StoreStats, ID_BLOCK};
+pub use import::{Existing, Found, Imported};
 pub use keys::{
     load_alarm, load_audit, load_cursor, load_event, outbox_keys_through, read_outbox, IdemRecord,
     StoredEvent,
