@@ -11,11 +11,13 @@ pub mod auth;
 pub mod dashboard;
 pub mod directory;
 pub mod erasure;
+pub mod export;
 pub mod import;
 pub mod problem;
 pub mod queries;
 pub mod state;
 pub mod statistics;
+pub mod tenant_import;
 pub mod tokens;
 
 pub use state::{Api, Link, Links, MetricsText};
@@ -48,14 +50,14 @@ impl Modify for BearerAuth {
         directory::get_device_chain, directory::put_device_chain,
         directory::get_fences, directory::put_fences,
         directory::list_policies, directory::get_policy, directory::put_policy, directory::delete_policy,
-        import::import_devices, erasure::erase_device,
+        import::import_devices, erasure::erase_device, export::export_tenant, tenant_import::import_tenant,
         queries::list_alarms, queries::get_alarm, actions::alarm_action, queries::device_status, queries::device_positions,
         queries::tenant_audit, queries::platform_audit, statistics::tenant_statistics,
         tokens::list_tokens, tokens::create_token, tokens::delete_token,
     ),
     components(schemas(
         problem::Problem, problem::FieldError, import::RowResult, import::ImportSummary,
-        erasure::Erasure,
+        erasure::Erasure, tenant_import::TenantImport, tenant_import::Counts,
     ))
 )]
 pub struct ApiDoc;
@@ -115,6 +117,15 @@ pub fn router(api: Api) -> Router {
         .route(
             "/api/v1/tenants/{tenant}/devices/{device}/erasure",
             post(erasure::erase_device),
+        )
+        .route(
+            "/api/v1/tenants/{tenant}/export",
+            get(export::export_tenant),
+        )
+        .route(
+            "/api/v1/tenants/{tenant}/import",
+            // Spooled to disk as it arrives (bounded by `tenant_import::MAX_ARCHIVE`).
+            post(tenant_import::import_tenant).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route(
             "/api/v1/tenants/{tenant}/device-imports",
