@@ -10,6 +10,7 @@ pub mod gps;
 pub mod idempotency;
 pub mod ids;
 pub mod intake;
+pub mod retention;
 pub mod rules;
 pub mod stats;
 pub mod supervision;

@@ -32,6 +32,7 @@
 //! | `outbox_seq`            | u64, last outbox sequence given                              |
 //! | `cursor/<centre>`       | u64, the last outbox sequence the centre acknowledged        |
 //! | `retention/events_from` | u64, the first event id the retention sweep has not settled  |
+//! | `retention/alarm_events_from` | u64, the same for alarm-lane events                    |
 //! | `directory_revision`    | u64, the directory's revision (see [`directory`])             |
 //!
 //! # Format version
@@ -96,6 +97,9 @@ pub use positions::{
     GpsRecord, PositionsPruned, StoredPosition,
 };
 pub use recovery::{RecoverOptions, Recovered};
-pub use retention::{prune_telemetry_events, EventsPruned};
+pub use retention::{
+    prune_admin_audit, prune_alarm_events, prune_alarms, prune_telemetry_events, AlarmsPruned,
+    EventsPruned,
+};
 pub use rocks::{RocksBackend, RocksConfig};
 pub use salvage::{salvage, SalvageReport};
