@@ -14,6 +14,7 @@ pub mod retention;
 pub mod rules;
 pub mod stats;
 pub mod supervision;
+pub mod timeline;
 
 pub use alarm::{Alarm, AlarmInput, AlarmKind, AlarmState, Deadlines, Effect};
 pub use event::{AlarmInfo, Event, EventKind, Lane};

@@ -55,6 +55,7 @@
 //!
 //! An event and everything it causes (alarm, open index, idempotency entry, audit) go in one
 //! [`WriteSet`], so after a crash either all of it is there or none of it.
+mod around;
 mod backend;
 mod damage;
 mod delivery;
@@ -79,6 +80,7 @@ mod salvage;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+pub use around::EventsAround;
 pub use backend::{Backend, Cf, Op, StoreError, WriteSet};
 pub use erasure::{erase_device, Erased};
 pub use export::Page;

@@ -18,6 +18,8 @@ pub mod queries;
 pub mod state;
 pub mod statistics;
 pub mod tenant_import;
+pub mod timeline;
+mod timeline_page;
 pub mod tokens;
 
 pub use state::{Api, Link, Links, MetricsText};
@@ -51,13 +53,14 @@ impl Modify for BearerAuth {
         directory::get_fences, directory::put_fences,
         directory::list_policies, directory::get_policy, directory::put_policy, directory::delete_policy,
         import::import_devices, erasure::erase_device, export::export_tenant, tenant_import::import_tenant,
-        queries::list_alarms, queries::get_alarm, actions::alarm_action, queries::device_status, queries::device_positions,
+        queries::list_alarms, queries::get_alarm, timeline::alarm_timeline, actions::alarm_action, queries::device_status, queries::device_positions,
         queries::tenant_audit, queries::platform_audit, statistics::tenant_statistics,
         tokens::list_tokens, tokens::create_token, tokens::delete_token,
     ),
     components(schemas(
         problem::Problem, problem::FieldError, import::RowResult, import::ImportSummary,
         erasure::Erasure, tenant_import::TenantImport, tenant_import::Counts,
+        timeline::Timeline, timeline::DeadlineView, timeline::EventView, timeline::TimelineWindow,
     ))
 )]
 pub struct ApiDoc;
@@ -143,6 +146,10 @@ pub fn router(api: Api) -> Router {
         )
         .route("/api/v1/tenants/{tenant}/alarms", get(q::list_alarms))
         .route("/api/v1/alarms/{alarm}", get(q::get_alarm))
+        .route(
+            "/api/v1/alarms/{alarm}/timeline",
+            get(timeline::alarm_timeline),
+        )
         .route(
             "/api/v1/alarms/{alarm}/actions",
             post(actions::alarm_action),
