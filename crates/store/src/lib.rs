@@ -34,6 +34,7 @@
 //! | `retention/events_from` | u64, the first event id the retention sweep has not settled  |
 //! | `retention/alarm_events_from` | u64, the same for alarm-lane events                    |
 //! | `directory_revision`    | u64, the directory's revision (see [`directory`])             |
+//! | `move/<tenant>` 0x00 `<device>` | JSON [`moves::MoveOffer`]: a device offered to another tenant |
 //!
 //! # Format version
 //! Values are postcard, which is positional: reordering an enum variant or a field changes what
@@ -71,6 +72,7 @@ pub mod keys;
 mod marks;
 mod mem;
 mod migrate_v1;
+pub mod moves;
 mod positions;
 pub mod query;
 mod recovery;

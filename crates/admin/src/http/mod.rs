@@ -13,6 +13,7 @@ pub mod directory;
 pub mod erasure;
 pub mod export;
 pub mod import;
+pub mod moves;
 pub mod problem;
 pub mod queries;
 pub mod state;
@@ -52,7 +53,7 @@ impl Modify for BearerAuth {
         directory::get_device_chain, directory::put_device_chain,
         directory::get_fences, directory::put_fences,
         directory::list_policies, directory::get_policy, directory::put_policy, directory::delete_policy,
-        import::import_devices, erasure::erase_device, export::export_tenant, tenant_import::import_tenant,
+        import::import_devices, erasure::erase_device, export::export_tenant, tenant_import::import_tenant, moves::offer_move, moves::accept_move,
         queries::list_alarms, queries::get_alarm, timeline::alarm_timeline, actions::alarm_action, queries::device_status, queries::device_positions,
         queries::tenant_audit, queries::platform_audit, statistics::tenant_statistics,
         tokens::list_tokens, tokens::create_token, tokens::delete_token,
@@ -60,6 +61,7 @@ impl Modify for BearerAuth {
     components(schemas(
         problem::Problem, problem::FieldError, import::RowResult, import::ImportSummary,
         erasure::Erasure, tenant_import::TenantImport, tenant_import::Counts,
+        moves::OfferBody, moves::AcceptBody, moves::MoveDone,
         timeline::Timeline, timeline::DeadlineView, timeline::EventView, timeline::TimelineWindow,
     ))
 )]
@@ -129,6 +131,14 @@ pub fn router(api: Api) -> Router {
             "/api/v1/tenants/{tenant}/import",
             // Spooled to disk as it arrives (bounded by `tenant_import::MAX_ARCHIVE`).
             post(tenant_import::import_tenant).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/v1/tenants/{tenant}/devices/{device}/move",
+            post(moves::offer_move),
+        )
+        .route(
+            "/api/v1/tenants/{tenant}/device-moves/{device}",
+            post(moves::accept_move),
         )
         .route(
             "/api/v1/tenants/{tenant}/device-imports",
