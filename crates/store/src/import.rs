@@ -8,7 +8,10 @@
 //! same id: the import is refused before it writes, see `vaka_admin`).
 use crate::backend::{Cf, StoreError, WriteSet};
 use crate::directory::{put_audit, AdminAuditEntry};
-use crate::keys::{decode, decode_event, id_key, load_audit, StoredEvent};
+use crate::keys::{
+    decode, decode_event, decode_id, id_key, load_audit, StoredEvent, META_ALARM_EVENTS_SWEPT,
+    META_EVENTS_SWEPT,
+};
 use crate::positions::{position_key, StoredPosition};
 use crate::Store;
 use std::collections::HashSet;
@@ -105,6 +108,23 @@ impl Store {
         })
     }
 
+    /// Imported events below where the retention sweeps have settled would never be swept:
+    /// their watermarks go back to `first_id` (the next sweeps walk from there once).
+    pub fn rewind_retention(&self, first_id: u64) -> Result<(), StoreError> {
+        let b = self.backend().as_ref();
+        let mut set = WriteSet::new();
+        for mark in [META_EVENTS_SWEPT, META_ALARM_EVENTS_SWEPT] {
+            let at = b.get(Cf::Meta, mark)?.and_then(|v| decode_id(&v));
+            if at.is_some_and(|at| at > first_id) {
+                set.put_raw(Cf::Meta, mark.to_vec(), first_id.to_be_bytes().to_vec());
+            }
+        }
+        if set.is_empty() {
+            return Ok(());
+        }
+        b.write_synced(std::slice::from_ref(&set))
+    }
+
     /// Writes `records` in one synced write. An alarm must be closed (its shard would not
     /// know an open one) and the ids must have been raised past the records' ([`Store::ids_past`]).
     pub fn import_write(&self, records: &[Imported]) -> Result<(), StoreError> {
@@ -132,5 +152,37 @@ impl Store {
             return Ok(());
         }
         self.backend().write_synced(std::slice::from_ref(&set))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backend, GroupConfig, MemBackend, RecoverOptions};
+    use std::sync::Arc;
+
+    #[test]
+    fn imported_events_below_the_sweeps_watermarks_rewind_them() {
+        let b = Arc::new(MemBackend::default());
+        let mut set = WriteSet::new();
+        set.put_raw(
+            Cf::Meta,
+            META_EVENTS_SWEPT.to_vec(),
+            100u64.to_be_bytes().to_vec(),
+        );
+        b.write_synced(&[set]).unwrap();
+        let opts = RecoverOptions {
+            now_ms: 0,
+            idem_window_ms: 1,
+        };
+        let (store, _) = Store::open(b.clone(), GroupConfig::default(), opts).unwrap();
+        let mark = |m: &[u8]| b.get(Cf::Meta, m).unwrap().and_then(|v| decode_id(&v));
+        store.rewind_retention(5).unwrap();
+        assert_eq!(mark(META_EVENTS_SWEPT), Some(5));
+        // Never forward, and an unset mark (nothing swept yet) stays unset.
+        store.rewind_retention(50).unwrap();
+        assert_eq!(mark(META_EVENTS_SWEPT), Some(5));
+        assert_eq!(mark(META_ALARM_EVENTS_SWEPT), None);
+        store.close().unwrap();
     }
 }

@@ -5,8 +5,10 @@
 //!    no id is taken here by another record, and the directory records apply (on a copy);
 //!    anything wrong is refused as problem+json naming the file and line, and nothing changes;
 //! 2. written: ids raised past the archive's, the data in synced chunks (records already here
-//!    and equal are skipped, so a repeated import changes nothing), then the directory
-//!    records through the control plane in one change (devices work from its answer on).
+//!    and equal are skipped, so a repeated import changes nothing), the retention sweeps'
+//!    watermarks taken back to the archive's first event (its events are swept like any),
+//!    then the directory records through the control plane in one change (devices work from
+//!    its answer on).
 use std::collections::BTreeMap;
 
 use axum::body::Body;
@@ -114,10 +116,16 @@ pub async fn import_tenant(
     let path = spooled.path().to_path_buf();
     let store = api.control.store().clone();
     let t = tenant.clone();
-    let max_id = checked.max_id;
-    let files = tokio::task::spawn_blocking(move || write_data(&path, &t, &store, max_id))
-        .await
-        .map_err(unavailable)??;
+    let (max_id, min_event) = (checked.max_id, checked.min_event);
+    let files = tokio::task::spawn_blocking(move || {
+        let files = write_data(&path, &t, &store, max_id)?;
+        if let Some(first) = min_event {
+            store.rewind_retention(first).map_err(unavailable)?;
+        }
+        Ok::<_, Problem>(files)
+    })
+    .await
+    .map_err(unavailable)??;
     let actor = caller.actor();
     let outcome = api.control.apply(&actor, checked.changes).await?;
     let mut out = TenantImport {
@@ -203,6 +211,8 @@ async fn spool(body: Body) -> Result<tempfile::NamedTempFile, Problem> {
 struct Checked {
     changes: Vec<Request>,
     max_id: Option<u64>,
+    /// The smallest event id (the retention sweeps' watermarks go back to it).
+    min_event: Option<u64>,
 }
 
 /// The first reading (see the module docs); nothing is written.
@@ -215,6 +225,7 @@ fn check(
 ) -> Result<Checked, Problem> {
     let existing = store.import_existing(tenant).map_err(unavailable)?;
     let mut max_id: Option<u64> = None;
+    let mut min_event: Option<u64> = None;
     let mut records: Vec<(DirRecord, String, u64)> = Vec::new();
     walk(path, tenant, &mut |r, file, line| match r {
         Record::Directory(d) => {
@@ -223,6 +234,9 @@ fn check(
         }
         Record::Data(d) => {
             max_id = max_id.max(d.id());
+            if let Imported::Event(e) = &d {
+                min_event = Some(min_event.map_or(e.id.0, |m| m.min(e.id.0)));
+            }
             match store.import_found(&existing, &d) {
                 Ok(Found::Other) => Err(Bad::at(file, Some(line), taken(&d))),
                 Ok(_) => Ok(()),
@@ -236,7 +250,11 @@ fn check(
     })
     .map_err(bad)?;
     let changes = directory_changes(records, tenant, current, platform)?;
-    Ok(Checked { changes, max_id })
+    Ok(Checked {
+        changes,
+        max_id,
+        min_event,
+    })
 }
 
 fn taken(d: &Imported) -> String {
