@@ -2,7 +2,8 @@
 //! `vaka serve` with SCAIP devices over UDP: offered by its owner, accepted by the receiver; its
 //! next alarm goes to the new tenant's chain, not the old one's; its history stays with the
 //! first owner unless both consented, then moves; each step is in both tenants' admin audit;
-//! no other tenant can offer it, accept it, or accept on another's behalf.
+//! no other tenant can offer it, accept it, or accept on another's behalf; a device with an
+//! open alarm is not offered.
 #[path = "support/admin.rs"]
 mod admin;
 #[path = "support/binary.rs"]
@@ -68,7 +69,7 @@ async fn a_device_moves_with_both_tenants_consent_and_alarms_to_the_new_chain() 
     let engine = Engine::start(DIRECTORY, &[]);
     let mut c1 = engine.centre("token-of-centre-one").await;
     let mut c2 = engine.centre("token-of-centre-two").await;
-    for d in ["200001", "200002"] {
+    for d in ["200001", "200002", "200003"] {
         engine.send_ok(
             "PUT",
             &format!("/api/v1/tenants/t/devices/{d}"),
@@ -186,6 +187,13 @@ async fn a_device_moves_with_both_tenants_consent_and_alarms_to_the_new_chain() 
             .status,
         404
     );
+
+    // A device with an open alarm is neither offered nor moved: it is handled where it is.
+    alarm(&engine, "200003", "open3").await;
+    let open = c1.offer(Duration::from_secs(10)).await.alarm.unwrap();
+    let r = offer(&t_admin, "t", "200003", json!({"to": "u"}));
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains(&open.alarm_id.to_string()), "{}", r.body);
 
     // Both audit logs tell it.
     let actions = |tenant: &str| -> Vec<String> {
