@@ -18,6 +18,22 @@ use super::{AlarmLine, Kind, Manifest, PositionLine, FORMAT, MANIFEST, VERSION};
 /// at most the fronts' message size, written as numbers).
 pub const MAX_LINE: u64 = 16 << 20;
 
+/// Ids at or above this are refused: no engine gives them (it would take 2^62 events), and
+/// new ids start above the largest imported one, so a forged huge id would run the id counter
+/// out.
+pub const MAX_ID: u64 = 1 << 62;
+
+fn id_ok(what: &str, id: u64) -> Result<(), String> {
+    if id < MAX_ID {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} id {id} is not one an engine gives (at most {})",
+            MAX_ID - 1
+        ))
+    }
+}
+
 /// What is wrong with an archive, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{}: {reason}", file, line.map(|l| format!(" line {l}")).unwrap_or_default())]
@@ -206,6 +222,7 @@ fn parse(kind: Kind, line: &[u8], tenant: &str) -> Result<Record, String> {
         Kind::Alarms => {
             let AlarmLine { alarm, audit } = json(line)?;
             owner("an alarm", &alarm.device.tenant.0, tenant)?;
+            id_ok("alarm", alarm.id.0)?;
             if alarm.is_open() {
                 return Err(format!(
                     "alarm {} is open ({}): a person may be waiting; it is handled where it \
@@ -225,6 +242,7 @@ fn parse(kind: Kind, line: &[u8], tenant: &str) -> Result<Record, String> {
         Kind::Events => {
             let e: StoredEvent = json(line)?;
             owner("an event", &e.event.device.tenant.0, tenant)?;
+            id_ok("event", e.id.0)?;
             Record::Data(Imported::Event(e))
         }
         Kind::Positions => {
@@ -232,6 +250,7 @@ fn parse(kind: Kind, line: &[u8], tenant: &str) -> Result<Record, String> {
             if !vaka_core::checks::valid_id(&p.device) {
                 return Err(format!("device \"{}\" is not a device id", p.device));
             }
+            id_ok("the position's event", p.position.event.0)?;
             let device = DeviceKey::new(tenant, &p.device);
             Record::Data(Imported::Position(device, p.position))
         }
@@ -245,4 +264,30 @@ fn parse(kind: Kind, line: &[u8], tenant: &str) -> Result<Record, String> {
             Record::Data(Imported::AdminAudit(e))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_of_another_tenant_or_with_ids_no_engine_gives_are_refused() {
+        let event = |tenant: &str, id: u64| {
+            format!(
+                r#"{{"id":{id},"event":{{"device":{{"tenant":"{tenant}","device":"d"}},"key":"k","received_ms":1,"kind":"Heartbeat","fix":null,"raw":[60],"occurred_ms":null}}}}"#
+            )
+        };
+        assert!(parse(Kind::Events, event("t", 7).as_bytes(), "t").is_ok());
+        let other = parse(Kind::Events, event("b", 7).as_bytes(), "t")
+            .err()
+            .unwrap();
+        assert!(other.contains("tenant \"b\""), "{other}");
+        let huge = parse(Kind::Events, event("t", u64::MAX).as_bytes(), "t")
+            .err()
+            .unwrap();
+        assert!(huge.contains("not one an engine gives"), "{huge}");
+        let pos = r#"{"device":"d\u0000x","position":{"event":1,"received_ms":1,"fix":{"time_ms":1,"lat":1.0,"lon":1.0,"accuracy_m":null,"speed_mps":null,"course_deg":null,"valid":true}}}"#;
+        let bad = parse(Kind::Positions, pos.as_bytes(), "t").err().unwrap();
+        assert!(bad.contains("not a device id"), "{bad}");
+    }
 }
