@@ -51,7 +51,8 @@ fn bar(len: Option<u64>) -> (indicatif::ProgressBar, bool) {
     (bar, plain)
 }
 
-/// Downloads `tenant`'s archive to `out` (through `out.partial`, renamed when whole) and
+/// Downloads `tenant`'s archive to `out` (through `<out>.partial`, renamed when whole, removed
+/// when not) and
 /// prints its manifest's line counts.
 pub fn export(c: &Client, tenant: &str, out: &Path, json: bool) -> Result<(), Failed> {
     let url = format!("{}/api/v1/tenants/{tenant}/export", c.base);
@@ -68,7 +69,11 @@ pub fn export(c: &Client, tenant: &str, out: &Path, json: bool) -> Result<(), Fa
         let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
         return Err(problem_text(status, &v));
     }
-    let partial = out.with_extension("partial");
+    let partial = {
+        let mut p = out.as_os_str().to_owned();
+        p.push(".partial");
+        std::path::PathBuf::from(p)
+    };
     let mut file =
         std::fs::File::create(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
     let (bar, plain) = bar(None);
@@ -82,10 +87,20 @@ pub fn export(c: &Client, tenant: &str, out: &Path, json: bool) -> Result<(), Fa
     let copied = std::io::copy(&mut body, &mut file)
         .map_err(|e| format!("the export broke off after {} bytes: {e}", body.done));
     body.bar.finish_and_clear();
-    copied?;
-    file.sync_all()
-        .map_err(|e| format!("{}: {e}", partial.display()))?;
-    let manifest = read_manifest(&partial)?;
+    let checked = copied
+        .and_then(|_| {
+            file.sync_all()
+                .map_err(|e| format!("{}: {e}", partial.display()))
+        })
+        .and_then(|()| read_manifest(&partial));
+    let manifest = match checked {
+        Ok(m) => m,
+        Err(e) => {
+            // A broken archive is personal data all the same: not left behind.
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
     std::fs::rename(&partial, out).map_err(|e| format!("{}: {e}", out.display()))?;
     if json {
         println!("{manifest}");
