@@ -2,7 +2,8 @@
 //! whose first centre misses its receipt deadline and whose second takes it shows every
 //! transition with time, actor and reason, the three deadlines (the first missed), the
 //! device's messages (the opening one marked) and positions around it; as JSON and as a
-//! self-contained printable page; another tenant's admin does not see it.
+//! self-contained printable page (headless Chromium prints it to an A4 PDF, every host
+//! unresolvable); another tenant's admin does not see it.
 #[path = "support/admin.rs"]
 mod admin;
 #[path = "support/binary.rs"]
@@ -162,6 +163,10 @@ async fn an_escalated_alarms_timeline_shows_what_happened_and_which_deadline_was
         }
     }
 
+    // It prints: headless Chromium, with every host unresolvable, makes an A4 PDF of it.
+    let page = engine.get(&format!("{path}?format=html"), OPERATOR).body;
+    print_to_pdf(&page);
+
     // Tenant-scoped: its own admin sees it, another tenant's does not.
     let (_, own) = engine.tenant_admin("t");
     assert_eq!(engine.get(&path, &own).status, 200);
@@ -178,4 +183,41 @@ async fn an_escalated_alarms_timeline_shows_what_happened_and_which_deadline_was
     );
     let r = engine.get(&format!("{path}?window_secs=999999"), OPERATOR);
     assert_eq!(r.status, 422, "{}", r.body);
+}
+
+/// Prints `page` to PDF with headless Chromium (when installed) and checks the PDF is A4.
+fn print_to_pdf(page: &str) {
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        eprintln!("no /usr/bin/chromium: the page is not printed to PDF here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (html, pdf) = (dir.path().join("t.html"), dir.path().join("t.pdf"));
+    std::fs::write(&html, page).unwrap();
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--no-pdf-header-footer",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg(format!("--print-to-pdf={}", pdf.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    let bytes = std::fs::read(&pdf)
+        .unwrap_or_else(|e| panic!("no PDF ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(bytes.starts_with(b"%PDF"), "not a PDF");
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("/MediaBox [0 0 594.9"),
+        "not A4 (595 x 842 pt)"
+    );
 }
