@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
+mod transfer;
+
 #[derive(Args, Debug)]
 pub struct AdminArgs {
     /// The engine's HTTP address (its `listen.http`).
@@ -52,6 +54,21 @@ pub enum AdminCommand {
     Tokens {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// All of one tenant's data as a tar: JSON Lines per kind (directory, devices, alarms with
+    /// audit trails, events, positions, admin audit), a JSON Schema per kind and a README.
+    Export {
+        #[arg(long, env = "VAKA_TENANT")]
+        tenant: String,
+        /// The archive to write (through `<out>.partial`, renamed when whole).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Brings a tenant's export into this engine; a refused archive changes nothing.
+    Import {
+        file: PathBuf,
+        #[arg(long, env = "VAKA_TENANT")]
+        tenant: String,
     },
     /// Any API call: `vaka admin raw GET /api/v1/tenants/demo/admin-audit`.
     Raw {
@@ -339,6 +356,8 @@ pub fn run(args: AdminArgs) -> Result<(), Failed> {
                 }
             }
         },
+        AdminCommand::Export { tenant, out } => transfer::export(&c, &tenant, &out, json)?,
+        AdminCommand::Import { file, tenant } => transfer::import(&c, &tenant, &file, json)?,
         AdminCommand::Raw { method, path, body } => {
             let body = match body {
                 Some(b) => Some(serde_json::from_str(&b).map_err(|e| format!("--body: {e}"))?),

@@ -70,6 +70,31 @@ fn filters_resolve_default_then_tenant_then_device() {
     assert!(dir.gps.fences(&d2).is_empty());
     assert_eq!(dir.tenants[&TenantId::new("t")].retention_days, 10);
     assert_eq!(dir.tenants[&TenantId::new("u")].retention_days, 60);
+    // Periods per kind: absent in the file, positions and telemetry follow retention_days.
+    let t = &dir.tenants[&TenantId::new("t")];
+    let days = |k| t.retention.days(k, t.retention_days);
+    use vaka_core::retention::Kind;
+    assert_eq!(
+        [
+            Kind::Positions,
+            Kind::Telemetry,
+            Kind::Alarms,
+            Kind::AdminAudit
+        ]
+        .map(days),
+        [Some(10), Some(10), None, None]
+    );
+    let lowered = BASE
+        .replace("[gps]\n", "alarm_retention_min_days = 30\n[gps]\n")
+        .replace(
+            "retention_days = 10\n",
+            "retention_days = 10\nretention = { alarms_days = 30, positions_days = 3 }\n",
+        );
+    let d = Config::parse(&lowered).unwrap().directory();
+    assert_eq!(d.defaults.alarm_retention_min_days, 30);
+    let t = &d.tenants[&TenantId::new("t")];
+    assert_eq!(t.retention.days(Kind::Positions, t.retention_days), Some(3));
+    assert_eq!(t.retention.days(Kind::Alarms, t.retention_days), Some(30));
     let r = cfg.retention_config();
     assert_eq!((r.every.as_secs(), r.default_days), (600, 60));
     // A fresh tracker knows nothing yet.
@@ -124,6 +149,23 @@ fn bad_gps_settings_name_their_key() {
             "zero retention",
             BASE.replace("retention_days = 10", "retention_days = 0"),
             "tenants[0].retention_days: must be at least 1",
+        ),
+        (
+            "alarms kept less than the platform's minimum (365 days by default)",
+            BASE.replace(
+                "retention_days = 10\n",
+                "retention_days = 10\nretention = { alarms_days = 30 }\n",
+            ),
+            "tenants[0].retention.alarms_days: 30 days is below the platform's minimum for alarm \
+             records, 365 days",
+        ),
+        (
+            "zero telemetry period",
+            BASE.replace(
+                "retention_days = 10\n",
+                "retention_days = 10\nretention = { telemetry_days = 0 }\n",
+            ),
+            "tenants[0].retention.telemetry_days: must be at least 1",
         ),
         (
             "zero sweep period",

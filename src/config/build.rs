@@ -78,6 +78,7 @@ impl Config {
                 accept_ms: secs(self.defaults.accept_deadline_secs),
             },
             retention_days: self.defaults.retention_days,
+            alarm_retention_min_days: self.defaults.alarm_retention_min_days,
             gps_filter: self.gps.filter.clone(),
             // Checked by validation; the built-in default otherwise.
             time_zone: vaka_core::rules::time::zone(&self.defaults.time_zone)
@@ -118,6 +119,7 @@ impl Config {
                 receipt_deadline_secs: t.receipt_deadline_secs,
                 accept_deadline_secs: t.accept_deadline_secs,
                 retention_days: t.retention_days,
+                retention: t.retention,
                 gps_filter: t.gps_filter.clone(),
                 supervision_by_type: t.supervision_by_type.clone(),
                 time_zone: t.time_zone.clone(),

@@ -175,6 +175,9 @@ pub struct DefaultsSection {
     pub receipt_deadline_secs: u64,
     pub accept_deadline_secs: u64,
     pub retention_days: u32,
+    /// Alarm records are kept at least this long: a tenant's `retention.alarms_days` below it
+    /// is refused (and one stored before it was raised is read as it).
+    pub alarm_retention_min_days: u32,
     /// IANA time zone of activity rules for tenants that name none.
     pub time_zone: String,
     /// Admission limits of tenants that set none (`{ alarms = { per_sec, burst }, telemetry =
@@ -188,6 +191,7 @@ impl Default for DefaultsSection {
             receipt_deadline_secs: 10,
             accept_deadline_secs: 60,
             retention_days: vaka_core::directory::DEFAULT_RETENTION_DAYS,
+            alarm_retention_min_days: vaka_core::directory::DEFAULT_ALARM_RETENTION_MIN_DAYS,
             time_zone: vaka_core::directory::DEFAULT_TIME_ZONE.into(),
             admission: Default::default(),
         }
@@ -206,6 +210,9 @@ pub struct TenantConfig {
     pub receipt_deadline_secs: Option<u64>,
     pub accept_deadline_secs: Option<u64>,
     pub retention_days: Option<u32>,
+    /// Periods per kind of data (`retention = { positions_days = 30, alarms_days = 730 }`).
+    #[serde(default)]
+    pub retention: vaka_core::retention::RetentionRecord,
     /// The tenant's GPS filters: laid over `[gps.filter]`.
     #[serde(default)]
     pub gps_filter: FilterOverride,

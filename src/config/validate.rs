@@ -360,6 +360,13 @@ impl Config {
                     "must be at least 1",
                 ));
             }
+            let at = format!("tenants[{i}].retention");
+            for (key, why) in t
+                .retention
+                .problems(&at, self.defaults.alarm_retention_min_days)
+            {
+                p.push(err(key, why));
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Vaka's control plane: the one writer of the live, durable directory ([`Control`]), API tokens
 //! and the admin audit log, and the admin REST API over them.
+pub mod archive;
 pub mod control;
 pub mod http;
 mod token_table;

@@ -11,9 +11,11 @@ pub mod gps;
 pub mod idempotency;
 pub mod ids;
 pub mod intake;
+pub mod retention;
 pub mod rules;
 pub mod stats;
 pub mod supervision;
+pub mod timeline;
 
 pub use alarm::{Alarm, AlarmInput, AlarmKind, AlarmState, Deadlines, Effect};
 pub use event::{AlarmInfo, Event, EventKind, Lane};

@@ -157,6 +157,15 @@ impl Store {
         EventId(self.inner.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// Raises the next id past `id` (an import wrote records under their exported ids): no id
+    /// at or below it is handed out from now on. The committer's reservation covers the new
+    /// next id before it writes a group that uses it, and recovery starts above the stored keys.
+    pub fn ids_past(&self, id: u64) {
+        self.inner
+            .next_id
+            .fetch_max(id.saturating_add(1), Ordering::SeqCst);
+    }
+
     /// Queues `set` for the next group and resolves once it is durable (or failed). Sets of one
     /// lane are committed in the order they were queued.
     pub fn commit(

@@ -65,6 +65,8 @@ pub const META_OUTBOX_SEQ: &[u8] = b"outbox_seq";
 
 /// Meta key of the first event id the retention sweep has not settled yet (u64).
 pub const META_EVENTS_SWEPT: &[u8] = b"retention/events_from";
+/// The first alarm-lane event id the retention sweep has not settled.
+pub const META_ALARM_EVENTS_SWEPT: &[u8] = b"retention/alarm_events_from";
 
 /// centre 0x00 seq: one centre's notices in sequence order.
 pub fn outbox_key(centre: &str, seq: u64) -> Vec<u8> {

@@ -32,7 +32,9 @@
 //! | `outbox_seq`            | u64, last outbox sequence given                              |
 //! | `cursor/<centre>`       | u64, the last outbox sequence the centre acknowledged        |
 //! | `retention/events_from` | u64, the first event id the retention sweep has not settled  |
+//! | `retention/alarm_events_from` | u64, the same for alarm-lane events                    |
 //! | `directory_revision`    | u64, the directory's revision (see [`directory`])             |
+//! | `move/<tenant>` 0x00 `<device>` | JSON [`moves::MoveOffer`]: a device offered to another tenant |
 //!
 //! # Format version
 //! Values are postcard, which is positional: reordering an enum variant or a field changes what
@@ -54,19 +56,23 @@
 //!
 //! An event and everything it causes (alarm, open index, idempotency entry, audit) go in one
 //! [`WriteSet`], so after a crash either all of it is there or none of it.
+mod around;
 mod backend;
 mod damage;
 mod delivery;
 pub use delivery::put_receiver_link_key;
 pub mod directory;
 mod erasure;
+mod export;
 mod failure;
 mod format;
 mod group;
+mod import;
 pub mod keys;
 mod marks;
 mod mem;
 mod migrate_v1;
+pub mod moves;
 mod positions;
 pub mod query;
 mod recovery;
@@ -76,11 +82,14 @@ mod salvage;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+pub use around::EventsAround;
 pub use backend::{Backend, Cf, Op, StoreError, WriteSet};
 pub use erasure::{erase_device, Erased};
+pub use export::Page;
 pub use failure::StoreState;
 pub use format::{FORMAT_VERSION, META_FORMAT_VERSION};
 pub use group::{CommitError, GroupConfig, Store, StoreStats, ID_BLOCK};
+pub use import::{Existing, Found, Imported};
 pub use keys::{
     load_alarm, load_audit, load_cursor, load_event, outbox_keys_through, read_outbox, IdemRecord,
     StoredEvent,
@@ -92,6 +101,9 @@ pub use positions::{
     GpsRecord, PositionsPruned, StoredPosition,
 };
 pub use recovery::{RecoverOptions, Recovered};
-pub use retention::{prune_telemetry_events, EventsPruned};
+pub use retention::{
+    prune_admin_audit, prune_alarm_events, prune_alarms, prune_telemetry_events, AlarmsPruned,
+    EventsPruned,
+};
 pub use rocks::{RocksBackend, RocksConfig};
 pub use salvage::{salvage, SalvageReport};

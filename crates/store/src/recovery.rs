@@ -46,10 +46,13 @@ pub(crate) fn recover(
     };
     // Alarm ids are event ids, so both column families bound the next id.
     // Retention may have deleted the newest events: ids never go below where its sweep got to.
-    let swept = backend
-        .get(Cf::Meta, keys::META_EVENTS_SWEPT)?
-        .and_then(|v| keys::decode_id(&v))
-        .unwrap_or(0);
+    let mut swept = 0;
+    for mark in [keys::META_EVENTS_SWEPT, keys::META_ALARM_EVENTS_SWEPT] {
+        let at = backend
+            .get(Cf::Meta, mark)?
+            .and_then(|v| keys::decode_id(&v));
+        swept = swept.max(at.unwrap_or(0));
+    }
     // And never below the lasting id reservation: ids above what was recovered may have been
     // given before a crash or a salvage (invariant 12).
     out.next_event_id = last(Cf::Events)?

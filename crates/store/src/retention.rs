@@ -1,21 +1,27 @@
-//! Retention of telemetry-lane events (positions, heartbeats, sensor telemetry): each is kept in
-//! `events` with its raw message, which holds the device's position and activity, so it must go
-//! when its tenant's retention limit passes, like the position history. Alarm-lane events stay:
-//! they are the opening record of an alarm and its audit (a care record with its own rules).
+//! Retention of what devices sent, per kind (the router's sweep decides the cutoffs):
+//! - telemetry-lane events (positions, heartbeats, sensor telemetry) with their raw messages,
+//!   which hold the device's position and activity;
+//! - closed alarms with their audit trails and their opening events, and the other alarm-lane
+//!   events (resets, restorals, technical alarms) once no stored alarm is opened by them;
+//! - a tenant's admin audit log.
 //!
-//! Event ids grow with arrival, so the sweep walks `events` from where the last sweep settled
-//! (`meta` `retention/events_from`) and stops at the first event too young for any tenant: each
-//! sweep reads what expired since the last one, not the whole column family.
+//! Event ids grow with arrival, so each lane's walk starts where its last one settled (`meta`
+//! `retention/events_from` for telemetry, `retention/alarm_events_from` for the alarm lane) and
+//! stops at the first event too young for any tenant: each sweep reads what expired since the
+//! last one, not the whole column family.
 use crate::backend::{Backend, Cf, StoreError, WriteSet};
-use crate::keys::{decode_event, decode_id, id_key, StoredEvent, META_EVENTS_SWEPT};
-use vaka_core::{DeviceKey, Lane, UnixMillis};
+use crate::keys::{
+    decode, decode_event, decode_id, id_key, StoredEvent, META_ALARM_EVENTS_SWEPT,
+    META_EVENTS_SWEPT,
+};
+use vaka_core::{Alarm, DeviceKey, Lane, UnixMillis};
 
 /// Deletes at most this many events per synced write.
 const CHUNK: usize = 10_000;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventsPruned {
-    /// Telemetry-lane events deleted.
+    /// Events deleted.
     pub deleted: u64,
     /// Where the next sweep starts (the first event id not settled).
     pub next_from: u64,
@@ -29,8 +35,31 @@ pub fn prune_telemetry_events(
     keep_after: UnixMillis,
     cutoff: &mut dyn FnMut(&DeviceKey) -> Option<UnixMillis>,
 ) -> Result<EventsPruned, StoreError> {
+    prune_lane(backend, Lane::Telemetry, keep_after, cutoff)
+}
+
+/// The same for alarm-lane events, by their alarms' tenants' alarm period; an event that opened
+/// an alarm still stored is kept with it (it goes when [`prune_alarms`] deletes the alarm).
+pub fn prune_alarm_events(
+    backend: &dyn Backend,
+    keep_after: UnixMillis,
+    cutoff: &mut dyn FnMut(&DeviceKey) -> Option<UnixMillis>,
+) -> Result<EventsPruned, StoreError> {
+    prune_lane(backend, Lane::Alarm, keep_after, cutoff)
+}
+
+fn prune_lane(
+    backend: &dyn Backend,
+    lane: Lane,
+    keep_after: UnixMillis,
+    cutoff: &mut dyn FnMut(&DeviceKey) -> Option<UnixMillis>,
+) -> Result<EventsPruned, StoreError> {
+    let watermark = match lane {
+        Lane::Telemetry => META_EVENTS_SWEPT,
+        Lane::Alarm => META_ALARM_EVENTS_SWEPT,
+    };
     let start = backend
-        .get(Cf::Meta, META_EVENTS_SWEPT)?
+        .get(Cf::Meta, watermark)?
         .and_then(|v| decode_id(&v))
         .unwrap_or(0);
     let mut out = EventsPruned {
@@ -41,7 +70,7 @@ pub fn prune_telemetry_events(
     let mut first_kept: Option<u64> = None;
     let mut from = id_key(start);
     loop {
-        let mut set = WriteSet::new();
+        let mut expired: Vec<u64> = Vec::new();
         let mut err = None;
         let mut done = true;
         let mut last_seen = None;
@@ -61,18 +90,18 @@ pub fn prune_telemetry_events(
                 return false;
             }
             last_seen = Some(id);
-            if ev.lane() == Lane::Telemetry {
+            if ev.lane() == lane {
                 let at = ev
                     .fix
                     .map_or(ev.received_ms, |f| f.time_ms.min(ev.received_ms));
                 match cutoff(&ev.device) {
-                    Some(before) if at < before => set.delete(Cf::Events, k.to_vec()),
+                    Some(before) if at < before => expired.push(id),
                     _ => {
                         first_kept.get_or_insert(id);
                     }
                 }
             }
-            if set.len() >= CHUNK {
+            if expired.len() >= CHUNK {
                 done = false;
                 return false;
             }
@@ -80,6 +109,16 @@ pub fn prune_telemetry_events(
         })?;
         if let Some(e) = err {
             return Err(e);
+        }
+        let mut set = WriteSet::new();
+        for id in expired {
+            // Read after the scan (no store read inside one): an alarm still stored keeps the
+            // event that opened it.
+            if lane == Lane::Alarm && backend.get(Cf::Alarms, &id_key(id))?.is_some() {
+                first_kept = Some(first_kept.map_or(id, |k| k.min(id)));
+                continue;
+            }
+            set.delete(Cf::Events, id_key(id));
         }
         let settled = match (first_kept, last_seen) {
             (Some(kept), _) => kept,
@@ -91,7 +130,7 @@ pub fn prune_telemetry_events(
         if out.next_from != start || !set.is_empty() {
             set.put_raw(
                 Cf::Meta,
-                META_EVENTS_SWEPT.to_vec(),
+                watermark.to_vec(),
                 out.next_from.to_be_bytes().to_vec(),
             );
             backend.write_synced(std::slice::from_ref(&set))?;
@@ -103,6 +142,90 @@ pub fn prune_telemetry_events(
     }
 }
 
+/// What [`prune_alarms`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AlarmsPruned {
+    pub alarms: u64,
+    pub audit_records: u64,
+    /// Opening events deleted with their alarms.
+    pub events: u64,
+}
+
+/// Deletes every alarm that ended (closed, cancelled, expired: not open) before
+/// `cutoff(device)` (`None`: keep), with its audit trail and the event that opened it.
+pub fn prune_alarms(
+    backend: &dyn Backend,
+    cutoff: &mut dyn FnMut(&DeviceKey) -> Option<UnixMillis>,
+) -> Result<AlarmsPruned, StoreError> {
+    let mut ended = Vec::new();
+    let mut err = None;
+    backend.scan(Cf::Alarms, &[], &mut |k, v| {
+        let a: Alarm = match decode(Cf::Alarms, k, v) {
+            Ok(a) => a,
+            Err(e) => {
+                err = Some(e);
+                return false;
+            }
+        };
+        let end = a.stages.closed_ms.unwrap_or(a.updated_ms);
+        if !a.is_open() && cutoff(&a.device).is_some_and(|before| end < before) {
+            ended.push(a.id.0);
+        }
+        true
+    })?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let mut out = AlarmsPruned::default();
+    for ids in ended.chunks(1_000) {
+        let mut set = WriteSet::new();
+        for &id in ids {
+            let key = id_key(id);
+            let mut trail = Vec::new();
+            backend.scan(Cf::Audit, &key, &mut |k, _| {
+                trail.push(k.to_vec());
+                true
+            })?;
+            out.audit_records += trail.len() as u64;
+            for k in trail {
+                set.delete(Cf::Audit, k);
+            }
+            if backend.get(Cf::Events, &key)?.is_some() {
+                out.events += 1;
+                set.delete(Cf::Events, key.clone());
+            }
+            set.delete(Cf::Alarms, key);
+            out.alarms += 1;
+        }
+        backend.write_synced(std::slice::from_ref(&set))?;
+    }
+    Ok(out)
+}
+
+/// Deletes `tenant`'s admin audit entries made before `before_ms`; how many.
+pub fn prune_admin_audit(
+    backend: &dyn Backend,
+    tenant: &str,
+    before_ms: UnixMillis,
+) -> Result<u64, StoreError> {
+    let mut from = tenant.as_bytes().to_vec();
+    from.push(0);
+    let mut to = from.clone();
+    to.extend_from_slice(&(before_ms.max(0) as u64).to_be_bytes());
+    let mut n = 0u64;
+    backend.scan(Cf::AdminAudit, &from, &mut |k, _| {
+        if k >= to.as_slice() {
+            return false;
+        }
+        n += 1;
+        true
+    })?;
+    if n > 0 {
+        backend.delete_range(Cf::AdminAudit, &from, &to)?;
+    }
+    Ok(n)
+}
+
 impl crate::Store {
     /// Deletes telemetry-lane events older than their device's `cutoff` (see
     /// [`prune_telemetry_events`]).
@@ -112,6 +235,32 @@ impl crate::Store {
         cutoff: &mut dyn FnMut(&DeviceKey) -> Option<UnixMillis>,
     ) -> Result<EventsPruned, StoreError> {
         prune_telemetry_events(self.backend().as_ref(), keep_after, cutoff)
+    }
+
+    /// See [`prune_alarm_events`].
+    pub fn prune_alarm_events(
+        &self,
+        keep_after: UnixMillis,
+        cutoff: &mut dyn FnMut(&DeviceKey) -> Option<UnixMillis>,
+    ) -> Result<EventsPruned, StoreError> {
+        prune_alarm_events(self.backend().as_ref(), keep_after, cutoff)
+    }
+
+    /// See [`prune_alarms`].
+    pub fn prune_alarms(
+        &self,
+        cutoff: &mut dyn FnMut(&DeviceKey) -> Option<UnixMillis>,
+    ) -> Result<AlarmsPruned, StoreError> {
+        prune_alarms(self.backend().as_ref(), cutoff)
+    }
+
+    /// See [`prune_admin_audit`].
+    pub fn prune_admin_audit(
+        &self,
+        tenant: &str,
+        before_ms: UnixMillis,
+    ) -> Result<u64, StoreError> {
+        prune_admin_audit(self.backend().as_ref(), tenant, before_ms)
     }
 }
 

@@ -11,11 +11,16 @@ pub mod auth;
 pub mod dashboard;
 pub mod directory;
 pub mod erasure;
+pub mod export;
 pub mod import;
+pub mod moves;
 pub mod problem;
 pub mod queries;
 pub mod state;
 pub mod statistics;
+pub mod tenant_import;
+pub mod timeline;
+mod timeline_page;
 pub mod tokens;
 
 pub use state::{Api, Link, Links, MetricsText};
@@ -48,14 +53,16 @@ impl Modify for BearerAuth {
         directory::get_device_chain, directory::put_device_chain,
         directory::get_fences, directory::put_fences,
         directory::list_policies, directory::get_policy, directory::put_policy, directory::delete_policy,
-        import::import_devices, erasure::erase_device,
-        queries::list_alarms, queries::get_alarm, actions::alarm_action, queries::device_status, queries::device_positions,
+        import::import_devices, erasure::erase_device, export::export_tenant, tenant_import::import_tenant, moves::offer_move, moves::accept_move,
+        queries::list_alarms, queries::get_alarm, timeline::alarm_timeline, actions::alarm_action, queries::device_status, queries::device_positions,
         queries::tenant_audit, queries::platform_audit, statistics::tenant_statistics,
         tokens::list_tokens, tokens::create_token, tokens::delete_token,
     ),
     components(schemas(
         problem::Problem, problem::FieldError, import::RowResult, import::ImportSummary,
-        erasure::Erasure,
+        erasure::Erasure, tenant_import::TenantImport, tenant_import::Counts,
+        moves::OfferBody, moves::AcceptBody, moves::MoveDone,
+        timeline::Timeline, timeline::DeadlineView, timeline::EventView, timeline::TimelineWindow,
     ))
 )]
 pub struct ApiDoc;
@@ -117,6 +124,23 @@ pub fn router(api: Api) -> Router {
             post(erasure::erase_device),
         )
         .route(
+            "/api/v1/tenants/{tenant}/export",
+            get(export::export_tenant),
+        )
+        .route(
+            "/api/v1/tenants/{tenant}/import",
+            // Spooled to disk as it arrives (bounded by `tenant_import::MAX_ARCHIVE`).
+            post(tenant_import::import_tenant).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/v1/tenants/{tenant}/devices/{device}/move",
+            post(moves::offer_move),
+        )
+        .route(
+            "/api/v1/tenants/{tenant}/device-moves/{device}",
+            post(moves::accept_move),
+        )
+        .route(
             "/api/v1/tenants/{tenant}/device-imports",
             post(import::import_devices),
         )
@@ -132,6 +156,10 @@ pub fn router(api: Api) -> Router {
         )
         .route("/api/v1/tenants/{tenant}/alarms", get(q::list_alarms))
         .route("/api/v1/alarms/{alarm}", get(q::get_alarm))
+        .route(
+            "/api/v1/alarms/{alarm}/timeline",
+            get(timeline::alarm_timeline),
+        )
         .route(
             "/api/v1/alarms/{alarm}/actions",
             post(actions::alarm_action),

@@ -142,6 +142,9 @@ impl Directory {
             },
             chain: t.centres.iter().map(CentreId::new).collect(),
             retention_days: t.retention_days.unwrap_or(self.defaults.retention_days),
+            retention: t
+                .retention
+                .raised_to(self.defaults.alarm_retention_min_days),
             // Checked when written; a zone no longer known falls back to the platform's.
             time_zone: t
                 .time_zone
@@ -304,6 +307,10 @@ impl Directory {
                 positive(&mut p, "receipt_deadline_secs", t.receipt_deadline_secs);
                 positive(&mut p, "accept_deadline_secs", t.accept_deadline_secs);
                 positive(&mut p, "retention_days", t.retention_days.map(u64::from));
+                p.extend(
+                    t.retention
+                        .problems("retention", self.defaults.alarm_retention_min_days),
+                );
                 if let Some(z) = &t.time_zone {
                     if crate::rules::time::zone(z).is_none() {
                         p.push((

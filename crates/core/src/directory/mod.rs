@@ -29,8 +29,11 @@ pub struct Tenant {
     pub deadlines: Deadlines,
     /// Centres tried in order for this tenant's devices unless a device names its own chain.
     pub chain: Vec<CentreId>,
-    /// Position history older than this is deleted (GDPR).
+    /// Position history and telemetry older than this are deleted (GDPR), unless `retention`
+    /// says otherwise per kind.
     pub retention_days: u32,
+    /// Periods per kind, the platform's minimum for alarms applied.
+    pub retention: crate::retention::RetentionRecord,
     /// Local time of its activity rules.
     pub time_zone: jiff::tz::TimeZone,
     /// On test until (unix ms): see `TenantRecord::test_until_ms`.
@@ -84,6 +87,9 @@ pub struct Centre {
 /// Position history kept when nothing else is said (also the configuration's default).
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 
+/// Alarm records are kept at least this long unless the platform sets another minimum.
+pub const DEFAULT_ALARM_RETENTION_MIN_DAYS: u32 = 365;
+
 /// The time zone of activity rules when neither tenant nor platform names one.
 pub const DEFAULT_TIME_ZONE: &str = "Europe/Stockholm";
 
@@ -101,6 +107,7 @@ impl Tenant {
             deadlines: Deadlines::default(),
             chain: chain.iter().copied().map(CentreId::new).collect(),
             retention_days: DEFAULT_RETENTION_DAYS,
+            retention: Default::default(),
             time_zone: default_time_zone(),
             test_until_ms: None,
             canary: None,
@@ -163,6 +170,8 @@ impl Centre {
 pub struct Defaults {
     pub deadlines: Deadlines,
     pub retention_days: u32,
+    /// Alarm records are kept at least this long, whatever a tenant says.
+    pub alarm_retention_min_days: u32,
     pub gps_filter: FilterConfig,
     pub time_zone: jiff::tz::TimeZone,
     /// Admission limits of a tenant that sets none.
@@ -174,6 +183,7 @@ impl Default for Defaults {
         Defaults {
             deadlines: Deadlines::default(),
             retention_days: DEFAULT_RETENTION_DAYS,
+            alarm_retention_min_days: DEFAULT_ALARM_RETENTION_MIN_DAYS,
             gps_filter: FilterConfig::default(),
             time_zone: default_time_zone(),
             admission: Limits::default(),

@@ -28,6 +28,13 @@ pub struct TenantRecord {
     /// Position history kept; absent: the platform's default.
     #[serde(default)]
     pub retention_days: Option<u32>,
+    /// Periods per kind of data (positions, telemetry, alarms, admin audit), in days; a kind
+    /// left out: see `crate::retention::RetentionRecord`.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::retention::RetentionRecord::is_empty"
+    )]
+    pub retention: crate::retention::RetentionRecord,
     /// The tenant's GPS filters, laid over the platform's.
     #[serde(default)]
     pub gps_filter: FilterOverride,
