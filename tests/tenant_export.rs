@@ -4,8 +4,9 @@
 //! exported; a new engine refuses a cut-short archive and one with a broken line (naming the
 //! file and line, changing nothing), then imports it; the new engine's export of the tenant
 //! equals the original file by file (directory, alarms with audit trails, events, positions;
-//! the admin audit holds every original entry); the SCAIP device alarms again there; a repeated
-//! import (by the tenant's own admin, the tenant being there now) changes nothing; another
+//! the admin audit holds every original entry); the SCAIP device alarms again there; the
+//! tenant's own admin may not import alarms, trails, messages or positions (403); a repeated
+//! import changes nothing; another
 //! tenant's admin can neither export nor import the tenant.
 #[path = "support/admin.rs"]
 mod admin;
@@ -274,9 +275,14 @@ async fn a_tenant_exported_and_imported_into_a_new_engine_is_the_same_and_works(
     }
     assert!(after.contains("\"import tenant\""), "the import is audited");
 
-    // A repeated import changes nothing; the tenant exists here now, so its own admin may.
+    // The tenant's own admin may not write its care record (alarms, trails, messages,
+    // positions): refused, nothing written.
     let (_, own_here) = target.tenant_admin("t");
     let r = import_raw(&target, &own_here, a_bytes.clone());
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("platform operator"), "{}", r.body);
+    // A repeated import by the operator changes nothing.
+    let r = import_raw(&target, OPERATOR, a_bytes.clone());
     assert_eq!(r.status, 200, "{}", r.body);
     let v = r.json();
     assert_eq!(

@@ -1,7 +1,9 @@
 //! `POST /api/v1/tenants/{t}/import`: a tenant's archive (`crate::archive`) brought into this
 //! engine. The upload is spooled to a temporary file, then read twice:
 //! 1. checked whole before anything is written: every line reads as its kind and is the
-//!    tenant's, no alarm is open, the manifest's counts match (a cut-short archive is refused),
+//!    tenant's, data lines (alarms with trails, events, positions, admin audit) only from a
+//!    platform operator (a tenant's admin could otherwise make up its care record), no alarm
+//!    is open, the manifest's counts match (a cut-short archive is refused),
 //!    no id is taken here by another record, and the directory records apply (on a copy);
 //!    anything wrong is refused as problem+json naming the file and line, and nothing changes;
 //! 2. written: ids raised past the archive's, the data in synced chunks (records already here
@@ -227,9 +229,15 @@ fn check(
     let mut max_id: Option<u64> = None;
     let mut min_event: Option<u64> = None;
     let mut records: Vec<(DirRecord, String, u64)> = Vec::new();
+    // The first care-record line a tenant's admin brings (see below).
+    let mut care_record: Option<(String, u64)> = None;
     walk(path, tenant, &mut |r, file, line| match r {
         Record::Directory(d) => {
             records.push((d, file.to_owned(), line));
+            Ok(())
+        }
+        Record::Data(_) if !platform => {
+            care_record.get_or_insert((file.to_owned(), line));
             Ok(())
         }
         Record::Data(d) => {
@@ -249,6 +257,16 @@ fn check(
         }
     })
     .map_err(bad)?;
+    // Alarms with their audit trails, device messages and positions are the care record: a
+    // tenant's admin writing them could make up history, so only a platform operator imports
+    // them (a migration); a tenant's admin may restore its directory from an archive without.
+    if let Some((file, line)) = care_record {
+        return Err(Problem::forbidden(format!(
+            "{file} line {line}: alarm records, audit trails, device messages and positions are \
+             imported by a platform operator only; a tenant's admin may import an archive \
+             whose data files are empty (its directory)"
+        )));
+    }
     let changes = directory_changes(records, tenant, current, platform)?;
     Ok(Checked {
         changes,
