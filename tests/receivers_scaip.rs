@@ -5,7 +5,8 @@
 //! alarm of the gateway device (with the original device and what happened in its text), and
 //! B's `<mrs>` snu 0 is the receipt in A's audit, where the alarm is then closed as handed over.
 //! Over TLS only to a far side whose certificate A trusts. sipp as the far receiver checks A's
-//! digest credentials and answers HOLD first: A sends the alarm again until it is taken.
+//! digest credentials and answers HOLD first: A sends the alarm again until it is taken. With
+//! `per_device_cid`, alarms of two devices arrive at B as two devices' alarms behind the gateway.
 #[path = "support/admin.rs"]
 mod admin;
 #[path = "support/binary.rs"]
@@ -290,4 +291,59 @@ async fn sipp_as_the_far_receiver_holds_then_takes_the_alarm_and_it_is_handed_ov
         m.contains("vaka_receiver_holds_total{receiver=\"fwd\"} 1"),
         "{m}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_per_device_cid_each_device_is_its_own_alarm_at_the_far_engine() {
+    // B lists A's devices behind the gateway account A forwards with (SCAIP ids are digits).
+    let b = Engine::start(
+        &format!(
+            "[[tenants]]\nid = \"b\"\ncentres = [\"cb\"]\n\
+             [[centres]]\nid = \"cb\"\ntenants = [\"b\"]\ntoken = \"token-of-centre-b-here\"\n\
+             [[devices]]\ntenant = \"b\"\nid = \"{GATEWAY}\"\ntype = \"0003\"\n\
+             password = \"{PASSWORD}\"\ngateway_for = [\"300001\", \"300002\"]\n\
+             [[devices]]\ntenant = \"b\"\nid = \"300001\"\ntype = \"0003\"\n\
+             [[devices]]\ntenant = \"b\"\nid = \"300002\"\ntype = \"0003\"\n"
+        ),
+        &[],
+    );
+    let a = Engine::start_with(
+        &format!(
+            "[[tenants]]\nid = \"t\"\ncentres = [\"fwd\", \"c1\"]\n\
+             receipt_deadline_secs = 600\naccept_deadline_secs = 600\n\
+             [[centres]]\nid = \"fwd\"\ntenants = [\"t\"]\n\
+             receiver = {{ kind = \"scaip\", uri = \"sip:alarm@{}\", username = \"{GATEWAY}\", \
+             password = \"{PASSWORD}\", per_device_cid = true }}\n\
+             [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-centre-a-here\"\n\
+             [[devices]]\ntenant = \"t\"\nid = \"300001\"\ntype = \"0003\"\n\
+             [[devices]]\ntenant = \"t\"\nid = \"300002\"\ntype = \"0003\"\n",
+            b.sip
+        ),
+        &[("t", &["300001", "300002"])],
+        "[receivers]\nprobe_secs = 1\n",
+    );
+    until_up(&a, "fwd").await;
+    let mut cb = b.centre("token-of-centre-b-here").await;
+    let mut ids = Vec::new();
+    for (device, reference) in [("300001", "m1"), ("300002", "m2")] {
+        let client = a.quic_client("t", device).await;
+        let id = client
+            .send(events::alarm(reference, "0010", 1))
+            .await
+            .unwrap()
+            .alarm_id
+            .unwrap();
+        ids.push(id);
+        let at_b = cb.offer(Duration::from_secs(15)).await.alarm.unwrap();
+        // Each arrives as its own device's alarm, a new one (not a repeat of the first).
+        assert_eq!(
+            (at_b.tenant.as_str(), at_b.device.as_str()),
+            ("b", device),
+            "{at_b:?}"
+        );
+        assert_eq!(at_b.reference, format!("{id:x}"), "{at_b:?}");
+        assert_eq!(at_b.repeats, 0, "{at_b:?}");
+        until_receipt(&a, id, "fwd").await;
+    }
+    assert_ne!(ids[0], ids[1]);
 }

@@ -193,13 +193,17 @@ fn far(ctx: &Ctx, shared: &Shared, id: &CentreId, record: &ReceiverRecord) -> Bo
             username,
             password,
             cid,
+            per_device_cid,
             transport,
         } => Box::new(scaip::Forward::new(
             id.clone(),
             uri.clone(),
             username.clone(),
             password.clone(),
-            cid.clone(),
+            match per_device_cid {
+                true => scaip::Cid::PerDevice,
+                false => scaip::Cid::Fixed(cid.clone().unwrap_or_else(|| username.clone())),
+            },
             match transport.as_deref() {
                 Some("tcp") => Transport::Tcp,
                 Some("tls") => Transport::Tls(shared.scaip_tls.clone()),

@@ -29,6 +29,15 @@ const HOLD_RESEND: Duration = Duration::from_secs(5);
 /// the alarm goes on along the chain.
 const HOLD_WINDOW: Duration = Duration::from_secs(180);
 
+/// What the far receiver gets as `<cid>`.
+#[derive(Clone, Debug)]
+pub(crate) enum Cid {
+    /// The same id for every alarm (the record's `cid`, else its `username`).
+    Fixed(String),
+    /// Each alarm's own device id (devices listed behind this gateway at the far side).
+    PerDevice,
+}
+
 /// One forwarding session's SIP state; one alarm at a time goes through it.
 pub(crate) struct Forward {
     state: tokio::sync::Mutex<Sip>,
@@ -39,7 +48,7 @@ struct Sip {
     uri: String,
     username: String,
     password: String,
-    cid: String,
+    cid: Cid,
     sock: Option<Conn>,
     transport: Transport,
     challenge: Option<Challenge>,
@@ -54,12 +63,12 @@ impl Forward {
         uri: String,
         username: String,
         password: String,
-        cid: Option<String>,
+        cid: Cid,
         transport: Transport,
     ) -> Forward {
         let state = Sip {
             centre,
-            cid: cid.unwrap_or_else(|| username.clone()),
+            cid,
             uri,
             username,
             password,
@@ -283,11 +292,20 @@ fn handed_over(centre: &CentreId) -> Vec<AlarmInput> {
     ]
 }
 
-/// The alarm as the far receiver's `<mrq>`: our controller id, its own reference (the alarm id
-/// in hex, so a resend is recognised there), code and priority, the device and what happened
-/// as text, the position.
-pub(crate) fn mrq(d: &Delivery, cid: &str) -> (String, String) {
+/// Whether `id` can be a SCAIP controller id: 1-32 digits.
+fn scaip_id(id: &str) -> bool {
+    (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The alarm as the far receiver's `<mrq>`: our controller id (or the alarm's device's), its
+/// own reference (the alarm id in hex, so a resend is recognised there), code and priority, the
+/// device and what happened as text, the position.
+pub(crate) fn mrq(d: &Delivery, cid: &Cid) -> (String, String) {
     let a = &d.json.alarm;
+    let cid = match cid {
+        Cid::Fixed(c) => c.as_str(),
+        Cid::PerDevice => a.device.as_str(),
+    };
     let reference = format!("{:x}", a.id);
     let stc = match a.code.len() == 4 && a.code.bytes().all(|b| b.is_ascii_digit()) {
         true => a.code.clone(),
@@ -330,6 +348,12 @@ impl Far for Forward {
             if !matches!(d.notice, Notice::Offer { .. }) {
                 // SCAIP carries no update of an alarm the far side already has.
                 return Handled::Done(Vec::new());
+            }
+            if matches!(sip.cid, Cid::PerDevice) && !scaip_id(&d.json.alarm.device) {
+                return Handled::Refused(format!(
+                    "device id {} cannot be a SCAIP <cid> (1-32 digits)",
+                    d.json.alarm.device
+                ));
             }
             let (xml, reference) = mrq(d, &sip.cid);
             let hold_ends = Instant::now() + HOLD_WINDOW;

@@ -144,6 +144,11 @@ pub enum ReceiverRecord {
         /// The device id the far receiver knows us as (its `<cid>`); default `username`.
         #[serde(default)]
         cid: Option<String>,
+        /// Send each alarm with its own device's id as `<cid>` (the far receiver lists them as
+        /// devices behind this gateway), so alarms of different devices stay different alarms
+        /// there; default false: every alarm as `cid`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        per_device_cid: bool,
         /// "udp" (the default), "tcp" or "tls" (the far receiver's certificate must name the
         /// URI's host and chain to a public root or `receivers.scaip_ca_file`).
         #[serde(default)]
@@ -270,6 +275,7 @@ impl ReceiverRecord {
                 username,
                 password,
                 cid,
+                per_device_cid,
                 transport,
             } => {
                 if !uri.starts_with("sip:") || !uri.contains('@') || uri.contains(' ') {
@@ -286,6 +292,12 @@ impl ReceiverRecord {
                 }
                 if cid.as_deref().is_some_and(|c| !valid_id(c)) {
                     bad("cid", "must be 1-64 of A-Z a-z 0-9 - _ . : @");
+                }
+                if *per_device_cid && cid.is_some() {
+                    bad(
+                        "per_device_cid",
+                        "names the device as <cid>: leave cid out, or set this false",
+                    );
                 }
                 if transport
                     .as_deref()
@@ -661,7 +673,8 @@ mod receiver_tests {
             uri: "http://x".into(),
             username: "".into(),
             password: "".into(),
-            cid: None,
+            cid: Some("gw".into()),
+            per_device_cid: true,
             transport: Some("sctp".into()),
         };
         assert_eq!(
@@ -670,6 +683,7 @@ mod receiver_tests {
                 "receiver.uri",
                 "receiver.username",
                 "receiver.password",
+                "receiver.per_device_cid",
                 "receiver.transport"
             ]
         );
