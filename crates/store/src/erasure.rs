@@ -87,12 +87,12 @@ impl Chunked<'_> {
 }
 
 /// A key and the value to write there.
-type Row = (Vec<u8>, Vec<u8>);
+pub(crate) type Row = (Vec<u8>, Vec<u8>);
 /// Given a stored key and value: the new value for that key, or `None` to leave it.
-type Want<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+pub(crate) type Want<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 
 /// Collects the keys (and values) a scan finds, so the writes come after the scan.
-fn collect(
+pub(crate) fn collect(
     backend: &dyn Backend,
     cf: Cf,
     prefix: &[u8],

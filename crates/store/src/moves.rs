@@ -5,7 +5,8 @@
 //! per-device rows are keyed under it. Without, the history stays with the first owner.
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, Cf, StoreError, WriteSet};
+use crate::backend::{Cf, StoreError, WriteSet};
+use crate::erasure::collect;
 use crate::keys::{decode, decode_event, device_prefix};
 use crate::Store;
 use vaka_core::{Alarm, DeviceKey, TenantId};
@@ -49,33 +50,6 @@ pub struct Moved {
     pub positions: u64,
     /// GPS record, last heard, announced interval, rule states, idempotency entries.
     pub device_rows: u64,
-}
-
-/// A key and the value to write there.
-type Row = (Vec<u8>, Vec<u8>);
-/// Given a stored key and value: the new value, or `None` to leave it.
-type Rewrite<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-
-/// The rows under `prefix` that `f` rewrites (read first: no write inside a scan).
-fn collect(
-    backend: &dyn Backend,
-    cf: Cf,
-    prefix: &[u8],
-    f: Rewrite,
-) -> Result<Vec<Row>, StoreError> {
-    let (mut out, mut err) = (Vec::new(), None);
-    backend.scan(cf, prefix, &mut |k, v| match f(k, v) {
-        Ok(Some(n)) => {
-            out.push((k.to_vec(), n));
-            true
-        }
-        Ok(None) => true,
-        Err(e) => {
-            err = Some(e);
-            false
-        }
-    })?;
-    err.map_or(Ok(out), Err)
 }
 
 impl Store {
