@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use vaka_core::alarm::{AlarmInput, Notice};
 use vaka_core::CentreId;
 use vaka_scaip::auth::{expected_response, Credential};
-use vaka_scaip::scaip::{GeoPos, Lge};
+use vaka_scaip::scaip::{is_valid_cid, GeoPos, Lge};
 use vaka_scaip::{Authorization, Challenge, Method, Mrq, Mrs, NewRequest, SipMessage, Snu};
 
 use crate::session::{Delivery, Far, Handled};
@@ -292,11 +292,6 @@ fn handed_over(centre: &CentreId) -> Vec<AlarmInput> {
     ]
 }
 
-/// Whether `id` can be a SCAIP controller id: 1-32 digits.
-fn scaip_id(id: &str) -> bool {
-    (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
-}
-
 /// The alarm as the far receiver's `<mrq>`: our controller id (or the alarm's device's), its
 /// own reference (the alarm id in hex, so a resend is recognised there), code and priority, the
 /// device and what happened as text, the position.
@@ -349,7 +344,7 @@ impl Far for Forward {
                 // SCAIP carries no update of an alarm the far side already has.
                 return Handled::Done(Vec::new());
             }
-            if matches!(sip.cid, Cid::PerDevice) && !scaip_id(&d.json.alarm.device) {
+            if matches!(sip.cid, Cid::PerDevice) && !is_valid_cid(&d.json.alarm.device) {
                 return Handled::Refused(format!(
                     "device id {} cannot be a SCAIP <cid> (1-32 digits)",
                     d.json.alarm.device

@@ -174,6 +174,11 @@ fn pad(s: &str, width: usize) -> String {
     format!("{s:0>width$}")
 }
 
+/// A `cid` (controller id) is 1-32 digits.
+pub fn is_valid_cid(s: &str) -> bool {
+    all_digits(s, 1, 32)
+}
+
 /// A `ref` is 1-16 ASCII letters or digits.
 pub fn is_valid_reference(s: &str) -> bool {
     (1..=16).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -365,7 +370,7 @@ fn build(fields: &[Field], reference: String) -> Result<Mrq, &'static str> {
         Some(v) => Mty::parse(v).ok_or("mty")?,
     };
     let cid = get("cid")
-        .filter(|v| all_digits(v, 1, 32))
+        .filter(|v| is_valid_cid(v))
         .ok_or("cid")?
         .to_owned();
     let dty = code("dty", 1, 4, 4)?.ok_or("dty")?;
