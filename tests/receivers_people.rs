@@ -288,20 +288,6 @@ async fn walk_out(engine: &Engine) -> u64 {
     }
 }
 
-fn audit(engine: &Engine, id: u64) -> Vec<(String, String, String)> {
-    let r = engine.get(&format!("/api/v1/alarms/{id}"), OPERATOR);
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["audit"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
-            (s("actor"), s("action"), s("reason"))
-        })
-        .collect()
-}
-
 async fn until<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + within;
     loop {
@@ -437,7 +423,7 @@ async fn the_relative_opens_the_link_accepts_and_nothing_escalates() {
     assert_eq!(page["after"]["close_button"], true, "{page}");
     assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
 
-    let trail = audit(&engine, id);
+    let trail = engine.alarm_trail(id);
     let did = |actor: &str, action: &str| trail.iter().any(|(a, b, _)| a == actor && b == action);
     assert!(did("operator:Anna", "receipt"), "{trail:?}");
     assert!(did("operator:Anna", "accepted"), "{trail:?}");
@@ -511,7 +497,7 @@ async fn nobody_answers_the_team_then_the_centre_get_it() {
     // ... and nobody of the team either: the alarm centre gets it.
     let offer = c1.offer(Duration::from_secs(10)).await;
     assert_eq!(offer.alarm.unwrap().alarm_id, id);
-    let trail = audit(&engine, id);
+    let trail = engine.alarm_trail(id);
     let offered: Vec<&str> = trail
         .iter()
         .filter(|(_, a, _)| a == "offered")
@@ -564,7 +550,8 @@ async fn tampered_and_made_up_links_are_refused_and_sources_are_limited() {
         403
     );
     // A refused link does nothing to the alarm.
-    assert!(!audit(&engine, id)
+    assert!(!engine
+        .alarm_trail(id)
         .iter()
         .any(|(a, _, _)| a == "operator:Anna"));
     // The real link opens (the receipt) ...
@@ -580,7 +567,7 @@ async fn tampered_and_made_up_links_are_refused_and_sources_are_limited() {
         statuses.push(engine.get(&path, "").status);
     }
     assert!(statuses.contains(&429), "{statuses:?}");
-    let trail = audit(&engine, id);
+    let trail = engine.alarm_trail(id);
     assert!(
         trail
             .iter()
@@ -722,16 +709,18 @@ async fn even_a_link_signed_with_the_engines_key_is_refused_expired_or_for_an_al
     // None of them was anyone's receipt; the right link still works after the restart.
     for id in [offered, not_offered] {
         assert!(
-            !audit(&engine, id)
+            !engine
+                .alarm_trail(id)
                 .iter()
                 .any(|(a, _, _)| a.starts_with("operator:")),
             "{:?}",
-            audit(&engine, id)
+            engine.alarm_trail(id)
         );
     }
     let r = open(offered, 0, now_s + 600);
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(audit(&engine, offered)
+    assert!(engine
+        .alarm_trail(offered)
         .iter()
         .any(|(a, b, _)| a == "operator:Anna" && b == "receipt"));
 }

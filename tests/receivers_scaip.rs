@@ -23,20 +23,6 @@ const GATEWAY: &str = "200001";
 const GATEWAY_2: &str = "200002";
 const PASSWORD: &str = "forward-pass-of-a";
 
-fn audit(engine: &Engine, id: u64) -> Vec<(String, String, String)> {
-    let r = engine.get(&format!("/api/v1/alarms/{id}"), OPERATOR);
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["audit"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
-            (s("actor"), s("action"), s("reason"))
-        })
-        .collect()
-}
-
 /// Waits until `engine`'s receiver `id` (a SCAIP forwarder) is up: its far side answered.
 async fn until_up(engine: &Engine, id: &str) {
     let want = format!("vaka_receiver_up{{receiver=\"{id}\",kind=\"scaip\"}} 1");
@@ -55,7 +41,7 @@ async fn until_receipt(engine: &Engine, id: u64, fwd: &str) {
     let who = format!("centre:{fwd}");
     let end = Instant::now() + Duration::from_secs(15);
     loop {
-        let trail = audit(engine, id);
+        let trail = engine.alarm_trail(id);
         if trail
             .iter()
             .any(|(w, what, _)| *w == who && what == "receipt")
@@ -113,7 +99,7 @@ async fn an_alarm_forwarded_over_scaip_is_receipted_by_the_far_engine() {
     let first = r.alarm_id.unwrap();
     let offer = c1.offer(Duration::from_secs(15)).await;
     assert_eq!(offer.alarm.unwrap().alarm_id, first);
-    let trail = audit(&a, first);
+    let trail = a.alarm_trail(first);
     assert!(
         trail.iter().any(|(_, _, why)| why.contains("snu 5")),
         "{trail:?}"
@@ -179,17 +165,31 @@ async fn forwards_one_alarm(a: &Engine, b: &Engine, reference: &str) -> admin::C
 }
 
 /// Engine A's directory: tenant t's alarms go to the SCAIP receiver `fwd` at `far` over
-/// `transport`, then to the gRPC centre c1.
+/// `transport`, then to the gRPC centre c1; its one device is d0.
 fn forwarding_directory(far: std::net::SocketAddr, transport: &str) -> String {
-    format!(
+    forwarding_directory_with(far, &format!("transport = \"{transport}\""), &["d0"])
+}
+
+/// As `forwarding_directory`, with `receiver` (more keys of the receiver) and `devices`.
+fn forwarding_directory_with(
+    far: std::net::SocketAddr,
+    receiver: &str,
+    devices: &[&str],
+) -> String {
+    let mut d = format!(
         "[[tenants]]\nid = \"t\"\ncentres = [\"fwd\", \"c1\"]\n\
          receipt_deadline_secs = 600\naccept_deadline_secs = 600\n\
          [[centres]]\nid = \"fwd\"\ntenants = [\"t\"]\n\
          receiver = {{ kind = \"scaip\", uri = \"sip:alarm@{far}\", username = \"{GATEWAY}\", \
-         password = \"{PASSWORD}\", transport = \"{transport}\" }}\n\
-         [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-centre-a-here\"\n\
-         [[devices]]\ntenant = \"t\"\nid = \"d0\"\ntype = \"0003\"\n"
-    )
+         password = \"{PASSWORD}\", {receiver} }}\n\
+         [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-centre-a-here\"\n"
+    );
+    for id in devices {
+        d.push_str(&format!(
+            "[[devices]]\ntenant = \"t\"\nid = \"{id}\"\ntype = \"0003\"\n"
+        ));
+    }
+    d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +278,7 @@ async fn sipp_as_the_far_receiver_holds_then_takes_the_alarm_and_it_is_handed_ov
     // Handed over: receipted, accepted and closed here; nothing left for a deadline of ours.
     let detail = a.get(&format!("/api/v1/alarms/{id}"), OPERATOR).json();
     assert_eq!(detail["alarm"]["state"], "closed", "{detail}");
-    let trail = audit(&a, id);
+    let trail = a.alarm_trail(id);
     assert!(
         trail.iter().any(|(who, what, why)| who == "centre:fwd"
             && what == "closed"
@@ -308,17 +308,7 @@ async fn with_per_device_cid_each_device_is_its_own_alarm_at_the_far_engine() {
         &[],
     );
     let a = Engine::start_with(
-        &format!(
-            "[[tenants]]\nid = \"t\"\ncentres = [\"fwd\", \"c1\"]\n\
-             receipt_deadline_secs = 600\naccept_deadline_secs = 600\n\
-             [[centres]]\nid = \"fwd\"\ntenants = [\"t\"]\n\
-             receiver = {{ kind = \"scaip\", uri = \"sip:alarm@{}\", username = \"{GATEWAY}\", \
-             password = \"{PASSWORD}\", per_device_cid = true }}\n\
-             [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-centre-a-here\"\n\
-             [[devices]]\ntenant = \"t\"\nid = \"300001\"\ntype = \"0003\"\n\
-             [[devices]]\ntenant = \"t\"\nid = \"300002\"\ntype = \"0003\"\n",
-            b.sip
-        ),
+        &forwarding_directory_with(b.sip, "per_device_cid = true", &["300001", "300002"]),
         &[("t", &["300001", "300002"])],
         "[receivers]\nprobe_secs = 1\n",
     );

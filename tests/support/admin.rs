@@ -365,6 +365,21 @@ impl Engine {
 
     /// The admin audit of `tenant` (or the platform's), oldest first, all of it (paged by time:
     /// a page starts at the last page's last millisecond, duplicates dropped).
+    /// Alarm `id`'s audit trail as (actor, action, reason), read as the operator.
+    pub fn alarm_trail(&self, id: u64) -> Vec<(String, String, String)> {
+        let r = self.get(&format!("/api/v1/alarms/{id}"), OPERATOR);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+                (s("actor"), s("action"), s("reason"))
+            })
+            .collect()
+    }
+
     pub fn audit(&self, tenant: Option<&str>) -> Vec<Value> {
         let base = match tenant {
             Some(t) => format!("/api/v1/tenants/{t}/admin-audit"),
