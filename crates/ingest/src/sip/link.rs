@@ -77,7 +77,13 @@ impl Link {
     pub fn send(&self, to: SocketAddr, bytes: Vec<u8>) -> bool {
         let n = bytes.len() as u64;
         let ok = match &self.path {
-            Path::Udp(socket) => socket.try_send_to(&bytes, to).is_ok(),
+            // The syscall itself, not tokio's `try_send_to`: that one refuses (WouldBlock)
+            // until the reactor has seen the socket writable, so the first answers of a
+            // front just (re)started were dropped when its runtime was busy: the devices
+            // coming back after a restart. The socket is non-blocking; a full buffer fails.
+            Path::Udp(socket) => socket2::SockRef::from(socket.as_ref())
+                .send_to(&bytes, &to.into())
+                .is_ok(),
             Path::Stream { tx, .. } => tx.try_send(bytes).is_ok(),
         };
         if ok {
@@ -86,5 +92,27 @@ impl Link {
             self.send_failed.increment(1);
         }
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reactor has not turned since the socket was registered (a front just started on a
+    /// busy runtime): the answer still goes out.
+    #[tokio::test]
+    async fn a_udp_answer_goes_out_before_the_reactor_has_seen_the_socket() {
+        let device = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let local = front.local_addr().unwrap();
+        let link = Link::udp(front, local, &Metrics::new());
+        assert!(link.send(device.local_addr().unwrap(), b"SIP/2.0 401".to_vec()));
+        let mut buf = [0u8; 32];
+        device
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let (n, from) = device.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"SIP/2.0 401"[..], local));
     }
 }
