@@ -4,13 +4,15 @@
 //! ([`auth`]), every call and every notice goes through its [`scope::Scope`] (invariant 7), and the
 //! stream ([`stream`]) follows the centre's outbox in the store from its resume cursor up to the
 //! durable watermark, so delivery is at-least-once and resumable (invariant 3). Acknowledged
-//! cursors are persisted and what they cover is pruned ([`cursors`]). [`server`] runs it with the
+//! cursors are persisted and what they cover is pruned ([`cursors`]). What a centre sends is read
+//! and checked by [`inbound`] (pure, fuzzed) before anything acts on it. [`server`] runs it with the
 //! gRPC health and reflection services; [`console`] is the `vaka-centre` client's logic.
 pub mod auth;
 mod config;
 pub mod console;
 pub mod convert;
 pub mod cursors;
+pub mod inbound;
 pub mod scope;
 pub mod server;
 pub mod service;

@@ -5,7 +5,8 @@
 //! never sent that a crash could take back; the cursor only moves on acknowledgement, so a notice
 //! is never lost to a dropped connection (invariant 3).
 use crate::convert;
-use crate::pb::{self, centre_message::Msg as In, server_message::Msg as Out};
+use crate::inbound::{self, Inbound};
+use crate::pb::{self, server_message::Msg as Out};
 use crate::scope::Scope;
 use crate::shared::Shared;
 use futures::future::BoxFuture;
@@ -26,9 +27,6 @@ use vaka_store::Store;
 
 type Tx = mpsc::Sender<Result<pb::ServerMessage, Status>>;
 
-/// Longest operator id, outcome, note and refusal reason a centre may send.
-const MAX_ID_CHARS: usize = 64;
-const MAX_NOTE_CHARS: usize = 2000;
 /// Positions remembered per stream (an alarm's updates repeat its position).
 const FIX_CACHE: usize = 1024;
 /// Watermark observations kept for the latency measurement.
@@ -133,12 +131,7 @@ async fn hello(
         .await
         .map_err(|_| Status::deadline_exceeded("no hello within the hello timeout"))?;
     match first? {
-        Some(pb::CentreMessage {
-            msg: Some(In::Hello(h)),
-        }) => Ok(h),
-        Some(_) => Err(Status::failed_precondition(
-            "the first message must be hello",
-        )),
+        Some(m) => inbound::hello(m),
         None => Err(Status::cancelled("stream closed before hello")),
     }
 }
@@ -414,60 +407,15 @@ impl Session {
 
     /// One message from the centre. An error ends the stream (a protocol violation).
     fn take(&mut self, m: pb::CentreMessage) -> Result<(), Status> {
-        let Some(msg) = m.msg else {
-            return Err(Status::invalid_argument("empty message"));
-        };
-        match msg {
-            In::Hello(_) => Err(Status::failed_precondition(
-                "hello may only be sent once, first",
-            )),
-            In::Ack(a) => self.ack(a.cursor),
-            In::Receipt(r) => {
-                let input = Ok(AlarmInput::Receipt {
-                    centre: self.centre().clone(),
-                });
-                self.act(r.request_id, r.alarm_id, "receipt", input);
-                Ok(())
-            }
-            In::Accept(a) => {
-                let input = text("operator_id", &a.operator_id, MAX_ID_CHARS, false).map(|_| {
-                    AlarmInput::Accept {
-                        centre: self.centre().clone(),
-                        operator: a.operator_id.clone(),
-                    }
-                });
-                self.act(a.request_id, a.alarm_id, "accept", input);
-                Ok(())
-            }
-            In::Close(c) => {
-                let input = text("outcome", &c.outcome, MAX_ID_CHARS, false)
-                    .and_then(|_| text("note", &c.note, MAX_NOTE_CHARS, true))
-                    .map(|_| AlarmInput::Close {
-                        centre: self.centre().clone(),
-                        // The core keeps one outcome string: the note travels with it.
-                        outcome: if c.note.trim().is_empty() {
-                            c.outcome.clone()
-                        } else {
-                            format!("{}: {}", c.outcome, c.note.trim())
-                        },
-                    });
-                self.act(c.request_id, c.alarm_id, "close", input);
-                Ok(())
-            }
-            In::Attended(a) => {
-                let input = Ok(AlarmInput::Attended {
-                    centre: self.centre().clone(),
-                });
-                self.act(a.request_id, a.alarm_id, "attended", input);
-                Ok(())
-            }
-            In::Refuse(r) => {
-                let input =
-                    text("reason", &r.reason, MAX_NOTE_CHARS, false).map(|_| AlarmInput::Refuse {
-                        centre: self.centre().clone(),
-                        reason: r.reason.clone(),
-                    });
-                self.act(r.request_id, r.alarm_id, "refuse", input);
+        match inbound::read(m, self.centre())? {
+            Inbound::Ack(cursor) => self.ack(cursor),
+            Inbound::Act {
+                request_id,
+                alarm_id,
+                what,
+                input,
+            } => {
+                self.act(request_id, alarm_id, what, input);
                 Ok(())
             }
         }
@@ -576,27 +524,6 @@ fn code_label(c: Code) -> &'static str {
     }
 }
 
-/// A text field from a centre: bounded, printable (a note may have line breaks).
-fn text(name: &str, v: &str, max: usize, may_be_empty: bool) -> Result<(), Status> {
-    if !may_be_empty && v.trim().is_empty() {
-        return Err(Status::invalid_argument(format!("{name} is required")));
-    }
-    if v.chars().count() > max {
-        return Err(Status::invalid_argument(format!(
-            "{name} is longer than {max} characters"
-        )));
-    }
-    if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(Status::invalid_argument(format!(
-            "{name} contains control characters"
-        )));
-    }
-    if !may_be_empty && v.contains('\n') {
-        return Err(Status::invalid_argument(format!("{name} must be one line")));
-    }
-    Ok(())
-}
-
 /// Awaits the future in `slot` (the caller guards that there is one).
 async fn poll_some<T>(slot: &mut Option<BoxFuture<'static, T>>) -> T {
     match slot.as_mut() {
@@ -609,21 +536,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_fields_are_bounded_and_printable() {
-        assert!(text("operator_id", "op-7", 64, false).is_ok());
-        assert!(text("operator_id", "", 64, false).is_err());
-        assert!(text("operator_id", "a\nb", 64, false).is_err());
-        assert!(text("note", "", 10, true).is_ok());
-        assert!(text("note", "two\nlines", 10, true).is_ok());
-        assert!(text("note", "bell\u{7}", 10, true).is_err());
-        assert!(text("note", &"x".repeat(11), 10, true).is_err());
     }
 }
