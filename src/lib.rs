@@ -5,7 +5,9 @@ pub mod config;
 pub mod fds;
 pub mod http;
 pub mod observe;
+#[cfg(feature = "rocksdb")]
 pub mod salvage;
+#[cfg(feature = "rocksdb")]
 pub mod serve;
 pub mod service_gauges;
 pub mod udp_drops;

@@ -58,6 +58,7 @@
 //! [`WriteSet`], so after a crash either all of it is there or none of it.
 mod around;
 mod backend;
+#[cfg(feature = "rocksdb")]
 mod damage;
 mod delivery;
 pub use delivery::put_receiver_link_key;
@@ -77,7 +78,9 @@ mod positions;
 pub mod query;
 mod recovery;
 mod retention;
+#[cfg(feature = "rocksdb")]
 mod rocks;
+#[cfg(feature = "rocksdb")]
 mod salvage;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -105,5 +108,7 @@ pub use retention::{
     prune_admin_audit, prune_alarm_events, prune_alarms, prune_telemetry_events, AlarmsPruned,
     EventsPruned,
 };
+#[cfg(feature = "rocksdb")]
 pub use rocks::{RocksBackend, RocksConfig};
+#[cfg(feature = "rocksdb")]
 pub use salvage::{salvage, SalvageReport};
