@@ -103,9 +103,38 @@ pub fn write(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether `bytes` (one frame, as received) is a link test (`"NULL"`, or `"*NULL"` when
+/// encrypted): read from the ID token alone, before the CRC, the length or any decryption, so
+/// a front can put supervision polls behind alarms at the cost of one short scan. Anything
+/// else, unreadable frames included, is not (it goes first and is refused on decoding).
+pub fn is_link_test(bytes: &[u8]) -> bool {
+    // The token is the first quoted field; CRC and length (8 characters) and filler precede it.
+    let Some(open) = bytes.iter().take(64).position(|&b| b == b'"') else {
+        return false;
+    };
+    let token = &bytes[open + 1..];
+    let token = token.strip_prefix(b"*").unwrap_or(token);
+    token.starts_with(b"NULL\"")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_test_is_told_from_its_token_alone() {
+        assert!(is_link_test(b"\n9A2C0014\"NULL\"0000R0L0#1234[]\r"));
+        assert!(is_link_test(
+            b"\0 \nABCD0030\"*NULL\"0001L0#1234[0123456789abcdef]\r"
+        ));
+        assert!(!is_link_test(
+            b"\nABCD0030\"SIA-DCS\"0001L0#1234[#1234|NFA2]\r"
+        ));
+        assert!(!is_link_test(b"\nABCD0030\"*SIA-DCS\"0001L0#1234[0123]\r"));
+        assert!(!is_link_test(b"\nABCD0030\"NULLX\"0001L0#1234[]\r"));
+        assert!(!is_link_test(b"no quote at all"));
+        assert!(!is_link_test(b""));
+    }
 
     const V1: &[u8] = b"\nF4D20029\"SIA-DCS\"0001RF3L77#1234[#1234|NRR|Atest]\r";
     const V2: &[u8] = b"\n96ED0016\"SIA-DCS\"0001L0#1234[]\r";

@@ -22,7 +22,8 @@ pub struct Dc09Config {
     /// Concurrent TCP connections; past it new ones are closed at once.
     pub max_connections: usize,
     /// Messages being stored at once (UDP datagrams and TCP connections together); past it a
-    /// message is answered DUH so the panel tries again or its other path.
+    /// message is answered DUH so the panel tries again or its other path. Link tests (NULL)
+    /// may hold at most half of it: the other half is kept for alarms.
     pub max_pending: usize,
     /// A TCP connection silent this long is closed.
     pub idle_timeout_secs: u64,

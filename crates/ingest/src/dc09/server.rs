@@ -42,6 +42,7 @@ impl Dc09Server {
             directory,
             clock,
             pending: Arc::new(Semaphore::new(cfg.max_pending)),
+            link_tests: Arc::new(Semaphore::new((cfg.max_pending / 2).max(1))),
             connections: Arc::new(Semaphore::new(cfg.max_connections)),
             intake: CancellationToken::new(),
             token: CancellationToken::new(),
@@ -114,7 +115,7 @@ async fn udp_loop(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
             sh.metrics.error("too_large");
             continue;
         }
-        let Ok(permit) = sh.pending.clone().try_acquire_owned() else {
+        let Some(permit) = sh.admit(datagram) else {
             // Full: answered at once, without decoding, so the panel tries again or elsewhere.
             sh.metrics.error("busy");
             sh.metrics.reply("DUH", "busy");
@@ -208,7 +209,7 @@ async fn connection(sh: &Shared, mut stream: TcpStream, peer: SocketAddr) {
             }
             Ok(Framed::Frame(n)) => {
                 let frame: Vec<u8> = buf.drain(..n).collect();
-                let Ok(permit) = sh.pending.clone().try_acquire_owned() else {
+                let Some(permit) = sh.admit(&frame) else {
                     sh.metrics.error("busy");
                     sh.metrics.reply("DUH", "busy");
                     if write(sh, &mut stream, &vaka_dc09::duh(None)).await.is_err() {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use metrics::{Counter, Gauge};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vaka_router::{Clock, LiveDirectory, Router};
@@ -20,6 +20,9 @@ pub(crate) struct Shared {
     pub clock: Clock,
     /// Messages being stored (invariant 6).
     pub pending: Arc<Semaphore>,
+    /// Link tests being stored: at most half of `pending`, so a flood of supervision polls
+    /// leaves room for alarms (invariant 9 at the socket).
+    pub link_tests: Arc<Semaphore>,
     pub connections: Arc<Semaphore>,
     /// Cancelled first at shutdown: listeners stop reading.
     pub intake: CancellationToken,
@@ -33,6 +36,28 @@ impl Shared {
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms().max(0) as u64
     }
+
+    /// Room to store the message `frame`, or `None`: busy (the caller answers DUH). A link
+    /// test (told by its token alone, before decoding) also needs one of the link tests'
+    /// permits, so alarms always find half of `max_pending` free of them.
+    pub fn admit(&self, frame: &[u8]) -> Option<Admitted> {
+        let link_test = if vaka_dc09::frame::is_link_test(frame) {
+            Some(self.link_tests.clone().try_acquire_owned().ok()?)
+        } else {
+            None
+        };
+        let pending = self.pending.clone().try_acquire_owned().ok()?;
+        Some(Admitted {
+            _pending: pending,
+            _link_test: link_test,
+        })
+    }
+}
+
+/// A message's place among those being stored, given back when dropped.
+pub(crate) struct Admitted {
+    _pending: OwnedSemaphorePermit,
+    _link_test: Option<OwnedSemaphorePermit>,
 }
 
 /// The front's metric handles (Vector's component spec names, `stage="dc09"`).
