@@ -40,7 +40,7 @@ long)
 esac
 
 all_targets=(sip_message sip_framing sip_uri digest_header scaip_mrq vaka1_frame dc09_message
-    admin_bodies)
+    admin_bodies centre_inbound config_file)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 

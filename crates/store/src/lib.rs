@@ -70,6 +70,8 @@ mod format;
 mod group;
 mod import;
 pub mod keys;
+// Its files are written by the RocksDB backend; without it only the reading is used.
+#[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
 mod marks;
 mod mem;
 mod migrate_v1;
