@@ -206,3 +206,97 @@ async fn a_heartbeat_flood_is_told_busy_at_the_socket_while_alarms_pass() {
     }
     env.stop().await;
 }
+
+/// While an alarm is on its way to the store, the UDP telemetry lane is not taken at all: a
+/// heartbeat that arrives then is not even authenticated (no 200 OK) until the alarm is
+/// decided (here: told HOLD after `hold_after_ms`, the store being held at its gate), then it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_heartbeat_is_taken_while_an_alarm_is_deciding() {
+    let env = Env::start().await;
+    let mut alarm = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
+    let mut beat = UdpDevice::new(env.udp(), TRACKER, PASSWORD).await;
+    // Both challenged (and the tracker's first heartbeat stored) before the store is held.
+    assert_eq!(
+        alarm.exchange("a-0", &mrq("A0", TRIGGER, ALARM)).await.snu,
+        Snu::Ok
+    );
+    assert_eq!(
+        beat.exchange("h-0", &mrq("H0", TRACKER, "<mty>PI</mty>"))
+            .await
+            .snu,
+        Snu::Ok
+    );
+    env.gate.hold();
+    let m = alarm.message("a-1", &mrq("A1", TRIGGER, ALARM));
+    alarm.send(&m).await;
+    assert_eq!(
+        alarm.recv(5).await.status(),
+        Some(200),
+        "the alarm is taken"
+    );
+    let m = beat.message("h-1", &mrq("H1", TRACKER, "<mty>PI</mty>"));
+    beat.send(&m).await;
+    assert!(
+        beat.silent(700).await,
+        "a heartbeat taken while the alarm decides"
+    );
+    // The alarm is decided at hold_after_ms (1.5 s): HOLD; then the heartbeat is taken.
+    let (mrs, _) = alarm.mrs(5).await;
+    assert_eq!(mrs.snu, Snu::Hold);
+    assert_eq!(beat.recv(5).await.status(), Some(200));
+    env.gate.release();
+    env.stop().await;
+}
+
+/// Heartbeats may hold at most half of `sip.max_pending` (an answer holds its place until the
+/// device confirms its `<mrs>`): with the store held, four heartbeats take two places and two
+/// are told busy at once, and an alarm after them still finds a place (it is told HOLD when
+/// the store does not answer in time, never busy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_hold_at_most_half_of_the_answers_and_an_alarm_gets_the_rest() {
+    let env = Env::start_with(|c, _| c.max_pending = 4).await;
+    let mut alarm = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
+    let mut beat = UdpDevice::new(env.udp(), TRACKER, PASSWORD).await;
+    assert_eq!(
+        alarm.exchange("a-0", &mrq("A0", TRIGGER, ALARM)).await.snu,
+        Snu::Ok
+    );
+    assert_eq!(
+        beat.exchange("h-0", &mrq("H0", TRACKER, "<mty>PI</mty>"))
+            .await
+            .snu,
+        Snu::Ok
+    );
+    env.gate.hold();
+    for i in 1..=4 {
+        let m = beat.message(
+            &format!("h-{i}"),
+            &mrq(&format!("H{i}"), TRACKER, "<mty>PI</mty>"),
+        );
+        beat.send(&m).await;
+    }
+    // Four 200 OKs and, at once, two <mrs> snu 6; the other two wait for the store.
+    let (mut ok, mut busy) = (0, 0);
+    while ok < 4 || busy < 2 {
+        let m = beat.recv(5).await;
+        if m.is_request() {
+            let answer = SipMessage::response(&m, 200, "OK", "dev");
+            beat.sock
+                .send_to(&answer.to_bytes(), beat.server)
+                .await
+                .unwrap();
+            assert_eq!(Mrs::parse(m.body_str().unwrap()).unwrap().snu, Snu::Busy);
+            busy += 1;
+        } else {
+            assert_eq!(m.status(), Some(200));
+            ok += 1;
+        }
+    }
+    let m = alarm.message("a-1", &mrq("A1", TRIGGER, ALARM));
+    alarm.send(&m).await;
+    assert_eq!(alarm.recv(5).await.status(), Some(200));
+    let (mrs, _) = alarm.mrs(5).await;
+    assert_eq!(mrs.snu, Snu::Hold, "the alarm has a place: HOLD, not busy");
+    env.gate.release();
+    env.stop().await;
+}

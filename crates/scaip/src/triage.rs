@@ -22,6 +22,12 @@ pub fn triage(datagram: &[u8]) -> Triage {
         return Triage::First;
     }
     let body = memchr::memmem::find(datagram, b"\r\n\r\n").map_or(datagram, |i| &datagram[i..]);
+    body_triage(body)
+}
+
+/// The lane of an `<mrq>` body alone (the message already parsed): telemetry when its `mty`
+/// is PI or IN.
+pub fn body_triage(body: &[u8]) -> Triage {
     let Some(at) = memchr::memmem::find(body, b"<mty>") else {
         return Triage::First;
     };

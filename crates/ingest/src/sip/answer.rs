@@ -34,9 +34,10 @@ pub(crate) fn start(
     link: Link,
     peer: SocketAddr,
 ) {
+    let lane = vaka_scaip::triage::body_triage(msg.body());
     let unsent = Unsent::new(sh);
-    let deciding = Deciding::new(sh);
-    let permit = sh.pending.clone().try_acquire_owned().ok();
+    let deciding = Deciding::new(sh, lane);
+    let permit = sh.admit(lane);
     let sh2 = sh.clone();
     sh.tracker.spawn(async move {
         // The permit is held until the `<mrs>` transaction ends, so it bounds those too.

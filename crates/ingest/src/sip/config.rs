@@ -71,7 +71,8 @@ pub struct SipConfig {
     /// share its budget). A flood of forged addresses costs no memory beyond it.
     pub unauthenticated_sources: usize,
     /// SCAIP requests being answered (router answer pending or `<mrs>` in flight); past it the
-    /// device gets snu 6 (busy) at once.
+    /// device gets snu 6 (busy) at once. Heartbeats and info may hold at most half of it: the
+    /// other half is kept for alarms.
     pub max_pending: usize,
     /// UDP datagrams waiting to be handled, per lane (alarms and the rest first, heartbeats and
     /// info after); past it a datagram is answered 503 at the socket, unparsed.

@@ -100,6 +100,7 @@ impl SipServer {
             clock,
             state: Mutex::new(State::new(cfg)),
             pending: Arc::new(Semaphore::new(cfg.max_pending)),
+            telemetry_pending: Arc::new(Semaphore::new((cfg.max_pending / 2).max(1))),
             connections: Arc::new(Semaphore::new(cfg.max_connections)),
             unauthenticated: Arc::new(Semaphore::new((cfg.max_connections / 2).max(1))),
             intake: CancellationToken::new(),
@@ -107,6 +108,7 @@ impl SipServer {
             tracker: TaskTracker::new(),
             unsent: AtomicUsize::new(0),
             deciding: AtomicUsize::new(0),
+            first_deciding: AtomicUsize::new(0),
             metrics: Metrics::new(),
         });
         if let (Some(u), Some(a)) = (udp, listen.udp) {

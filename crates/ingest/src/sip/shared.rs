@@ -7,11 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use metrics::{Counter, Gauge};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vaka_core::DeviceKey;
 use vaka_router::{Clock, LiveDirectory, Router};
+use vaka_scaip::triage::Triage;
 use vaka_scaip::{DigestAlgorithm, NonceCounter, NonceIssuer, ServerTransactions};
 
 use super::registrar::Registrar;
@@ -92,6 +93,10 @@ pub(crate) struct Shared {
     pub state: Mutex<State>,
     /// SCAIP requests being answered (invariant 6).
     pub pending: Arc<Semaphore>,
+    /// Heartbeats and info being answered: at most half of `pending`. An answer holds its place
+    /// until the device confirms its `<mrs>` (up to 32 s over UDP), so without this a flood of
+    /// telemetry from slow devices took every place and alarms were told busy (invariant 9).
+    pub telemetry_pending: Arc<Semaphore>,
     /// TCP + TLS connections.
     pub connections: Arc<Semaphore>,
     /// The share of `connections` open to peers that have not authenticated a request yet
@@ -107,10 +112,29 @@ pub(crate) struct Shared {
     /// Answers still deciding (parsing the `<mrq>`, waiting for the router): the work in
     /// flight that the UDP telemetry lane waits for (`udp_lanes`).
     pub deciding: AtomicUsize,
+    /// Of those, the ones that go first (alarms, resets: all but heartbeats and info): while
+    /// any is deciding, the UDP telemetry lane is not taken at all (`udp_lanes`), so no
+    /// heartbeat's digest, transaction or commit competes with an alarm for a core.
+    pub first_deciding: AtomicUsize,
     pub metrics: Metrics,
 }
 
 impl Shared {
+    /// A place among the answers underway for a request in `lane`, or `None`: busy.
+    /// Telemetry also needs one of the telemetry's places, so alarms always find half of
+    /// `max_pending` free of it.
+    pub fn admit(&self, lane: Triage) -> Option<Admitted> {
+        let telemetry = match lane {
+            Triage::Telemetry => Some(self.telemetry_pending.clone().try_acquire_owned().ok()?),
+            Triage::First => None,
+        };
+        let pending = self.pending.clone().try_acquire_owned().ok()?;
+        Some(Admitted {
+            _pending: pending,
+            _telemetry: telemetry,
+        })
+    }
+
     pub fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the tables inconsistent in a way that
         // matters more than refusing all traffic would; keep serving.
@@ -236,20 +260,32 @@ impl Unsent {
     }
 }
 
-/// Counts an answer while it decides.
-pub(crate) struct Deciding(Arc<Shared>);
+/// Counts an answer while it decides (and, if it goes first, among those that go first).
+pub(crate) struct Deciding(Arc<Shared>, Triage);
 
 impl Deciding {
-    pub fn new(sh: &Arc<Shared>) -> Deciding {
+    pub fn new(sh: &Arc<Shared>, lane: Triage) -> Deciding {
         sh.deciding.fetch_add(1, Ordering::AcqRel);
-        Deciding(sh.clone())
+        if lane == Triage::First {
+            sh.first_deciding.fetch_add(1, Ordering::AcqRel);
+        }
+        Deciding(sh.clone(), lane)
     }
 }
 
 impl Drop for Deciding {
     fn drop(&mut self) {
         self.0.deciding.fetch_sub(1, Ordering::AcqRel);
+        if self.1 == Triage::First {
+            self.0.first_deciding.fetch_sub(1, Ordering::AcqRel);
+        }
     }
+}
+
+/// An answer's place among those underway, given back when dropped.
+pub(crate) struct Admitted {
+    _pending: OwnedSemaphorePermit,
+    _telemetry: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Unsent {

@@ -3,7 +3,8 @@
 //! (`vaka_scaip::triage`: heartbeats and info are telemetry, the rest goes first) and queues it
 //! in its lane, so the kernel's queue does not overflow while parsing, digests and
 //! transactions run elsewhere. One task handles the lanes, the first before telemetry, and
-//! telemetry only while few answers are deciding ([`TELEMETRY_WHILE_DECIDING_BELOW`]). A full
+//! telemetry only while nothing of the first lane (alarms, resets) is deciding and few answers are
+//! ([`TELEMETRY_WHILE_DECIDING_BELOW`]). A full
 //! lane sheds at the reader: the datagram goes to a small refusal queue whose task reads only
 //! its headers and answers `503 Service Unavailable` (busy, RFC 3261 §21.5.4) as a stranger's
 //! response (its source's unauthenticated budget, never larger than the request); a full
@@ -162,10 +163,11 @@ async fn handle(
     mut first: mpsc::Receiver<Datagram>,
     mut telemetry: mpsc::Receiver<Datagram>,
 ) {
-    let deciding = || sh.deciding.load(std::sync::atomic::Ordering::Acquire);
+    let load = |n: &std::sync::atomic::AtomicUsize| n.load(std::sync::atomic::Ordering::Acquire);
     let mut open = (true, true);
     while open.0 || open.1 {
-        let room = deciding() < TELEMETRY_WHILE_DECIDING_BELOW;
+        let room =
+            load(&sh.first_deciding) == 0 && load(&sh.deciding) < TELEMETRY_WHILE_DECIDING_BELOW;
         let (is_first, d) = tokio::select! {
             biased;
             r = first.recv(), if open.0 => (true, r),
