@@ -282,6 +282,47 @@ impl InputLog {
         })
     }
 
+    /// One pull of up to `want` messages, appended to `out`; `remaining` follows what the
+    /// server says is left.
+    async fn fetch(
+        &self,
+        consumer: &async_nats::jetstream::consumer::Consumer<pull::Config>,
+        partition: Partition,
+        want: usize,
+        out: &mut Vec<Input>,
+        remaining: &mut u64,
+    ) -> Result<(), async_nats::Error> {
+        let mut batch = consumer
+            .batch()
+            .max_messages(want)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await?;
+        while let Some(m) = batch.next().await {
+            let m = m?;
+            let info = m.info()?;
+            let (sequence, pending) = (info.stream_sequence, info.pending);
+            *remaining = pending;
+            // A pull retried after an interruption never hands back what was delivered, but
+            // order is what every caller relies on: keep it strictly increasing.
+            if out.last().is_some_and(|l| l.sequence >= sequence) {
+                continue;
+            }
+            let msg_id = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.as_str().to_owned());
+            out.push(Input {
+                partition,
+                sequence,
+                msg_id,
+                bytes: m.payload.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Up to `max` inputs of a partition from sequence `from` on, in stream order, as far as the
     /// stream holds them now (an empty answer: caught up). For a standby applying a partition
     /// and for catch-up after a restart: call again from the last sequence + 1.
@@ -311,33 +352,27 @@ impl InputLog {
             })
             .await
             .map_err(|e| err(&e))?;
-        let mut out = Vec::new();
-        while out.len() < max {
-            let want = (max - out.len()).min(1_000);
-            let mut batch = consumer
-                .fetch()
-                .max_messages(want)
-                .messages()
+        // The consumer counts what the partition holds from `from` on; each message says how
+        // many are left after it. Reading until that is 0 (not until a fetch comes back empty,
+        // which a consumer on a cluster that just changed leaders does early) gets them all.
+        let mut remaining = consumer.cached_info().num_pending;
+        let mut out: Vec<Input> = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while out.len() < max && remaining > 0 {
+            let want = (max - out.len()).min(1_000).min(remaining as usize);
+            match self
+                .fetch(&consumer, partition, want, &mut out, &mut remaining)
                 .await
-                .map_err(|e| err(&e))?;
-            let before = out.len();
-            while let Some(m) = batch.next().await {
-                let m = m.map_err(|e| err(&e))?;
-                let sequence = m.info().map_err(|e| err(&e))?.stream_sequence;
-                let msg_id = m
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get("Nats-Msg-Id"))
-                    .map(|v| v.as_str().to_owned());
-                out.push(Input {
-                    partition,
-                    sequence,
-                    msg_id,
-                    bytes: m.payload.clone(),
-                });
-            }
-            if out.len() == before {
-                break;
+            {
+                Ok(()) => {}
+                // A consumer just created on another server is not reachable through this
+                // one until its interest has crossed the routes (503, no responders), and a
+                // leader change interrupts a pull: both pass, so try again for a while.
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(partition = %partition, error = %e, "read interrupted; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(err(&e)),
             }
         }
         let name = consumer.cached_info().name.clone();

@@ -9,9 +9,10 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, Store, UpdateErrorKind};
+use async_nats::jetstream::kv::{self, Operation, Store, UpdateErrorKind};
 use async_nats::jetstream::stream::StorageType;
 use async_nats::jetstream::Context;
+use async_nats::jetstream::ErrorCode;
 use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
@@ -75,11 +76,32 @@ impl Lease {
 pub enum Acquired {
     Won(Lease),
     /// Someone holds it (possibly this node's previous run: it is not taken back before it
-    /// expires, since two processes with one node id would otherwise both own it).
+    /// expires, since two processes with one node id would otherwise both own it). `owner` is
+    /// `None` when the replica read could not say who (it had not seen the write yet).
     HeldBy {
-        owner: String,
+        owner: Option<String>,
         revision: u64,
     },
+}
+
+/// A write refused because the key's revision was not the one given: someone else wrote it.
+/// The server answers 10071 when the check fails against stored data and 10164 when it fails
+/// against a write still being replicated (a concurrent claim); the client names only the
+/// first, so the error chain is searched for either code.
+fn is_revision_conflict(e: &kv::UpdateError) -> bool {
+    if e.kind() == UpdateErrorKind::WrongLastRevision {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(js) = err.downcast_ref::<async_nats::jetstream::Error>() {
+            let code = js.error_code();
+            return code == ErrorCode::STREAM_WRONG_LAST_SEQUENCE
+                || code == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT;
+        }
+        source = err.source();
+    }
+    false
 }
 
 #[derive(Clone)]
@@ -151,36 +173,60 @@ impl LeaseBucket {
         self.ttl
     }
 
-    /// Takes the partition if nobody holds it (never held, released, or expired).
+    /// Takes the partition if nobody holds it (never held, released, or expired). Every path
+    /// is a write checked by the stream's leader, so two nodes asking at once cannot both win.
     pub async fn acquire(&self, partition: Partition) -> Result<Acquired, LeaseError> {
-        let sent = Instant::now();
         let key = partition.lease_key();
-        match self
-            .kv
-            .create(&key, Bytes::from(self.node_id.clone()))
-            .await
-        {
-            Ok(revision) => Ok(Acquired::Won(Lease {
-                partition,
-                epoch: revision,
-                revision,
-                written_at: sent,
-                ttl: self.ttl,
-            })),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
-                match self.holder(partition).await? {
-                    Some((owner, revision)) => Ok(Acquired::HeldBy { owner, revision }),
-                    // Expired or released between the two requests: the caller tries again.
-                    None => Ok(Acquired::HeldBy {
-                        owner: String::new(),
-                        revision: 0,
+        let unavailable = |e: &dyn std::fmt::Display| LeaseError::Unavailable {
+            partition,
+            problem: e.to_string(),
+        };
+        let sent = Instant::now();
+        // Revision 0: only if the key has no entry at all (never written, or expired).
+        let refused = match self.kv.update(&key, self.value(), 0).await {
+            Ok(revision) => return Ok(Acquired::Won(self.lease(partition, revision, sent))),
+            Err(e) if is_revision_conflict(&e) => e,
+            Err(e) => return Err(unavailable(&e)),
+        };
+        let entry = self.kv.entry(&key).await.map_err(|e| unavailable(&e))?;
+        match entry {
+            Some(e) if e.operation == Operation::Put => Ok(Acquired::HeldBy {
+                owner: Some(String::from_utf8_lossy(&e.value).into_owned()),
+                revision: e.revision,
+            }),
+            // Released: the delete marker's revision is the one to claim against.
+            Some(e) => {
+                let sent = Instant::now();
+                match self.kv.update(&key, self.value(), e.revision).await {
+                    Ok(revision) => Ok(Acquired::Won(self.lease(partition, revision, sent))),
+                    Err(err) if is_revision_conflict(&err) => Ok(Acquired::HeldBy {
+                        owner: None,
+                        revision: e.revision,
                     }),
+                    Err(err) => Err(unavailable(&err)),
                 }
             }
-            Err(e) => Err(LeaseError::Unavailable {
-                partition,
-                problem: e.to_string(),
-            }),
+            None => {
+                tracing::debug!(partition = %partition, error = %refused, "lease claimed elsewhere, not yet readable here");
+                Ok(Acquired::HeldBy {
+                    owner: None,
+                    revision: 0,
+                })
+            }
+        }
+    }
+
+    fn value(&self) -> Bytes {
+        Bytes::from(self.node_id.clone())
+    }
+
+    fn lease(&self, partition: Partition, revision: u64, sent: Instant) -> Lease {
+        Lease {
+            partition,
+            epoch: revision,
+            revision,
+            written_at: sent,
+            ttl: self.ttl,
         }
     }
 
@@ -206,11 +252,7 @@ impl LeaseBucket {
         let sent = Instant::now();
         match self
             .kv
-            .update(
-                lease.partition.lease_key(),
-                Bytes::from(self.node_id.clone()),
-                lease.revision,
-            )
+            .update(lease.partition.lease_key(), self.value(), lease.revision)
             .await
         {
             Ok(revision) => {
@@ -218,7 +260,7 @@ impl LeaseBucket {
                 lease.written_at = sent;
                 Ok(())
             }
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Err(LeaseError::Lost {
+            Err(e) if is_revision_conflict(&e) => Err(LeaseError::Lost {
                 partition: lease.partition,
                 epoch: lease.epoch,
                 why: format!(

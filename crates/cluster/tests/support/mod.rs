@@ -120,19 +120,20 @@ impl Cluster {
     /// Three servers routed to each other, every one with `sync_interval: always`; returns when
     /// JetStream has a meta leader.
     pub fn start3() -> Cluster {
-        let c = Cluster::spawn(3, &[true, true, true]);
+        let c = Cluster::spawn(&["s0", "s1", "s2"], &[true, true, true]);
         c.wait_for_meta_leader();
         c
     }
 
     /// One server alone, with or without `sync_interval: always` (for the substrate check).
-    pub fn single(sync_always: bool) -> Cluster {
-        let c = Cluster::spawn(1, &[sync_always]);
+    pub fn single(name: &str, sync_always: bool) -> Cluster {
+        let c = Cluster::spawn(&[name], &[sync_always]);
         c.wait_for_monitoring(0);
         c
     }
 
-    fn spawn(n: usize, sync_always: &[bool]) -> Cluster {
+    fn spawn(names: &[&str], sync_always: &[bool]) -> Cluster {
+        let n = names.len();
         let dir = tempfile::Builder::new()
             .prefix("vaka-nats-")
             .tempdir()
@@ -150,8 +151,9 @@ impl Cluster {
                 ""
             };
             let mut conf = format!(
-                "server_name: s{i}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\n\
+                "server_name: {}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\n\
                  jetstream {{ store_dir: \"{}\"{sync} }}\n",
+                names[i],
                 client[i],
                 monitor[i],
                 d.join("js").display()
@@ -170,7 +172,7 @@ impl Cluster {
             let conf_path = d.join("server.conf");
             std::fs::write(&conf_path, conf).unwrap();
             let mut s = Server {
-                name: format!("s{i}"),
+                name: names[i].to_owned(),
                 client_port: client[i],
                 monitor_port: monitor[i],
                 dir: d,
@@ -213,9 +215,11 @@ impl Cluster {
     }
 
     fn wait_for_monitoring(&self, i: usize) {
-        poll_blocking(Duration::from_secs(20), &format!("{} monitoring", self.servers[i].name), || {
-            self.jsz(i).is_some()
-        });
+        poll_blocking(
+            Duration::from_secs(20),
+            &format!("{} monitoring", self.servers[i].name),
+            || self.jsz(i).is_some(),
+        );
     }
 
     /// Every running server knows the same meta leader: the cluster can place R3 streams.
@@ -268,7 +272,9 @@ pub async fn eventually<T, E: std::fmt::Display, F: Future<Output = Result<T, E>
     loop {
         match f().await {
             Ok(v) => return v,
-            Err(e) if Instant::now() >= end => panic!("{what}: still failing after {timeout:?}: {e}"),
+            Err(e) if Instant::now() >= end => {
+                panic!("{what}: still failing after {timeout:?}: {e}")
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
