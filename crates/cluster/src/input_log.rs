@@ -20,6 +20,10 @@ use crate::substrate::{check_stream_config, SubstrateError};
 
 pub const INPUT_STREAM: &str = "VAKA_IN";
 
+/// The header an owner stamps its lease epoch in, so that appends made by two nodes that both
+/// believed they owned a partition can be told apart when read.
+pub const EPOCH_HEADER: &str = "Vaka-Epoch";
+
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error(transparent)]
@@ -61,6 +65,8 @@ pub struct Input {
     pub sequence: u64,
     /// The `Nats-Msg-Id` it was appended with.
     pub msg_id: Option<String>,
+    /// The lease epoch of the owner that appended it, if an owner did.
+    pub epoch: Option<u64>,
     pub bytes: Bytes,
 }
 
@@ -211,8 +217,26 @@ impl InputLog {
         bytes: Bytes,
     ) -> Result<PendingAppend, LogError> {
         check_key(idempotency_key)?;
-        self.send(partition, idempotency_key.to_owned(), bytes)
+        self.send(partition, idempotency_key.to_owned(), bytes, None)
             .await
+    }
+
+    /// [`Self::send_alarm`] for the owner of the partition, stamped with its lease's epoch
+    /// (deadline expiries and other inputs only the owner appends).
+    pub async fn send_as_owner(
+        &self,
+        lease: &crate::lease::Lease,
+        idempotency_key: &str,
+        bytes: Bytes,
+    ) -> Result<PendingAppend, LogError> {
+        check_key(idempotency_key)?;
+        self.send(
+            lease.partition,
+            idempotency_key.to_owned(),
+            bytes,
+            Some(lease.epoch),
+        )
+        .await
     }
 
     /// [`Self::send_alarm`] and its acknowledgement.
@@ -239,7 +263,7 @@ impl InputLog {
     ) -> Result<PendingAppend, LogError> {
         check_key(first_key)?;
         check_key(last_key)?;
-        self.send(partition, batch_msg_id(first_key, last_key), bytes)
+        self.send(partition, batch_msg_id(first_key, last_key), bytes, None)
             .await
     }
 
@@ -262,10 +286,14 @@ impl InputLog {
         partition: Partition,
         msg_id: String,
         bytes: Bytes,
+        epoch: Option<u64>,
     ) -> Result<PendingAppend, LogError> {
-        let publish = PublishMessage::build()
+        let mut publish = PublishMessage::build()
             .payload(bytes)
             .message_id(msg_id.as_str());
+        if let Some(epoch) = epoch {
+            publish = publish.header(EPOCH_HEADER, epoch.to_string().as_str());
+        }
         let ack = self
             .js
             .send_publish(partition.input_subject(), publish)
@@ -308,15 +336,19 @@ impl InputLog {
             if out.last().is_some_and(|l| l.sequence >= sequence) {
                 continue;
             }
-            let msg_id = m
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Msg-Id"))
-                .map(|v| v.as_str().to_owned());
+            let header = |name: &str| {
+                m.headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.as_str().to_owned())
+            };
+            let msg_id = header("Nats-Msg-Id");
+            let epoch = header(EPOCH_HEADER).and_then(|e| e.parse().ok());
             out.push(Input {
                 partition,
                 sequence,
                 msg_id,
+                epoch,
                 bytes: m.payload.clone(),
             });
         }

@@ -109,6 +109,22 @@ async fn an_alarm_appended_twice_is_stored_once_and_pipelined_appends_keep_order
     assert_eq!(stored[0].msg_id.as_deref(), Some(key));
     assert_eq!(&stored[0].bytes[..], b"alarm one");
 
+    // A telemetry batch is keyed by its first and last keys: sent again, stored once.
+    let batch = Bytes::from_static(b"64 events");
+    let one = log
+        .append_batch(p, "t1/dev-1/1", "t1/dev-1/64", batch.clone())
+        .await
+        .unwrap();
+    let two = log
+        .append_batch(p, "t1/dev-1/1", "t1/dev-1/64", batch.clone())
+        .await
+        .unwrap();
+    assert!(!one.duplicate && two.duplicate && two.sequence == one.sequence);
+    let stored = log.read(p, first.sequence + 1, 100).await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].msg_id.as_deref(), Some("t1/dev-1/1 t1/dev-1/64"));
+    assert_eq!(stored[0].bytes, batch);
+
     // 1,000 appends over four partitions, all sent before any acknowledgement is awaited.
     let parts = [Partition(1), Partition(2), Partition(3), Partition(4)];
     let mut pending = Vec::new();
@@ -210,6 +226,30 @@ async fn one_node_owns_a_partition_and_a_paused_owner_loses_it_to_a_higher_epoch
         new.epoch,
         old.epoch
     );
+    // What each owner appends carries its epoch: the old owner's late append is told apart.
+    let log = eventually(SETTLE, "open VAKA_IN", || {
+        InputLog::open(js_a.clone(), WINDOW)
+    })
+    .await;
+    let body = Bytes::from_static(b"expiry");
+    for (lease, key) in [(&old, "late-expiry"), (&new, "expiry")] {
+        eventually(SETTLE, "append as owner", || async {
+            log.send_as_owner(lease, key, body.clone())
+                .await?
+                .acknowledged()
+                .await
+        })
+        .await;
+    }
+    let stamped: Vec<Option<u64>> = log
+        .read(p, 1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.epoch)
+        .collect();
+    assert_eq!(stamped, vec![Some(old.epoch), Some(new.epoch)]);
+
     let lost = owner.renew(&mut old).await.unwrap_err();
     assert!(
         matches!(lost, vaka_cluster::LeaseError::Lost { .. }),
