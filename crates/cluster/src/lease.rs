@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, Operation, Store, UpdateErrorKind};
-use async_nats::jetstream::stream::StorageType;
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, StorageType};
 use async_nats::jetstream::Context;
 use async_nats::jetstream::ErrorCode;
 use bytes::Bytes;
@@ -77,11 +77,17 @@ pub enum Acquired {
     Won(Lease),
     /// Someone holds it (possibly this node's previous run: it is not taken back before it
     /// expires, since two processes with one node id would otherwise both own it). `owner` is
-    /// `None` when the replica read could not say who (it had not seen the write yet).
+    /// `None` when the key changed between the refused claim and the read of who holds it.
     HeldBy {
         owner: Option<String>,
         revision: u64,
     },
+}
+
+struct LastWrite {
+    owner: String,
+    revision: u64,
+    operation: Operation,
 }
 
 /// A write refused because the key's revision was not the one given: someone else wrote it.
@@ -188,31 +194,62 @@ impl LeaseBucket {
             Err(e) if is_revision_conflict(&e) => e,
             Err(e) => return Err(unavailable(&e)),
         };
-        let entry = self.kv.entry(&key).await.map_err(|e| unavailable(&e))?;
-        match entry {
-            Some(e) if e.operation == Operation::Put => Ok(Acquired::HeldBy {
-                owner: Some(String::from_utf8_lossy(&e.value).into_owned()),
-                revision: e.revision,
+        match self.last_write(partition).await? {
+            Some(w) if w.operation == Operation::Put => Ok(Acquired::HeldBy {
+                owner: Some(w.owner),
+                revision: w.revision,
             }),
             // Released: the delete marker's revision is the one to claim against.
-            Some(e) => {
+            Some(w) => {
                 let sent = Instant::now();
-                match self.kv.update(&key, self.value(), e.revision).await {
+                match self.kv.update(&key, self.value(), w.revision).await {
                     Ok(revision) => Ok(Acquired::Won(self.lease(partition, revision, sent))),
                     Err(err) if is_revision_conflict(&err) => Ok(Acquired::HeldBy {
                         owner: None,
-                        revision: e.revision,
+                        revision: w.revision,
                     }),
                     Err(err) => Err(unavailable(&err)),
                 }
             }
+            // Expired between the two requests: free, the caller tries again.
             None => {
-                tracing::debug!(partition = %partition, error = %refused, "lease claimed elsewhere, not yet readable here");
+                tracing::debug!(partition = %partition, error = %refused, "lease entry gone between claim and read");
                 Ok(Acquired::HeldBy {
                     owner: None,
                     revision: 0,
                 })
             }
+        }
+    }
+
+    /// The key's last write as the stream's leader has it. Not the KV's direct get: that may
+    /// answer from a replica behind the leader, which right after a release still shows the
+    /// released lease as held.
+    async fn last_write(&self, partition: Partition) -> Result<Option<LastWrite>, LeaseError> {
+        let subject = format!("{}{}", self.kv.prefix, partition.lease_key());
+        match self
+            .kv
+            .stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+        {
+            Ok(m) => {
+                let operation = match m.headers.get("KV-Operation").map(|v| v.as_str()) {
+                    Some("DEL") => Operation::Delete,
+                    Some("PURGE") => Operation::Purge,
+                    _ => Operation::Put,
+                };
+                Ok(Some(LastWrite {
+                    owner: String::from_utf8_lossy(&m.payload).into_owned(),
+                    revision: m.sequence,
+                    operation,
+                }))
+            }
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(LeaseError::Unavailable {
+                partition,
+                problem: e.to_string(),
+            }),
         }
     }
 
@@ -230,20 +267,13 @@ impl LeaseBucket {
         }
     }
 
-    /// Who holds the partition now, and at which revision (as a replica sees it).
+    /// Who holds the partition now, and at which revision (as the stream's leader has it).
     pub async fn holder(&self, partition: Partition) -> Result<Option<(String, u64)>, LeaseError> {
-        let entry =
-            self.kv
-                .entry(partition.lease_key())
-                .await
-                .map_err(|e| LeaseError::Unavailable {
-                    partition,
-                    problem: e.to_string(),
-                })?;
-        Ok(entry.and_then(|e| match e.operation {
-            Operation::Put => Some((String::from_utf8_lossy(&e.value).into_owned(), e.revision)),
-            Operation::Delete | Operation::Purge => None,
-        }))
+        Ok(self
+            .last_write(partition)
+            .await?
+            .filter(|w| w.operation == Operation::Put)
+            .map(|w| (w.owner, w.revision)))
     }
 
     /// Extends the lease by a TTL. Fails as [`LeaseError::Lost`] if anyone wrote the key since
