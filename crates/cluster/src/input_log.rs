@@ -8,7 +8,8 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{
-    Config as StreamConfig, PersistenceMode, RetentionPolicy, StorageType, Stream,
+    Config as StreamConfig, LastRawMessageErrorKind, PersistenceMode, RetentionPolicy, StorageType,
+    Stream,
 };
 use async_nats::jetstream::Context;
 use bytes::Bytes;
@@ -310,27 +311,18 @@ impl InputLog {
         })
     }
 
-    /// One pull of up to `want` messages, appended to `out`; `remaining` follows what the
-    /// server says is left.
+    /// What one pull brings (without waiting for more), appended to `out`.
     async fn fetch(
         &self,
         consumer: &async_nats::jetstream::consumer::Consumer<pull::Config>,
         partition: Partition,
         want: usize,
         out: &mut Vec<Input>,
-        remaining: &mut u64,
     ) -> Result<(), async_nats::Error> {
-        let mut batch = consumer
-            .batch()
-            .max_messages(want)
-            .expires(Duration::from_secs(1))
-            .messages()
-            .await?;
+        let mut batch = consumer.fetch().max_messages(want).messages().await?;
         while let Some(m) = batch.next().await {
             let m = m?;
-            let info = m.info()?;
-            let (sequence, pending) = (info.stream_sequence, info.pending);
-            *remaining = pending;
+            let sequence = m.info()?.stream_sequence;
             // A pull retried after an interruption never hands back what was delivered, but
             // order is what every caller relies on: keep it strictly increasing.
             if out.last().is_some_and(|l| l.sequence >= sequence) {
@@ -355,9 +347,25 @@ impl InputLog {
         Ok(())
     }
 
-    /// Up to `max` inputs of a partition from sequence `from` on, in stream order, as far as the
-    /// stream holds them now (an empty answer: caught up). For a standby applying a partition
-    /// and for catch-up after a restart: call again from the last sequence + 1.
+    /// The partition's last sequence as the stream's leader has it (0: none).
+    async fn last_sequence(&self, partition: Partition) -> Result<u64, LogError> {
+        match self
+            .stream
+            .get_last_raw_message_by_subject(&partition.input_subject())
+            .await
+        {
+            Ok(m) => Ok(m.sequence),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+            Err(e) => Err(LogError::Stream(format!(
+                "read partition {partition}: last sequence: {e}"
+            ))),
+        }
+    }
+
+    /// Up to `max` inputs of a partition from sequence `from` on, in stream order: everything
+    /// the stream had acknowledged for it when called, and perhaps some newer (an empty answer:
+    /// caught up). For a standby applying a partition and for catch-up after a restart: call
+    /// again from the last sequence + 1.
     pub async fn read(
         &self,
         partition: Partition,
@@ -367,50 +375,83 @@ impl InputLog {
         let err = |e: &dyn std::fmt::Display| {
             LogError::Stream(format!("read partition {partition}: {e}"))
         };
+        // A cluster under load or changing leaders fails API requests for a moment: each step
+        // is retried until it has made no progress for `stall`.
+        let stall = Duration::from_secs(10);
+        let mut deadline = tokio::time::Instant::now() + stall;
+        // The target comes from the leader. The consumer below may live on a replica that is
+        // still behind it, so what the consumer says is pending, or a pull coming back empty,
+        // does not mean everything was read.
+        let target = retrying(deadline, || self.last_sequence(partition)).await?;
+        if target < from || max == 0 {
+            return Ok(Vec::new());
+        }
         // An ephemeral consumer of its own: nothing to acknowledge, nothing kept on disk, gone
         // when deleted below or, if this task dies, after the inactivity threshold.
-        let consumer = self
-            .stream
-            .create_consumer(pull::Config {
-                filter_subject: partition.input_subject(),
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: from.max(1),
-                },
-                ack_policy: AckPolicy::None,
-                inactive_threshold: Duration::from_secs(30),
-                num_replicas: 1,
-                memory_storage: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| err(&e))?;
-        // The consumer counts what the partition holds from `from` on; each message says how
-        // many are left after it. Reading until that is 0 (not until a fetch comes back empty,
-        // which a consumer on a cluster that just changed leaders does early) gets them all.
-        let mut remaining = consumer.cached_info().num_pending;
-        let mut out: Vec<Input> = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while out.len() < max && remaining > 0 {
-            let want = (max - out.len()).min(1_000).min(remaining as usize);
-            match self
-                .fetch(&consumer, partition, want, &mut out, &mut remaining)
+        let config = pull::Config {
+            filter_subject: partition.input_subject(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from.max(1),
+            },
+            ack_policy: AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            num_replicas: 1,
+            memory_storage: true,
+            ..Default::default()
+        };
+        let consumer = retrying(deadline, || async {
+            self.stream
+                .create_consumer(config.clone())
                 .await
-            {
-                Ok(()) => {}
-                // A consumer just created on another server is not reachable through this
-                // one until its interest has crossed the routes (503, no responders), and a
-                // leader change interrupts a pull: both pass, so try again for a while.
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::debug!(partition = %partition, error = %e, "read interrupted; retrying");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => return Err(err(&e)),
+                .map_err(|e| err(&format!("consumer: {e}")))
+        })
+        .await?;
+        let mut out: Vec<Input> = Vec::new();
+        deadline = tokio::time::Instant::now() + stall;
+        while out.len() < max && out.last().is_none_or(|l| l.sequence < target) {
+            let want = (max - out.len()).min(1_000);
+            let before = out.len();
+            let pulled = self.fetch(&consumer, partition, want, &mut out).await;
+            if out.len() > before {
+                deadline = tokio::time::Instant::now() + stall;
+                continue;
             }
+            // Nothing came: a replica catching up, a consumer not yet reachable through this
+            // server (its interest still crossing the routes: 503), or a leader change. All
+            // pass; a read that makes no progress for 10 s fails.
+            if tokio::time::Instant::now() >= deadline {
+                let why = match pulled {
+                    Err(e) => e.to_string(),
+                    Ok(()) => format!(
+                        "stuck below sequence {target} at {:?}",
+                        out.last().map(|l| l.sequence)
+                    ),
+                };
+                return Err(err(&why));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let name = consumer.cached_info().name.clone();
         // Best effort: the inactivity threshold removes it anyway.
         let _ = self.stream.delete_consumer(&name).await;
         Ok(out)
+    }
+}
+
+/// `f` again and again (50 ms apart) until it succeeds or `deadline` passes; then its error.
+async fn retrying<T, F: std::future::Future<Output = Result<T, LogError>>>(
+    deadline: tokio::time::Instant,
+    mut f: impl FnMut() -> F,
+) -> Result<T, LogError> {
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "stream request failed; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

@@ -341,7 +341,20 @@ impl LeaseBucket {
                     let _ = state_tx.send(LeaseState::Lost { why });
                     return None;
                 }
-                match bucket.renew(&mut lease).await {
+                // A renewal still unanswered when the lease runs out cannot be counted on: the
+                // owner must not go on speaking while it waits (the request timeout is longer).
+                let renewed =
+                    match tokio::time::timeout_at(lease.valid_until(), bucket.renew(&mut lease))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(LeaseError::Lost {
+                            partition: lease.partition,
+                            epoch: lease.epoch,
+                            why: "the TTL ran out while a renewal was unanswered".into(),
+                        }),
+                    };
+                match renewed {
                     Ok(()) => next = Instant::now() + every,
                     Err(LeaseError::Lost { why, .. }) => {
                         report_lost(&lease, &why);

@@ -183,6 +183,10 @@ async fn one_node_owns_a_partition_and_a_paused_owner_loses_it_to_a_higher_epoch
     })
     .await;
 
+    // The bucket's stream answers once its leader is elected.
+    eventually(SETTLE, "lease bucket answering", || a.holder(Partition(0))).await;
+    eventually(SETTLE, "lease bucket answering", || b.holder(Partition(0))).await;
+
     // Both ask at once, for several partitions: exactly one wins each.
     let mut held = Vec::new();
     for p in (10..16).map(Partition) {
@@ -293,6 +297,46 @@ async fn one_node_owns_a_partition_and_a_paused_owner_loses_it_to_a_higher_epoch
     .await
     .expect("the stalled renewer reports the loss")
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_cut_off_from_every_server_hears_of_the_loss_within_the_ttl() {
+    let c = Cluster::start3();
+    let ttl = Duration::from_millis(1_500);
+    let js = c.js().await;
+    let bucket = eventually(SETTLE, "lease bucket", || {
+        LeaseBucket::open(&js, "node-a", ttl)
+    })
+    .await;
+    let lease = match eventually(SETTLE, "acquire", || bucket.acquire(Partition(3))).await {
+        Acquired::Won(l) => l,
+        other => panic!("{other:?}"),
+    };
+    let renewer = bucket.keep(lease, ttl / 4);
+    let mut state = renewer.state();
+    // Renewals go through for a while...
+    tokio::time::sleep(ttl).await;
+    assert!(matches!(*state.borrow(), LeaseState::Held { .. }));
+    // ...then every server hangs: renewals get no answer (the request timeout is 10 s), and
+    // the owner must stop speaking when its last acknowledged renewal's TTL runs out.
+    for s in &c.servers {
+        s.pause();
+    }
+    let hung = Instant::now();
+    let lost = tokio::time::timeout(
+        Duration::from_secs(8),
+        state.wait_for(|s| matches!(s, LeaseState::Lost { .. })),
+    )
+    .await;
+    for s in &c.servers {
+        s.resume();
+    }
+    lost.expect("loss reported while the servers hang").unwrap();
+    assert!(
+        hung.elapsed() <= ttl,
+        "loss reported {:?} after the servers hung",
+        hung.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

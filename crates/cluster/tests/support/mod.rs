@@ -94,6 +94,26 @@ impl Server {
         }
     }
 
+    /// SIGSTOP / SIGCONT: the process is there but answers nothing (a hung machine).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .arg(sig)
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
     pub fn running(&self) -> bool {
         self.child.is_some()
     }
@@ -111,6 +131,7 @@ pub struct Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for s in &mut self.servers {
+            // SIGKILL ends a stopped process too; nothing to resume.
             s.kill9();
         }
     }
