@@ -99,3 +99,11 @@ if ! "$nats_server" --version 2>/dev/null | grep -q "v2\.1[5-9]"; then
     exit 1
   fi
 fi
+# They pause servers with SIGSTOP through the kill program (procps; not in slim images).
+if [ ! -x /usr/bin/kill ] && [ ! -x /bin/kill ]; then
+  echo "install-deps: installing procps"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq procps >/dev/null
+fi
