@@ -82,7 +82,9 @@ pub struct PendingAppend {
 
 impl PendingAppend {
     /// Waits for the stream's acknowledgement: after `Ok` the input is stored on a majority of
-    /// the servers, each of which synced it (`sync_interval: always`, checked at start).
+    /// the servers, each of which synced it (`sync_interval: always`, checked at start). The
+    /// context's timeout runs from when this is awaited, not from the send: await many pending
+    /// appends together (join_all, FuturesUnordered), or 50 lost acks cost 50 timeouts in a row.
     pub async fn acknowledged(self) -> Result<Appended, LogError> {
         let ack = self.ack.await.map_err(|e| LogError::Unacknowledged {
             partition: self.partition,
