@@ -14,6 +14,7 @@ use vaka_scaip::scaip::{Mrs, Snu};
 use vaka_scaip::SipMessage;
 
 const ALARM: &str = "<stc>0010</stc><pri>5</pri>";
+const HEARTBEAT: &str = "<mty>PI</mty>";
 const FLOOD: usize = 20_000;
 
 /// What the flooding device was told, by the reference of each of its messages.
@@ -123,13 +124,13 @@ async fn a_heartbeat_flood_is_told_busy_at_the_socket_while_alarms_pass() {
     let mut flood = UdpDevice::new(env.udp(), TRACKER, PASSWORD).await;
     assert_eq!(
         flood
-            .authenticated("f-auth", &mrq("FA", TRACKER, "<mty>PI</mty>"))
+            .authenticated("f-auth", &mrq("FA", TRACKER, HEARTBEAT))
             .await,
         200
     );
     let datagrams: Vec<Vec<u8>> = (0..FLOOD)
         .map(|i| {
-            let body = mrq(&format!("F{i}"), TRACKER, "<mty>PI</mty>");
+            let body = mrq(&format!("F{i}"), TRACKER, HEARTBEAT);
             flood.message(&format!("f{i}"), &body).to_bytes()
         })
         .collect();
@@ -207,26 +208,26 @@ async fn a_heartbeat_flood_is_told_busy_at_the_socket_while_alarms_pass() {
     env.stop().await;
 }
 
+/// An alarming device and a heartbeating one, both challenged and each with one message
+/// stored; then the store is held at its gate.
+async fn held_with_two_devices(env: &Env) -> (UdpDevice, UdpDevice) {
+    let mut alarm = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
+    let mut beat = UdpDevice::new(env.udp(), TRACKER, PASSWORD).await;
+    let first = alarm.exchange("a-0", &mrq("A0", TRIGGER, ALARM)).await;
+    assert_eq!(first.snu, Snu::Ok);
+    let first = beat.exchange("h-0", &mrq("H0", TRACKER, HEARTBEAT)).await;
+    assert_eq!(first.snu, Snu::Ok);
+    env.gate.hold();
+    (alarm, beat)
+}
+
 /// While an alarm is on its way to the store, the UDP telemetry lane is not taken at all: a
 /// heartbeat that arrives then is not even authenticated (no 200 OK) until the alarm is
 /// decided (here: told HOLD after `hold_after_ms`, the store being held at its gate), then it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_heartbeat_is_taken_while_an_alarm_is_deciding() {
     let env = Env::start().await;
-    let mut alarm = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
-    let mut beat = UdpDevice::new(env.udp(), TRACKER, PASSWORD).await;
-    // Both challenged (and the tracker's first heartbeat stored) before the store is held.
-    assert_eq!(
-        alarm.exchange("a-0", &mrq("A0", TRIGGER, ALARM)).await.snu,
-        Snu::Ok
-    );
-    assert_eq!(
-        beat.exchange("h-0", &mrq("H0", TRACKER, "<mty>PI</mty>"))
-            .await
-            .snu,
-        Snu::Ok
-    );
-    env.gate.hold();
+    let (mut alarm, mut beat) = held_with_two_devices(&env).await;
     let m = alarm.message("a-1", &mrq("A1", TRIGGER, ALARM));
     alarm.send(&m).await;
     assert_eq!(
@@ -234,7 +235,7 @@ async fn no_heartbeat_is_taken_while_an_alarm_is_deciding() {
         Some(200),
         "the alarm is taken"
     );
-    let m = beat.message("h-1", &mrq("H1", TRACKER, "<mty>PI</mty>"));
+    let m = beat.message("h-1", &mrq("H1", TRACKER, HEARTBEAT));
     beat.send(&m).await;
     assert!(
         beat.silent(700).await,
@@ -255,23 +256,11 @@ async fn no_heartbeat_is_taken_while_an_alarm_is_deciding() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_hold_at_most_half_of_the_answers_and_an_alarm_gets_the_rest() {
     let env = Env::start_with(|c, _| c.max_pending = 4).await;
-    let mut alarm = UdpDevice::new(env.udp(), TRIGGER, PASSWORD).await;
-    let mut beat = UdpDevice::new(env.udp(), TRACKER, PASSWORD).await;
-    assert_eq!(
-        alarm.exchange("a-0", &mrq("A0", TRIGGER, ALARM)).await.snu,
-        Snu::Ok
-    );
-    assert_eq!(
-        beat.exchange("h-0", &mrq("H0", TRACKER, "<mty>PI</mty>"))
-            .await
-            .snu,
-        Snu::Ok
-    );
-    env.gate.hold();
+    let (mut alarm, mut beat) = held_with_two_devices(&env).await;
     for i in 1..=4 {
         let m = beat.message(
             &format!("h-{i}"),
-            &mrq(&format!("H{i}"), TRACKER, "<mty>PI</mty>"),
+            &mrq(&format!("H{i}"), TRACKER, HEARTBEAT),
         );
         beat.send(&m).await;
     }
