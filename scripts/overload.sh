@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The overload runs of BENCHMARKS.md ("Overload from the socket on"): an alarm storm alone,
+# then the same storm under a GPS flood, on a fresh data dir, PAIRS times.
+#
+#   scripts/overload.sh [PAIRS]          release binaries from $CARGO_TARGET_DIR/release
+#   BIN=/some/dir scripts/overload.sh 3  other binaries (vaka, vaka-load), e.g. an older build
+#   TRANSPORT=quic scripts/overload.sh   both over QUIC instead of SIP/UDP
+#
+# Builds nothing: run `cargo build --release --workspace --bins` first. The fleet (10,000 load
+# devices on config/vaka.toml, every source allowed 100,000 unauthenticated answers a second
+# because all simulated devices share 127.0.0.1) and its certificates are made once in WORK.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pairs=${1:-3}
+bin=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/vaka/target}/release}
+work=${WORK:-/tmp/vaka-overload}
+transport=${TRANSPORT:-sip-udp}
+mkdir -p "$work"
+if [ ! -f "$work/fleet.toml" ]; then
+    "$bin/vaka-load" fleet-config --devices 10000 >"$work/fleet.toml"
+    sed -i 's/^unauthenticated_rate = [0-9]*/unauthenticated_rate = 100000/;
+            s/^unauthenticated_burst = [0-9]*/unauthenticated_burst = 100000/' "$work/fleet.toml"
+    "$bin/vaka" certs --config "$work/fleet.toml" --dir "$work/certs" >/dev/null
+fi
+cd "$work"
+rm -rf data
+"$bin/vaka" serve --config fleet.toml >serve.log 2>&1 &
+engine=$!
+trap 'kill -TERM $engine 2>/dev/null; wait $engine 2>/dev/null' EXIT
+for _ in $(seq 1 300); do grep -q "vaka ready" serve.log && break; sleep 0.1; done
+common=(--config fleet.toml --certs certs --transport "$transport")
+show() {
+    python3 - "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+lat = r["latency_ms"]
+o, a = lat.get("offer", {}), lat["ack"]
+print(f'{sys.argv[1]}: sent {r["sent"]} acked {r["acked"]} delivered {r.get("delivered")} '
+      f'lost {r["lost"]} ack p50/p99 {a["p50"]}/{a["p99"]} offer p50/p99/max '
+      f'{o.get("p50")}/{o.get("p99")}/{o.get("max")} errors {r["errors"]}')
+PY
+}
+for p in $(seq 1 "$pairs"); do
+    "$bin/vaka-load" alarm-storm "${common[@]}" --rate 1000 --duration 10 --centre \
+        --json "alone$p.json" >"alone$p.txt" 2>&1
+    show "alone$p.json"
+    # The flood's generator yields to the storm's, which measures.
+    nice -n 10 "$bin/vaka-load" gps-fleet "${common[@]}" --rate 20000 --duration 14 \
+        --sip-timeout-ms 5000 --json "flood$p.json" >"flood$p.txt" 2>&1 &
+    flood=$!
+    sleep 2
+    "$bin/vaka-load" alarm-storm "${common[@]}" --rate 1000 --duration 10 --centre \
+        --json "loaded$p.json" >"loaded$p.txt" 2>&1
+    show "loaded$p.json"
+    wait $flood
+    python3 -c "import json; r = json.load(open('flood$p.json')); print('flood$p: sent', r['sent'], 'acked', r['acked'], 'errors', r['errors'])"
+done
+echo "engine RSS: $(($(ps -o rss= -p $engine) / 1024)) MiB"
