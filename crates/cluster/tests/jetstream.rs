@@ -332,8 +332,11 @@ async fn an_owner_cut_off_from_every_server_hears_of_the_loss_within_the_ttl() {
         s.resume();
     }
     lost.expect("loss reported while the servers hang").unwrap();
+    // Within the TTL of the last acknowledged renewal (before `hung`), give or take the
+    // wake-up of a timer on a loaded machine (7 ms late was seen under CI-like load); without
+    // the fix it came only after the 10 s request timeout.
     assert!(
-        hung.elapsed() <= ttl,
+        hung.elapsed() <= ttl + Duration::from_millis(500),
         "loss reported {:?} after the servers hung",
         hung.elapsed()
     );

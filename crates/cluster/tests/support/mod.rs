@@ -140,10 +140,21 @@ impl Drop for Cluster {
 impl Cluster {
     /// Three servers routed to each other, every one with `sync_interval: always`; returns when
     /// JetStream has a meta leader.
+    ///
+    /// Ports are picked free just before the servers bind them, so another process (or a
+    /// route's own outgoing connection) can take one in between; then the cluster never forms.
+    /// Such a start is tried again on new ports, twice at most, with the servers' logs shown.
     pub fn start3() -> Cluster {
-        let c = Cluster::spawn(&["s0", "s1", "s2"], &[true, true, true]);
-        c.wait_for_meta_leader();
-        c
+        for attempt in 1..=3 {
+            let c = Cluster::spawn(&["s0", "s1", "s2"], &[true, true, true]);
+            if c.has_meta_leader_within(Duration::from_secs(20)) {
+                return c;
+            }
+            for s in &c.servers {
+                eprintln!("--- {} (attempt {attempt}) log:\n{}", s.name, s.log());
+            }
+        }
+        panic!("no JetStream meta leader in three starts (logs above)");
     }
 
     /// One server alone, with or without `sync_interval: always` (for the substrate check).
@@ -245,7 +256,14 @@ impl Cluster {
 
     /// Every running server knows the same meta leader: the cluster can place R3 streams.
     pub fn wait_for_meta_leader(&self) {
-        poll_blocking(Duration::from_secs(30), "a JetStream meta leader", || {
+        assert!(
+            self.has_meta_leader_within(Duration::from_secs(30)),
+            "no JetStream meta leader within 30 s"
+        );
+    }
+
+    fn has_meta_leader_within(&self, timeout: Duration) -> bool {
+        poll_until(timeout, || {
             let leaders: Vec<Option<String>> = (0..self.servers.len())
                 .filter(|&i| self.servers[i].running())
                 .map(|i| {
@@ -259,7 +277,7 @@ impl Cluster {
                 })
                 .collect();
             leaders.iter().all(|l| l.is_some()) && leaders.windows(2).all(|w| w[0] == w[1])
-        });
+        })
     }
 
     /// A JetStream context on a connection that may use every server.
@@ -274,12 +292,20 @@ impl Cluster {
     }
 }
 
-fn poll_blocking(timeout: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+fn poll_blocking(timeout: Duration, what: &str, ok: impl FnMut() -> bool) {
+    assert!(poll_until(timeout, ok), "no {what} within {timeout:?}");
+}
+
+/// Whether `ok` holds within `timeout` (asked every 50 ms).
+fn poll_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     while !ok() {
-        assert!(Instant::now() < end, "no {what} within {timeout:?}");
+        if Instant::now() >= end {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+    true
 }
 
 /// Retries `f` until it succeeds or `timeout` passes (a new cluster answers "no suitable peers"
