@@ -44,11 +44,7 @@ impl AlarmAction {
             }
             "close" => {
                 errors.extend(one_line("outcome", &self.outcome, 64));
-                if self.note.chars().count() > 2000
-                    || self.note.chars().any(|c| c.is_control() && c != '\n')
-                {
-                    errors.push(("note".into(), "at most 2000 printable characters".into()));
-                }
+                errors.extend(note("note", &self.note, 2000));
                 let outcome = match self.note.trim() {
                     "" => self.outcome.trim().to_owned(),
                     n => format!("{}: {n}", self.outcome.trim()),
@@ -73,7 +69,9 @@ impl AlarmAction {
     }
 }
 
-fn one_line(field: &str, v: &str, max: usize) -> Option<FieldProblem> {
+/// An id, an outcome, a reason from a receiver (whichever way it comes): required, at most
+/// `max` characters, one line without any control character.
+pub fn one_line(field: &str, v: &str, max: usize) -> Option<FieldProblem> {
     let why = if v.trim().is_empty() {
         "is required"
     } else if v.chars().count() > max {
@@ -84,6 +82,14 @@ fn one_line(field: &str, v: &str, max: usize) -> Option<FieldProblem> {
         return None;
     };
     Some((field.into(), why.into()))
+}
+
+/// Free text with an answer: may be empty or span lines, at most `max` printable characters.
+pub fn note(field: &str, v: &str, max: usize) -> Option<FieldProblem> {
+    if v.chars().count() > max || v.chars().any(|c| c.is_control() && c != '\n') {
+        return Some((field.into(), format!("at most {max} printable characters")));
+    }
+    None
 }
 
 #[cfg(test)]
