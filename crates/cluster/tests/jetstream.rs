@@ -103,7 +103,7 @@ async fn an_alarm_appended_twice_is_stored_once_and_pipelined_appends_keep_order
         b.acknowledged().await.unwrap(),
     );
     assert_eq!((a.sequence, b.sequence), (first.sequence, first.sequence));
-    let stored = log.read(p, 1, 100).await.unwrap();
+    let stored = eventually(SETTLE, "read", || log.read(p, 1, 100)).await;
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0].sequence, first.sequence);
     assert_eq!(stored[0].msg_id.as_deref(), Some(key));
@@ -120,7 +120,7 @@ async fn an_alarm_appended_twice_is_stored_once_and_pipelined_appends_keep_order
         .await
         .unwrap();
     assert!(!one.duplicate && two.duplicate && two.sequence == one.sequence);
-    let stored = log.read(p, first.sequence + 1, 100).await.unwrap();
+    let stored = eventually(SETTLE, "read", || log.read(p, first.sequence + 1, 100)).await;
     assert_eq!(stored.len(), 1, "{stored:?}");
     assert_eq!(stored[0].msg_id.as_deref(), Some("t1/dev-1/1 t1/dev-1/64"));
     assert_eq!(stored[0].bytes, batch);
@@ -153,7 +153,7 @@ async fn an_alarm_appended_twice_is_stored_once_and_pipelined_appends_keep_order
         );
     }
     for p in parts {
-        let read = log.read(p, 1, 10_000).await.unwrap();
+        let read = eventually(SETTLE, "read", || log.read(p, 1, 10_000)).await;
         let want: Vec<(u64, Bytes)> = acked
             .iter()
             .filter(|(q, ..)| *q == p)
@@ -163,7 +163,7 @@ async fn an_alarm_appended_twice_is_stored_once_and_pipelined_appends_keep_order
         assert_eq!(got, want, "partition {p}");
         // Reading on from the middle gives the rest, in order.
         let mid = want[want.len() / 2].0;
-        let rest = log.read(p, mid, 10_000).await.unwrap();
+        let rest = eventually(SETTLE, "read", || log.read(p, mid, 10_000)).await;
         assert_eq!(rest.len(), want.len() - want.len() / 2);
         assert_eq!(rest[0].sequence, mid);
     }
@@ -245,10 +245,8 @@ async fn one_node_owns_a_partition_and_a_paused_owner_loses_it_to_a_higher_epoch
         })
         .await;
     }
-    let stamped: Vec<Option<u64>> = log
-        .read(p, 1, 10)
+    let stamped: Vec<Option<u64>> = eventually(SETTLE, "read", || log.read(p, 1, 10))
         .await
-        .unwrap()
         .iter()
         .map(|i| i.epoch)
         .collect();
@@ -486,7 +484,7 @@ async fn a_server_killed_under_appends_loses_nothing_acknowledged() {
         if !stored.contains_key(seq) {
             let info = log.stream().get_info().await.unwrap();
             let raw = log.stream().get_raw_message(*seq).await;
-            let again = log.read(*p, 1, 100_000).await.unwrap();
+            let again = eventually(SETTLE, "read", || log.read(*p, 1, 100_000)).await;
             let seqs: Vec<u64> = again.iter().map(|i| i.sequence).collect();
             panic!(
                 "{k} acknowledged at {seq} is not in the stream: state {:?}, direct get {raw:?}, \

@@ -126,7 +126,13 @@ impl Server {
 pub struct Cluster {
     pub servers: Vec<Server>,
     _dir: tempfile::TempDir,
+    _one_at_a_time: Option<std::sync::MutexGuard<'static, ()>>,
 }
+
+/// One three-server cluster at a time in a test binary: two at once (the harness runs tests in parallel)
+/// means six servers syncing every write on one disk, and a consumer or leader election then
+/// timed out on a loaded CI machine.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Drop for Cluster {
     fn drop(&mut self) {
@@ -166,6 +172,8 @@ impl Cluster {
 
     fn spawn(names: &[&str], sync_always: &[bool]) -> Cluster {
         let n = names.len();
+        // A test that failed while holding it poisoned it; the next cluster is still fine.
+        let turn = (n > 1).then(|| ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner()));
         let dir = tempfile::Builder::new()
             .prefix("vaka-nats-")
             .tempdir()
@@ -214,7 +222,11 @@ impl Cluster {
             s.start();
             servers.push(s);
         }
-        Cluster { servers, _dir: dir }
+        Cluster {
+            servers,
+            _dir: dir,
+            _one_at_a_time: turn,
+        }
     }
 
     pub fn urls(&self) -> Vec<String> {
