@@ -5,6 +5,9 @@
 #   scripts/overload.sh [PAIRS]          release binaries from $CARGO_TARGET_DIR/release
 #   BIN=/some/dir scripts/overload.sh 3  other binaries (vaka, vaka-load), e.g. an older build
 #   TRANSPORT=quic scripts/overload.sh   both over QUIC instead of SIP/UDP
+#   TRANSPORT=quic QUIC_TELEMETRY=127.0.0.1:4434 scripts/overload.sh
+#                                        the flood on the engine's QUIC telemetry port
+#                                        (listen.quic_telemetry) instead of the alarm port
 #
 # Builds nothing: run `cargo build --release --workspace --bins` first. The fleet (10,000 load
 # devices on config/vaka.toml, every source allowed 100,000 unauthenticated answers a second
@@ -24,7 +27,13 @@ if [ ! -f "$work/fleet.toml" ]; then
 fi
 cd "$work"
 rm -rf data
-"$bin/vaka" serve --config fleet.toml >serve.log 2>&1 &
+cp fleet.toml run.toml
+flood_at=()
+if [ -n "${QUIC_TELEMETRY:-}" ]; then
+    sed -i "/^\[listen\]/a quic_telemetry = \"$QUIC_TELEMETRY\"" run.toml
+    flood_at=(--server "$QUIC_TELEMETRY")
+fi
+"$bin/vaka" serve --config run.toml >serve.log 2>&1 &
 engine=$!
 trap 'kill -TERM $engine 2>/dev/null; wait $engine 2>/dev/null' EXIT
 for _ in $(seq 1 300); do grep -q "vaka ready" serve.log && break; sleep 0.1; done
@@ -40,15 +49,30 @@ print(f'{sys.argv[1]}: sent {r["sent"]} acked {r["acked"]} delivered {r.get("del
       f'{o.get("p50")}/{o.get("p99")}/{o.get("max")} errors {r["errors"]}')
 PY
 }
+# Events the engine has received so far, all fronts (its metrics on listen.http).
+received() {
+    curl -s http://127.0.0.1:9100/metrics |
+        awk '/^vaka_events_received_total/ { n += $NF } END { printf "%d\n", n }'
+}
+# QUIC devices connect first (10,000 take about 12 s here), so over QUIC the flood lasts long
+# enough to cover the storm's own connecting and its 10 s.
+flood_secs=14
+[ "$transport" = quic ] && flood_secs=40
 for p in $(seq 1 "$pairs"); do
     "$bin/vaka-load" alarm-storm "${common[@]}" --rate 1000 --duration 10 --centre \
         --json "alone$p.json" >"alone$p.txt" 2>&1
     show "alone$p.json"
     # The flood's generator yields to the storm's, which measures.
-    nice -n 10 "$bin/vaka-load" gps-fleet "${common[@]}" --rate 20000 --duration 14 \
-        --sip-timeout-ms 5000 --json "flood$p.json" >"flood$p.txt" 2>&1 &
+    nice -n 10 "$bin/vaka-load" gps-fleet "${common[@]}" "${flood_at[@]}" --rate 20000 \
+        --duration "$flood_secs" --sip-timeout-ms 5000 --json "flood$p.json" >"flood$p.txt" 2>&1 &
     flood=$!
-    sleep 2
+    # The storm starts once the flood flows (5,000 events in), not while it connects.
+    before=$(received)
+    for _ in $(seq 1 120); do
+        [ $(($(received) - before)) -gt 5000 ] && break
+        sleep 0.5
+    done
+    sleep 1
     "$bin/vaka-load" alarm-storm "${common[@]}" --rate 1000 --duration 10 --centre \
         --json "loaded$p.json" >"loaded$p.txt" 2>&1
     show "loaded$p.json"

@@ -426,6 +426,7 @@ pub async fn run(mut cfg: Config, began: Instant) -> Result<(), String> {
     let mut udp = Vec::new();
     if let Some(q) = &engine.quic {
         udp.extend(q.local_addrs().iter().map(|a| ("quic", a.port())));
+        udp.extend(q.telemetry_addr().map(|a| ("quic_telemetry", a.port())));
     }
     if let Some(a) = engine.sip.as_ref().and_then(|s| s.addrs().udp) {
         udp.push(("sip", a.port()));

@@ -118,6 +118,24 @@ fn each_bad_file_names_its_key() {
             "quic.max_frame_bytes: must be 1024..=67108864",
         ),
         (
+            "a QUIC telemetry port without the QUIC front",
+            "[listen]\nquic_telemetry = \"127.0.0.1:4434\"\n",
+            "listen.quic_telemetry: a telemetry port needs the QUIC front ([quic])",
+        ),
+        (
+            "the QUIC telemetry port on the alarm port",
+            &format!(
+                "[listen]\nquic = \"127.0.0.1:4433\"\nquic_telemetry = \"127.0.0.1:4433\"\n\
+                 {GOOD}[quic]\ntenant_cas = {{ t = \"ca.pem\" }}\n"
+            ),
+            "listen.quic_telemetry: must differ from listen.quic",
+        ),
+        (
+            "the telemetry port's nice value out of range",
+            &format!("{GOOD}[quic]\ntenant_cas = {{ t = \"ca.pem\" }}\ntelemetry_nice = 20\n"),
+            "quic.telemetry_nice: must be 0..=19",
+        ),
+        (
             "quic address given twice",
             "[quic]\nlisten = \"127.0.0.1:1\"\n",
             "listen",

@@ -54,6 +54,7 @@ impl Config {
         })?;
         if let Some(q) = &mut cfg.quic {
             q.listen = cfg.listen.quic;
+            q.telemetry_listen = cfg.listen.quic_telemetry;
         }
         let problems = cfg.validate();
         if problems.is_empty() {

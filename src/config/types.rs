@@ -92,6 +92,9 @@ pub struct ListenConfig {
     pub sip_tcp: SocketAddr,
     pub sip_tls: SocketAddr,
     pub quic: SocketAddr,
+    /// The QUIC telemetry port (`quic.telemetry_nice`): devices' telemetry connections, on
+    /// their own socket and thread so that a flood of them cannot delay alarms. Absent: none.
+    pub quic_telemetry: Option<SocketAddr>,
     pub grpc: SocketAddr,
     /// Prometheus metrics at /metrics (later also the dashboard).
     pub http: SocketAddr,
@@ -105,6 +108,7 @@ impl Default for ListenConfig {
             sip_tcp: a("0.0.0.0:5060"),
             sip_tls: a("0.0.0.0:5061"),
             quic: a("0.0.0.0:4433"),
+            quic_telemetry: None,
             // Loopback unless configured: plaintext is allowed only there (grpc.insecure).
             grpc: a("127.0.0.1:50051"),
             http: a("127.0.0.1:9100"),

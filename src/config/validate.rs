@@ -290,6 +290,12 @@ impl Config {
         if let Some(q) = &self.quic {
             validate_quic(&mut p, q, &tenants);
         }
+        if self.quic.is_none() && self.listen.quic_telemetry.is_some() {
+            p.push(err(
+                "listen.quic_telemetry",
+                "a telemetry port needs the QUIC front ([quic])",
+            ));
+        }
         self.validate_gps(&mut p);
         p
     }

@@ -12,6 +12,11 @@
 //!   with the original's ids).
 //! - Bounded: at most [`DeviceConfig::max_pending`] events wait for replies; past it `submit`
 //!   waits for room.
+//! - Alarms first: where the engine has a telemetry port (`listen.quic_telemetry`), a device
+//!   that sends telemetry in volume (positions, readings) makes a second `Client` with the same
+//!   certificate and `servers` set to the telemetry port(s), and sends alarms on the first one.
+//!   Under a telemetry flood the engine serves the alarm port first. Either port takes every
+//!   kind of event, so a device that knows only one loses nothing.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), vaka_device::ClientError> {

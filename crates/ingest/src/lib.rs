@@ -7,5 +7,6 @@
 //! - [`certs`]: demo certificates (tenant CA, server, devices) for `vaka certs`.
 pub mod certs;
 pub mod dc09;
+mod low_priority;
 pub mod quic;
 pub mod sip;

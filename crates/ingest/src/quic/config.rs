@@ -14,6 +14,17 @@ pub struct QuicConfig {
     /// UDP address to listen on. In the engine's configuration file this is `listen.quic`.
     #[serde(skip)]
     pub listen: SocketAddr,
+    /// The telemetry port: a second endpoint for devices' telemetry connections, with its own
+    /// UDP socket and its own thread at a lower OS priority (`telemetry_nice`), so that a
+    /// telemetry flood neither fills the alarm socket's kernel queue nor takes the CPU from
+    /// alarms. In the engine's configuration file this is `listen.quic_telemetry`; absent = no
+    /// such port (devices send everything on `listen`).
+    #[serde(skip)]
+    pub telemetry_listen: Option<SocketAddr>,
+    /// The telemetry port's thread's nice value (Linux: 0..=19, higher yields more). 10 gives it
+    /// about a tenth of a core's share against the engine's other threads when the CPU is
+    /// contested, and all of it when not.
+    pub telemetry_nice: i32,
     /// Number of QUIC endpoints (UDP sockets). quinn runs all I/O of one endpoint on one task;
     /// more endpoints spread that work over cores. See `reuse_port`.
     pub endpoints: usize,
@@ -65,6 +76,8 @@ impl Default for QuicConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 4433)),
+            telemetry_listen: None,
+            telemetry_nice: 10,
             endpoints: 1,
             reuse_port: true,
             server_cert: PathBuf::from("certs/server.pem"),
@@ -124,6 +137,15 @@ impl QuicConfig {
                 "keep_alive_secs",
                 "must be 0 (off) or less than idle_timeout_secs",
             );
+        }
+        if !(0..=19).contains(&self.telemetry_nice) {
+            return bad("telemetry_nice", "must be 0..=19");
+        }
+        if self.telemetry_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(QuicError::Config {
+                key: "listen.quic_telemetry".into(),
+                reason: "must differ from listen.quic".into(),
+            });
         }
         if self.hello_timeout_secs == 0 {
             return bad("hello_timeout_secs", "must be at least 1");

@@ -1,4 +1,5 @@
 //! One device connection: identity, Hello/Welcome, then frames in and replies out, pipelined.
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -10,13 +11,14 @@ use quinn::{RecvStream, SendStream, VarInt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::Instrument;
-use vaka_core::DeviceKey;
+use vaka_core::{DeviceKey, Event};
 use vaka_proto::pb::{self, server_frame, Status};
 use vaka_proto::{
     codes, encode_frame, parse_client_frame, split_frame, ClientFrameRef, FramingError, Message,
     ParseError,
 };
 
+use super::alarm_flow::HELD_PER_CONNECTION;
 use super::convert::{self, Head, Refusal};
 use super::shared::Shared;
 
@@ -146,10 +148,16 @@ enum End {
     Closed(u32, String),
 }
 
+/// An event decoded and checked, ready to submit; or its reply at once.
+type Prepared = Result<(Head, Event), pb::EventReply>;
+
 /// What a frame asks for.
-enum Step<F> {
-    /// Replies to come (the number of events).
-    Submitted(F, usize),
+enum Step {
+    /// Submit these now (the number of events).
+    Submit(Vec<Prepared>),
+    /// Telemetry alone while alarms flow: submit them when it is their turn (`alarm_flow`);
+    /// the number of telemetry events among them.
+    Hold(Vec<Prepared>, usize),
     /// Nothing to do (an empty event frame).
     Nothing,
     /// Answer `ServerFrame.error`, go on.
@@ -157,6 +165,9 @@ enum Step<F> {
     /// Close the connection.
     Close(u32, String),
 }
+
+/// The held frames' turn (`alarm_flow::AlarmFlow::telemetry_turn`).
+type Turn = std::pin::Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>;
 
 struct Conn {
     conn: quinn::Connection,
@@ -241,19 +252,29 @@ impl Conn {
         let max_inflight = self.shared.max_inflight_events;
         let conn = self.conn.clone();
         let mut pending = FuturesUnordered::new();
+        // Frames of telemetry waiting for their turn, oldest first, and their events.
+        let mut held: VecDeque<(Vec<Prepared>, usize)> = VecDeque::new();
+        let mut held_events = 0;
+        let mut turn: Option<Turn> = None;
         let mut finished = false;
         loop {
-            // Take every complete frame the buffer holds, as far as the in-flight bound allows.
-            while self.inflight < max_inflight {
+            // Take every complete frame the buffer holds, as far as the in-flight bound and the
+            // bound on held telemetry allow. A frame with an alarm goes past held ones.
+            while self.inflight < max_inflight && held_events < HELD_PER_CONNECTION {
                 let frame = match split_frame(&mut self.buf, max_frame) {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
                     Err(e) => return framing_end(e),
                 };
                 match self.frame(frame) {
-                    Step::Submitted(f, n) => {
-                        self.inflight += n;
-                        pending.push(f);
+                    Step::Submit(prepared) => {
+                        self.inflight += prepared.len();
+                        pending.push(submit_frame(&self.shared, prepared, None));
+                    }
+                    Step::Hold(prepared, telemetry) => {
+                        self.inflight += prepared.len();
+                        held_events += prepared.len();
+                        held.push_back((prepared, telemetry));
                     }
                     Step::Nothing => {}
                     Step::FrameError(reason) => {
@@ -273,7 +294,14 @@ impl Conn {
                     _ = token.cancelled() => return End::Closed(codes::SHUTDOWN, "server shutting down".into()),
                 }
             }
-            if finished && pending.is_empty() {
+            if turn.is_none() {
+                if let Some((_, telemetry)) = held.front() {
+                    turn = Some(Box::pin(
+                        self.shared.flow.clone().telemetry_turn(*telemetry),
+                    ));
+                }
+            }
+            if finished && pending.is_empty() && held.is_empty() {
                 if !self.buf.is_empty() {
                     return End::Closed(
                         codes::PROTOCOL,
@@ -285,10 +313,18 @@ impl Conn {
                 let _ = Box::pin(stopped).await;
                 return End::Closed(codes::NO_ERROR, "done".into());
             }
-            let can_read = !finished && self.inflight < max_inflight;
+            let can_read =
+                !finished && self.inflight < max_inflight && held_events < HELD_PER_CONNECTION;
             tokio::select! {
                 biased;
+                // A held frame was never submitted: nothing of it is answered, the device resends.
                 _ = token.cancelled() => return Box::pin(self.drain(pending, send)).await,
+                permit = async { turn.as_mut().expect("checked").as_mut().await }, if turn.is_some() => {
+                    turn = None;
+                    let (prepared, _) = held.pop_front().expect("a turn is for a held frame");
+                    held_events -= prepared.len();
+                    pending.push(submit_frame(&self.shared, prepared, permit));
+                }
                 Some(replies) = pending.next(), if !pending.is_empty() => {
                     let mut batch = replies;
                     while batch.len() < REPLY_BATCH {
@@ -389,10 +425,7 @@ impl Conn {
         self.push(server_frame::Kind::Replies(pb::ReplyFrame { replies }));
     }
 
-    fn frame(
-        &mut self,
-        frame: Bytes,
-    ) -> Step<impl Future<Output = Vec<pb::EventReply>> + Send + 'static> {
+    fn frame(&mut self, frame: Bytes) -> Step {
         let raws = match parse_client_frame(&frame, self.shared.max_events_per_frame) {
             Ok(ClientFrameRef::Events(raws)) => raws,
             Ok(ClientFrameRef::Hello(_)) => {
@@ -414,22 +447,27 @@ impl Conn {
             .events_received
             .increment(raws.len() as u64);
         let now = self.shared.clock.now_ms();
-        let n = raws.len();
-        let futs: Vec<_> = raws
+        let prepared: Vec<_> = raws
             .iter()
             .enumerate()
-            .map(|(i, raw)| self.event(i as u32, raw, now))
+            .map(|(i, raw)| self.prepare(i as u32, raw, now))
             .collect();
-        Step::Submitted(join_all(futs), n)
+        let telemetry = prepared
+            .iter()
+            .filter(|p| matches!(p, Ok((_, e)) if e.lane() == vaka_core::Lane::Telemetry))
+            .count();
+        let alarms = prepared.iter().filter(|p| p.is_ok()).count() - telemetry;
+        // Alarms first (alarm_flow): a frame of telemetry alone waits its turn while alarms
+        // flow; a frame with an alarm in it goes at once, whatever else it carries.
+        if alarms > 0 || telemetry == 0 || !self.shared.flow.flowing() {
+            Step::Submit(prepared)
+        } else {
+            Step::Hold(prepared, telemetry)
+        }
     }
 
-    /// Decodes, checks and submits one event; the future yields its reply.
-    fn event(
-        &self,
-        index: u32,
-        raw: &[u8],
-        now: i64,
-    ) -> impl Future<Output = pb::EventReply> + Send + 'static {
+    /// Decodes and checks one event: the core event to submit, or its reply at once.
+    fn prepare(&self, index: u32, raw: &[u8], now: i64) -> Prepared {
         let ev = match pb::Event::decode(raw) {
             Ok(ev) => ev,
             Err(e) => {
@@ -438,9 +476,7 @@ impl Conn {
                     device: String::new(),
                     index,
                 };
-                return Either::Left(futures::future::ready(
-                    head.reply(Status::Error, format!("undecodable event: {e}")),
-                ));
+                return Err(head.reply(Status::Error, format!("undecodable event: {e}")));
             }
         };
         let head = Head {
@@ -461,23 +497,51 @@ impl Conn {
                 }
                 convert::to_core(ev, target, now, raw.to_vec())
             });
-        let event = match checked {
-            Ok(e) => e,
-            Err(Refusal::Malformed(reason)) => {
-                return Either::Left(futures::future::ready(head.reply(Status::Error, reason)))
-            }
-            Err(Refusal::Forbidden(reason)) => {
-                return Either::Left(futures::future::ready(head.reply(Status::Rejected, reason)))
-            }
-        };
-        let lane = event.lane();
-        self.shared.metrics.events_sent.increment(1);
-        if lane == vaka_core::Lane::Alarm {
-            self.shared.metrics.alarms_received.increment(1);
+        match checked {
+            Ok(e) => Ok((head, e)),
+            Err(Refusal::Malformed(reason)) => Err(head.reply(Status::Error, reason)),
+            Err(Refusal::Forbidden(reason)) => Err(head.reply(Status::Rejected, reason)),
         }
-        let submitted = self.shared.router.submit(event);
-        Either::Right(async move { convert::reply_of(head, lane, submitted.await) })
     }
+}
+
+/// Submits a frame's prepared events; the future yields their replies, in order. Its turn (a
+/// share of the telemetry budget while alarms flow) is given back once they are answered.
+fn submit_frame(
+    shared: &Arc<Shared>,
+    prepared: Vec<Prepared>,
+    turn: Option<OwnedSemaphorePermit>,
+) -> impl Future<Output = Vec<pb::EventReply>> + Send + 'static {
+    let futs: Vec<_> = prepared.into_iter().map(|p| submit(shared, p)).collect();
+    async move {
+        let replies = join_all(futs).await;
+        drop(turn);
+        replies
+    }
+}
+
+/// Submits one prepared event; the future yields its reply. An alarm-lane event counts as
+/// deciding (alarm_flow) until it is answered.
+fn submit(
+    shared: &Arc<Shared>,
+    prepared: Prepared,
+) -> impl Future<Output = pb::EventReply> + Send + 'static {
+    let (head, event) = match prepared {
+        Ok(p) => p,
+        Err(reply) => return Either::Left(futures::future::ready(reply)),
+    };
+    let lane = event.lane();
+    shared.metrics.events_sent.increment(1);
+    let deciding = (lane == vaka_core::Lane::Alarm).then(|| {
+        shared.metrics.alarms_received.increment(1);
+        shared.flow.alarm()
+    });
+    let submitted = shared.router.submit(event);
+    Either::Right(async move {
+        let reply = convert::reply_of(head, lane, submitted.await);
+        drop(deciding);
+        reply
+    })
 }
 
 fn framing_end(e: FramingError) -> End {

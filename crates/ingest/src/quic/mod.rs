@@ -38,10 +38,21 @@
 //! (`vaka_device::DeviceConfig::servers`). One endpoint is the default: on 2 cores the router and
 //! store need the other core.
 //!
+//! **Alarms first** (invariant 9 from the socket on). `listen.quic_telemetry` opens a telemetry
+//! port: one more endpoint with its own UDP socket, run with its connections on a thread of its
+//! own at a lower OS priority (`crate::low_priority`), so a telemetry flood fills neither the alarm
+//! socket's kernel queue nor the runtime the alarm connections run on, and yields the CPU to
+//! them. Devices send alarms to `listen.quic` and telemetry to the telemetry port (a second
+//! connection with the same certificate); what each port accepts is the same, so a device that
+//! knows one port only loses nothing. On either port, a frame of telemetry alone waits while an
+//! alarm decides, and for 50 ms after the last one only 16 telemetry events may be in flight
+//! (`alarm_flow`, the SIP/UDP front's rule); a frame with an alarm in it is never held.
+//!
 //! **Shutdown.** [`QuicServer::shutdown`]: stop accepting, stop reading frames, let every
 //! connection write the replies of what it already submitted (bounded by `drain_timeout_secs`),
 //! close with [`codes::SHUTDOWN`](vaka_proto::codes::SHUTDOWN), wait for the endpoints to send
 //! their closes. Call it before `Router::shutdown`.
+mod alarm_flow;
 mod config;
 mod conn;
 mod convert;

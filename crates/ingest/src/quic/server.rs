@@ -15,6 +15,7 @@ use vaka_router::{Clock, LiveDirectory, Router};
 use super::shared::{Metrics, Shared};
 use super::tls::{self, TenantVerifier};
 use super::{conn, QuicConfig, QuicError};
+use crate::low_priority::LowPriorityThread;
 
 /// On every directory change, closes with `IDENTITY` the connections of devices that are no
 /// longer enabled in it. One task for the front: a connection's own task never waits on the
@@ -45,6 +46,9 @@ pub struct QuicServer {
     /// Taken (and so dropped, freeing the UDP ports) by `shutdown`.
     endpoints: Mutex<Vec<quinn::Endpoint>>,
     addrs: Vec<SocketAddr>,
+    telemetry_addr: Option<SocketAddr>,
+    /// The telemetry port's thread, stopped by `shutdown`.
+    telemetry_thread: Mutex<Option<LowPriorityThread>>,
     shared: Arc<Shared>,
     accept: Mutex<Vec<JoinHandle<()>>>,
     tracker: TaskTracker,
@@ -124,6 +128,32 @@ impl QuicServer {
             endpoints.push(ep);
         }
 
+        // The telemetry port: its endpoint is made inside its thread's runtime, so that
+        // quinn's driver for it runs there.
+        let telemetry = match cfg.telemetry_listen {
+            None => None,
+            Some(addr) => {
+                let thread = LowPriorityThread::start("vaka-quic-telem", cfg.telemetry_nice)
+                    .map_err(|source| QuicError::Bind { addr, source })?;
+                let socket = bind(addr, false, cfg.socket_buffer_bytes)
+                    .map_err(|source| QuicError::Bind { addr, source })?;
+                let ep = {
+                    let _in_its_runtime = thread.handle().enter();
+                    quinn::Endpoint::new(
+                        endpoint_cfg.clone(),
+                        Some(server_cfg.clone()),
+                        socket,
+                        Arc::new(quinn::TokioRuntime),
+                    )
+                    .map_err(|source| QuicError::Bind { addr, source })?
+                };
+                let bound = ep
+                    .local_addr()
+                    .map_err(|source| QuicError::Bind { addr, source })?;
+                Some((thread, ep, bound))
+            }
+        };
+
         let shared = Arc::new(Shared {
             router,
             directory,
@@ -136,6 +166,7 @@ impl QuicServer {
             hello_timeout: cfg.hello_timeout(),
             drain_timeout: cfg.drain_timeout(),
             metrics: Metrics::new(),
+            flow: super::alarm_flow::AlarmFlow::new(),
             connected: Mutex::new(std::collections::HashMap::new()),
         });
         let limit = Arc::new(Semaphore::new(cfg.max_connections));
@@ -152,10 +183,26 @@ impl QuicServer {
             })
             .collect();
         accept.push(tokio::spawn(close_removed(shared.clone())));
+        let (telemetry_thread, telemetry_addr) = match telemetry {
+            None => (None, None),
+            Some((thread, ep, bound)) => {
+                accept.push(thread.handle().spawn(accept_loop(
+                    ep.clone(),
+                    shared.clone(),
+                    limit.clone(),
+                    tracker.clone(),
+                )));
+                endpoints.push(ep);
+                tracing::info!(addr = %bound, nice = cfg.telemetry_nice, "quic: telemetry port listening");
+                (Some(thread), Some(bound))
+            }
+        };
         tracing::info!(addrs = ?addrs, endpoints = cfg.endpoints, tenants = cfg.tenant_cas.len(), "quic: listening (vaka/1)");
         Ok(QuicServer {
             endpoints: Mutex::new(endpoints),
             addrs,
+            telemetry_addr,
+            telemetry_thread: Mutex::new(telemetry_thread),
             shared,
             accept: Mutex::new(accept),
             tracker,
@@ -179,6 +226,11 @@ impl QuicServer {
                 .map(|v| v.iter().map(|(c, t)| (c.remote_address(), *t)).collect())
                 .unwrap_or_default()
         }
+    }
+
+    /// The telemetry port's bound address (`listen.quic_telemetry`), if it has one.
+    pub fn telemetry_addr(&self) -> Option<SocketAddr> {
+        self.telemetry_addr
     }
 
     /// The first endpoint's address.
@@ -226,6 +278,9 @@ impl QuicServer {
         }
         for ep in &endpoints {
             let _ = tokio::time::timeout(Duration::from_secs(1), ep.wait_idle()).await;
+        }
+        if let Some(mut t) = self.telemetry_thread.lock().expect("thread lock").take() {
+            t.stop();
         }
         tracing::info!("quic: stopped");
     }

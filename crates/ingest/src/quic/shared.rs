@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use vaka_core::DeviceKey;
 use vaka_router::{Clock, LiveDirectory, Router};
 
+use super::alarm_flow::AlarmFlow;
 use super::tls::TenantVerifier;
 
 /// Open connections by device, each with since when (unix ms).
@@ -27,6 +28,8 @@ pub(crate) struct Shared {
     pub hello_timeout: Duration,
     pub drain_timeout: Duration,
     pub metrics: Metrics,
+    /// Alarms first: telemetry waits its turn while alarms flow.
+    pub flow: Arc<AlarmFlow>,
     /// Open connections by device, for the admin API's device status and for closing those of a
     /// device removed from the directory.
     pub connected: Mutex<Connected>,

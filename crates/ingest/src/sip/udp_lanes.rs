@@ -5,8 +5,9 @@
 //! transactions run elsewhere. One task handles the lanes, the first before telemetry, and
 //! telemetry only while nothing of the first lane (alarms, resets) is deciding and few answers are
 //! ([`TELEMETRY_WHILE_DECIDING_BELOW`]). A full
-//! lane sheds at the reader: the datagram goes to a small refusal queue whose task reads only
-//! its headers and answers `503 Service Unavailable` (busy, RFC 3261 §21.5.4) as a stranger's
+//! lane sheds at the reader: the datagram goes to a small refusal queue whose task (on a thread
+//! of lower priority: `crate::low_priority`) reads only its headers and answers `503 Service
+//! Unavailable` (busy, RFC 3261 §21.5.4) as a stranger's
 //! response (its source's unauthenticated budget, never larger than the request); a full
 //! refusal queue drops it, counted. Nothing shed was acknowledged: the device resends or falls
 //! back.
@@ -26,6 +27,8 @@ use super::shared::Shared;
 
 /// Datagrams waiting to be refused; beyond it shed datagrams are dropped unanswered.
 pub(crate) const REFUSALS: usize = 256;
+/// The refuser thread's nice value: it answers only what was shed.
+const REFUSER_NICE: i32 = 10;
 
 /// The largest UDP payload (IPv6 jumbograms aside).
 const MAX_DATAGRAM: usize = 65_535;
@@ -74,7 +77,10 @@ pub(crate) fn start(sh: &Arc<Shared>, sock: Arc<UdpSocket>) -> std::io::Result<(
         .spawn(move || rt.block_on(read(sh2, reader, lanes)))?;
     sh.tracker
         .spawn(handle(sh.clone(), link.clone(), first_rx, telemetry_rx));
-    sh.tracker.spawn(refuse(sh.clone(), link, refuse_rx));
+    // Refusing a flood must not take the CPU from alarms: its own thread at a lower priority.
+    // Starved, its queue fills and the rest is dropped unanswered (counted), as before.
+    let refuser = sh.tracker.track_future(refuse(sh.clone(), link, refuse_rx));
+    crate::low_priority::run("vaka-sip-refuse", REFUSER_NICE, refuser)?;
     Ok(())
 }
 
