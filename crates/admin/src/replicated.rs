@@ -349,7 +349,8 @@ async fn follow(
         }
     };
     // A batch reaches the subscribers as the stream receives it, a moment before the stream's
-    // leader has it stored: after such a wake-up, ask again soon until it is there.
+    // leader has it stored (and a writer told "behind" may be behind a batch still being
+    // stored): after such a wake-up, ask again soon until it is there.
     let mut soon_until = None;
     loop {
         if *stopped.borrow() {
@@ -393,7 +394,7 @@ async fn follow(
         };
         tokio::select! {
             _ = stopped.changed() => {}
-            _ = shared.wake.notified() => {}
+            _ = shared.wake.notified() => soon_until = Some(now + SOON_FOR),
             _ = async {
                 match stored.as_mut() {
                     Some(s) => { s.next().await; }
@@ -438,6 +439,8 @@ pub async fn start(
         known_last: applied,
     };
     let deadline = tokio::time::Instant::now() + settle;
+    // A sequence known to be in the stream (or on its way into it): caught up means past it.
+    let mut at_least = 0;
     let retry = |e: &dyn std::fmt::Display| {
         if tokio::time::Instant::now() >= deadline {
             return Err(format!("directory log: {e}"));
@@ -486,7 +489,9 @@ pub async fn start(
                 break;
             }
             Err(DirectoryLogError::Behind { .. }) => {
+                // The stream's leader may still be storing that batch: wait for it below.
                 tracing::info!("directory: another node bootstrapped the directory log first");
+                at_least = 1;
                 break;
             }
             Err(e) => {
@@ -508,7 +513,11 @@ pub async fn start(
                 }
                 applied_now += 1;
             }
-            Ok(None) => break,
+            Ok(None) if follower.applied >= at_least => break,
+            Ok(None) => {
+                retry(&format!("batch {at_least} not stored yet"))?;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             Err(FollowError::Lost(loss)) => {
                 loss.report();
                 return Err(format!(
