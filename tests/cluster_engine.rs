@@ -1,0 +1,95 @@
+//! Two `vaka serve` processes with a `[cluster]` section over three real nats-server processes
+//! (`sync_interval: always`; crates/cluster/tests/support): the admin API of either node
+//! changes the one directory, and a stale `If-Match` on one node is refused after the other
+//! node's change.
+#[path = "support/admin.rs"]
+mod admin;
+#[path = "support/binary.rs"]
+mod binary;
+#[path = "../crates/cluster/tests/support/mod.rs"]
+mod nats;
+#[path = "support/sipp.rs"]
+mod sipp;
+
+use admin::{Engine, OPERATOR};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const DIRECTORY: &str = "[[tenants]]\nid = \"t\"\ncentres = [\"c1\"]\n\
+    [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-centre-c1\"\n";
+
+fn cluster_section(c: &nats::Cluster, node: &str) -> String {
+    format!(
+        "[cluster]\nnode_id = \"{node}\"\nservers = {:?}\nmonitoring = {:?}\n",
+        c.urls(),
+        c.monitoring()
+    )
+}
+
+/// Polls `f` (a GET on another node) until it holds, for at most `within`.
+fn within(within: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t.elapsed()
+}
+
+#[test]
+fn the_admin_api_of_either_node_changes_the_one_directory() {
+    let c = nats::Cluster::start3();
+    let a = Engine::start_with(DIRECTORY, &[], &cluster_section(&c, "a"));
+    let b = Engine::start_with(DIRECTORY, &[], &cluster_section(&c, "b"));
+
+    // Both nodes serve the bootstrap (one batch, appended by whichever started first).
+    let ta = a.get("/api/v1/tenants/t", OPERATOR);
+    let tb = b.get("/api/v1/tenants/t", OPERATOR);
+    assert_eq!(
+        (ta.status, tb.status),
+        (200, 200),
+        "{} {}",
+        ta.body,
+        tb.body
+    );
+    assert_eq!(ta.etag, tb.etag);
+
+    // A device PUT through A is on B within a second, at the same revision.
+    let path = "/api/v1/tenants/t/devices/d1";
+    let put = a.send("PUT", path, OPERATOR, &json!({"type": "0003"}));
+    assert_eq!(put.status, 201, "{}", put.body);
+    let took = within(Duration::from_secs(1), "d1 on B", || {
+        b.device("t", "d1").is_some()
+    });
+    eprintln!("d1 on B {took:?} after A's answer");
+    let on_b = b.get(path, OPERATOR);
+    assert_eq!(on_b.etag, put.etag);
+
+    // Changed through B with A's revision; the same stale revision then refused on A.
+    let etag = put.etag.clone().expect("an ETag");
+    let body = json!({"type": "0003", "heartbeat_secs": 60}).to_string();
+    let changed = b.call(
+        "PUT",
+        path,
+        Some(OPERATOR),
+        Some(("application/json", body.clone().into_bytes())),
+        &[("If-Match", &etag)],
+    );
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let stale = a.call(
+        "PUT",
+        path,
+        Some(OPERATOR),
+        Some(("application/json", body.into_bytes())),
+        &[("If-Match", &etag)],
+    );
+    assert_eq!(stale.status, 412, "{}", stale.body);
+    assert_eq!(a.device("t", "d1").unwrap()["heartbeat_secs"], 60);
+
+    // The same admin audit on both.
+    let audit_b = b.audit(Some("t"));
+    within(Duration::from_secs(1), "the same audit on A", || {
+        a.audit(Some("t")) == audit_b
+    });
+    assert!(audit_b.iter().any(|e| e["action"] == "put device"));
+}
