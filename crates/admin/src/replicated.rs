@@ -11,8 +11,9 @@
 //!   admin audit and the batch's sequence in one synced write; revision = stream sequence and
 //!   audit time = the batch's time, so every node's directory and audit are the same. A batch
 //!   whose changes are all refused still advances the sequence: every node refuses it alike.
-//! - A batch the stream no longer holds (a gap) or a node that applied past the stream's end is
-//!   a loss of the substrate: logged as an error, counted in
+//! - A batch the stream no longer holds (a gap), a node that applied past the stream's end, or
+//!   a stream whose batch at this node's sequence is not the one it applied (checked at start
+//!   against the digest stored with the sequence) is a loss of the substrate: logged as an error, counted in
 //!   `vaka_cluster_directory_lost_total{kind}`, and the follower stops there (the node keeps its
 //!   last good directory and refuses directory changes); at start it refuses to start. Never
 //!   absorbed.
@@ -24,6 +25,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch, Notify};
 use vaka_cluster::directory_log::{Batch, DirectoryLog, DirectoryLogError};
+use vaka_cluster::reconcile::Digest;
 use vaka_core::directory::{Change, Defaults, Directory};
 use vaka_router::{LiveDirectory, Router};
 use vaka_store::directory::put_log_sequence;
@@ -67,6 +69,10 @@ pub enum Loss {
     /// This node applied batches the stream does not have.
     #[error("this node applied directory log VAKA_DIR up to batch {applied}, the stream ends at {last}: acknowledged directory changes are gone from the stream")]
     Ahead { applied: u64, last: u64 },
+    /// The batch this node applied last is not the one the stream holds at its sequence (the
+    /// stream was lost and written again), or is gone.
+    #[error("the batch this node applied last, VAKA_DIR sequence {sequence}, is {what} in the stream: the stream is not the history this node applied")]
+    Differs { sequence: u64, what: &'static str },
 }
 
 impl Loss {
@@ -74,6 +80,7 @@ impl Loss {
         match self {
             Loss::Gap { .. } => "gap",
             Loss::Ahead { .. } => "ahead",
+            Loss::Differs { .. } => "differs",
         }
     }
 
@@ -148,6 +155,33 @@ impl Follower {
         }
     }
 
+    /// Checks that the stream holds, at this node's sequence, the batch this node applied
+    /// there (`digest`: its SHA-256 as stored with it). A stream lost and written again past
+    /// this node's sequence would otherwise go on from a history this node never had.
+    async fn verify_last(&self, digest: Option<[u8; 32]>) -> Result<(), FollowError> {
+        let Some(digest) = digest.filter(|_| self.applied > 0) else {
+            return Ok(());
+        };
+        let bounds = self.log.bounds().await?;
+        if bounds.last < self.applied {
+            return Err(Loss::Ahead {
+                applied: self.applied,
+                last: bounds.last,
+            }
+            .into());
+        }
+        let what = match self.log.get(self.applied).await? {
+            None => "missing",
+            Some(b) if Digest::of(&b.bytes).0 != digest => "different",
+            Some(_) => return Ok(()),
+        };
+        Err(Loss::Differs {
+            sequence: self.applied,
+            what,
+        }
+        .into())
+    }
+
     /// Applies `batch` (the next one) to `current` durably: what it did, and its id.
     async fn apply(
         &mut self,
@@ -160,7 +194,7 @@ impl Follower {
         let done = tokio::task::spawn_blocking(move || {
             let (mut checked, id) = check_logged(&current, sequence, &batch.bytes);
             let mut set = std::mem::take(&mut checked.set);
-            put_log_sequence(&mut set, sequence);
+            put_log_sequence(&mut set, sequence, Digest::of(&batch.bytes).0);
             store.write_control(set).map(|()| (checked, id))
         })
         .await
@@ -425,6 +459,9 @@ pub async fn start(
     let applied = store
         .directory_log_sequence()
         .map_err(|e| format!("reading the directory log sequence: {e}"))?;
+    let digest = store
+        .directory_log_digest()
+        .map_err(|e| format!("reading the directory log digest: {e}"))?;
     if applied == 0 && revision > 0 {
         return Err(format!(
             "this node's store holds a directory (revision {revision}) written outside the \
@@ -493,6 +530,19 @@ pub async fn start(
                 tracing::info!("directory: another node bootstrapped the directory log first");
                 at_least = 1;
                 break;
+            }
+            Err(e) => {
+                retry(&e)?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    loop {
+        match follower.verify_last(digest).await {
+            Ok(()) => break,
+            Err(FollowError::Lost(loss)) => {
+                loss.report();
+                return Err(format!("{loss}; refusing to start on it"));
             }
             Err(e) => {
                 retry(&e)?;

@@ -373,7 +373,8 @@ async fn two_nodes_starting_together_bootstrap_the_directory_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_gone_from_the_log_or_a_node_past_its_end_is_reported_and_counted() {
+async fn a_batch_gone_from_the_log_a_node_past_its_end_or_a_log_written_again_is_reported_and_counted(
+) {
     let r = recorder();
     let c = Cluster::start3();
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -450,4 +451,26 @@ async fn a_batch_gone_from_the_log_or_a_node_past_its_end_is_reported_and_counte
         r.get("vaka_cluster_directory_lost_total{kind=ahead}"),
         ahead + 1
     );
+
+    // A new node bootstraps the new stream and writes past A's sequence: A's batch 3 is not
+    // the stream's batch 3, and A must not go on from 4 over a history it never had.
+    let dn = tempfile::tempdir().unwrap();
+    let n = start(&c, "n", dn.path()).await;
+    for d in ["x1", "x2", "x3"] {
+        n.control.apply_one("tok_n", device(d, 60)).await.unwrap();
+    }
+    assert_eq!(n.sequence(), 4);
+    let differs = r.get("vaka_cluster_directory_lost_total{kind=differs}");
+    match try_start(&c, "a", da.path()).await {
+        Ok(_) => panic!("A started on a stream that is not the history it applied"),
+        Err((e, store)) => {
+            assert!(e.contains("sequence 3, is different"), "{e}");
+            store.close().unwrap();
+        }
+    }
+    assert_eq!(
+        r.get("vaka_cluster_directory_lost_total{kind=differs}"),
+        differs + 1
+    );
+    n.stop().await;
 }

@@ -269,6 +269,11 @@ impl crate::Store {
         crate::directory::load_log_sequence(self.backend().as_ref())
     }
 
+    /// The SHA-256 of that batch, in a cluster (`None`: none applied).
+    pub fn directory_log_digest(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        crate::directory::load_log_digest(self.backend().as_ref())
+    }
+
     /// Every admin API token record (hashed secrets).
     pub fn tokens(&self) -> Result<Vec<vaka_core::access::TokenRecord>, StoreError> {
         crate::directory::load_tokens(self.backend().as_ref())
