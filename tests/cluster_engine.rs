@@ -1,7 +1,7 @@
 //! Two `vaka serve` processes with a `[cluster]` section over three real nats-server processes
 //! (`sync_interval: always`; crates/cluster/tests/support): the admin API of either node
-//! changes the one directory, and a stale `If-Match` on one node is refused after the other
-//! node's change.
+//! changes the one directory, a stale `If-Match` on one node is refused after the other
+//! node's change, and an API token made or revoked on one node is made or revoked on both.
 #[path = "support/admin.rs"]
 mod admin;
 #[path = "support/binary.rs"]
@@ -37,7 +37,7 @@ fn within(within: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration
 }
 
 #[test]
-fn the_admin_api_of_either_node_changes_the_one_directory() {
+fn the_admin_api_of_either_node_changes_the_one_directory_and_its_tokens() {
     let c = nats::Cluster::start3();
     let a = Engine::start_with(DIRECTORY, &[], &cluster_section(&c, "a"));
     let b = Engine::start_with(DIRECTORY, &[], &cluster_section(&c, "b"));
@@ -92,4 +92,30 @@ fn the_admin_api_of_either_node_changes_the_one_directory() {
         a.audit(Some("t")) == audit_b
     });
     assert!(audit_b.iter().any(|e| e["action"] == "put device"));
+
+    // A token made through A works on B; revoked through B, it is refused on A.
+    let (id, secret) = a.tenant_admin("t");
+    within(Duration::from_secs(1), "A's token on B", || {
+        b.get("/api/v1/tenants/t", &secret).status == 200
+    });
+    let gone = b.call(
+        "DELETE",
+        &format!("/api/v1/tokens/{id}"),
+        Some(OPERATOR),
+        None,
+        &[],
+    );
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    within(
+        Duration::from_secs(1),
+        "the revoked token refused on A",
+        || a.get("/api/v1/tenants/t", &secret).status == 401,
+    );
+    let audit = a.audit(Some("t"));
+    for action in ["create token", "delete token"] {
+        assert!(audit.iter().any(|e| e["action"] == action), "{action}");
+    }
+    within(Duration::from_secs(1), "the same audit on B", || {
+        b.audit(Some("t")) == audit
+    });
 }

@@ -75,7 +75,7 @@ pub struct Control {
     live: LiveDirectory,
     router: Arc<Router>,
     clock: Clock,
-    pub(crate) tokens: Tokens,
+    pub(crate) tokens: Arc<Tokens>,
     writer: tokio::sync::Mutex<()>,
     /// In a cluster: the directory log this node appends to and follows.
     replica: Option<crate::replicated::Replica>,
@@ -94,7 +94,7 @@ impl Control {
         router: Arc<Router>,
         clock: Clock,
     ) -> Result<Arc<Control>, StoreError> {
-        let tokens = Tokens::load(&store)?;
+        let tokens = Arc::new(Tokens::load(&store)?);
         Ok(Arc::new(Control {
             store,
             live,
@@ -116,8 +116,8 @@ impl Control {
         clock: Clock,
         follower: crate::replicated::Follower,
     ) -> Result<Arc<Control>, StoreError> {
-        let tokens = Tokens::load(&store)?;
-        let replica = follower.run(store.clone(), live.clone(), router.clone());
+        let tokens = Arc::new(Tokens::load(&store)?);
+        let replica = follower.run(store.clone(), live.clone(), router.clone(), tokens.clone());
         Ok(Arc::new(Control {
             store,
             live,
@@ -160,7 +160,8 @@ impl Control {
     ) -> Result<Outcome, ControlError> {
         let _one_at_a_time = self.writer.lock().await;
         if let Some(replica) = &self.replica {
-            return replica.apply(actor, requests, self.clock.now_ms()).await;
+            let now = self.clock.now_ms();
+            return replica.apply(actor, requests, Vec::new(), now).await;
         }
         let (store, current) = (self.store.clone(), self.live.snapshot());
         let (actor, now) = (actor.to_owned(), self.clock.now_ms());
@@ -183,6 +184,20 @@ impl Control {
         if let Some(replica) = &self.replica {
             replica.stop().await;
         }
+    }
+
+    /// In a cluster, API token changes go through the directory log like directory changes
+    /// (every node's admin API then knows them), answered with one result per change; `None`
+    /// on a single node.
+    pub(crate) async fn replicate_tokens(
+        &self,
+        actor: &str,
+        tokens: Vec<crate::replicated::TokenChange>,
+    ) -> Option<Result<Outcome, ControlError>> {
+        let replica = self.replica.as_ref()?;
+        let _one_at_a_time = self.writer.lock().await;
+        let now = self.clock.now_ms();
+        Some(replica.apply(actor, Vec::new(), tokens, now).await)
     }
 
     /// Whether this node's directory follows a cluster's directory log.

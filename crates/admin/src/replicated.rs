@@ -18,6 +18,7 @@
 //!   last good directory and refuses directory changes); at start it refuses to start. Never
 //!   absorbed.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,12 +27,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch, Notify};
 use vaka_cluster::directory_log::{Batch, DirectoryLog, DirectoryLogError};
 use vaka_cluster::reconcile::Digest;
-use vaka_core::directory::{Change, Defaults, Directory};
+use vaka_core::access::TokenRecord;
+use vaka_core::directory::{Change, Defaults, Directory, DirectoryError};
 use vaka_router::{LiveDirectory, Router};
-use vaka_store::directory::put_log_sequence;
+use vaka_store::directory::{delete_token, put_audit, put_log_sequence, put_token};
 use vaka_store::Store;
 
-use crate::control::{check_batch, publish, Checked, ControlError, Outcome, Request};
+use crate::control::{check_batch, publish, Applied, Checked, ControlError, Outcome, Request};
+use crate::token_table::Tokens;
+use crate::tokens::token_audit;
 
 /// How many times a write is appended again after another node's batch got in first.
 pub const MAX_APPENDS: usize = 8;
@@ -54,6 +58,23 @@ pub struct LogBatch {
     pub actor: String,
     pub at_ms: i64,
     pub requests: Vec<Request>,
+    /// API token changes (after the directory's; a token carries its secret's SHA-256 only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<TokenChange>,
+}
+
+/// An API token made or revoked through the log, so that every node's admin API knows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenChange {
+    Put(TokenRecord),
+    Delete { id: String },
+}
+
+/// What a token change does to a node's table once it is written.
+enum TokenEdit {
+    Insert(TokenRecord),
+    Remove(String),
 }
 
 /// A loss found in the directory log.
@@ -187,25 +208,47 @@ impl Follower {
         &mut self,
         store: &Store,
         current: Arc<Directory>,
+        tokens: &Tokens,
         batch: Batch,
     ) -> Result<(Checked, Option<String>), FollowError> {
         let store = store.clone();
         let sequence = batch.sequence;
-        let done = tokio::task::spawn_blocking(move || {
-            let (mut checked, id) = check_logged(&current, sequence, &batch.bytes);
+        let table = tokens.by_hash.load_full();
+        let (checked, id, edits) = tokio::task::spawn_blocking(move || {
+            let (mut checked, id, edits) = check_logged(&current, &table, sequence, &batch.bytes);
             let mut set = std::mem::take(&mut checked.set);
             put_log_sequence(&mut set, sequence, Digest::of(&batch.bytes).0);
-            store.write_control(set).map(|()| (checked, id))
+            store.write_control(set).map(|()| (checked, id, edits))
         })
         .await
         .map_err(|e| FollowError::Store(format!("directory log apply task: {e}")))?
         .map_err(|e| FollowError::Store(e.to_string()))?;
         self.applied = sequence;
-        Ok(done)
+        if !edits.is_empty() {
+            tokens.replace(|m| {
+                for e in edits {
+                    match e {
+                        TokenEdit::Insert(t) => {
+                            m.insert(t.hash.clone(), t);
+                        }
+                        TokenEdit::Remove(hash) => {
+                            m.remove(&hash);
+                        }
+                    }
+                }
+            });
+        }
+        Ok((checked, id))
     }
 
     /// Runs the follower on its own task; the handle is what [`crate::Control`] appends with.
-    pub(crate) fn run(self, store: Store, live: LiveDirectory, router: Arc<Router>) -> Replica {
+    pub(crate) fn run(
+        self,
+        store: Store,
+        live: LiveDirectory,
+        router: Arc<Router>,
+        tokens: Arc<Tokens>,
+    ) -> Replica {
         let log = self.log.clone();
         let (progress, _) = watch::channel(Progress {
             sequence: self.applied,
@@ -217,7 +260,8 @@ impl Follower {
             wake: Notify::new(),
         });
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(follow(self, store, live, router, shared.clone(), stopped));
+        let parts = (store, live, router, tokens);
+        let task = tokio::spawn(follow(self, parts, shared.clone(), stopped));
         Replica {
             log,
             shared,
@@ -229,18 +273,52 @@ impl Follower {
 
 /// A logged batch checked against `current` at revision = its sequence. A batch that does not
 /// decode is refused whole, the same way on every node.
-fn check_logged(current: &Directory, sequence: u64, bytes: &[u8]) -> (Checked, Option<String>) {
-    match serde_json::from_slice::<LogBatch>(bytes) {
-        Ok(b) => (
-            check_batch(current, b.requests, sequence, &b.actor, b.at_ms),
-            Some(b.id),
-        ),
+fn check_logged(
+    current: &Directory,
+    tokens: &HashMap<String, TokenRecord>,
+    sequence: u64,
+    bytes: &[u8],
+) -> (Checked, Option<String>, Vec<TokenEdit>) {
+    let b = match serde_json::from_slice::<LogBatch>(bytes) {
+        Ok(b) => b,
         Err(e) => {
             tracing::error!(sequence, error = %e,
                 "directory log: batch does not decode; skipped (by every node alike)");
-            (check_batch(current, Vec::new(), sequence, "", 0), None)
+            let checked = check_batch(current, Vec::new(), sequence, "", 0);
+            return (checked, None, Vec::new());
         }
+    };
+    let mut checked = check_batch(current, b.requests, sequence, &b.actor, b.at_ms);
+    let mut edits = Vec::new();
+    for t in b.tokens {
+        let (record, action, edit) =
+            match t {
+                TokenChange::Put(record) => {
+                    put_token(&mut checked.set, &record);
+                    let edit = TokenEdit::Insert(record.clone());
+                    (record, "create token", edit)
+                }
+                TokenChange::Delete { id } => {
+                    let Some(record) = tokens.values().find(|t| t.id == id).cloned() else {
+                        checked.results.push(Err(ControlError::Directory(
+                            DirectoryError::NotFound(format!("token \"{id}\"")),
+                        )));
+                        continue;
+                    };
+                    delete_token(&mut checked.set, &id);
+                    let edit = TokenEdit::Remove(record.hash.clone());
+                    (record, "delete token", edit)
+                }
+            };
+        let entry = token_audit(&b.actor, &record, action, b.at_ms);
+        put_audit(&mut checked.set, std::slice::from_ref(&entry));
+        checked.results.push(Ok(match edit {
+            TokenEdit::Insert(_) => Applied::Created,
+            TokenEdit::Remove(_) => Applied::Deleted,
+        }));
+        edits.push(edit);
     }
+    (checked, Some(b.id), edits)
 }
 
 struct Shared {
@@ -265,6 +343,7 @@ impl Replica {
         &self,
         actor: &str,
         requests: Vec<Request>,
+        tokens: Vec<TokenChange>,
         now_ms: i64,
     ) -> Result<Outcome, ControlError> {
         let batch = LogBatch {
@@ -272,6 +351,7 @@ impl Replica {
             actor: actor.to_owned(),
             at_ms: now_ms,
             requests,
+            tokens,
         };
         let bytes = bytes::Bytes::from(serde_json::to_vec(&batch).expect("batches serialise"));
         let mut progress = self.shared.progress.subscribe();
@@ -363,9 +443,7 @@ impl Drop for Replica {
 /// writer's poke, the poll), until stopped or a loss.
 async fn follow(
     mut follower: Follower,
-    store: Store,
-    live: LiveDirectory,
-    router: Arc<Router>,
+    (store, live, router, tokens): (Store, LiveDirectory, Arc<Router>, Arc<Tokens>),
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -394,7 +472,10 @@ async fn follow(
             Ok(Some(batch)) => {
                 soon_until = None;
                 let sequence = batch.sequence;
-                match follower.apply(&store, live.snapshot(), batch).await {
+                match follower
+                    .apply(&store, live.snapshot(), &tokens, batch)
+                    .await
+                {
                     Ok((checked, id)) => {
                         let outcome = publish(&live, &router, checked).await;
                         shared.progress.send_modify(|p| p.sequence = sequence);
@@ -514,6 +595,7 @@ pub async fn start(
             actor: "bootstrap".into(),
             at_ms: now_ms,
             requests: bootstrap.iter().cloned().map(Request::from).collect(),
+            tokens: Vec::new(),
         };
         let bytes = bytes::Bytes::from(serde_json::to_vec(&batch).expect("batches serialise"));
         match follower.log.append(0, &batch.id, bytes).await {
@@ -550,12 +632,13 @@ pub async fn start(
             }
         }
     }
+    let tokens = Tokens::load(store).map_err(|e| format!("reading API tokens: {e}"))?;
     let mut applied_now = 0;
     loop {
         match follower.next().await {
             Ok(Some(batch)) => {
                 let (checked, _) = follower
-                    .apply(store, dir.clone(), batch)
+                    .apply(store, dir.clone(), &tokens, batch)
                     .await
                     .map_err(|e| e.to_string())?;
                 if let Some(d) = checked.dir {
@@ -607,16 +690,18 @@ mod tests {
                 }),
                 if_match: Some(0),
             }],
+            tokens: Vec::new(),
         };
         let bytes = serde_json::to_vec(&batch).unwrap();
         assert_eq!(serde_json::from_slice::<LogBatch>(&bytes).unwrap(), batch);
 
         let dir = Directory::default();
-        let (checked, id) = check_logged(&dir, 7, &bytes);
+        let none = HashMap::new();
+        let (checked, id, _) = check_logged(&dir, &none, 7, &bytes);
         assert_eq!(id.as_deref(), Some("dir_1"));
         assert_eq!(checked.revision, 7);
         assert!(checked.dir.is_some());
-        let (checked, id) = check_logged(&dir, 8, b"not json");
+        let (checked, id, _) = check_logged(&dir, &none, 8, b"not json");
         assert!(id.is_none() && checked.dir.is_none() && checked.results.is_empty());
     }
 }
