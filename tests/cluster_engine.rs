@@ -12,7 +12,9 @@ mod nats;
 mod sipp;
 
 use admin::{Engine, OPERATOR};
+use binary::{free_tcp_port, free_udp_port, vaka_bin};
 use serde_json::json;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const DIRECTORY: &str = "[[tenants]]\nid = \"t\"\ncentres = [\"c1\"]\n\
@@ -118,4 +120,36 @@ fn the_admin_api_of_either_node_changes_the_one_directory_and_its_tokens() {
     within(Duration::from_secs(1), "the same audit on B", || {
         b.audit(Some("t")) == audit
     });
+}
+
+/// A node whose NATS server does not sync every write refuses to start, naming the server.
+#[test]
+fn an_engine_on_a_server_without_sync_always_refuses_to_start_naming_it() {
+    let loose = nats::Cluster::single("loose-0", false);
+    let dir = tempfile::tempdir().unwrap();
+    let three = |v: Vec<String>| vec![v[0].clone(), v[0].clone(), v[0].clone()];
+    let config = dir.path().join("vaka.toml");
+    let text = format!(
+        "[server]\ndata_dir = \"{data}\"\nlog_level = \"warn\"\n\
+         [listen]\nsip_udp = \"127.0.0.1:{sip}\"\ngrpc = \"127.0.0.1:{grpc}\"\n\
+         http = \"127.0.0.1:{http}\"\n\
+         [cluster]\nnode_id = \"a\"\nservers = {servers:?}\nmonitoring = {monitoring:?}\n{DIRECTORY}",
+        data = dir.path().join("data").display(),
+        sip = free_udp_port(),
+        grpc = free_tcp_port(),
+        http = free_tcp_port(),
+        servers = three(loose.urls()),
+        monitoring = three(loose.monitoring()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(vaka_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vaka serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it started: {stderr}");
+    assert!(stderr.contains("loose-0"), "{stderr}");
+    assert!(stderr.contains("sync_interval: always"), "{stderr}");
 }
