@@ -138,6 +138,9 @@ pub struct Follower {
     applied: u64,
     /// The stream's last sequence when last asked.
     known_last: u64,
+    /// A plain subscription to the log's subject, made before catching up so that no batch
+    /// stored after the catch-up goes by without a wake-up (`None`: polling only).
+    stored: Option<async_nats::Subscriber>,
 }
 
 impl Follower {
@@ -447,19 +450,7 @@ async fn follow(
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    // Every batch stored is also delivered to plain subscribers of its subject: a wake-up.
-    let mut stored = match follower
-        .log
-        .client()
-        .subscribe(vaka_cluster::directory_log::DIRECTORY_SUBJECT)
-        .await
-    {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "directory log: no wake-up subscription; polling only");
-            None
-        }
-    };
+    let mut stored = follower.stored.take();
     // A batch reaches the subscribers as the stream receives it, a moment before the stream's
     // leader has it stored (and a writer told "behind" may be behind a batch still being
     // stored): after such a wake-up, ask again soon until it is there.
@@ -521,6 +512,27 @@ async fn follow(
     }
 }
 
+/// Every batch stored is also delivered to plain subscribers of the log's subject: a wake-up
+/// for the follower. Flushed, so the server has the subscription before catch-up begins.
+async fn subscribe(log: &DirectoryLog) -> Option<async_nats::Subscriber> {
+    let client = log.client();
+    let subscribed = client
+        .subscribe(vaka_cluster::directory_log::DIRECTORY_SUBJECT)
+        .await;
+    match subscribed {
+        Ok(s) => {
+            if let Err(e) = client.flush().await {
+                tracing::warn!(error = %e, "directory log: wake-up subscription not flushed");
+            }
+            Some(s)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "directory log: no wake-up subscription; polling only");
+            None
+        }
+    }
+}
+
 /// The node's directory at start, caught up with the cluster's directory log, and the
 /// follower to go on with. If the log is empty, `bootstrap` (the configuration file's entries)
 /// is appended as its first batch by actor "bootstrap" (expected last sequence 0: of nodes
@@ -551,10 +563,12 @@ pub async fn start(
         ));
     }
     let mut dir = Arc::new(Directory::from_records(defaults, records, revision));
+    let stored = subscribe(&log).await;
     let mut follower = Follower {
         log,
         applied,
         known_last: applied,
+        stored,
     };
     let deadline = tokio::time::Instant::now() + settle;
     // A sequence known to be in the stream (or on its way into it): caught up means past it.
