@@ -274,6 +274,39 @@ impl Follower {
     }
 }
 
+/// Splits a batch so that each part's changes take at most `limit` bytes as JSON (a change
+/// larger than that goes alone); always at least one part, in order.
+fn split(
+    requests: Vec<Request>,
+    tokens: Vec<TokenChange>,
+    limit: usize,
+) -> Vec<(Vec<Request>, Vec<TokenChange>)> {
+    type Part = (Vec<Request>, Vec<TokenChange>);
+    fn json_len<T: Serialize>(v: &T) -> usize {
+        serde_json::to_vec(v).map_or(0, |b| b.len() + 1)
+    }
+    /// Starts a new part when `len` more bytes would overflow a part that has something.
+    fn room(parts: &mut Vec<Part>, used: &mut usize, len: usize, limit: usize) {
+        let last = parts.last().expect("one part");
+        if *used + len > limit && !(last.0.is_empty() && last.1.is_empty()) {
+            parts.push(Part::default());
+            *used = 0;
+        }
+        *used += len;
+    }
+    let mut parts = vec![Part::default()];
+    let mut used = 0;
+    for r in requests {
+        room(&mut parts, &mut used, json_len(&r), limit);
+        parts.last_mut().expect("one part").0.push(r);
+    }
+    for t in tokens {
+        room(&mut parts, &mut used, json_len(&t), limit);
+        parts.last_mut().expect("one part").1.push(t);
+    }
+    parts
+}
+
 /// A logged batch checked against `current` at revision = its sequence. A batch that does not
 /// decode is refused whole, the same way on every node.
 fn check_logged(
@@ -342,7 +375,38 @@ pub(crate) struct Replica {
 }
 
 impl Replica {
+    /// Appends `requests` and `tokens` as one batch or, when they would not fit in one NATS
+    /// message, as several in order (each applied whole, at its own revision; a large import
+    /// then lands in steps, each durable). The outcome: every change's result in order, and
+    /// the revision of the last batch.
     pub(crate) async fn apply(
+        &self,
+        actor: &str,
+        requests: Vec<Request>,
+        tokens: Vec<TokenChange>,
+        now_ms: i64,
+    ) -> Result<Outcome, ControlError> {
+        let max_payload = self.log.client().server_info().max_payload;
+        // Room for the headers and the envelope; 1 MiB when the server did not say.
+        let limit = if max_payload == 0 {
+            1 << 20
+        } else {
+            max_payload
+        } / 2;
+        let parts = split(requests, tokens, limit);
+        let mut all = Outcome {
+            revision: 0,
+            results: Vec::new(),
+        };
+        for (requests, tokens) in parts {
+            let out = self.apply_batch(actor, requests, tokens, now_ms).await?;
+            all.revision = out.revision;
+            all.results.extend(out.results);
+        }
+        Ok(all)
+    }
+
+    async fn apply_batch(
         &self,
         actor: &str,
         requests: Vec<Request>,
@@ -690,6 +754,32 @@ pub async fn start(
 mod tests {
     use super::*;
     use vaka_core::directory::TenantRecord;
+
+    #[test]
+    fn a_batch_too_large_for_one_message_is_split_in_order() {
+        let reqs: Vec<Request> = (0..10)
+            .map(|i| {
+                Change::DeleteDevice {
+                    tenant: "t".into(),
+                    id: format!("d{i}"),
+                }
+                .into()
+            })
+            .collect();
+        let one = serde_json::to_vec(&reqs[0]).unwrap().len() + 1;
+        let del = |id: &str| TokenChange::Delete { id: id.into() };
+        let parts = split(reqs.clone(), vec![del("a")], one * 3);
+        assert_eq!(parts.len(), 4, "{parts:?}");
+        let flat: Vec<Request> = parts.iter().flat_map(|p| p.0.clone()).collect();
+        assert_eq!(flat, reqs);
+        assert!(parts.iter().all(|p| p.0.len() <= 3));
+        assert_eq!(parts.last().unwrap().1, vec![del("a")]);
+        // Everything fits: one part; nothing at all: one empty part; a change above the limit
+        // goes alone.
+        assert_eq!(split(reqs.clone(), Vec::new(), 1 << 20).len(), 1);
+        assert_eq!(split(Vec::new(), Vec::new(), 10), vec![Default::default()]);
+        assert_eq!(split(reqs[..2].to_vec(), Vec::new(), 1).len(), 2);
+    }
 
     #[test]
     fn a_batch_reads_back_as_written_and_a_bad_one_is_refused_whole() {

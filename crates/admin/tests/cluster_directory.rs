@@ -16,8 +16,9 @@ use vaka_cluster::directory_log::DIRECTORY_STREAM;
 use vaka_cluster::testing::CountingRecorder;
 use vaka_cluster::DirectoryLog;
 use vaka_core::directory::{
-    CentreRecord, Change, Defaults, DeviceRecord, Directory, Records, TenantRecord,
+    CentreRecord, Change, Defaults, DeviceRecord, Directory, FenceRecord, Records, TenantRecord,
 };
+use vaka_core::gps::FenceKind;
 use vaka_router::{Clock, LiveDirectory, Presence, Router, RouterConfig};
 use vaka_store::directory::AdminAuditEntry;
 use vaka_store::{GroupConfig, RecoverOptions, RocksBackend, RocksConfig, Store};
@@ -52,6 +53,25 @@ fn bootstrap() -> Vec<Change> {
 fn device(id: &str, heartbeat: u32) -> Request {
     let mut d = DeviceRecord::new("t", id, "0003");
     d.heartbeat_secs = Some(heartbeat);
+    Change::PutDevice(Box::new(d)).into()
+}
+
+/// A device with five fences: about 1 KB of JSON.
+fn fenced(id: &str) -> Request {
+    let mut d = DeviceRecord::new("t", id, "0003");
+    d.fences = (0..5)
+        .map(|i| FenceRecord {
+            id: format!("fence-{i}"),
+            kind: FenceKind::Circle,
+            lat: Some(59.33 + f64::from(i) / 100.0),
+            lon: Some(18.06),
+            radius_m: Some(200.0),
+            points: Vec::new(),
+            margin_m: 20.0,
+            confirm_fixes: Some(3),
+            confirm_secs: Some(60),
+        })
+        .collect();
     Change::PutDevice(Box::new(d)).into()
 }
 
@@ -331,6 +351,22 @@ async fn a_restarted_node_catches_up_from_its_sequence_before_it_serves() {
         .await
         .unwrap();
     wait_revision(&b, 5, Duration::from_secs(1)).await;
+    assert_identical(&a, &b);
+
+    // An import larger than one NATS message (1 MiB), made while B is down: appended as
+    // several batches in order, every change answered, and B catches up on all of them.
+    b.stop().await;
+    let many: Vec<Request> = (0..1_500).map(|i| fenced(&format!("m{i}"))).collect();
+    let out = a.control.apply("tok_a", many).await.unwrap();
+    assert_eq!(out.results.len(), 1_500);
+    assert!(out
+        .results
+        .iter()
+        .all(|r| matches!(r, Ok(Applied::Created))));
+    assert_eq!(out.revision, a.sequence());
+    assert!(a.sequence() > 6, "one batch of {} bytes?", a.sequence());
+    let b = start(&c, "b", db.path()).await;
+    assert_eq!(b.live().load().records.devices.len(), 1_503);
     assert_identical(&a, &b);
     a.stop().await;
     b.stop().await;

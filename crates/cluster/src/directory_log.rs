@@ -31,6 +31,9 @@ pub enum DirectoryLogError {
     /// Another batch is already past the sequence named: nothing was stored.
     #[error("stream {DIRECTORY_STREAM}: not appended: the stream is past sequence {expected}")]
     Behind { expected: u64 },
+    /// Not sent (too large, no connection): nothing was stored.
+    #[error("stream {DIRECTORY_STREAM}: append not sent: {0}")]
+    NotSent(String),
     /// Sent but not acknowledged: it may or may not be stored.
     #[error("stream {DIRECTORY_STREAM}: append not acknowledged (it may be stored): {0}")]
     Unacknowledged(String),
@@ -146,7 +149,7 @@ impl DirectoryLog {
             .js
             .send_publish(DIRECTORY_SUBJECT, publish)
             .await
-            .map_err(|e| DirectoryLogError::Unacknowledged(format!("not sent: {e}")))?;
+            .map_err(|e| DirectoryLogError::NotSent(e.to_string()))?;
         match ack.await {
             Ok(ack) if ack.stream != DIRECTORY_STREAM => Err(DirectoryLogError::Unacknowledged(
                 format!("acknowledged by stream {:?}", ack.stream),
