@@ -11,12 +11,14 @@
 //!   admin audit and the batch's sequence in one synced write; revision = stream sequence and
 //!   audit time = the batch's time, so every node's directory and audit are the same. A batch
 //!   whose changes are all refused still advances the sequence: every node refuses it alike.
+//! - API token changes ride the same batches, so a token made or revoked on one node is made
+//!   or revoked on every node; a batch too large for one NATS message is appended in parts.
 //! - A batch the stream no longer holds (a gap), a node that applied past the stream's end, or
 //!   a stream whose batch at this node's sequence is not the one it applied (checked at start
-//!   against the digest stored with the sequence) is a loss of the substrate: logged as an error, counted in
-//!   `vaka_cluster_directory_lost_total{kind}`, and the follower stops there (the node keeps its
-//!   last good directory and refuses directory changes); at start it refuses to start. Never
-//!   absorbed.
+//!   against the digest stored with the sequence) is a loss of the substrate: logged as an
+//!   error, counted in `vaka_cluster_directory_lost_total{kind}`, and the follower stops there
+//!   (the node keeps its last good directory and refuses directory changes); at start it
+//!   refuses to start. Never absorbed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
