@@ -153,3 +153,39 @@ fn an_engine_on_a_server_without_sync_always_refuses_to_start_naming_it() {
     assert!(stderr.contains("loose-0"), "{stderr}");
     assert!(stderr.contains("sync_interval: always"), "{stderr}");
 }
+
+/// A `[cluster]` section is checked with the rest of the file: a bad value is named by its key,
+/// an unknown key refused; a good one passes.
+#[test]
+fn a_bad_cluster_section_is_named_by_its_key() {
+    let check = |section: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vaka.toml");
+        std::fs::write(&path, format!("{section}\n{DIRECTORY}")).unwrap();
+        let out = Command::new(vaka_bin())
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let servers = r#"servers = ["nats://a:4222", "nats://b:4222", "nats://c:4222"]"#;
+    let monitoring = r#"monitoring = ["http://a:8222", "http://b:8222", "http://c:8222"]"#;
+    let (code, err) = check(&format!(
+        "[cluster]\nnode_id = \"n1\"\n{servers}\n{monitoring}"
+    ));
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = check(&format!(
+        "[cluster]\nnode_id = \"n1\"\nservers = [\"nats://a:4222\"]\n{monitoring}"
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cluster.servers"), "{err}");
+    let (code, err) = check(&format!(
+        "[cluster]\nnode_id = \"n1\"\n{servers}\n{monitoring}\npartition = 8"
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("partition"), "{err}");
+}
