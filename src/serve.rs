@@ -67,8 +67,16 @@ impl Engine {
         metrics::gauge!("vaka_store_recovery_seconds").set(recovered.took.as_secs_f64());
         let (open_alarms, idem) = (recovered.open_alarms.len(), recovered.idem.len());
         let (idem_expired, next_event_id) = (recovered.idem_expired, recovered.next_event_id);
-        let directory = match load_directory(cfg, &store) {
-            Ok(d) => LiveDirectory::new(d),
+        // A cluster node catches up with the cluster's directory log here, before any front
+        // opens: a device the cluster knows is never refused at start.
+        let loaded = match &cfg.cluster {
+            None => load_directory(cfg, &store).map(|d| (d, None)),
+            Some(c) => cluster_directory(c, cfg, &store)
+                .await
+                .map(|(d, f)| (d, Some(f))),
+        };
+        let (directory, follower) = match loaded {
+            Ok((d, f)) => (LiveDirectory::new(d), f),
             Err(e) => {
                 close_store(&store);
                 return Err(e);
@@ -152,7 +160,14 @@ impl Engine {
             router.presence().clone(),
             cfg.server.data_dir.clone(),
         );
-        let control = match Control::new(store.clone(), directory.clone(), router.clone(), clock)
+        let control = match follower
+            .map_or_else(
+                || Control::new(store.clone(), directory.clone(), router.clone(), clock),
+                |f| {
+                    let (s, d, r) = (store.clone(), directory.clone(), router.clone());
+                    Control::new_replicated(s, d, r, clock, f)
+                },
+            )
             .map_err(|e| format!("reading API tokens: {e}"))
             .and_then(|c| {
                 if let Some(t) = &cfg.admin.bootstrap_token {
@@ -299,6 +314,7 @@ impl Engine {
         }
         self.retention.abort();
         self.gauges.abort();
+        self.control.stop_following().await;
         self.router.shutdown().await;
         let store = self.store.clone();
         let closed = tokio::task::spawn_blocking(move || store.close())
@@ -362,6 +378,52 @@ fn load_directory(cfg: &Config, store: &Store) -> Result<Directory, String> {
         );
     }
     Ok(dir)
+}
+
+/// A cluster node's directory: the servers checked (each must sync every write), the
+/// directory log `VAKA_DIR` opened (created R3 on file storage, or checked), the file's entries
+/// appended if the log is empty, and every batch this node has not applied yet applied.
+async fn cluster_directory(
+    cluster: &vaka_cluster::ClusterConfig,
+    cfg: &Config,
+    store: &Store,
+) -> Result<(Directory, vaka_admin::replicated::Follower), String> {
+    const SETTLE: Duration = Duration::from_secs(30);
+    let js = vaka_cluster::connect(cluster)
+        .await
+        .map_err(|e| format!("joining the cluster: {e}"))?;
+    let deadline = Instant::now() + SETTLE;
+    let log = loop {
+        match vaka_cluster::DirectoryLog::open(js.clone()).await {
+            Ok(log) => break log,
+            // A wrong stream is not going to settle.
+            Err(e @ vaka_cluster::DirectoryLogError::Substrate(_)) => {
+                return Err(format!("the cluster's directory log: {e}"))
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!("the cluster's directory log: {e}"))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "opening VAKA_DIR; retrying while the cluster settles");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let (dir, follower) = vaka_admin::replicated::start(
+        log,
+        store,
+        cfg.directory_defaults(),
+        cfg.bootstrap_changes(),
+        wall_ms(),
+        SETTLE,
+    )
+    .await?;
+    tracing::info!(
+        node = %cluster.node_id,
+        directory_log_sequence = follower.applied(),
+        "cluster: directory caught up"
+    );
+    Ok((dir, follower))
 }
 
 /// Closes a store that was opened but not handed to a router.

@@ -39,6 +39,9 @@ pub struct Config {
     /// Receivers the engine runs (webhooks, e-mail, SMS, responder page, SCAIP forwarding).
     #[serde(default)]
     pub receivers: vaka_receivers::ReceiversConfig,
+    /// A node of a cluster on NATS JetStream (ARCHITECTURE.md, "Cluster on NATS JetStream"):
+    /// the directory is the cluster's directory log. Absent: a single node.
+    pub cluster: Option<vaka_cluster::ClusterConfig>,
 }
 
 /// `[admin]`: the admin REST API on `listen.http` (beside `/metrics`).

@@ -56,6 +56,9 @@ impl Config {
         }
         self.validate_grpc(&mut p);
         self.validate_admin(&mut p);
+        if let Some(Err(e)) = self.cluster.as_ref().map(|c| c.validate()) {
+            p.push(err(format!("cluster.{}", e.field), e.problem));
+        }
         for (k, why) in self.receivers.validate() {
             p.push(err(k, why));
         }

@@ -4,6 +4,7 @@
 //! Changes are serialised (one at a time), so revisions grow by one per accepted batch.
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vaka_core::directory::{Change, Directory, DirectoryError};
 use vaka_core::DeviceKey;
@@ -35,9 +36,10 @@ impl From<StoreError> for ControlError {
 }
 
 /// One change and, optionally, the revision its record must have now (`If-Match`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     pub change: Change,
+    #[serde(default)]
     pub if_match: Option<u64>,
 }
 
@@ -73,8 +75,10 @@ pub struct Control {
     live: LiveDirectory,
     router: Arc<Router>,
     clock: Clock,
-    pub(crate) tokens: Tokens,
+    pub(crate) tokens: Arc<Tokens>,
     writer: tokio::sync::Mutex<()>,
+    /// In a cluster: the directory log this node appends to and follows.
+    replica: Option<crate::replicated::Replica>,
 }
 
 impl Control {
@@ -90,7 +94,7 @@ impl Control {
         router: Arc<Router>,
         clock: Clock,
     ) -> Result<Arc<Control>, StoreError> {
-        let tokens = Tokens::load(&store)?;
+        let tokens = Arc::new(Tokens::load(&store)?);
         Ok(Arc::new(Control {
             store,
             live,
@@ -98,6 +102,30 @@ impl Control {
             clock,
             tokens,
             writer: tokio::sync::Mutex::new(()),
+            replica: None,
+        }))
+    }
+
+    /// The control plane of a cluster node: `follower` (from [`crate::replicated::start`],
+    /// caught up with the directory log) goes on applying the log into `live` and tells
+    /// `router`; [`Control::apply`] appends to the log.
+    pub fn new_replicated(
+        store: Store,
+        live: LiveDirectory,
+        router: Arc<Router>,
+        clock: Clock,
+        follower: crate::replicated::Follower,
+    ) -> Result<Arc<Control>, StoreError> {
+        let tokens = Arc::new(Tokens::load(&store)?);
+        let replica = follower.run(store.clone(), live.clone(), router.clone(), tokens.clone());
+        Ok(Arc::new(Control {
+            store,
+            live,
+            router,
+            clock,
+            tokens,
+            writer: tokio::sync::Mutex::new(()),
+            replica: Some(replica),
         }))
     }
 
@@ -121,45 +149,60 @@ impl Control {
     /// Applies each change on its own (a bad one costs only itself), writes the good ones in
     /// one synced write at one new revision, publishes the new directory and tells the shards.
     /// Answers once all of that is done; on a store error nothing is published.
+    ///
+    /// In a cluster the batch is appended to the directory log instead, and the answer is what
+    /// this node's follower computed when it applied it ([`crate::replicated`]): the same
+    /// checks, the same publication, on every node.
     pub async fn apply(
         &self,
         actor: &str,
         requests: Vec<Request>,
     ) -> Result<Outcome, ControlError> {
         let _one_at_a_time = self.writer.lock().await;
+        if let Some(replica) = &self.replica {
+            let now = self.clock.now_ms();
+            return replica.apply(actor, requests, Vec::new(), now).await;
+        }
         let (store, current) = (self.store.clone(), self.live.snapshot());
         let (actor, now) = (actor.to_owned(), self.clock.now_ms());
-        let done = tokio::task::spawn_blocking(move || {
-            let mut dir = Directory::clone(&current);
-            let revision = dir.revision + 1;
-            let mut set = WriteSet::new();
-            let mut audit = Vec::new();
-            let mut devices = Vec::new();
-            let mut results = Vec::with_capacity(requests.len());
-            for r in requests {
-                let result = apply_one(&mut dir, r, revision, &actor, now, &mut set, &mut audit);
-                if let Ok((_, Some(device))) = &result {
-                    devices.push(device.clone());
-                }
-                results.push(result.map(|(applied, _)| applied));
+        let checked = tokio::task::spawn_blocking(move || {
+            let revision = current.revision + 1;
+            let mut checked = check_batch(&current, requests, revision, &actor, now);
+            if checked.dir.is_some() {
+                store.write_control(std::mem::take(&mut checked.set))?;
             }
-            if audit.is_empty() {
-                return Ok::<_, ControlError>((None, current.revision, results, devices));
-            }
-            put_revision(&mut set, revision);
-            put_audit(&mut set, &audit);
-            store.write_control(set)?;
-            Ok((Some(dir), revision, results, devices))
+            Ok::<_, ControlError>(checked)
         })
         .await
         .map_err(|e| ControlError::Store(format!("directory change task: {e}")))??;
-        let (dir, revision, results, devices) = done;
-        if let Some(dir) = dir {
-            self.live.publish(dir);
-            metrics::gauge!("vaka_directory_revision").set(revision as f64);
-            self.router.directory_changed(devices).await;
+        Ok(publish(&self.live, &self.router, checked).await)
+    }
+
+    /// Stops this node's directory follower (cluster mode; nothing otherwise) and waits for
+    /// it: called at shutdown before the router and the store close.
+    pub async fn stop_following(&self) {
+        if let Some(replica) = &self.replica {
+            replica.stop().await;
         }
-        Ok(Outcome { revision, results })
+    }
+
+    /// In a cluster, API token changes go through the directory log like directory changes
+    /// (every node's admin API then knows them), answered with one result per change; `None`
+    /// on a single node.
+    pub(crate) async fn replicate_tokens(
+        &self,
+        actor: &str,
+        tokens: Vec<crate::replicated::TokenChange>,
+    ) -> Option<Result<Outcome, ControlError>> {
+        let replica = self.replica.as_ref()?;
+        let _one_at_a_time = self.writer.lock().await;
+        let now = self.clock.now_ms();
+        Some(replica.apply(actor, Vec::new(), tokens, now).await)
+    }
+
+    /// Whether this node's directory follows a cluster's directory log.
+    pub fn replicated(&self) -> bool {
+        self.replica.is_some()
     }
 
     /// One change: its error, or what it did and the revision it was written at.
@@ -171,6 +214,76 @@ impl Control {
         let mut out = self.apply(actor, vec![request]).await?;
         let applied = out.results.pop().expect("one result per change")?;
         Ok((applied, out.revision))
+    }
+}
+
+/// A batch checked against a directory: the directory after it and what to write (`None`:
+/// nothing changed, nothing to write), and what each change did. The one copy of the rules:
+/// the single node's [`Control::apply`] and a cluster node's follower both come through here.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    pub dir: Option<Directory>,
+    /// Records, revision and audit entries (empty when `dir` is `None`).
+    pub set: WriteSet,
+    /// The revision the batch was written at, or the current one when nothing was written.
+    pub revision: u64,
+    pub results: Vec<Result<Applied, ControlError>>,
+    /// Devices whose records changed, for the shards.
+    pub devices: Vec<DeviceKey>,
+}
+
+/// Checks and applies `requests` on a copy of `current`, each on its own, at `revision`, audited
+/// as `actor` at `at_ms`.
+pub(crate) fn check_batch(
+    current: &Directory,
+    requests: Vec<Request>,
+    revision: u64,
+    actor: &str,
+    at_ms: i64,
+) -> Checked {
+    let mut dir = Directory::clone(current);
+    let mut set = WriteSet::new();
+    let mut audit = Vec::new();
+    let mut devices = Vec::new();
+    let mut results = Vec::with_capacity(requests.len());
+    for r in requests {
+        let result = apply_one(&mut dir, r, revision, actor, at_ms, &mut set, &mut audit);
+        if let Ok((_, Some(device))) = &result {
+            devices.push(device.clone());
+        }
+        results.push(result.map(|(applied, _)| applied));
+    }
+    if audit.is_empty() {
+        return Checked {
+            dir: None,
+            set: WriteSet::new(),
+            revision: current.revision,
+            results,
+            devices: Vec::new(),
+        };
+    }
+    put_revision(&mut set, revision);
+    put_audit(&mut set, &audit);
+    Checked {
+        dir: Some(dir),
+        set,
+        revision,
+        results,
+        devices,
+    }
+}
+
+/// After a checked batch is durable: the new directory published to every reader, then the
+/// shards told which devices changed. Returns the caller's answer.
+pub(crate) async fn publish(live: &LiveDirectory, router: &Router, checked: Checked) -> Outcome {
+    if let Some(dir) = checked.dir {
+        live.publish(dir);
+        metrics::gauge!("vaka_directory_revision").set(checked.revision as f64);
+        router.directory_changed(checked.devices).await;
+    }
+    Outcome {
+        revision: checked.revision,
+        results: checked.results,
     }
 }
 

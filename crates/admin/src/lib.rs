@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod control;
 pub mod http;
+pub mod replicated;
 mod token_table;
 pub mod tokens;
 

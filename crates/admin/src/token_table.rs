@@ -10,6 +10,9 @@ use vaka_store::{Store, StoreError};
 
 pub(crate) struct Tokens {
     pub(crate) by_hash: ArcSwap<HashMap<String, TokenRecord>>,
+    /// Changes are made one at a time (the API's handlers and, in a cluster, the directory
+    /// log's follower): two at once would each swap in a copy without the other's change.
+    writer: std::sync::Mutex<()>,
 }
 
 pub fn hash(secret: &str) -> String {
@@ -21,10 +24,12 @@ impl Tokens {
         let all = store.tokens()?;
         Ok(Tokens {
             by_hash: ArcSwap::from_pointee(all.into_iter().map(|t| (t.hash.clone(), t)).collect()),
+            writer: std::sync::Mutex::new(()),
         })
     }
 
     pub(crate) fn replace(&self, f: impl FnOnce(&mut HashMap<String, TokenRecord>)) {
+        let _one_at_a_time = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = HashMap::clone(&self.by_hash.load());
         f(&mut next);
         self.by_hash.store(Arc::new(next));

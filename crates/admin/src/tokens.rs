@@ -49,7 +49,11 @@ impl Control {
             created_ms: self.now_ms(),
             created_by: actor.to_owned(),
         };
-        self.save_token(actor, record.clone()).await?;
+        let change = crate::replicated::TokenChange::Put(record.clone());
+        match self.replicate_tokens(actor, vec![change]).await {
+            Some(out) => one_result(out)?,
+            None => self.save_token(actor, record.clone()).await?,
+        }
         Ok((record, secret))
     }
 
@@ -104,6 +108,11 @@ impl Control {
                 vaka_core::directory::DirectoryError::NotFound(format!("token \"{id}\"")),
             ));
         };
+        let change = crate::replicated::TokenChange::Delete { id: id.to_owned() };
+        if let Some(out) = self.replicate_tokens(actor, vec![change]).await {
+            one_result(out)?;
+            return Ok(record);
+        }
         let mut set = WriteSet::new();
         delete_token(&mut set, id);
         let entry = token_audit(actor, &record, "delete token", self.now_ms());
@@ -113,6 +122,14 @@ impl Control {
         });
         Ok(record)
     }
+}
+
+/// The one result of a token change made through the cluster's directory log.
+fn one_result(out: Result<crate::Outcome, ControlError>) -> Result<(), ControlError> {
+    out?.results
+        .pop()
+        .expect("one result per token change")
+        .map(|_| ())
 }
 
 /// Writes a token change with its audit entry, synced, off the runtime's threads.
@@ -129,7 +146,7 @@ async fn write_with_audit(
     Ok(())
 }
 
-fn token_audit(actor: &str, t: &TokenRecord, action: &str, now: i64) -> AdminAuditEntry {
+pub(crate) fn token_audit(actor: &str, t: &TokenRecord, action: &str, now: i64) -> AdminAuditEntry {
     let shown = serde_json::json!({
         "id": t.id, "role": t.role, "tenant": t.tenant, "centre": t.centre, "label": t.label,
     });

@@ -1,9 +1,10 @@
 //! Vaka's cluster substrate on NATS JetStream (issue 23; ARCHITECTURE.md, "Cluster on NATS
 //! JetStream"): the partitioned input log, partition leases, the check that the servers sync
-//! every write, and reconciliation of a node's record against the stream. Nothing in the
-//! single-node engine uses it yet.
+//! every write, reconciliation of a node's record against the stream, and the directory log
+//! (`VAKA_DIR`) every node follows. The single-node engine uses none of it.
 
 pub mod config;
+pub mod directory_log;
 pub mod input_log;
 pub mod lease;
 pub mod partition;
@@ -12,6 +13,7 @@ pub mod substrate;
 pub mod testing;
 
 pub use config::ClusterConfig;
+pub use directory_log::{DirectoryLog, DirectoryLogError};
 pub use input_log::{Appended, Input, InputLog, LogError, PendingAppend};
 pub use lease::{Acquired, Lease, LeaseBucket, LeaseError, LeaseState, Renewer};
 pub use partition::Partition;

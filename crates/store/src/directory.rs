@@ -15,7 +15,10 @@
 //! | `tokens`      | token id                                         | `TokenRecord`      |
 //! | `admin_audit` | tenant (or `_platform`) 0x00 time (u64 ms) seq (u32)  | [`AdminAuditEntry`] |
 //!
-//! `meta` `directory_revision`: u64, the revision of the last change.
+//! `meta` `directory_revision`: u64, the revision of the last change. In a cluster,
+//! `directory_log_sequence`: u64, the last `VAKA_DIR` batch this node applied, and
+//! `directory_log_digest`: its SHA-256 (both written with that batch's records, revision and
+//! audit entries).
 use crate::backend::{Backend, Cf, StoreError, WriteSet};
 use crate::group::Store;
 use serde::{Deserialize, Serialize};
@@ -23,6 +26,8 @@ use vaka_core::access::TokenRecord;
 use vaka_core::directory::{Change, Records};
 
 pub const META_DIRECTORY_REVISION: &[u8] = b"directory_revision";
+pub const META_DIRECTORY_LOG_SEQUENCE: &[u8] = b"directory_log_sequence";
+pub const META_DIRECTORY_LOG_DIGEST: &[u8] = b"directory_log_digest";
 
 /// The audit log's key for changes that belong to no tenant (centres, tokens of other roles).
 pub const PLATFORM: &str = "_platform";
@@ -115,6 +120,53 @@ pub fn put_revision(set: &mut WriteSet, revision: u64) {
     );
 }
 
+/// Records `sequence` as the last directory-log batch this node applied, and the SHA-256 of
+/// its bytes, in `set`.
+pub fn put_log_sequence(set: &mut WriteSet, sequence: u64, digest: [u8; 32]) {
+    set.put_raw(
+        Cf::Meta,
+        META_DIRECTORY_LOG_SEQUENCE.to_vec(),
+        sequence.to_be_bytes().to_vec(),
+    );
+    set.put_raw(
+        Cf::Meta,
+        META_DIRECTORY_LOG_DIGEST.to_vec(),
+        digest.to_vec(),
+    );
+}
+
+/// The SHA-256 of the last directory-log batch this node applied (`None`: none).
+pub fn load_log_digest(backend: &dyn Backend) -> Result<Option<[u8; 32]>, StoreError> {
+    match backend.get(Cf::Meta, META_DIRECTORY_LOG_DIGEST)? {
+        None => Ok(None),
+        Some(b) => <[u8; 32]>::try_from(b.as_slice())
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt {
+                cf: Cf::Meta.name(),
+                key: "directory_log_digest".into(),
+                reason: format!("{} bytes, not 32", b.len()),
+            }),
+    }
+}
+
+fn meta_u64(backend: &dyn Backend, key: &'static [u8]) -> Result<u64, StoreError> {
+    match backend.get(Cf::Meta, key)? {
+        None => Ok(0),
+        Some(b) => <[u8; 8]>::try_from(b.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt {
+                cf: Cf::Meta.name(),
+                key: String::from_utf8_lossy(key).into_owned(),
+                reason: format!("{} bytes, not 8", b.len()),
+            }),
+    }
+}
+
+/// The last directory-log batch this node applied (0: none).
+pub fn load_log_sequence(backend: &dyn Backend) -> Result<u64, StoreError> {
+    meta_u64(backend, META_DIRECTORY_LOG_SEQUENCE)
+}
+
 pub fn put_token(set: &mut WriteSet, token: &TokenRecord) {
     set.put_raw(Cf::Tokens, token.id.as_bytes().to_vec(), json(token));
 }
@@ -166,16 +218,7 @@ pub fn load_directory(backend: &dyn Backend) -> Result<(Records, u64), StoreErro
     if let Some(e) = err {
         return Err(e);
     }
-    let revision = match backend.get(Cf::Meta, META_DIRECTORY_REVISION)? {
-        None => 0,
-        Some(b) => <[u8; 8]>::try_from(b.as_slice())
-            .map(u64::from_be_bytes)
-            .map_err(|_| StoreError::Corrupt {
-                cf: Cf::Meta.name(),
-                key: "directory_revision".into(),
-                reason: format!("{} bytes, not 8", b.len()),
-            })?,
-    };
+    let revision = meta_u64(backend, META_DIRECTORY_REVISION)?;
     Ok((r, revision))
 }
 

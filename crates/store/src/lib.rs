@@ -34,6 +34,8 @@
 //! | `retention/events_from` | u64, the first event id the retention sweep has not settled  |
 //! | `retention/alarm_events_from` | u64, the same for alarm-lane events                    |
 //! | `directory_revision`    | u64, the directory's revision (see [`directory`])             |
+//! | `directory_log_sequence` | u64, in a cluster: the last `VAKA_DIR` batch applied          |
+//! | `directory_log_digest`  | in a cluster: that batch's SHA-256                            |
 //! | `move/<tenant>` 0x00 `<device>` | JSON [`moves::MoveOffer`]: a device offered to another tenant |
 //!
 //! # Format version

@@ -264,6 +264,16 @@ impl crate::Store {
         crate::directory::load_directory(self.backend().as_ref())
     }
 
+    /// The last directory-log batch this node applied, in a cluster (0: none).
+    pub fn directory_log_sequence(&self) -> Result<u64, StoreError> {
+        crate::directory::load_log_sequence(self.backend().as_ref())
+    }
+
+    /// The SHA-256 of that batch, in a cluster (`None`: none applied).
+    pub fn directory_log_digest(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        crate::directory::load_log_digest(self.backend().as_ref())
+    }
+
     /// Every admin API token record (hashed secrets).
     pub fn tokens(&self) -> Result<Vec<vaka_core::access::TokenRecord>, StoreError> {
         crate::directory::load_tokens(self.backend().as_ref())

@@ -557,8 +557,10 @@ pub struct DeadlinePolicyRecord {
 /// One change to the directory. Puts replace the whole record (an upsert by id).
 // A tenant record is the largest; changes are rare control-plane writes, never on the hot path,
 // so the size of one in memory does not matter.
+/// Serialised (JSON) as a cluster's directory log entry (vaka-admin's `replicated`).
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Change {
     PutTenant(TenantRecord),
     DeleteTenant(String),

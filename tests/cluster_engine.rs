@@ -1,0 +1,191 @@
+//! Two `vaka serve` processes with a `[cluster]` section over three real nats-server processes
+//! (`sync_interval: always`; crates/cluster/tests/support): the admin API of either node
+//! changes the one directory, a stale `If-Match` on one node is refused after the other
+//! node's change, and an API token made or revoked on one node is made or revoked on both.
+#[path = "support/admin.rs"]
+mod admin;
+#[path = "support/binary.rs"]
+mod binary;
+#[path = "../crates/cluster/tests/support/mod.rs"]
+mod nats;
+#[path = "support/sipp.rs"]
+mod sipp;
+
+use admin::{Engine, OPERATOR};
+use binary::{free_tcp_port, free_udp_port, vaka_bin};
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DIRECTORY: &str = "[[tenants]]\nid = \"t\"\ncentres = [\"c1\"]\n\
+    [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-centre-c1\"\n";
+
+fn cluster_section(c: &nats::Cluster, node: &str) -> String {
+    format!(
+        "[cluster]\nnode_id = \"{node}\"\nservers = {:?}\nmonitoring = {:?}\n",
+        c.urls(),
+        c.monitoring()
+    )
+}
+
+/// Polls `f` (a GET on another node) until it holds, for at most `within`.
+fn within(within: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t.elapsed()
+}
+
+#[test]
+fn the_admin_api_of_either_node_changes_the_one_directory_and_its_tokens() {
+    let c = nats::Cluster::start3();
+    let a = Engine::start_with(DIRECTORY, &[], &cluster_section(&c, "a"));
+    let b = Engine::start_with(DIRECTORY, &[], &cluster_section(&c, "b"));
+
+    // Both nodes serve the bootstrap (one batch, appended by whichever started first).
+    let ta = a.get("/api/v1/tenants/t", OPERATOR);
+    let tb = b.get("/api/v1/tenants/t", OPERATOR);
+    assert_eq!(
+        (ta.status, tb.status),
+        (200, 200),
+        "{} {}",
+        ta.body,
+        tb.body
+    );
+    assert_eq!(ta.etag, tb.etag);
+
+    // A device PUT through A is on B within a second, at the same revision.
+    let path = "/api/v1/tenants/t/devices/d1";
+    let put = a.send("PUT", path, OPERATOR, &json!({"type": "0003"}));
+    assert_eq!(put.status, 201, "{}", put.body);
+    let took = within(Duration::from_secs(1), "d1 on B", || {
+        b.device("t", "d1").is_some()
+    });
+    eprintln!("d1 on B {took:?} after A's answer");
+    let on_b = b.get(path, OPERATOR);
+    assert_eq!(on_b.etag, put.etag);
+
+    // Changed through B with A's revision; the same stale revision then refused on A.
+    let etag = put.etag.clone().expect("an ETag");
+    let body = json!({"type": "0003", "heartbeat_secs": 60}).to_string();
+    let changed = b.call(
+        "PUT",
+        path,
+        Some(OPERATOR),
+        Some(("application/json", body.clone().into_bytes())),
+        &[("If-Match", &etag)],
+    );
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    let stale = a.call(
+        "PUT",
+        path,
+        Some(OPERATOR),
+        Some(("application/json", body.into_bytes())),
+        &[("If-Match", &etag)],
+    );
+    assert_eq!(stale.status, 412, "{}", stale.body);
+    assert_eq!(a.device("t", "d1").unwrap()["heartbeat_secs"], 60);
+
+    // The same admin audit on both.
+    let audit_b = b.audit(Some("t"));
+    within(Duration::from_secs(1), "the same audit on A", || {
+        a.audit(Some("t")) == audit_b
+    });
+    assert!(audit_b.iter().any(|e| e["action"] == "put device"));
+
+    // A token made through A works on B; revoked through B, it is refused on A.
+    let (id, secret) = a.tenant_admin("t");
+    within(Duration::from_secs(1), "A's token on B", || {
+        b.get("/api/v1/tenants/t", &secret).status == 200
+    });
+    let gone = b.call(
+        "DELETE",
+        &format!("/api/v1/tokens/{id}"),
+        Some(OPERATOR),
+        None,
+        &[],
+    );
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    within(
+        Duration::from_secs(1),
+        "the revoked token refused on A",
+        || a.get("/api/v1/tenants/t", &secret).status == 401,
+    );
+    let audit = a.audit(Some("t"));
+    for action in ["create token", "delete token"] {
+        assert!(audit.iter().any(|e| e["action"] == action), "{action}");
+    }
+    within(Duration::from_secs(1), "the same audit on B", || {
+        b.audit(Some("t")) == audit
+    });
+}
+
+/// A node whose NATS server does not sync every write refuses to start, naming the server.
+#[test]
+fn an_engine_on_a_server_without_sync_always_refuses_to_start_naming_it() {
+    let loose = nats::Cluster::single("loose-0", false);
+    let dir = tempfile::tempdir().unwrap();
+    let three = |v: Vec<String>| vec![v[0].clone(), v[0].clone(), v[0].clone()];
+    let config = dir.path().join("vaka.toml");
+    let text = format!(
+        "[server]\ndata_dir = \"{data}\"\nlog_level = \"warn\"\n\
+         [listen]\nsip_udp = \"127.0.0.1:{sip}\"\ngrpc = \"127.0.0.1:{grpc}\"\n\
+         http = \"127.0.0.1:{http}\"\n\
+         [cluster]\nnode_id = \"a\"\nservers = {servers:?}\nmonitoring = {monitoring:?}\n{DIRECTORY}",
+        data = dir.path().join("data").display(),
+        sip = free_udp_port(),
+        grpc = free_tcp_port(),
+        http = free_tcp_port(),
+        servers = three(loose.urls()),
+        monitoring = three(loose.monitoring()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(vaka_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vaka serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it started: {stderr}");
+    assert!(stderr.contains("loose-0"), "{stderr}");
+    assert!(stderr.contains("sync_interval: always"), "{stderr}");
+}
+
+/// A `[cluster]` section is checked with the rest of the file: a bad value is named by its key,
+/// an unknown key refused; a good one passes.
+#[test]
+fn a_bad_cluster_section_is_named_by_its_key() {
+    let check = |section: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vaka.toml");
+        std::fs::write(&path, format!("{section}\n{DIRECTORY}")).unwrap();
+        let out = Command::new(vaka_bin())
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let servers = r#"servers = ["nats://a:4222", "nats://b:4222", "nats://c:4222"]"#;
+    let monitoring = r#"monitoring = ["http://a:8222", "http://b:8222", "http://c:8222"]"#;
+    let (code, err) = check(&format!(
+        "[cluster]\nnode_id = \"n1\"\n{servers}\n{monitoring}"
+    ));
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = check(&format!(
+        "[cluster]\nnode_id = \"n1\"\nservers = [\"nats://a:4222\"]\n{monitoring}"
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cluster.servers"), "{err}");
+    let (code, err) = check(&format!(
+        "[cluster]\nnode_id = \"n1\"\n{servers}\n{monitoring}\npartition = 8"
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("partition"), "{err}");
+}
