@@ -95,15 +95,7 @@ impl Control {
         clock: Clock,
     ) -> Result<Arc<Control>, StoreError> {
         let tokens = Arc::new(Tokens::load(&store)?);
-        Ok(Arc::new(Control {
-            store,
-            live,
-            router,
-            clock,
-            tokens,
-            writer: tokio::sync::Mutex::new(()),
-            replica: None,
-        }))
+        Ok(Self::with(store, live, router, clock, tokens, None))
     }
 
     /// The control plane of a cluster node: `follower` (from [`crate::replicated::start`],
@@ -118,15 +110,33 @@ impl Control {
     ) -> Result<Arc<Control>, StoreError> {
         let tokens = Arc::new(Tokens::load(&store)?);
         let replica = follower.run(store.clone(), live.clone(), router.clone(), tokens.clone());
-        Ok(Arc::new(Control {
+        Ok(Self::with(
+            store,
+            live,
+            router,
+            clock,
+            tokens,
+            Some(replica),
+        ))
+    }
+
+    fn with(
+        store: Store,
+        live: LiveDirectory,
+        router: Arc<Router>,
+        clock: Clock,
+        tokens: Arc<Tokens>,
+        replica: Option<crate::replicated::Replica>,
+    ) -> Arc<Control> {
+        Arc::new(Control {
             store,
             live,
             router,
             clock,
             tokens,
             writer: tokio::sync::Mutex::new(()),
-            replica: Some(replica),
-        }))
+            replica,
+        })
     }
 
     pub fn live(&self) -> &LiveDirectory {

@@ -27,7 +27,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch, Notify};
-use vaka_cluster::directory_log::{Batch, DirectoryLog, DirectoryLogError};
+use vaka_cluster::directory_log::{Batch, Bounds, DirectoryLog, DirectoryLogError};
 use vaka_cluster::reconcile::Digest;
 use vaka_core::access::TokenRecord;
 use vaka_core::directory::{Change, Defaults, Directory, DirectoryError};
@@ -150,17 +150,23 @@ impl Follower {
         self.applied
     }
 
+    /// The stream's bounds; a stream whose last batch is before this node's is a loss.
+    async fn bounds_not_behind(&self) -> Result<Bounds, FollowError> {
+        let bounds = self.log.bounds().await?;
+        if bounds.last < self.applied {
+            return Err(Loss::Ahead {
+                applied: self.applied,
+                last: bounds.last,
+            }
+            .into());
+        }
+        Ok(bounds)
+    }
+
     /// The next batch to apply, `None` when caught up with the stream as its leader has it.
     async fn next(&mut self) -> Result<Option<Batch>, FollowError> {
         if self.applied >= self.known_last {
-            let bounds = self.log.bounds().await?;
-            if bounds.last < self.applied {
-                return Err(Loss::Ahead {
-                    applied: self.applied,
-                    last: bounds.last,
-                }
-                .into());
-            }
+            let bounds = self.bounds_not_behind().await?;
             self.known_last = bounds.last;
             if bounds.last == self.applied {
                 return Ok(None);
@@ -188,14 +194,7 @@ impl Follower {
         let Some(digest) = digest.filter(|_| self.applied > 0) else {
             return Ok(());
         };
-        let bounds = self.log.bounds().await?;
-        if bounds.last < self.applied {
-            return Err(Loss::Ahead {
-                applied: self.applied,
-                last: bounds.last,
-            }
-            .into());
-        }
+        self.bounds_not_behind().await?;
         let what = match self.log.get(self.applied).await? {
             None => "missing",
             Some(b) if Digest::of(&b.bytes).0 != digest => "different",

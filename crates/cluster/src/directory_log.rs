@@ -9,14 +9,13 @@ use std::time::Duration;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{
-    Config as StreamConfig, LastRawMessageErrorKind, PersistenceMode, RetentionPolicy, StorageType,
-    Stream,
+    Config as StreamConfig, LastRawMessageErrorKind, RetentionPolicy, StorageType, Stream,
 };
 use async_nats::jetstream::Context;
 use bytes::Bytes;
 
 use crate::config::REPLICAS;
-use crate::substrate::{check_stream_config, SubstrateError};
+use crate::substrate::{check_stream_config, keeps_everything_problem, SubstrateError};
 
 pub const DIRECTORY_STREAM: &str = "VAKA_DIR";
 pub const DIRECTORY_SUBJECT: &str = "vaka.dir";
@@ -83,18 +82,8 @@ pub fn verify_stream(found: &StreamConfig) -> Result<(), SubstrateError> {
             "subjects {:?}, wanted [{DIRECTORY_SUBJECT:?}]",
             found.subjects
         ))
-    } else if found.persist_mode == Some(PersistenceMode::Async) {
-        Some("persist mode async acknowledges before storing; wanted the default".into())
-    } else if found.retention != RetentionPolicy::Limits {
-        Some(format!("retention {:?}, wanted Limits", found.retention))
-    } else if !found.max_age.is_zero()
-        || found.max_messages > 0
-        || found.max_bytes > 0
-        || found.max_messages_per_subject > 0
-    {
-        Some("has a limit that would drop directory changes (max_age, max_msgs, max_bytes or max_msgs_per_subject)".into())
     } else {
-        None
+        keeps_everything_problem(found, "directory changes")
     };
     match problem {
         Some(problem) => Err(SubstrateError::Config { what, problem }),

@@ -8,8 +8,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{
-    Config as StreamConfig, LastRawMessageErrorKind, PersistenceMode, RetentionPolicy, StorageType,
-    Stream,
+    Config as StreamConfig, LastRawMessageErrorKind, RetentionPolicy, StorageType, Stream,
 };
 use async_nats::jetstream::Context;
 use bytes::Bytes;
@@ -17,7 +16,7 @@ use futures::StreamExt;
 
 use crate::config::REPLICAS;
 use crate::partition::{Partition, INPUT_SUBJECT_PREFIX};
-use crate::substrate::{check_stream_config, SubstrateError};
+use crate::substrate::{check_stream_config, keeps_everything_problem, SubstrateError};
 
 pub const INPUT_STREAM: &str = "VAKA_IN";
 
@@ -141,19 +140,8 @@ pub fn verify_stream(
             "duplicate window {:?}, the config says {:?}",
             found.duplicate_window, duplicate_window
         ))
-    } else if found.persist_mode == Some(PersistenceMode::Async) {
-        // Async persistence acknowledges before the write is stored: sync_always is moot.
-        Some("persist mode async acknowledges before storing; wanted the default".into())
-    } else if found.retention != RetentionPolicy::Limits {
-        Some(format!("retention {:?}, wanted Limits", found.retention))
-    } else if !found.max_age.is_zero()
-        || found.max_messages > 0
-        || found.max_bytes > 0
-        || found.max_messages_per_subject > 0
-    {
-        Some("has a limit that would drop inputs (max_age, max_msgs, max_bytes or max_msgs_per_subject)".into())
     } else {
-        None
+        keeps_everything_problem(found, "inputs")
     };
     match problem {
         Some(problem) => Err(SubstrateError::Config { what, problem }),
@@ -460,6 +448,7 @@ async fn retrying<T, F: std::future::Future<Output = Result<T, LogError>>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_nats::jetstream::stream::PersistenceMode;
 
     #[test]
     fn keys_are_checked_and_batch_ids_cannot_be_alarm_keys() {

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use async_nats::jetstream::stream::{
+    Config as StreamConfig, PersistenceMode, RetentionPolicy, StorageType,
+};
 
 use crate::config::REPLICAS;
 
@@ -120,6 +122,28 @@ pub fn check_stream_config(what: &str, config: &StreamConfig) -> Result<(), Subs
         });
     }
     Ok(())
+}
+
+/// What makes a log stream (`VAKA_IN`, `VAKA_DIR`) lose or pretend to have stored what it was
+/// given, if anything: asynchronous persistence (acknowledged before stored), a retention
+/// other than limits, or any limit that drops old messages. `drops` names what would be lost.
+pub fn keeps_everything_problem(config: &StreamConfig, drops: &str) -> Option<String> {
+    if config.persist_mode == Some(PersistenceMode::Async) {
+        // Async persistence acknowledges before the write is stored: sync_always is moot.
+        Some("persist mode async acknowledges before storing; wanted the default".into())
+    } else if config.retention != RetentionPolicy::Limits {
+        Some(format!("retention {:?}, wanted Limits", config.retention))
+    } else if !config.max_age.is_zero()
+        || config.max_messages > 0
+        || config.max_bytes > 0
+        || config.max_messages_per_subject > 0
+    {
+        Some(format!(
+            "has a limit that would drop {drops} (max_age, max_msgs, max_bytes or max_msgs_per_subject)"
+        ))
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
