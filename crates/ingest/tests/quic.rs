@@ -481,3 +481,33 @@ async fn connections_past_the_limit_are_refused() {
     b.close().await;
     env.stop().await;
 }
+
+/// The telemetry port counts its connections apart: telemetry connections up to its limit
+/// never take an alarm device's place on the alarm port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_connections_do_not_take_the_alarm_ports_places() {
+    let env = Env::start_with(|c| {
+        c.max_connections = 1;
+        c.telemetry_max_connections = 1;
+        c.telemetry_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    env.presence.connected(&CentreId::new("c1"));
+    let port = env.server.telemetry_addr().unwrap();
+    let on_port = |d: &str| device_config(port, &env.certs, &env.certs, "t1", d);
+    let tracker = within(10, Client::connect(on_port("d1"))).await.unwrap();
+    assert!(
+        within(10, Client::connect(on_port("d2"))).await.is_err(),
+        "the telemetry port's second connection is refused"
+    );
+    let alarms = within(10, Client::connect(env.device("t1", "d0")))
+        .await
+        .expect("the alarm port has its place");
+    let r = within(10, alarms.send(events::alarm("a1", "0010", 3)))
+        .await
+        .unwrap();
+    assert_eq!(status(&r), Status::Ok);
+    tracker.close().await;
+    alarms.close().await;
+    env.stop().await;
+}

@@ -53,6 +53,9 @@ pub struct QuicConfig {
     pub max_inflight_events: usize,
     /// Concurrent connections; past it new connections are refused (QUIC CONNECTION_REFUSED).
     pub max_connections: usize,
+    /// Concurrent connections on the telemetry port, counted apart from `max_connections`, so
+    /// that telemetry connections never take an alarm device's place.
+    pub telemetry_max_connections: usize,
     /// A connection with no traffic for this long is closed (QUIC idle timeout; the smaller of
     /// the two peers' values applies).
     pub idle_timeout_secs: u64,
@@ -88,6 +91,7 @@ impl Default for QuicConfig {
             max_events_per_frame: 1024,
             max_inflight_events: 4096,
             max_connections: 20_000,
+            telemetry_max_connections: 20_000,
             idle_timeout_secs: 120,
             keep_alive_secs: 0,
             hello_timeout_secs: 10,
@@ -128,6 +132,9 @@ impl QuicConfig {
         }
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1");
+        }
+        if self.telemetry_max_connections == 0 {
+            return bad("telemetry_max_connections", "must be at least 1");
         }
         if self.idle_timeout_secs == 0 || self.idle_timeout_secs > 24 * 3600 {
             return bad("idle_timeout_secs", "must be 1..=86400");

@@ -40,9 +40,9 @@
 //!
 //! **Alarms first** (invariant 9 from the socket on). `listen.quic_telemetry` opens a telemetry
 //! port: one more endpoint with its own UDP socket, run with its connections on a thread of its
-//! own at a lower OS priority (`crate::low_priority`), so a telemetry flood fills neither the alarm
-//! socket's kernel queue nor the runtime the alarm connections run on, and yields the CPU to
-//! them. Devices send alarms to `listen.quic` and telemetry to the telemetry port (a second
+//! own at a lower OS priority (`crate::low_priority`) and with its own connection limit, so a
+//! telemetry flood fills neither the alarm socket's kernel queue, nor its connection places,
+//! nor the runtime the alarm connections run on, and yields the CPU to them. Devices send alarms to `listen.quic` and telemetry to the telemetry port (a second
 //! connection with the same certificate); what each port accepts is the same, so a device that
 //! knows one port only loses nothing. On either port, a frame of telemetry alone waits while an
 //! alarm decides, and for 50 ms after the last one only 16 telemetry events may be in flight

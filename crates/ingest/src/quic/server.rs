@@ -186,10 +186,12 @@ impl QuicServer {
         let (telemetry_thread, telemetry_addr) = match telemetry {
             None => (None, None),
             Some((thread, ep, bound)) => {
+                // Its own connection limit: telemetry never takes an alarm device's place.
+                let limit = Arc::new(Semaphore::new(cfg.telemetry_max_connections));
                 accept.push(thread.handle().spawn(accept_loop(
                     ep.clone(),
                     shared.clone(),
-                    limit.clone(),
+                    limit,
                     tracker.clone(),
                 )));
                 endpoints.push(ep);
