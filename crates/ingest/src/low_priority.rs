@@ -4,27 +4,40 @@
 //! other threads first; when it is not, the thread has all it needs. Used by the QUIC
 //! telemetry port (its endpoint's driver, accept loop and connections) and by the SIP/UDP
 //! front's refuser (the 503s answering a shed flood).
+use std::future::Future;
 use std::io;
-use std::thread::JoinHandle;
 
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, Runtime};
 use tokio::sync::oneshot;
 
+/// A runtime on a thread at a lowered priority, running what is spawned on it until stopped.
 pub(crate) struct LowPriorityThread {
     handle: Handle,
     stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 /// Runs `task` to its end on a thread of its own at `nice`, then the thread ends.
 pub(crate) fn run(
     name: &str,
     nice: i32,
-    task: impl std::future::Future<Output = ()> + Send + 'static,
+    task: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    run_on(runtime()?, name, nice, task)
+}
+
+/// A current-thread runtime, made where the caller can see it fail.
+fn runtime() -> io::Result<Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+}
+
+fn run_on(
+    rt: Runtime,
+    name: &str,
+    nice: i32,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
@@ -36,37 +49,18 @@ pub(crate) fn run(
 
 impl LowPriorityThread {
     /// Starts the thread and its runtime. A nice value the system refuses is logged, not fatal:
-    /// the port still works, only without its lower priority.
+    /// the work still runs, only without its lower priority.
     pub(crate) fn start(name: &str, nice: i32) -> io::Result<Self> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let rt = runtime()?;
+        let handle = rt.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                lower_priority(nice);
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => {
-                        let _ = ready_tx.send(Ok(rt.handle().clone()));
-                        // Until told to stop, or the server is dropped; then its tasks end.
-                        rt.block_on(async {
-                            let _ = stopped.await;
-                        });
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                    }
-                }
-            })?;
-        let handle = ready_rx
-            .recv()
-            .map_err(|_| io::Error::other("telemetry thread ended before its runtime started"))??;
+        // Until told to stop, or the owner is dropped; then its tasks end with the runtime.
+        run_on(rt, name, nice, async {
+            let _ = stopped.await;
+        })?;
         Ok(Self {
             handle,
             stop: Some(stop),
-            thread: Some(thread),
         })
     }
 
@@ -74,13 +68,11 @@ impl LowPriorityThread {
         &self.handle
     }
 
-    /// Ends the runtime (its remaining tasks are dropped) and the thread, without blocking.
+    /// Ends the runtime (its remaining tasks are dropped) and so the thread, without blocking.
     pub(crate) fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        // Not joined: it ends on its own once its runtime is dropped.
-        drop(self.thread.take());
     }
 }
 
