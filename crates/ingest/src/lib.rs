@@ -5,6 +5,7 @@
 //! - [`sip`]: SCAIP (`<mrq>`/`<mrs>` XML) in SIP MESSAGE over UDP, TCP and TLS, digest auth.
 //! - [`dc09`]: SIA DC-09 over TCP and UDP (panels and transceivers), ACK once durable.
 //! - [`certs`]: demo certificates (tenant CA, server, devices) for `vaka certs`.
+mod alarms_first;
 pub mod certs;
 pub mod dc09;
 mod low_priority;

@@ -1,6 +1,6 @@
 //! Alarms first at the QUIC front (invariant 9 from the socket on), as at the SIP/UDP front.
 //! While an alarm-lane event is deciding (submitted, not yet answered), no frame of telemetry
-//! alone is submitted at all; for [`FLOW_WINDOW`] after the last alarm came or was answered,
+//! alone is submitted at all; for [`ALARMS_FLOWING_FOR`] after the last alarm came or was answered,
 //! only within a small budget of telemetry events in flight ([`TELEMETRY_WHILE_ALARMS_FLOW`]).
 //! Frames that must wait wait in their connection, which reads at most
 //! [`HELD_PER_CONNECTION`] telemetry events past its turn, so QUIC flow control holds the rest
@@ -14,14 +14,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// Alarms are "flowing" for this long after the last one came or was answered: in a storm the
-/// next one is at most a few milliseconds away, and telemetry should not rush in between.
-pub(crate) const FLOW_WINDOW: Duration = Duration::from_millis(50);
-/// Telemetry events that may be in flight (submitted, unanswered) between alarms while they
-/// flow: enough that heartbeats and fixes still move during a long storm, few enough that a
-/// shard batch or a store commit is never mostly telemetry then (the SIP/UDP front's 16).
-/// A larger frame waits for the whole budget and is then alone in flight.
-pub(crate) const TELEMETRY_WHILE_ALARMS_FLOW: usize = 16;
+// The rule's numbers, shared with the SIP/UDP front. A frame larger than the telemetry budget
+// waits for the whole of it and is then alone in flight.
+use crate::alarms_first::{ALARMS_FLOWING_FOR, TELEMETRY_WHILE_ALARMS_FLOW};
 
 /// Telemetry events a connection reads past what it may submit: beyond, it is not read until
 /// they go (QUIC flow control then stops the device), so a flood costs little decryption and
@@ -89,7 +84,7 @@ impl AlarmFlow {
         match self.last.load(Ordering::Acquire) {
             0 => Flow::Quiet,
             ms => {
-                let until = self.base + Duration::from_millis(ms - 1) + FLOW_WINDOW;
+                let until = self.base + Duration::from_millis(ms - 1) + ALARMS_FLOWING_FOR;
                 if until > Instant::now() {
                     Flow::Until(until)
                 } else {
@@ -155,7 +150,7 @@ mod tests {
         assert_eq!(first.num_permits(), TELEMETRY_WHILE_ALARMS_FLOW);
         let f = flow.clone();
         let second = tokio::spawn(async move { f.telemetry_turn(1).await.is_none() });
-        tokio::time::sleep(FLOW_WINDOW / 2).await;
+        tokio::time::sleep(ALARMS_FLOWING_FOR / 2).await;
         assert!(!second.is_finished(), "past the budget within the window");
         assert!(
             second.await.unwrap(),

@@ -24,6 +24,7 @@ use vaka_scaip::triage::{triage, Triage};
 use super::dialogue;
 use super::link::Link;
 use super::shared::Shared;
+use crate::alarms_first::{ALARMS_FLOWING_FOR, TELEMETRY_WHILE_ALARMS_FLOW};
 
 /// Datagrams waiting to be refused; beyond it shed datagrams are dropped unanswered.
 pub(crate) const REFUSALS: usize = 256;
@@ -160,14 +161,6 @@ async fn read_until_stopped(sh: &Shared, sock: &UdpSocket, lanes: &Lanes) {
 /// `<mrs>` do not count: they cost a timer, not work (and a slow device must not stop the
 /// others' telemetry).
 pub(crate) const TELEMETRY_WHILE_DECIDING_BELOW: usize = 256;
-
-/// The narrower window while alarms flow (one came within [`ALARMS_FLOWING_FOR`]): the
-/// telemetry taken between two alarms is what the next alarm waits behind. Not 0: alarms
-/// arrive every few hundred milliseconds on a national platform's ordinary day, and
-/// heartbeats must still flow between them (BENCHMARKS.md, "Overload ... issue 22, 2026-12-06"
-/// has 0, 16 and 256 side by side).
-const TELEMETRY_WHILE_ALARMS_FLOW: usize = 16;
-const ALARMS_FLOWING_FOR: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Handles queued datagrams, the first lane before telemetry, until the reader has stopped and
 /// both lanes are empty.
