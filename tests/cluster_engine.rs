@@ -56,11 +56,12 @@ fn the_admin_api_of_either_node_changes_the_one_directory_and_its_tokens() {
     );
     assert_eq!(ta.etag, tb.etag);
 
-    // A device PUT through A is on B within a second, at the same revision.
+    // A device PUT through A is on B at the same revision (in milliseconds; the 5 s bounds
+    // allow a CI machine busy with other tests' fsyncs).
     let path = "/api/v1/tenants/t/devices/d1";
     let put = a.send("PUT", path, OPERATOR, &json!({"type": "0003"}));
     assert_eq!(put.status, 201, "{}", put.body);
-    let took = within(Duration::from_secs(1), "d1 on B", || {
+    let took = within(Duration::from_secs(5), "d1 on B", || {
         b.device("t", "d1").is_some()
     });
     eprintln!("d1 on B {took:?} after A's answer");
@@ -90,14 +91,14 @@ fn the_admin_api_of_either_node_changes_the_one_directory_and_its_tokens() {
 
     // The same admin audit on both.
     let audit_b = b.audit(Some("t"));
-    within(Duration::from_secs(1), "the same audit on A", || {
+    within(Duration::from_secs(5), "the same audit on A", || {
         a.audit(Some("t")) == audit_b
     });
     assert!(audit_b.iter().any(|e| e["action"] == "put device"));
 
     // A token made through A works on B; revoked through B, it is refused on A.
     let (id, secret) = a.tenant_admin("t");
-    within(Duration::from_secs(1), "A's token on B", || {
+    within(Duration::from_secs(5), "A's token on B", || {
         b.get("/api/v1/tenants/t", &secret).status == 200
     });
     let gone = b.call(
@@ -109,7 +110,7 @@ fn the_admin_api_of_either_node_changes_the_one_directory_and_its_tokens() {
     );
     assert_eq!(gone.status, 204, "{}", gone.body);
     within(
-        Duration::from_secs(1),
+        Duration::from_secs(5),
         "the revoked token refused on A",
         || a.get("/api/v1/tenants/t", &secret).status == 401,
     );
@@ -117,7 +118,7 @@ fn the_admin_api_of_either_node_changes_the_one_directory_and_its_tokens() {
     for action in ["create token", "delete token"] {
         assert!(audit.iter().any(|e| e["action"] == action), "{action}");
     }
-    within(Duration::from_secs(1), "the same audit on B", || {
+    within(Duration::from_secs(5), "the same audit on B", || {
         b.audit(Some("t")) == audit
     });
 }

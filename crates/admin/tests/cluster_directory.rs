@@ -232,7 +232,8 @@ async fn a_change_on_one_node_is_seen_on_the_other_and_concurrent_if_match_write
     // One bootstrap batch (sequence 1), applied by both.
     assert_eq!((a.sequence(), b.sequence()), (1, 1));
 
-    // Added through A: B's live directory has it within a second, at the same revision.
+    // Added through A: B's live directory has it, at the same revision (about 10 ms here;
+    // the bound allows a CI machine busy with other tests' fsyncs, where 1 s once failed).
     let (applied, revision) = a
         .control
         .apply_one("tok_a", device("d1", 60))
@@ -240,7 +241,7 @@ async fn a_change_on_one_node_is_seen_on_the_other_and_concurrent_if_match_write
         .unwrap();
     assert_eq!(applied, Applied::Created);
     assert_eq!(revision, 2, "revision = the batch's stream sequence");
-    let took = wait_revision(&b, revision, Duration::from_secs(1)).await;
+    let took = wait_revision(&b, revision, Duration::from_secs(5)).await;
     let key = vaka_core::DeviceKey::new("t", "d1");
     assert_eq!(
         b.live().load().device(&key).unwrap().heartbeat_secs,
@@ -350,7 +351,7 @@ async fn a_restarted_node_catches_up_from_its_sequence_before_it_serves() {
         .apply_one("tok_a", device("d4", 60))
         .await
         .unwrap();
-    wait_revision(&b, 5, Duration::from_secs(1)).await;
+    wait_revision(&b, 5, Duration::from_secs(5)).await;
     assert_identical(&a, &b);
 
     // An import larger than one NATS message (1 MiB), made while B is down: appended as
