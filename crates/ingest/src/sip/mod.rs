@@ -3,8 +3,8 @@
 //! ```text
 //! UDP socket ──datagram── udp_lanes: a reader only reads and triages (`<mty>` PI/IN ->
 //!   telemetry lane, the rest -> first lane; `sip.udp_queue` each; a full lane -> 503 busy
-//!   from the headers alone, as a stranger's response) -> one handler: first lane before
-//!   telemetry ──┐
+//!   from the headers alone, as a stranger's response) -> the first lane's handler in the
+//!   engine's runtime; telemetry's (while no alarm decides) on a thread at nice 10 ──┐
 //! TCP/TLS conn ──frame───┤ (find_message: Content-Length framing, max_message_bytes;
 //!                        │  a framing error closes the connection)
 //!   over max_message_bytes (a datagram, or a Content-Length past it): headers only ->

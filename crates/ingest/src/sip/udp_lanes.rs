@@ -2,11 +2,15 @@
 //! takes each datagram off the kernel's queue, triages it by one cheap scan
 //! (`vaka_scaip::triage`: heartbeats and info are telemetry, the rest goes first) and queues it
 //! in its lane, so the kernel's queue does not overflow while parsing, digests and
-//! transactions run elsewhere. One task handles the lanes, the first before telemetry, and
-//! telemetry only while nothing of the first lane (alarms, resets) is deciding and few answers are
-//! ([`TELEMETRY_WHILE_DECIDING_BELOW`]). A full
-//! lane sheds at the reader: the datagram goes to a small refusal queue whose task (on a thread
-//! of lower priority: `crate::low_priority`) reads only its headers and answers `503 Service
+//! transactions run elsewhere. The first lane (alarms, resets) is handled by a task in the
+//! engine's runtime. The telemetry lane is handled on a thread of lower priority
+//! (`crate::low_priority`), with every task its messages start (digest, transaction, waiting for
+//! the router, the `<mrs>` and its retransmissions), so a flood's work never queues ahead of an
+//! alarm's in the engine's runtime and, when the cores are contested, the kernel runs the alarm
+//! first; and it takes telemetry only while nothing of the first lane is deciding and few
+//! answers are ([`TELEMETRY_WHILE_DECIDING_BELOW`]). A full
+//! lane sheds at the reader: the datagram goes to a small refusal queue whose task (on the
+//! same thread of lower priority) reads only its headers and answers `503 Service
 //! Unavailable` (busy, RFC 3261 §21.5.4) as a stranger's
 //! response (its source's unauthenticated budget, never larger than the request); a full
 //! refusal queue drops it, counted. Nothing shed was acknowledged: the device resends or falls
@@ -15,7 +19,9 @@
 //! Memory held here is bounded by the configuration: at most `2 x sip.udp_queue +
 //! REFUSALS` datagrams of at most `sip.max_message_bytes` each, plus the reader's one buffer.
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -28,8 +34,8 @@ use crate::alarms_first::{ALARMS_FLOWING_FOR, TELEMETRY_WHILE_ALARMS_FLOW};
 
 /// Datagrams waiting to be refused; beyond it shed datagrams are dropped unanswered.
 pub(crate) const REFUSALS: usize = 256;
-/// The refuser thread's nice value: it answers only what was shed.
-const REFUSER_NICE: i32 = 10;
+/// The nice value of the thread that handles telemetry and answers what was shed.
+const TELEMETRY_NICE: i32 = 10;
 
 /// The largest UDP payload (IPv6 jumbograms aside).
 const MAX_DATAGRAM: usize = 65_535;
@@ -46,7 +52,7 @@ enum Refusal {
     TooLarge(Datagram, usize),
 }
 
-/// Starts the reader, the lanes' handler and the refuser for `sock`. An error (no thread, no
+/// Starts the reader, the lanes' handlers and the refuser for `sock`. An error (no thread, no
 /// runtime, no second descriptor: resources exhausted) refuses the start rather than leaving
 /// a front that never reads.
 pub(crate) fn start(sh: &Arc<Shared>, sock: Arc<UdpSocket>) -> std::io::Result<()> {
@@ -76,12 +82,25 @@ pub(crate) fn start(sh: &Arc<Shared>, sock: Arc<UdpSocket>) -> std::io::Result<(
     std::thread::Builder::new()
         .name("vaka-sip-udp".into())
         .spawn(move || rt.block_on(read(sh2, reader, lanes)))?;
-    sh.tracker
-        .spawn(handle(sh.clone(), link.clone(), first_rx, telemetry_rx));
-    // Refusing a flood must not take the CPU from alarms: its own thread at a lower priority.
-    // Starved, its queue fills and the rest is dropped unanswered (counted), as before.
+    let first_seen = Arc::new(FirstSeen::new());
+    sh.tracker.spawn(handle_first(
+        sh.clone(),
+        link.clone(),
+        first_rx,
+        first_seen.clone(),
+    ));
+    // Telemetry and refusing a flood must not take the CPU from alarms: a thread at a lower
+    // priority. Starved, the refusal queue fills and the rest is dropped unanswered (counted).
+    let telemetry = sh.tracker.track_future(handle_telemetry(
+        sh.clone(),
+        link.clone(),
+        telemetry_rx,
+        first_seen,
+    ));
     let refuser = sh.tracker.track_future(refuse(sh.clone(), link, refuse_rx));
-    crate::low_priority::run("vaka-sip-refuse", REFUSER_NICE, refuser)?;
+    crate::low_priority::run("vaka-sip-telem", TELEMETRY_NICE, async move {
+        tokio::join!(telemetry, refuser);
+    })?;
     Ok(())
 }
 
@@ -162,44 +181,74 @@ async fn read_until_stopped(sh: &Shared, sock: &UdpSocket, lanes: &Lanes) {
 /// others' telemetry).
 pub(crate) const TELEMETRY_WHILE_DECIDING_BELOW: usize = 256;
 
-/// Handles queued datagrams, the first lane before telemetry, until the reader has stopped and
-/// both lanes are empty.
-async fn handle(
+/// When the first lane last took a datagram, read by the telemetry lane on its own thread.
+struct FirstSeen {
+    base: Instant,
+    /// Microseconds after `base`; 0: never.
+    at_us: AtomicU64,
+}
+
+impl FirstSeen {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            at_us: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) {
+        let us = self.base.elapsed().as_micros().max(1) as u64;
+        self.at_us.store(us, Ordering::Release);
+    }
+
+    fn within(&self, window: Duration) -> bool {
+        let at = self.at_us.load(Ordering::Acquire);
+        at != 0
+            && (self.base.elapsed().as_micros() as u64).saturating_sub(at)
+                < window.as_micros() as u64
+    }
+}
+
+/// Handles the first lane (alarms, resets) until the reader has stopped and the lane is empty.
+async fn handle_first(
     sh: Arc<Shared>,
     link: Link,
     mut first: mpsc::Receiver<Datagram>,
-    mut telemetry: mpsc::Receiver<Datagram>,
+    seen: Arc<FirstSeen>,
 ) {
-    let load = |n: &std::sync::atomic::AtomicUsize| n.load(std::sync::atomic::Ordering::Acquire);
-    let mut open = (true, true);
-    let mut last_first = tokio::time::Instant::now() - ALARMS_FLOWING_FOR;
-    while open.0 || open.1 {
-        let window = if last_first.elapsed() < ALARMS_FLOWING_FOR {
+    while let Some(d) = first.recv().await {
+        seen.now();
+        dialogue::handle(&sh, &link, d.peer, &d.bytes);
+    }
+}
+
+/// Handles the telemetry lane, on the thread of lower priority, while there is room (see
+/// [`TELEMETRY_WHILE_DECIDING_BELOW`]): at most one datagram is held out of its lane waiting.
+/// Once the lane is closed and empty, keeps the thread's runtime (the answers started here)
+/// until the front's tasks are told to end.
+async fn handle_telemetry(
+    sh: Arc<Shared>,
+    link: Link,
+    mut telemetry: mpsc::Receiver<Datagram>,
+    first: Arc<FirstSeen>,
+) {
+    let load = |n: &std::sync::atomic::AtomicUsize| n.load(Ordering::Acquire);
+    let room = || {
+        let window = if first.within(ALARMS_FLOWING_FOR) {
             TELEMETRY_WHILE_ALARMS_FLOW
         } else {
             TELEMETRY_WHILE_DECIDING_BELOW
         };
-        let room = load(&sh.first_deciding) == 0 && load(&sh.deciding) < window;
-        let (is_first, d) = tokio::select! {
-            biased;
-            r = first.recv(), if open.0 => (true, r),
-            r = telemetry.recv(), if open.1 && room => (false, r),
-            // Answers end without waking us: look again soon.
-            _ = tokio::time::sleep(std::time::Duration::from_millis(1)), if !room => continue,
-            else => return,
-        };
-        match d {
-            Some(d) => {
-                if is_first {
-                    last_first = tokio::time::Instant::now();
-                }
-                dialogue::handle(&sh, &link, d.peer, &d.bytes);
-            }
-            // A closed lane: the reader has stopped; the other is drained still.
-            None if is_first => open.0 = false,
-            None => open.1 = false,
+        load(&sh.first_deciding) == 0 && load(&sh.deciding) < window
+    };
+    while let Some(d) = telemetry.recv().await {
+        // Answers end without waking us: look again soon.
+        while !room() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        dialogue::handle(&sh, &link, d.peer, &d.bytes);
     }
+    sh.token.cancelled().await;
 }
 
 /// Answers what was shed, reading only headers.
