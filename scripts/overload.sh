@@ -9,6 +9,8 @@
 #                                        the flood on the engine's QUIC telemetry port
 #                                        (listen.quic_telemetry) instead of the alarm port
 #
+# Each storm also leaves a per-second plot of its latency (alone$p.svg, loaded$p.svg in WORK).
+#
 # Builds nothing: run `cargo build --release --workspace --bins` first. The fleet (10,000 load
 # devices on config/vaka.toml, every source allowed 100,000 unauthenticated answers a second
 # because all simulated devices share 127.0.0.1) and its certificates are made once in WORK.
@@ -60,7 +62,7 @@ flood_secs=14
 [ "$transport" = quic ] && flood_secs=40
 for p in $(seq 1 "$pairs"); do
     "$bin/vaka-load" alarm-storm "${common[@]}" --rate 1000 --duration 10 --centre \
-        --json "alone$p.json" >"alone$p.txt" 2>&1
+        --json "alone$p.json" --plot "alone$p.svg" >"alone$p.txt" 2>&1
     show "alone$p.json"
     # The flood's generator yields to the storm's, which measures.
     nice -n 10 "$bin/vaka-load" gps-fleet "${common[@]}" "${flood_at[@]}" --rate 20000 \
@@ -74,7 +76,7 @@ for p in $(seq 1 "$pairs"); do
     done
     sleep 1
     "$bin/vaka-load" alarm-storm "${common[@]}" --rate 1000 --duration 10 --centre \
-        --json "loaded$p.json" >"loaded$p.txt" 2>&1
+        --json "loaded$p.json" --plot "loaded$p.svg" >"loaded$p.txt" 2>&1
     show "loaded$p.json"
     wait $flood
     python3 -c "import json; r = json.load(open('flood$p.json')); print('flood$p: sent', r['sent'], 'acked', r['acked'], 'errors', r['errors'])"

@@ -38,17 +38,24 @@ async fn until_up(engine: &Engine, id: &str) {
 
 /// Waits until alarm `id`'s audit in `engine` holds the receipt of receiver `fwd`.
 async fn until_receipt(engine: &Engine, id: u64, fwd: &str) {
+    until_action(engine, id, fwd, "receipt").await;
+}
+
+/// Until the receiver `fwd` has closed alarm `id` as handed over: its receipt, accept and close
+/// are three inputs, applied one after another, so a receipt seen does not mean closed yet.
+async fn until_handed_over(engine: &Engine, id: u64, fwd: &str) {
+    until_action(engine, id, fwd, "closed").await;
+}
+
+async fn until_action(engine: &Engine, id: u64, fwd: &str, action: &str) {
     let who = format!("centre:{fwd}");
     let end = Instant::now() + Duration::from_secs(15);
     loop {
         let trail = engine.alarm_trail(id);
-        if trail
-            .iter()
-            .any(|(w, what, _)| *w == who && what == "receipt")
-        {
+        if trail.iter().any(|(w, what, _)| *w == who && what == action) {
             return;
         }
-        assert!(Instant::now() < end, "no receipt from {fwd}: {trail:?}");
+        assert!(Instant::now() < end, "no {action} from {fwd}: {trail:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -117,7 +124,7 @@ async fn an_alarm_forwarded_over_scaip_is_receipted_by_the_far_engine() {
         text.contains("Hjälplarm") && text.contains("t/d1"),
         "{at_b:?}"
     );
-    until_receipt(&a, second, "fwd").await;
+    until_handed_over(&a, second, "fwd").await;
     let detail = a.get(&format!("/api/v1/alarms/{second}"), OPERATOR).json();
     assert_eq!(detail["alarm"]["state"], "closed", "handed over: {detail}");
     c1.no_offer_for(Duration::from_secs(1)).await;
@@ -274,7 +281,7 @@ async fn sipp_as_the_far_receiver_holds_then_takes_the_alarm_and_it_is_handed_ov
             run.log
         );
     }
-    until_receipt(&a, id, "fwd").await;
+    until_handed_over(&a, id, "fwd").await;
     // Handed over: receipted, accepted and closed here; nothing left for a deadline of ours.
     let detail = a.get(&format!("/api/v1/alarms/{id}"), OPERATOR).json();
     assert_eq!(detail["alarm"]["state"], "closed", "{detail}");
