@@ -3,7 +3,7 @@
 //! nothing of the alarm path's, and when the CPU is contested the kernel runs the engine's
 //! other threads first; when it is not, the thread has all it needs. Used by the QUIC
 //! telemetry port (its endpoint's driver, accept loop and connections) and by the SIP/UDP
-//! front's refuser (the 503s answering a shed flood).
+//! front's telemetry lane and refuser (the 503s answering a shed flood).
 use std::future::Future;
 use std::io;
 

@@ -1,22 +1,21 @@
 //! Alarms first at the QUIC front (invariant 9 from the socket on), as at the SIP/UDP front.
 //! While an alarm-lane event is deciding (submitted, not yet answered), no frame of telemetry
-//! alone is submitted at all; for [`ALARMS_FLOWING_FOR`] after the last alarm came or was answered,
+//! alone is submitted at all; for [`ALARMS_FLOWING_FOR`](crate::alarms_first::ALARMS_FLOWING_FOR) after the last alarm came or was answered,
 //! only within a small budget of telemetry events in flight ([`TELEMETRY_WHILE_ALARMS_FLOW`]).
 //! Frames that must wait wait in their connection, which reads at most
 //! [`HELD_PER_CONNECTION`] telemetry events past its turn, so QUIC flow control holds the rest
 //! at the device: the router's lanes and the store see
 //! alarms with little telemetry ahead of them. When alarms are quiet, telemetry is not limited
 //! here at all. A frame with an alarm in it is never held.
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 // The rule's numbers, shared with the SIP/UDP front. A frame larger than the telemetry budget
 // waits for the whole of it and is then alone in flight.
-use crate::alarms_first::{ALARMS_FLOWING_FOR, TELEMETRY_WHILE_ALARMS_FLOW};
+use crate::alarms_first::{LastAlarm, TELEMETRY_WHILE_ALARMS_FLOW};
 
 /// Telemetry events a connection reads past what it may submit: beyond, it is not read until
 /// they go (QUIC flow control then stops the device), so a flood costs little decryption and
@@ -25,11 +24,10 @@ use crate::alarms_first::{ALARMS_FLOWING_FOR, TELEMETRY_WHILE_ALARMS_FLOW};
 pub(crate) const HELD_PER_CONNECTION: usize = 64;
 
 pub(crate) struct AlarmFlow {
-    base: Instant,
     /// Alarm-lane events submitted and not yet answered.
     deciding: AtomicUsize,
-    /// When the last alarm came or was answered, in ms since `base`, plus one (0: never).
-    last: AtomicU64,
+    /// When the last alarm came or was answered.
+    last: LastAlarm,
     /// Woken when the last deciding alarm is answered, so waiting telemetry looks again.
     answered: Notify,
     budget: Arc<Semaphore>,
@@ -40,7 +38,7 @@ pub(crate) struct Deciding(Arc<AlarmFlow>);
 
 impl Drop for Deciding {
     fn drop(&mut self) {
-        self.0.touch();
+        self.0.last.touch();
         if self.0.deciding.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.answered.notify_waiters();
         }
@@ -57,9 +55,8 @@ enum Flow {
 impl AlarmFlow {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
-            base: Instant::now(),
             deciding: AtomicUsize::new(0),
-            last: AtomicU64::new(0),
+            last: LastAlarm::new(),
             answered: Notify::new(),
             budget: Arc::new(Semaphore::new(TELEMETRY_WHILE_ALARMS_FLOW)),
         })
@@ -68,29 +65,17 @@ impl AlarmFlow {
     /// An alarm-lane event is submitted; it decides until the guard is dropped.
     pub(crate) fn alarm(self: &Arc<Self>) -> Deciding {
         self.deciding.fetch_add(1, Ordering::AcqRel);
-        self.touch();
+        self.last.touch();
         Deciding(self.clone())
-    }
-
-    fn touch(&self) {
-        let ms = self.base.elapsed().as_millis() as u64 + 1;
-        self.last.fetch_max(ms, Ordering::AcqRel);
     }
 
     fn flow(&self) -> Flow {
         if self.deciding.load(Ordering::Acquire) > 0 {
             return Flow::Deciding;
         }
-        match self.last.load(Ordering::Acquire) {
-            0 => Flow::Quiet,
-            ms => {
-                let until = self.base + Duration::from_millis(ms - 1) + ALARMS_FLOWING_FOR;
-                if until > Instant::now() {
-                    Flow::Until(until)
-                } else {
-                    Flow::Quiet
-                }
-            }
+        match self.last.flowing_until() {
+            Some(until) => Flow::Until(until),
+            None => Flow::Quiet,
         }
     }
 
@@ -131,6 +116,8 @@ impl AlarmFlow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alarms_first::ALARMS_FLOWING_FOR;
+    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn no_telemetry_while_an_alarm_decides_a_budget_after_and_none_needed_when_quiet() {

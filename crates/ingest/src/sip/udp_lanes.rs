@@ -19,9 +19,9 @@
 //! Memory held here is bounded by the configuration: at most `2 x sip.udp_queue +
 //! REFUSALS` datagrams of at most `sip.max_message_bytes` each, plus the reader's one buffer.
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -30,7 +30,7 @@ use vaka_scaip::triage::{triage, Triage};
 use super::dialogue;
 use super::link::Link;
 use super::shared::Shared;
-use crate::alarms_first::{ALARMS_FLOWING_FOR, TELEMETRY_WHILE_ALARMS_FLOW};
+use crate::alarms_first::{LastAlarm, TELEMETRY_WHILE_ALARMS_FLOW};
 
 /// Datagrams waiting to be refused; beyond it shed datagrams are dropped unanswered.
 pub(crate) const REFUSALS: usize = 256;
@@ -82,7 +82,7 @@ pub(crate) fn start(sh: &Arc<Shared>, sock: Arc<UdpSocket>) -> std::io::Result<(
     std::thread::Builder::new()
         .name("vaka-sip-udp".into())
         .spawn(move || rt.block_on(read(sh2, reader, lanes)))?;
-    let first_seen = Arc::new(FirstSeen::new());
+    let first_seen = Arc::new(LastAlarm::new());
     sh.tracker.spawn(handle_first(
         sh.clone(),
         link.clone(),
@@ -181,43 +181,15 @@ async fn read_until_stopped(sh: &Shared, sock: &UdpSocket, lanes: &Lanes) {
 /// others' telemetry).
 pub(crate) const TELEMETRY_WHILE_DECIDING_BELOW: usize = 256;
 
-/// When the first lane last took a datagram, read by the telemetry lane on its own thread.
-struct FirstSeen {
-    base: Instant,
-    /// Microseconds after `base`; 0: never.
-    at_us: AtomicU64,
-}
-
-impl FirstSeen {
-    fn new() -> Self {
-        Self {
-            base: Instant::now(),
-            at_us: AtomicU64::new(0),
-        }
-    }
-
-    fn now(&self) {
-        let us = self.base.elapsed().as_micros().max(1) as u64;
-        self.at_us.store(us, Ordering::Release);
-    }
-
-    fn within(&self, window: Duration) -> bool {
-        let at = self.at_us.load(Ordering::Acquire);
-        at != 0
-            && (self.base.elapsed().as_micros() as u64).saturating_sub(at)
-                < window.as_micros() as u64
-    }
-}
-
 /// Handles the first lane (alarms, resets) until the reader has stopped and the lane is empty.
 async fn handle_first(
     sh: Arc<Shared>,
     link: Link,
     mut first: mpsc::Receiver<Datagram>,
-    seen: Arc<FirstSeen>,
+    seen: Arc<LastAlarm>,
 ) {
     while let Some(d) = first.recv().await {
-        seen.now();
+        seen.touch();
         dialogue::handle(&sh, &link, d.peer, &d.bytes);
     }
 }
@@ -230,11 +202,11 @@ async fn handle_telemetry(
     sh: Arc<Shared>,
     link: Link,
     mut telemetry: mpsc::Receiver<Datagram>,
-    first: Arc<FirstSeen>,
+    first: Arc<LastAlarm>,
 ) {
     let load = |n: &std::sync::atomic::AtomicUsize| n.load(Ordering::Acquire);
     let room = || {
-        let window = if first.within(ALARMS_FLOWING_FOR) {
+        let window = if first.flowing_until().is_some() {
             TELEMETRY_WHILE_ALARMS_FLOW
         } else {
             TELEMETRY_WHILE_DECIDING_BELOW
