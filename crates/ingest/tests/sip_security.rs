@@ -1,5 +1,6 @@
 //! Invariant 13 and replay-proof digests at the SCAIP front (issue 16), over real sockets:
-//! a flood of unauthenticated MESSAGEs keeps no state and costs authenticated devices nothing;
+//! a flood of unauthenticated MESSAGEs keeps no state and costs authenticated devices nothing,
+//! and fills only the strangers' lane at the socket;
 //! one source gets its unauthenticated budget and no more; a captured Authorization replayed
 //! with another body is refused (with qop, and for a device with single-use nonces); an answer
 //! in another algorithm than the configured one, or for another Request-URI, is refused; no
@@ -227,8 +228,10 @@ async fn a_flood_of_unauthenticated_messages_keeps_no_state_and_every_device_ala
         "devices alarmed throughout the flood ({alarms})"
     );
     assert!(sent >= 25_000, "the flood ran at ~10,000/s ({sent})");
+    // What the handler did not keep up with was shed at the socket (503, its own lane): on a
+    // busy machine about half. A quarter is still 7,500 challenges, past the table's 1,000.
     assert!(
-        challenged >= sent / 2,
+        challenged >= sent / 4,
         "the flood reached the challenge path ({challenged} of {sent})"
     );
     // At most one per authenticated request (UDP ones linger for Timer J, TCP ones end at once);
@@ -241,6 +244,77 @@ async fn a_flood_of_unauthenticated_messages_keeps_no_state_and_every_device_ala
         rss_after < rss_before + 64 * 1024,
         "memory bounded: {rss_before} -> {rss_after} KiB"
     );
+    env.stop().await;
+}
+
+/// Strangers' requests (no `Authorization`) wait in a lane of their own from the socket on:
+/// with both UDP lanes two deep, strangers' MESSAGEs blasted as fast as a socket sends keep
+/// theirs full (told 503), while every alarm of an authenticated device is answered 200. With
+/// one lane for both, the alarms landed in a full lane and were told 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_fill_only_their_own_lane_at_the_socket() {
+    let env = Env::start_with(|c, _| {
+        c.udp_queue = 2;
+        c.unauthenticated_rate = 1_000_000;
+        c.unauthenticated_burst = 1_000_000;
+    })
+    .await;
+    let server = env.udp();
+    let mut dev = UdpDevice::new(server, TRIGGER, PASSWORD).await;
+    assert_eq!(
+        dev.exchange("s-0", &mrq("S0", TRIGGER, ALARM)).await.snu,
+        Snu::Ok
+    );
+    let flooder = Arc::new(UdpSocket::bind("127.0.0.2:0").await.unwrap());
+    let busy = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (sock, busy) = (flooder.clone(), busy.clone());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+                if buf[..n].starts_with(b"SIP/2.0 503") {
+                    busy.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let blast = {
+        let (sock, stop) = (flooder.clone(), stop.clone());
+        tokio::spawn(async move {
+            let local = sock.local_addr().unwrap();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let _ = sock
+                    .send_to(&stranger_message(server, local, n), server)
+                    .await;
+                if n % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            n
+        })
+    };
+    for i in 1..=20 {
+        let reference = format!("S{i}");
+        let (status, mrs) = udp_alarm(
+            &mut dev,
+            &format!("s-{i}"),
+            &mrq(&reference, TRIGGER, ALARM),
+        )
+        .await;
+        assert_eq!(status, 200, "alarm {i} during the strangers' blast");
+        assert_eq!(mrs.map(|m| m.snu), Some(Snu::Ok), "alarm {i}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = blast.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    reader.abort();
+    let busy = busy.load(Ordering::Relaxed);
+    println!("strangers: {sent} sent, {busy} told 503; 20 device alarms answered 200");
+    assert!(busy > 0, "the strangers' lane was full ({sent} sent)");
     env.stop().await;
 }
 

@@ -13,8 +13,9 @@ use tokio::net::UdpSocket;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
-/// A message that triages (its body says `mty`) but does not parse as SIP (no Via, From, ...):
-/// dropped, logged at debug by whichever thread handled it.
+/// A message that triages (it carries an `Authorization` header and its body says `mty`) but
+/// does not parse as SIP (no Via, From, ...): dropped, logged at debug by whichever thread
+/// handled it.
 const UNPARSEABLE: &str = "unparseable SIP message dropped";
 
 /// The thread (name, kernel id) each unparseable message from a peer was handled on.
@@ -65,7 +66,9 @@ fn handled() -> Handled {
 async fn handled_on(h: &Handled, sock: &UdpSocket, to: SocketAddr, mty: &str) -> (String, i32) {
     let peer = sock.local_addr().unwrap().to_string();
     let before = h.0.lock().unwrap().len();
-    let datagram = format!("MESSAGE sip:vaka@h SIP/2.0\r\n\r\n<mrq><mty>{mty}</mty></mrq>");
+    let datagram = format!(
+        "MESSAGE sip:vaka@h SIP/2.0\r\nAuthorization: Digest x\r\n\r\n<mrq><mty>{mty}</mty></mrq>"
+    );
     sock.send_to(datagram.as_bytes(), to).await.unwrap();
     for _ in 0..500 {
         let seen = h.0.lock().unwrap()[before..]

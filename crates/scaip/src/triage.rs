@@ -47,6 +47,22 @@ pub fn body_triage(body: &[u8]) -> Triage {
     }
 }
 
+/// Whether `datagram` comes with something to check before it is answered: a request with an
+/// `Authorization` header, or a response (matched to a transaction of ours, cheap). A request
+/// without one is a stranger's until challenged (invariant 13), so it waits in a lane of its
+/// own and a flood of them never fills the lane authenticated devices' alarms wait in. Like
+/// [`triage`] it only orders work: a forged header is refused when checked.
+pub fn carries_credentials(datagram: &[u8]) -> bool {
+    if datagram.starts_with(b"SIP/2.0 ") {
+        return true;
+    }
+    let head = memchr::memmem::find(datagram, b"\r\n\r\n").map_or(datagram, |i| &datagram[..i]);
+    head.split(|b| *b == b'\n').skip(1).any(|line| {
+        let name = line.split(|b| *b == b':').next().unwrap_or_default();
+        name.trim_ascii().eq_ignore_ascii_case(b"authorization")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +93,32 @@ mod tests {
         // The header section is not looked at for <mty>.
         let in_header = b"MESSAGE sip:h SIP/2.0\r\nX: <mty>PI</mty>\r\n\r\n<mty>ME</mty>";
         assert_eq!(triage(in_header), Triage::First);
+    }
+
+    #[test]
+    fn requests_with_an_authorization_header_and_responses_carry_credentials() {
+        let with = |h: &str| format!("MESSAGE sip:h SIP/2.0\r\nVia: x\r\n{h}\r\n\r\nbody");
+        assert!(carries_credentials(
+            with("Authorization: Digest username=\"d\"").as_bytes()
+        ));
+        assert!(carries_credentials(
+            with("authorization : Digest x").as_bytes()
+        ));
+        assert!(carries_credentials(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n"));
+        assert!(!carries_credentials(with("Subject: x").as_bytes()));
+        assert!(!carries_credentials(
+            with("Proxy-Authorization: Digest x").as_bytes()
+        ));
+        assert!(!carries_credentials(
+            with("X-Authorization: Digest x").as_bytes()
+        ));
+        // The request line and the body are not headers.
+        assert!(!carries_credentials(
+            b"Authorization: x\r\n\r\nAuthorization: y"
+        ));
+        assert!(!carries_credentials(
+            b"MESSAGE sip:h SIP/2.0\r\nVia: x\r\n\r\nAuthorization: y"
+        ));
+        assert!(!carries_credentials(b""));
     }
 }

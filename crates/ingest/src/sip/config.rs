@@ -74,8 +74,9 @@ pub struct SipConfig {
     /// device gets snu 6 (busy) at once. Heartbeats and info may hold at most half of it: the
     /// other half is kept for alarms.
     pub max_pending: usize,
-    /// UDP datagrams waiting to be handled, per lane (alarms and the rest first, heartbeats and
-    /// info after); past it a datagram is answered 503 at the socket, unparsed.
+    /// UDP datagrams waiting to be handled, per lane (alarms and the rest first, then requests
+    /// without credentials, heartbeats and info after); past it a datagram is answered 503 at
+    /// the socket, unparsed.
     pub udp_queue: usize,
     /// Largest registration lifetime granted; longer requests are shortened to this.
     pub max_expires_secs: u32,

@@ -1,10 +1,11 @@
 //! SCAIP over SIP: the device front for social-alarm devices (SS 91100 / CLC/TS 50134-9).
 //!
 //! ```text
-//! UDP socket ──datagram── udp_lanes: a reader only reads and triages (`<mty>` PI/IN ->
-//!   telemetry lane, the rest -> first lane; `sip.udp_queue` each; a full lane -> 503 busy
-//!   from the headers alone, as a stranger's response) -> the first lane's handler in the
-//!   engine's runtime; telemetry's (while no alarm decides) on a thread at nice 10 ──┐
+//! UDP socket ──datagram── udp_lanes: a reader only reads and triages (no `Authorization`
+//!   -> strangers' lane; `<mty>` PI/IN -> telemetry lane; the rest -> first lane;
+//!   `sip.udp_queue` each; a full lane -> 503 busy from the headers alone, as a stranger's
+//!   response) -> the first lane's handler in the engine's runtime (strangers' when the
+//!   first is empty); telemetry's (while no alarm decides) on a thread at nice 10 ──┐
 //! TCP/TLS conn ──frame───┤ (find_message: Content-Length framing, max_message_bytes;
 //!                        │  a framing error closes the connection)
 //!   over max_message_bytes (a datagram, or a Content-Length past it): headers only ->

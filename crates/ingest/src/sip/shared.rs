@@ -185,6 +185,7 @@ pub(crate) struct Metrics {
     /// UDP datagrams shed at the socket because their lane was full (answered 503 when their
     /// source's budget allows), per lane; and those dropped because the refusal queue was full.
     pub udp_shed_first: Counter,
+    pub udp_shed_strangers: Counter,
     pub udp_shed_telemetry: Counter,
     pub udp_dropped: Counter,
 }
@@ -225,6 +226,7 @@ impl Metrics {
             connections_refused: metrics::counter!("vaka_connections_total", s => q, "result" => "refused"),
             header_timeout: error("header_timeout"),
             udp_shed_first: metrics::counter!("vaka_events_discarded_total", s => q, "reason" => "udp_lane_full", "lane" => "first"),
+            udp_shed_strangers: metrics::counter!("vaka_events_discarded_total", s => q, "reason" => "udp_lane_full", "lane" => "strangers"),
             udp_shed_telemetry: metrics::counter!("vaka_events_discarded_total", s => q, "reason" => "udp_lane_full", "lane" => "telemetry"),
             udp_dropped: discarded("udp_refusals_full"),
         }

@@ -2,8 +2,11 @@
 //! takes each datagram off the kernel's queue, triages it by one cheap scan
 //! (`vaka_scaip::triage`: heartbeats and info are telemetry, the rest goes first) and queues it
 //! in its lane, so the kernel's queue does not overflow while parsing, digests and
-//! transactions run elsewhere. The first lane (alarms, resets) is handled by a task in the
-//! engine's runtime. The telemetry lane is handled on a thread of lower priority
+//! transactions run elsewhere. A request without an `Authorization` header is a stranger's
+//! until challenged (`vaka_scaip::triage::carries_credentials`): it waits in a lane of its own
+//! (invariant 13), so a flood of them fills only that lane and authenticated devices' alarms
+//! are never refused behind it. The first lane (alarms, resets) is handled by a task in the
+//! engine's runtime, before the strangers' lane. The telemetry lane is handled on a thread of lower priority
 //! (`crate::low_priority`), with every task its messages start (digest, transaction, waiting for
 //! the router, the `<mrs>` and its retransmissions), so a flood's work never queues ahead of an
 //! alarm's in the engine's runtime and, when the cores are contested, the kernel runs the alarm
@@ -16,7 +19,7 @@
 //! refusal queue drops it, counted. Nothing shed was acknowledged: the device resends or falls
 //! back.
 //!
-//! Memory held here is bounded by the configuration: at most `2 x sip.udp_queue +
+//! Memory held here is bounded by the configuration: at most `3 x sip.udp_queue +
 //! REFUSALS` datagrams of at most `sip.max_message_bytes` each, plus the reader's one buffer.
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -25,7 +28,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use vaka_scaip::triage::{triage, Triage};
+use vaka_scaip::triage::{carries_credentials, triage, Triage};
 
 use super::dialogue;
 use super::link::Link;
@@ -71,10 +74,12 @@ pub(crate) fn start(sh: &Arc<Shared>, sock: Arc<UdpSocket>) -> std::io::Result<(
     let link = Link::udp(sock, local, &sh.metrics);
     let depth = sh.cfg.udp_queue.max(1);
     let (first_tx, first_rx) = mpsc::channel(depth);
+    let (strangers_tx, strangers_rx) = mpsc::channel(depth);
     let (telemetry_tx, telemetry_rx) = mpsc::channel(depth);
     let (refuse_tx, refuse_rx) = mpsc::channel(REFUSALS);
     let lanes = Lanes {
         first: first_tx,
+        strangers: strangers_tx,
         telemetry: telemetry_tx,
         refuse: refuse_tx,
     };
@@ -87,6 +92,7 @@ pub(crate) fn start(sh: &Arc<Shared>, sock: Arc<UdpSocket>) -> std::io::Result<(
         sh.clone(),
         link.clone(),
         first_rx,
+        strangers_rx,
         first_seen.clone(),
     ));
     // Telemetry and refusing a flood must not take the CPU from alarms: a thread at a lower
@@ -106,6 +112,8 @@ pub(crate) fn start(sh: &Arc<Shared>, sock: Arc<UdpSocket>) -> std::io::Result<(
 
 struct Lanes {
     first: mpsc::Sender<Datagram>,
+    /// Requests without credentials, of any kind.
+    strangers: mpsc::Sender<Datagram>,
     telemetry: mpsc::Sender<Datagram>,
     refuse: mpsc::Sender<Refusal>,
 }
@@ -157,9 +165,13 @@ async fn read_until_stopped(sh: &Shared, sock: &UdpSocket, lanes: &Lanes) {
         if bytes.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
             continue; // keep-alive
         }
-        let (lane, shed) = match triage(bytes) {
-            Triage::First => (&lanes.first, &sh.metrics.udp_shed_first),
-            Triage::Telemetry => (&lanes.telemetry, &sh.metrics.udp_shed_telemetry),
+        let (lane, shed) = if !carries_credentials(bytes) {
+            (&lanes.strangers, &sh.metrics.udp_shed_strangers)
+        } else {
+            match triage(bytes) {
+                Triage::First => (&lanes.first, &sh.metrics.udp_shed_first),
+                Triage::Telemetry => (&lanes.telemetry, &sh.metrics.udp_shed_telemetry),
+            }
         };
         let d = Datagram {
             bytes: bytes.to_vec(),
@@ -181,16 +193,39 @@ async fn read_until_stopped(sh: &Shared, sock: &UdpSocket, lanes: &Lanes) {
 /// others' telemetry).
 pub(crate) const TELEMETRY_WHILE_DECIDING_BELOW: usize = 256;
 
-/// Handles the first lane (alarms, resets) until the reader has stopped and the lane is empty.
+/// Handles the first lane (alarms, resets), and strangers' requests while it is empty, until
+/// the reader has stopped and both lanes are empty. Only the first lane counts as alarms
+/// flowing (the telemetry lane's room): a stranger is challenged before its alarm is one.
 async fn handle_first(
     sh: Arc<Shared>,
     link: Link,
     mut first: mpsc::Receiver<Datagram>,
+    mut strangers: mpsc::Receiver<Datagram>,
     seen: Arc<LastAlarm>,
 ) {
-    while let Some(d) = first.recv().await {
-        seen.touch();
-        dialogue::handle(&sh, &link, d.peer, &d.bytes);
+    let mut strangers_open = true;
+    loop {
+        let (d, stranger) = tokio::select! {
+            biased;
+            d = first.recv() => (d, false),
+            d = strangers.recv(), if strangers_open => (d, true),
+        };
+        match d {
+            Some(d) => {
+                if !stranger {
+                    seen.touch();
+                }
+                dialogue::handle(&sh, &link, d.peer, &d.bytes);
+            }
+            None if stranger => strangers_open = false,
+            None => {
+                // The reader has stopped: what strangers left is still answered.
+                while let Some(d) = strangers.recv().await {
+                    dialogue::handle(&sh, &link, d.peer, &d.bytes);
+                }
+                return;
+            }
+        }
     }
 }
 
