@@ -69,6 +69,28 @@ async fn udp_alarm(dev: &mut UdpDevice, call_id: &str, body: &str) -> (u16, Opti
     (status.unwrap_or(0), None)
 }
 
+/// A device without a nonce: its request without credentials, retransmitted every 500 ms as a
+/// real UDP device does (the engine's socket queue may drop a datagram under a flood), until
+/// it is answered; the challenge is kept. The status of that answer (401 expected).
+async fn udp_challenge(dev: &mut UdpDevice, call_id: &str, body: &str) -> u16 {
+    let bytes = dev.message(call_id, body).to_bytes();
+    let mut buf = vec![0u8; 65_536];
+    for _ in 0..40 {
+        dev.sock.send_to(&bytes, dev.server).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(500), dev.sock.recv_from(&mut buf));
+        if let Ok(Ok((n, _))) = got.await {
+            let r = SipMessage::parse(&buf[..n]).unwrap();
+            if r.call_id() == call_id {
+                if let Some(c) = r.www_authenticate() {
+                    dev.challenge = Some(Challenge::parse(c).unwrap());
+                }
+                return r.status().unwrap_or(0);
+            }
+        }
+    }
+    0
+}
+
 /// Resident set size of this process (the engine runs in it), from /proc.
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -315,6 +337,90 @@ async fn strangers_fill_only_their_own_lane_at_the_socket() {
     let busy = busy.load(Ordering::Relaxed);
     println!("strangers: {sent} sent, {busy} told 503; 20 device alarms answered 200");
     assert!(busy > 0, "the strangers' lane was full ({sent} sent)");
+    env.stop().await;
+}
+
+/// A stranger's request enters its lane only within its source's budget: with the UDP lanes
+/// four deep and one source blasting unauthenticated MESSAGEs, devices that hold no nonce (their
+/// first request has no credentials, from another address) are still challenged and then
+/// answered, 48 times. Without the budget at the socket the blast kept the strangers' lane full and
+/// their first requests were told 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sources_flood_leaves_another_stranger_its_challenge() {
+    let env = Env::start_with(|c, _| {
+        c.udp_queue = 4;
+        c.unauthenticated_rate = 20;
+        c.unauthenticated_burst = 60;
+    })
+    .await;
+    let server = env.udp();
+    // One address, three ports, each sending as fast as it can: faster than the handler
+    // answers, so without the budget at the socket the lane is full whenever a device asks.
+    let answered = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut blasts = Vec::new();
+    for _ in 0..3 {
+        let sock = Arc::new(UdpSocket::bind("127.0.0.2:0").await.unwrap());
+        let reader = {
+            let (sock, answered) = (sock.clone(), answered.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while sock.recv_from(&mut buf).await.is_ok() {
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let stop = stop.clone();
+        let blast = tokio::spawn(async move {
+            let local = sock.local_addr().unwrap();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                for _ in 0..100 {
+                    n += 1;
+                    let m = stranger_message(server, local, n);
+                    let _ = sock.send_to(&m, server).await;
+                }
+            }
+            n
+        });
+        blasts.push((reader, blast));
+    }
+    let started = Instant::now();
+    // Past the flooder's burst.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // 48 first requests (a new socket holds no nonce), each a chance to meet a full lane.
+    for i in 0..48 {
+        let id = [TRIGGER, TRACKER, GATEWAY][i % 3];
+        let mut dev = UdpDevice::new(server, id, PASSWORD).await;
+        let (reference, body) = (format!("N{i}"), mrq(&format!("N{i}"), id, ALARM));
+        let challenged = udp_challenge(&mut dev, &format!("c-{i}"), &body).await;
+        assert_eq!(
+            challenged, 401,
+            "device {id} without a nonce ({i}) is challenged"
+        );
+        let (status, mrs) = udp_alarm(&mut dev, &format!("n-{i}"), &body).await;
+        assert_eq!(status, 200, "device {id} ({i}) then answered");
+        assert_eq!(
+            mrs.map(|m| (m.snu, m.reference)),
+            Some((Snu::Ok, reference))
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = 0;
+    for (_, blast) in &mut blasts {
+        sent += blast.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (reader, _) in blasts {
+        reader.abort();
+    }
+    let answered = answered.load(Ordering::Relaxed);
+    let budget = 60 + (started.elapsed().as_secs_f64() * 20.0).ceil() as u64;
+    println!("one source: {sent} sent, {answered} answered (budget {budget}); 48 first requests without a nonce challenged and answered");
+    assert!(sent > 2 * budget, "the flood outran its budget ({sent})");
+    assert!(answered <= budget, "{answered} answers, budget {budget}");
     env.stop().await;
 }
 

@@ -63,12 +63,14 @@ pub struct SipConfig {
     pub max_nonces: usize,
     /// Responses a second to one source address (IPv6: its /64) for requests that did not
     /// authenticate (challenges, OPTIONS, refusals); past it they are dropped and counted.
+    /// Over UDP the same budget also admits such requests into their lane at the socket.
     /// Authenticated requests never draw on it (invariant 13).
     pub unauthenticated_rate: u32,
     /// How many such responses a source may have at once (its bucket's size).
     pub unauthenticated_burst: u32,
     /// Buckets in the fixed table of sources (16 bytes each; hashed: sources sharing a bucket
-    /// share its budget). A flood of forged addresses costs no memory beyond it.
+    /// share its budget), twice: the dialogue's, and the UDP reader's. A flood of forged
+    /// addresses costs no memory beyond them.
     pub unauthenticated_sources: usize,
     /// SCAIP requests being answered (router answer pending or `<mrs>` in flight); past it the
     /// device gets snu 6 (busy) at once. Heartbeats and info may hold at most half of it: the

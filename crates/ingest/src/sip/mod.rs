@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! UDP socket ──datagram── udp_lanes: a reader only reads and triages (no `Authorization`
-//!   -> strangers' lane; `<mty>` PI/IN -> telemetry lane; the rest -> first lane;
+//!   -> strangers' lane, within its source's budget, else dropped; `<mty>` PI/IN ->
+//!   telemetry lane; the rest -> first lane;
 //!   `sip.udp_queue` each; a full lane -> 503 busy from the headers alone, as a stranger's
 //!   response) -> the first lane's handler in the engine's runtime (strangers' when the
 //!   first is empty); telemetry's (while no alarm decides) on a thread at nice 10 ──┐

@@ -2,25 +2,32 @@
 //! takes each datagram off the kernel's queue, triages it by one cheap scan
 //! (`vaka_scaip::triage`: heartbeats and info are telemetry, the rest goes first) and queues it
 //! in its lane, so the kernel's queue does not overflow while parsing, digests and
-//! transactions run elsewhere. A request without an `Authorization` header is a stranger's
-//! until challenged (`vaka_scaip::triage::carries_credentials`): it waits in a lane of its own
-//! (invariant 13), so a flood of them fills only that lane and authenticated devices' alarms
-//! are never refused behind it. The first lane (alarms, resets) is handled by a task in the
-//! engine's runtime, before the strangers' lane. The telemetry lane is handled on a thread of lower priority
-//! (`crate::low_priority`), with every task its messages start (digest, transaction, waiting for
-//! the router, the `<mrs>` and its retransmissions), so a flood's work never queues ahead of an
-//! alarm's in the engine's runtime and, when the cores are contested, the kernel runs the alarm
-//! first; and it takes telemetry only while nothing of the first lane is deciding and few
-//! answers are ([`TELEMETRY_WHILE_DECIDING_BELOW`]). A full
-//! lane sheds at the reader: the datagram goes to a small refusal queue whose task (on the
-//! same thread of lower priority) reads only its headers and answers `503 Service
-//! Unavailable` (busy, RFC 3261 §21.5.4) as a stranger's
-//! response (its source's unauthenticated budget, never larger than the request); a full
-//! refusal queue drops it, counted. Nothing shed was acknowledged: the device resends or falls
-//! back.
+//! transactions run elsewhere.
+//!
+//! A request without an `Authorization` header is a stranger's until challenged
+//! (`vaka_scaip::triage::carries_credentials`, invariant 13): it waits in a lane of its own,
+//! so a flood of them fills only that lane and authenticated devices' alarms are never refused
+//! behind it; and it enters that lane only within its source's unauthenticated budget
+//! (`sip.unauthenticated_rate`/`_burst`, in a table of the reader's own), so one source's flood
+//! cannot fill it for another's first request.
+//!
+//! The first lane (alarms, resets) is handled by a task in the engine's runtime, and the
+//! strangers' lane by the same task while the first is empty. The telemetry lane is handled on
+//! a thread of lower priority (`crate::low_priority`), with every task its messages start
+//! (digest, transaction, waiting for the router, the `<mrs>` and its retransmissions), so a
+//! flood's work never queues ahead of an alarm's in the engine's runtime and, when the cores
+//! are contested, the kernel runs the alarm first; and it takes telemetry only while nothing of
+//! the first lane is deciding and few answers are ([`TELEMETRY_WHILE_DECIDING_BELOW`]).
+//!
+//! A full lane sheds at the reader: the datagram goes to a small refusal queue whose task (on
+//! the same thread of lower priority) reads only its headers and answers `503 Service
+//! Unavailable` (busy, RFC 3261 §21.5.4) as a stranger's response (its source's
+//! unauthenticated budget, never larger than the request); a full refusal queue drops it,
+//! counted. Nothing shed was acknowledged: the device resends or falls back.
 //!
 //! Memory held here is bounded by the configuration: at most `3 x sip.udp_queue +
-//! REFUSALS` datagrams of at most `sip.max_message_bytes` each, plus the reader's one buffer.
+//! REFUSALS` datagrams of at most `sip.max_message_bytes` each, plus the reader's one buffer
+//! and its budget table (`sip.unauthenticated_sources` x 16 bytes).
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -33,6 +40,7 @@ use vaka_scaip::triage::{carries_credentials, triage, Triage};
 use super::dialogue;
 use super::link::Link;
 use super::shared::Shared;
+use super::strangers::Strangers;
 use crate::alarms_first::{LastAlarm, TELEMETRY_WHILE_ALARMS_FLOW};
 
 /// Datagrams waiting to be refused; beyond it shed datagrams are dropped unanswered.
@@ -139,6 +147,15 @@ async fn read_until_stopped(sh: &Shared, sock: &UdpSocket, lanes: &Lanes) {
     // Room for the largest datagram, so an oversized one is seen whole (not truncated to the
     // limit) and its headers can be read to answer it 513.
     let mut buf = vec![0u8; MAX_DATAGRAM.max(sh.cfg.max_message_bytes + 1)];
+    // A stranger's request enters its lane only within its source's budget, so one source's
+    // flood cannot fill the lane where another's first request (a device without a nonce)
+    // waits. The reader's own table of the same budget: no lock on the reader's path. The
+    // dialogue's budget still pays for what is answered.
+    let mut at_socket = Strangers::new(
+        sh.cfg.unauthenticated_rate,
+        sh.cfg.unauthenticated_burst,
+        sh.cfg.unauthenticated_sources,
+    );
     loop {
         let (n, peer) = tokio::select! {
             _ = sh.intake.cancelled() => return,
@@ -166,6 +183,12 @@ async fn read_until_stopped(sh: &Shared, sock: &UdpSocket, lanes: &Lanes) {
             continue; // keep-alive
         }
         let (lane, shed) = if !carries_credentials(bytes) {
+            if !at_socket.allow(peer.ip(), sh.now_ms()) {
+                sh.metrics.bytes_received.increment(n as u64);
+                sh.metrics.stranger_bytes_in.increment(n as u64);
+                sh.metrics.refused("rate");
+                continue;
+            }
             (&lanes.strangers, &sh.metrics.udp_shed_strangers)
         } else {
             match triage(bytes) {
