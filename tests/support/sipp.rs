@@ -83,17 +83,27 @@ pub async fn run_sipp(
     }
 }
 
+// Also included by sipp.rs/binary.rs: a test that includes both compiles it twice, which
+// is harmless (it keeps no state).
+#[allow(clippy::duplicate_mod)]
+#[path = "ports.rs"]
+mod ports;
+
 /// A local port free for both UDP and TCP (sipp binds the transport's and needs it for its
-/// Contact). Its own copy of `binary::free_udp_tcp_port`: this file is also included by
-/// `crates/ingest`'s tests, which do not include `binary.rs`.
+/// Contact), below the ephemeral range. Its own copy of `binary::free_udp_tcp_port`: this file
+/// is also included by `crates/ingest`'s tests, which do not include `binary.rs`.
 fn free_port_both() -> u16 {
-    loop {
+    let both = |p: u16| {
+        std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+    };
+    ports::port_below_ephemeral(both, || loop {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = udp.local_addr().unwrap().port();
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
-    }
+    })
 }
 
 async fn run_sipp_once(

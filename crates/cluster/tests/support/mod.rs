@@ -42,12 +42,21 @@ pub fn nats_server_binary() -> PathBuf {
     );
 }
 
+// Shared with the engine's tests (ports below the ephemeral range); a test that includes
+// both compiles it twice, which is harmless (it keeps no state).
+#[allow(clippy::duplicate_mod)]
+#[path = "../../../../tests/support/ports.rs"]
+mod ports;
+
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let tcp_free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+    ports::port_below_ephemeral(tcp_free, || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    })
 }
 
 pub struct Server {
