@@ -83,28 +83,11 @@ pub async fn run_sipp(
     }
 }
 
-// Also included by sipp.rs/binary.rs: a test that includes both compiles it twice, which
-// is harmless (it keeps no state).
+// Also included by binary.rs (and by the cluster tests' support): a test that includes two
+// of them compiles it twice, which is harmless (it keeps no state).
 #[allow(clippy::duplicate_mod)]
 #[path = "ports.rs"]
 mod ports;
-
-/// A local port free for both UDP and TCP (sipp binds the transport's and needs it for its
-/// Contact), below the ephemeral range. Its own copy of `binary::free_udp_tcp_port`: this file
-/// is also included by `crates/ingest`'s tests, which do not include `binary.rs`.
-fn free_port_both() -> u16 {
-    let both = |p: u16| {
-        std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
-    };
-    ports::port_below_ephemeral(both, || loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    })
-}
 
 async fn run_sipp_once(
     scenario: &Path,
@@ -119,7 +102,7 @@ async fn run_sipp_once(
     let work = tempfile::tempdir().unwrap();
     let log = work.path().join("sipp.log");
     let errors = work.path().join("sipp.err");
-    let port = free_port_both();
+    let port = ports::free_udp_tcp_port();
     let mut cmd = Command::new(bin);
     cmd.current_dir(work.path())
         .arg(server.to_string())
@@ -211,7 +194,7 @@ impl SippServer {
         keys: &[(&str, &str)],
     ) -> SippServer {
         let work = tempfile::tempdir().unwrap();
-        let port = free_port_both();
+        let port = ports::free_udp_tcp_port();
         let mut cmd = Command::new(sipp_binary());
         cmd.current_dir(work.path())
             .arg("-sf")

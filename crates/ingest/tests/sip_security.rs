@@ -9,7 +9,7 @@
 mod sip_support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,86 @@ async fn udp_challenge(dev: &mut UdpDevice, call_id: &str, body: &str) -> u16 {
         }
     }
     0
+}
+
+/// Unauthenticated MESSAGEs from a socket on `ip` until halted: `per_tick` every 10 ms, or as
+/// fast as the socket sends; the answers that come back counted, all and those that start
+/// with `counted`.
+struct Blast {
+    stop: Arc<AtomicBool>,
+    sender: tokio::task::JoinHandle<u64>,
+    reader: tokio::task::JoinHandle<()>,
+    answers: Arc<AtomicU64>,
+    matching: Arc<AtomicU64>,
+}
+
+impl Blast {
+    async fn start(
+        ip: &str,
+        server: SocketAddr,
+        per_tick: Option<usize>,
+        counted: &'static [u8],
+    ) -> Blast {
+        let sock = Arc::new(UdpSocket::bind(format!("{ip}:0")).await.unwrap());
+        let (answers, matching) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let reader = {
+            let (sock, answers, matching) = (sock.clone(), answers.clone(), matching.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok((n, _)) = sock.recv_from(&mut buf).await {
+                    answers.fetch_add(1, Ordering::Relaxed);
+                    if buf[..n].starts_with(counted) {
+                        matching.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let local = sock.local_addr().unwrap();
+                let mut tick = tokio::time::interval(Duration::from_millis(10));
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    if per_tick.is_some() {
+                        tick.tick().await;
+                    }
+                    for _ in 0..per_tick.unwrap_or(64) {
+                        n += 1;
+                        let m = stranger_message(server, local, n);
+                        let _ = sock.send_to(&m, server).await;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                n
+            })
+        };
+        Blast {
+            stop,
+            sender,
+            reader,
+            answers,
+            matching,
+        }
+    }
+
+    fn halt(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Halts it and waits for late answers: (sent, answered, answers that matched).
+    async fn finish(self) -> (u64, u64, u64) {
+        self.halt();
+        let sent = self.sender.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        self.reader.abort();
+        (
+            sent,
+            self.answers.load(Ordering::Relaxed),
+            self.matching.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// Resident set size of this process (the engine runs in it), from /proc.
@@ -287,37 +367,7 @@ async fn strangers_fill_only_their_own_lane_at_the_socket() {
         dev.exchange("s-0", &mrq("S0", TRIGGER, ALARM)).await.snu,
         Snu::Ok
     );
-    let flooder = Arc::new(UdpSocket::bind("127.0.0.2:0").await.unwrap());
-    let busy = Arc::new(AtomicU64::new(0));
-    let reader = {
-        let (sock, busy) = (flooder.clone(), busy.clone());
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            while let Ok((n, _)) = sock.recv_from(&mut buf).await {
-                if buf[..n].starts_with(b"SIP/2.0 503") {
-                    busy.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        })
-    };
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let blast = {
-        let (sock, stop) = (flooder.clone(), stop.clone());
-        tokio::spawn(async move {
-            let local = sock.local_addr().unwrap();
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let _ = sock
-                    .send_to(&stranger_message(server, local, n), server)
-                    .await;
-                if n % 64 == 0 {
-                    tokio::task::yield_now().await;
-                }
-            }
-            n
-        })
-    };
+    let blast = Blast::start("127.0.0.2", server, None, b"SIP/2.0 503").await;
     for i in 1..=20 {
         let reference = format!("S{i}");
         let (status, mrs) = udp_alarm(
@@ -330,11 +380,7 @@ async fn strangers_fill_only_their_own_lane_at_the_socket() {
         assert_eq!(mrs.map(|m| m.snu), Some(Snu::Ok), "alarm {i}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    let sent = blast.await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    reader.abort();
-    let busy = busy.load(Ordering::Relaxed);
+    let (sent, _, busy) = blast.finish().await;
     println!("strangers: {sent} sent, {busy} told 503; 20 device alarms answered 200");
     assert!(busy > 0, "the strangers' lane was full ({sent} sent)");
     env.stop().await;
@@ -354,38 +400,11 @@ async fn one_sources_flood_leaves_another_stranger_its_challenge() {
     })
     .await;
     let server = env.udp();
-    // One address, three ports, each sending as fast as it can: faster than the handler
-    // answers, so without the budget at the socket the lane is full whenever a device asks.
-    let answered = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // One address, three ports, 10,000 a second each: faster than the handler answers, so
+    // without the budget at the socket the lane is full whenever a device asks.
     let mut blasts = Vec::new();
     for _ in 0..3 {
-        let sock = Arc::new(UdpSocket::bind("127.0.0.2:0").await.unwrap());
-        let reader = {
-            let (sock, answered) = (sock.clone(), answered.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                while sock.recv_from(&mut buf).await.is_ok() {
-                    answered.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        };
-        let stop = stop.clone();
-        let blast = tokio::spawn(async move {
-            let local = sock.local_addr().unwrap();
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                tick.tick().await;
-                for _ in 0..100 {
-                    n += 1;
-                    let m = stranger_message(server, local, n);
-                    let _ = sock.send_to(&m, server).await;
-                }
-            }
-            n
-        });
-        blasts.push((reader, blast));
+        blasts.push(Blast::start("127.0.0.2", server, Some(100), b"").await);
     }
     let started = Instant::now();
     // Past the flooder's burst.
@@ -407,16 +426,12 @@ async fn one_sources_flood_leaves_another_stranger_its_challenge() {
             Some((Snu::Ok, reference))
         );
     }
-    stop.store(true, Ordering::Relaxed);
-    let mut sent = 0;
-    for (_, blast) in &mut blasts {
-        sent += blast.await.unwrap();
+    blasts.iter().for_each(Blast::halt);
+    let (mut sent, mut answered) = (0, 0);
+    for b in blasts {
+        let (s, a, _) = b.finish().await;
+        (sent, answered) = (sent + s, answered + a);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    for (reader, _) in blasts {
-        reader.abort();
-    }
-    let answered = answered.load(Ordering::Relaxed);
     let budget = 60 + (started.elapsed().as_secs_f64() * 20.0).ceil() as u64;
     println!("one source: {sent} sent, {answered} answered (budget {budget}); 48 first requests without a nonce challenged and answered");
     assert!(sent > 2 * budget, "the flood outran its budget ({sent})");

@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,17 +46,6 @@ pub fn nats_server_binary() -> PathBuf {
 #[allow(clippy::duplicate_mod)]
 #[path = "../../../../tests/support/ports.rs"]
 mod ports;
-
-fn free_port() -> u16 {
-    let tcp_free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
-    ports::port_below_ephemeral(tcp_free, || {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    })
-}
 
 pub struct Server {
     pub name: String,
@@ -187,9 +175,9 @@ impl Cluster {
             .prefix("vaka-nats-")
             .tempdir()
             .unwrap();
-        let client: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let monitor: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let route: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let client: Vec<u16> = (0..n).map(|_| ports::free_tcp_port()).collect();
+        let monitor: Vec<u16> = (0..n).map(|_| ports::free_tcp_port()).collect();
+        let route: Vec<u16> = (0..n).map(|_| ports::free_tcp_port()).collect();
         let mut servers = Vec::new();
         for i in 0..n {
             let d = dir.path().join(format!("s{i}"));
