@@ -186,6 +186,10 @@ async fn one_node_owns_a_partition_and_a_paused_owner_loses_it_to_a_higher_epoch
     // The bucket's stream answers once its leader is elected.
     eventually(SETTLE, "lease bucket answering", || a.holder(Partition(0))).await;
     eventually(SETTLE, "lease bucket answering", || b.holder(Partition(0))).await;
+    // A read answering is not a write accepted: the first writes of a new cluster may time
+    // out while its stream's leader settles (CI saw node a's first acquire unavailable).
+    eventually(SETTLE, "lease bucket writable", || a.acquire(Partition(1))).await;
+    eventually(SETTLE, "lease bucket writable", || b.acquire(Partition(2))).await;
 
     // Both ask at once, for several partitions: exactly one wins each.
     let mut held = Vec::new();
