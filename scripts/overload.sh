@@ -9,7 +9,11 @@
 #                                        the flood on the engine's QUIC telemetry port
 #                                        (listen.quic_telemetry) instead of the alarm port
 #
-# Each storm also leaves a per-second plot of its latency (alone$p.svg, loaded$p.svg in WORK).
+# Each storm also leaves a per-second plot of its latency (alone$p.svg, loaded$p.svg in WORK),
+# and its line says how long the hypervisor stopped this VM's vCPUs meanwhile ("host stalls":
+# /proc/stat steal, sampled every 20 ms; a stall of 50 ms or more is counted). On the 2-vCPU
+# VMs these figures come from, a vCPU stopped ~100 ms under full load is what makes the
+# occasional tail (BENCHMARKS.md, "The tail under a flood is the host's").
 #
 # Builds nothing: run `cargo build --release --workspace --bins` first. The fleet (10,000 load
 # devices on config/vaka.toml, every source allowed 100,000 unauthenticated answers a second
@@ -51,6 +55,33 @@ print(f'{sys.argv[1]}: sent {r["sent"]} acked {r["acked"]} delivered {r.get("del
       f'{o.get("p50")}/{o.get("p99")}/{o.get("max")} errors {r["errors"]}')
 PY
 }
+# Samples every vCPU's steal time every 20 ms until killed; at exit (SIGTERM) prints the total
+# and the stalls of 50 ms or more, with their times since start.
+steal_watch() {
+    exec python3 -u - "$1" <<'PY'
+import signal, sys, time
+def read():
+    return {f[0]: int(f[8]) for f in (l.split() for l in open("/proc/stat"))
+            if f[0].startswith("cpu") and f[0] != "cpu"}
+tick_ms = 10  # USER_HZ is 100 on Linux
+start, prev, total, stalls = time.time(), read(), 0, []
+def done(*_):
+    at = ", ".join(f"{t:.1f}s {ms} ms" for t, ms in stalls[:8])
+    print(f"{sys.argv[1]}: host stalls: steal {total} ms, {len(stalls)} of >= 50 ms on a vCPU"
+          + (f" ({at})" if at else ""))
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+while True:
+    time.sleep(0.02)
+    cur = read()
+    for cpu, ticks in cur.items():
+        ms = (ticks - prev[cpu]) * tick_ms
+        total += ms
+        if ms >= 50:
+            stalls.append((time.time() - start, ms))
+    prev = cur
+PY
+}
 # Events the engine has received so far, all fronts (its metrics on listen.http).
 received() {
     curl -s http://127.0.0.1:9100/metrics |
@@ -61,9 +92,13 @@ received() {
 flood_secs=14
 [ "$transport" = quic ] && flood_secs=40
 for p in $(seq 1 "$pairs"); do
+    steal_watch "alone$p" >"alone$p.steal" &
+    watch=$!
     "$bin/vaka-load" alarm-storm "${common[@]}" --rate 1000 --duration 10 --centre \
         --json "alone$p.json" --plot "alone$p.svg" >"alone$p.txt" 2>&1
+    kill -TERM $watch && wait $watch
     show "alone$p.json"
+    cat "alone$p.steal"
     # The flood's generator yields to the storm's, which measures.
     nice -n 10 "$bin/vaka-load" gps-fleet "${common[@]}" "${flood_at[@]}" --rate 20000 \
         --duration "$flood_secs" --sip-timeout-ms 5000 --json "flood$p.json" >"flood$p.txt" 2>&1 &
@@ -75,9 +110,13 @@ for p in $(seq 1 "$pairs"); do
         sleep 0.5
     done
     sleep 1
+    steal_watch "loaded$p" >"loaded$p.steal" &
+    watch=$!
     "$bin/vaka-load" alarm-storm "${common[@]}" --rate 1000 --duration 10 --centre \
         --json "loaded$p.json" --plot "loaded$p.svg" >"loaded$p.txt" 2>&1
+    kill -TERM $watch && wait $watch
     show "loaded$p.json"
+    cat "loaded$p.steal"
     wait $flood
     python3 -c "import json; r = json.load(open('flood$p.json')); print('flood$p: sent', r['sent'], 'acked', r['acked'], 'errors', r['errors'])"
 done
