@@ -93,13 +93,29 @@ async fn udp_challenge(dev: &mut UdpDevice, call_id: &str, body: &str) -> u16 {
 
 /// Unauthenticated MESSAGEs from a socket on `ip` until halted: `per_tick` every 10 ms, or as
 /// fast as the socket sends; the answers that come back counted, all and those that start
-/// with `counted`.
+/// with `counted`, and the bytes both ways.
 struct Blast {
     stop: Arc<AtomicBool>,
     sender: tokio::task::JoinHandle<u64>,
     reader: tokio::task::JoinHandle<()>,
-    answers: Arc<AtomicU64>,
-    matching: Arc<AtomicU64>,
+    counts: Arc<BlastCounts>,
+}
+
+#[derive(Default)]
+struct BlastCounts {
+    answers: AtomicU64,
+    matching: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_answered: AtomicU64,
+}
+
+/// What a blast sent and got back.
+struct Blasted {
+    sent: u64,
+    answers: u64,
+    matching: u64,
+    bytes_sent: u64,
+    bytes_answered: u64,
 }
 
 impl Blast {
@@ -110,22 +126,23 @@ impl Blast {
         counted: &'static [u8],
     ) -> Blast {
         let sock = Arc::new(UdpSocket::bind(format!("{ip}:0")).await.unwrap());
-        let (answers, matching) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let counts = Arc::new(BlastCounts::default());
         let reader = {
-            let (sock, answers, matching) = (sock.clone(), answers.clone(), matching.clone());
+            let (sock, counts) = (sock.clone(), counts.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 while let Ok((n, _)) = sock.recv_from(&mut buf).await {
-                    answers.fetch_add(1, Ordering::Relaxed);
+                    counts.answers.fetch_add(1, Ordering::Relaxed);
+                    counts.bytes_answered.fetch_add(n as u64, Ordering::Relaxed);
                     if buf[..n].starts_with(counted) {
-                        matching.fetch_add(1, Ordering::Relaxed);
+                        counts.matching.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             })
         };
         let stop = Arc::new(AtomicBool::new(false));
         let sender = {
-            let stop = stop.clone();
+            let (stop, counts) = (stop.clone(), counts.clone());
             tokio::spawn(async move {
                 let local = sock.local_addr().unwrap();
                 let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -138,6 +155,9 @@ impl Blast {
                         n += 1;
                         let m = stranger_message(server, local, n);
                         let _ = sock.send_to(&m, server).await;
+                        counts
+                            .bytes_sent
+                            .fetch_add(m.len() as u64, Ordering::Relaxed);
                     }
                     tokio::task::yield_now().await;
                 }
@@ -148,8 +168,7 @@ impl Blast {
             stop,
             sender,
             reader,
-            answers,
-            matching,
+            counts,
         }
     }
 
@@ -157,17 +176,20 @@ impl Blast {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// Halts it and waits for late answers: (sent, answered, answers that matched).
-    async fn finish(self) -> (u64, u64, u64) {
+    /// Halts it and waits for late answers.
+    async fn finish(self) -> Blasted {
         self.halt();
         let sent = self.sender.await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         self.reader.abort();
-        (
+        let c = &self.counts;
+        Blasted {
             sent,
-            self.answers.load(Ordering::Relaxed),
-            self.matching.load(Ordering::Relaxed),
-        )
+            answers: c.answers.load(Ordering::Relaxed),
+            matching: c.matching.load(Ordering::Relaxed),
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            bytes_answered: c.bytes_answered.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -222,49 +244,10 @@ async fn a_flood_of_unauthenticated_messages_keeps_no_state_and_every_device_ala
     );
     let rss_before = rss_kib();
 
-    // The flood: 4 sockets x 2,500 a second, 25 every 10 ms each, for 3 s.
-    let sent = Arc::new(AtomicU64::new(0));
-    let challenged = Arc::new(AtomicU64::new(0));
-    let (bytes_in, bytes_out) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let mut flooders = Vec::new();
-    for (i, ip) in ["127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2"]
-        .iter()
-        .enumerate()
-    {
-        let sock = Arc::new(UdpSocket::bind(format!("{ip}:0")).await.unwrap());
-        let reader = {
-            let (sock, challenged, bytes_out) =
-                (sock.clone(), challenged.clone(), bytes_out.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                while let Ok((n, _)) = sock.recv_from(&mut buf).await {
-                    bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                    if buf[..n].starts_with(b"SIP/2.0 401") {
-                        challenged.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        };
-        let (sent, bytes_in) = (sent.clone(), bytes_in.clone());
-        flooders.push((
-            reader,
-            tokio::spawn(async move {
-                let local = sock.local_addr().unwrap();
-                let mut tick = tokio::time::interval(Duration::from_millis(10));
-                let started = Instant::now();
-                let mut n = i as u64 * 1_000_000;
-                while started.elapsed() < Duration::from_secs(3) {
-                    tick.tick().await;
-                    for _ in 0..25 {
-                        n += 1;
-                        let m = stranger_message(server, local, n);
-                        let _ = sock.send_to(&m, server).await;
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        bytes_in.fetch_add(m.len() as u64, Ordering::Relaxed);
-                    }
-                }
-            }),
-        ));
+    // The flood: 4 sockets x 2,500 a second, 25 every 10 ms each, while the devices alarm.
+    let mut flood = Vec::new();
+    for ip in ["127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2"] {
+        flood.push(Blast::start(ip, server, Some(25), b"SIP/2.0 401").await);
     }
 
     // Meanwhile every device alarms, one after the other, and the table is watched.
@@ -297,21 +280,17 @@ async fn a_flood_of_unauthenticated_messages_keeps_no_state_and_every_device_ala
         answered += 1;
         most_transactions = most_transactions.max(env.server.transactions());
     }
-    for (reader, flooder) in flooders {
-        flooder.await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        reader.abort();
+    let took = started.elapsed();
+    flood.iter().for_each(Blast::halt);
+    let (mut sent, mut challenged, mut bytes_in, mut bytes_out) = (0, 0, 0, 0);
+    for blast in flood {
+        let b = blast.finish().await;
+        sent += b.sent;
+        challenged += b.matching;
+        bytes_in += b.bytes_sent;
+        bytes_out += b.bytes_answered;
     }
     let rss_after = rss_kib();
-    let (sent, challenged) = (
-        sent.load(Ordering::Relaxed),
-        challenged.load(Ordering::Relaxed),
-    );
-    let took = started.elapsed();
-    let (bytes_in, bytes_out) = (
-        bytes_in.load(Ordering::Relaxed),
-        bytes_out.load(Ordering::Relaxed),
-    );
     println!(
         "flood: {sent} unauthenticated MESSAGEs ({bytes_in} bytes) in {took:?}, {challenged} \
          answered 401 ({bytes_out} bytes); \
@@ -380,7 +359,11 @@ async fn strangers_fill_only_their_own_lane_at_the_socket() {
         assert_eq!(mrs.map(|m| m.snu), Some(Snu::Ok), "alarm {i}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (sent, _, busy) = blast.finish().await;
+    let Blasted {
+        sent,
+        matching: busy,
+        ..
+    } = blast.finish().await;
     println!("strangers: {sent} sent, {busy} told 503; 20 device alarms answered 200");
     assert!(busy > 0, "the strangers' lane was full ({sent} sent)");
     env.stop().await;
@@ -429,7 +412,11 @@ async fn one_sources_flood_leaves_another_stranger_its_challenge() {
     blasts.iter().for_each(Blast::halt);
     let (mut sent, mut answered) = (0, 0);
     for b in blasts {
-        let (s, a, _) = b.finish().await;
+        let Blasted {
+            sent: s,
+            answers: a,
+            ..
+        } = b.finish().await;
         (sent, answered) = (sent + s, answered + a);
     }
     let budget = 60 + (started.elapsed().as_secs_f64() * 20.0).ceil() as u64;

@@ -1,12 +1,14 @@
 //! Alarms first at the QUIC front (invariant 9 from the socket on), as at the SIP/UDP front.
 //! While an alarm-lane event is deciding (submitted, not yet answered), no frame of telemetry
-//! alone is submitted at all; for [`ALARMS_FLOWING_FOR`](crate::alarms_first::ALARMS_FLOWING_FOR) after the last alarm came or was answered,
-//! only within a small budget of telemetry events in flight ([`TELEMETRY_WHILE_ALARMS_FLOW`]).
-//! Frames that must wait wait in their connection, which reads at most
-//! [`HELD_PER_CONNECTION`] telemetry events past its turn, so QUIC flow control holds the rest
-//! at the device: the router's lanes and the store see
-//! alarms with little telemetry ahead of them. When alarms are quiet, telemetry is not limited
-//! here at all. A frame with an alarm in it is never held.
+//! alone is submitted at all; for [`ALARMS_FLOWING_FOR`] after the last alarm came or was
+//! answered, only within a small budget of telemetry events in flight
+//! ([`TELEMETRY_WHILE_ALARMS_FLOW`]). Frames that must wait wait in their connection, which
+//! reads at most [`HELD_PER_CONNECTION`] telemetry events past its turn, so QUIC flow control
+//! holds the rest at the device: the router's lanes and the store see alarms with little
+//! telemetry ahead of them. When alarms are quiet, telemetry is not limited here at all. A
+//! frame with an alarm in it is never held.
+//!
+//! [`ALARMS_FLOWING_FOR`]: crate::alarms_first::ALARMS_FLOWING_FOR
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 

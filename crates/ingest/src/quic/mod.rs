@@ -21,7 +21,7 @@
 //! name). A certificate that no tenant CA verifies, or whose CN is not a device of the tenant whose
 //! CA verified it (e.g. a certificate from another tenant's CA), fails the handshake. The identity
 //! is checked again after the handshake (resumed TLS sessions skip the verifier), and a device
-//! removed since is closed with [`codes::IDENTITY`](vaka_proto::codes::IDENTITY).
+//! removed since is closed with [`codes::IDENTITY`].
 //!
 //! **Replies** (`Status`): OK = durable (and a centre can act, or it is not an alarm-lane event);
 //! NOT_TREATED = durable but no centre of the chain is reachable (invariant 5); BUSY = not stored
@@ -42,15 +42,16 @@
 //! port: one more endpoint with its own UDP socket, run with its connections on a thread of its
 //! own at a lower OS priority (`crate::low_priority`) and with its own connection limit, so a
 //! telemetry flood fills neither the alarm socket's kernel queue, nor its connection places,
-//! nor the runtime the alarm connections run on, and yields the CPU to them. Devices send alarms to `listen.quic` and telemetry to the telemetry port (a second
-//! connection with the same certificate); what each port accepts is the same, so a device that
-//! knows one port only loses nothing. On either port, a frame of telemetry alone waits while an
-//! alarm decides, and for 50 ms after the last one only 16 telemetry events may be in flight
-//! (`alarm_flow`, the SIP/UDP front's rule); a frame with an alarm in it is never held.
+//! nor the runtime the alarm connections run on, and yields the CPU to them. Devices send
+//! alarms to `listen.quic` and telemetry to the telemetry port (a second connection with the
+//! same certificate); what each port accepts is the same, so a device that knows one port only
+//! loses nothing. On either port, a frame of telemetry alone waits while an alarm decides,
+//! and for 50 ms after the last one only 16 telemetry events may be in flight (`alarm_flow`,
+//! the SIP/UDP front's rule); a frame with an alarm in it is never held.
 //!
 //! **Shutdown.** [`QuicServer::shutdown`]: stop accepting, stop reading frames, let every
 //! connection write the replies of what it already submitted (bounded by `drain_timeout_secs`),
-//! close with [`codes::SHUTDOWN`](vaka_proto::codes::SHUTDOWN), wait for the endpoints to send
+//! close with [`codes::SHUTDOWN`], wait for the endpoints to send
 //! their closes. Call it before `Router::shutdown`.
 mod alarm_flow;
 mod config;
