@@ -1,21 +1,28 @@
 //! Two `vaka serve` processes with a `[cluster]` section over three real nats-server processes
 //! (`sync_interval: always`; crates/cluster/tests/support): the admin API of either node
 //! changes the one directory, a stale `If-Match` on one node is refused after the other
-//! node's change, and an API token made or revoked on one node is made or revoked on both.
+//! node's change, and an API token made or revoked on one node is made or revoked on both; a
+//! directory lost by the stream under a running node fires the cluster's alert in a real
+//! Prometheus and the node refuses changes.
 #[path = "support/admin.rs"]
 mod admin;
 #[path = "support/binary.rs"]
 mod binary;
 #[path = "../crates/cluster/tests/support/mod.rs"]
 mod nats;
+#[path = "support/prometheus.rs"]
+mod prometheus;
 #[path = "support/sipp.rs"]
 mod sipp;
 
 use admin::{Engine, OPERATOR};
 use binary::{free_tcp_port, free_udp_port, vaka_bin};
+use prometheus::Prometheus;
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use vaka_cluster::directory_log::DIRECTORY_STREAM;
+use vaka_cluster::DirectoryLog;
 
 const DIRECTORY: &str = "[[tenants]]\nid = \"t\"\ncentres = [\"c1\"]\n\
     [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-centre-c1\"\n";
@@ -121,6 +128,54 @@ fn the_admin_api_of_either_node_changes_the_one_directory_and_its_tokens() {
     within(Duration::from_secs(5), "the same audit on B", || {
         b.audit(Some("t")) == audit
     });
+}
+
+/// A directory change lost by JetStream is loud where operators look: with the stream
+/// `VAKA_DIR` deleted and made again under a running node, its follower counts the loss
+/// (`ahead`: the stream ends below the node), Prometheus scraping the node fires
+/// `VakaClusterDirectoryLost` (and did not before), and the node refuses a change (503).
+#[test]
+fn a_directory_lost_by_the_stream_fires_the_cluster_alert_and_changes_are_refused() {
+    let c = nats::Cluster::start3();
+    let a = Engine::start_with(DIRECTORY, &[], &cluster_section(&c, "a"));
+    let prom = Prometheus::start(&[a.http]);
+    let put = a.send(
+        "PUT",
+        "/api/v1/tenants/t/devices/d1",
+        OPERATOR,
+        &json!({"type": "0003"}),
+    );
+    assert_eq!(put.status, 201, "{}", put.body);
+    let firing = || {
+        prom.firing()
+            .iter()
+            .any(|f| f == "VakaClusterDirectoryLost")
+    };
+    within(Duration::from_secs(30), "a scrape of A", || {
+        !prom.query("up{job=\"vaka\"} == 1").is_empty()
+    });
+    assert!(!firing(), "fired before anything was lost");
+
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let js = c.js().await;
+        js.delete_stream(DIRECTORY_STREAM).await.unwrap();
+        nats::eventually(Duration::from_secs(30), "VAKA_DIR made again", || {
+            DirectoryLog::open(js.clone())
+        })
+        .await;
+    });
+    let took = within(Duration::from_secs(30), "the alert firing", firing);
+    eprintln!("VakaClusterDirectoryLost firing {took:?} after the stream was made again");
+    let lost = prom.query("vaka_cluster_directory_lost_total");
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0]["metric"]["kind"], "ahead", "{lost:?}");
+    let refused = a.send(
+        "PUT",
+        "/api/v1/tenants/t/devices/d2",
+        OPERATOR,
+        &json!({"type": "0003"}),
+    );
+    assert_eq!(refused.status, 503, "{}", refused.body);
 }
 
 /// A node whose NATS server does not sync every write refuses to start, naming the server.

@@ -10,164 +10,28 @@
 mod admin;
 #[path = "support/binary.rs"]
 mod binary;
+#[path = "support/prometheus.rs"]
+mod prometheus;
 #[path = "support/sipp.rs"]
 mod sipp;
 
 use admin::Engine;
-use binary::{free_tcp_port, free_udp_port};
+use binary::free_udp_port;
+use prometheus::{alert_exprs, config, measured, promtool, Prometheus, CLUSTER_GROUP};
 use serde_json::Value;
 use std::net::UdpSocket;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use vaka_dc09::{Account, Header, HexId, Message, Seq, Token};
 
 const CENTRE_TOKEN: &str = "token-of-the-watched-centre";
 
-fn config(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("config")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn promtool(args: &[&str]) {
-    let out = Command::new("promtool")
-        .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("config"))
-        .output()
-        .expect("promtool (Debian package prometheus; `make deps`)");
-    assert!(
-        out.status.success(),
-        "promtool {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    /// Scrapes `target` every second with the shipped alerts (their `for:` set to 0 s).
-    fn start(target: u16) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let alerts: String = config("alerts.yml")
-            .lines()
-            .map(|l| match l.trim_start().strip_prefix("for:") {
-                Some(_) => format!("{}for: 0s", &l[..l.len() - l.trim_start().len()]),
-                None => l.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        std::fs::write(dir.path().join("alerts.yml"), alerts).unwrap();
-        let prom = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - alerts.yml\n\
-             scrape_configs:\n  - job_name: vaka\n    static_configs:\n      - targets: [\"127.0.0.1:{target}\"]\n"
-        );
-        std::fs::write(dir.path().join("prometheus.yml"), prom).unwrap();
-        let port = free_tcp_port();
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian package; `make deps`)");
-        let p = Prometheus {
-            child,
-            port,
-            _dir: dir,
-        };
-        let until = Instant::now() + Duration::from_secs(30);
-        while p.get("/-/ready").map(|(s, _)| s) != Some(200) {
-            assert!(Instant::now() < until, "prometheus not ready within 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        p
-    }
-
-    fn get(&self, path: &str) -> Option<(u16, String)> {
-        let url = format!("http://127.0.0.1:{}{path}", self.port);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut r = agent.get(&url).call().ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.body_mut().read_to_string().ok()?))
-    }
-
-    /// An instant query's result vector (the query must succeed).
-    fn query(&self, expr: &str) -> Vec<Value> {
-        let q: String = url_encode(expr);
-        let (status, body) = self.get(&format!("/api/v1/query?query={q}")).unwrap();
-        assert_eq!(status, 200, "{expr}: {body}");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["status"], "success", "{expr}: {body}");
-        v["data"]["result"].as_array().cloned().unwrap_or_default()
-    }
-
-    fn firing(&self) -> Vec<String> {
-        let (_, body) = self.get("/api/v1/alerts").unwrap();
-        let v: Value = serde_json::from_str(&body).unwrap();
-        v["data"]["alerts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["state"] == "firing")
-            .map(|a| a["labels"]["alertname"].as_str().unwrap().to_owned())
-            .collect()
-    }
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
+/// Every alert's expression but the cluster's (tests/cluster_engine.rs has those).
+fn single_node_alert_exprs() -> Vec<String> {
+    alert_exprs()
+        .into_iter()
+        .filter(|(group, _)| group != CLUSTER_GROUP)
+        .map(|(_, e)| e)
         .collect()
-}
-
-/// The alert expressions of `config/alerts.yml` (one `expr:` line each).
-fn alert_exprs() -> Vec<String> {
-    config("alerts.yml")
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("expr:"))
-        .map(|e| e.trim().to_owned())
-        .collect()
-}
-
-/// What an alert compares: its expression without the final `> 0`, `== 1`, `< 0.10`.
-fn measured(expr: &str) -> &str {
-    for op in [" == ", " != ", " >= ", " <= ", " > ", " < "] {
-        if let Some(i) = expr.rfind(op) {
-            if expr[i + op.len()..].trim().parse::<f64>().is_ok() {
-                return expr[..i].trim();
-            }
-        }
-    }
-    expr
 }
 
 fn grafana_exprs() -> Vec<String> {
@@ -221,7 +85,7 @@ async fn prometheus_evaluates_every_dashboard_query_and_alert_and_the_broken_pat
          [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"{CENTRE_TOKEN}\"\n{devices}"
     );
     let engine = Engine::start(&directory, &[]);
-    let prom = Prometheus::start(engine.http);
+    let prom = Prometheus::start(&[engine.http]);
 
     // A centre that takes offers and never answers: every alarm misses its receipt deadline
     // and, with nobody after c1 in the chain, becomes unhandled. Before any alarm, Prometheus
@@ -266,7 +130,11 @@ async fn prometheus_evaluates_every_dashboard_query_and_alert_and_the_broken_pat
     while Instant::now() < until {
         missing = grafana_exprs()
             .into_iter()
-            .chain(alert_exprs().iter().map(|e| measured(e).to_owned()))
+            .chain(
+                single_node_alert_exprs()
+                    .iter()
+                    .map(|e| measured(e).to_owned()),
+            )
             .filter(|e| prom.query(e).is_empty())
             .collect();
         if missing.is_empty() {
@@ -275,7 +143,7 @@ async fn prometheus_evaluates_every_dashboard_query_and_alert_and_the_broken_pat
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert!(missing.is_empty(), "no series for: {missing:#?}");
-    for e in alert_exprs() {
+    for (_, e) in alert_exprs() {
         prom.query(&e); // the whole expression evaluates (empty when not firing)
     }
 
