@@ -13,7 +13,8 @@
 # and its line says how long the hypervisor stopped this VM's vCPUs meanwhile ("host stalls":
 # /proc/stat steal, sampled every 20 ms; a stall of 50 ms or more is counted). On the 2-vCPU
 # VMs these figures come from, a vCPU stopped ~100 ms under full load is what makes the
-# occasional tail (BENCHMARKS.md, "The tail under a flood is the host's").
+# occasional tail (BENCHMARKS.md, "The tail under a flood is the host's"); and how many of the
+# store's synced writes took over 25 and 100 ms (a slow disk, the host's I/O, shows there).
 #
 # Builds nothing: run `cargo build --release --workspace --bins` first. The fleet (10,000 load
 # devices on config/vaka.toml, every source allowed 100,000 unauthenticated answers a second
@@ -82,6 +83,21 @@ while True:
     prev = cur
 PY
 }
+# The store's synced writes so far: "count over_25ms over_100ms" (vaka_store_commit_seconds).
+commits() {
+    curl -s http://127.0.0.1:9100/metrics | awk '
+        /^vaka_store_commit_seconds_count/ { n = $NF }
+        /^vaka_store_commit_seconds_bucket\{le="0.025"\}/ { a = $NF }
+        /^vaka_store_commit_seconds_bucket\{le="0.1"\}/ { b = $NF }
+        END { printf "%d %d %d\n", n, n - a, n - b }'
+}
+# What the store's synced writes took during a storm, from two `commits` readings: a slow disk
+# (the host's I/O) shows here as writes over 100 ms.
+slow_commits() {
+    read -r n0 a0 b0 <<<"$2"
+    read -r n1 a1 b1 <<<"$3"
+    echo "$1: store commits $((n1 - n0)), over 25 ms $((a1 - a0)), over 100 ms $((b1 - b0))"
+}
 # Events the engine has received so far, all fronts (its metrics on listen.http).
 received() {
     curl -s http://127.0.0.1:9100/metrics |
@@ -94,11 +110,13 @@ flood_secs=14
 for p in $(seq 1 "$pairs"); do
     steal_watch "alone$p" >"alone$p.steal" &
     watch=$!
+    c0=$(commits)
     "$bin/vaka-load" alarm-storm "${common[@]}" --rate 1000 --duration 10 --centre \
         --json "alone$p.json" --plot "alone$p.svg" >"alone$p.txt" 2>&1
     kill -TERM $watch && wait $watch
     show "alone$p.json"
     cat "alone$p.steal"
+    slow_commits "alone$p" "$c0" "$(commits)"
     # The flood's generator yields to the storm's, which measures.
     nice -n 10 "$bin/vaka-load" gps-fleet "${common[@]}" "${flood_at[@]}" --rate 20000 \
         --duration "$flood_secs" --sip-timeout-ms 5000 --json "flood$p.json" >"flood$p.txt" 2>&1 &
@@ -112,11 +130,13 @@ for p in $(seq 1 "$pairs"); do
     sleep 1
     steal_watch "loaded$p" >"loaded$p.steal" &
     watch=$!
+    c0=$(commits)
     "$bin/vaka-load" alarm-storm "${common[@]}" --rate 1000 --duration 10 --centre \
         --json "loaded$p.json" --plot "loaded$p.svg" >"loaded$p.txt" 2>&1
     kill -TERM $watch && wait $watch
     show "loaded$p.json"
     cat "loaded$p.steal"
+    slow_commits "loaded$p" "$c0" "$(commits)"
     wait $flood
     python3 -c "import json; r = json.load(open('flood$p.json')); print('flood$p: sent', r['sent'], 'acked', r['acked'], 'errors', r['errors'])"
 done
