@@ -139,12 +139,11 @@ fn a_directory_lost_by_the_stream_fires_the_cluster_alert_and_changes_are_refuse
     let c = nats::Cluster::start3();
     let a = Engine::start_with(DIRECTORY, &[], &cluster_section(&c, "a"));
     let prom = Prometheus::start(&[a.http]);
-    let put = a.send(
-        "PUT",
-        "/api/v1/tenants/t/devices/d1",
-        OPERATOR,
-        &json!({"type": "0003"}),
-    );
+    let put_device = |id: &str| {
+        let path = format!("/api/v1/tenants/t/devices/{id}");
+        a.send("PUT", &path, OPERATOR, &json!({"type": "0003"}))
+    };
+    let put = put_device("d1");
     assert_eq!(put.status, 201, "{}", put.body);
     let firing = || {
         prom.firing()
@@ -169,12 +168,7 @@ fn a_directory_lost_by_the_stream_fires_the_cluster_alert_and_changes_are_refuse
     let lost = prom.query("vaka_cluster_directory_lost_total");
     assert_eq!(lost.len(), 1, "{lost:?}");
     assert_eq!(lost[0]["metric"]["kind"], "ahead", "{lost:?}");
-    let refused = a.send(
-        "PUT",
-        "/api/v1/tenants/t/devices/d2",
-        OPERATOR,
-        &json!({"type": "0003"}),
-    );
+    let refused = put_device("d2");
     assert_eq!(refused.status, 503, "{}", refused.body);
 }
 
