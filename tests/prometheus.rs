@@ -1,11 +1,13 @@
 //! The operator's side with a real Prometheus (Debian's `prometheus`, started here) scraping a
 //! real engine: `promtool` accepts `config/prometheus.yml` and `config/alerts.yml`; under
 //! traffic every query of `config/grafana-dashboard.json` and the series under every alert
-//! expression return data through Prometheus's HTTP API; and in a scenario that breaks the
-//! alarm path (one centre with 1 s deadlines that never answers, then gone) the unhandled-alarm,
-//! deadline-missed, canary-failed (the tenant's canary gets no receipt) and no-centre alerts fire. The alerts' `for:` waits are set to 0 s in the
-//! copy Prometheus loads here, so the test does not wait minutes; everything else is the file.
-//! Needs `prometheus` (`make deps` installs it).
+//! expression of a single node (the cluster's group is fired in `tests/cluster_engine.rs`)
+//! return data through Prometheus's HTTP API; and in a scenario that breaks the alarm path (one
+//! centre with 1 s deadlines that never answers, then gone) the unhandled-alarm,
+//! deadline-missed, canary-failed (the tenant's canary gets no receipt) and no-centre alerts
+//! fire. The alerts' `for:` waits are 0 s in the copy Prometheus loads here
+//! (`support/prometheus.rs`), so the test does not wait minutes. Needs `prometheus` (`make
+//! deps` installs it).
 #[path = "support/admin.rs"]
 mod admin;
 #[path = "support/binary.rs"]
