@@ -133,7 +133,8 @@ fn the_admin_api_of_either_node_changes_the_one_directory_and_its_tokens() {
 /// A directory change lost by JetStream is loud where operators look: with the stream
 /// `VAKA_DIR` deleted and made again under a running node, its follower counts the loss
 /// (`ahead`: the stream ends below the node), Prometheus scraping the node fires
-/// `VakaClusterDirectoryLost` (and did not before), and the node refuses a change (503).
+/// `VakaClusterDirectoryLost` (and did not before, while the counters stood at zero), and the
+/// node refuses a change (503).
 #[test]
 fn a_directory_lost_by_the_stream_fires_the_cluster_alert_and_changes_are_refused() {
     let c = nats::Cluster::start3();
@@ -150,9 +151,13 @@ fn a_directory_lost_by_the_stream_fires_the_cluster_alert_and_changes_are_refuse
             .iter()
             .any(|f| f == "VakaClusterDirectoryLost")
     };
+    // Scraped before any loss: the counters exist at zero (not absent) and nothing fires.
     within(Duration::from_secs(30), "a scrape of A", || {
         !prom.query("up{job=\"vaka\"} == 1").is_empty()
     });
+    let before = prom.query("vaka_cluster_directory_lost_total");
+    assert_eq!(before.len(), 3, "gap, ahead, differs: {before:?}");
+    assert!(before.iter().all(|s| s["value"][1] == "0"), "{before:?}");
     assert!(!firing(), "fired before anything was lost");
 
     tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -165,7 +170,7 @@ fn a_directory_lost_by_the_stream_fires_the_cluster_alert_and_changes_are_refuse
     });
     let took = within(Duration::from_secs(30), "the alert firing", firing);
     eprintln!("VakaClusterDirectoryLost firing {took:?} after the stream was made again");
-    let lost = prom.query("vaka_cluster_directory_lost_total");
+    let lost = prom.query("vaka_cluster_directory_lost_total > 0");
     assert_eq!(lost.len(), 1, "{lost:?}");
     assert_eq!(lost[0]["metric"]["kind"], "ahead", "{lost:?}");
     let refused = put_device("d2");

@@ -99,6 +99,9 @@ pub enum Loss {
 }
 
 impl Loss {
+    /// Every [`Loss::kind`], so a cluster node's counters exist at zero before any loss.
+    const KINDS: [&'static str; 3] = ["gap", "ahead", "differs"];
+
     fn kind(&self) -> &'static str {
         match self {
             Loss::Gap { .. } => "gap",
@@ -611,6 +614,10 @@ pub async fn start(
     now_ms: i64,
     settle: Duration,
 ) -> Result<(Directory, Follower), String> {
+    // Alerted on (`config/alerts.yml`, group `vaka-cluster`): at zero, not absent, until a loss.
+    for kind in Loss::KINDS {
+        metrics::counter!("vaka_cluster_directory_lost_total", "kind" => kind).increment(0);
+    }
     let (records, revision) = store
         .load_directory()
         .map_err(|e| format!("reading the directory: {e}"))?;
