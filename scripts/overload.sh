@@ -91,11 +91,20 @@ commits() {
         /^vaka_store_commit_seconds_bucket\{le="0.1"\}/ { b = $NF }
         END { printf "%d %d %d\n", n, n - a, n - b }'
 }
-# What the store's synced writes took during a storm, from two `commits` readings: a slow disk
-# (the host's I/O) shows here as writes over 100 ms.
-slow_commits() {
-    read -r n0 a0 b0 <<<"$2"
-    read -r n1 a1 b1 <<<"$3"
+# One storm, named $1 (its .json, .svg, .txt, .steal in WORK): its latency line, how long the
+# host stopped the vCPUs meanwhile, and what the store's synced writes took (a slow disk, the
+# host's I/O, shows as writes over 100 ms).
+storm() {
+    steal_watch "$1" >"$1.steal" &
+    local watch=$!
+    local n0 a0 b0 n1 a1 b1
+    read -r n0 a0 b0 <<<"$(commits)"
+    "$bin/vaka-load" alarm-storm "${common[@]}" --rate 1000 --duration 10 --centre \
+        --json "$1.json" --plot "$1.svg" >"$1.txt" 2>&1
+    kill -TERM $watch && wait $watch
+    read -r n1 a1 b1 <<<"$(commits)"
+    show "$1.json"
+    cat "$1.steal"
     echo "$1: store commits $((n1 - n0)), over 25 ms $((a1 - a0)), over 100 ms $((b1 - b0))"
 }
 # Events the engine has received so far, all fronts (its metrics on listen.http).
@@ -108,15 +117,7 @@ received() {
 flood_secs=14
 [ "$transport" = quic ] && flood_secs=40
 for p in $(seq 1 "$pairs"); do
-    steal_watch "alone$p" >"alone$p.steal" &
-    watch=$!
-    c0=$(commits)
-    "$bin/vaka-load" alarm-storm "${common[@]}" --rate 1000 --duration 10 --centre \
-        --json "alone$p.json" --plot "alone$p.svg" >"alone$p.txt" 2>&1
-    kill -TERM $watch && wait $watch
-    show "alone$p.json"
-    cat "alone$p.steal"
-    slow_commits "alone$p" "$c0" "$(commits)"
+    storm "alone$p"
     # The flood's generator yields to the storm's, which measures.
     nice -n 10 "$bin/vaka-load" gps-fleet "${common[@]}" "${flood_at[@]}" --rate 20000 \
         --duration "$flood_secs" --sip-timeout-ms 5000 --json "flood$p.json" >"flood$p.txt" 2>&1 &
@@ -128,15 +129,7 @@ for p in $(seq 1 "$pairs"); do
         sleep 0.5
     done
     sleep 1
-    steal_watch "loaded$p" >"loaded$p.steal" &
-    watch=$!
-    c0=$(commits)
-    "$bin/vaka-load" alarm-storm "${common[@]}" --rate 1000 --duration 10 --centre \
-        --json "loaded$p.json" --plot "loaded$p.svg" >"loaded$p.txt" 2>&1
-    kill -TERM $watch && wait $watch
-    show "loaded$p.json"
-    cat "loaded$p.steal"
-    slow_commits "loaded$p" "$c0" "$(commits)"
+    storm "loaded$p"
     wait $flood
     python3 -c "import json; r = json.load(open('flood$p.json')); print('flood$p: sent', r['sent'], 'acked', r['acked'], 'errors', r['errors'])"
 done

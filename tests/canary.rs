@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 const CENTRE_TOKEN: &str = "token-of-the-alarm-centre";
 
 // The receipt deadline leaves a loaded CI machine room: a test alarm not receipted within it
-// expires (closed), and CI once saw the centre's receipt refused so after 1 s.
+// expires (closed), and CI once saw the centre's receipt come after 1 s and be refused.
 const DIRECTORY: &str = "[[tenants]]\nid = \"t\"\ncentres = [\"c1\"]\n\
     receipt_deadline_secs = 5\naccept_deadline_secs = 60\n\
     canary = { device = \"900001\", every_secs = 10 }\n\
