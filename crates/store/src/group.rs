@@ -173,6 +173,24 @@ impl Store {
         lane: Lane,
         set: WriteSet,
     ) -> impl Future<Output = Result<(), CommitError>> + Send + 'static {
+        let queued = self.enqueue(lane, set);
+        async move { queued.await?.await }
+    }
+
+    /// [`Self::commit`] in two steps: resolves once `set` is in the committer's queue (its
+    /// place in the lane's order is taken), to a future that resolves once it is durable. For a
+    /// caller that must do something between the two, such as letting the next set queue.
+    pub fn enqueue(
+        &self,
+        lane: Lane,
+        set: WriteSet,
+    ) -> impl Future<
+        Output = Result<
+            impl Future<Output = Result<(), CommitError>> + Send + 'static,
+            CommitError,
+        >,
+    > + Send
+           + 'static {
         let tx = match lane {
             Lane::Alarm => self.inner.alarm_tx.clone(),
             Lane::Telemetry => self.inner.bulk_tx.clone(),
@@ -182,7 +200,7 @@ impl Store {
             tx.send_async(Msg::Commit(Request { set, done }))
                 .await
                 .map_err(|_| CommitError::Closed)?;
-            rx.await.map_err(|_| CommitError::Closed)?
+            Ok(async move { rx.await.map_err(|_| CommitError::Closed)? })
         }
     }
 

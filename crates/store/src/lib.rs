@@ -71,6 +71,8 @@ mod failure;
 mod format;
 mod group;
 mod import;
+mod inputs;
+pub use inputs::InputRecords;
 pub mod keys;
 // Its files are written by the RocksDB backend; without it only the reading is used.
 #[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
