@@ -30,6 +30,10 @@ pub struct ClusterConfig {
     /// The input stream's duplicate window: a resend within it is stored once.
     #[serde(default = "default_duplicate_window_ms")]
     pub duplicate_window_ms: u64,
+    /// How often this node's record of the inputs it holds is reconciled with the input log
+    /// (also once at start).
+    #[serde(default = "default_reconcile_every_ms")]
+    pub reconcile_every_ms: u64,
 }
 
 fn default_partitions() -> u32 {
@@ -43,6 +47,9 @@ fn default_lease_renew_ms() -> u64 {
 }
 fn default_duplicate_window_ms() -> u64 {
     120_000
+}
+fn default_reconcile_every_ms() -> u64 {
+    60_000
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -70,6 +77,10 @@ impl ClusterConfig {
 
     pub fn duplicate_window(&self) -> Duration {
         Duration::from_millis(self.duplicate_window_ms)
+    }
+
+    pub fn reconcile_every(&self) -> Duration {
+        Duration::from_millis(self.reconcile_every_ms)
     }
 
     /// Stops at the first problem: naming its field is what an operator needs to fix it.
@@ -140,6 +151,9 @@ impl ClusterConfig {
         if self.duplicate_window_ms < 1_000 {
             return Err(bad("duplicate_window_ms", "must be at least 1000"));
         }
+        if self.reconcile_every_ms < 1_000 {
+            return Err(bad("reconcile_every_ms", "must be at least 1000"));
+        }
         Ok(())
     }
 }
@@ -164,6 +178,7 @@ mod tests {
         assert_eq!(c.lease_ttl(), Duration::from_secs(3));
         assert_eq!(c.lease_renew(), Duration::from_secs(1));
         assert_eq!(c.duplicate_window(), Duration::from_secs(120));
+        assert_eq!(c.reconcile_every(), Duration::from_secs(60));
         c.validate().unwrap();
     }
 
@@ -190,6 +205,10 @@ mod tests {
             (
                 "duplicate_window_ms",
                 Box::new(|c| c.duplicate_window_ms = 10),
+            ),
+            (
+                "reconcile_every_ms",
+                Box::new(|c| c.reconcile_every_ms = 10),
             ),
         ];
         for (field, change) in cases {

@@ -24,6 +24,10 @@ pub const INPUT_STREAM: &str = "VAKA_IN";
 /// believed they owned a partition can be told apart when read.
 pub const EPOCH_HEADER: &str = "Vaka-Epoch";
 
+/// The header naming the node that appended an input (its `cluster.node_id`), so a node's
+/// follower tells its own appends from other nodes'.
+pub const NODE_HEADER: &str = "Vaka-Node";
+
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error(transparent)]
@@ -67,6 +71,8 @@ pub struct Input {
     pub msg_id: Option<String>,
     /// The lease epoch of the owner that appended it, if an owner did.
     pub epoch: Option<u64>,
+    /// The node that appended it, if it said ([`InputLog::with_node`]).
+    pub node: Option<String>,
     pub bytes: Bytes,
 }
 
@@ -177,6 +183,7 @@ pub fn batch_msg_id(first_key: &str, last_key: &str) -> String {
 pub struct InputLog {
     js: Context,
     stream: Stream,
+    node: Option<String>,
 }
 
 impl InputLog {
@@ -191,7 +198,17 @@ impl InputLog {
             .await
             .map_err(|e| LogError::Stream(e.to_string()))?;
         verify_stream(&info.config, duplicate_window)?;
-        Ok(InputLog { js, stream })
+        Ok(InputLog {
+            js,
+            stream,
+            node: None,
+        })
+    }
+
+    /// Every append made through the returned log names `node` ([`NODE_HEADER`]).
+    pub fn with_node(mut self, node: &str) -> InputLog {
+        self.node = Some(node.to_owned());
+        self
     }
 
     pub fn stream(&self) -> &Stream {
@@ -285,6 +302,9 @@ impl InputLog {
         if let Some(epoch) = epoch {
             publish = publish.header(EPOCH_HEADER, epoch.to_string().as_str());
         }
+        if let Some(node) = &self.node {
+            publish = publish.header(NODE_HEADER, node.as_str());
+        }
         let ack = self
             .js
             .send_publish(partition.input_subject(), publish)
@@ -301,11 +321,11 @@ impl InputLog {
         })
     }
 
-    /// What one pull brings (without waiting for more), appended to `out`.
+    /// What one pull brings (without waiting for more), appended to `out`. Each input's
+    /// partition is its subject's.
     async fn fetch(
         &self,
         consumer: &async_nats::jetstream::consumer::Consumer<pull::Config>,
-        partition: Partition,
         want: usize,
         out: &mut Vec<Input>,
     ) -> Result<(), async_nats::Error> {
@@ -324,6 +344,9 @@ impl InputLog {
                     .and_then(|h| h.get(name))
                     .map(|v| v.as_str().to_owned())
             };
+            let Some(partition) = Partition::from_input_subject(&m.subject) else {
+                continue; // not an input subject: the stream's config forbids it
+            };
             let msg_id = header("Nats-Msg-Id");
             let epoch = header(EPOCH_HEADER).and_then(|e| e.parse().ok());
             out.push(Input {
@@ -331,6 +354,7 @@ impl InputLog {
                 sequence,
                 msg_id,
                 epoch,
+                node: header(NODE_HEADER),
                 bytes: m.payload.clone(),
             });
         }
@@ -362,24 +386,77 @@ impl InputLog {
         from: u64,
         max: usize,
     ) -> Result<Vec<Input>, LogError> {
-        let err = |e: &dyn std::fmt::Display| {
-            LogError::Stream(format!("read partition {partition}: {e}"))
-        };
+        let what = format!("partition {partition}");
         // A cluster under load or changing leaders fails API requests for a moment: each step
-        // is retried until it has made no progress for `stall`.
-        let stall = Duration::from_secs(10);
-        let mut deadline = tokio::time::Instant::now() + stall;
+        // is retried until it has made no progress for `STALL`.
+        let deadline = tokio::time::Instant::now() + STALL;
         // The target comes from the leader. The consumer below may live on a replica that is
         // still behind it, so what the consumer says is pending, or a pull coming back empty,
         // does not mean everything was read.
         let target = retrying(deadline, || self.last_sequence(partition)).await?;
+        self.read_to(&what, partition.input_subject(), target, from, max)
+            .await
+    }
+
+    /// [`Self::read`] across every partition: up to `max` inputs from stream sequence `from` on,
+    /// in stream order. For a node's follower, which holds every partition's inputs.
+    pub async fn read_all(&self, from: u64, max: usize) -> Result<Vec<Input>, LogError> {
+        let deadline = tokio::time::Instant::now() + STALL;
+        let target = retrying(deadline, || async {
+            // Stream info is answered by the stream's leader.
+            let mut stream = self.stream.clone();
+            let info = stream
+                .info()
+                .await
+                .map_err(|e| LogError::Stream(format!("info: {e}")))?;
+            Ok(info.state.last_sequence)
+        })
+        .await?;
+        let subjects = format!("{INPUT_SUBJECT_PREFIX}*");
+        self.read_to("every partition", subjects, target, from, max)
+            .await
+    }
+
+    /// The input at `sequence`, as the stream's leader has it (`None`: not there).
+    pub async fn get(&self, sequence: u64) -> Result<Option<Input>, LogError> {
+        match self.stream.get_raw_message(sequence).await {
+            Ok(m) => {
+                let header = |name: &str| m.headers.get(name).map(|v| v.as_str().to_owned());
+                let Some(partition) = Partition::from_input_subject(&m.subject) else {
+                    return Ok(None);
+                };
+                Ok(Some(Input {
+                    partition,
+                    sequence,
+                    msg_id: header("Nats-Msg-Id"),
+                    epoch: header(EPOCH_HEADER).and_then(|e| e.parse().ok()),
+                    node: header(NODE_HEADER),
+                    bytes: m.payload,
+                }))
+            }
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(LogError::Stream(format!("get {sequence}: {e}"))),
+        }
+    }
+
+    /// Reads `subjects` from `from` until `target` (or `max` inputs).
+    async fn read_to(
+        &self,
+        what: &str,
+        subjects: String,
+        target: u64,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Input>, LogError> {
+        let err = |e: &dyn std::fmt::Display| LogError::Stream(format!("read {what}: {e}"));
+        let mut deadline = tokio::time::Instant::now() + STALL;
         if target < from || max == 0 {
             return Ok(Vec::new());
         }
         // An ephemeral consumer of its own: nothing to acknowledge, nothing kept on disk, gone
         // when deleted below or, if this task dies, after the inactivity threshold.
         let config = pull::Config {
-            filter_subject: partition.input_subject(),
+            filter_subject: subjects,
             deliver_policy: DeliverPolicy::ByStartSequence {
                 start_sequence: from.max(1),
             },
@@ -397,13 +474,13 @@ impl InputLog {
         })
         .await?;
         let mut out: Vec<Input> = Vec::new();
-        deadline = tokio::time::Instant::now() + stall;
+        deadline = tokio::time::Instant::now() + STALL;
         while out.len() < max && out.last().is_none_or(|l| l.sequence < target) {
             let want = (max - out.len()).min(1_000);
             let before = out.len();
-            let pulled = self.fetch(&consumer, partition, want, &mut out).await;
+            let pulled = self.fetch(&consumer, want, &mut out).await;
             if out.len() > before {
-                deadline = tokio::time::Instant::now() + stall;
+                deadline = tokio::time::Instant::now() + STALL;
                 continue;
             }
             // Nothing came: a replica catching up, a consumer not yet reachable through this
@@ -427,6 +504,9 @@ impl InputLog {
         Ok(out)
     }
 }
+
+/// How long a read may make no progress before it fails.
+const STALL: Duration = Duration::from_secs(10);
 
 /// `f` again and again (50 ms apart) until it succeeds or `deadline` passes; then its error.
 async fn retrying<T, F: std::future::Future<Output = Result<T, LogError>>>(

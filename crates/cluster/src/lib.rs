@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod directory_log;
+pub mod events;
 pub mod input_log;
 pub mod lease;
 pub mod partition;

@@ -122,8 +122,9 @@ pub fn gaps(first: u64, deleted: &BTreeSet<u64>, explained: &BTreeSet<u64>) -> V
             add(start, first - 1);
         }
     }
+    // Sequences start at 1: an empty stream reports a first sequence of 0, and may list 0.
     for &s in deleted {
-        if s >= first && !explained.contains(&s) {
+        if s >= first.max(1) && !explained.contains(&s) {
             add(s, s);
         }
     }
@@ -271,6 +272,8 @@ mod tests {
             vec![Gap { from: 1, to: 1 }, Gap { from: 3, to: 3 }]
         );
         assert_eq!(gaps(1, &BTreeSet::new(), &BTreeSet::new()), vec![]);
+        // A stream with nothing in it yet.
+        assert_eq!(gaps(0, &[0].into(), &BTreeSet::new()), vec![]);
     }
 
     #[test]

@@ -2,7 +2,34 @@
 //! the errors, and the one-shot reply senders the shards answer through. Apart from `Router`
 //! so that the shards import these without importing the router.
 use futures::channel::oneshot;
-use vaka_core::{AlarmId, EventId};
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use vaka_core::{AlarmId, Event, EventId, Lane};
+use vaka_store::{CommitError, WriteSet};
+
+/// A cluster node's input log (`VAKA_IN`, DESIGN.md §8): a shard hands it each batch's new device
+/// events before the batch goes to the store, and commits the batch only once the log has
+/// acknowledged them, so an event a device is told is stored survives the loss of this node.
+pub trait IntakeLog: Send + Sync + 'static {
+    /// Appends `events` (in the order the shard took them). Resolves once the log holds them,
+    /// to what the batch must also write: the node's record of those inputs. An error fails the
+    /// batch like a failed commit (the devices are told busy and resend).
+    fn append(
+        &self,
+        lane: Lane,
+        events: Vec<Event>,
+    ) -> BoxFuture<'static, Result<WriteSet, CommitError>>;
+}
+
+/// The router's handle on an [`IntakeLog`] (none on a single node).
+#[derive(Clone)]
+pub struct Intake(pub Arc<dyn IntakeLog>);
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Intake")
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct RouterConfig {
@@ -24,6 +51,8 @@ pub struct RouterConfig {
     /// How long a centre that is away (since the start, or since its stream closed) is waited for
     /// before escalation passes it or takes its alarms elsewhere (invariant 11).
     pub reconnect_grace_ms: i64,
+    /// A cluster node's input log; `None` on a single node.
+    pub intake: Option<Intake>,
 }
 
 impl Default for RouterConfig {
@@ -38,6 +67,7 @@ impl Default for RouterConfig {
             idempotency_capacity: 1_000_000,
             supervision_grace_ms: 120_000,
             reconnect_grace_ms: 5_000,
+            intake: None,
         }
     }
 }

@@ -12,7 +12,7 @@ pub mod retention;
 mod router;
 mod shard;
 
-pub use api::{InputError, Reply, RouterConfig, SubmitError};
+pub use api::{InputError, Intake, IntakeLog, Reply, RouterConfig, SubmitError};
 pub use clock::Clock;
 pub use live::LiveDirectory;
 pub use presence::Presence;

@@ -243,6 +243,7 @@ impl Cluster {
             lease_ttl_ms: 3_000,
             lease_renew_ms: 1_000,
             duplicate_window_ms: 120_000,
+            reconcile_every_ms: 60_000,
         }
     }
 

@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::live::LiveDirectory;
 use crate::positions::{self, Positions};
 use crate::presence::Presence;
+use futures::channel::oneshot;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use std::collections::HashSet;
@@ -63,6 +64,37 @@ pub(crate) enum Command {
     Stop,
 }
 
+/// A cluster node's commit of one batch: its events appended to the input log first (the appends
+/// of several batches in flight together), then the set queued for the store after the lane's
+/// batch before it (`after`), whatever order the appends were acknowledged in, so a lane's sets
+/// are committed in the order they were built, as on a single node. `queued` is closed once
+/// this batch is queued (or failed), releasing the next.
+async fn commit_after_append(
+    store: Store,
+    lane: Lane,
+    mut set: WriteSet,
+    appended: Option<BoxFuture<'static, Result<WriteSet, CommitError>>>,
+    after: Option<oneshot::Receiver<()>>,
+    queued: oneshot::Sender<()>,
+) -> Result<(), CommitError> {
+    let record = match appended {
+        Some(append) => append.await,
+        None => Ok(WriteSet::new()),
+    };
+    if let Some(after) = after {
+        let _ = after.await;
+    }
+    let durable = match record {
+        Ok(record) => {
+            set.extend(record);
+            store.enqueue(lane, set).await
+        }
+        Err(e) => Err(e),
+    };
+    drop(queued);
+    durable?.await
+}
+
 pub(crate) fn lane_label(lane: Lane) -> &'static str {
     match lane {
         Lane::Alarm => "alarm",
@@ -117,6 +149,8 @@ pub(super) struct Batch {
     now: UnixMillis,
     set: WriteSet,
     inflight: InFlight,
+    /// A cluster node's new device events, for its input log (empty on a single node).
+    fresh: Vec<Event>,
 }
 
 /// A write set on its way to durability and who waits for it.
@@ -140,6 +174,9 @@ struct LaneState {
     lane: Lane,
     inflight: VecDeque<InFlight>,
     commits: FuturesOrdered<BoxFuture<'static, Result<(), CommitError>>>,
+    /// A cluster node's last batch not yet queued for the store: closed once it is, so the next
+    /// batch queues after it (see [`commit_after_append`]).
+    queued: Option<oneshot::Receiver<()>>,
 }
 
 impl LaneState {
@@ -148,6 +185,7 @@ impl LaneState {
             lane,
             inflight: VecDeque::new(),
             commits: FuturesOrdered::new(),
+            queued: None,
         }
     }
 }
@@ -370,6 +408,7 @@ impl Shard {
         Batch {
             now,
             set: WriteSet::new(),
+            fresh: Vec::new(),
             inflight: InFlight {
                 seq,
                 waiters: Vec::new(),
@@ -387,7 +426,10 @@ impl Shard {
     /// Hands a batch's writes to the store; its waiters are answered in `complete`.
     fn send_batch(&mut self, lane: &mut LaneState, b: Batch) {
         let Batch {
-            set, mut inflight, ..
+            set,
+            mut inflight,
+            fresh,
+            ..
         } = b;
         if set.is_empty() {
             // Nothing to make durable (e.g. only rejections, or resends of durable originals).
@@ -397,8 +439,19 @@ impl Shard {
             return;
         }
         inflight.events = u64::from(set.events);
-        let commit = self.store.commit(lane.lane, set);
-        lane.commits.push_back(Box::pin(commit));
+        let commit: BoxFuture<'static, _> = match &self.cfg.intake {
+            None => Box::pin(self.store.commit(lane.lane, set)),
+            Some(intake) => {
+                let appended = (!fresh.is_empty()).then(|| intake.0.append(lane.lane, fresh));
+                let (queued, next_waits_on) = oneshot::channel();
+                let after = lane.queued.replace(next_waits_on);
+                let store = self.store.clone();
+                Box::pin(commit_after_append(
+                    store, lane.lane, set, appended, after, queued,
+                ))
+            }
+        };
+        lane.commits.push_back(commit);
         lane.inflight.push_back(inflight);
     }
 
@@ -547,6 +600,9 @@ impl Shard {
             o
         });
         b.set.put_event(id, &ev);
+        if self.cfg.intake.is_some() && !ev.kind.is_engine_made() {
+            b.fresh.push(ev.clone());
+        }
         if !ev.kind.is_engine_made() {
             self.rules_on_event(lane, &ev, id, b);
         }

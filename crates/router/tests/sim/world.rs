@@ -299,6 +299,7 @@ impl World {
             idempotency_capacity: 100_000,
             supervision_grace_ms: SUPERVISION_GRACE_MS,
             reconnect_grace_ms: self.params.reconnect_grace_ms,
+            intake: None,
         };
         let backend: Arc<dyn Backend> = self.disk.clone();
         let dir = Arc::new(self.dir.clone());

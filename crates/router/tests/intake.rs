@@ -1,0 +1,157 @@
+//! A cluster node's shard and its input log (`IntakeLog`): a device is answered only once the
+//! log has acknowledged its event and the store holds it with the log's record; a failed append
+//! fails the batch (nothing stored, the device may resend); and a later batch whose append is
+//! acknowledged first still reaches the store after the batch built before it.
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use futures::future::BoxFuture;
+use support::*;
+use tokio::sync::mpsc;
+use vaka_core::{Event, Lane};
+use vaka_router::{Clock, Intake, IntakeLog, Reply, RouterConfig, SubmitError};
+use vaka_store::{Backend, Cf, CommitError, MemBackend, WriteSet};
+
+type Answer = oneshot::Sender<Result<WriteSet, CommitError>>;
+
+/// An input log whose every append waits for the test to answer it.
+struct HeldLog {
+    calls: mpsc::UnboundedSender<(Vec<Event>, Answer)>,
+}
+
+impl IntakeLog for HeldLog {
+    fn append(&self, _: Lane, events: Vec<Event>) -> BoxFuture<'static, Result<WriteSet, CommitError>> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.calls.send((events, tx));
+        Box::pin(async move { rx.await.unwrap_or(Err(CommitError::Closed)) })
+    }
+}
+
+struct Node {
+    mem: Arc<MemBackend>,
+    store: vaka_store::Store,
+    router: Arc<vaka_router::Router>,
+    calls: Mutex<mpsc::UnboundedReceiver<(Vec<Event>, Answer)>>,
+}
+
+fn node() -> Node {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mem = Arc::new(MemBackend::new());
+    let rc = RouterConfig {
+        shards: 1,
+        max_inflight: 4,
+        intake: Some(Intake(Arc::new(HeldLog { calls: tx }))),
+        ..RouterConfig::default()
+    };
+    let (store, router) = start_router(mem.clone(), directory(2), rc, Clock::new());
+    Node {
+        mem,
+        store,
+        router,
+        calls: Mutex::new(rx),
+    }
+}
+
+impl Node {
+    async fn next_append(&self) -> (Vec<Event>, Answer) {
+        let mut rx = self.calls.lock().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("an append within 5 s")
+            .expect("the log is alive")
+    }
+
+    fn events_stored(&self) -> usize {
+        let mut n = 0;
+        self.mem
+            .scan(Cf::Events, b"", &mut |_, _| {
+                n += 1;
+                true
+            })
+            .unwrap();
+        n
+    }
+}
+
+/// What the log answers for input `seq` of partition 7: the node's record of it.
+fn record(seq: u64) -> WriteSet {
+    let mut w = WriteSet::new();
+    w.put_input(7, seq, [seq as u8; 32]);
+    w
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_is_answered_only_once_the_log_and_the_store_hold_it() {
+    let n = node();
+    let reply = tokio::spawn({
+        let r = n.router.clone();
+        async move { r.submit(alarm("d0", "r1")).await }
+    });
+    let (events, answer) = n.next_append().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].key, "r1");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!reply.is_finished(), "answered before the log held it");
+    assert_eq!(n.events_stored(), 0, "stored before the log held it");
+    answer.send(Ok(record(1))).unwrap();
+    let r = reply.await.unwrap().unwrap();
+    assert!(matches!(r, Reply::Accepted { duplicate: false, .. }), "{r:?}");
+    assert_eq!(n.events_stored(), 1);
+    assert!(n.store.has_input(7, 1).unwrap(), "the record is written with the batch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_append_fails_the_batch_and_a_resend_is_taken_afresh() {
+    let n = node();
+    let first = tokio::spawn({
+        let r = n.router.clone();
+        async move { r.submit(alarm("d0", "r1")).await }
+    });
+    let (_, answer) = n.next_append().await;
+    answer
+        .send(Err(CommitError::Write("no stream found".into())))
+        .unwrap();
+    let r = first.await.unwrap();
+    assert!(matches!(r, Err(SubmitError::Store(_))), "{r:?}");
+    assert_eq!(n.events_stored(), 0);
+
+    // The device resends: not a duplicate of something never stored.
+    let again = tokio::spawn({
+        let r = n.router.clone();
+        async move { r.submit(alarm("d0", "r1")).await }
+    });
+    let (_, answer) = n.next_append().await;
+    answer.send(Ok(record(2))).unwrap();
+    let r = again.await.unwrap().unwrap();
+    assert!(matches!(r, Reply::Accepted { duplicate: false, .. }), "{r:?}");
+    assert_eq!(n.events_stored(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_batch_acknowledged_first_waits_for_the_one_built_before_it() {
+    let n = node();
+    let submit = |device: &'static str, key: &'static str| {
+        let r = n.router.clone();
+        tokio::spawn(async move { r.submit(alarm(device, key)).await })
+    };
+    let first = submit("d0", "r1");
+    let (_, answer_first) = n.next_append().await;
+    let second = submit("d1", "r2");
+    let (events, answer_second) = n.next_append().await;
+    assert_eq!(events[0].key, "r2", "two batches, two appends");
+
+    answer_second.send(Ok(record(2))).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(n.events_stored(), 0, "the later batch was stored first");
+    assert!(!second.is_finished());
+
+    answer_first.send(Ok(record(1))).unwrap();
+    for r in [first.await, second.await] {
+        let r = r.unwrap().unwrap();
+        assert!(matches!(r, Reply::Accepted { .. }), "{r:?}");
+    }
+    assert_eq!(n.events_stored(), 2);
+}
