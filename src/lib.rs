@@ -4,6 +4,7 @@ pub mod canary;
 pub mod config;
 pub mod fds;
 pub mod http;
+pub mod inputs;
 pub mod observe;
 #[cfg(feature = "rocksdb")]
 pub mod salvage;

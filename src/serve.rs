@@ -32,6 +32,8 @@ pub struct Engine {
     retention: tokio::task::JoinHandle<()>,
     /// Per-tenant connected centres and disk space gauges (aborted at shutdown).
     gauges: tokio::task::JoinHandle<()>,
+    /// A cluster node's input-log follower and reconciliation (aborted at shutdown).
+    cluster_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 fn wall_ms() -> i64 {
@@ -53,7 +55,7 @@ impl Engine {
         rocks.max_open_files = cfg.store.max_open_files as i32;
         let backend = RocksBackend::open(&rocks).map_err(|e| refused(e, dir, "opening"))?;
         let open_ms = phase.lap();
-        let router_cfg = cfg.router_config();
+        let mut router_cfg = cfg.router_config();
         let (store, recovered) = Store::open(
             Arc::new(backend),
             cfg.group_config(),
@@ -70,18 +72,33 @@ impl Engine {
         // A cluster node catches up with the cluster's directory log here, before any front
         // opens: a device the cluster knows is never refused at start.
         let loaded = match &cfg.cluster {
-            None => load_directory(cfg, &store).map(|d| (d, None)),
+            None => load_directory(cfg, &store).map(|d| (d, None, None)),
             Some(c) => cluster_directory(c, cfg, &store)
                 .await
-                .map(|(d, f)| (d, Some(f))),
+                .map(|(d, f, js)| (d, Some(f), Some(js))),
         };
-        let (directory, follower) = match loaded {
-            Ok((d, f)) => (LiveDirectory::new(d), f),
+        let (directory, follower, js) = match loaded {
+            Ok((d, f, js)) => (LiveDirectory::new(d), f, js),
             Err(e) => {
                 close_store(&store);
                 return Err(e);
             }
         };
+        // A cluster node's shards append device events to the input log; what other nodes
+        // appended is stored here before any front opens.
+        let mut cluster_tasks = Vec::new();
+        if let (Some(c), Some(js)) = (&cfg.cluster, js) {
+            match cluster_inputs(c, js, &store).await {
+                Ok((intake, tasks)) => {
+                    router_cfg.intake = Some(intake);
+                    cluster_tasks = tasks;
+                }
+                Err(e) => {
+                    close_store(&store);
+                    return Err(e);
+                }
+            }
+        }
         let directory_ms = phase.lap();
         let clock = Clock::new();
         // Every centre counts as away from now on: the reconnect grace starts with the engine.
@@ -193,6 +210,7 @@ impl Engine {
             dc09,
             retention,
             gauges,
+            cluster_tasks,
         };
         match engine.start_centres(cfg, directory.clone(), clock) {
             Ok(c) => engine.centres = Some(c),
@@ -314,6 +332,9 @@ impl Engine {
         }
         self.retention.abort();
         self.gauges.abort();
+        for t in &self.cluster_tasks {
+            t.abort();
+        }
         self.control.stop_following().await;
         self.router.shutdown().await;
         let store = self.store.clone();
@@ -387,7 +408,14 @@ async fn cluster_directory(
     cluster: &vaka_cluster::ClusterConfig,
     cfg: &Config,
     store: &Store,
-) -> Result<(Directory, vaka_admin::replicated::Follower), String> {
+) -> Result<
+    (
+        Directory,
+        vaka_admin::replicated::Follower,
+        async_nats::jetstream::Context,
+    ),
+    String,
+> {
     const SETTLE: Duration = Duration::from_secs(30);
     let js = vaka_cluster::connect(cluster)
         .await
@@ -423,7 +451,40 @@ async fn cluster_directory(
         directory_log_sequence = follower.applied(),
         "cluster: directory caught up"
     );
-    Ok((dir, follower))
+    Ok((dir, follower, js))
+}
+
+/// A cluster node's input log: `VAKA_IN` opened, every input this node does not hold stored
+/// (`inputs::follow`), a first reconciliation, then the follower and the periodic
+/// reconciliation started. Returns the shards' appender and the two tasks.
+async fn cluster_inputs(
+    cluster: &vaka_cluster::ClusterConfig,
+    js: async_nats::jetstream::Context,
+    store: &Store,
+) -> Result<(vaka_router::Intake, Vec<tokio::task::JoinHandle<()>>), String> {
+    use crate::inputs;
+    let log = inputs::open(cluster, js).await?;
+    let mut follower = inputs::follow::Follower::new(log.clone(), store.clone(), &cluster.node_id);
+    let stored = follower
+        .catch_up()
+        .await
+        .map_err(|e| format!("catching up with the cluster's input log: {e}"))?;
+    let found = inputs::reconcile::pass(&log, store)
+        .await
+        .map_err(|e| format!("reconciling with the cluster's input log: {e}"))?;
+    tracing::info!(
+        node = %cluster.node_id,
+        inputs_stored = stored,
+        input_log_read = store.input_read().unwrap_or(0),
+        clean = found.is_clean(),
+        "cluster: input log caught up"
+    );
+    let appender = inputs::append::Appender::new(log.clone(), cluster.partitions);
+    let tasks = vec![
+        follower.spawn(),
+        inputs::reconcile::spawn(log, store.clone(), cluster.reconcile_every()),
+    ];
+    Ok((vaka_router::Intake(Arc::new(appender)), tasks))
 }
 
 /// Closes a store that was opened but not handed to a router.

@@ -3,7 +3,10 @@
 //! changes the one directory, a stale `If-Match` on one node is refused after the other
 //! node's change, and an API token made or revoked on one node is made or revoked on both; a
 //! directory lost by the stream under a running node fires the cluster's alert in a real
-//! Prometheus and the node refuses changes.
+//! Prometheus and the node refuses changes. Device events go through the input log: every
+//! node holds every event a node acknowledged, a node SIGKILLed loses none and takes what it
+//! missed when it starts again, and an input the stream loses is found by reconciliation and
+//! pages.
 #[path = "support/admin.rs"]
 mod admin;
 #[path = "support/binary.rs"]
@@ -19,10 +22,15 @@ use admin::{Engine, OPERATOR};
 use binary::{free_tcp_port, free_udp_port, vaka_bin};
 use prometheus::Prometheus;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vaka_cluster::directory_log::DIRECTORY_STREAM;
+use vaka_cluster::input_log::INPUT_STREAM;
 use vaka_cluster::DirectoryLog;
+use vaka_device::{events, pb};
+use vaka_store::{GroupConfig, RecoverOptions, RocksBackend, RocksConfig, Store};
 
 const DIRECTORY: &str = "[[tenants]]\nid = \"t\"\ncentres = [\"c1\"]\n\
     [[centres]]\nid = \"c1\"\ntenants = [\"t\"]\ntoken = \"token-of-centre-c1\"\n";
@@ -243,4 +251,186 @@ fn a_bad_cluster_section_is_named_by_its_key() {
     ));
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("partition"), "{err}");
+}
+
+/// A metric's value on a node (summed over its labels; 0 when absent).
+fn metric(e: &Engine, name: &str) -> f64 {
+    let text = e.get("/metrics", OPERATOR).body;
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The stream's last sequence.
+fn input_log_last(c: &nats::Cluster) -> u64 {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let js = c.js().await;
+        let mut s = js.get_stream(INPUT_STREAM).await.unwrap();
+        s.info().await.unwrap().state.last_sequence
+    })
+}
+
+/// What a stopped node's store holds: each event's (device, key) and how many times, and its
+/// record of inputs (partition -> sequences).
+/// (device, key) -> how many times stored.
+type Held = BTreeMap<(String, String), usize>;
+
+fn held(e: &Engine) -> (Held, BTreeMap<u32, Vec<u64>>) {
+    let db = vaka::salvage::db_dir(&e.dir.path().join("data"));
+    let backend = RocksBackend::open(&RocksConfig::new(db)).unwrap();
+    let (store, _) = Store::open(
+        Arc::new(backend),
+        GroupConfig::default(),
+        RecoverOptions {
+            now_ms: 0,
+            idem_window_ms: 1,
+        },
+    )
+    .unwrap();
+    let mut events = BTreeMap::new();
+    let mut from = None;
+    loop {
+        let page = store.tenant_events("t", from.as_deref(), 1_000).unwrap();
+        for ev in page.items {
+            let k = (ev.event.device.device.to_string(), ev.event.key.clone());
+            *events.entry(k).or_insert(0) += 1;
+        }
+        match page.next {
+            Some(n) => from = Some(n),
+            None => break,
+        }
+    }
+    let records = store
+        .input_records()
+        .unwrap()
+        .into_iter()
+        .map(|(p, seqs)| (p, seqs.into_keys().collect()))
+        .collect();
+    store.close().unwrap();
+    (events, records)
+}
+
+/// Whether a reply says the event is stored: OK, or (an alarm with no centre connected to
+/// take it) NOT_TREATED, which tells the device to try its next receiver but stores it too.
+fn stored(r: &pb::EventReply) -> bool {
+    matches!(r.status(), pb::Status::Ok | pb::Status::NotTreated) && r.event_id.is_some()
+}
+
+/// Device `id` of node `e` sends `alarms` alarms and `readings` telemetry readings, keys
+/// prefixed by `id`; every one must be answered as stored. Returns the keys.
+async fn send_all(e: &Engine, id: &str, alarms: usize, readings: usize) -> Vec<String> {
+    let client = e.quic_client("t", id).await;
+    let mut batch: Vec<pb::Event> = (0..alarms)
+        .map(|i| events::alarm(format!("{id}-a{i}"), "0010", 5))
+        .collect();
+    batch.extend((0..readings).map(|i| events::telemetry(format!("{id}-t{i}"), "temp", i as f64)));
+    let keys: Vec<String> = batch.iter().map(|e| e.key.clone()).collect();
+    for reply in client.submit(batch).await.unwrap() {
+        let r = reply.await.unwrap();
+        assert!(stored(&r), "{r:?}");
+    }
+    // A resend of an acknowledged alarm: answered from the original, appended nowhere again.
+    let again = client
+        .send(events::alarm(format!("{id}-a0"), "0010", 5))
+        .await
+        .unwrap();
+    assert!(stored(&again) && again.duplicate, "{again:?}");
+    keys
+}
+
+/// Every acknowledged device event is held by every node: A and B each take events from their
+/// own device (alarms one input each, telemetry in batches), A is SIGKILLed right after its
+/// last answer, and B holds all of A's events as well as its own, each once, with the same
+/// record of inputs. A, started again, takes B's events from the stream before it opens, and
+/// then holds the same as B; its reconciliation is clean.
+#[test]
+fn every_node_holds_every_acknowledged_event_and_a_killed_node_loses_none() {
+    let c = nats::Cluster::start3();
+    let mut a = Engine::start_with(DIRECTORY, &[("t", &["q1"])], &cluster_section(&c, "a"));
+    let mut b = Engine::start_with(DIRECTORY, &[("t", &["q2"])], &cluster_section(&c, "b"));
+    for id in ["q1", "q2"] {
+        let path = format!("/api/v1/tenants/t/devices/{id}");
+        let put = a.send("PUT", &path, OPERATOR, &json!({"type": "0003"}));
+        assert_eq!(put.status, 201, "{}", put.body);
+    }
+    within(Duration::from_secs(5), "q2 on B", || {
+        b.device("t", "q2").is_some()
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (from_b, from_a) = rt.block_on(async {
+        let from_b = send_all(&b, "q2", 10, 100).await;
+        let from_a = send_all(&a, "q1", 20, 300).await;
+        (from_b, from_a)
+    });
+    a.sigkill();
+    let last = input_log_last(&c);
+    assert!(last >= 30, "30 alarms and some telemetry batches: {last}");
+    let took = within(Duration::from_secs(10), "B read the whole log", || {
+        metric(&b, "vaka_cluster_input_read_sequence") as u64 == last
+    });
+    eprintln!("B had read A's last input {took:?} after A was killed");
+    assert_eq!(b.sigterm(Duration::from_secs(20)), Some(0));
+    let expected: Held = from_a
+        .iter()
+        .map(|k| (("q1".to_string(), k.clone()), 1))
+        .chain(from_b.iter().map(|k| (("q2".to_string(), k.clone()), 1)))
+        .collect();
+    let (on_b, record_b) = held(&b);
+    assert_eq!(on_b, expected, "B's events");
+    let recorded: usize = record_b.values().map(Vec::len).sum();
+    assert_eq!(recorded as u64, last, "B's record: one entry per input");
+
+    a.restart();
+    within(
+        Duration::from_secs(10),
+        "A's reconciliation at start",
+        || metric(&a, "vaka_cluster_reconciliations_total") >= 1.0,
+    );
+    assert_eq!(metric(&a, "vaka_cluster_input_lost_total"), 0.0);
+    assert_eq!(metric(&a, "vaka_cluster_input_unapplied_total"), 0.0);
+    assert_eq!(a.sigterm(Duration::from_secs(20)), Some(0));
+    let (on_a, record_a) = held(&a);
+    assert_eq!(on_a, expected, "A's events after its restart");
+    assert_eq!(record_a, record_b);
+}
+
+/// An input the stream loses is found: a message deleted from `VAKA_IN` under a running node
+/// is reported by its next reconciliation (`vaka_cluster_input_lost_total`), and a real
+/// Prometheus scraping the node fires `VakaClusterInputLost`, which did not fire before.
+#[test]
+fn an_input_the_stream_loses_is_found_by_reconciliation_and_pages() {
+    let c = nats::Cluster::start3();
+    let section = format!("{}reconcile_every_ms = 1000\n", cluster_section(&c, "a"));
+    let a = Engine::start_with(DIRECTORY, &[("t", &["q1"])], &section);
+    let put = a.send(
+        "PUT",
+        "/api/v1/tenants/t/devices/q1",
+        OPERATOR,
+        &json!({"type": "0003"}),
+    );
+    assert_eq!(put.status, 201, "{}", put.body);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(send_all(&a, "q1", 5, 0));
+    let prom = Prometheus::start(&[a.http]);
+    let firing = || prom.firing().iter().any(|f| f == "VakaClusterInputLost");
+    within(Duration::from_secs(30), "clean passes scraped", || {
+        !prom
+            .query("vaka_cluster_reconciliations_total{result=\"clean\"} >= 2")
+            .is_empty()
+    });
+    assert!(!firing(), "fired before anything was lost");
+    assert_eq!(metric(&a, "vaka_cluster_input_lost_total"), 0.0);
+
+    rt.block_on(async {
+        let js = c.js().await;
+        let s = js.get_stream(INPUT_STREAM).await.unwrap();
+        assert!(s.delete_message(3).await.unwrap());
+    });
+    let took = within(Duration::from_secs(30), "the alert firing", firing);
+    eprintln!("VakaClusterInputLost firing {took:?} after the input was deleted");
+    assert!(metric(&a, "vaka_cluster_input_lost_total") >= 1.0);
 }

@@ -1,0 +1,201 @@
+//! The shards' appends ([`vaka_router::IntakeLog`]): an alarm-lane event is one input keyed by
+//! its device and message (a resend, to this node or another, within the stream's duplicate
+//! window is stored once); a telemetry batch is one input per partition. The acknowledgements
+//! become this node's record of those inputs, written with the batch.
+
+use futures::future::{join_all, BoxFuture};
+use std::time::Duration;
+use vaka_cluster::reconcile::Digest;
+use vaka_cluster::{events, InputLog, LogError, Partition, PendingAppend};
+use vaka_core::{Event, Lane};
+use vaka_store::{CommitError, WriteSet};
+
+pub struct Appender {
+    log: InputLog,
+    partitions: u32,
+}
+
+impl Appender {
+    pub fn new(log: InputLog, partitions: u32) -> Appender {
+        Appender { log, partitions }
+    }
+}
+
+impl vaka_router::IntakeLog for Appender {
+    fn append(
+        &self,
+        lane: Lane,
+        events: Vec<Event>,
+    ) -> BoxFuture<'static, Result<WriteSet, CommitError>> {
+        let (log, partitions) = (self.log.clone(), self.partitions);
+        Box::pin(async move {
+            let lane_label = match lane {
+                Lane::Alarm => "alarm",
+                Lane::Telemetry => "telemetry",
+            };
+            append(&log, inputs(partitions, lane, &events))
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, lane = lane_label, "cluster: append to VAKA_IN failed; the batch is answered busy");
+                    metrics::counter!("vaka_cluster_append_failures_total", "lane" => lane_label)
+                        .increment(1);
+                    CommitError::Write(e.to_string())
+                })
+        })
+    }
+}
+
+/// One input to append: its partition, key(s) and bytes.
+struct ToAppend {
+    partition: Partition,
+    /// An alarm's key, or a telemetry batch's first event's.
+    key: String,
+    /// A telemetry batch's last event's key.
+    last: Option<String>,
+    bytes: bytes::Bytes,
+}
+
+/// The inputs a batch's events make: one per alarm-lane event; telemetry, one per partition
+/// (in the order the partitions first appear, each keeping its events' order).
+fn inputs(partitions: u32, lane: Lane, events: &[Event]) -> Vec<ToAppend> {
+    match lane {
+        Lane::Alarm => events
+            .iter()
+            .map(|e| ToAppend {
+                partition: Partition::of(&e.device, partitions),
+                key: events::msg_id(e),
+                last: None,
+                bytes: events::encode(std::slice::from_ref(e)),
+            })
+            .collect(),
+        Lane::Telemetry => {
+            let mut groups: Vec<(Partition, Vec<Event>)> = Vec::new();
+            for e in events {
+                let p = Partition::of(&e.device, partitions);
+                match groups.iter_mut().find(|(q, _)| *q == p) {
+                    Some((_, g)) => g.push(e.clone()),
+                    None => groups.push((p, vec![e.clone()])),
+                }
+            }
+            groups
+                .into_iter()
+                .map(|(partition, g)| ToAppend {
+                    partition,
+                    key: events::msg_id(&g[0]),
+                    last: Some(events::msg_id(&g[g.len() - 1])),
+                    bytes: events::encode(&g),
+                })
+                .collect()
+        }
+    }
+}
+
+/// How long an input whose append failed is sent again (with the same key, so a copy that was
+/// stored after all is kept once) before its batch fails: a stream electing a leader refuses
+/// appends for a moment ("no stream found for given subject").
+const RETRY_FOR: Duration = Duration::from_secs(2);
+
+async fn send(log: &InputLog, i: &ToAppend) -> Result<PendingAppend, LogError> {
+    match &i.last {
+        None => log.send_alarm(i.partition, &i.key, i.bytes.clone()).await,
+        Some(last) => {
+            log.send_batch(i.partition, &i.key, last, i.bytes.clone())
+                .await
+        }
+    }
+}
+
+/// Sends every input in order, then awaits their acknowledgements together; one that fails is
+/// sent again until [`RETRY_FOR`] has passed.
+async fn append(log: &InputLog, inputs: Vec<ToAppend>) -> Result<WriteSet, LogError> {
+    let until = tokio::time::Instant::now() + RETRY_FOR;
+    let mut sent = Vec::with_capacity(inputs.len());
+    for i in &inputs {
+        sent.push(send(log, i).await);
+    }
+    let acks = join_all(sent.into_iter().zip(&inputs).map(|(first, i)| async move {
+        let mut attempt = first;
+        loop {
+            let result = match attempt {
+                Ok(pending) => pending.acknowledged().await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if tokio::time::Instant::now() < until => {
+                    tracing::debug!(error = %e, "cluster: append failed; sending it again");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    attempt = send(log, i).await;
+                }
+                r => return (i.partition, Digest::of(&i.bytes), r),
+            }
+        }
+    }))
+    .await;
+    let mut record = WriteSet::new();
+    for (partition, digest, ack) in acks {
+        let ack = ack?;
+        // A duplicate (a resend, or the same message sent to another node first): the stream
+        // keeps the first copy, so that copy is what this node records holding.
+        let digest = match ack.duplicate {
+            false => digest,
+            true => match log.get(ack.sequence).await? {
+                Some(first) => Digest::of(&first.bytes),
+                None => digest,
+            },
+        };
+        record.put_input(partition.0, ack.sequence, digest.0);
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vaka_core::{DeviceKey, EventKind};
+
+    fn ev(device: &str, key: &str, kind: EventKind) -> Event {
+        Event {
+            device: DeviceKey::new("t", device),
+            key: key.into(),
+            received_ms: 1,
+            kind,
+            fix: None,
+            raw: Vec::new(),
+            occurred_ms: None,
+        }
+    }
+
+    #[test]
+    fn alarms_go_one_by_one_and_telemetry_one_input_per_partition_in_order() {
+        let p = |d: &str| Partition::of(&DeviceKey::new("t", d), 64);
+        // Two devices in different partitions.
+        let (a, b) = (
+            "a",
+            (0..100)
+                .map(|i| format!("d{i}"))
+                .find(|d| p(d) != p("a"))
+                .unwrap(),
+        );
+        let alarms = [
+            ev(a, "1", EventKind::Silent),
+            ev(&b, "2", EventKind::Silent),
+        ];
+        let got = inputs(64, Lane::Alarm, &alarms);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].key, events::msg_id(&alarms[0]));
+        assert_eq!(got[0].last, None);
+        let t = [
+            ev(a, "1", EventKind::Heartbeat),
+            ev(&b, "2", EventKind::Heartbeat),
+            ev(a, "3", EventKind::Heartbeat),
+        ];
+        let got = inputs(64, Lane::Telemetry, &t);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].partition, p(a));
+        let first = events::decode(&got[0].bytes).unwrap();
+        assert_eq!(first, vec![t[0].clone(), t[2].clone()]);
+        assert_eq!(got[0].key, events::msg_id(&t[0]));
+        assert_eq!(got[0].last, Some(events::msg_id(&t[2])));
+        assert_eq!(events::decode(&got[1].bytes).unwrap(), vec![t[1].clone()]);
+    }
+}

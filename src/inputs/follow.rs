@@ -1,0 +1,132 @@
+//! The follower: reads `VAKA_IN` in stream order from this node's read mark and stores, in this
+//! node's RocksDB, the events of every input the node does not hold yet, with its record of the
+//! input, in one synced write. So every node holds every acknowledged event, and a node killed
+//! loses none that it acknowledged: the others hold them, and it takes what it missed when it
+//! starts again.
+//!
+//! This node's own appends are recorded by its shards with their batch. While one of them is
+//! acknowledged but its batch not yet committed, the follower leaves it and keeps its read mark
+//! below it; an own input still not held after [`OWN_GRACE`] (its batch failed and the device
+//! gave up) is stored from the stream like any other. At start nothing is in flight, so
+//! everything not held is stored.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use vaka_cluster::reconcile::Digest;
+use vaka_cluster::{events, InputLog};
+use vaka_core::Lane;
+use vaka_store::{Store, WriteSet};
+
+/// How long an own input may stay unheld before the follower stores it from the stream.
+pub const OWN_GRACE: Duration = Duration::from_secs(30);
+/// Inputs read per step.
+const READ_MAX: usize = 1_000;
+/// The pause between steps when the follower is caught up.
+const POLL: Duration = Duration::from_millis(200);
+
+pub struct Follower {
+    log: InputLog,
+    store: Store,
+    node: String,
+    /// Own inputs seen not yet held, by sequence: when first seen.
+    own_waiting: HashMap<u64, Instant>,
+}
+
+impl Follower {
+    pub fn new(log: InputLog, store: Store, node: &str) -> Follower {
+        Follower {
+            log,
+            store,
+            node: node.to_owned(),
+            own_waiting: HashMap::new(),
+        }
+    }
+
+    /// Before the router starts: everything this node does not hold, up to the stream's end.
+    pub async fn catch_up(&mut self) -> Result<u64, String> {
+        let mut stored = 0;
+        loop {
+            let (n, read) = self.step(true).await?;
+            stored += n;
+            if read == 0 {
+                return Ok(stored);
+            }
+        }
+    }
+
+    /// Runs until aborted: a step, and a pause whenever it found nothing new.
+    pub fn spawn(mut self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                match self.step(false).await {
+                    Ok((_, read)) if read < READ_MAX => tokio::time::sleep(POLL).await,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cluster: following VAKA_IN failed; trying again");
+                        metrics::counter!("vaka_cluster_follow_failures_total").increment(1);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })
+    }
+
+    /// Reads from the mark on and stores what is not held: (inputs stored, inputs read).
+    async fn step(&mut self, starting: bool) -> Result<(u64, usize), String> {
+        let err = |e: &dyn std::fmt::Display| format!("following VAKA_IN: {e}");
+        let mark = self.store.input_read().map_err(|e| err(&e))?;
+        let inputs = self
+            .log
+            .read_all(mark + 1, READ_MAX)
+            .await
+            .map_err(|e| err(&e))?;
+        let Some(last) = inputs.last().map(|i| i.sequence) else {
+            return Ok((0, 0));
+        };
+        let mut set = WriteSet::new();
+        let (mut stored, mut held_back) = (0, None);
+        for input in &inputs {
+            let (p, seq) = (input.partition.0, input.sequence);
+            if self.store.has_input(p, seq).map_err(|e| err(&e))? {
+                self.own_waiting.remove(&seq);
+                continue;
+            }
+            let own = input.node.as_deref() == Some(self.node.as_str());
+            if own && !starting {
+                let since = *self.own_waiting.entry(seq).or_insert_with(Instant::now);
+                if since.elapsed() < OWN_GRACE {
+                    held_back.get_or_insert(seq);
+                    continue;
+                }
+                tracing::warn!(partition = p, sequence = seq, "cluster: an input this node appended was not stored with its batch; storing it from the stream");
+            }
+            self.own_waiting.remove(&seq);
+            match events::decode(&input.bytes) {
+                Ok(evs) => {
+                    for ev in &evs {
+                        set.put_event(self.store.allocate_id(), ev);
+                    }
+                }
+                // Recorded all the same (reconciliation compares bytes, not meaning): a newer
+                // node's format. Loud, and the events stay in the stream.
+                Err(e) => {
+                    tracing::error!(partition = p, sequence = seq, error = %e, "cluster: an input this build cannot read");
+                    metrics::counter!("vaka_cluster_inputs_unreadable_total").increment(1);
+                }
+            }
+            set.put_input(p, seq, Digest::of(&input.bytes).0);
+            stored += 1;
+        }
+        let read_to = held_back.map_or(last, |s| s - 1).max(mark);
+        set.put_input_read(read_to);
+        self.store
+            .commit(Lane::Telemetry, set)
+            .await
+            .map_err(|e| err(&e))?;
+        metrics::counter!("vaka_cluster_inputs_followed_total").increment(stored);
+        metrics::gauge!("vaka_cluster_input_read_sequence").set(read_to as f64);
+        // Held back: read again from there after a pause, not at once.
+        let read = if held_back.is_some() { 0 } else { inputs.len() };
+        Ok((stored, read))
+    }
+}

@@ -1,0 +1,40 @@
+//! A cluster node's part in the input log `VAKA_IN` (issue 23; ARCHITECTURE.md, "Cluster on
+//! NATS JetStream", "Device events through the input log"): its shards append every batch's
+//! device events before the batch is committed locally (`append`), a follower keeps the events
+//! every other node appended in this node's store (`follow`), and reconciliation holds this
+//! node's record against the stream at start and every so often (`reconcile`).
+//!
+//! What is replicated is the events, not yet the alarms they open: the node that took an alarm
+//! offers it; the others hold it as history.
+
+pub mod append;
+pub mod follow;
+pub mod reconcile;
+
+use std::time::Duration;
+use vaka_cluster::{ClusterConfig, InputLog};
+
+/// Opens `VAKA_IN` (created R3 on file storage, or checked), retrying while a cluster that is
+/// just starting elects the stream's leader; this node's appends name it.
+pub async fn open(
+    cluster: &ClusterConfig,
+    js: async_nats::jetstream::Context,
+) -> Result<InputLog, String> {
+    const SETTLE: Duration = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        match InputLog::open(js.clone(), cluster.duplicate_window()).await {
+            Ok(log) => return Ok(log.with_node(&cluster.node_id)),
+            Err(e @ vaka_cluster::LogError::Substrate(_)) => {
+                return Err(format!("the cluster's input log: {e}"))
+            }
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!("the cluster's input log: {e}"))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "opening VAKA_IN; retrying while the cluster settles");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
