@@ -454,9 +454,11 @@ async fn cluster_directory(
     Ok((dir, follower, js))
 }
 
-/// A cluster node's input log: `VAKA_IN` opened, every input this node does not hold stored
-/// (`inputs::follow`), a first reconciliation, then the follower and the periodic
-/// reconciliation started. Returns the shards' appender and the two tasks.
+/// A cluster node's input log: `VAKA_IN` opened (a start without it is refused, like one without
+/// the directory log), every input this node does not hold stored (`inputs::follow`), then the
+/// follower and reconciliation (a pass at once, then every `reconcile_every_ms`) started.
+/// Returns the shards' appender and the two tasks. A catch-up that fails (the stream busy
+/// electing a leader) does not stop the start: the follower goes on from the same mark.
 async fn cluster_inputs(
     cluster: &vaka_cluster::ClusterConfig,
     js: async_nats::jetstream::Context,
@@ -465,20 +467,19 @@ async fn cluster_inputs(
     use crate::inputs;
     let log = inputs::open(cluster, js).await?;
     let mut follower = inputs::follow::Follower::new(log.clone(), store.clone(), &cluster.node_id);
-    let stored = follower
-        .catch_up()
-        .await
-        .map_err(|e| format!("catching up with the cluster's input log: {e}"))?;
-    let found = inputs::reconcile::pass(&log, store)
-        .await
-        .map_err(|e| format!("reconciling with the cluster's input log: {e}"))?;
-    tracing::info!(
-        node = %cluster.node_id,
-        inputs_stored = stored,
-        input_log_read = store.input_read().unwrap_or(0),
-        clean = found.is_clean(),
-        "cluster: input log caught up"
-    );
+    match follower.catch_up().await {
+        Ok(stored) => tracing::info!(
+            node = %cluster.node_id,
+            inputs_stored = stored,
+            input_log_read = store.input_read().unwrap_or(0),
+            "cluster: input log caught up"
+        ),
+        Err(e) => tracing::warn!(
+            node = %cluster.node_id,
+            error = %e,
+            "cluster: catching up with the input log failed; the follower goes on from where it is"
+        ),
+    }
     let appender = inputs::append::Appender::new(log.clone(), cluster.partitions);
     let tasks = vec![
         follower.spawn(),

@@ -42,16 +42,19 @@ pub async fn pass(log: &InputLog, store: &Store) -> Result<Reconciliation, Strin
     Ok(found)
 }
 
-/// Passes every `every` until aborted (the first one after `every`: the start ran its own).
+/// A pass at once (the node's start), then one every `every`, until aborted.
 pub fn spawn(log: InputLog, store: Store, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            tokio::time::sleep(every).await;
-            if let Err(e) = pass(&log, &store).await {
-                tracing::warn!(error = %e, "cluster: reconciliation could not run; trying at the next pass");
-                metrics::counter!("vaka_cluster_reconciliations_total", "result" => "failed")
-                    .increment(1);
+            match pass(&log, &store).await {
+                Ok(found) => tracing::debug!(clean = found.is_clean(), "cluster: reconciled"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: reconciliation could not run; trying at the next pass");
+                    metrics::counter!("vaka_cluster_reconciliations_total", "result" => "failed")
+                        .increment(1);
+                }
             }
+            tokio::time::sleep(every).await;
         }
     })
 }

@@ -4,7 +4,7 @@
 //! acknowledged first still reaches the store after the batch built before it.
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
@@ -23,7 +23,11 @@ struct HeldLog {
 }
 
 impl IntakeLog for HeldLog {
-    fn append(&self, _: Lane, events: Vec<Event>) -> BoxFuture<'static, Result<WriteSet, CommitError>> {
+    fn append(
+        &self,
+        _: Lane,
+        events: Vec<Event>,
+    ) -> BoxFuture<'static, Result<WriteSet, CommitError>> {
         let (tx, rx) = oneshot::channel();
         let _ = self.calls.send((events, tx));
         Box::pin(async move { rx.await.unwrap_or(Err(CommitError::Closed)) })
@@ -34,7 +38,7 @@ struct Node {
     mem: Arc<MemBackend>,
     store: vaka_store::Store,
     router: Arc<vaka_router::Router>,
-    calls: Mutex<mpsc::UnboundedReceiver<(Vec<Event>, Answer)>>,
+    calls: tokio::sync::Mutex<mpsc::UnboundedReceiver<(Vec<Event>, Answer)>>,
 }
 
 fn node() -> Node {
@@ -51,13 +55,13 @@ fn node() -> Node {
         mem,
         store,
         router,
-        calls: Mutex::new(rx),
+        calls: tokio::sync::Mutex::new(rx),
     }
 }
 
 impl Node {
     async fn next_append(&self) -> (Vec<Event>, Answer) {
-        let mut rx = self.calls.lock().unwrap();
+        let mut rx = self.calls.lock().await;
         tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("an append within 5 s")
@@ -98,9 +102,21 @@ async fn an_event_is_answered_only_once_the_log_and_the_store_hold_it() {
     assert_eq!(n.events_stored(), 0, "stored before the log held it");
     answer.send(Ok(record(1))).unwrap();
     let r = reply.await.unwrap().unwrap();
-    assert!(matches!(r, Reply::Accepted { duplicate: false, .. }), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Reply::Accepted {
+                duplicate: false,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
     assert_eq!(n.events_stored(), 1);
-    assert!(n.store.has_input(7, 1).unwrap(), "the record is written with the batch");
+    assert!(
+        n.store.has_input(7, 1).unwrap(),
+        "the record is written with the batch"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,7 +142,16 @@ async fn a_failed_append_fails_the_batch_and_a_resend_is_taken_afresh() {
     let (_, answer) = n.next_append().await;
     answer.send(Ok(record(2))).unwrap();
     let r = again.await.unwrap().unwrap();
-    assert!(matches!(r, Reply::Accepted { duplicate: false, .. }), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Reply::Accepted {
+                duplicate: false,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
     assert_eq!(n.events_stored(), 1);
 }
 
