@@ -16,7 +16,7 @@ use binary::{free_tcp_port, free_udp_port, get_metrics, vaka_bin};
 use futures::channel::mpsc;
 use futures::SinkExt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -328,7 +328,7 @@ async fn quic_alarm(server: &Server, id: &str, key: &str) {
 }
 
 fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo"))
         .join("tests/sipp")
         .join(name)
 }

@@ -33,9 +33,12 @@ type = "0003"
 
 #[test]
 fn demo_config_is_valid() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/vaka.toml");
+    let path = format!(
+        "{}/config/vaka.toml",
+        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo")
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_vaka"))
-        .args(["check-config", path])
+        .args(["check-config", path.as_str()])
         .output()
         .unwrap();
     assert!(

@@ -184,8 +184,11 @@ fn bad_gps_settings_name_their_key() {
 
 #[test]
 fn demo_tracker_has_its_home_fence() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/vaka.toml");
-    let cfg = Config::load(std::path::Path::new(path)).unwrap();
+    let path = format!(
+        "{}/config/vaka.toml",
+        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo")
+    );
+    let cfg = Config::load(std::path::Path::new(&path)).unwrap();
     let dir = cfg.directory();
     let fences = dir.gps.fences(&DeviceKey::new("demo", "100002"));
     assert_eq!(fences.len(), 1);

@@ -40,9 +40,9 @@ fn screenshots() -> PathBuf {
 /// Runs one harness subcommand; its JSON answer.
 fn browser(args: &[&str]) -> Value {
     let py = std::env::var("VAKA_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/dashboard_browser.py"
+    let script = format!(
+        "{}/tests/python/dashboard_browser.py",
+        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo")
     );
     let out = Command::new(&py)
         .arg(script)
@@ -274,9 +274,9 @@ async fn the_dashboard_shows_live_figures_that_agree_with_the_engine() {
     );
     // ...and may not open t1's alarm.
     let denied = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/python/dashboard_browser.py"
+        .arg(format!(
+            "{}/tests/python/dashboard_browser.py",
+            std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo")
         ))
         .args([
             "alarm",

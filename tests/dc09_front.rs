@@ -65,7 +65,10 @@ fn panel(messages: &[Value]) -> Vec<Value> {
         "{py} cannot import dc09_spt, pysiaalarm and Crypto (run `make deps`): {}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/dc09_panel.py");
+    let script = format!(
+        "{}/tests/python/dc09_panel.py",
+        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo")
+    );
     let mut child = Command::new(&py)
         .arg(script)
         .stdin(Stdio::piped())

@@ -323,9 +323,9 @@ fn screenshots() -> PathBuf {
 }
 
 fn browser(url: &str, shot: &Path, accept: bool) -> Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/responder_browser.py"
+    let script = format!(
+        "{}/tests/python/responder_browser.py",
+        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo")
     );
     let mut cmd = Command::new("python3");
     cmd.arg(script)

@@ -12,8 +12,11 @@ use vaka_centre::pb;
 
 /// config/vaka.toml with its data, certificates and ports moved into `dir`.
 fn shipped_config(dir: &std::path::Path) -> (std::path::PathBuf, u16) {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/vaka.toml")).unwrap();
+    let text = std::fs::read_to_string(format!(
+        "{}/config/vaka.toml",
+        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo")
+    ))
+    .unwrap();
     let grpc = free_tcp_port();
     // One port for SIP over UDP and TCP, as the shipped file has it.
     let sip = free_udp_tcp_port();

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -718,7 +718,7 @@ pub fn mrq(device: &str, reference: &str) -> String {
 
 /// A sipp scenario of tests/sipp.
 pub fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo"))
         .join("tests/sipp")
         .join(name)
 }

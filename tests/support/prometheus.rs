@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 use super::binary::free_tcp_port;
 use serde_json::Value;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,16 +13,23 @@ use std::time::{Duration, Instant};
 pub const CLUSTER_GROUP: &str = "vaka-cluster";
 
 pub fn config(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("config")
-        .join(name);
+    let path = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo"),
+    )
+    .join("config")
+    .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 pub fn promtool(args: &[&str]) {
     let out = Command::new("promtool")
         .args(args)
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("config"))
+        .current_dir(
+            PathBuf::from(
+                std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo"),
+            )
+            .join("config"),
+        )
         .output()
         .expect("promtool (Debian package prometheus; `make deps`)");
     assert!(

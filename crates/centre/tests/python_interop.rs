@@ -5,7 +5,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +44,9 @@ async fn python_grpcio_centre_receives_an_offer_and_accepts_it() {
     python_ready();
     let backend: Arc<dyn Backend> = Arc::new(MemBackend::new());
     let w = World::start(backend, Clock::new(), test_config()).await;
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo"),
+    );
     let proto = manifest.join("../../proto");
     let script = manifest.join("tests/python/centre_client.py");
     let out = tempfile::tempdir().unwrap();

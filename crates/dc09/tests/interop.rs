@@ -119,7 +119,10 @@ fn independent_implementations_accept_our_frames() {
         hex(&nak(now)),
     ));
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/interop.py");
+    let script = format!(
+        "{}/tests/python/interop.py",
+        std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo")
+    );
     let mut child = Command::new(&py)
         .arg(script)
         .stdin(Stdio::piped())

@@ -620,7 +620,8 @@ fn a_newer_format_is_refused_on_rocksdb_too() {
 const FIXTURE_NOW: i64 = 1_700_000_002_000;
 
 fn fixture_dir(version: u32) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/v{version}"))
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo"))
+        .join(format!("tests/fixtures/v{version}"))
 }
 
 fn d2() -> DeviceKey {

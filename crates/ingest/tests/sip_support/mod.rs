@@ -8,7 +8,7 @@ pub use vaka_store::testing::{ReleaseOnDrop, TestBackend as Gate};
 mod sipp_runner;
 pub use sipp_runner::{run_sipp, SippRun};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -455,7 +455,7 @@ pub async fn until(secs: u64, mut cond: impl FnMut() -> bool) {
 
 /// The sipp scenarios of the repository.
 pub fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR: run by cargo"))
         .join("../../tests/sipp")
         .join(name)
 }
