@@ -5,8 +5,8 @@
 //! directory lost by the stream under a running node fires the cluster's alert in a real
 //! Prometheus and the node refuses changes. Device events go through the input log: every
 //! node holds every event a node acknowledged, a node SIGKILLed loses none and takes what it
-//! missed when it starts again, and an input the stream loses is found by reconciliation and
-//! pages.
+//! missed when it starts again, an input the stream loses is found by reconciliation and
+//! pages, and a nats-server killed under load loses nothing acknowledged.
 #[path = "support/admin.rs"]
 mod admin;
 #[path = "support/binary.rs"]
@@ -459,4 +459,120 @@ fn an_input_the_stream_loses_is_found_by_reconciliation_and_pages() {
     let took = within(Duration::from_secs(30), "the alert firing", firing);
     eprintln!("VakaClusterInputLost firing {took:?} after the input was deleted");
     assert!(metric(&a, "vaka_cluster_input_lost_total") >= 1.0);
+}
+
+/// The keys of every device event `VAKA_IN` holds, each with how many inputs carry it.
+fn keys_in_the_log(c: &nats::Cluster) -> BTreeMap<String, usize> {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let log = vaka_cluster::InputLog::open(c.js().await, Duration::from_secs(120))
+            .await
+            .unwrap();
+        let mut keys = BTreeMap::new();
+        let mut from = 1;
+        loop {
+            let inputs = log.read_all(from, 1_000).await.unwrap();
+            let Some(last) = inputs.last() else {
+                return keys;
+            };
+            from = last.sequence + 1;
+            for i in &inputs {
+                for ev in vaka_cluster::events::decode(&i.bytes).unwrap() {
+                    *keys.entry(ev.key).or_insert(0) += 1;
+                }
+            }
+        }
+    })
+}
+
+/// A nats-server killed under load (the leader of `VAKA_IN`, with alarms in flight): the node
+/// keeps taking events (told busy for the moment the stream elects a leader; the device sends
+/// again), every event it acknowledged is in the stream once and in its store once, before the
+/// server comes back and after.
+#[test]
+fn a_nats_server_killed_under_load_loses_nothing_acknowledged_and_the_node_goes_on() {
+    let mut c = nats::Cluster::start3();
+    let a = Engine::start_with(DIRECTORY, &[("t", &["q1"])], &cluster_section(&c, "a"));
+    let put = a.send(
+        "PUT",
+        "/api/v1/tenants/t/devices/q1",
+        OPERATOR,
+        &json!({"type": "0003"}),
+    );
+    assert_eq!(put.status, 201, "{}", put.body);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let leader = rt.block_on(async {
+        let js = c.js().await;
+        let mut s = js.get_stream(INPUT_STREAM).await.unwrap();
+        s.info()
+            .await
+            .unwrap()
+            .cluster
+            .clone()
+            .unwrap()
+            .leader
+            .unwrap()
+    });
+    let victim = c.servers.iter().position(|s| s.name == leader).unwrap();
+
+    let (mut acked, mut busy, mut acked_after) = (Vec::new(), 0, 0);
+    rt.block_on(async {
+        let client = a.quic_client("t", "q1").await;
+        for round in 0..20 {
+            if round == 5 {
+                c.servers[victim].kill9();
+            }
+            let mut todo: Vec<String> = (0..20).map(|i| format!("r{round}-{i}")).collect();
+            let end = Instant::now() + Duration::from_secs(30);
+            while !todo.is_empty() {
+                assert!(
+                    Instant::now() < end,
+                    "round {round}: {} never taken",
+                    todo.len()
+                );
+                let batch = todo.iter().map(|k| events::alarm(k.clone(), "0010", 5));
+                let replies = client.submit(batch.collect()).await.unwrap();
+                let mut again = Vec::new();
+                for (k, reply) in todo.drain(..).zip(replies) {
+                    let r = reply.await.unwrap();
+                    if stored(&r) {
+                        acked.push(k);
+                        acked_after += usize::from(round >= 5);
+                    } else {
+                        assert_eq!(r.status(), pb::Status::Busy, "{r:?}");
+                        busy += 1;
+                        again.push(k);
+                    }
+                }
+                if !again.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                todo = again;
+            }
+        }
+    });
+    eprintln!(
+        "{} acknowledged, {busy} told busy and sent again",
+        acked.len()
+    );
+    assert_eq!(acked.len(), 400);
+    assert_eq!(acked_after, 300, "the node went on after the kill");
+    let check = |c: &nats::Cluster, when: &str| {
+        let in_log = keys_in_the_log(c);
+        for k in &acked {
+            assert_eq!(in_log.get(k), Some(&1), "{when}: {k} in VAKA_IN");
+        }
+    };
+    check(&c, "with a server down");
+    c.servers[victim].start();
+    c.wait_for_meta_leader();
+    check(&c, "with the server back");
+
+    let mut a = a;
+    assert_eq!(a.sigterm(Duration::from_secs(20)), Some(0));
+    let (held_a, _) = held(&a);
+    let want: Held = acked
+        .iter()
+        .map(|k| (("q1".into(), k.clone()), 1))
+        .collect();
+    assert_holds(&held_a, &want, "the node's store");
 }
