@@ -278,6 +278,18 @@ impl Follower {
     }
 }
 
+/// The most bytes of changes one batch may carry: half the servers' `max_payload`, leaving room
+/// for the headers and the envelope (1 MiB when the server did not say).
+fn part_limit(log: &DirectoryLog) -> usize {
+    let max_payload = log.client().server_info().max_payload;
+    if max_payload == 0 {
+        1 << 20
+    } else {
+        max_payload
+    }
+    .saturating_div(2)
+}
+
 /// Splits a batch so that each part's changes take at most `limit` bytes as JSON (a change
 /// larger than that goes alone); always at least one part, in order.
 fn split(
@@ -390,14 +402,7 @@ impl Replica {
         tokens: Vec<TokenChange>,
         now_ms: i64,
     ) -> Result<Outcome, ControlError> {
-        let max_payload = self.log.client().server_info().max_payload;
-        // Room for the headers and the envelope; 1 MiB when the server did not say.
-        let limit = if max_payload == 0 {
-            1 << 20
-        } else {
-            max_payload
-        } / 2;
-        let parts = split(requests, tokens, limit);
+        let parts = split(requests, tokens, part_limit(&self.log));
         let mut all = Outcome {
             revision: 0,
             results: Vec::new(),
@@ -601,6 +606,40 @@ async fn subscribe(log: &DirectoryLog) -> Option<async_nats::Subscriber> {
     }
 }
 
+fn bootstrap_batch(requests: Vec<Request>, now_ms: i64) -> LogBatch {
+    LogBatch {
+        id: format!("dir_{}", hex::encode(rand::random::<[u8; 16]>())),
+        actor: "bootstrap".into(),
+        at_ms: now_ms,
+        requests,
+        tokens: Vec::new(),
+    }
+}
+
+/// Appends `batch` after sequence `after` (a later part of a bootstrap); if another batch got
+/// in between, after the stream's last. Its sequence.
+async fn append_next(
+    log: &DirectoryLog,
+    after: u64,
+    batch: LogBatch,
+    retry: &impl Fn(&dyn std::fmt::Display) -> Result<(), String>,
+) -> Result<u64, String> {
+    let bytes = bytes::Bytes::from(serde_json::to_vec(&batch).expect("batches serialise"));
+    let mut expected = after;
+    loop {
+        match log.append(expected, &batch.id, bytes.clone()).await {
+            Ok(sequence) => return Ok(sequence),
+            Err(e) => {
+                retry(&e)?;
+                if let (DirectoryLogError::Behind { .. }, Ok(b)) = (&e, log.bounds().await) {
+                    expected = b.last;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// The node's directory at start, caught up with the cluster's directory log, and the
 /// follower to go on with. If the log is empty, `bootstrap` (the configuration file's entries)
 /// is appended as its first batch by actor "bootstrap" (expected last sequence 0: of nodes
@@ -676,21 +715,33 @@ pub async fn start(
         if bootstrap.is_empty() {
             break;
         }
-        let batch = LogBatch {
-            id: format!("dir_{}", hex::encode(rand::random::<[u8; 16]>())),
-            actor: "bootstrap".into(),
-            at_ms: now_ms,
-            requests: bootstrap.iter().cloned().map(Request::from).collect(),
-            tokens: Vec::new(),
-        };
+        // A large file (thousands of devices) goes as several batches, like a large change
+        // through the API: the first decides which starting node bootstraps.
+        let requests = bootstrap.iter().cloned().map(Request::from).collect();
+        let mut parts = split(requests, Vec::new(), part_limit(&follower.log)).into_iter();
+        let (first, _) = parts.next().expect("at least one part");
+        let batch = bootstrap_batch(first, now_ms);
         let bytes = bytes::Bytes::from(serde_json::to_vec(&batch).expect("batches serialise"));
         match follower.log.append(0, &batch.id, bytes).await {
             Ok(sequence) => {
+                let mut last = sequence;
+                let mut changes = batch.requests.len();
+                for (requests, _) in parts {
+                    changes += requests.len();
+                    last = append_next(
+                        &follower.log,
+                        last,
+                        bootstrap_batch(requests, now_ms),
+                        &retry,
+                    )
+                    .await?;
+                }
                 tracing::info!(
-                    sequence,
-                    changes = batch.requests.len(),
+                    sequence = last,
+                    changes,
                     "directory: configuration entries appended to the empty directory log"
                 );
+                at_least = last;
                 break;
             }
             Err(DirectoryLogError::Behind { .. }) => {

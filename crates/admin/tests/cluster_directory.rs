@@ -126,13 +126,18 @@ async fn open_node(c: &Cluster, name: &str, data: &Path) -> Opened {
 }
 
 async fn start_opened(o: Opened) -> Result<Node, (String, Store)> {
+    start_opened_with(o, bootstrap()).await
+}
+
+/// [`start_opened`] with another configuration file's directory entries.
+async fn start_opened_with(o: Opened, file: Vec<Change>) -> Result<Node, (String, Store)> {
     let Opened {
         store,
         recovered,
         log,
     } = o;
     let now = Clock::new().now_ms();
-    let started = replicated::start(log, &store, Defaults::default(), bootstrap(), now, SETTLE);
+    let started = replicated::start(log, &store, Defaults::default(), file, now, SETTLE);
     let (dir, follower): (Directory, Follower) = match started.await {
         Ok(x) => x,
         Err(e) => return Err((e, store)),
@@ -405,6 +410,41 @@ async fn two_nodes_starting_together_bootstrap_the_directory_once() {
     assert_identical(&a, &b);
     assert_identical(&a, &n3);
     for n in [a, b, n3] {
+        n.stop().await;
+    }
+}
+
+/// A configuration file too large for one NATS message (1,500 devices of about 1 KB: 1.6 MB,
+/// over the servers' 1 MiB `max_payload`) bootstraps as several batches, in order, by one of two
+/// nodes starting together; both serve every device. Before, the start was refused ("max
+/// payload size exceeded").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_too_large_for_one_message_bootstraps_in_parts() {
+    let c = Cluster::start3();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut file = bootstrap();
+    file.extend((0..1_500).map(|i| fenced(&format!("f{i}")).change));
+    let a = open_node(&c, "a", dirs[0].path()).await;
+    let b = open_node(&c, "b", dirs[1].path()).await;
+    let started = tokio::join!(
+        start_opened_with(a, file.clone()),
+        start_opened_with(b, file)
+    );
+    let up = |r: Result<Node, (String, Store)>| r.unwrap_or_else(|(e, _)| panic!("{e}"));
+    let (a, b) = (up(started.0), up(started.1));
+    let bounds = open_log(&c, "check").await.bounds().await.unwrap();
+    assert!(
+        bounds.last >= 4,
+        "1.6 MB in parts of at most 512 KiB: {bounds:?}"
+    );
+    for n in [&a, &b] {
+        assert_eq!(n.sequence(), bounds.last);
+        assert_eq!(n.live().load().devices.len(), 1_500);
+        let audit = n.audit();
+        assert!(audit.iter().all(|e| e.actor == "bootstrap"), "{audit:?}");
+    }
+    assert_identical(&a, &b);
+    for n in [a, b] {
         n.stop().await;
     }
 }
