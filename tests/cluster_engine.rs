@@ -253,6 +253,13 @@ fn a_bad_cluster_section_is_named_by_its_key() {
     assert!(err.contains("partition"), "{err}");
 }
 
+/// Adds device `id` to tenant t through `e`'s admin API.
+fn add_device(e: &Engine, id: &str) {
+    let path = format!("/api/v1/tenants/t/devices/{id}");
+    let put = e.send("PUT", &path, OPERATOR, &json!({"type": "0003"}));
+    assert_eq!(put.status, 201, "{}", put.body);
+}
+
 /// A metric's value on a node (summed over its labels; 0 when absent).
 fn metric(e: &Engine, name: &str) -> f64 {
     let text = e.get("/metrics", OPERATOR).body;
@@ -371,9 +378,7 @@ fn every_node_holds_every_acknowledged_event_and_a_killed_node_loses_none() {
     let mut a = Engine::start_with(DIRECTORY, &[("t", &["q1"])], &cluster_section(&c, "a"));
     let mut b = Engine::start_with(DIRECTORY, &[("t", &["q2"])], &cluster_section(&c, "b"));
     for id in ["q1", "q2"] {
-        let path = format!("/api/v1/tenants/t/devices/{id}");
-        let put = a.send("PUT", &path, OPERATOR, &json!({"type": "0003"}));
-        assert_eq!(put.status, 201, "{}", put.body);
+        add_device(&a, id);
     }
     within(Duration::from_secs(5), "q2 on B", || {
         b.device("t", "q2").is_some()
@@ -432,13 +437,7 @@ fn an_input_the_stream_loses_is_found_by_reconciliation_and_pages() {
     let c = nats::Cluster::start3();
     let section = format!("{}reconcile_every_ms = 1000\n", cluster_section(&c, "a"));
     let a = Engine::start_with(DIRECTORY, &[("t", &["q1"])], &section);
-    let put = a.send(
-        "PUT",
-        "/api/v1/tenants/t/devices/q1",
-        OPERATOR,
-        &json!({"type": "0003"}),
-    );
-    assert_eq!(put.status, 201, "{}", put.body);
+    add_device(&a, "q1");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(send_all(&a, "q1", 5, 0));
     let prom = Prometheus::start(&[a.http]);
@@ -492,13 +491,7 @@ fn keys_in_the_log(c: &nats::Cluster) -> BTreeMap<String, usize> {
 fn a_nats_server_killed_under_load_loses_nothing_acknowledged_and_the_node_goes_on() {
     let mut c = nats::Cluster::start3();
     let a = Engine::start_with(DIRECTORY, &[("t", &["q1"])], &cluster_section(&c, "a"));
-    let put = a.send(
-        "PUT",
-        "/api/v1/tenants/t/devices/q1",
-        OPERATOR,
-        &json!({"type": "0003"}),
-    );
-    assert_eq!(put.status, 201, "{}", put.body);
+    add_device(&a, "q1");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let leader = rt.block_on(async {
         let js = c.js().await;

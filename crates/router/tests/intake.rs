@@ -80,6 +80,20 @@ impl Node {
     }
 }
 
+/// Accepted as a new event, not as a resend of one already taken.
+fn assert_taken_afresh(r: &Reply) {
+    assert!(
+        matches!(
+            r,
+            Reply::Accepted {
+                duplicate: false,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+}
+
 /// What the log answers for input `seq` of partition 7: the node's record of it.
 fn record(seq: u64) -> WriteSet {
     let mut w = WriteSet::new();
@@ -102,16 +116,7 @@ async fn an_event_is_answered_only_once_the_log_and_the_store_hold_it() {
     assert_eq!(n.events_stored(), 0, "stored before the log held it");
     answer.send(Ok(record(1))).unwrap();
     let r = reply.await.unwrap().unwrap();
-    assert!(
-        matches!(
-            r,
-            Reply::Accepted {
-                duplicate: false,
-                ..
-            }
-        ),
-        "{r:?}"
-    );
+    assert_taken_afresh(&r);
     assert_eq!(n.events_stored(), 1);
     assert!(
         n.store.has_input(7, 1).unwrap(),
@@ -142,16 +147,7 @@ async fn a_failed_append_fails_the_batch_and_a_resend_is_taken_afresh() {
     let (_, answer) = n.next_append().await;
     answer.send(Ok(record(2))).unwrap();
     let r = again.await.unwrap().unwrap();
-    assert!(
-        matches!(
-            r,
-            Reply::Accepted {
-                duplicate: false,
-                ..
-            }
-        ),
-        "{r:?}"
-    );
+    assert_taken_afresh(&r);
     assert_eq!(n.events_stored(), 1);
 }
 
