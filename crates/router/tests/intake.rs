@@ -1,7 +1,8 @@
 //! A cluster node's shard and its input log (`IntakeLog`): a device is answered only once the
 //! log has acknowledged its event and the store holds it with the log's record; a failed append
-//! fails the batch (nothing stored, the device may resend); and a later batch whose append is
-//! acknowledged first still reaches the store after the batch built before it.
+//! fails the batch (nothing stored, the device may resend), and the batch built after it too;
+//! and a later batch whose append is acknowledged first still reaches the store after the batch
+//! built before it.
 mod support;
 
 use std::sync::Arc;
@@ -175,4 +176,38 @@ async fn a_later_batch_acknowledged_first_waits_for_the_one_built_before_it() {
         assert!(matches!(r, Reply::Accepted { .. }), "{r:?}");
     }
     assert_eq!(n.events_stored(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_built_after_one_whose_append_failed_fails_with_it() {
+    let n = node();
+    let submit = |device: &'static str, key: &'static str| {
+        let r = n.router.clone();
+        tokio::spawn(async move { r.submit(alarm(device, key)).await })
+    };
+    // The second alarm is of the same device: built on the first's open alarm.
+    let first = submit("d0", "r1");
+    let (_, answer_first) = n.next_append().await;
+    let second = submit("d0", "r2");
+    let (_, answer_second) = n.next_append().await;
+    answer_second.send(Ok(record(2))).unwrap();
+    answer_first
+        .send(Err(CommitError::Write("no stream found".into())))
+        .unwrap();
+    for r in [first.await, second.await] {
+        let r = r.unwrap();
+        assert!(matches!(r, Err(SubmitError::Store(_))), "{r:?}");
+    }
+    assert_eq!(
+        n.events_stored(),
+        0,
+        "the second batch was stored without the first"
+    );
+
+    // Afterwards a batch starts afresh.
+    let third = submit("d0", "r3");
+    let (_, answer) = n.next_append().await;
+    answer.send(Ok(record(3))).unwrap();
+    assert_taken_afresh(&third.await.unwrap().unwrap());
+    assert_eq!(n.events_stored(), 1);
 }

@@ -67,31 +67,36 @@ pub(crate) enum Command {
 /// A cluster node's commit of one batch: its events appended to the input log first (the appends
 /// of several batches in flight together), then the set queued for the store after the lane's
 /// batch before it (`after`), whatever order the appends were acknowledged in, so a lane's sets
-/// are committed in the order they were built, as on a single node. `queued` is closed once
-/// this batch is queued (or failed), releasing the next.
+/// are committed in the order they were built, as on a single node. `queued` tells the next
+/// batch whether this one was queued. A batch whose predecessor failed fails too: it was built
+/// on that batch's changes (an alarm it opened, say), which will never be stored.
 async fn commit_after_append(
     store: Store,
     lane: Lane,
     mut set: WriteSet,
     appended: Option<BoxFuture<'static, Result<WriteSet, CommitError>>>,
-    after: Option<oneshot::Receiver<()>>,
-    queued: oneshot::Sender<()>,
+    after: Option<oneshot::Receiver<bool>>,
+    queued: oneshot::Sender<bool>,
 ) -> Result<(), CommitError> {
     let record = match appended {
         Some(append) => append.await,
         None => Ok(WriteSet::new()),
     };
-    if let Some(after) = after {
-        let _ = after.await;
-    }
-    let durable = match record {
-        Ok(record) => {
+    let before_queued = match after {
+        Some(after) => after.await.unwrap_or(false),
+        None => true,
+    };
+    let durable = match (record, before_queued) {
+        (Err(e), _) => Err(e),
+        (Ok(_), false) => Err(CommitError::Write(
+            "a batch built before this one was not stored".into(),
+        )),
+        (Ok(record), true) => {
             set.extend(record);
             store.enqueue(lane, set).await
         }
-        Err(e) => Err(e),
     };
-    drop(queued);
+    let _ = queued.send(durable.is_ok());
     durable?.await
 }
 
@@ -174,9 +179,9 @@ struct LaneState {
     lane: Lane,
     inflight: VecDeque<InFlight>,
     commits: FuturesOrdered<BoxFuture<'static, Result<(), CommitError>>>,
-    /// A cluster node's last batch not yet queued for the store: closed once it is, so the next
-    /// batch queues after it (see [`commit_after_append`]).
-    queued: Option<oneshot::Receiver<()>>,
+    /// A cluster node's last batch: tells whether it was queued for the store, so the next batch
+    /// queues after it, or fails with it (see [`commit_after_append`]).
+    queued: Option<oneshot::Receiver<bool>>,
 }
 
 impl LaneState {
@@ -969,6 +974,9 @@ impl Shard {
             Err(_) => {
                 metrics::counter!("vaka_errors_total", "stage" => "router", "lane" => label)
                     .increment(1);
+                // Batches built from now on start a new chain: they are built on the state
+                // this failure leaves, not on the failed batch's (cluster node only).
+                lane.queued = None;
                 self.timers_paused_until =
                     self.clock.now_ms() + TIMERS_PAUSE_AFTER_FAILED_COMMIT_MS;
                 // Nothing of this batch is durable: forget what memory already believes, so a
