@@ -4,6 +4,7 @@ pub mod canary;
 pub mod config;
 pub mod fds;
 pub mod http;
+#[cfg(feature = "rocksdb")]
 pub mod inputs;
 pub mod observe;
 #[cfg(feature = "rocksdb")]
@@ -11,4 +12,6 @@ pub mod salvage;
 #[cfg(feature = "rocksdb")]
 pub mod serve;
 pub mod service_gauges;
+#[cfg(feature = "rocksdb")]
+mod settling;
 pub mod udp_drops;

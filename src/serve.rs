@@ -420,23 +420,13 @@ async fn cluster_directory(
     let js = vaka_cluster::connect(cluster)
         .await
         .map_err(|e| format!("joining the cluster: {e}"))?;
-    let deadline = Instant::now() + SETTLE;
-    let log = loop {
-        match vaka_cluster::DirectoryLog::open(js.clone()).await {
-            Ok(log) => break log,
-            // A wrong stream is not going to settle.
-            Err(e @ vaka_cluster::DirectoryLogError::Substrate(_)) => {
-                return Err(format!("the cluster's directory log: {e}"))
-            }
-            Err(e) if Instant::now() >= deadline => {
-                return Err(format!("the cluster's directory log: {e}"))
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "opening VAKA_DIR; retrying while the cluster settles");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
+    let log = crate::settling::open_while_settling(
+        "the cluster's directory log",
+        // A wrong stream is not going to settle.
+        |e| matches!(e, vaka_cluster::DirectoryLogError::Substrate(_)),
+        || vaka_cluster::DirectoryLog::open(js.clone()),
+    )
+    .await?;
     let (dir, follower) = vaka_admin::replicated::start(
         log,
         store,

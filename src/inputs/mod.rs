@@ -11,7 +11,6 @@ pub mod append;
 pub mod follow;
 pub mod reconcile;
 
-use std::time::Duration;
 use vaka_cluster::{ClusterConfig, InputLog};
 
 /// Opens `VAKA_IN` (created R3 on file storage, or checked), retrying while a cluster that is
@@ -20,21 +19,11 @@ pub async fn open(
     cluster: &ClusterConfig,
     js: async_nats::jetstream::Context,
 ) -> Result<InputLog, String> {
-    const SETTLE: Duration = Duration::from_secs(30);
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    loop {
-        match InputLog::open(js.clone(), cluster.duplicate_window()).await {
-            Ok(log) => return Ok(log.with_node(&cluster.node_id)),
-            Err(e @ vaka_cluster::LogError::Substrate(_)) => {
-                return Err(format!("the cluster's input log: {e}"))
-            }
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                return Err(format!("the cluster's input log: {e}"))
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "opening VAKA_IN; retrying while the cluster settles");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
+    let log = crate::settling::open_while_settling(
+        "the cluster's input log",
+        |e| matches!(e, vaka_cluster::LogError::Substrate(_)),
+        || InputLog::open(js.clone(), cluster.duplicate_window()),
+    )
+    .await?;
+    Ok(log.with_node(&cluster.node_id))
 }

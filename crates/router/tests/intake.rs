@@ -61,6 +61,16 @@ fn node() -> Node {
 }
 
 impl Node {
+    /// An alarm of `device` submitted in a task of its own: its reply, when it comes.
+    fn submit(
+        &self,
+        device: &'static str,
+        key: &'static str,
+    ) -> tokio::task::JoinHandle<Result<Reply, SubmitError>> {
+        let r = self.router.clone();
+        tokio::spawn(async move { r.submit(alarm(device, key)).await })
+    }
+
     async fn next_append(&self) -> (Vec<Event>, Answer) {
         let mut rx = self.calls.lock().await;
         tokio::time::timeout(Duration::from_secs(5), rx.recv())
@@ -105,10 +115,7 @@ fn record(seq: u64) -> WriteSet {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_is_answered_only_once_the_log_and_the_store_hold_it() {
     let n = node();
-    let reply = tokio::spawn({
-        let r = n.router.clone();
-        async move { r.submit(alarm("d0", "r1")).await }
-    });
+    let reply = n.submit("d0", "r1");
     let (events, answer) = n.next_append().await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].key, "r1");
@@ -128,10 +135,7 @@ async fn an_event_is_answered_only_once_the_log_and_the_store_hold_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_append_fails_the_batch_and_a_resend_is_taken_afresh() {
     let n = node();
-    let first = tokio::spawn({
-        let r = n.router.clone();
-        async move { r.submit(alarm("d0", "r1")).await }
-    });
+    let first = n.submit("d0", "r1");
     let (_, answer) = n.next_append().await;
     answer
         .send(Err(CommitError::Write("no stream found".into())))
@@ -141,10 +145,7 @@ async fn a_failed_append_fails_the_batch_and_a_resend_is_taken_afresh() {
     assert_eq!(n.events_stored(), 0);
 
     // The device resends: not a duplicate of something never stored.
-    let again = tokio::spawn({
-        let r = n.router.clone();
-        async move { r.submit(alarm("d0", "r1")).await }
-    });
+    let again = n.submit("d0", "r1");
     let (_, answer) = n.next_append().await;
     answer.send(Ok(record(2))).unwrap();
     let r = again.await.unwrap().unwrap();
@@ -155,13 +156,9 @@ async fn a_failed_append_fails_the_batch_and_a_resend_is_taken_afresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_later_batch_acknowledged_first_waits_for_the_one_built_before_it() {
     let n = node();
-    let submit = |device: &'static str, key: &'static str| {
-        let r = n.router.clone();
-        tokio::spawn(async move { r.submit(alarm(device, key)).await })
-    };
-    let first = submit("d0", "r1");
+    let first = n.submit("d0", "r1");
     let (_, answer_first) = n.next_append().await;
-    let second = submit("d1", "r2");
+    let second = n.submit("d1", "r2");
     let (events, answer_second) = n.next_append().await;
     assert_eq!(events[0].key, "r2", "two batches, two appends");
 
@@ -181,14 +178,10 @@ async fn a_later_batch_acknowledged_first_waits_for_the_one_built_before_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_built_after_one_whose_append_failed_fails_with_it() {
     let n = node();
-    let submit = |device: &'static str, key: &'static str| {
-        let r = n.router.clone();
-        tokio::spawn(async move { r.submit(alarm(device, key)).await })
-    };
     // The second alarm is of the same device: built on the first's open alarm.
-    let first = submit("d0", "r1");
+    let first = n.submit("d0", "r1");
     let (_, answer_first) = n.next_append().await;
-    let second = submit("d0", "r2");
+    let second = n.submit("d0", "r2");
     let (_, answer_second) = n.next_append().await;
     answer_second.send(Ok(record(2))).unwrap();
     answer_first
@@ -205,7 +198,7 @@ async fn a_batch_built_after_one_whose_append_failed_fails_with_it() {
     );
 
     // Afterwards a batch starts afresh.
-    let third = submit("d0", "r3");
+    let third = n.submit("d0", "r3");
     let (_, answer) = n.next_append().await;
     answer.send(Ok(record(3))).unwrap();
     assert_taken_afresh(&third.await.unwrap().unwrap());
