@@ -463,24 +463,34 @@ fn an_input_the_stream_loses_is_found_by_reconciliation_and_pages() {
 /// The keys of every device event `VAKA_IN` holds, each with how many inputs carry it.
 fn keys_in_the_log(c: &nats::Cluster) -> BTreeMap<String, usize> {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let log = vaka_cluster::InputLog::open(c.js().await, Duration::from_secs(120))
-            .await
-            .unwrap();
-        let mut keys = BTreeMap::new();
-        let mut from = 1;
-        loop {
-            let inputs = log.read_all(from, 1_000).await.unwrap();
-            let Some(last) = inputs.last() else {
-                return keys;
-            };
-            from = last.sequence + 1;
-            for i in &inputs {
-                for ev in vaka_cluster::events::decode(&i.bytes).unwrap() {
-                    *keys.entry(ev.key).or_insert(0) += 1;
-                }
+        let js = c.js().await;
+        // Just after a server was killed the cluster may refuse consumers for a while (its
+        // meta leader being elected again): the whole read is tried again, up to 60 s.
+        nats::eventually(Duration::from_secs(60), "VAKA_IN read whole", || {
+            read_keys(js.clone())
+        })
+        .await
+    })
+}
+
+async fn read_keys(
+    js: async_nats::jetstream::Context,
+) -> Result<BTreeMap<String, usize>, vaka_cluster::LogError> {
+    let log = vaka_cluster::InputLog::open(js, Duration::from_secs(120)).await?;
+    let mut keys = BTreeMap::new();
+    let mut from = 1;
+    loop {
+        let inputs = log.read_all(from, 1_000).await?;
+        let Some(last) = inputs.last() else {
+            return Ok(keys);
+        };
+        from = last.sequence + 1;
+        for i in &inputs {
+            for ev in vaka_cluster::events::decode(&i.bytes).unwrap() {
+                *keys.entry(ev.key).or_insert(0) += 1;
             }
         }
-    })
+    }
 }
 
 /// A nats-server killed under load (the leader of `VAKA_IN`, with alarms in flight): the node
