@@ -210,8 +210,9 @@ fn rss_kib() -> u64 {
 /// 0.1 s and the devices would get 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unauthenticated_messages_keeps_no_state_and_every_device_alarm_is_answered() {
+    const MAX_TRANSACTIONS: usize = 1_000;
     let env = Env::start_with(|c, _| {
-        c.max_transactions = 1_000;
+        c.max_transactions = MAX_TRANSACTIONS;
         c.unauthenticated_rate = 1_000_000;
         c.unauthenticated_burst = 1_000_000;
         c.hold_after_ms = 5_000;
@@ -310,10 +311,11 @@ async fn a_flood_of_unauthenticated_messages_keeps_no_state_and_every_device_ala
     );
     assert!(sent >= 25_000, "the flood ran at ~10,000/s ({sent})");
     // What the handler did not keep up with was shed at the socket (503, its own lane): on a
-    // busy machine about half. A quarter is still 7,500 challenges, past the table's 1,000.
+    // busy machine half or more (CI once challenged 6,809 of 30,000). What this test needs is
+    // challenges well past the table's 1,000, which a transaction per challenge would fill.
     assert!(
-        challenged >= sent / 4,
-        "the flood reached the challenge path ({challenged} of {sent})"
+        challenged >= 3 * MAX_TRANSACTIONS as u64,
+        "the flood reached the challenge path ({challenged} of {sent}), past the table"
     );
     // At most one per authenticated request (UDP ones linger for Timer J, TCP ones end at once);
     // with an entry per challenge it would be at max_transactions within 0.1 s.
