@@ -473,7 +473,7 @@ async fn cluster_inputs(
     let appender = inputs::append::Appender::new(log.clone(), cluster.partitions);
     let tasks = vec![
         follower.spawn(),
-        inputs::reconcile::spawn(log, store.clone(), cluster.reconcile_every()),
+        inputs::reconcile::Reconciler::new(log, store.clone()).spawn(cluster.reconcile_every()),
     ];
     Ok((vaka_router::Intake(Arc::new(appender)), tasks))
 }

@@ -460,6 +460,93 @@ fn an_input_the_stream_loses_is_found_by_reconciliation_and_pages() {
     assert!(metric(&a, "vaka_cluster_input_lost_total") >= 1.0);
 }
 
+/// Inputs age out of `VAKA_IN` after `cluster.input_retention_ms` (6 s here). A node forgets
+/// its record of them without taking them for losses (every pass clean, nothing counted lost)
+/// and keeps their events; an input deleted before its time is still a loss; and a node away
+/// for longer than the retention is told, at start, how many inputs it never read
+/// (`vaka_cluster_input_unapplied_total`, which `VakaClusterInputUnapplied` watches).
+#[test]
+fn inputs_aged_out_of_the_stream_are_forgotten_not_lost_and_a_node_away_longer_is_told() {
+    let c = nats::Cluster::start3();
+    let short =
+        "reconcile_every_ms = 1000\nduplicate_window_ms = 1000\ninput_retention_ms = 6000\n";
+    let section = |node| format!("{}{short}", cluster_section(&c, node));
+    let mut a = Engine::start_with(DIRECTORY, &[("t", &["q1", "q3"])], &section("a"));
+    let mut b = Engine::start_with(DIRECTORY, &[], &section("b"));
+    for id in ["q1", "q3"] {
+        add_device(&a, id);
+    }
+    assert_eq!(b.sigterm(Duration::from_secs(20)), Some(0));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let keys = rt.block_on(send_all(&a, "q1", 10, 50));
+    let last = input_log_last(&c);
+    assert!(
+        last >= 10,
+        "10 alarms and a telemetry batch or more: {last}"
+    );
+
+    // All of them age out; A forgets its record of each, and finds no loss.
+    let took = within(Duration::from_secs(30), "A forgot every aged input", || {
+        metric(&a, "vaka_cluster_input_records_forgotten_total") as u64 == last
+    });
+    eprintln!("{last} inputs aged out and forgotten {took:?} after the last was acknowledged");
+    let first = rt.block_on(async {
+        let js = c.js().await;
+        let mut s = js.get_stream(INPUT_STREAM).await.unwrap();
+        s.info().await.unwrap().state.first_sequence
+    });
+    assert!(
+        first > last,
+        "the stream aged them out: first {first}, last {last}"
+    );
+    within(Duration::from_secs(10), "a pass after the aging", || {
+        metric(&a, "vaka_cluster_reconciliations_total") >= 6.0
+    });
+    assert_eq!(metric(&a, "vaka_cluster_input_lost_total"), 0.0);
+    assert_eq!(
+        metric(&a, "vaka_cluster_reconciliations_total"),
+        metric(&a, "vaka_cluster_reconciliations_total{result=\"clean\"}"),
+        "every pass clean"
+    );
+
+    // An input the stream loses before its time is a loss all the same.
+    rt.block_on(send_all(&a, "q3", 1, 0));
+    let lost = input_log_last(&c);
+    rt.block_on(async {
+        let js = c.js().await;
+        let s = js.get_stream(INPUT_STREAM).await.unwrap();
+        assert!(s.delete_message(lost).await.unwrap());
+    });
+    // Found by a pass before it would have aged out (5.4 s with the slack for clocks).
+    within(
+        Duration::from_secs(5),
+        "the deleted input counted lost",
+        || metric(&a, "vaka_cluster_input_lost_total") >= 1.0,
+    );
+
+    // B, away for longer than the retention, is told at start what it never read.
+    b.restart();
+    assert_eq!(
+        metric(
+            &b,
+            "vaka_cluster_input_unapplied_total{partition=\"unknown\"}"
+        ),
+        lost as f64,
+        "every input left the stream before B read it (the deleted one too: to B it is below \
+         the stream's first sequence like the others)"
+    );
+
+    // A keeps every event whose input aged out.
+    assert_eq!(a.sigterm(Duration::from_secs(20)), Some(0));
+    let (on_a, _) = held(&a);
+    let expected: Held = keys
+        .iter()
+        .map(|k| (("q1".to_string(), k.clone()), 1))
+        .chain([(("q3".to_string(), "q3-a0".to_string()), 1)])
+        .collect();
+    assert_holds(&on_a, &expected, "A's events after their inputs aged out");
+}
+
 /// The keys of every device event `VAKA_IN` holds, each with how many inputs carry it.
 fn keys_in_the_log(c: &nats::Cluster) -> BTreeMap<String, usize> {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -476,7 +563,13 @@ fn keys_in_the_log(c: &nats::Cluster) -> BTreeMap<String, usize> {
 async fn read_keys(
     js: async_nats::jetstream::Context,
 ) -> Result<BTreeMap<String, usize>, vaka_cluster::LogError> {
-    let log = vaka_cluster::InputLog::open(js, Duration::from_secs(120)).await?;
+    // The engines' defaults: opening checks the stream against them.
+    let log = vaka_cluster::InputLog::open(
+        js,
+        Duration::from_secs(120),
+        Duration::from_secs(7 * 24 * 3600),
+    )
+    .await?;
     let mut keys = BTreeMap::new();
     let mut from = 1;
     loop {

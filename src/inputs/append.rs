@@ -143,9 +143,16 @@ async fn append(log: &InputLog, inputs: Vec<ToAppend>) -> Result<WriteSet, LogEr
                 None => digest,
             },
         };
-        record.put_input(partition.0, ack.sequence, digest.0);
+        // The stream stamped it a moment before its acknowledgement; its age runs from here.
+        record.put_input(partition.0, ack.sequence, digest.0, now_ms());
     }
     Ok(record)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -44,6 +44,8 @@ impl Follower {
 
     /// Before the router starts: everything this node does not hold, up to the stream's end.
     pub async fn catch_up(&mut self) -> Result<u64, String> {
+        let mark = self.store.input_read().map_err(|e| e.to_string())?;
+        self.aged_unread(mark).await?;
         let mut stored = 0;
         loop {
             let (n, read) = self.step(true).await?;
@@ -71,6 +73,45 @@ impl Follower {
         })
     }
 
+    /// The stream starts past the mark: inputs this node never read aged out of the stream
+    /// (it was away longer than `cluster.input_retention_ms`). Their events are on the other
+    /// nodes and not here: loud, and counted as inputs this node lacks
+    /// (`vaka_cluster_input_unapplied_total{partition="unknown"}`, `VakaClusterInputUnapplied`).
+    /// Holes above the stream's first sequence are reconciliation's to report. The mark moves
+    /// up to the stream's first sequence, so they are told once.
+    async fn aged_unread(&self, mark: u64) -> Result<(), String> {
+        let err = |e: &dyn std::fmt::Display| format!("following VAKA_IN: {e}");
+        let first = self.log.extent().await.map_err(|e| err(&e))?.first;
+        if first <= mark + 1 {
+            return Ok(());
+        }
+        let held = self
+            .store
+            .input_records_between(mark + 1, first - 1, usize::MAX)
+            .map_err(|e| err(&e))?
+            .len() as u64;
+        let unread = (first - mark - 1).saturating_sub(held);
+        if unread > 0 {
+            tracing::error!(
+                from = mark + 1,
+                to = first - 1,
+                unread,
+                "cluster: inputs aged out of VAKA_IN before this node read them (it was away \
+                 longer than cluster.input_retention_ms); their events are on the other nodes, \
+                 not on this one"
+            );
+            metrics::counter!("vaka_cluster_input_unapplied_total", "partition" => "unknown")
+                .increment(unread);
+        }
+        let mut set = WriteSet::new();
+        set.put_input_read(first - 1);
+        self.store
+            .commit(Lane::Telemetry, set)
+            .await
+            .map_err(|e| err(&e))?;
+        Ok(())
+    }
+
     /// Reads from the mark on and stores what is not held: (inputs stored, inputs read).
     async fn step(&mut self, starting: bool) -> Result<(u64, usize), String> {
         let err = |e: &dyn std::fmt::Display| format!("following VAKA_IN: {e}");
@@ -83,6 +124,9 @@ impl Follower {
         let Some(last) = inputs.last().map(|i| i.sequence) else {
             return Ok((0, 0));
         };
+        if inputs[0].sequence > mark + 1 {
+            self.aged_unread(mark).await?;
+        }
         let mut set = WriteSet::new();
         let (mut stored, mut held_back) = (0, None);
         for input in &inputs {
@@ -114,7 +158,7 @@ impl Follower {
                     metrics::counter!("vaka_cluster_inputs_unreadable_total").increment(1);
                 }
             }
-            set.put_input(p, seq, Digest::of(&input.bytes).0);
+            set.put_input(p, seq, Digest::of(&input.bytes).0, input.published_ms);
             stored += 1;
         }
         let read_to = held_back.map_or(last, |s| s - 1).max(mark);

@@ -22,7 +22,13 @@ pub async fn open(
     let log = crate::settling::open_while_settling(
         "the cluster's input log",
         |e| matches!(e, vaka_cluster::LogError::Substrate(_)),
-        || InputLog::open(js.clone(), cluster.duplicate_window()),
+        || {
+            InputLog::open(
+                js.clone(),
+                cluster.duplicate_window(),
+                cluster.input_retention(),
+            )
+        },
     )
     .await?;
     Ok(log.with_node(&cluster.node_id))

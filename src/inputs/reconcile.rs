@@ -1,60 +1,169 @@
 //! Reconciliation at start and every `cluster.reconcile_every_ms`: this node's record of the
-//! inputs it holds, up to its follower's read mark (below it every input is held or was
-//! refused a place, so a lack there is a finding and not an append in flight), held against
-//! what `VAKA_IN` holds (`vaka_cluster::reconcile`: missing, differing, unapplied inputs and
-//! unexplained gaps, each logged as an error and counted, which pages through
-//! `VakaClusterInputLost`).
+//! inputs it holds, held against what `VAKA_IN` holds (`vaka_cluster::reconcile`: missing,
+//! differing and unapplied inputs and unexplained gaps, each logged as an error and counted,
+//! which pages through `VakaClusterInputLost`). A pass looks at
+//! - what was recorded since the last pass, up to the follower's read mark (below it every
+//!   input is held or was refused a place, so a lack there is a finding and not an append in
+//!   flight); the checked mark (`meta` `input_checked`) then moves there;
+//! - a slice of what was checked before ([`SCRUB_PER_PASS`] inputs, on from where the last
+//!   slice ended, round again from the stream's first sequence): the stream can lose what it
+//!   acknowledged long ago (a damaged file);
+//! - the stream's holes: one this node holds is a loss in its partition, one it does not is a
+//!   gap;
+//! - its records below the stream's first sequence: those the stream aged out (its max age as
+//!   it is now, `cluster.input_retention_ms`) are forgotten; the others were lost from the
+//!   stream's head and are reported every pass until they would have aged out.
 //!
-//! A pass reads every partition from its lowest recorded input on, so its cost grows with the
-//! stream; bounding the stream and the record (retention of inputs) is not built yet.
+//! So a pass costs what arrived since the last one and a bounded slice, not the whole stream,
+//! and the record is as long as the stream's retention.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use vaka_cluster::reconcile::{self, Digest, Reconciliation};
+use vaka_cluster::reconcile::{self, Digest, Finding, Reconciliation};
 use vaka_cluster::{InputLog, Partition};
-use vaka_store::Store;
+use vaka_core::Lane;
+use vaka_store::{InputRecord, Store, WriteSet};
 
-/// One pass: what it found, or why it could not look.
-pub async fn pass(log: &InputLog, store: &Store) -> Result<Reconciliation, String> {
-    let mark = store.input_read().map_err(|e| e.to_string())?;
-    let records: BTreeMap<Partition, BTreeMap<u64, Digest>> = store
-        .input_records()
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|(p, seqs)| {
-            let upto = seqs
-                .into_iter()
-                .filter(|(s, _)| *s <= mark)
-                .map(|(s, d)| (s, Digest(d)))
-                .collect();
-            (Partition(p), upto)
-        })
-        .collect();
-    let found = reconcile::reconcile(log, &records)
-        .await
-        .map_err(|e| e.to_string())?;
-    let result = if found.is_clean() {
-        "clean"
-    } else {
-        "findings"
-    };
-    metrics::counter!("vaka_cluster_reconciliations_total", "result" => result).increment(1);
-    Ok(found)
+/// Inputs checked again per pass: at the default minute between passes, 28.8 million a day.
+pub const SCRUB_PER_PASS: usize = 20_000;
+/// New inputs checked per pass at most (a node far behind catches up over several passes), and
+/// aged ones forgotten: what one pass holds in memory is bounded.
+pub const NEW_PER_PASS: usize = 200_000;
+
+pub struct Reconciler {
+    log: InputLog,
+    store: Store,
+    /// Where the next slice of what was checked before starts.
+    scrub_from: u64,
 }
 
-/// A pass at once (the node's start), then one every `every`, until aborted.
-pub fn spawn(log: InputLog, store: Store, every: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            match pass(&log, &store).await {
-                Ok(found) => tracing::debug!(clean = found.is_clean(), "cluster: reconciled"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cluster: reconciliation could not run; trying at the next pass");
-                    metrics::counter!("vaka_cluster_reconciliations_total", "result" => "failed")
-                        .increment(1);
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn by_partition(records: &[InputRecord]) -> BTreeMap<Partition, BTreeMap<u64, Digest>> {
+    let mut out: BTreeMap<Partition, BTreeMap<u64, Digest>> = BTreeMap::new();
+    for r in records {
+        out.entry(Partition(r.partition))
+            .or_default()
+            .insert(r.sequence, Digest(r.digest));
+    }
+    out
+}
+
+impl Reconciler {
+    pub fn new(log: InputLog, store: Store) -> Reconciler {
+        Reconciler {
+            log,
+            store,
+            scrub_from: 0,
+        }
+    }
+
+    /// One pass: what it found, or why it could not look.
+    pub async fn pass(&mut self) -> Result<Reconciliation, String> {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let store = &self.store;
+        let extent = self.log.extent().await.map_err(|e| err(&e))?;
+        let mark = store.input_read().map_err(|e| err(&e))?;
+        let checked = store.input_checked().map_err(|e| err(&e))?;
+        let first = extent.first.max(1);
+        let mut findings: Vec<(Partition, Finding)> = Vec::new();
+
+        // Below the stream's first sequence: aged out, or lost from its head.
+        let below = store
+            .input_records_between(0, first - 1, NEW_PER_PASS)
+            .map_err(|e| err(&e))?;
+        let now = now_ms();
+        let (aged, lost): (Vec<InputRecord>, Vec<InputRecord>) = below
+            .into_iter()
+            .partition(|r| reconcile::aged_out(r.stamped_ms, now, extent.max_age));
+        let aged: Vec<u64> = aged.iter().map(|r| r.sequence).collect();
+        store.forget_inputs(&aged).map_err(|e| err(&e))?;
+        metrics::counter!("vaka_cluster_input_records_forgotten_total")
+            .increment(aged.len() as u64);
+        findings.extend(
+            lost.iter()
+                .map(|r| (Partition(r.partition), Finding::Missing { seq: r.sequence })),
+        );
+
+        let ranges = reconcile::pass_ranges(first, checked, mark, self.scrub_from);
+        // What was recorded since the last pass.
+        let new = store
+            .input_records_between(*ranges.new.start(), *ranges.new.end(), NEW_PER_PASS)
+            .map_err(|e| err(&e))?;
+        // Checked up to here: the read mark, or the last new record taken if there were more.
+        let checked_to = match new.last() {
+            Some(r) if new.len() == NEW_PER_PASS => r.sequence,
+            _ => mark,
+        };
+        let mut checks = reconcile::check(&self.log, &by_partition(&new))
+            .await
+            .map_err(|e| err(&e))?;
+
+        // A slice of what was checked before, round and round.
+        let slice = store
+            .input_records_between(*ranges.again.start(), *ranges.again.end(), SCRUB_PER_PASS)
+            .map_err(|e| err(&e))?;
+        self.scrub_from = slice.last().map_or(first, |r| r.sequence + 1);
+        checks.extend(
+            reconcile::check(&self.log, &by_partition(&slice))
+                .await
+                .map_err(|e| err(&e))?,
+        );
+        findings.extend(checks);
+
+        // The stream's holes: a loss this node can place, or a gap.
+        let mut explained = BTreeSet::new();
+        for &s in extent.deleted.range(first..) {
+            if let Some(r) = store.input_record(s).map_err(|e| err(&e))? {
+                explained.insert(s);
+                if !findings.iter().any(|(_, f)| f.seq() == s) {
+                    findings.push((Partition(r.partition), Finding::Missing { seq: s }));
                 }
             }
-            tokio::time::sleep(every).await;
         }
-    })
+        findings.sort_by_key(|(p, f)| (f.seq(), *p));
+        let found = Reconciliation {
+            gaps: reconcile::gaps(first, &extent.deleted, &explained),
+            findings,
+        };
+        reconcile::report(&found);
+
+        let mut set = WriteSet::new();
+        set.put_input_checked(checked_to);
+        store
+            .commit(Lane::Telemetry, set)
+            .await
+            .map_err(|e| err(&e))?;
+        metrics::gauge!("vaka_cluster_input_checked_sequence").set(checked_to as f64);
+        let result = if found.is_clean() {
+            "clean"
+        } else {
+            "findings"
+        };
+        metrics::counter!("vaka_cluster_reconciliations_total", "result" => result).increment(1);
+        Ok(found)
+    }
+
+    /// A pass at once (the node's start), then one every `every`, until aborted.
+    pub fn spawn(mut self, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                match self.pass().await {
+                    Ok(found) => {
+                        tracing::debug!(clean = found.is_clean(), "cluster: reconciled")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cluster: reconciliation could not run; trying at the next pass");
+                        metrics::counter!("vaka_cluster_reconciliations_total", "result" => "failed")
+                            .increment(1);
+                    }
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    }
 }

@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let urls: Vec<String> = args.collect();
     let client = async_nats::connect(urls).await?;
     let js = async_nats::jetstream::new(client);
-    let log = InputLog::open(js, Duration::from_secs(120)).await?;
+    let log = InputLog::open(js, Duration::from_secs(120), Duration::ZERO).await?;
     let cases = [
         ("1 event per message, one at a time", 1, 1),
         ("1 event per message, 64 in flight", 1, 64),

@@ -34,6 +34,11 @@ pub struct ClusterConfig {
     /// (also once at start).
     #[serde(default = "default_reconcile_every_ms")]
     pub reconcile_every_ms: u64,
+    /// How long the input log keeps an input (the stream's `max_age`), and so the longest a
+    /// node may be away and still take what it missed from the stream. Each node's RocksDB
+    /// keeps the events themselves under its own retention.
+    #[serde(default = "default_input_retention_ms")]
+    pub input_retention_ms: u64,
 }
 
 fn default_partitions() -> u32 {
@@ -50,6 +55,9 @@ fn default_duplicate_window_ms() -> u64 {
 }
 fn default_reconcile_every_ms() -> u64 {
     60_000
+}
+fn default_input_retention_ms() -> u64 {
+    7 * 24 * 3_600_000
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -81,6 +89,10 @@ impl ClusterConfig {
 
     pub fn reconcile_every(&self) -> Duration {
         Duration::from_millis(self.reconcile_every_ms)
+    }
+
+    pub fn input_retention(&self) -> Duration {
+        Duration::from_millis(self.input_retention_ms)
     }
 
     /// Stops at the first problem: naming its field is what an operator needs to fix it.
@@ -154,6 +166,16 @@ impl ClusterConfig {
         if self.reconcile_every_ms < 1_000 {
             return Err(bad("reconcile_every_ms", "must be at least 1000"));
         }
+        // JetStream refuses a duplicate window longer than the stream's max_age.
+        if self.input_retention_ms < self.duplicate_window_ms.max(1_000) {
+            return Err(bad(
+                "input_retention_ms",
+                format!(
+                    "{} must be at least 1000 and at least duplicate_window_ms ({})",
+                    self.input_retention_ms, self.duplicate_window_ms
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -179,6 +201,7 @@ mod tests {
         assert_eq!(c.lease_renew(), Duration::from_secs(1));
         assert_eq!(c.duplicate_window(), Duration::from_secs(120));
         assert_eq!(c.reconcile_every(), Duration::from_secs(60));
+        assert_eq!(c.input_retention(), Duration::from_secs(7 * 24 * 3600));
         c.validate().unwrap();
     }
 
@@ -209,6 +232,10 @@ mod tests {
             (
                 "reconcile_every_ms",
                 Box::new(|c| c.reconcile_every_ms = 10),
+            ),
+            (
+                "input_retention_ms",
+                Box::new(|c| c.input_retention_ms = 60_000),
             ),
         ];
         for (field, change) in cases {

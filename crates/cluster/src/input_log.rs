@@ -73,7 +73,25 @@ pub struct Input {
     pub epoch: Option<u64>,
     /// The node that appended it, if it said ([`InputLog::with_node`]).
     pub node: Option<String>,
+    /// When the stream stored it (ms since the epoch): its age runs from here.
+    pub published_ms: u64,
     pub bytes: Bytes,
+}
+
+fn unix_ms(t: time::OffsetDateTime) -> u64 {
+    (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64
+}
+
+/// The stream's extent: inputs below `first` are gone (aged out, or lost from its head), and
+/// `deleted` are holes between `first` and `last`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Extent {
+    pub first: u64,
+    pub last: u64,
+    pub deleted: std::collections::BTreeSet<u64>,
+    /// The stream's retention as it is now (zero: for ever), which may have been changed
+    /// since this node started.
+    pub max_age: Duration,
 }
 
 /// An append that was sent and whose acknowledgement is still to come. Sends keep the order in
@@ -111,9 +129,11 @@ impl PendingAppend {
     }
 }
 
-/// The stream as this cluster wants it. No limits: an input aged or trimmed out would look like
-/// a loss to reconciliation (and be one for a node catching up).
-pub fn stream_config(duplicate_window: Duration) -> StreamConfig {
+/// The stream as this cluster wants it: inputs kept for `retention` (zero: for ever) and no
+/// other limit, since an input trimmed by count or size would look like a loss to
+/// reconciliation (and be one for a node catching up). Reconciliation tells an input aged out
+/// from a lost one by the time each node recorded with it.
+pub fn stream_config(duplicate_window: Duration, retention: Duration) -> StreamConfig {
     StreamConfig {
         name: INPUT_STREAM.into(),
         subjects: vec![format!("{INPUT_SUBJECT_PREFIX}*")],
@@ -124,6 +144,7 @@ pub fn stream_config(duplicate_window: Duration) -> StreamConfig {
         max_messages: -1,
         max_bytes: -1,
         max_messages_per_subject: -1,
+        max_age: retention,
         ..Default::default()
     }
 }
@@ -132,10 +153,11 @@ pub fn stream_config(duplicate_window: Duration) -> StreamConfig {
 pub fn verify_stream(
     found: &StreamConfig,
     duplicate_window: Duration,
+    retention: Duration,
 ) -> Result<(), SubstrateError> {
     let what = format!("stream {INPUT_STREAM}");
     check_stream_config(&what, found)?;
-    let wanted = stream_config(duplicate_window);
+    let wanted = stream_config(duplicate_window, retention);
     let problem = if found.subjects != wanted.subjects {
         Some(format!(
             "subjects {:?}, wanted {:?}",
@@ -146,8 +168,16 @@ pub fn verify_stream(
             "duplicate window {:?}, the config says {:?}",
             found.duplicate_window, duplicate_window
         ))
+    } else if found.max_age != retention {
+        Some(format!(
+            "max age {:?}, the config says {retention:?} (cluster.input_retention_ms)",
+            found.max_age
+        ))
     } else {
-        keeps_everything_problem(found, "inputs")
+        // Every other limit: none.
+        let mut others = found.clone();
+        others.max_age = Duration::ZERO;
+        keeps_everything_problem(&others, "inputs")
     };
     match problem {
         Some(problem) => Err(SubstrateError::Config { what, problem }),
@@ -187,17 +217,25 @@ pub struct InputLog {
 }
 
 impl InputLog {
-    /// Creates the stream if it does not exist, else checks that it is the one we need.
-    pub async fn open(js: Context, duplicate_window: Duration) -> Result<InputLog, LogError> {
+    /// Creates the stream if it does not exist, else checks that it is the one we need; a
+    /// difference is refused, named. Nodes never change the stream: two nodes configured
+    /// differently would change it back and forth. To change the retention, change the stream
+    /// (`nats stream edit VAKA_IN --max-age`), then each node's config.
+    pub async fn open(
+        js: Context,
+        duplicate_window: Duration,
+        retention: Duration,
+    ) -> Result<InputLog, LogError> {
+        let wanted = stream_config(duplicate_window, retention);
         let mut stream = js
-            .get_or_create_stream(stream_config(duplicate_window))
+            .get_or_create_stream(wanted.clone())
             .await
             .map_err(|e| LogError::Stream(e.to_string()))?;
         let info = stream
             .info()
             .await
             .map_err(|e| LogError::Stream(e.to_string()))?;
-        verify_stream(&info.config, duplicate_window)?;
+        verify_stream(&info.config, duplicate_window, retention)?;
         Ok(InputLog {
             js,
             stream,
@@ -355,6 +393,7 @@ impl InputLog {
                 msg_id,
                 epoch,
                 node: header(NODE_HEADER),
+                published_ms: unix_ms(m.info()?.published),
                 bytes: m.payload.clone(),
             });
         }
@@ -398,6 +437,63 @@ impl InputLog {
             .await
     }
 
+    /// The inputs with a sequence in `from..=to`, of one partition or (`None`) of all, in
+    /// stream order, read in pulls of at most `step`: for checking a range of the stream
+    /// without reading past it.
+    pub async fn read_range(
+        &self,
+        partition: Option<Partition>,
+        from: u64,
+        to: u64,
+        step: usize,
+    ) -> Result<Vec<Input>, LogError> {
+        let deadline = tokio::time::Instant::now() + STALL;
+        let (what, subjects, last) = match partition {
+            Some(p) => (
+                format!("partition {p}"),
+                p.input_subject(),
+                retrying(deadline, || self.last_sequence(p)).await?,
+            ),
+            None => (
+                "every partition".to_owned(),
+                format!("{INPUT_SUBJECT_PREFIX}*"),
+                retrying(deadline, || async { Ok(self.extent().await?.last) }).await?,
+            ),
+        };
+        let target = last.min(to);
+        let mut out: Vec<Input> = Vec::new();
+        let mut next = from;
+        while next <= target {
+            let batch = self
+                .read_to(&what, subjects.clone(), target, next, step.max(1))
+                .await?;
+            let Some(l) = batch.last().map(|i| i.sequence) else {
+                break;
+            };
+            next = l + 1;
+            out.extend(batch.into_iter().filter(|i| i.sequence <= to));
+        }
+        Ok(out)
+    }
+
+    /// The stream's first and last sequence and its holes, as its leader has them.
+    pub async fn extent(&self) -> Result<Extent, LogError> {
+        let info = self
+            .stream
+            .info_builder()
+            .with_deleted(true)
+            .fetch()
+            .await
+            .map_err(|e| LogError::Stream(format!("info: {e}")))?
+            .info;
+        Ok(Extent {
+            first: info.state.first_sequence,
+            last: info.state.last_sequence,
+            deleted: info.state.deleted.unwrap_or_default().into_iter().collect(),
+            max_age: info.config.max_age,
+        })
+    }
+
     /// [`Self::read`] across every partition: up to `max` inputs from stream sequence `from` on,
     /// in stream order. For a node's follower, which holds every partition's inputs.
     pub async fn read_all(&self, from: u64, max: usize) -> Result<Vec<Input>, LogError> {
@@ -431,6 +527,7 @@ impl InputLog {
                     msg_id: header("Nats-Msg-Id"),
                     epoch: header(EPOCH_HEADER).and_then(|e| e.parse().ok()),
                     node: header(NODE_HEADER),
+                    published_ms: unix_ms(m.time),
                     bytes: m.payload,
                 }))
             }
@@ -545,9 +642,15 @@ mod tests {
     #[test]
     fn the_wanted_stream_passes_and_each_difference_is_named() {
         let w = Duration::from_secs(120);
+        let r = Duration::from_secs(7 * 24 * 3600);
+        let stream_config = |w| stream_config(w, r);
+        let verify_stream = |c: &StreamConfig, w| verify_stream(c, w, r);
         verify_stream(&stream_config(w), w).unwrap();
+        super::verify_stream(&super::stream_config(w, Duration::ZERO), w, Duration::ZERO).unwrap();
         let e = verify_stream(&stream_config(w), Duration::from_secs(60)).unwrap_err();
         assert!(e.to_string().contains("duplicate window"), "{e}");
+        let e = super::verify_stream(&stream_config(w), w, Duration::from_secs(3600)).unwrap_err();
+        assert!(e.to_string().contains("input_retention_ms"), "{e}");
         let mut c = stream_config(w);
         c.num_replicas = 1;
         assert!(verify_stream(&c, w)
@@ -555,7 +658,7 @@ mod tests {
             .to_string()
             .contains("1 replicas"));
         let mut c = stream_config(w);
-        c.max_age = Duration::from_secs(3600);
+        c.max_messages = 1_000_000;
         assert!(verify_stream(&c, w)
             .unwrap_err()
             .to_string()

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
@@ -102,26 +103,14 @@ pub struct Gap {
 
 /// Holes in the stream's sequence (Vaka never deletes an input, so every one is a loss) that no
 /// record explains: whose partition they were is unknown here. `deleted` is the stream's list
-/// of deleted sequences; `first` its first sequence (everything below it is gone too).
+/// of deleted sequences; `first` its first sequence. What lies below `first` aged out or was
+/// lost from the head; a node's record tells which ([`aged_out`]), so it is not a gap here.
 pub fn gaps(first: u64, deleted: &BTreeSet<u64>, explained: &BTreeSet<u64>) -> Vec<Gap> {
     let mut out: Vec<Gap> = Vec::new();
     let mut add = |from: u64, to: u64| match out.last_mut() {
         Some(g) if g.to + 1 == from => g.to = to,
         _ => out.push(Gap { from, to }),
     };
-    // Below the first sequence, minus what a record explains (that is reported as Missing).
-    if first > 1 {
-        let mut start = 1;
-        for &e in explained.range(1..first) {
-            if e > start {
-                add(start, e - 1);
-            }
-            start = e + 1;
-        }
-        if start < first {
-            add(start, first - 1);
-        }
-    }
     // Sequences start at 1: an empty stream reports a first sequence of 0, and may list 0.
     for &s in deleted {
         if s >= first.max(1) && !explained.contains(&s) {
@@ -129,6 +118,46 @@ pub fn gaps(first: u64, deleted: &BTreeSet<u64>, explained: &BTreeSet<u64>) -> V
         }
     }
     out
+}
+
+/// Whether an input this node recorded at `stamped_ms`, now below the stream's first sequence,
+/// aged out (the stream's max age, `retention`, has passed since) rather than was lost from the
+/// stream's head. The age is read less a slack for the clocks of nodes and servers: a tenth of
+/// the retention, at most an hour. With no retention (zero) nothing ages out.
+pub fn aged_out(stamped_ms: u64, now_ms: u64, retention: Duration) -> bool {
+    if retention.is_zero() {
+        return false;
+    }
+    let retention_ms = retention.as_millis().min(u128::from(u64::MAX)) as u64;
+    let slack_ms = (retention_ms / 10).min(3_600_000);
+    now_ms.saturating_sub(stamped_ms) >= retention_ms - slack_ms
+}
+
+/// The ranges of a node's record one pass checks: what was recorded since the last pass
+/// (`new`: above the checked mark, up to the read mark) and a slice of what was checked before
+/// (`again`: from `scrub_from`, or from the stream's first sequence once the slice has come
+/// round to the checked mark; the caller takes at most so many inputs of it). Empty ranges
+/// have their start past their end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassRanges {
+    pub new: std::ops::RangeInclusive<u64>,
+    pub again: std::ops::RangeInclusive<u64>,
+}
+
+/// See [`PassRanges`]. `first`: the stream's first sequence (at least 1); `checked` and `read`:
+/// the node's marks; `scrub_from`: where the last pass's slice ended.
+pub fn pass_ranges(first: u64, checked: u64, read: u64, scrub_from: u64) -> PassRanges {
+    let first = first.max(1);
+    let checked = checked.min(read);
+    let from = if scrub_from < first || scrub_from > checked {
+        first
+    } else {
+        scrub_from
+    };
+    PassRanges {
+        new: checked.max(first - 1) + 1..=read,
+        again: from..=checked,
+    }
 }
 
 /// The outcome of a reconciliation pass.
@@ -173,41 +202,47 @@ pub fn report(r: &Reconciliation) {
     }
 }
 
-/// Runs a pass against the stream: `records` is what this node applied, per partition. The
-/// stream's holes are read once; each partition's inputs from its lowest applied sequence on.
-/// Reports (logs and counts) what it finds and returns it.
+/// Holds `records` (what this node applied, per partition) against the stream: the stream is
+/// read once from the lowest to the highest applied sequence, nothing past it, so a pass over a
+/// range of the record costs that range. Reports nothing.
+pub async fn check(
+    log: &InputLog,
+    records: &BTreeMap<Partition, BTreeMap<u64, Digest>>,
+) -> Result<Vec<(Partition, Finding)>, LogError> {
+    let seqs = || records.values().flat_map(|r| r.keys().copied());
+    let (Some(low), Some(high)) = (seqs().min(), seqs().max()) else {
+        return Ok(Vec::new());
+    };
+    let mut stream: BTreeMap<Partition, BTreeMap<u64, Digest>> = BTreeMap::new();
+    for i in log.read_range(None, low, high, 10_000).await? {
+        stream
+            .entry(i.partition)
+            .or_default()
+            .insert(i.sequence, Digest::of(&i.bytes));
+    }
+    let none = BTreeMap::new();
+    Ok(records
+        .iter()
+        .flat_map(|(&p, applied)| {
+            compare(applied, stream.get(&p).unwrap_or(&none))
+                .into_iter()
+                .map(move |f| (p, f))
+        })
+        .collect())
+}
+
+/// A whole pass against the stream ([`check`] and the stream's holes), reported (logged and
+/// counted) and returned.
 pub async fn reconcile(
     log: &InputLog,
     records: &BTreeMap<Partition, BTreeMap<u64, Digest>>,
 ) -> Result<Reconciliation, LogError> {
-    let info = log
-        .stream()
-        .info_builder()
-        .with_deleted(true)
-        .fetch()
-        .await
-        .map_err(|e| LogError::Stream(format!("info: {e}")))?
-        .info;
-    let deleted: BTreeSet<u64> = info.state.deleted.unwrap_or_default().into_iter().collect();
-    let mut out = Reconciliation::default();
-    let mut explained = BTreeSet::new();
-    for (&p, applied) in records {
-        let Some((&low, _)) = applied.first_key_value() else {
-            continue;
-        };
-        explained.extend(applied.keys().copied());
-        let mut stream = BTreeMap::new();
-        let mut from = low;
-        loop {
-            let batch = log.read(p, from, 10_000).await?;
-            let Some(last) = batch.last() else { break };
-            from = last.sequence + 1;
-            stream.extend(batch.iter().map(|i| (i.sequence, Digest::of(&i.bytes))));
-        }
-        out.findings
-            .extend(compare(applied, &stream).into_iter().map(|f| (p, f)));
-    }
-    out.gaps = gaps(info.state.first_sequence, &deleted, &explained);
+    let extent = log.extent().await?;
+    let explained: BTreeSet<u64> = records.values().flat_map(|r| r.keys().copied()).collect();
+    let out = Reconciliation {
+        findings: check(log, records).await?,
+        gaps: gaps(extent.first, &extent.deleted, &explained),
+    };
     report(&out);
     Ok(out)
 }
@@ -266,14 +301,56 @@ mod tests {
                 Gap { from: 10, to: 10 }
             ]
         );
-        // A stream starting above 1 lost its head.
+        // Below the first sequence is for the records to tell (aged out or lost).
+        assert_eq!(gaps(4, &BTreeSet::new(), &[2].into()), vec![]);
         assert_eq!(
-            gaps(4, &BTreeSet::new(), &[2].into()),
-            vec![Gap { from: 1, to: 1 }, Gap { from: 3, to: 3 }]
+            gaps(4, &[2, 5].into(), &BTreeSet::new()),
+            vec![Gap { from: 5, to: 5 }]
         );
         assert_eq!(gaps(1, &BTreeSet::new(), &BTreeSet::new()), vec![]);
         // A stream with nothing in it yet.
         assert_eq!(gaps(0, &[0].into(), &BTreeSet::new()), vec![]);
+    }
+
+    #[test]
+    fn a_pass_checks_what_is_new_and_a_slice_of_the_rest_that_comes_round_again() {
+        // The first pass: everything read is new, nothing to check again.
+        let r = pass_ranges(1, 0, 100, 0);
+        assert_eq!((r.new, r.again.is_empty()), (1..=100, true));
+        // Later: what came since, and the slice from where the last one ended.
+        let r = pass_ranges(1, 100, 150, 40);
+        assert_eq!((r.new, r.again), (101..=150, 40..=100));
+        // The slice has come round to the checked mark: from the stream's first again.
+        assert_eq!(pass_ranges(1, 100, 150, 101).again, 1..=100);
+        // The stream aged its head out: neither range starts below its first sequence.
+        let r = pass_ranges(60, 100, 150, 40);
+        assert_eq!((r.new, r.again), (101..=150, 60..=100));
+        let r = pass_ranges(120, 100, 150, 40);
+        assert_eq!(r.new, 120..=150);
+        assert!(r.again.is_empty());
+        // Nothing read since: nothing new.
+        assert!(pass_ranges(1, 150, 150, 1).new.is_empty());
+        // An empty stream reports a first sequence of 0.
+        let r = pass_ranges(0, 0, 0, 0);
+        assert_eq!((*r.new.start(), r.new.is_empty()), (1, true));
+    }
+
+    #[test]
+    fn an_input_ages_out_after_the_retention_less_a_slack_for_clocks() {
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let week_ms = week.as_millis() as u64;
+        let t = 1_000_000_000_000;
+        // An hour's slack at most: a week less an hour is aged out, a day less is not.
+        assert!(aged_out(t, t + week_ms - 3_600_000, week));
+        assert!(!aged_out(t, t + week_ms - 3_600_001, week));
+        assert!(!aged_out(t, t + week_ms - 24 * 3_600_000, week));
+        // A tenth of a short retention.
+        let short = Duration::from_secs(3);
+        assert!(aged_out(t, t + 2_700, short));
+        assert!(!aged_out(t, t + 2_699, short));
+        // A record stamped after now (clocks) is not aged; nothing ages without a retention.
+        assert!(!aged_out(t + 10, t, short));
+        assert!(!aged_out(0, u64::MAX, Duration::ZERO));
     }
 
     #[test]

@@ -22,7 +22,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 async fn open_log(c: &Cluster) -> InputLog {
     let js = c.js().await;
     eventually(SETTLE, "open VAKA_IN", || {
-        InputLog::open(js.clone(), WINDOW)
+        InputLog::open(js.clone(), WINDOW, Duration::ZERO)
     })
     .await
 }
@@ -236,7 +236,7 @@ async fn one_node_owns_a_partition_and_a_paused_owner_loses_it_to_a_higher_epoch
     );
     // What each owner appends carries its epoch: the old owner's late append is told apart.
     let log = eventually(SETTLE, "open VAKA_IN", || {
-        InputLog::open(js_a.clone(), WINDOW)
+        InputLog::open(js_a.clone(), WINDOW, Duration::ZERO)
     })
     .await;
     let body = Bytes::from_static(b"expiry");
@@ -354,7 +354,7 @@ async fn a_server_killed_under_appends_loses_nothing_acknowledged() {
         .timeout(Duration::from_secs(2))
         .build(js.client());
     let log = eventually(SETTLE, "open VAKA_IN", || {
-        InputLog::open(js.clone(), WINDOW)
+        InputLog::open(js.clone(), WINDOW, Duration::ZERO)
     })
     .await;
     eventually(SETTLE, "first append", || {

@@ -108,7 +108,7 @@ fn assert_taken_afresh(r: &Reply) {
 /// What the log answers for input `seq` of partition 7: the node's record of it.
 fn record(seq: u64) -> WriteSet {
     let mut w = WriteSet::new();
-    w.put_input(7, seq, [seq as u8; 32]);
+    w.put_input(7, seq, [seq as u8; 32], 0);
     w
 }
 

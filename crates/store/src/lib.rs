@@ -72,7 +72,7 @@ mod format;
 mod group;
 mod import;
 mod inputs;
-pub use inputs::InputRecords;
+pub use inputs::{InputRecord, InputRecords};
 pub mod keys;
 // Its files are written by the RocksDB backend; without it only the reading is used.
 #[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]

@@ -244,6 +244,7 @@ impl Cluster {
             lease_renew_ms: 1_000,
             duplicate_window_ms: 120_000,
             reconcile_every_ms: 60_000,
+            input_retention_ms: 7 * 24 * 3_600_000,
         }
     }
 
