@@ -611,6 +611,7 @@ fn a_nats_server_killed_under_load_loses_nothing_acknowledged_and_the_node_goes_
     let victim = c.servers.iter().position(|s| s.name == leader).unwrap();
 
     let (mut acked, mut busy, mut acked_after) = (Vec::new(), 0, 0);
+    let mut slowest = Duration::ZERO;
     rt.block_on(async {
         let client = a.quic_client("t", "q1").await;
         for round in 0..20 {
@@ -626,10 +627,12 @@ fn a_nats_server_killed_under_load_loses_nothing_acknowledged_and_the_node_goes_
                     todo.len()
                 );
                 let batch = todo.iter().map(|k| events::alarm(k.clone(), "0010", 5));
+                let sent = Instant::now();
                 let replies = client.submit(batch.collect()).await.unwrap();
                 let mut again = Vec::new();
                 for (k, reply) in todo.drain(..).zip(replies) {
                     let r = reply.await.unwrap();
+                    slowest = slowest.max(sent.elapsed());
                     if stored(&r) {
                         acked.push(k);
                         acked_after += usize::from(round >= 5);
@@ -647,7 +650,7 @@ fn a_nats_server_killed_under_load_loses_nothing_acknowledged_and_the_node_goes_
         }
     });
     eprintln!(
-        "{} acknowledged, {busy} told busy and sent again",
+        "{} acknowledged, {busy} told busy and sent again, slowest answer {slowest:?}",
         acked.len()
     );
     assert_eq!(acked.len(), 400);

@@ -92,8 +92,9 @@ fn inputs(partitions: u32, lane: Lane, events: &[Event]) -> Vec<ToAppend> {
 
 /// How long an input whose append failed is sent again (with the same key, so a copy that was
 /// stored after all is kept once) before its batch fails: a stream electing a leader refuses
-/// appends for a moment ("no stream found for given subject").
-const RETRY_FOR: Duration = Duration::from_secs(2);
+/// appends ("no stream found for given subject") for 2-7 s on loopback, and an alarm held
+/// through the election is taken instead of bounced (a SIP transaction waits 32 s).
+const RETRY_FOR: Duration = Duration::from_secs(8);
 
 async fn send(log: &InputLog, i: &ToAppend) -> Result<PendingAppend, LogError> {
     match &i.last {

@@ -532,7 +532,13 @@ async fn follow(
         if *stopped.borrow() {
             return;
         }
-        match follower.next().await {
+        // A read may hang on a cluster electing a leader; a stop does not wait for it (reading
+        // changes nothing, applying below is never cut short).
+        let next = tokio::select! {
+            next = follower.next() => next,
+            _ = stopped.changed() => return,
+        };
+        match next {
             Ok(Some(batch)) => {
                 soon_until = None;
                 let sequence = batch.sequence;
