@@ -94,6 +94,23 @@ pub struct Extent {
     pub max_age: Duration,
 }
 
+impl Extent {
+    /// The highest sequence at or below `to` that the stream still holds (0: none): a read
+    /// waits for its target, and the stream's last sequence stays where it was when the
+    /// message there is deleted.
+    pub fn held_last(&self, to: u64) -> u64 {
+        let mut s = self.last.min(to);
+        while s >= self.first.max(1) && self.deleted.contains(&s) {
+            s -= 1;
+        }
+        if s < self.first.max(1) {
+            0
+        } else {
+            s
+        }
+    }
+}
+
 /// An append that was sent and whose acknowledgement is still to come. Sends keep the order in
 /// which they were made; their acknowledgements may be awaited in any order or together.
 #[must_use = "an append is acknowledged only when this is awaited"]
@@ -457,7 +474,10 @@ impl InputLog {
             None => (
                 "every partition".to_owned(),
                 format!("{INPUT_SUBJECT_PREFIX}*"),
-                retrying(deadline, || async { Ok(self.extent().await?.last) }).await?,
+                retrying(deadline, || async {
+                    Ok(self.extent().await?.held_last(to))
+                })
+                .await?,
             ),
         };
         let target = last.min(to);
@@ -626,6 +646,26 @@ async fn retrying<T, F: std::future::Future<Output = Result<T, LogError>>>(
 mod tests {
     use super::*;
     use async_nats::jetstream::stream::PersistenceMode;
+
+    #[test]
+    fn a_read_targets_the_last_sequence_the_stream_still_holds() {
+        let e = Extent {
+            first: 3,
+            last: 10,
+            deleted: [8, 9, 10].into(),
+            max_age: Duration::ZERO,
+        };
+        assert_eq!(e.held_last(100), 7);
+        assert_eq!(e.held_last(9), 7);
+        assert_eq!(e.held_last(5), 5);
+        assert_eq!(e.held_last(2), 0, "below the first");
+        let gone = Extent {
+            deleted: (3..=10).collect(),
+            ..e
+        };
+        assert_eq!(gone.held_last(100), 0);
+        assert_eq!(Extent::default().held_last(5), 0, "an empty stream");
+    }
 
     #[test]
     fn keys_are_checked_and_batch_ids_cannot_be_alarm_keys() {

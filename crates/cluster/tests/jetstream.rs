@@ -619,3 +619,37 @@ async fn reconciliation_reports_what_the_stream_lost_by_partition_and_sequence()
         unapp_p + 1
     );
 }
+
+/// The stream's last input lost (deleted): its sequence stays the stream's last, and a pass
+/// whose range ends there reports the loss at once instead of waiting for an input that will
+/// never come (and failing, which reports nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streams_last_input_lost_is_reported_not_waited_for() {
+    let c = Cluster::start3();
+    let log = open_log(&c).await;
+    let p = Partition(5);
+    eventually(SETTLE, "first append", || {
+        log.append_alarm(p, "tail-0", Bytes::from_static(b"tail-0"))
+    })
+    .await;
+    let mut applied = BTreeMap::new();
+    for i in 1..=3 {
+        let body = format!("tail-{i}");
+        let a = log
+            .append_alarm(p, &body, Bytes::from(body.clone()))
+            .await
+            .unwrap();
+        applied.insert(a.sequence, Digest::of(body.as_bytes()));
+    }
+    let last = *applied.keys().last().unwrap();
+    assert!(log.stream().delete_message(last).await.unwrap());
+    let records = BTreeMap::from([(p, applied)]);
+    let started = Instant::now();
+    let r = reconcile(&log, &records).await.unwrap();
+    assert_eq!(r.findings, vec![(p, Finding::Missing { seq: last })]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not waited for: {:?}",
+        started.elapsed()
+    );
+}
