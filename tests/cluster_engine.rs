@@ -547,6 +547,62 @@ fn inputs_aged_out_of_the_stream_are_forgotten_not_lost_and_a_node_away_longer_i
     assert_holds(&on_a, &expected, "A's events after their inputs aged out");
 }
 
+/// The follower and reconciliation say when they last did their work
+/// (`vaka_cluster_followed_timestamp_seconds`, `vaka_cluster_reconciled_timestamp_seconds`,
+/// which `VakaClusterInputFollowStalled` and `VakaClusterReconciliationStalled` watch;
+/// config/alerts_test.yml fires them): with every nats-server killed both stop moving, and
+/// the follower's moves again once the servers are back.
+#[test]
+fn the_follower_and_reconciliation_stop_saying_they_worked_when_the_servers_are_gone() {
+    let mut c = nats::Cluster::start3();
+    let section = format!("{}reconcile_every_ms = 1000\n", cluster_section(&c, "a"));
+    let mut a = Engine::start_with(DIRECTORY, &[], &section);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let age = |name: &str| now() - metric(&a, name);
+    within(Duration::from_secs(10), "both fresh", || {
+        age("vaka_cluster_followed_timestamp_seconds") < 2.0
+            && age("vaka_cluster_reconciled_timestamp_seconds") < 2.5
+    });
+    assert_eq!(metric(&a, "vaka_cluster_reconcile_every_seconds"), 1.0);
+
+    for s in c.servers.iter_mut() {
+        s.kill9();
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let (followed, reconciled) = (
+        age("vaka_cluster_followed_timestamp_seconds"),
+        age("vaka_cluster_reconciled_timestamp_seconds"),
+    );
+    eprintln!(
+        "with no server for 5 s: followed {followed:.1} s ago, reconciled {reconciled:.1} s ago"
+    );
+    assert!(
+        followed > 3.0,
+        "the follower said it read: {followed:.1} s ago"
+    );
+    assert!(
+        reconciled > 3.0,
+        "a pass said it ran: {reconciled:.1} s ago"
+    );
+
+    for s in c.servers.iter_mut() {
+        s.start();
+    }
+    c.wait_for_meta_leader();
+    let took = within(
+        Duration::from_secs(60),
+        "the follower reading again",
+        || age("vaka_cluster_followed_timestamp_seconds") < 2.0,
+    );
+    eprintln!("the follower read again {took:?} after the servers were back");
+    assert_eq!(a.sigterm(Duration::from_secs(30)), Some(0));
+}
+
 /// The keys of every device event `VAKA_IN` holds, each with how many inputs carry it.
 fn keys_in_the_log(c: &nats::Cluster) -> BTreeMap<String, usize> {
     tokio::runtime::Runtime::new().unwrap().block_on(async {

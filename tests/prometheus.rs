@@ -67,6 +67,8 @@ fn alarm_frame(account: &str, seq: u16) -> Vec<u8> {
 fn promtool_accepts_the_shipped_files() {
     promtool(&["check", "config", "prometheus.yml"]);
     promtool(&["check", "rules", "alerts.yml"]);
+    // The alerts on time since a loop last worked, over synthetic series.
+    promtool(&["test", "rules", "alerts_test.yml"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

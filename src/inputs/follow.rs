@@ -57,10 +57,17 @@ impl Follower {
     }
 
     /// Runs until aborted: a step, and a pause whenever it found nothing new.
+    /// `vaka_cluster_followed_timestamp_seconds` is when a step last read the stream (from the
+    /// start on): `VakaClusterInputFollowStalled` fires when it falls behind.
     pub fn spawn(mut self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            crate::inputs::stamp("vaka_cluster_followed_timestamp_seconds");
             loop {
-                match self.step(false).await {
+                let step = self.step(false).await;
+                if step.is_ok() {
+                    crate::inputs::stamp("vaka_cluster_followed_timestamp_seconds");
+                }
+                match step {
                     Ok((_, read)) if read < READ_MAX => tokio::time::sleep(POLL).await,
                     Ok(_) => {}
                     Err(e) => {

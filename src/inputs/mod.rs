@@ -33,3 +33,12 @@ pub async fn open(
     .await?;
     Ok(log.with_node(&cluster.node_id))
 }
+
+/// Sets gauge `name` to the time now (seconds since the epoch): when a loop last did its work,
+/// for an alert on `time() - name`.
+fn stamp(name: &'static str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    metrics::gauge!(name).set(now);
+}

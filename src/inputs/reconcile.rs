@@ -149,11 +149,17 @@ impl Reconciler {
     }
 
     /// A pass at once (the node's start), then one every `every`, until aborted.
+    /// `vaka_cluster_reconciled_timestamp_seconds` is when a pass last ran to its end (from the
+    /// start on), `vaka_cluster_reconcile_every_seconds` the period: `VakaClusterReconciliationStalled`
+    /// fires when passes stop running.
     pub fn spawn(mut self, every: Duration) -> tokio::task::JoinHandle<()> {
+        metrics::gauge!("vaka_cluster_reconcile_every_seconds").set(every.as_secs_f64());
+        super::stamp("vaka_cluster_reconciled_timestamp_seconds");
         tokio::spawn(async move {
             loop {
                 match self.pass().await {
                     Ok(found) => {
+                        super::stamp("vaka_cluster_reconciled_timestamp_seconds");
                         tracing::debug!(clean = found.is_clean(), "cluster: reconciled")
                     }
                     Err(e) => {
