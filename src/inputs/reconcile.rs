@@ -5,9 +5,9 @@
 //! - what was recorded since the last pass, up to the follower's read mark (below it every
 //!   input is held or was refused a place, so a lack there is a finding and not an append in
 //!   flight); the checked mark (`meta` `input_checked`) then moves there;
-//! - a slice of what was checked before ([`SCRUB_PER_PASS`] inputs, on from where the last
-//!   slice ended, round again from the stream's first sequence): the stream can lose what it
-//!   acknowledged long ago (a damaged file);
+//! - a slice of what was checked before (twice what is new, at least [`SCRUB_PER_PASS`], on
+//!   from where the last slice ended, round again from the stream's first sequence): the
+//!   stream can lose what it acknowledged long ago (a damaged file);
 //! - the stream's holes: one this node holds is a loss in its partition, one it does not is a
 //!   gap;
 //! - its records below the stream's first sequence: those the stream aged out (its max age as
@@ -24,7 +24,9 @@ use vaka_cluster::{InputLog, Partition};
 use vaka_core::Lane;
 use vaka_store::{InputRecord, Store, WriteSet};
 
-/// Inputs checked again per pass: at the default minute between passes, 28.8 million a day.
+/// Inputs checked again per pass at least; with more arriving, twice what arrived since the
+/// last pass, so the slice comes round the whole retained stream in half its retention (every
+/// input is checked again about twice in its life) whatever the rate.
 pub const SCRUB_PER_PASS: usize = 20_000;
 /// New inputs checked per pass at most (a node far behind catches up over several passes), and
 /// aged ones forgotten: what one pass holds in memory is bounded.
@@ -64,6 +66,7 @@ impl Reconciler {
 
     /// One pass: what it found, or why it could not look.
     pub async fn pass(&mut self) -> Result<Reconciliation, String> {
+        let started = std::time::Instant::now();
         let err = |e: &dyn std::fmt::Display| e.to_string();
         let store = &self.store;
         let extent = self.log.extent().await.map_err(|e| err(&e))?;
@@ -105,7 +108,11 @@ impl Reconciler {
 
         // A slice of what was checked before, round and round.
         let slice = store
-            .input_records_between(*ranges.again.start(), *ranges.again.end(), SCRUB_PER_PASS)
+            .input_records_between(
+                *ranges.again.start(),
+                *ranges.again.end(),
+                SCRUB_PER_PASS.max(2 * new.len()),
+            )
             .map_err(|e| err(&e))?;
         self.scrub_from = slice.last().map_or(first, |r| r.sequence + 1);
         checks.extend(
@@ -139,6 +146,10 @@ impl Reconciler {
             .await
             .map_err(|e| err(&e))?;
         metrics::gauge!("vaka_cluster_input_checked_sequence").set(checked_to as f64);
+        metrics::histogram!("vaka_cluster_reconciliation_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("vaka_cluster_reconciled_inputs_total")
+            .increment((new.len() + slice.len()) as u64);
         let result = if found.is_clean() {
             "clean"
         } else {
