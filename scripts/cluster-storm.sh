@@ -21,12 +21,7 @@ bin=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/vaka/target}/release}
 work=${WORK:-/tmp/vaka-cluster-storm}
 gps_rate=${GPS_RATE:-20000}
 gps_devices=${GPS_DEVICES:-10000}
-mkdir -p "$work"
-if [ ! -f "$work/fleet.toml" ]; then
-    "$bin/vaka-load" fleet-config --devices 10000 >"$work/fleet.toml"
-    "$bin/vaka" certs --config "$work/fleet.toml" --dir "$work/certs" >/dev/null
-fi
-cd "$work"
+. "$root/scripts/fleet-work.sh"
 
 show() {
     python3 - "$1" "$2" <<'PY'
@@ -64,12 +59,7 @@ for r in $(seq 1 "$runs"); do
     # The cluster: the same engine joined to three nats-servers (a fresh stream each time).
     "$root/scripts/jetstream-cluster.sh" bash -c '
         set -euo pipefail
-        base=${NATS_BASE_PORT:-14222}
-        servers=$(printf "\"%s\", " $NATS_URLS); servers="[${servers%, }]"
-        mon=$(for i in 0 1 2; do printf "\"http://127.0.0.1:%s\", " $((base + 100 + i)); done)
-        cp fleet.toml cluster.toml
-        printf "\n[cluster]\nnode_id = \"n1\"\nservers = %s\nmonitoring = [%s]\n" \
-            "$servers" "${mon%, }" >>cluster.toml
+        . "'"$root"'/scripts/cluster-config.sh"
         '"$(declare -f run show); bin='$bin' gps_rate='$gps_rate' gps_devices='$gps_devices'"'
         run cluster cluster.toml
     '

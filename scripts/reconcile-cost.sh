@@ -17,21 +17,11 @@ bin=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/vaka/target}/release}
 work=${WORK:-/tmp/vaka-reconcile-cost}
 gps_rate=${GPS_RATE:-5000}
 gps_devices=${GPS_DEVICES:-1000}
-mkdir -p "$work"
-if [ ! -f "$work/fleet.toml" ]; then
-    "$bin/vaka-load" fleet-config --devices 10000 >"$work/fleet.toml"
-    "$bin/vaka" certs --config "$work/fleet.toml" --dir "$work/certs" >/dev/null
-fi
-cd "$work"
+. "$root/scripts/fleet-work.sh"
 rm -rf data
 "$root/scripts/jetstream-cluster.sh" bash -c '
     set -euo pipefail
-    base=${NATS_BASE_PORT:-14222}
-    servers=$(printf "\"%s\", " $NATS_URLS); servers="[${servers%, }]"
-    mon=$(for i in 0 1 2; do printf "\"http://127.0.0.1:%s\", " $((base + 100 + i)); done)
-    cp fleet.toml cluster.toml
-    printf "\n[cluster]\nnode_id = \"n1\"\nservers = %s\nmonitoring = [%s]\nreconcile_every_ms = 5000\n" \
-        "$servers" "${mon%, }" >>cluster.toml
+    . "'"$root"'/scripts/cluster-config.sh" "reconcile_every_ms = 5000"
     http=$(python3 -c "import tomllib; print(tomllib.load(open(\"cluster.toml\",\"rb\"))[\"listen\"][\"http\"])")
     '"$bin"'/vaka serve --config cluster.toml >serve.log 2>&1 &
     engine=$!
