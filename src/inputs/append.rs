@@ -145,15 +145,9 @@ async fn append(log: &InputLog, inputs: Vec<ToAppend>) -> Result<WriteSet, LogEr
             },
         };
         // The stream stamped it a moment before its acknowledgement; its age runs from here.
-        record.put_input(partition.0, ack.sequence, digest.0, now_ms());
+        record.put_input(partition.0, ack.sequence, digest.0, super::now_ms());
     }
     Ok(record)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -34,11 +34,15 @@ pub async fn open(
     Ok(log.with_node(&cluster.node_id))
 }
 
+/// The wall clock in ms since the epoch: what an input's age in the stream is read against.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Sets gauge `name` to the time now (seconds since the epoch): when a loop last did its work,
 /// for an alert on `time() - name`.
 fn stamp(name: &'static str) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    metrics::gauge!(name).set(now);
+    metrics::gauge!(name).set(now_ms() as f64 / 1000.0);
 }

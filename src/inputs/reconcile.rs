@@ -29,7 +29,7 @@ use vaka_store::{InputRecord, Store, WriteSet};
 /// input is checked again about twice in its life) whatever the rate.
 pub const SCRUB_PER_PASS: usize = 20_000;
 /// New inputs checked per pass at most (a node far behind catches up over several passes), and
-/// aged ones forgotten: what one pass holds in memory is bounded.
+/// older ones checked again, and aged ones forgotten: what one pass holds in memory is bounded.
 pub const NEW_PER_PASS: usize = 200_000;
 
 pub struct Reconciler {
@@ -37,12 +37,6 @@ pub struct Reconciler {
     store: Store,
     /// Where the next slice of what was checked before starts.
     scrub_from: u64,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn by_partition(records: &[InputRecord]) -> BTreeMap<Partition, BTreeMap<u64, Digest>> {
@@ -79,7 +73,7 @@ impl Reconciler {
         let below = store
             .input_records_between(0, first - 1, NEW_PER_PASS)
             .map_err(|e| err(&e))?;
-        let now = now_ms();
+        let now = super::now_ms();
         let (aged, lost): (Vec<InputRecord>, Vec<InputRecord>) = below
             .into_iter()
             .partition(|r| reconcile::aged_out(r.stamped_ms, now, extent.max_age));
@@ -111,7 +105,7 @@ impl Reconciler {
             .input_records_between(
                 *ranges.again.start(),
                 *ranges.again.end(),
-                SCRUB_PER_PASS.max(2 * new.len()),
+                SCRUB_PER_PASS.max(2 * new.len()).min(NEW_PER_PASS),
             )
             .map_err(|e| err(&e))?;
         self.scrub_from = slice.last().map_or(first, |r| r.sequence + 1);

@@ -243,9 +243,8 @@ impl InputLog {
         duplicate_window: Duration,
         retention: Duration,
     ) -> Result<InputLog, LogError> {
-        let wanted = stream_config(duplicate_window, retention);
         let mut stream = js
-            .get_or_create_stream(wanted.clone())
+            .get_or_create_stream(stream_config(duplicate_window, retention))
             .await
             .map_err(|e| LogError::Stream(e.to_string()))?;
         let info = stream
