@@ -603,6 +603,75 @@ fn the_follower_and_reconciliation_stop_saying_they_worked_when_the_servers_are_
     assert_eq!(a.sigterm(Duration::from_secs(30)), Some(0));
 }
 
+/// A pass checks a record larger than its chunk, a chunk at a time, in the new range and in the
+/// slice it checks again: 25 inputs in chunks of 4, two recorded with other bytes than the
+/// stream holds (a change in place, which leaves no hole to find them by), in the first and
+/// the sixth chunk: both found by the first pass (new) and again by the second (the slice).
+#[test]
+fn a_pass_checks_every_chunk_of_what_is_new_and_of_what_it_checks_again() {
+    use vaka_cluster::reconcile::{Digest, Finding};
+    use vaka_cluster::Partition;
+    let c = nats::Cluster::start3();
+    let dir = tempfile::tempdir().unwrap();
+    let backend = RocksBackend::open(&RocksConfig::new(dir.path().join("db"))).unwrap();
+    let (store, _) = Store::open(
+        Arc::new(backend),
+        GroupConfig::default(),
+        RecoverOptions {
+            now_ms: 0,
+            idem_window_ms: 1,
+        },
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let js = c.js().await;
+        let log = nats::eventually(Duration::from_secs(30), "open VAKA_IN", || {
+            vaka_cluster::InputLog::open(js.clone(), Duration::from_secs(120), Duration::ZERO)
+        })
+        .await;
+        let mut set = vaka_store::WriteSet::new();
+        let mut changed = Vec::new();
+        let mut last = 0;
+        for i in 0..25u32 {
+            let body = format!("input {i}");
+            let p = Partition(i % 3);
+            let key = format!("k-{i}");
+            let a = nats::eventually(Duration::from_secs(30), "append", || {
+                log.append_alarm(p, &key, bytes::Bytes::from(body.clone()))
+            })
+            .await;
+            let recorded = if i == 2 || i == 22 {
+                changed.push((p, a.sequence, Digest::of(body.as_bytes())));
+                Digest::of(b"other bytes")
+            } else {
+                Digest::of(body.as_bytes())
+            };
+            set.put_input(p.0, a.sequence, recorded.0, 0);
+            last = a.sequence;
+        }
+        set.put_input_read(last);
+        store.commit(vaka_core::Lane::Telemetry, set).await.unwrap();
+        let mut r = vaka::inputs::reconcile::Reconciler::new(log, store.clone()).with_chunk(4);
+        for pass in ["new", "checked again"] {
+            let found = r.pass().await.unwrap();
+            let differs: Vec<(Partition, u64)> = found
+                .findings
+                .iter()
+                .map(|(p, f)| {
+                    assert!(matches!(f, Finding::Differs { .. }), "{pass}: {f:?}");
+                    (*p, f.seq())
+                })
+                .collect();
+            let want: Vec<(Partition, u64)> = changed.iter().map(|(p, s, _)| (*p, *s)).collect();
+            assert_eq!(differs, want, "{pass}");
+            assert!(found.gaps.is_empty(), "{pass}: {:?}", found.gaps);
+        }
+        assert_eq!(store.input_checked().unwrap(), last);
+    });
+    store.close().unwrap();
+}
+
 /// The keys of every device event `VAKA_IN` holds, each with how many inputs carry it.
 fn keys_in_the_log(c: &nats::Cluster) -> BTreeMap<String, usize> {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
