@@ -312,8 +312,8 @@ fn assert_holds(got: &Held, want: &Held, what: &str) {
 /// (device, key) -> how many times stored.
 type Held = BTreeMap<(String, String), usize>;
 
-fn held(e: &Engine) -> (Held, BTreeMap<u32, Vec<u64>>) {
-    let db = vaka::salvage::db_dir(&e.dir.path().join("data"));
+/// A store on the RocksDB at `db` (a stopped node's, or a test's own).
+fn open_store(db: std::path::PathBuf) -> Store {
     let backend = RocksBackend::open(&RocksConfig::new(db)).unwrap();
     let (store, _) = Store::open(
         Arc::new(backend),
@@ -324,6 +324,11 @@ fn held(e: &Engine) -> (Held, BTreeMap<u32, Vec<u64>>) {
         },
     )
     .unwrap();
+    store
+}
+
+fn held(e: &Engine) -> (Held, BTreeMap<u32, Vec<u64>>) {
+    let store = open_store(vaka::salvage::db_dir(&e.dir.path().join("data")));
     let mut events = BTreeMap::new();
     let mut from = None;
     loop {
@@ -613,16 +618,7 @@ fn a_pass_checks_every_chunk_of_what_is_new_and_of_what_it_checks_again() {
     use vaka_cluster::Partition;
     let c = nats::Cluster::start3();
     let dir = tempfile::tempdir().unwrap();
-    let backend = RocksBackend::open(&RocksConfig::new(dir.path().join("db"))).unwrap();
-    let (store, _) = Store::open(
-        Arc::new(backend),
-        GroupConfig::default(),
-        RecoverOptions {
-            now_ms: 0,
-            idem_window_ms: 1,
-        },
-    )
-    .unwrap();
+    let store = open_store(dir.path().join("db"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let js = c.js().await;
