@@ -328,11 +328,16 @@ fn open_store(db: std::path::PathBuf) -> Store {
 }
 
 fn held(e: &Engine) -> (Held, BTreeMap<u32, Vec<u64>>) {
+    held_in(e, "t")
+}
+
+/// As [`held`], for the events of `tenant`.
+fn held_in(e: &Engine, tenant: &str) -> (Held, BTreeMap<u32, Vec<u64>>) {
     let store = open_store(vaka::salvage::db_dir(&e.dir.path().join("data")));
     let mut events = BTreeMap::new();
     let mut from = None;
     loop {
-        let page = store.tenant_events("t", from.as_deref(), 1_000).unwrap();
+        let page = store.tenant_events(tenant, from.as_deref(), 1_000).unwrap();
         for ev in page.items {
             let k = (ev.event.device.device.to_string(), ev.event.key.clone());
             *events.entry(k).or_insert(0) += 1;
@@ -795,4 +800,181 @@ fn a_nats_server_killed_under_load_loses_nothing_acknowledged_and_the_node_goes_
         .map(|k| (("q1".into(), k.clone()), 1))
         .collect();
     assert_holds(&held_a, &want, "the node's store");
+}
+
+/// Two tenants, for a device moving from t to u.
+const TWO_TENANTS: &str = "[[tenants]]\nid = \"t\"\ncentres = [\"c1\"]\n\
+    [[tenants]]\nid = \"u\"\ncentres = [\"c1\"]\n\
+    [[centres]]\nid = \"c1\"\ntenants = [\"t\", \"u\"]\ntoken = \"token-of-centre-c1\"\n";
+
+/// Device `id` of tenant t sends `n` readings to `e`, keys `<id>-<round>-<i>`; each must be
+/// answered as stored. Returns the keys.
+async fn send_readings(e: &Engine, id: &str, round: &str, n: usize) -> Vec<String> {
+    let client = e.quic_client("t", id).await;
+    let batch: Vec<pb::Event> = (0..n)
+        .map(|i| events::telemetry(format!("{id}-{round}-{i}"), "temp", i as f64))
+        .collect();
+    let keys = batch.iter().map(|e| e.key.clone()).collect();
+    for reply in client.submit(batch).await.unwrap() {
+        let r = reply.await.unwrap();
+        assert!(stored(&r), "{r:?}");
+    }
+    keys
+}
+
+/// `node`'s input follower has read the input log to its end.
+fn read_to_the_end(c: &nats::Cluster, node: &Engine, what: &str) {
+    let last = input_log_last(c);
+    within(Duration::from_secs(10), what, || {
+        metric(node, "vaka_cluster_input_read_sequence") as u64 == last
+    });
+}
+
+/// The admin API's actions on stored data reach every node, not only the one asked:
+/// - a device offered to another tenant on A is accepted on B (before, B knew of no offer), and
+///   its history moves on both nodes;
+/// - with B stopped, A takes more readings, exports tenant t, erases device q1 and moves device
+///   q2 with its history. B, started again, erases and moves what it held, and of the readings it
+///   missed stores none of q1's (counted, `vaka_cluster_input_events_erased_total`) and q2's
+///   under the tenant it moved to;
+/// - both nodes' audit logs have every step.
+#[test]
+fn an_erasure_a_move_and_an_export_through_one_node_reach_every_node() {
+    let c = nats::Cluster::start3();
+    let devices: &[&str] = &["q1", "q2", "q3"];
+    let mut a = Engine::start_with(TWO_TENANTS, &[("t", devices)], &cluster_section(&c, "a"));
+    let mut b = Engine::start_with(TWO_TENANTS, &[], &cluster_section(&c, "b"));
+    for id in devices {
+        add_device(&a, id);
+    }
+    within(Duration::from_secs(5), "q3 on B", || {
+        b.device("t", "q3").is_some()
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut sent: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for id in devices {
+        sent.insert(id, rt.block_on(send_readings(&a, id, "r1", 20)));
+    }
+    read_to_the_end(&c, &b, "B read the first readings");
+
+    // Offered on A, accepted on B.
+    let offer = json!({"to": "u", "history": true});
+    let offered = a.send(
+        "POST",
+        "/api/v1/tenants/t/devices/q3/move",
+        OPERATOR,
+        &offer,
+    );
+    assert_eq!(offered.status, 202, "{}", offered.body);
+    within(Duration::from_secs(5), "the offer in B's audit", || {
+        b.audit(Some("t"))
+            .iter()
+            .any(|e| e["action"] == "offer device move")
+    });
+    let accept = json!({"from": "t", "history": true});
+    let accepted = b.send(
+        "POST",
+        "/api/v1/tenants/u/device-moves/q3",
+        OPERATOR,
+        &accept,
+    );
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    let moved: serde_json::Value = serde_json::from_str(&accepted.body).unwrap();
+    assert_eq!(
+        (moved["history_moved"].as_bool(), moved["events"].as_u64()),
+        (Some(true), Some(20))
+    );
+    within(Duration::from_secs(5), "the move in A's audit", || {
+        a.audit(Some("u"))
+            .iter()
+            .any(|e| e["action"] == "device moved in")
+    });
+
+    // B away: more readings, an export, an erasure and a move, all through A.
+    assert_eq!(b.sigterm(Duration::from_secs(20)), Some(0));
+    for id in ["q1", "q2"] {
+        let more = rt.block_on(send_readings(&a, id, "r2", 20));
+        sent.get_mut(id).unwrap().extend(more);
+    }
+    let export = a.get("/api/v1/tenants/t/export", OPERATOR);
+    assert_eq!(export.status, 200);
+    let erased = a.send(
+        "POST",
+        "/api/v1/tenants/t/devices/q1/erasure",
+        OPERATOR,
+        &json!({}),
+    );
+    assert_eq!(erased.status, 200, "{}", erased.body);
+    let erased: serde_json::Value = serde_json::from_str(&erased.body).unwrap();
+    assert_eq!(erased["events"].as_u64(), Some(40), "{erased}");
+    let offered = a.send(
+        "POST",
+        "/api/v1/tenants/t/devices/q2/move",
+        OPERATOR,
+        &offer,
+    );
+    assert_eq!(offered.status, 202, "{}", offered.body);
+    let accepted = a.send(
+        "POST",
+        "/api/v1/tenants/u/device-moves/q2",
+        OPERATOR,
+        &accept,
+    );
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+
+    b.restart();
+    read_to_the_end(&c, &b, "B read the readings it missed");
+    assert_eq!(metric(&b, "vaka_cluster_input_events_erased_total"), 20.0);
+    // The same entries on both; an erasure's or a move's counts are what each node did.
+    let steps = |e: &Engine| -> Vec<String> {
+        let keep = ["action", "actor", "at_ms", "resource", "revision"];
+        let step = |v: &serde_json::Value| keep.map(|k| v[k].to_string()).join(" ");
+        e.audit(Some("t")).iter().map(step).collect()
+    };
+    let audit_a = a.audit(Some("t"));
+    within(Duration::from_secs(5), "the same tenant audit on B", || {
+        steps(&b) == steps(&a)
+    });
+    let erasure_on = |e: &Engine| -> Option<u64> {
+        let audit = e.audit(Some("t"));
+        let entry = audit.iter().find(|e| e["action"] == "erase device")?;
+        entry["after"]["events"].as_u64()
+    };
+    // B erased the 20 it held; the 20 it missed it never stored.
+    assert_eq!((erasure_on(&a), erasure_on(&b)), (Some(40), Some(20)));
+    let actions: Vec<&str> = audit_a
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in [
+        "export tenant",
+        "erase device",
+        "offer device move",
+        "device moved out",
+    ] {
+        assert!(actions.contains(&action), "{action} not in {actions:?}");
+    }
+
+    assert_eq!(a.sigterm(Duration::from_secs(20)), Some(0));
+    assert_eq!(b.sigterm(Duration::from_secs(20)), Some(0));
+    let in_u: Held = ["q2", "q3"]
+        .iter()
+        .flat_map(|id| {
+            sent[id]
+                .iter()
+                .map(move |k| ((id.to_string(), k.clone()), 1))
+        })
+        .collect();
+    for (name, node) in [("A", &a), ("B", &b)] {
+        assert_holds(
+            &held_in(node, "t").0,
+            &Held::new(),
+            &format!("{name}: tenant t's events"),
+        );
+        assert_holds(
+            &held_in(node, "u").0,
+            &in_u,
+            &format!("{name}: tenant u's events"),
+        );
+    }
 }

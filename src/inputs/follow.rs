@@ -9,6 +9,10 @@
 //! below it; an own input still not held after [`OWN_GRACE`] (its batch failed and the device
 //! gave up) is stored from the stream like any other. At start nothing is in flight, so
 //! everything not held is stored.
+//!
+//! An event of a device whose history was erased or moved to another tenant after the input
+//! was stamped (`vaka_store::gone`: this node was behind, or stopped) is dropped or stored under
+//! the new tenant, never stored again as it was.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -134,6 +138,7 @@ impl Follower {
         if inputs[0].sequence > mark + 1 {
             self.aged_unread(mark).await?;
         }
+        let gone = self.store.gone().map_err(|e| err(&e))?;
         let mut set = WriteSet::new();
         let (mut stored, mut held_back) = (0, None);
         for input in &inputs {
@@ -154,8 +159,19 @@ impl Follower {
             self.own_waiting.remove(&seq);
             match events::decode(&input.bytes) {
                 Ok(evs) => {
-                    for ev in &evs {
-                        set.put_event(self.store.allocate_id(), ev);
+                    for ev in evs {
+                        let ev = match gone.get(&ev.device) {
+                            Some(g) => match g.redirect(ev, input.published_ms as i64) {
+                                Some(ev) => ev,
+                                None => {
+                                    metrics::counter!("vaka_cluster_input_events_erased_total")
+                                        .increment(1);
+                                    continue;
+                                }
+                            },
+                            None => ev,
+                        };
+                        set.put_event(self.store.allocate_id(), &ev);
                     }
                 }
                 // Recorded all the same (reconciliation compares bytes, not meaning): a newer

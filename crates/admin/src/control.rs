@@ -12,6 +12,7 @@ use vaka_router::{Clock, LiveDirectory, Router};
 use vaka_store::directory::{put_audit, put_change, put_revision, AdminAuditEntry};
 use vaka_store::{Store, StoreError, WriteSet};
 
+use crate::data::{self, DataAction, DataDone};
 use crate::token_table::Tokens;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,9 @@ pub enum Applied {
 pub struct Outcome {
     pub revision: u64,
     pub results: Vec<Result<Applied, ControlError>>,
+    /// What the batch's actions on stored data did on this node ([`crate::data`]), in order;
+    /// empty when it had none or a change in it was refused.
+    pub done: Vec<crate::data::DataDone>,
 }
 
 pub struct Control {
@@ -95,6 +99,7 @@ impl Control {
         clock: Clock,
     ) -> Result<Arc<Control>, StoreError> {
         let tokens = Arc::new(Tokens::load(&store)?);
+        data::run_all(&store)?;
         Ok(Self::with(store, live, router, clock, tokens, None))
     }
 
@@ -109,6 +114,7 @@ impl Control {
         follower: crate::replicated::Follower,
     ) -> Result<Arc<Control>, StoreError> {
         let tokens = Arc::new(Tokens::load(&store)?);
+        data::run_all(&store)?;
         let replica = follower.run(store.clone(), live.clone(), router.clone(), tokens.clone());
         Ok(Self::with(
             store,
@@ -128,7 +134,7 @@ impl Control {
         tokens: Arc<Tokens>,
         replica: Option<crate::replicated::Replica>,
     ) -> Arc<Control> {
-        Arc::new(Control {
+        let control = Arc::new(Control {
             store,
             live,
             router,
@@ -136,7 +142,11 @@ impl Control {
             tokens,
             writer: tokio::sync::Mutex::new(()),
             replica,
-        })
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(retry_waiting(Arc::downgrade(&control)));
+        }
+        control
     }
 
     pub fn live(&self) -> &LiveDirectory {
@@ -168,24 +178,61 @@ impl Control {
         actor: &str,
         requests: Vec<Request>,
     ) -> Result<Outcome, ControlError> {
+        self.act(actor, requests, Vec::new()).await
+    }
+
+    /// Like [`Control::apply`], with actions on stored data that go with the changes
+    /// ([`crate::data`]): recorded with them, then run, only if every change was made (none
+    /// is run when one is refused). In a cluster every node runs them when it applies the
+    /// batch; the outcome's `done` is what they did on this node.
+    pub async fn act(
+        &self,
+        actor: &str,
+        requests: Vec<Request>,
+        actions: Vec<DataAction>,
+    ) -> Result<Outcome, ControlError> {
         let _one_at_a_time = self.writer.lock().await;
         if let Some(replica) = &self.replica {
             let now = self.clock.now_ms();
-            return replica.apply(actor, requests, Vec::new(), now).await;
+            return replica
+                .apply(actor, requests, Vec::new(), actions, now)
+                .await;
         }
         let (store, current) = (self.store.clone(), self.live.snapshot());
         let (actor, now) = (actor.to_owned(), self.clock.now_ms());
-        let checked = tokio::task::spawn_blocking(move || {
+        let (checked, pending) = tokio::task::spawn_blocking(move || {
             let revision = current.revision + 1;
             let mut checked = check_batch(&current, requests, revision, &actor, now);
-            if checked.dir.is_some() {
+            let pending = (!actions.is_empty() && checked.results.iter().all(Result::is_ok))
+                .then(|| data::put(&mut checked.set, checked.revision, &actor, now, actions));
+            if !checked.set.is_empty() {
                 store.write_control(std::mem::take(&mut checked.set))?;
             }
-            Ok::<_, ControlError>(checked)
+            Ok::<_, ControlError>((checked, pending))
         })
         .await
         .map_err(|e| ControlError::Store(format!("directory change task: {e}")))??;
-        Ok(publish(&self.live, &self.router, checked).await)
+        let mut outcome = publish(&self.live, &self.router, checked).await;
+        if let Some(key) = pending {
+            outcome.done = self.run_pending(Some(key)).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Runs the actions pending under `key` (`None`: every pending action, those that waited
+    /// included) on a blocking thread: what they did.
+    pub(crate) async fn run_pending(
+        &self,
+        key: Option<vaka_store::pending::PendingKey>,
+    ) -> Result<Vec<DataDone>, ControlError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || match key {
+            Some(key) => data::run(&store, key),
+            None => data::run_all(&store).map(|_| Vec::new()),
+        })
+        .await
+        .map_err(|e| ControlError::Store(format!("data action task: {e}")))?
+        .map_err(ControlError::from)
     }
 
     /// Stops this node's directory follower (cluster mode; nothing otherwise) and waits for
@@ -207,7 +254,11 @@ impl Control {
         let replica = self.replica.as_ref()?;
         let _one_at_a_time = self.writer.lock().await;
         let now = self.clock.now_ms();
-        Some(replica.apply(actor, Vec::new(), tokens, now).await)
+        Some(
+            replica
+                .apply(actor, Vec::new(), tokens, Vec::new(), now)
+                .await,
+        )
     }
 
     /// Whether this node's directory follows a cluster's directory log.
@@ -224,6 +275,23 @@ impl Control {
         let mut out = self.apply(actor, vec![request]).await?;
         let applied = out.results.pop().expect("one result per change")?;
         Ok((applied, out.revision))
+    }
+}
+
+/// Tries the actions that wait (for a device's open alarms to close) again every
+/// [`data::RETRY`], for as long as the control plane is there.
+async fn retry_waiting(control: std::sync::Weak<Control>) {
+    loop {
+        tokio::time::sleep(data::RETRY).await;
+        let Some(control) = control.upgrade() else {
+            return;
+        };
+        if control.store.pending().is_ok_and(|p| p.is_empty()) {
+            continue;
+        }
+        if let Err(e) = control.run_pending(None).await {
+            tracing::warn!(error = %e, "admin actions on stored data: trying again failed");
+        }
     }
 }
 
@@ -294,6 +362,7 @@ pub(crate) async fn publish(live: &LiveDirectory, router: &Router, checked: Chec
     Outcome {
         revision: checked.revision,
         results: checked.results,
+        done: Vec::new(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! and the admin audit log, and the admin REST API over them.
 pub mod archive;
 pub mod control;
+pub mod data;
 pub mod http;
 pub mod replicated;
 mod token_table;

@@ -36,8 +36,10 @@ use vaka_store::directory::{delete_token, put_audit, put_log_sequence, put_token
 use vaka_store::Store;
 
 use crate::control::{check_batch, publish, Applied, Checked, ControlError, Outcome, Request};
+use crate::data::{self, DataAction};
 use crate::token_table::Tokens;
 use crate::tokens::token_audit;
+use vaka_store::pending::PendingKey;
 
 /// How many times a write is appended again after another node's batch got in first.
 pub const MAX_APPENDS: usize = 8;
@@ -63,6 +65,10 @@ pub struct LogBatch {
     /// API token changes (after the directory's; a token carries its secret's SHA-256 only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<TokenChange>,
+    /// Actions on stored data (an erasure, a move, an export's audit entry), run by every node
+    /// that applies the batch, if all its changes were made ([`crate::data`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<DataAction>,
 }
 
 /// An API token made or revoked through the log, so that every node's admin API knows it.
@@ -210,22 +216,36 @@ impl Follower {
         .into())
     }
 
-    /// Applies `batch` (the next one) to `current` durably: what it did, and its id.
+    /// Applies `batch` (the next one) to `current` durably: what it did, its id, and the key
+    /// of its actions on stored data, recorded as pending, for the caller to run once the
+    /// directory is published.
     async fn apply(
         &mut self,
         store: &Store,
         current: Arc<Directory>,
         tokens: &Tokens,
         batch: Batch,
-    ) -> Result<(Checked, Option<String>), FollowError> {
+    ) -> Result<(Checked, Option<String>, Option<PendingKey>), FollowError> {
         let store = store.clone();
         let sequence = batch.sequence;
         let table = tokens.by_hash.load_full();
-        let (checked, id, edits) = tokio::task::spawn_blocking(move || {
-            let (mut checked, id, edits) = check_logged(&current, &table, sequence, &batch.bytes);
+        let (checked, id, edits, pending) = tokio::task::spawn_blocking(move || {
+            let logged = check_logged(&current, &table, sequence, &batch.bytes);
+            let Logged {
+                mut checked,
+                id,
+                edits,
+                actor,
+                at_ms,
+                actions,
+            } = logged;
             let mut set = std::mem::take(&mut checked.set);
+            let pending = (!actions.is_empty() && checked.results.iter().all(Result::is_ok))
+                .then(|| data::put(&mut set, sequence, &actor, at_ms, actions));
             put_log_sequence(&mut set, sequence, Digest::of(&batch.bytes).0);
-            store.write_control(set).map(|()| (checked, id, edits))
+            store
+                .write_control(set)
+                .map(|()| (checked, id, edits, pending))
         })
         .await
         .map_err(|e| FollowError::Store(format!("directory log apply task: {e}")))?
@@ -245,7 +265,7 @@ impl Follower {
                 }
             });
         }
-        Ok((checked, id))
+        Ok((checked, id, pending))
     }
 
     /// Runs the follower on its own task; the handle is what [`crate::Control`] appends with.
@@ -323,6 +343,17 @@ fn split(
     parts
 }
 
+/// A logged batch checked: what its changes did, its id, the token edits to make once written,
+/// and its actions on stored data, with who asked and when.
+struct Logged {
+    checked: Checked,
+    id: Option<String>,
+    edits: Vec<TokenEdit>,
+    actor: String,
+    at_ms: i64,
+    actions: Vec<DataAction>,
+}
+
 /// A logged batch checked against `current` at revision = its sequence. A batch that does not
 /// decode is refused whole, the same way on every node.
 fn check_logged(
@@ -330,14 +361,20 @@ fn check_logged(
     tokens: &HashMap<String, TokenRecord>,
     sequence: u64,
     bytes: &[u8],
-) -> (Checked, Option<String>, Vec<TokenEdit>) {
+) -> Logged {
     let b = match serde_json::from_slice::<LogBatch>(bytes) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(sequence, error = %e,
                 "directory log: batch does not decode; skipped (by every node alike)");
-            let checked = check_batch(current, Vec::new(), sequence, "", 0);
-            return (checked, None, Vec::new());
+            return Logged {
+                checked: check_batch(current, Vec::new(), sequence, "", 0),
+                id: None,
+                edits: Vec::new(),
+                actor: String::new(),
+                at_ms: 0,
+                actions: Vec::new(),
+            };
         }
     };
     let mut checked = check_batch(current, b.requests, sequence, &b.actor, b.at_ms);
@@ -370,7 +407,31 @@ fn check_logged(
         }));
         edits.push(edit);
     }
-    (checked, Some(b.id), edits)
+    Logged {
+        checked,
+        id: Some(b.id),
+        edits,
+        actor: b.actor,
+        at_ms: b.at_ms,
+        actions: b.data,
+    }
+}
+
+/// Runs a batch's actions on stored data on a blocking thread. A failure leaves them pending
+/// (the retry runs them); the writer is told nothing was done.
+async fn run_pending(store: &Store, key: PendingKey) -> Vec<data::DataDone> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || data::run(&store, key)).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "directory log: a batch's actions on stored data failed; they stay pending");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "directory log: a batch's actions on stored data failed; they stay pending");
+            Vec::new()
+        }
+    }
 }
 
 struct Shared {
@@ -400,17 +461,25 @@ impl Replica {
         actor: &str,
         requests: Vec<Request>,
         tokens: Vec<TokenChange>,
+        data: Vec<DataAction>,
         now_ms: i64,
     ) -> Result<Outcome, ControlError> {
         let parts = split(requests, tokens, part_limit(&self.log));
         let mut all = Outcome {
             revision: 0,
             results: Vec::new(),
+            done: Vec::new(),
         };
-        for (requests, tokens) in parts {
-            let out = self.apply_batch(actor, requests, tokens, now_ms).await?;
+        let (last, mut data) = (parts.len() - 1, Some(data));
+        for (i, (requests, tokens)) in parts.into_iter().enumerate() {
+            // Actions are few and small: they ride with the last part, after every change.
+            let data = if i == last { data.take() } else { None };
+            let out = self
+                .apply_batch(actor, requests, tokens, data.unwrap_or_default(), now_ms)
+                .await?;
             all.revision = out.revision;
             all.results.extend(out.results);
+            all.done = out.done;
         }
         Ok(all)
     }
@@ -420,6 +489,7 @@ impl Replica {
         actor: &str,
         requests: Vec<Request>,
         tokens: Vec<TokenChange>,
+        data: Vec<DataAction>,
         now_ms: i64,
     ) -> Result<Outcome, ControlError> {
         let batch = LogBatch {
@@ -428,6 +498,7 @@ impl Replica {
             at_ms: now_ms,
             requests,
             tokens,
+            data,
         };
         let bytes = bytes::Bytes::from(serde_json::to_vec(&batch).expect("batches serialise"));
         let mut progress = self.shared.progress.subscribe();
@@ -546,8 +617,11 @@ async fn follow(
                     .apply(&store, live.snapshot(), &tokens, batch)
                     .await
                 {
-                    Ok((checked, id)) => {
-                        let outcome = publish(&live, &router, checked).await;
+                    Ok((checked, id, pending)) => {
+                        let mut outcome = publish(&live, &router, checked).await;
+                        if let Some(key) = pending {
+                            outcome.done = run_pending(&store, key).await;
+                        }
                         shared.progress.send_modify(|p| p.sequence = sequence);
                         let mut waiter = shared.waiter.lock().expect("waiter");
                         if waiter.as_ref().is_some_and(|(w, _)| Some(w) == id.as_ref()) {
@@ -619,6 +693,7 @@ fn bootstrap_batch(requests: Vec<Request>, now_ms: i64) -> LogBatch {
         at_ms: now_ms,
         requests,
         tokens: Vec::new(),
+        data: Vec::new(),
     }
 }
 
@@ -780,7 +855,8 @@ pub async fn start(
     loop {
         match follower.next().await {
             Ok(Some(batch)) => {
-                let (checked, _) = follower
+                // Actions on stored data wait, pending, for the control plane's start.
+                let (checked, _, _) = follower
                     .apply(store, dir.clone(), &tokens, batch)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -812,6 +888,20 @@ pub async fn start(
         revision = dir.revision,
         "directory: caught up with the cluster's directory log"
     );
+    // The batches' actions on stored data (an erasure, a move) are done before this node takes
+    // device events from the input log, so what they erased or moved is not stored again as it
+    // was; one that waits for an open alarm is tried again once the node runs.
+    let s = store.clone();
+    let waiting = tokio::task::spawn_blocking(move || data::run_all(&s))
+        .await
+        .map_err(|e| format!("running the directory's actions on stored data: {e}"))?
+        .map_err(|e| format!("running the directory's actions on stored data: {e}"))?;
+    if waiting > 0 {
+        tracing::warn!(
+            waiting,
+            "directory: actions on stored data wait for open alarms to close"
+        );
+    }
     Ok((Arc::unwrap_or_clone(dir), follower))
 }
 
@@ -860,17 +950,25 @@ mod tests {
                 if_match: Some(0),
             }],
             tokens: Vec::new(),
+            data: vec![DataAction::Erase {
+                tenant: "t".into(),
+                device: "d1".into(),
+                removed_from_directory: true,
+            }],
         };
         let bytes = serde_json::to_vec(&batch).unwrap();
         assert_eq!(serde_json::from_slice::<LogBatch>(&bytes).unwrap(), batch);
 
         let dir = Directory::default();
         let none = HashMap::new();
-        let (checked, id, _) = check_logged(&dir, &none, 7, &bytes);
-        assert_eq!(id.as_deref(), Some("dir_1"));
-        assert_eq!(checked.revision, 7);
-        assert!(checked.dir.is_some());
-        let (checked, id, _) = check_logged(&dir, &none, 8, b"not json");
-        assert!(id.is_none() && checked.dir.is_none() && checked.results.is_empty());
+        let logged = check_logged(&dir, &none, 7, &bytes);
+        assert_eq!(logged.id.as_deref(), Some("dir_1"));
+        assert_eq!(logged.checked.revision, 7);
+        assert!(logged.checked.dir.is_some());
+        assert_eq!(logged.actions, batch.data);
+        assert_eq!((logged.actor.as_str(), logged.at_ms), ("tok_a", 42));
+        let logged = check_logged(&dir, &none, 8, b"not json");
+        assert!(logged.id.is_none() && logged.checked.dir.is_none());
+        assert!(logged.checked.results.is_empty() && logged.actions.is_empty());
     }
 }

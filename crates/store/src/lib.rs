@@ -37,6 +37,8 @@
 //! | `directory_log_sequence` | u64, in a cluster: the last `VAKA_DIR` batch applied          |
 //! | `directory_log_digest`  | in a cluster: that batch's SHA-256                            |
 //! | `move/<tenant>` 0x00 `<device>` | JSON [`moves::MoveOffer`]: a device offered to another tenant |
+//! | `pending/<revision>`    | admin actions on stored data a directory change asked for, not yet run ([`pending`]) |
+//! | `gone/<tenant>` 0x00 `<device>` 0x00 | JSON [`gone::Gone`]: the device's history erased or moved, and when |
 //!
 //! # Format version
 //! Values are postcard, which is positional: reordering an enum variant or a field changes what
@@ -69,6 +71,7 @@ mod erasure;
 mod export;
 mod failure;
 mod format;
+pub mod gone;
 mod group;
 mod import;
 mod inputs;
@@ -80,6 +83,7 @@ mod marks;
 mod mem;
 mod migrate_v1;
 pub mod moves;
+pub mod pending;
 mod positions;
 pub mod query;
 mod recovery;

@@ -10,8 +10,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 use vaka_core::access::{Action, Resource};
-use vaka_store::directory::{put_audit, AdminAuditEntry};
-use vaka_store::WriteSet;
+use vaka_store::directory::AdminAuditEntry;
+
+use crate::data::DataAction;
 
 use super::auth::Caller;
 use super::problem::Problem;
@@ -41,27 +42,28 @@ pub async fn export_tenant(
     };
     let store = api.control.store().clone();
     let now_ms = api.control.now_ms();
-    let mut set = WriteSet::new();
-    put_audit(
-        &mut set,
-        &[AdminAuditEntry {
-            revision: api.control.live().load().revision,
-            at_ms: now_ms,
-            actor: caller.actor(),
-            tenant: Some(tenant.clone()),
-            action: "export tenant".into(),
-            resource: format!("tenants/{tenant}"),
-            before: None,
-            after: None,
-        }],
-    );
-    store.write_control(set).map_err(|e| {
-        Problem::new(
+    // Who read what, in every node's audit log.
+    let entry = AdminAuditEntry {
+        revision: api.control.live().load().revision,
+        at_ms: now_ms,
+        actor: caller.actor(),
+        tenant: Some(tenant.clone()),
+        action: "export tenant".into(),
+        resource: format!("tenants/{tenant}"),
+        before: None,
+        after: None,
+    };
+    let outcome = api
+        .control
+        .act(&caller.actor(), Vec::new(), vec![DataAction::Audit(entry)])
+        .await?;
+    if outcome.done.is_empty() {
+        return Err(Problem::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "store-unavailable",
-            e.to_string(),
-        )
-    })?;
+            "the export's audit entry was not written; ask again",
+        ));
+    }
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHUNKS);
     let t = tenant.clone();
     tokio::task::spawn_blocking(move || {

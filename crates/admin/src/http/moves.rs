@@ -11,19 +11,19 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 use vaka_core::access::{Action, Resource};
 use vaka_core::directory::Change;
 use vaka_core::DeviceKey;
-use vaka_store::directory::{put_audit, AdminAuditEntry};
-use vaka_store::moves::{delete_move_offer, put_move_offer, MoveOffer, Moved};
-use vaka_store::WriteSet;
+use vaka_store::moves::MoveOffer;
 
 use super::auth::Caller;
 use super::problem::{FieldError, Problem};
 use super::state::Api;
 use crate::control::Request;
+pub use crate::data::MoveDone;
+use crate::data::{DataAction, DataDone};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -45,20 +45,6 @@ pub struct AcceptBody {
     pub history: bool,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct MoveDone {
-    pub device: String,
-    pub from: String,
-    pub to: String,
-    /// Whether the history moved (both consented).
-    pub history_moved: bool,
-    pub events: u64,
-    pub alarms: u64,
-    pub positions: u64,
-    pub device_rows: u64,
-    pub revision: u64,
-}
-
 fn unavailable(e: impl std::fmt::Display) -> Problem {
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -69,27 +55,6 @@ fn unavailable(e: impl std::fmt::Display) -> Problem {
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Problem> {
     serde_json::from_slice(body).map_err(|e| Problem::body(&e))
-}
-
-fn audit(
-    tenant: &str,
-    actor: &str,
-    at_ms: i64,
-    revision: u64,
-    action: &str,
-    resource: String,
-    after: serde_json::Value,
-) -> AdminAuditEntry {
-    AdminAuditEntry {
-        revision,
-        at_ms,
-        actor: actor.to_owned(),
-        tenant: Some(tenant.to_owned()),
-        action: action.into(),
-        resource,
-        before: None,
-        after: Some(after),
-    }
 }
 
 async fn refuse_open_alarms(api: &Api, key: &DeviceKey, what: &str) -> Result<(), Problem> {
@@ -143,36 +108,28 @@ pub async fn offer_move(
         }]));
     }
     refuse_open_alarms(&api, &DeviceKey::new(&tenant, &device), &what).await?;
-    let now = api.control.now_ms();
     let offer = MoveOffer {
         from: tenant.clone(),
         device: device.clone(),
         to: b.to,
         history: b.history,
         by: caller.actor(),
-        at_ms: now,
+        at_ms: api.control.now_ms(),
     };
-    let mut set = WriteSet::new();
-    put_move_offer(&mut set, &offer);
-    let revision = api.control.live().load().revision;
-    let after = serde_json::to_value(&offer).expect("an offer serialises");
-    put_audit(
-        &mut set,
-        &[audit(
-            &tenant,
+    let outcome = api
+        .control
+        .act(
             &caller.actor(),
-            now,
-            revision,
-            "offer device move",
-            format!("devices/{tenant}/{device}"),
-            after,
-        )],
-    );
-    api.control
-        .store()
-        .write_control(set)
-        .map_err(unavailable)?;
-    Ok(StatusCode::ACCEPTED)
+            Vec::new(),
+            vec![DataAction::OfferMove(offer)],
+        )
+        .await?;
+    match outcome.done.first() {
+        Some(DataDone::Recorded) => Ok(StatusCode::ACCEPTED),
+        _ => Err(unavailable(
+            "the offer was not recorded on this node; offer it again",
+        )),
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/device-moves/{device}", tag = "devices",
@@ -199,10 +156,7 @@ pub async fn accept_move(
         .map_err(unavailable)?
         .filter(|o| o.to == tenant)
         .ok_or_else(|| Problem::not_found(&what))?;
-    let (from_key, to_key) = (
-        DeviceKey::new(&b.from, &device),
-        DeviceKey::new(&tenant, &device),
-    );
+    let from_key = DeviceKey::new(&b.from, &device);
     refuse_open_alarms(&api, &from_key, &format!("device \"{}/{device}\"", b.from)).await?;
     let record = {
         let dir = api.control.live().load();
@@ -247,62 +201,32 @@ pub async fn accept_move(
                 .map_err(|e| Problem::from(crate::control::ControlError::from(e)))?;
         }
     }
-    let outcome = api
-        .control
-        .apply(&actor, changes.into_iter().map(Request::from).collect())
-        .await?;
-    let mut results = outcome.results.into_iter();
-    if let Some(Err(e)) = results.find(Result::is_err) {
-        return Err(e.into());
-    }
-    let history = offer.history && b.history;
-    let done: Moved = if history {
-        let (s, f, t) = (store.clone(), from_key.clone(), to_key.clone());
-        tokio::task::spawn_blocking(move || s.move_history(&f, &t))
-            .await
-            .map_err(unavailable)?
-            .map_err(unavailable)?
-    } else {
-        Moved::default()
-    };
-    let out = MoveDone {
-        device: device.clone(),
+    let action = DataAction::AcceptMove {
         from: b.from.clone(),
         to: tenant.clone(),
-        history_moved: history,
-        events: done.events,
-        alarms: done.alarms,
-        positions: done.positions,
-        device_rows: done.device_rows,
-        revision: outcome.revision,
+        device: device.clone(),
+        history: offer.history && b.history,
     };
-    let now = api.control.now_ms();
-    let after = serde_json::to_value(&out).expect("a move serialises");
-    let mut set = WriteSet::new();
-    delete_move_offer(&mut set, &b.from, &device);
-    put_audit(
-        &mut set,
-        &[
-            audit(
-                &b.from,
-                &actor,
-                now,
-                out.revision,
-                "device moved out",
-                format!("devices/{}/{device}", b.from),
-                after.clone(),
-            ),
-            audit(
-                &tenant,
-                &actor,
-                now,
-                out.revision,
-                "device moved in",
-                format!("devices/{tenant}/{device}"),
-                after,
-            ),
-        ],
-    );
-    store.write_control(set).map_err(unavailable)?;
-    Ok(Json(out))
+    let requests = changes.into_iter().map(Request::from).collect();
+    let outcome = api.control.act(&actor, requests, vec![action]).await?;
+    if let Some(Err(e)) = outcome.results.into_iter().find(Result::is_err) {
+        return Err(e.into());
+    }
+    match outcome.done.into_iter().next() {
+        Some(DataDone::Moved(out)) => Ok(Json(out)),
+        Some(DataDone::Waiting(open)) => {
+            let ids: Vec<String> = open.iter().map(u64::to_string).collect();
+            Err(Problem::new(
+                StatusCode::CONFLICT,
+                "open-alarms",
+                format!(
+                    "the device moved, and its history moves once its open alarms ({}) are closed",
+                    ids.join(", ")
+                ),
+            ))
+        }
+        _ => Err(unavailable(
+            "the device moved; its history and the audit follow when this node can run them",
+        )),
+    }
 }

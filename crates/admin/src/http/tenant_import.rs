@@ -22,8 +22,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use vaka_core::access::{Action, Resource};
 use vaka_core::directory::{Change, Directory};
-use vaka_store::directory::{put_audit, AdminAuditEntry};
-use vaka_store::{Found, Imported, Store, WriteSet};
+use vaka_store::directory::AdminAuditEntry;
+
+use crate::data::DataAction;
+use vaka_store::{Found, Imported, Store};
 
 use super::auth::Caller;
 use super::problem::{FieldError, Problem};
@@ -153,24 +155,25 @@ pub async fn import_tenant(
             }
         }
     }
-    let mut set = WriteSet::new();
-    put_audit(
-        &mut set,
-        &[AdminAuditEntry {
-            revision: out.revision,
-            at_ms: api.control.now_ms(),
-            actor,
-            tenant: Some(tenant.clone()),
-            action: "import tenant".into(),
-            resource: format!("tenants/{tenant}"),
-            before: None,
-            after: Some(serde_json::to_value(&out).expect("a summary serialises")),
-        }],
-    );
-    api.control
-        .store()
-        .write_control(set)
-        .map_err(unavailable)?;
+    let entry = AdminAuditEntry {
+        revision: out.revision,
+        at_ms: api.control.now_ms(),
+        actor: actor.clone(),
+        tenant: Some(tenant.clone()),
+        action: "import tenant".into(),
+        resource: format!("tenants/{tenant}"),
+        before: None,
+        after: Some(serde_json::to_value(&out).expect("a summary serialises")),
+    };
+    let outcome = api
+        .control
+        .act(&actor, Vec::new(), vec![DataAction::Audit(entry)])
+        .await?;
+    if outcome.done.is_empty() {
+        return Err(unavailable(
+            "the import's audit entry was not written; import it again (what is here is skipped)",
+        ));
+    }
     metrics::counter!("vaka_imports_total", "tenant" => tenant).increment(1);
     Ok(Json(out))
 }
