@@ -11,6 +11,8 @@
 #   GPS_RATE=10000 GPS_DEVICES=1000 scripts/cluster-storm.sh
 #                                        the GPS fleet's offered rate and devices (default
 #                                        20,000/s from all 10,000: past this VM's capacity)
+#   CLUSTER_EXTRA='telemetry_linger_ms = 100' scripts/cluster-storm.sh
+#                                        one more line in the cluster node's [cluster] section
 #
 # Builds nothing: run `cargo build --release --workspace --bins` first.
 set -euo pipefail
@@ -49,6 +51,8 @@ run() {
     "$bin/vaka-load" gps-fleet --config fleet.toml --certs certs --rate "$gps_rate" --devices "$gps_devices" --duration 10 \
         --json "gps-$label.json" >/dev/null
     show "$label gps" "gps-$label.json"
+    # A cluster node: the inputs it appended, per lane (GPS fixes per telemetry input).
+    curl -s http://127.0.0.1:9100/metrics | grep '^vaka_cluster_inputs_appended_total' || true
     kill -TERM $engine
     wait $engine || true
 }
@@ -59,7 +63,7 @@ for r in $(seq 1 "$runs"); do
     # The cluster: the same engine joined to three nats-servers (a fresh stream each time).
     "$root/scripts/jetstream-cluster.sh" bash -c '
         set -euo pipefail
-        . "'"$root"'/scripts/cluster-config.sh"
+        . "'"$root"'/scripts/cluster-config.sh" "'"${CLUSTER_EXTRA:-}"'"
         '"$(declare -f run show); bin='$bin' gps_rate='$gps_rate' gps_devices='$gps_devices'"'
         run cluster cluster.toml
     '

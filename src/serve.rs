@@ -91,6 +91,7 @@ impl Engine {
             match cluster_inputs(c, js, &store).await {
                 Ok((intake, tasks)) => {
                     router_cfg.intake = Some(intake);
+                    router_cfg.telemetry_linger = c.telemetry_linger();
                     cluster_tasks = tasks;
                 }
                 Err(e) => {

@@ -33,8 +33,14 @@ impl vaka_router::IntakeLog for Appender {
                 Lane::Alarm => "alarm",
                 Lane::Telemetry => "telemetry",
             };
-            append(&log, inputs(partitions, lane, &events))
+            let inputs = inputs(partitions, lane, &events);
+            let n = inputs.len() as u64;
+            append(&log, inputs)
                 .await
+                .inspect(|_| {
+                    metrics::counter!("vaka_cluster_inputs_appended_total", "lane" => lane_label)
+                        .increment(n);
+                })
                 .map_err(|e| {
                     tracing::warn!(error = %e, lane = lane_label, "cluster: append to VAKA_IN failed; the batch is answered busy");
                     metrics::counter!("vaka_cluster_append_failures_total", "lane" => lane_label)

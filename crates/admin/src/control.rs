@@ -289,6 +289,9 @@ async fn retry_waiting(control: std::sync::Weak<Control>) {
         if control.store.pending().is_ok_and(|p| p.is_empty()) {
             continue;
         }
+        // Not between a writer's record of its actions and its own run of them: it would find
+        // them done and could not answer what they did.
+        let _one_at_a_time = control.writer.lock().await;
         if let Err(e) = control.run_pending(None).await {
             tracing::warn!(error = %e, "admin actions on stored data: trying again failed");
         }

@@ -39,6 +39,12 @@ pub struct ClusterConfig {
     /// keeps the events themselves under its own retention.
     #[serde(default = "default_input_retention_ms")]
     pub input_retention_ms: u64,
+    /// The least time between two telemetry batches of a shard, so that a telemetry input (one
+    /// per partition per batch) groups what arrived meanwhile: the input log then takes at most
+    /// `partitions` telemetry messages per linger, whatever the rate. Telemetry waits up to
+    /// this long more; alarms never wait for it. 0: no linger.
+    #[serde(default = "default_telemetry_linger_ms")]
+    pub telemetry_linger_ms: u64,
 }
 
 fn default_partitions() -> u32 {
@@ -58,6 +64,9 @@ fn default_reconcile_every_ms() -> u64 {
 }
 fn default_input_retention_ms() -> u64 {
     7 * 24 * 3_600_000
+}
+fn default_telemetry_linger_ms() -> u64 {
+    20
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -93,6 +102,10 @@ impl ClusterConfig {
 
     pub fn input_retention(&self) -> Duration {
         Duration::from_millis(self.input_retention_ms)
+    }
+
+    pub fn telemetry_linger(&self) -> Duration {
+        Duration::from_millis(self.telemetry_linger_ms)
     }
 
     /// Stops at the first problem: naming its field is what an operator needs to fix it.
@@ -176,6 +189,12 @@ impl ClusterConfig {
                 ),
             ));
         }
+        if self.telemetry_linger_ms > 1_000 {
+            return Err(bad(
+                "telemetry_linger_ms",
+                "must be at most 1000 (a device waits this much longer for an answer)",
+            ));
+        }
         Ok(())
     }
 }
@@ -202,6 +221,7 @@ mod tests {
         assert_eq!(c.duplicate_window(), Duration::from_secs(120));
         assert_eq!(c.reconcile_every(), Duration::from_secs(60));
         assert_eq!(c.input_retention(), Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(c.telemetry_linger(), Duration::from_millis(20));
         c.validate().unwrap();
     }
 
@@ -236,6 +256,10 @@ mod tests {
             (
                 "input_retention_ms",
                 Box::new(|c| c.input_retention_ms = 60_000),
+            ),
+            (
+                "telemetry_linger_ms",
+                Box::new(|c| c.telemetry_linger_ms = 5_000),
             ),
         ];
         for (field, change) in cases {

@@ -53,6 +53,9 @@ pub struct RouterConfig {
     pub reconnect_grace_ms: i64,
     /// A cluster node's input log; `None` on a single node.
     pub intake: Option<Intake>,
+    /// The least time between two telemetry batches of a shard (a cluster node's
+    /// `cluster.telemetry_linger_ms`: fewer, larger telemetry inputs); zero on a single node.
+    pub telemetry_linger: std::time::Duration,
 }
 
 impl Default for RouterConfig {
@@ -68,6 +71,7 @@ impl Default for RouterConfig {
             supervision_grace_ms: 120_000,
             reconnect_grace_ms: 5_000,
             intake: None,
+            telemetry_linger: std::time::Duration::ZERO,
         }
     }
 }

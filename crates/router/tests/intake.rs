@@ -43,12 +43,23 @@ struct Node {
 }
 
 fn node() -> Node {
+    node_lingering(Duration::ZERO)
+}
+
+/// A node whose shard takes a telemetry batch no sooner than `linger` after the last.
+fn node_lingering(linger: Duration) -> Node {
+    node_with(linger, RouterConfig::default().max_batch)
+}
+
+fn node_with(linger: Duration, max_batch: usize) -> Node {
     let (tx, rx) = mpsc::unbounded_channel();
     let mem = Arc::new(MemBackend::new());
     let rc = RouterConfig {
         shards: 1,
         max_inflight: 4,
         intake: Some(Intake(Arc::new(HeldLog { calls: tx }))),
+        telemetry_linger: linger,
+        max_batch,
         ..RouterConfig::default()
     };
     let (store, router) = start_router(mem.clone(), directory(2), rc, Clock::new());
@@ -69,6 +80,16 @@ impl Node {
     ) -> tokio::task::JoinHandle<Result<Reply, SubmitError>> {
         let r = self.router.clone();
         tokio::spawn(async move { r.submit(alarm(device, key)).await })
+    }
+
+    /// A telemetry reading of `device` submitted in a task of its own.
+    fn submit_reading(
+        &self,
+        device: &'static str,
+        n: u64,
+    ) -> tokio::task::JoinHandle<Result<Reply, SubmitError>> {
+        let r = self.router.clone();
+        tokio::spawn(async move { r.submit(telemetry(device, n)).await })
     }
 
     async fn next_append(&self) -> (Vec<Event>, Answer) {
@@ -203,4 +224,75 @@ async fn a_batch_built_after_one_whose_append_failed_fails_with_it() {
     answer.send(Ok(record(3))).unwrap();
     assert_taken_afresh(&third.await.unwrap().unwrap());
     assert_eq!(n.events_stored(), 1);
+}
+
+/// With a telemetry linger (a cluster node's `telemetry_linger_ms`), readings that come while
+/// it runs wait for it and go to the log as one batch, so the log takes fewer, larger inputs;
+/// an alarm that comes meanwhile is appended at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_waits_out_the_linger_in_one_batch_and_an_alarm_does_not_wait() {
+    let linger = Duration::from_millis(300);
+    let n = node_lingering(linger);
+    let first = n.submit_reading("d0", 1);
+    let (events, answer) = n.next_append().await;
+    let first_taken = std::time::Instant::now();
+    assert_eq!(events.len(), 1, "the first reading goes at once");
+    answer.send(Ok(record(1))).unwrap();
+    assert_taken_afresh(&first.await.unwrap().unwrap());
+
+    let readings: Vec<_> = (2..=4).map(|i| n.submit_reading("d1", i)).collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let alarm = n.submit("d0", "r1");
+    let (events, answer) = n.next_append().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].key, "r1", "the alarm first, during the linger");
+    assert!(
+        first_taken.elapsed() < linger,
+        "the alarm waited for the linger"
+    );
+    answer.send(Ok(record(2))).unwrap();
+    assert_taken_afresh(&alarm.await.unwrap().unwrap());
+
+    let (events, answer) = n.next_append().await;
+    assert!(
+        first_taken.elapsed() >= linger - Duration::from_millis(20),
+        "the next telemetry batch came {:?} after the first",
+        first_taken.elapsed()
+    );
+    let mut keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["tm2", "tm3", "tm4"],
+        "one batch of what came meanwhile"
+    );
+    answer.send(Ok(record(3))).unwrap();
+    for r in readings {
+        assert_taken_afresh(&r.await.unwrap().unwrap());
+    }
+    assert_eq!(n.events_stored(), 5);
+}
+
+/// A whole batch waiting is taken without waiting out the linger, so the linger never caps the
+/// rate (it would at shards x max_batch per linger).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_telemetry_batch_waiting_does_not_wait_for_the_linger() {
+    let n = node_with(Duration::from_secs(30), 4);
+    let first = n.submit_reading("d0", 1);
+    let (_, answer) = n.next_append().await;
+    answer.send(Ok(record(1))).unwrap();
+    first.await.unwrap().unwrap();
+    let taken = std::time::Instant::now();
+    let readings: Vec<_> = (2..=5).map(|i| n.submit_reading("d1", i)).collect();
+    let (events, answer) = n.next_append().await;
+    assert_eq!(events.len(), 4);
+    assert!(
+        taken.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        taken.elapsed()
+    );
+    answer.send(Ok(record(2))).unwrap();
+    for r in readings {
+        assert_taken_afresh(&r.await.unwrap().unwrap());
+    }
 }

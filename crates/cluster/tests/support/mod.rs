@@ -245,6 +245,7 @@ impl Cluster {
             duplicate_window_ms: 120_000,
             reconcile_every_ms: 60_000,
             input_retention_ms: 7 * 24 * 3_600_000,
+            telemetry_linger_ms: 20,
         }
     }
 

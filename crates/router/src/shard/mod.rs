@@ -11,7 +11,7 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use std::collections::HashSet;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use vaka_core::alarm::{
     self, AlarmInput, AlarmState, CentreDeadlines, Context, Effect, Notice, TransitionError,
 };
@@ -339,6 +339,9 @@ impl Shard {
         }
     }
 
+    /// How often a lingering shard looks whether a whole telemetry batch waits.
+    const LINGER_LOOK: Duration = Duration::from_millis(5);
+
     pub(crate) async fn run(
         mut self,
         alarm_rx: flume::Receiver<Command>,
@@ -348,6 +351,10 @@ impl Shard {
         let mut telemetry = LaneState::new(Lane::Telemetry);
         let max = self.cfg.max_inflight.max(1);
         let mut stopping = false;
+        // A cluster node takes a telemetry batch no sooner than the linger after the last one,
+        // so its inputs (one per partition per batch) group what came meanwhile.
+        let linger = self.cfg.telemetry_linger;
+        let mut telemetry_from = tokio::time::Instant::now();
         tracing::debug!(shard = self.id, alarms = self.alarms.len(), "shard started");
         loop {
             let next_due = [
@@ -379,9 +386,18 @@ impl Shard {
                         Err(_) => stopping = true,
                     }
                 }
-                m = telemetry_rx.recv_async(), if !stopping && telemetry.inflight.len() < max => {
+                // Lingering: woken at its end, and now and then to see whether a whole batch
+                // waits already (then the linger would only cap the rate).
+                _ = tokio::time::sleep_until(telemetry_from.min(tokio::time::Instant::now() + Self::LINGER_LOOK)),
+                    if telemetry_from > tokio::time::Instant::now() => {}
+                m = telemetry_rx.recv_async(), if !stopping && telemetry.inflight.len() < max
+                    && (telemetry_from <= tokio::time::Instant::now()
+                        || telemetry_rx.len() >= self.cfg.max_batch) => {
                     match m {
-                        Ok(m) => stopping |= self.take_batch(&mut telemetry, m, &telemetry_rx),
+                        Ok(m) => {
+                            stopping |= self.take_batch(&mut telemetry, m, &telemetry_rx);
+                            telemetry_from = tokio::time::Instant::now() + linger;
+                        }
                         Err(_) => stopping = true,
                     }
                 }

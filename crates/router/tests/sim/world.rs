@@ -300,6 +300,7 @@ impl World {
             supervision_grace_ms: SUPERVISION_GRACE_MS,
             reconnect_grace_ms: self.params.reconnect_grace_ms,
             intake: None,
+            telemetry_linger: std::time::Duration::ZERO,
         };
         let backend: Arc<dyn Backend> = self.disk.clone();
         let dir = Arc::new(self.dir.clone());
