@@ -41,8 +41,9 @@ pub struct ClusterConfig {
     pub input_retention_ms: u64,
     /// The least time between two telemetry batches of a shard, so that a telemetry input (one
     /// per partition per batch) groups what arrived meanwhile: the input log then takes at most
-    /// `partitions` telemetry messages per linger, whatever the rate. Telemetry waits up to
-    /// this long more; alarms never wait for it. 0: no linger.
+    /// one telemetry message per partition per shard per linger, whatever the rate (`partitions`
+    /// when the shard count divides them). Telemetry waits up to this long more; alarms never
+    /// wait for it. 0: no linger.
     #[serde(default = "default_telemetry_linger_ms")]
     pub telemetry_linger_ms: u64,
 }
