@@ -421,17 +421,14 @@ fn check_logged(
 /// (the retry runs them); the writer is told nothing was done.
 async fn run_pending(store: &Store, key: PendingKey) -> Vec<data::DataDone> {
     let store = store.clone();
-    match tokio::task::spawn_blocking(move || data::run(&store, key)).await {
-        Ok(Ok(done)) => done,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "directory log: a batch's actions on stored data failed; they stay pending");
-            Vec::new()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "directory log: a batch's actions on stored data failed; they stay pending");
-            Vec::new()
-        }
-    }
+    let ran = tokio::task::spawn_blocking(move || data::run(&store, key))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    ran.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "directory log: a batch's actions on stored data failed; they stay pending");
+        Vec::new()
+    })
 }
 
 struct Shared {
@@ -855,7 +852,7 @@ pub async fn start(
     loop {
         match follower.next().await {
             Ok(Some(batch)) => {
-                // Actions on stored data wait, pending, for the control plane's start.
+                // Actions on stored data stay pending: all are run once caught up (below).
                 let (checked, _, _) = follower
                     .apply(store, dir.clone(), &tokens, batch)
                     .await
