@@ -114,7 +114,7 @@ impl Control {
         follower: crate::replicated::Follower,
     ) -> Result<Arc<Control>, StoreError> {
         let tokens = Arc::new(Tokens::load(&store)?);
-        data::run_all(&store)?;
+        // Pending actions ran at the end of `replicated::start`; waiting ones are retried.
         let replica = follower.run(store.clone(), live.clone(), router.clone(), tokens.clone());
         Ok(Self::with(
             store,

@@ -42,7 +42,11 @@ pub async fn erase_device(
         .map_err(store_problem)?;
     if !open.is_empty() {
         let ids: Vec<u64> = open.iter().map(|a| a.id.0).collect();
-        return Err(open_alarms(&what, &ids, "close them first"));
+        return Err(Problem::open_alarms(
+            &what,
+            &ids,
+            &format!("{WAITING}; close them first"),
+        ));
     }
     // The device leaves the directory and its data goes, on every node (in a cluster, each
     // when it applies the batch); this node's erasure is the answer.
@@ -69,10 +73,10 @@ pub async fn erase_device(
     match outcome.done.pop() {
         Some(DataDone::Erased(out)) if !listed && out.is_nothing() => Err(Problem::not_found(what)),
         Some(DataDone::Erased(out)) => Ok(Json(out)),
-        Some(DataDone::Waiting(open)) => Err(open_alarms(
+        Some(DataDone::Waiting(open)) => Err(Problem::open_alarms(
             &what,
             &open,
-            "the erasure runs once they are closed",
+            &format!("{WAITING}; the erasure runs once they are closed"),
         )),
         _ => Err(store_problem(
             "this node did not run it; it runs when the node can",
@@ -80,17 +84,8 @@ pub async fn erase_device(
     }
 }
 
-fn open_alarms(what: &str, ids: &[u64], then: &str) -> Problem {
-    let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
-    Problem::new(
-        StatusCode::CONFLICT,
-        "open-alarms",
-        format!(
-            "{what} has open alarms ({}): a person may be waiting for help; {then}",
-            ids.join(", ")
-        ),
-    )
-}
+/// Why an open alarm stops an erasure.
+const WAITING: &str = "a person may be waiting for help";
 
 fn store_problem(e: impl std::fmt::Display) -> Problem {
     Problem::new(

@@ -67,14 +67,11 @@ async fn refuse_open_alarms(api: &Api, key: &DeviceKey, what: &str) -> Result<()
     if open.is_empty() {
         return Ok(());
     }
-    let ids: Vec<String> = open.iter().map(|a| a.id.0.to_string()).collect();
-    Err(Problem::new(
-        StatusCode::CONFLICT,
-        "open-alarms",
-        format!(
-            "{what} has open alarms ({}): a person may be waiting; they are handled where they are, close them first",
-            ids.join(", ")
-        ),
+    let ids: Vec<u64> = open.iter().map(|a| a.id.0).collect();
+    Err(Problem::open_alarms(
+        what,
+        &ids,
+        "a person may be waiting; they are handled where they are, close them first",
     ))
 }
 

@@ -48,6 +48,16 @@ impl Problem {
         )
     }
 
+    /// 409: `what` has open alarms (`ids`); `why` says why that stops the call.
+    pub fn open_alarms(what: &str, ids: &[u64], why: &str) -> Problem {
+        let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+        Problem::new(
+            StatusCode::CONFLICT,
+            "open-alarms",
+            format!("{what} has open alarms ({}): {why}", ids.join(", ")),
+        )
+    }
+
     pub fn forbidden(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::FORBIDDEN, "forbidden", detail)
     }
