@@ -214,25 +214,21 @@ impl Control {
         .map_err(|e| ControlError::Store(format!("directory change task: {e}")))??;
         let mut outcome = publish(&self.live, &self.router, checked).await;
         if let Some(key) = pending {
-            outcome.done = self.run_pending(Some(key)).await?;
+            outcome.done = self.run_pending(key).await?;
         }
         Ok(outcome)
     }
 
-    /// Runs the actions pending under `key` (`None`: every pending action, those that waited
-    /// included) on a blocking thread: what they did.
-    pub(crate) async fn run_pending(
+    /// Runs the actions pending under `key` on a blocking thread: what they did.
+    async fn run_pending(
         &self,
-        key: Option<vaka_store::pending::PendingKey>,
+        key: vaka_store::pending::PendingKey,
     ) -> Result<Vec<DataDone>, ControlError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || match key {
-            Some(key) => data::run(&store, key),
-            None => data::run_all(&store).map(|_| Vec::new()),
-        })
-        .await
-        .map_err(|e| ControlError::Store(format!("data action task: {e}")))?
-        .map_err(ControlError::from)
+        tokio::task::spawn_blocking(move || data::run(&store, key))
+            .await
+            .map_err(|e| ControlError::Store(format!("data action task: {e}")))?
+            .map_err(ControlError::from)
     }
 
     /// Stops this node's directory follower (cluster mode; nothing otherwise) and waits for
@@ -292,8 +288,13 @@ async fn retry_waiting(control: std::sync::Weak<Control>) {
         // Not between a writer's record of its actions and its own run of them: it would find
         // them done and could not answer what they did.
         let _one_at_a_time = control.writer.lock().await;
-        if let Err(e) = control.run_pending(None).await {
-            tracing::warn!(error = %e, "admin actions on stored data: trying again failed");
+        let store = control.store.clone();
+        match tokio::task::spawn_blocking(move || data::retry_all(&store)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "admin actions on stored data: trying again failed")
+            }
+            Err(e) => tracing::warn!(error = %e, "admin actions on stored data: retry task failed"),
         }
     }
 }

@@ -28,6 +28,13 @@ pub const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 /// would otherwise run a set twice (two audit entries).
 static RUNNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Holds this process's actions on stored data until the guard is dropped, as a long erasure
+/// would: for tests of what goes on meanwhile.
+#[doc(hidden)]
+pub fn hold_actions() -> std::sync::MutexGuard<'static, ()> {
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// One action on stored data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -166,6 +173,21 @@ pub(crate) fn run(store: &Store, key: PendingKey) -> Result<Vec<DataDone>, Store
 /// again). How many still wait.
 pub(crate) fn run_all(store: &Store) -> Result<usize, StoreError> {
     let _one = RUNNING.lock().unwrap_or_else(|p| p.into_inner());
+    run_all_held(store)
+}
+
+/// [`run_all`], unless actions are running now (`None`): the retry of waiting actions does not
+/// queue behind a long erasure while it holds the control plane's writer lock.
+pub(crate) fn retry_all(store: &Store) -> Result<Option<usize>, StoreError> {
+    let _one = match RUNNING.try_lock() {
+        Ok(g) => g,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+    };
+    run_all_held(store).map(Some)
+}
+
+fn run_all_held(store: &Store) -> Result<usize, StoreError> {
     let mut waiting = 0;
     for (key, bytes) in store.pending()? {
         let done = run_one(store, key, &bytes)?;

@@ -417,6 +417,34 @@ fn check_logged(
     }
 }
 
+/// A batch's actions on stored data, to run once its directory is published; the writer, if
+/// it is this node's, is answered when they have run.
+struct ActionRun {
+    key: PendingKey,
+    outcome: Outcome,
+    waiter: Option<oneshot::Sender<Outcome>>,
+}
+
+/// How many applied batches' actions may wait for the runner before the follower waits too.
+const ACTIONS_QUEUED: usize = 64;
+
+/// Runs the batches' actions in the order they were applied, off the follower: an erasure (a
+/// scan and a compaction, seconds on a large store) does not hold up the directory changes
+/// after it. The runner ends when the follower does; what it had not run stays pending and
+/// runs at the next start.
+fn spawn_action_runner(store: Store) -> tokio::sync::mpsc::Sender<ActionRun> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ActionRun>(ACTIONS_QUEUED);
+    tokio::spawn(async move {
+        while let Some(mut run) = rx.recv().await {
+            run.outcome.done = run_pending(&store, run.key).await;
+            if let Some(tx) = run.waiter {
+                let _ = tx.send(run.outcome);
+            }
+        }
+    });
+    tx
+}
+
 /// Runs a batch's actions on stored data on a blocking thread. A failure leaves them pending
 /// (the retry runs them); the writer is told nothing was done.
 async fn run_pending(store: &Store, key: PendingKey) -> Vec<data::DataDone> {
@@ -592,6 +620,7 @@ async fn follow(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut stored = follower.stored.take();
+    let actions = spawn_action_runner(store.clone());
     // A batch reaches the subscribers as the stream receives it, a moment before the stream's
     // leader has it stored (and a writer told "behind" may be behind a batch still being
     // stored): after such a wake-up, ask again soon until it is there.
@@ -615,15 +644,31 @@ async fn follow(
                     .await
                 {
                     Ok((checked, id, pending)) => {
-                        let mut outcome = publish(&live, &router, checked).await;
-                        if let Some(key) = pending {
-                            outcome.done = run_pending(&store, key).await;
-                        }
+                        let outcome = publish(&live, &router, checked).await;
                         shared.progress.send_modify(|p| p.sequence = sequence);
-                        let mut waiter = shared.waiter.lock().expect("waiter");
-                        if waiter.as_ref().is_some_and(|(w, _)| Some(w) == id.as_ref()) {
-                            let (_, tx) = waiter.take().expect("checked");
-                            let _ = tx.send(outcome);
+                        let waiter = {
+                            let mut waiter = shared.waiter.lock().expect("waiter");
+                            match waiter.as_ref().is_some_and(|(w, _)| Some(w) == id.as_ref()) {
+                                true => waiter.take().map(|(_, tx)| tx),
+                                false => None,
+                            }
+                        };
+                        match pending {
+                            Some(key) => {
+                                let run = ActionRun {
+                                    key,
+                                    outcome,
+                                    waiter,
+                                };
+                                if actions.send(run).await.is_err() {
+                                    tracing::error!("directory log: the action runner is gone; the batch's actions stay pending");
+                                }
+                            }
+                            None => {
+                                if let Some(tx) = waiter {
+                                    let _ = tx.send(outcome);
+                                }
+                            }
                         }
                     }
                     Err(e) => {

@@ -551,3 +551,81 @@ async fn a_batch_gone_from_the_log_a_node_past_its_end_or_a_log_written_again_is
     );
     n.stop().await;
 }
+
+/// An erasure's run (a scan and a compaction: seconds on a large store) is off the follower:
+/// while it runs on both nodes, a device added on B is in both directories, and the erasure
+/// answers once it has run. Before, each node's follower ran it in line, so every directory
+/// change after it waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The lock held across awaits is the point: it stands in for a long erasure.
+#[allow(clippy::await_holding_lock)]
+async fn a_long_erasure_holds_up_no_directory_change_after_it() {
+    let c = Cluster::start3();
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start(&c, "a", da.path()).await;
+    let b = start(&c, "b", db.path()).await;
+    a.control
+        .apply_one("tok_a", device("d1", 60))
+        .await
+        .unwrap();
+    wait_revision(&b, 2, Duration::from_secs(5)).await;
+
+    // Actions on stored data held, as a long erasure would hold them.
+    let held = vaka_admin::data::hold_actions();
+    let erasure = {
+        let control = a.control.clone();
+        tokio::spawn(async move {
+            let delete = Change::DeleteDevice {
+                tenant: "t".into(),
+                id: "d1".into(),
+            };
+            let erase = vaka_admin::data::DataAction::Erase {
+                tenant: "t".into(),
+                device: "d1".into(),
+                removed_from_directory: true,
+            };
+            control.act("tok_a", vec![delete.into()], vec![erase]).await
+        })
+    };
+    wait_revision(&b, 3, Duration::from_secs(5)).await;
+    wait_revision(&a, 3, Duration::from_secs(5)).await;
+    assert!(!erasure.is_finished(), "the erasure answered before it ran");
+    // Past the retry of waiting actions (5 s), which must not take the writer lock meanwhile.
+    tokio::time::sleep(vaka_admin::data::RETRY + Duration::from_secs(1)).await;
+    let added = tokio::time::timeout(
+        Duration::from_secs(5),
+        b.control.apply_one("tok_b", device("d2", 60)),
+    )
+    .await
+    .expect("a directory change waited for an erasure's run")
+    .unwrap();
+    assert_eq!(added.1, 4);
+    wait_revision(&a, 4, Duration::from_secs(5)).await;
+    assert_eq!(a.store.pending().unwrap().len(), 1);
+    assert_eq!(b.store.pending().unwrap().len(), 1);
+
+    drop(held);
+    let out = tokio::time::timeout(Duration::from_secs(10), erasure)
+        .await
+        .expect("the erasure answers once it has run")
+        .unwrap()
+        .unwrap();
+    match out.done.as_slice() {
+        [vaka_admin::data::DataDone::Erased(e)] => assert!(e.removed_from_directory),
+        other => panic!("the erasure on A: {other:?}"),
+    }
+    eventually_empty(&b).await;
+    assert!(a.store.pending().unwrap().is_empty());
+    assert_identical(&a, &b);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Waits until `node` has no action on stored data pending.
+async fn eventually_empty(node: &Node) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !node.store.pending().unwrap().is_empty() {
+        assert!(Instant::now() < until, "actions still pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
