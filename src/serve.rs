@@ -1,6 +1,7 @@
 //! Wiring: open the store, recover, start the router (and, as they land, the fronts), run until a
 //! signal, then shut down in order within a bound.
 use crate::config::Config;
+use crate::inputs;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vaka_admin::Control;
@@ -87,11 +88,14 @@ impl Engine {
         // A cluster node's shards append device events to the input log; what other nodes
         // appended is stored here before any front opens.
         let mut cluster_tasks = Vec::new();
+        let mut cluster_node = None;
         if let (Some(c), Some(js)) = (&cfg.cluster, js) {
             match cluster_inputs(c, js, &store).await {
-                Ok((intake, tasks)) => {
+                Ok((intake, node, tasks)) => {
                     router_cfg.intake = Some(intake);
                     router_cfg.telemetry_linger = c.telemetry_linger();
+                    router_cfg.owners = vaka_router::Owners::cluster(c.partitions);
+                    cluster_node = Some(node);
                     cluster_tasks = tasks;
                 }
                 Err(e) => {
@@ -103,6 +107,7 @@ impl Engine {
         let directory_ms = phase.lap();
         let clock = Clock::new();
         // Every centre counts as away from now on: the reconnect grace starts with the engine.
+        let owners = router_cfg.owners.clone();
         let router = Router::start(
             router_cfg,
             store.clone(),
@@ -111,6 +116,17 @@ impl Engine {
             Presence::new(),
             clock,
         );
+        // A cluster node's follower hands what it stores to the router, and its leases say
+        // which devices the router speaks for.
+        if let (Some(node), Some(c)) = (cluster_node, &cfg.cluster) {
+            cluster_tasks.push(node.follower.spawn(router.clone()));
+            cluster_tasks.push(inputs::leases::spawn(
+                node.leases,
+                c.partitions,
+                owners,
+                c.lease_renew(),
+            ));
+        }
         let router_ms = phase.lap();
         tracing::info!(
             open_ms,
@@ -445,17 +461,32 @@ async fn cluster_directory(
     Ok((dir, follower, js))
 }
 
+/// What a cluster node starts once its router runs: the input log's follower (caught up) and
+/// the lease bucket.
+struct ClusterNode {
+    follower: inputs::follow::Follower,
+    leases: vaka_cluster::lease::LeaseBucket,
+}
+
 /// A cluster node's input log: `VAKA_IN` opened (a start without it is refused, like one without
-/// the directory log), every input this node does not hold stored (`inputs::follow`), then the
-/// follower and reconciliation (a pass at once, then every `reconcile_every_ms`) started.
-/// Returns the shards' appender and the two tasks. A catch-up that fails (the stream busy
-/// electing a leader) does not stop the start: the follower goes on from the same mark.
+/// the directory log), every input this node does not hold stored (`inputs::follow`), and
+/// reconciliation (a pass at once, then every `reconcile_every_ms`) started; the lease bucket
+/// opened. Returns the shards' appender, the follower and the bucket (started with the router),
+/// and the reconciliation task. A catch-up that fails (the stream busy electing a leader) does
+/// not stop the start: the follower goes on from the same mark.
 async fn cluster_inputs(
     cluster: &vaka_cluster::ClusterConfig,
     js: async_nats::jetstream::Context,
     store: &Store,
-) -> Result<(vaka_router::Intake, Vec<tokio::task::JoinHandle<()>>), String> {
-    use crate::inputs;
+) -> Result<
+    (
+        vaka_router::Intake,
+        ClusterNode,
+        Vec<tokio::task::JoinHandle<()>>,
+    ),
+    String,
+> {
+    let leases = inputs::leases::open(cluster, js.clone()).await?;
     let log = inputs::open(cluster, js).await?;
     let mut follower = inputs::follow::Follower::new(log.clone(), store.clone(), &cluster.node_id);
     match follower.catch_up().await {
@@ -473,10 +504,13 @@ async fn cluster_inputs(
     }
     let appender = inputs::append::Appender::new(log.clone(), cluster.partitions);
     let tasks = vec![
-        follower.spawn(),
-        inputs::reconcile::Reconciler::new(log, store.clone()).spawn(cluster.reconcile_every()),
+        inputs::reconcile::Reconciler::new(log, store.clone()).spawn(cluster.reconcile_every())
     ];
-    Ok((vaka_router::Intake(Arc::new(appender)), tasks))
+    Ok((
+        vaka_router::Intake(Arc::new(appender)),
+        ClusterNode { follower, leases },
+        tasks,
+    ))
 }
 
 /// Closes a store that was opened but not handed to a router.

@@ -978,3 +978,147 @@ fn an_erasure_a_move_and_an_export_through_one_node_reach_every_node() {
         );
     }
 }
+
+/// Which node holds `device`'s partition lease (`None`: nobody), read from `VAKA_LEASES`.
+fn lease_holder(c: &nats::Cluster, device: &str) -> Option<String> {
+    let p = vaka_cluster::Partition::of(&vaka_core::DeviceKey::new("t", device), 64);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let js = c.js().await;
+        let kv = js.get_key_value("VAKA_LEASES").await.ok()?;
+        let v = kv.get(p.lease_key()).await.ok()??;
+        Some(String::from_utf8_lossy(&v).into_owned())
+    })
+}
+
+/// `device` (supervised every 2 s) sends a heartbeat through `client` every 250 ms until `stop`.
+async fn heartbeats(
+    client: vaka_device::Client,
+    device: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut n = 0;
+    while !*stop.borrow() {
+        let r = client
+            .send(events::heartbeat(format!("{device}-hb{n}")))
+            .await
+            .unwrap();
+        assert!(stored(&r), "{r:?}");
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Supervision in a cluster. Each node supervises every device of the shared directory, but a
+/// device talks to one node: before, every other node never heard it and called it silent
+/// after its interval. Now every node hears it through its input follower, and only the owner
+/// of its partition (a lease in `VAKA_LEASES`) calls it silent. Devices s1 and s2 send
+/// heartbeats to N, the node not owning their partition: for 6 s (two deadlines over) no node
+/// calls either silent. s1 stops: its owner O calls it silent once, N never. O is SIGKILLed and
+/// s2 stops at once: N takes O's partitions over when O's leases run out (within 5 s), and calls
+/// s2 silent, and s1 again (O's alarm for it waits on O).
+#[test]
+fn a_device_is_supervised_by_its_partitions_owner_alone_and_by_another_node_once_the_owner_is_killed(
+) {
+    let c = nats::Cluster::start3();
+    let devices: Vec<String> = (1..=8).map(|i| format!("s{i}")).collect();
+    let names: Vec<&str> = devices.iter().map(String::as_str).collect();
+    // Silent after 2 s + 1 s of grace.
+    let start = |node: &str| {
+        Engine::start_tuned(
+            DIRECTORY,
+            &[("t", &names)],
+            &cluster_section(&c, node),
+            false,
+            false,
+            "supervision_grace_secs = 1\n",
+        )
+    };
+    let a = start("a");
+    let b = start("b");
+    for d in &names {
+        let path = format!("/api/v1/tenants/t/devices/{d}");
+        let put = a.send("PUT", &path, OPERATOR, &json!({"type": "0003"}));
+        assert_eq!(put.status, 201, "{}", put.body);
+    }
+    within(Duration::from_secs(5), "the devices on B", || {
+        b.device("t", "s8").is_some()
+    });
+    within(Duration::from_secs(10), "every partition owned", || {
+        metric(&a, "vaka_cluster_partitions_owned") + metric(&b, "vaka_cluster_partitions_owned")
+            == 64.0
+    });
+    let owner = lease_holder(&c, "s1").expect("s1's partition is held");
+    let s2 = names[1..]
+        .iter()
+        .find(|d| lease_holder(&c, d).as_deref() == Some(owner.as_str()))
+        .expect("another device of the same owner");
+    let (mut o, n) = if owner == "a" { (a, b) } else { (b, a) };
+    eprintln!("owner {owner}, devices s1 and {s2}");
+    // The two supervised, through N (every node applies it).
+    for d in ["s1", s2] {
+        let path = format!("/api/v1/tenants/t/devices/{d}");
+        let put = n.send(
+            "PUT",
+            &path,
+            OPERATOR,
+            &json!({"type": "0003", "heartbeat_secs": 2}),
+        );
+        assert_eq!(put.status, 200, "{}", put.body);
+    }
+    within(Duration::from_secs(5), "the change on O", || {
+        o.device("t", s2).is_some_and(|d| d["heartbeat_secs"] == 2)
+    });
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (stop_s1, s1_stopped) = tokio::sync::watch::channel(false);
+    let (stop_s2, s2_stopped) = tokio::sync::watch::channel(false);
+    let (s1_client, s2_client) =
+        rt.block_on(async { (n.quic_client("t", "s1").await, n.quic_client("t", s2).await) });
+    let s1_task = rt.spawn(heartbeats(s1_client, "s1".into(), s1_stopped));
+    let s2_task = rt.spawn(heartbeats(s2_client, s2.to_string(), s2_stopped));
+    std::thread::sleep(Duration::from_secs(6));
+    let silent = |e: &Engine| metric(e, "vaka_devices_silent_total");
+    assert_eq!(
+        (silent(&o), silent(&n)),
+        (0.0, 0.0),
+        "a device heard on N called silent"
+    );
+
+    stop_s1.send(true).unwrap();
+    rt.block_on(s1_task).unwrap();
+    within(
+        Duration::from_secs(8),
+        "s1 called silent by its owner",
+        || silent(&o) == 1.0,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        (silent(&o), silent(&n)),
+        (1.0, 0.0),
+        "s1 called silent by the owner alone"
+    );
+
+    o.sigkill();
+    stop_s2.send(true).unwrap();
+    rt.block_on(s2_task).unwrap();
+    let killed = Instant::now();
+    let took_over = within(Duration::from_secs(10), "N owns every partition", || {
+        metric(&n, "vaka_cluster_partitions_owned") == 64.0
+    });
+    // s2, and s1 again: O called s1 silent before it died, and that alarm waits on O; N held
+    // s1's deadline back while O owned it and fires it on taking over (a duplicate, never a
+    // device nobody calls silent).
+    within(
+        Duration::from_secs(10),
+        "s2 (and s1) called silent by N",
+        || silent(&n) == 2.0,
+    );
+    eprintln!(
+        "partitions taken over {took_over:?} after the owner was killed; s2 called silent {:?} after",
+        killed.elapsed()
+    );
+    assert!(
+        took_over < Duration::from_secs(5),
+        "took over in {took_over:?}"
+    );
+}

@@ -13,12 +13,20 @@
 //! An event of a device whose history was erased or moved to another tenant after the input
 //! was stamped (`vaka_store::gone`: this node was behind, or stopped) is dropped or stored under
 //! the new tenant, never stored again as it was.
+//!
+//! Once stored, the events go to the router ([`Router::followed`]): their devices count as
+//! heard, and their activity rules step, so supervision and rules on this node see the
+//! devices that talk to other nodes (only a partition's owner calls a device silent or makes a
+//! rule's alarm: `vaka_router::Owners`). What the catch-up at start stored, before the router
+//! runs, is told as when each device was last heard ([`Router::heard_elsewhere`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vaka_cluster::reconcile::Digest;
 use vaka_cluster::{events, InputLog};
-use vaka_core::Lane;
+use vaka_core::{DeviceKey, Event, EventId, Lane, UnixMillis};
+use vaka_router::Router;
 use vaka_store::{Store, WriteSet};
 
 /// How long an own input may stay unheld before the follower stores it from the stream.
@@ -34,6 +42,10 @@ pub struct Follower {
     node: String,
     /// Own inputs seen not yet held, by sequence: when first seen.
     own_waiting: HashMap<u64, Instant>,
+    /// Once running: where the events it stores go (supervision and rules).
+    router: Option<Arc<Router>>,
+    /// What the catch-up stored, before the router ran: when each device was last heard.
+    heard_at_start: HashMap<DeviceKey, UnixMillis>,
 }
 
 impl Follower {
@@ -43,6 +55,8 @@ impl Follower {
             store,
             node: node.to_owned(),
             own_waiting: HashMap::new(),
+            router: None,
+            heard_at_start: HashMap::new(),
         }
     }
 
@@ -60,11 +74,15 @@ impl Follower {
         }
     }
 
-    /// Runs until aborted: a step, and a pause whenever it found nothing new.
-    /// `vaka_cluster_followed_timestamp_seconds` is when a step last read the stream (from the
-    /// start on): `VakaClusterInputFollowStalled` fires when it falls behind.
-    pub fn spawn(mut self) -> tokio::task::JoinHandle<()> {
+    /// Runs until aborted, handing what it stores to `router`: a step, and a pause whenever it
+    /// found nothing new. `vaka_cluster_followed_timestamp_seconds` is when a step last read
+    /// the stream (from the start on): `VakaClusterInputFollowStalled` fires when it falls
+    /// behind.
+    pub fn spawn(mut self, router: Arc<Router>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let heard: Vec<_> = self.heard_at_start.drain().collect();
+            router.heard_elsewhere(heard).await;
+            self.router = Some(router);
             crate::inputs::stamp("vaka_cluster_followed_timestamp_seconds");
             loop {
                 let step = self.step(false).await;
@@ -123,6 +141,20 @@ impl Follower {
         Ok(())
     }
 
+    /// An event stored: for the router once it runs, else when its device was last heard.
+    fn heard(&mut self, id: EventId, ev: Event, followed: &mut Vec<(EventId, Event)>) {
+        match self.router {
+            Some(_) => followed.push((id, ev)),
+            None => {
+                let at = self
+                    .heard_at_start
+                    .entry(ev.device)
+                    .or_insert(ev.received_ms);
+                *at = (*at).max(ev.received_ms);
+            }
+        }
+    }
+
     /// Reads from the mark on and stores what is not held: (inputs stored, inputs read).
     async fn step(&mut self, starting: bool) -> Result<(u64, usize), String> {
         let err = |e: &dyn std::fmt::Display| format!("following VAKA_IN: {e}");
@@ -140,6 +172,7 @@ impl Follower {
         }
         let gone = self.store.gone().map_err(|e| err(&e))?;
         let mut set = WriteSet::new();
+        let mut followed: Vec<(EventId, Event)> = Vec::new();
         let (mut stored, mut held_back) = (0, None);
         for input in &inputs {
             let (p, seq) = (input.partition.0, input.sequence);
@@ -171,7 +204,9 @@ impl Follower {
                             },
                             None => ev,
                         };
-                        set.put_event(self.store.allocate_id(), &ev);
+                        let id = self.store.allocate_id();
+                        set.put_event(id, &ev);
+                        self.heard(id, ev, &mut followed);
                     }
                 }
                 // Recorded all the same (reconciliation compares bytes, not meaning): a newer
@@ -190,6 +225,9 @@ impl Follower {
             .commit(Lane::Telemetry, set)
             .await
             .map_err(|e| err(&e))?;
+        if let Some(router) = &self.router {
+            router.followed(followed).await;
+        }
         metrics::counter!("vaka_cluster_inputs_followed_total").increment(stored);
         metrics::gauge!("vaka_cluster_input_read_sequence").set(read_to as f64);
         // Held back: read again from there after a pause, not at once.

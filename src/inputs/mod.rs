@@ -5,10 +5,13 @@
 //! node's record against the stream at start and every so often (`reconcile`).
 //!
 //! What is replicated is the events, not yet the alarms they open: the node that took an alarm
-//! offers it; the others hold it as history.
+//! offers it; the others hold it as history. Supervision and activity rules see every node's
+//! events, and only the owner of a device's partition (`leases`) calls it silent or makes a
+//! rule's alarm.
 
 pub mod append;
 pub mod follow;
+pub mod leases;
 pub mod reconcile;
 
 use vaka_cluster::{ClusterConfig, InputLog};

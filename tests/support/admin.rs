@@ -87,6 +87,18 @@ impl Engine {
         sip_tcp: bool,
         sip_tls: bool,
     ) -> Engine {
+        Engine::start_tuned(directory, quic, sections, sip_tcp, sip_tls, "")
+    }
+
+    /// As `start_sip`, with more `[router]` lines (`key = value`, each ending in a newline).
+    pub fn start_tuned(
+        directory: &str,
+        quic: &[(&str, &[&str])],
+        sections: &str,
+        sip_tcp: bool,
+        sip_tls: bool,
+        router: &str,
+    ) -> Engine {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         if sip_tls {
@@ -128,7 +140,7 @@ impl Engine {
             "[server]\ndata_dir = \"{data}\"\nlog_level = \"warn\"\nshutdown_timeout_secs = 5\n\
              [listen]\n{quic_listen}sip_udp = \"{sip}\"\n{tcp_listen}grpc = \"{grpc}\"\n\
              http = \"127.0.0.1:{http}\"\n\
-             [router]\nshards = 2\nreconnect_grace_secs = 1\n\
+             [router]\nshards = 2\nreconnect_grace_secs = 1\n{router}\
              [sip]\nudp = true\ntcp = {sip_tcp}\ntls = {sip_tls}\n{tls_files}\
              {quic_section}\
              [grpc]\nheartbeat_secs = 1\n\

@@ -56,6 +56,9 @@ pub struct RouterConfig {
     /// The least time between two telemetry batches of a shard (a cluster node's
     /// `cluster.telemetry_linger_ms`: fewer, larger telemetry inputs); zero on a single node.
     pub telemetry_linger: std::time::Duration,
+    /// The devices this node supervises and runs activity rules for: every one on a single
+    /// node, those of its partitions on a cluster node.
+    pub owners: crate::Owners,
 }
 
 impl Default for RouterConfig {
@@ -72,6 +75,7 @@ impl Default for RouterConfig {
             reconnect_grace_ms: 5_000,
             intake: None,
             telemetry_linger: std::time::Duration::ZERO,
+            owners: crate::Owners::all(),
         }
     }
 }

@@ -289,6 +289,47 @@ impl Router {
         self.broadcast(|| Command::Directory(devices.clone())).await;
     }
 
+    /// Events other cluster nodes took, stored by this node's follower under these ids: each
+    /// device's shard counts it heard and steps its activity rules, so supervision and rules
+    /// see every device's events on every node (`crate::Owners`). Waits for room in the
+    /// telemetry lanes (this is history, never ahead of an alarm).
+    pub async fn followed(&self, events: Vec<(vaka_core::EventId, Event)>) {
+        if events.is_empty() || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let n = self.lanes.len();
+        let mut per_shard: Vec<Vec<(vaka_core::EventId, Event)>> = vec![Vec::new(); n];
+        for (id, ev) in events {
+            per_shard[ev.device.shard(n)].push((id, ev));
+        }
+        for (lane, events) in self.lanes.iter().zip(per_shard) {
+            if !events.is_empty() {
+                let _ = lane.telemetry.send_async(Command::Followed(events)).await;
+            }
+        }
+    }
+
+    /// Devices other cluster nodes heard from, and when (the follower's catch-up at start,
+    /// before the router ran): supervision counts them heard.
+    pub async fn heard_elsewhere(&self, heard: Vec<(DeviceKey, UnixMillis)>) {
+        if heard.is_empty() || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let n = self.lanes.len();
+        let mut per_shard: Vec<Vec<(DeviceKey, UnixMillis)>> = vec![Vec::new(); n];
+        for (device, at) in heard {
+            per_shard[device.shard(n)].push((device, at));
+        }
+        for (lane, heard) in self.lanes.iter().zip(per_shard) {
+            if !heard.is_empty() {
+                let _ = lane
+                    .telemetry
+                    .send_async(Command::HeardElsewhere(heard))
+                    .await;
+            }
+        }
+    }
+
     /// Control messages must not be lost: they wait for room in the alarm lane.
     async fn broadcast(&self, msg: impl Fn() -> Command) {
         if self.closed.load(Ordering::Acquire) {

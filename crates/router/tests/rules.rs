@@ -11,7 +11,7 @@ use vaka_core::alarm::{Notice, UpdateKind};
 use vaka_core::directory::Centre;
 use vaka_core::rules::{Rule, RuleRecord};
 use vaka_core::{CentreId, DeviceKey, Event, EventKind};
-use vaka_router::{Clock, Router, RouterConfig};
+use vaka_router::{Clock, Owners, Router, RouterConfig};
 use vaka_store::{read_outbox, MemBackend, Store};
 
 /// 2026-03-28T20:00:00Z: 21:00 in Stockholm, the evening before clocks go forward.
@@ -24,6 +24,11 @@ fn rule(json: &str) -> Rule {
 }
 
 fn start(backend: Arc<MemBackend>, clock: Clock) -> (Store, Arc<Router>) {
+    start_owning(backend, clock, Owners::all())
+}
+
+/// [`start`] as a cluster node that speaks for the devices `owners` says.
+fn start_owning(backend: Arc<MemBackend>, clock: Clock, owners: Owners) -> (Store, Arc<Router>) {
     let mut dir = directory(2);
     dir.insert_centre(Centre::new("nurse", &["t"]));
     // Nobody answers in these tests: deadlines long enough not to escalate meanwhile.
@@ -49,6 +54,7 @@ fn start(backend: Arc<MemBackend>, clock: Clock) -> (Store, Arc<Router>) {
         dir,
         RouterConfig {
             shards: 2,
+            owners,
             ..RouterConfig::default()
         },
         clock,
@@ -427,4 +433,48 @@ async fn a_dose_taken_report_overtaking_its_due_report_raises_nothing() {
         .unwrap();
     tokio::time::advance(Duration::from_secs(30 * MIN)).await;
     wait_for(&backend, "nurse", 1).await;
+}
+
+/// A cluster node that does not own d0's partition: a dose due, followed from another node,
+/// steps the rule's state, but its timer is the owner's to fire, so no alarm is made here when
+/// it comes due. A door opened at night that this node took itself is this node's alarm to make
+/// (as the alarms of the events it takes are), owner or not. Taking d0's partition over, the
+/// node fires the dose timer that came due meanwhile, once.
+#[tokio::test(start_paused = true)]
+async fn a_rule_timer_fires_on_the_partitions_owner_and_an_event_s_alarm_on_the_node_that_took_it()
+{
+    let _busy = hold_clock();
+    let backend = Arc::new(MemBackend::new());
+    let owners = Owners::cluster(8);
+    let (_store, router) = start_owning(backend.clone(), Clock::starting_at(T0), owners.clone());
+    router.centre_up(&CentreId::new("c1")).await;
+    router.centre_up(&CentreId::new("nurse")).await;
+    let due = Event {
+        received_ms: T0,
+        ..reading("d0", "dose-due", 1.0, 1)
+    };
+    router
+        .followed(vec![(vaka_core::EventId(1_000), due)])
+        .await;
+    settle().await;
+    // 02:00 local: the front door at night, taken here.
+    tokio::time::advance(Duration::from_secs(5 * 60 * MIN)).await;
+    router
+        .submit(reading("d1", "front-door", 1.0, 2))
+        .await
+        .unwrap();
+    let got = wait_for(&backend, "c1", 1).await;
+    assert_eq!(got[0].alarm().code, "rule:door_at_night:door");
+    assert!(
+        outbox(&backend, "nurse").is_empty(),
+        "{:?}",
+        outbox(&backend, "nurse")
+    );
+
+    owners.set(DeviceKey::new("t", "d0").shard(8) as u32, true);
+    let got = wait_for(&backend, "nurse", 1).await;
+    assert_eq!(got[0].alarm().code, "rule:missed_dose:dose");
+    tokio::time::advance(Duration::from_secs(10 * MIN)).await;
+    settle().await;
+    assert_eq!(outbox(&backend, "nurse").len(), 1);
 }

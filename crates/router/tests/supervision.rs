@@ -6,13 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::*;
 use vaka_core::alarm::{Notice, UpdateKind};
-use vaka_core::{AlarmKind, CentreId, DeviceKey, Event, EventKind};
-use vaka_router::{Clock, Router, RouterConfig};
+use vaka_core::{AlarmKind, CentreId, DeviceKey, Event, EventId, EventKind};
+use vaka_router::{Clock, Owners, Router, RouterConfig};
 use vaka_store::{read_outbox, MemBackend, Store};
 
 const T0: i64 = 1_700_000_000_000;
 
 fn start(backend: Arc<MemBackend>, clock: Clock) -> (Store, Arc<Router>) {
+    start_owning(backend, clock, Owners::all())
+}
+
+/// [`start`] as a cluster node that speaks for the devices `owners` says.
+fn start_owning(backend: Arc<MemBackend>, clock: Clock, owners: Owners) -> (Store, Arc<Router>) {
     let mut dir = directory(2);
     dir.devices
         .get_mut(&DeviceKey::new("t", "d0"))
@@ -21,6 +26,7 @@ fn start(backend: Arc<MemBackend>, clock: Clock) -> (Store, Arc<Router>) {
     let rc = RouterConfig {
         shards: 2,
         supervision_grace_ms: 30_000,
+        owners,
         ..RouterConfig::default()
     };
     start_router(backend, dir, rc, clock)
@@ -142,6 +148,62 @@ async fn restart_in_the_middle_keeps_the_silence_deadline() {
         "deadline is 90 s after the heartbeat, not after the restart"
     );
     tokio::time::advance(Duration::from_millis(100)).await;
+    let got = wait_notices(&backend, 1).await;
+    assert!(matches!(&got[0], Notice::Offer { alarm, .. } if alarm.kind == AlarmKind::Silent));
+}
+
+/// A cluster node: another node took d0's heartbeat (stamped 80 s on), and this node's follower
+/// stored it. Its deadline moves out from that stamp, so d0 is not called silent at 90 s as if
+/// only this node's own events counted, but at 170 s.
+#[tokio::test(start_paused = true)]
+async fn a_device_heard_by_another_node_is_not_silent_here() {
+    let _busy = hold_clock();
+    let backend = Arc::new(MemBackend::new());
+    let (_store, router) = start(backend.clone(), Clock::starting_at(T0));
+    router.centre_up(&CentreId::new("c1")).await;
+    router.submit(heartbeat(1)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(80)).await;
+    let elsewhere = Event {
+        received_ms: T0 + 80_000,
+        ..heartbeat(2)
+    };
+    router.followed(vec![(EventId(1_000), elsewhere)]).await;
+    // An older one, followed late, moves nothing back.
+    let older = Event {
+        received_ms: T0 + 10_000,
+        ..heartbeat(3)
+    };
+    router.followed(vec![(EventId(1_001), older)]).await;
+    tokio::time::advance(Duration::from_secs(89)).await;
+    settle().await;
+    assert!(
+        c1(&backend).is_empty(),
+        "called silent 90 s after its own heartbeat"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let got = wait_notices(&backend, 1).await;
+    assert!(matches!(&got[0], Notice::Offer { alarm, .. } if alarm.kind == AlarmKind::Silent));
+}
+
+/// A cluster node that does not own d0's partition holds its silence deadline back (its owner
+/// calls it silent); taking the partition over, it fires at once what came due meanwhile.
+#[tokio::test(start_paused = true)]
+async fn only_the_partitions_owner_calls_a_device_silent_and_a_node_taking_over_fires_what_came_due(
+) {
+    let _busy = hold_clock();
+    let backend = Arc::new(MemBackend::new());
+    let owners = Owners::cluster(8);
+    let (_store, router) = start_owning(backend.clone(), Clock::starting_at(T0), owners.clone());
+    router.centre_up(&CentreId::new("c1")).await;
+    router.submit(heartbeat(1)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(300)).await;
+    settle().await;
+    assert!(
+        c1(&backend).is_empty(),
+        "a node not owning d0 called it silent"
+    );
+
+    owners.set(DeviceKey::new("t", "d0").shard(8) as u32, true);
     let got = wait_notices(&backend, 1).await;
     assert!(matches!(&got[0], Notice::Offer { alarm, .. } if alarm.kind == AlarmKind::Silent));
 }

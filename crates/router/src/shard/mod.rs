@@ -60,6 +60,12 @@ pub(crate) enum Command {
     },
     /// The directory changed for these devices (the new one is already published).
     Directory(Arc<[DeviceKey]>),
+    /// Events another cluster node took, as this node's follower stored them (under these
+    /// ids): the devices were heard, and their activity rules step.
+    Followed(Vec<(vaka_core::EventId, Event)>),
+    /// Devices another cluster node heard from, and when (what this node's follower stored
+    /// while it started, before the router ran).
+    HeardElsewhere(Vec<(DeviceKey, UnixMillis)>),
     /// Finish what is queued and in flight, then end.
     Stop,
 }
@@ -220,6 +226,8 @@ pub(crate) struct Shard {
     /// Supervision: when each supervised device is to be called silent, both ways round.
     silence: BTreeSet<(UnixMillis, DeviceKey)>,
     silent_at: HashMap<DeviceKey, UnixMillis>,
+    /// Silence deadlines that came due for devices another node owns (see `crate::Owners`).
+    parked_silence: HashMap<DeviceKey, UnixMillis>,
     /// Silent alarms whose device was heard again (restoral sent once).
     restored: HashSet<AlarmId>,
     /// GPS filter and fence state of the devices that sent fixes.
@@ -266,6 +274,7 @@ impl Shard {
             lost: BTreeSet::new(),
             silence: BTreeSet::new(),
             silent_at: HashMap::new(),
+            parked_silence: HashMap::new(),
             restored: HashSet::new(),
             positions: Positions::default(),
             intervals: HashMap::new(),
@@ -355,6 +364,8 @@ impl Shard {
         // so its inputs (one per partition per batch) group what came meanwhile.
         let linger = self.cfg.telemetry_linger;
         let mut telemetry_from = tokio::time::Instant::now();
+        // A cluster node that gains partitions fires what it held back for their devices.
+        let mut gained = self.cfg.owners.gained();
         tracing::debug!(shard = self.id, alarms = self.alarms.len(), "shard started");
         loop {
             let next_due = [
@@ -378,6 +389,10 @@ impl Shard {
                 }
                 _ = sleep_until(next_timer), if next_timer.is_some() && alarm.inflight.len() < max => {
                     self.fire_deadlines(&mut alarm);
+                }
+                Ok(()) = async { gained.as_mut().expect("guarded").changed().await }, if gained.is_some() => {
+                    self.unpark_silence();
+                    self.unpark_rules();
                 }
                 m = alarm_rx.recv_async(), if alarm.inflight.len() < max => {
                     match m {
@@ -519,6 +534,16 @@ impl Shard {
                         self.positions.forget(gone);
                     }
                 }
+                Command::Followed(events) => {
+                    for (id, ev) in events {
+                        self.followed(lane, id, ev, &mut b);
+                    }
+                }
+                Command::HeardElsewhere(heard) => {
+                    for (device, at) in heard {
+                        self.heard_elsewhere(&device, at, &mut b);
+                    }
+                }
                 Command::Stop => stop = true,
             }
             taken += 1;
@@ -625,7 +650,7 @@ impl Shard {
             b.fresh.push(ev.clone());
         }
         if !ev.kind.is_engine_made() {
-            self.rules_on_event(lane, &ev, id, b);
+            self.rules_on_event(lane, &ev, id, true, b);
         }
         let alarm_id = match outcome {
             Ok(Outcome::Opened { alarm, effects }) | Ok(Outcome::Changed { alarm, effects }) => {
@@ -674,6 +699,17 @@ impl Shard {
                 self.handle(lane, event, None, b);
             }
         }
+    }
+
+    /// An event another node took: the device was heard when that node stamped it, and its
+    /// activity rules step (an alarm the event makes is that node's to make, as the alarms
+    /// of its own events are).
+    fn followed(&mut self, lane: &mut LaneState, id: vaka_core::EventId, ev: Event, b: &mut Batch) {
+        if ev.kind.is_engine_made() || self.dir.load().device(&ev.device).is_none() {
+            return;
+        }
+        self.heard_elsewhere(&ev.device, ev.received_ms, b);
+        self.rules_on_event(lane, &ev, id, false, b);
     }
 
     /// The event's fix through the device's filters and fences (device-sent events only).

@@ -15,6 +15,9 @@ use vaka_core::{DeviceKey, Event, EventId, EventKind, UnixMillis};
 pub(super) struct Rules {
     states: HashMap<(DeviceKey, String), RuleState>,
     timers: BTreeSet<(UnixMillis, DeviceKey, String)>,
+    /// Timers that came due for devices another node owns: held back, fired should this node
+    /// take their partition over.
+    parked: BTreeSet<(UnixMillis, DeviceKey, String)>,
 }
 
 impl Rules {
@@ -27,6 +30,7 @@ impl Rules {
         let key = (device.clone(), rule.to_owned());
         if let Some(old) = self.states.get(&key).and_then(|s| s.due) {
             self.timers.remove(&(old, device.clone(), rule.to_owned()));
+            self.parked.remove(&(old, device.clone(), rule.to_owned()));
         }
         if let Some(due) = state.due {
             self.timers.insert((due, device.clone(), rule.to_owned()));
@@ -38,6 +42,7 @@ impl Rules {
         let key = (device.clone(), rule.to_owned());
         if let Some(due) = self.states.remove(&key).and_then(|s| s.due) {
             self.timers.remove(&(due, device.clone(), rule.to_owned()));
+            self.parked.remove(&(due, device.clone(), rule.to_owned()));
         }
     }
 
@@ -127,12 +132,15 @@ impl Shard {
     }
 
     /// A device event (stored as `id`): every rule of the device it is input to steps; what
-    /// fires or restores becomes an engine-made event in this same batch.
+    /// fires or restores becomes an engine-made event in this same batch. An event another
+    /// cluster node took (`taken_here` false) steps the states alike, but what it fires is
+    /// that node's alarm to make, as the alarms of the events it takes are.
     pub(super) fn rules_on_event(
         &mut self,
         lane: &mut LaneState,
         ev: &Event,
         id: EventId,
+        taken_here: bool,
         b: &mut Batch,
     ) {
         // Every device event passes here: a device without rules costs one lock-free load,
@@ -168,6 +176,11 @@ impl Shard {
             b.inflight.rules.push(ev.device.clone());
             self.rules.keep(&ev.device, &rule.id, state);
             for (i, out) in outcomes.into_iter().enumerate() {
+                // The state fired on every node alike; the alarm is made by the node that took
+                // the event.
+                if !taken_here && matches!(out, Outcome::Fire { .. }) {
+                    continue;
+                }
                 self.rule_event(lane, &ev.device, rule, out, i, b);
             }
         }
@@ -183,6 +196,11 @@ impl Shard {
             self.rules
                 .timers
                 .remove(&(at, device.clone(), rule_id.clone()));
+            // Another node owns the device's partition and fires its rules.
+            if !self.cfg.owners.owns(&device) {
+                self.rules.parked.insert((at, device, rule_id));
+                continue;
+            }
             let Some(rule) = rules_of(&dir, &device)
                 .into_iter()
                 .find(|r| r.id == rule_id)
@@ -200,6 +218,21 @@ impl Shard {
             if let Some(out) = out {
                 self.rule_event(lane, &device, &rule, out, 0, b);
             }
+        }
+    }
+
+    /// Partitions were gained: the rule timers held back for their devices are due again.
+    pub(super) fn unpark_rules(&mut self) {
+        let owned: Vec<_> = self
+            .rules
+            .parked
+            .iter()
+            .filter(|(_, d, _)| self.cfg.owners.owns(d))
+            .cloned()
+            .collect();
+        for t in owned {
+            self.rules.parked.remove(&t);
+            self.rules.timers.insert(t);
         }
     }
 

@@ -55,6 +55,7 @@ impl Shard {
                     if let Some(at) = self.silent_at.remove(device) {
                         self.silence.remove(&(at, device.clone()));
                     }
+                    self.parked_silence.remove(device);
                     if self.dir.load().device(device).is_none() {
                         self.intervals.remove(device);
                     }
@@ -91,20 +92,49 @@ impl Shard {
         if let Some(old) = self.silent_at.insert(device.clone(), at) {
             self.silence.remove(&(old, device.clone()));
         }
+        self.parked_silence.remove(&device);
         self.silence.insert((at, device));
     }
 
     /// A supervised device was heard: push its silence deadline out, note it durably, and end a
     /// "device silent" alarm it may have.
     pub(super) fn heard(&mut self, device: &DeviceKey, b: &mut Batch) {
+        self.heard_at(device, b.now, false, b);
+    }
+
+    /// [`Self::heard`] at `heard_ms`, by another node: a cluster node hears of a device that
+    /// another node took an event from when its follower stores that event, a moment later.
+    /// News older than what the deadline already counts from changes nothing.
+    pub(super) fn heard_elsewhere(
+        &mut self,
+        device: &DeviceKey,
+        heard_ms: UnixMillis,
+        b: &mut Batch,
+    ) {
+        self.heard_at(device, heard_ms, true, b);
+    }
+
+    fn heard_at(
+        &mut self,
+        device: &DeviceKey,
+        heard_ms: UnixMillis,
+        later_only: bool,
+        b: &mut Batch,
+    ) {
         let Some(silence) = self.silence_of(device) else {
             return;
         };
-        let at = silence.silent_at(b.now);
-        if self.silent_at.get(device) != Some(&at) {
-            self.arm_silence(device.clone(), at);
+        let at = silence.silent_at(heard_ms);
+        // News so old that the device would be silent by it already says nothing new.
+        if later_only && at <= b.now {
+            return;
         }
-        b.set.put_seen(device, b.now);
+        match self.silent_at.get(device) {
+            Some(due) if later_only && *due > at => return,
+            Some(due) if *due == at => {}
+            _ => self.arm_silence(device.clone(), at),
+        }
+        b.set.put_seen(device, heard_ms);
         let silent: Vec<AlarmId> = self
             .by_device
             .get(device)
@@ -126,6 +156,22 @@ impl Shard {
         }
     }
 
+    /// Partitions were gained: the deadlines held back for their devices are due again (those
+    /// past fire at once: if the old owner called the device silent too, a duplicate; never a
+    /// device nobody calls silent).
+    pub(super) fn unpark_silence(&mut self) {
+        let owned: Vec<(DeviceKey, UnixMillis)> = self
+            .parked_silence
+            .iter()
+            .filter(|(d, _)| self.cfg.owners.owns(d))
+            .map(|(d, at)| (d.clone(), *at))
+            .collect();
+        for (device, at) in owned {
+            self.parked_silence.remove(&device);
+            self.silence.insert((at, device));
+        }
+    }
+
     /// Devices whose silence deadline has passed get one "device silent" alarm each.
     pub(super) fn fire_silence(&mut self, b: &mut Batch, lane: &mut LaneState) {
         while let Some((at, device)) = self.silence.first().cloned() {
@@ -133,6 +179,12 @@ impl Shard {
                 break;
             }
             self.silence.remove(&(at, device.clone()));
+            // Another node owns the device's partition and calls it silent; this node holds
+            // the deadline back and fires it should it take the partition over.
+            if !self.cfg.owners.owns(&device) {
+                self.parked_silence.insert(device, at);
+                continue;
+            }
             self.silent_at.remove(&device);
             metrics::counter!("vaka_devices_silent_total").increment(1);
             tracing::warn!(device = %device, "device silent past its heartbeat interval");

@@ -301,6 +301,7 @@ impl World {
             reconnect_grace_ms: self.params.reconnect_grace_ms,
             intake: None,
             telemetry_linger: std::time::Duration::ZERO,
+            owners: vaka_router::Owners::all(),
         };
         let backend: Arc<dyn Backend> = self.disk.clone();
         let dir = Arc::new(self.dir.clone());
