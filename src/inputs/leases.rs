@@ -38,6 +38,9 @@ pub fn spawn(
     renew: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // With the gauge of what each node owns: a partition nobody owns pages
+        // (`VakaClusterPartitionsUnowned`).
+        metrics::gauge!("vaka_cluster_partitions").set(f64::from(partitions));
         let mut held: HashMap<u32, Renewer> = HashMap::new();
         loop {
             held.retain(|p, renewer| {
