@@ -695,3 +695,68 @@ async fn retention_deletes_history_older_than_each_tenants_limit() {
     router.shutdown().await;
     store.close().unwrap();
 }
+
+/// A cluster node follows d0's fixes, taken by another node: its position history and latest
+/// position are d0's, and the fence exit they confirm is the other node's alarm to make, not
+/// this node's. When d0 then talks to this node (its node died, say), a fix outside raises no
+/// second exit: the fence state here followed d0 out. Coming home, the restoral is this
+/// node's to make, and there is no exit alarm here to restore: nothing is offered.
+#[tokio::test]
+async fn fixes_another_node_took_move_the_track_and_fence_state_here_but_raise_no_alarm_here() {
+    let tmp = tempfile::tempdir().unwrap();
+    let backend = rocks(tmp.path());
+    let (store, router) = start_router(
+        backend.clone(),
+        gps_dir(1),
+        rc(),
+        Clock::starting_at(T0 + DAY_MS),
+    );
+    router.centre_up(&CentreId::new("c1")).await;
+    // A minute apart: no speed filter objects.
+    let s = |n: i64| T0 + n * 60_000;
+    let elsewhere: Vec<(vaka_core::EventId, Event)> =
+        [(0, 0.0), (1, 900.0), (2, 950.0), (3, 1_000.0)]
+            .into_iter()
+            .map(|(n, north)| {
+                let ev = position("d0", &format!("a{n}"), fix_at(s(n), north, 0.0, 10.0));
+                (store.allocate_id(), ev)
+            })
+            .collect();
+    let last_elsewhere = elsewhere[3].1.fix.unwrap();
+    router.followed(elsewhere).await;
+    // The followed batch is applied once a later event of the shard is durable.
+    send(
+        &router,
+        position("d0", "b4", fix_at(s(4), 1_050.0, 0.0, 10.0)),
+    )
+    .await;
+    let times: Vec<i64> = history(backend.as_ref(), "d0")
+        .iter()
+        .map(|f| f.time_ms)
+        .collect();
+    assert_eq!(times, vec![s(0), s(1), s(2), s(3), s(4)]);
+    assert_ne!(last_elsewhere.time_ms, s(4));
+    let (offers, _) = fence_notices(backend.as_ref(), "d0");
+    assert!(
+        offers.is_empty(),
+        "an exit made here from another node's fixes: {offers:?}"
+    );
+    for n in 5..7 {
+        send(
+            &router,
+            position("d0", &format!("b{n}"), fix_at(s(n), 1_100.0, 0.0, 10.0)),
+        )
+        .await;
+    }
+    let (offers, _) = fence_notices(backend.as_ref(), "d0");
+    assert!(
+        offers.is_empty(),
+        "a second exit for a device already out: {offers:?}"
+    );
+    let latest = latest_position(backend.as_ref(), &DeviceKey::new("t", "d0"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.fix.time_ms, s(6));
+    router.shutdown().await;
+    store.close().unwrap();
+}

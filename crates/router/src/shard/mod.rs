@@ -701,14 +701,18 @@ impl Shard {
         }
     }
 
-    /// An event another node took: the device was heard when that node stamped it, and its
-    /// activity rules step (an alarm the event makes is that node's to make, as the alarms
-    /// of its own events are).
+    /// An event another node took: the device was heard when that node stamped it, its fix
+    /// goes through the device's filters and fences (its position history, latest position
+    /// and fence state are every node's), and its activity rules step. An alarm the event
+    /// makes (a fence crossed, a rule fired) is that node's to make, as the alarms of its own
+    /// events are.
     fn followed(&mut self, lane: &mut LaneState, id: vaka_core::EventId, ev: Event, b: &mut Batch) {
         if ev.kind.is_engine_made() || self.dir.load().device(&ev.device).is_none() {
             return;
         }
         self.heard_elsewhere(&ev.device, ev.received_ms, b);
+        // A GPS state that cannot be read is logged there; the event is stored all the same.
+        let _fences_crossed_elsewhere = self.observe_fix(&ev, id, b);
         self.rules_on_event(lane, &ev, id, false, b);
     }
 
