@@ -35,6 +35,8 @@ pub struct Engine {
     gauges: tokio::task::JoinHandle<()>,
     /// A cluster node's input-log follower and reconciliation (aborted at shutdown).
     cluster_tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// A cluster node's partition leases (released at shutdown).
+    leases: Option<inputs::leases::Keeper>,
 }
 
 fn wall_ms() -> i64 {
@@ -108,6 +110,7 @@ impl Engine {
         let clock = Clock::new();
         // Every centre counts as away from now on: the reconnect grace starts with the engine.
         let owners = router_cfg.owners.clone();
+        let mut leases = None;
         let router = Router::start(
             router_cfg,
             store.clone(),
@@ -120,7 +123,7 @@ impl Engine {
         // which devices the router speaks for.
         if let (Some(node), Some(c)) = (cluster_node, &cfg.cluster) {
             cluster_tasks.push(node.follower.spawn(router.clone()));
-            cluster_tasks.push(inputs::leases::spawn(
+            leases = Some(inputs::leases::spawn(
                 node.leases,
                 c.partitions,
                 owners,
@@ -228,6 +231,7 @@ impl Engine {
             retention,
             gauges,
             cluster_tasks,
+            leases,
         };
         match engine.start_centres(cfg, directory.clone(), clock) {
             Ok(c) => engine.centres = Some(c),
@@ -349,6 +353,10 @@ impl Engine {
         }
         self.retention.abort();
         self.gauges.abort();
+        // The fronts take nothing more: another node may speak for this one's partitions now.
+        if let Some(leases) = self.leases.take() {
+            leases.release().await;
+        }
         for t in &self.cluster_tasks {
             t.abort();
         }

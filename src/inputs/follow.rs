@@ -18,7 +18,8 @@
 //! heard, and their activity rules step, so supervision and rules on this node see the
 //! devices that talk to other nodes (only a partition's owner calls a device silent or makes a
 //! rule's alarm: `vaka_router::Owners`). What the catch-up at start stored, before the router
-//! runs, is told as when each device was last heard ([`Router::heard_elsewhere`]).
+//! runs, is told as when each device was last heard, and which devices another node called
+//! silent since ([`Router::elsewhere_at_start`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,8 +45,10 @@ pub struct Follower {
     own_waiting: HashMap<u64, Instant>,
     /// Once running: where the events it stores go (supervision and rules).
     router: Option<Arc<Router>>,
-    /// What the catch-up stored, before the router ran: when each device was last heard.
+    /// What the catch-up stored, before the router ran: when each device was last heard, and
+    /// when another node last called it silent.
     heard_at_start: HashMap<DeviceKey, UnixMillis>,
+    silent_at_start: HashMap<DeviceKey, UnixMillis>,
 }
 
 impl Follower {
@@ -57,6 +60,7 @@ impl Follower {
             own_waiting: HashMap::new(),
             router: None,
             heard_at_start: HashMap::new(),
+            silent_at_start: HashMap::new(),
         }
     }
 
@@ -80,8 +84,14 @@ impl Follower {
     /// behind.
     pub fn spawn(mut self, router: Arc<Router>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let silent: Vec<DeviceKey> = self
+                .silent_at_start
+                .drain()
+                .filter(|(d, at)| self.heard_at_start.get(d).is_none_or(|h| at > h))
+                .map(|(d, _)| d)
+                .collect();
             let heard: Vec<_> = self.heard_at_start.drain().collect();
-            router.heard_elsewhere(heard).await;
+            router.elsewhere_at_start(heard, silent).await;
             self.router = Some(router);
             crate::inputs::stamp("vaka_cluster_followed_timestamp_seconds");
             loop {
@@ -146,10 +156,12 @@ impl Follower {
         match self.router {
             Some(_) => followed.push((id, ev)),
             None => {
-                let at = self
-                    .heard_at_start
-                    .entry(ev.device)
-                    .or_insert(ev.received_ms);
+                let seen = match ev.kind {
+                    vaka_core::EventKind::Silent => &mut self.silent_at_start,
+                    ref k if k.is_engine_made() => return,
+                    _ => &mut self.heard_at_start,
+                };
+                let at = seen.entry(ev.device).or_insert(ev.received_ms);
                 *at = (*at).max(ev.received_ms);
             }
         }

@@ -309,22 +309,30 @@ impl Router {
         }
     }
 
-    /// Devices other cluster nodes heard from, and when (the follower's catch-up at start,
-    /// before the router ran): supervision counts them heard.
-    pub async fn heard_elsewhere(&self, heard: Vec<(DeviceKey, UnixMillis)>) {
-        if heard.is_empty() || self.closed.load(Ordering::Acquire) {
+    /// What the follower's catch-up stored at start, before the router ran: when other
+    /// cluster nodes last heard from devices (supervision counts them heard), and the devices
+    /// they called silent after that (this node holds no deadline of its own for them).
+    pub async fn elsewhere_at_start(
+        &self,
+        heard: Vec<(DeviceKey, UnixMillis)>,
+        silent: Vec<DeviceKey>,
+    ) {
+        if (heard.is_empty() && silent.is_empty()) || self.closed.load(Ordering::Acquire) {
             return;
         }
         let n = self.lanes.len();
-        let mut per_shard: Vec<Vec<(DeviceKey, UnixMillis)>> = vec![Vec::new(); n];
+        let mut per_shard: Vec<(Vec<_>, Vec<_>)> = vec![(Vec::new(), Vec::new()); n];
         for (device, at) in heard {
-            per_shard[device.shard(n)].push((device, at));
+            per_shard[device.shard(n)].0.push((device, at));
         }
-        for (lane, heard) in self.lanes.iter().zip(per_shard) {
-            if !heard.is_empty() {
+        for device in silent {
+            per_shard[device.shard(n)].1.push(device);
+        }
+        for (lane, (heard, silent)) in self.lanes.iter().zip(per_shard) {
+            if !heard.is_empty() || !silent.is_empty() {
                 let _ = lane
                     .telemetry
-                    .send_async(Command::HeardElsewhere(heard))
+                    .send_async(Command::Elsewhere { heard, silent })
                     .await;
             }
         }

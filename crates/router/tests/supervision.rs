@@ -207,3 +207,39 @@ async fn only_the_partitions_owner_calls_a_device_silent_and_a_node_taking_over_
     let got = wait_notices(&backend, 1).await;
     assert!(matches!(&got[0], Notice::Offer { alarm, .. } if alarm.kind == AlarmKind::Silent));
 }
+
+/// The owner of d0's partition called it silent and this node followed that call: taking the
+/// partition over later, it makes no second alarm of its own. Heard again, d0 is supervised
+/// here again and called silent when it falls silent anew.
+#[tokio::test(start_paused = true)]
+async fn a_node_taking_over_does_not_call_silent_again_a_device_its_owner_called_silent() {
+    let _busy = hold_clock();
+    let backend = Arc::new(MemBackend::new());
+    let owners = Owners::cluster(8);
+    let (_store, router) = start_owning(backend.clone(), Clock::starting_at(T0), owners.clone());
+    router.centre_up(&CentreId::new("c1")).await;
+    router.submit(heartbeat(1)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(100)).await;
+    settle().await;
+    let called = Event {
+        key: format!("silent-{}", T0 + 90_000),
+        received_ms: T0 + 90_000,
+        kind: EventKind::Silent,
+        ..heartbeat(2)
+    };
+    router.followed(vec![(EventId(2_000), called)]).await;
+    settle().await;
+    owners.set(DeviceKey::new("t", "d0").shard(8) as u32, true);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    settle().await;
+    assert!(
+        c1(&backend).is_empty(),
+        "called silent again: {:?}",
+        c1(&backend)
+    );
+
+    router.submit(heartbeat(3)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(90)).await;
+    let got = wait_notices(&backend, 1).await;
+    assert!(matches!(&got[0], Notice::Offer { alarm, .. } if alarm.kind == AlarmKind::Silent));
+}

@@ -63,9 +63,12 @@ pub(crate) enum Command {
     /// Events another cluster node took, as this node's follower stored them (under these
     /// ids): the devices were heard, and their activity rules step.
     Followed(Vec<(vaka_core::EventId, Event)>),
-    /// Devices another cluster node heard from, and when (what this node's follower stored
-    /// while it started, before the router ran).
-    HeardElsewhere(Vec<(DeviceKey, UnixMillis)>),
+    /// What this node's follower stored while it started, before the router ran: when other
+    /// cluster nodes last heard from devices, and the devices they called silent since.
+    Elsewhere {
+        heard: Vec<(DeviceKey, UnixMillis)>,
+        silent: Vec<DeviceKey>,
+    },
     /// Finish what is queued and in flight, then end.
     Stop,
 }
@@ -539,9 +542,12 @@ impl Shard {
                         self.followed(lane, id, ev, &mut b);
                     }
                 }
-                Command::HeardElsewhere(heard) => {
+                Command::Elsewhere { heard, silent } => {
                     for (device, at) in heard {
                         self.heard_elsewhere(&device, at, &mut b);
+                    }
+                    for device in silent {
+                        self.silent_elsewhere(&device);
                     }
                 }
                 Command::Stop => stop = true,
@@ -646,7 +652,11 @@ impl Shard {
             o
         });
         b.set.put_event(id, &ev);
-        if self.cfg.intake.is_some() && !ev.kind.is_engine_made() {
+        // A cluster node appends what devices sent, and its calls of a device silent: the
+        // other nodes then hold back no deadline of their own for it (no second alarm when
+        // one of them takes the partition over).
+        if self.cfg.intake.is_some() && (!ev.kind.is_engine_made() || ev.kind == EventKind::Silent)
+        {
             b.fresh.push(ev.clone());
         }
         if !ev.kind.is_engine_made() {
@@ -707,7 +717,14 @@ impl Shard {
     /// makes (a fence crossed, a rule fired) is that node's to make, as the alarms of its own
     /// events are.
     fn followed(&mut self, lane: &mut LaneState, id: vaka_core::EventId, ev: Event, b: &mut Batch) {
-        if ev.kind.is_engine_made() || self.dir.load().device(&ev.device).is_none() {
+        if self.dir.load().device(&ev.device).is_none() {
+            return;
+        }
+        if ev.kind == EventKind::Silent {
+            self.silent_elsewhere(&ev.device);
+            return;
+        }
+        if ev.kind.is_engine_made() {
             return;
         }
         self.heard_elsewhere(&ev.device, ev.received_ms, b);

@@ -156,6 +156,16 @@ impl Shard {
         }
     }
 
+    /// Another cluster node (its partition's owner) called the device silent: this node holds
+    /// no deadline of its own for it until the device is heard again, so taking the partition
+    /// over makes no second alarm.
+    pub(super) fn silent_elsewhere(&mut self, device: &DeviceKey) {
+        if let Some(at) = self.silent_at.remove(device) {
+            self.silence.remove(&(at, device.clone()));
+        }
+        self.parked_silence.remove(device);
+    }
+
     /// Partitions were gained: the deadlines held back for their devices are due again (those
     /// past fire at once: if the old owner called the device silent too, a duplicate; never a
     /// device nobody calls silent).
