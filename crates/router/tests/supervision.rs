@@ -87,6 +87,33 @@ async fn wait_notices(backend: &MemBackend, n: usize) -> Vec<Notice> {
     }
 }
 
+/// A node speaking for the devices `owners` says, c1 connected, d0 heard at T0 (the paused
+/// clock held while the guard lives).
+async fn heard_at_t0(
+    owners: Owners,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<MemBackend>,
+    Store,
+    Arc<Router>,
+) {
+    let busy = hold_clock();
+    let backend = Arc::new(MemBackend::new());
+    let (store, router) = start_owning(backend.clone(), Clock::starting_at(T0), owners);
+    router.centre_up(&CentreId::new("c1")).await;
+    router.submit(heartbeat(1)).await.unwrap();
+    (busy, backend, store, router)
+}
+
+/// The first notice c1 gets is a "device silent" offer.
+async fn assert_silent_offered(backend: &MemBackend) {
+    let got = wait_notices(backend, 1).await;
+    assert!(
+        matches!(&got[0], Notice::Offer { alarm, .. } if alarm.kind == AlarmKind::Silent),
+        "{got:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn silent_device_is_alarmed_once_on_time_and_restored_when_heard() {
     let _busy = hold_clock();
@@ -102,10 +129,8 @@ async fn silent_device_is_alarmed_once_on_time_and_restored_when_heard() {
         "interval 60 s + grace 30 s not yet over"
     );
     tokio::time::advance(Duration::from_millis(100)).await;
-    let got = wait_notices(&backend, 1).await;
-    assert!(matches!(&got[0], Notice::Offer { alarm, .. } if alarm.kind == AlarmKind::Silent));
-
-    let silent_id = got[0].alarm().id;
+    assert_silent_offered(&backend).await;
+    let silent_id = c1(&backend)[0].alarm().id;
 
     // Still silent ten minutes on: no second alarm (the one alarm escalates, unanswered, as any).
     tokio::time::advance(Duration::from_secs(600)).await;
@@ -148,8 +173,7 @@ async fn restart_in_the_middle_keeps_the_silence_deadline() {
         "deadline is 90 s after the heartbeat, not after the restart"
     );
     tokio::time::advance(Duration::from_millis(100)).await;
-    let got = wait_notices(&backend, 1).await;
-    assert!(matches!(&got[0], Notice::Offer { alarm, .. } if alarm.kind == AlarmKind::Silent));
+    assert_silent_offered(&backend).await;
 }
 
 /// A cluster node: another node took d0's heartbeat (stamped 80 s on), and this node's follower
@@ -157,11 +181,7 @@ async fn restart_in_the_middle_keeps_the_silence_deadline() {
 /// only this node's own events counted, but at 170 s.
 #[tokio::test(start_paused = true)]
 async fn a_device_heard_by_another_node_is_not_silent_here() {
-    let _busy = hold_clock();
-    let backend = Arc::new(MemBackend::new());
-    let (_store, router) = start(backend.clone(), Clock::starting_at(T0));
-    router.centre_up(&CentreId::new("c1")).await;
-    router.submit(heartbeat(1)).await.unwrap();
+    let (_busy, backend, _store, router) = heard_at_t0(Owners::all()).await;
     tokio::time::advance(Duration::from_secs(80)).await;
     let elsewhere = Event {
         received_ms: T0 + 80_000,
@@ -181,8 +201,7 @@ async fn a_device_heard_by_another_node_is_not_silent_here() {
         "called silent 90 s after its own heartbeat"
     );
     tokio::time::advance(Duration::from_secs(1)).await;
-    let got = wait_notices(&backend, 1).await;
-    assert!(matches!(&got[0], Notice::Offer { alarm, .. } if alarm.kind == AlarmKind::Silent));
+    assert_silent_offered(&backend).await;
 }
 
 /// A cluster node that does not own d0's partition holds its silence deadline back (its owner
@@ -190,12 +209,8 @@ async fn a_device_heard_by_another_node_is_not_silent_here() {
 #[tokio::test(start_paused = true)]
 async fn only_the_partitions_owner_calls_a_device_silent_and_a_node_taking_over_fires_what_came_due(
 ) {
-    let _busy = hold_clock();
-    let backend = Arc::new(MemBackend::new());
     let owners = Owners::cluster(8);
-    let (_store, router) = start_owning(backend.clone(), Clock::starting_at(T0), owners.clone());
-    router.centre_up(&CentreId::new("c1")).await;
-    router.submit(heartbeat(1)).await.unwrap();
+    let (_busy, backend, _store, router) = heard_at_t0(owners.clone()).await;
     tokio::time::advance(Duration::from_secs(300)).await;
     settle().await;
     assert!(
@@ -204,8 +219,7 @@ async fn only_the_partitions_owner_calls_a_device_silent_and_a_node_taking_over_
     );
 
     owners.set(DeviceKey::new("t", "d0").shard(8) as u32, true);
-    let got = wait_notices(&backend, 1).await;
-    assert!(matches!(&got[0], Notice::Offer { alarm, .. } if alarm.kind == AlarmKind::Silent));
+    assert_silent_offered(&backend).await;
 }
 
 /// The owner of d0's partition called it silent and this node followed that call: taking the
@@ -213,12 +227,8 @@ async fn only_the_partitions_owner_calls_a_device_silent_and_a_node_taking_over_
 /// here again and called silent when it falls silent anew.
 #[tokio::test(start_paused = true)]
 async fn a_node_taking_over_does_not_call_silent_again_a_device_its_owner_called_silent() {
-    let _busy = hold_clock();
-    let backend = Arc::new(MemBackend::new());
     let owners = Owners::cluster(8);
-    let (_store, router) = start_owning(backend.clone(), Clock::starting_at(T0), owners.clone());
-    router.centre_up(&CentreId::new("c1")).await;
-    router.submit(heartbeat(1)).await.unwrap();
+    let (_busy, backend, _store, router) = heard_at_t0(owners.clone()).await;
     tokio::time::advance(Duration::from_secs(100)).await;
     settle().await;
     let called = Event {
@@ -240,6 +250,5 @@ async fn a_node_taking_over_does_not_call_silent_again_a_device_its_owner_called
 
     router.submit(heartbeat(3)).await.unwrap();
     tokio::time::advance(Duration::from_secs(90)).await;
-    let got = wait_notices(&backend, 1).await;
-    assert!(matches!(&got[0], Notice::Offer { alarm, .. } if alarm.kind == AlarmKind::Silent));
+    assert_silent_offered(&backend).await;
 }
