@@ -210,7 +210,7 @@ async fn a_device_heard_by_another_node_is_not_silent_here() {
 async fn only_the_partitions_owner_calls_a_device_silent_and_a_node_taking_over_fires_what_came_due(
 ) {
     let owners = Owners::cluster(8);
-    let (_busy, backend, _store, router) = heard_at_t0(owners.clone()).await;
+    let (_busy, backend, _store, _router) = heard_at_t0(owners.clone()).await;
     tokio::time::advance(Duration::from_secs(300)).await;
     settle().await;
     assert!(
