@@ -108,9 +108,9 @@ impl Engine {
         }
         let directory_ms = phase.lap();
         let clock = Clock::new();
-        // Every centre counts as away from now on: the reconnect grace starts with the engine.
         let owners = router_cfg.owners.clone();
         let mut leases = None;
+        // Every centre counts as away from now on: the reconnect grace starts with the engine.
         let router = Router::start(
             router_cfg,
             store.clone(),

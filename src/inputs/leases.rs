@@ -68,6 +68,8 @@ pub fn spawn(bucket: LeaseBucket, partitions: u32, owners: Owners, renew: Durati
         // (`VakaClusterPartitionsUnowned`).
         metrics::gauge!("vaka_cluster_partitions").set(f64::from(partitions));
         let mut held: HashMap<u32, Renewer> = HashMap::new();
+        // Said once when the bucket stops answering, and once when it answers again.
+        let mut unanswered_before = false;
         loop {
             held.retain(|p, renewer| {
                 let lost = matches!(*renewer.state().borrow(), LeaseState::Lost { .. });
@@ -84,21 +86,33 @@ pub fn spawn(bucket: LeaseBucket, partitions: u32, owners: Owners, renew: Durati
                 async move { (p, take(bucket, Partition(p)).await) }
             }))
             .await;
-            let mut unanswered = None;
-            for (p, taken) in asked {
-                match taken {
+            let (mut taken, mut unanswered) = (Vec::new(), None);
+            for (p, result) in asked {
+                match result {
                     Ok(Some(lease)) => {
-                        tracing::info!(partition = p, "cluster: partition taken");
-                        metrics::counter!("vaka_cluster_partitions_taken_total").increment(1);
                         held.insert(p, bucket.keep(lease, renew));
                         owners.set(p, true);
+                        taken.push(p);
                     }
                     Ok(None) => {}
                     Err(e) => unanswered = Some(e),
                 }
             }
-            if let Some(e) = unanswered {
-                tracing::warn!(error = %e, "cluster: the lease bucket did not answer; trying again");
+            if !taken.is_empty() {
+                tracing::info!(partitions = ?taken, owned = held.len(), "cluster: partitions taken");
+                metrics::counter!("vaka_cluster_partitions_taken_total")
+                    .increment(taken.len() as u64);
+            }
+            match (unanswered, unanswered_before) {
+                (Some(e), false) => {
+                    tracing::warn!(error = %e, "cluster: the lease bucket did not answer; trying again every round");
+                    unanswered_before = true;
+                }
+                (None, true) => {
+                    tracing::info!("cluster: the lease bucket answers again");
+                    unanswered_before = false;
+                }
+                _ => {}
             }
             metrics::gauge!("vaka_cluster_partitions_owned").set(held.len() as f64);
             tokio::select! {

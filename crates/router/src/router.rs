@@ -290,9 +290,10 @@ impl Router {
     }
 
     /// Events other cluster nodes took, stored by this node's follower under these ids: each
-    /// device's shard counts it heard and steps its activity rules, so supervision and rules
-    /// see every device's events on every node (`crate::Owners`). Waits for room in the
-    /// telemetry lanes (this is history, never ahead of an alarm).
+    /// device's shard counts it heard, runs its fix through the filters and fences and steps
+    /// its activity rules, so supervision, positions and rules see every device's events on
+    /// every node (`crate::Owners`); a call of a device silent drops this node's deadline for
+    /// it. Waits for room in the telemetry lanes (this is history, never ahead of an alarm).
     pub async fn followed(&self, events: Vec<(vaka_core::EventId, Event)>) {
         if events.is_empty() || self.closed.load(Ordering::Acquire) {
             return;

@@ -61,7 +61,7 @@ pub(crate) enum Command {
     /// The directory changed for these devices (the new one is already published).
     Directory(Arc<[DeviceKey]>),
     /// Events another cluster node took, as this node's follower stored them (under these
-    /// ids): the devices were heard, and their activity rules step.
+    /// ids): the devices were heard, their fixes and activity rules step (`Shard::followed`).
     Followed(Vec<(vaka_core::EventId, Event)>),
     /// What this node's follower stored while it started, before the router ran: when other
     /// cluster nodes last heard from devices, and the devices they called silent since.
