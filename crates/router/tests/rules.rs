@@ -478,3 +478,46 @@ async fn a_rule_timer_fires_on_the_partitions_owner_and_an_event_s_alarm_on_the_
     settle().await;
     assert_eq!(outbox(&backend, "nurse").len(), 1);
 }
+
+/// The owner of d0's partition fired its dose rule when the timer came due, and this node
+/// followed that rule alarm: taking the partition over later, it makes no second one.
+#[tokio::test(start_paused = true)]
+async fn a_node_taking_over_does_not_fire_again_a_rule_its_owner_fired() {
+    let _busy = hold_clock();
+    let backend = Arc::new(MemBackend::new());
+    let owners = Owners::cluster(8);
+    let (_store, router) = start_owning(backend.clone(), Clock::starting_at(T0), owners.clone());
+    router.centre_up(&CentreId::new("nurse")).await;
+    let due = Event {
+        received_ms: T0,
+        ..reading("d0", "dose-due", 1.0, 1)
+    };
+    router
+        .followed(vec![(vaka_core::EventId(1_000), due)])
+        .await;
+    settle().await;
+    tokio::time::advance(Duration::from_secs(31 * MIN)).await;
+    settle().await;
+    let fired_there = Event {
+        key: format!("rule:missed_dose:dose/fired/{}", T0 + 30 * 60_000),
+        received_ms: T0 + 30 * 60_000,
+        kind: EventKind::Rule {
+            code: "rule:missed_dose:dose".into(),
+            fired: true,
+            text: "dose not taken".into(),
+        },
+        ..reading("d0", "x", 0.0, 2)
+    };
+    router
+        .followed(vec![(vaka_core::EventId(1_001), fired_there)])
+        .await;
+    settle().await;
+    owners.set(DeviceKey::new("t", "d0").shard(8) as u32, true);
+    tokio::time::advance(Duration::from_secs(MIN)).await;
+    settle().await;
+    assert!(
+        outbox(&backend, "nurse").is_empty(),
+        "fired again: {:?}",
+        outbox(&backend, "nurse")
+    );
+}

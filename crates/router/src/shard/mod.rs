@@ -652,11 +652,14 @@ impl Shard {
             o
         });
         b.set.put_event(id, &ev);
-        // A cluster node appends what devices sent, and its calls of a device silent: the
-        // other nodes then hold back no deadline of their own for it (no second alarm when
-        // one of them takes the partition over).
-        if self.cfg.intake.is_some() && (!ev.kind.is_engine_made() || ev.kind == EventKind::Silent)
-        {
+        // A cluster node appends what devices sent, its calls of a device silent and the
+        // alarms its rules fired: the other nodes then hold back no deadline or timer of their
+        // own for them (no second alarm when one of them takes the partition over).
+        let told = matches!(
+            ev.kind,
+            EventKind::Silent | EventKind::Rule { fired: true, .. }
+        );
+        if self.cfg.intake.is_some() && (!ev.kind.is_engine_made() || told) {
             b.fresh.push(ev.clone());
         }
         if !ev.kind.is_engine_made() {
@@ -720,12 +723,13 @@ impl Shard {
         if self.dir.load().device(&ev.device).is_none() {
             return;
         }
-        if ev.kind == EventKind::Silent {
-            self.silent_elsewhere(&ev.device);
-            return;
-        }
-        if ev.kind.is_engine_made() {
-            return;
+        match &ev.kind {
+            EventKind::Silent => return self.silent_elsewhere(&ev.device),
+            EventKind::Rule {
+                code, fired: true, ..
+            } => return self.rule_fired_elsewhere(&ev.device, code, b),
+            k if k.is_engine_made() => return,
+            _ => {}
         }
         self.heard_elsewhere(&ev.device, ev.received_ms, b);
         // A GPS state that cannot be read is logged there; the event is stored all the same.

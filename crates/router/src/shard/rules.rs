@@ -221,6 +221,31 @@ impl Shard {
         }
     }
 
+    /// Another node made a rule's alarm when the rule's timer came due there (its owner: the
+    /// rule event, followed). This node's timer for that rule, held back or about to be, runs
+    /// its course without an alarm, so taking the partition over makes no second one.
+    pub(super) fn rule_fired_elsewhere(&mut self, device: &DeviceKey, code: &str, b: &mut Batch) {
+        let dir: Arc<Directory> = self.dir.snapshot();
+        let Some(rule) = rules_of(&dir, device)
+            .into_iter()
+            .find(|r| r.code() == code)
+        else {
+            return;
+        };
+        let key = (device.clone(), rule.id.clone());
+        let Some(mut state) = self.rules.states.get(&key).cloned() else {
+            return;
+        };
+        // Not due here: the states went apart (an event one node had and the other not yet).
+        let Some(due) = state.due.filter(|d| *d <= b.now) else {
+            return;
+        };
+        let _made_there = rule.on_due(&mut state, due, dir.time_zone(&device.tenant));
+        b.set.put_rule_state(device, &rule.id, &state);
+        b.inflight.rules.push(device.clone());
+        self.rules.keep(device, &rule.id, state);
+    }
+
     /// Partitions were gained: the rule timers held back for their devices are due again.
     pub(super) fn unpark_rules(&mut self) {
         let owned: Vec<_> = self
