@@ -293,21 +293,10 @@ impl Router {
     /// device's shard counts it heard, runs its fix through the filters and fences and steps
     /// its activity rules, so supervision, positions and rules see every device's events on
     /// every node (`crate::Owners`); a call of a device silent drops this node's deadline for
-    /// it. Waits for room in the telemetry lanes (this is history, never ahead of an alarm).
+    /// it.
     pub async fn followed(&self, events: Vec<(vaka_core::EventId, Event)>) {
-        if events.is_empty() || self.closed.load(Ordering::Acquire) {
-            return;
-        }
-        let n = self.lanes.len();
-        let mut per_shard: Vec<Vec<(vaka_core::EventId, Event)>> = vec![Vec::new(); n];
-        for (id, ev) in events {
-            per_shard[ev.device.shard(n)].push((id, ev));
-        }
-        for (lane, events) in self.lanes.iter().zip(per_shard) {
-            if !events.is_empty() {
-                let _ = lane.telemetry.send_async(Command::Followed(events)).await;
-            }
-        }
+        self.to_shards(events, |(_, ev)| &ev.device, Command::Followed)
+            .await;
     }
 
     /// What the follower's catch-up stored at start, before the router ran: when other
@@ -318,23 +307,32 @@ impl Router {
         heard: Vec<(DeviceKey, UnixMillis)>,
         silent: Vec<DeviceKey>,
     ) {
-        if (heard.is_empty() && silent.is_empty()) || self.closed.load(Ordering::Acquire) {
+        self.to_shards(heard, |(d, _)| d, Command::HeardElsewhere)
+            .await;
+        self.to_shards(silent, |d| d, Command::SilentElsewhere)
+            .await;
+    }
+
+    /// Hands each shard its devices' part of `items` over its telemetry lane, waiting for room
+    /// (what other nodes took is history, never ahead of an alarm).
+    async fn to_shards<T>(
+        &self,
+        items: Vec<T>,
+        device: impl Fn(&T) -> &DeviceKey,
+        command: impl Fn(Vec<T>) -> Command,
+    ) {
+        if items.is_empty() || self.closed.load(Ordering::Acquire) {
             return;
         }
         let n = self.lanes.len();
-        let mut per_shard: Vec<(Vec<_>, Vec<_>)> = vec![(Vec::new(), Vec::new()); n];
-        for (device, at) in heard {
-            per_shard[device.shard(n)].0.push((device, at));
+        let mut per_shard: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+        for item in items {
+            let shard = device(&item).shard(n);
+            per_shard[shard].push(item);
         }
-        for device in silent {
-            per_shard[device.shard(n)].1.push(device);
-        }
-        for (lane, (heard, silent)) in self.lanes.iter().zip(per_shard) {
-            if !heard.is_empty() || !silent.is_empty() {
-                let _ = lane
-                    .telemetry
-                    .send_async(Command::Elsewhere { heard, silent })
-                    .await;
+        for (lane, part) in self.lanes.iter().zip(per_shard) {
+            if !part.is_empty() {
+                let _ = lane.telemetry.send_async(command(part)).await;
             }
         }
     }

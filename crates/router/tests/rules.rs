@@ -435,18 +435,20 @@ async fn a_dose_taken_report_overtaking_its_due_report_raises_nothing() {
     wait_for(&backend, "nurse", 1).await;
 }
 
-/// A cluster node that does not own d0's partition: a dose due, followed from another node,
-/// steps the rule's state, but its timer is the owner's to fire, so no alarm is made here when
-/// it comes due. A door opened at night that this node took itself is this node's alarm to make
-/// (as the alarms of the events it takes are), owner or not. Taking d0's partition over, the
-/// node fires the dose timer that came due meanwhile, once.
-#[tokio::test(start_paused = true)]
-async fn a_rule_timer_fires_on_the_partitions_owner_and_an_event_s_alarm_on_the_node_that_took_it()
-{
-    let _busy = hold_clock();
+/// A cluster node speaking for the devices `owners` says, c1 and the nurses connected, that
+/// followed d0's "dose due" from another node at T0 (the paused clock held while the guard
+/// lives).
+async fn dose_due_elsewhere(
+    owners: Owners,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<MemBackend>,
+    Store,
+    Arc<Router>,
+) {
+    let busy = hold_clock();
     let backend = Arc::new(MemBackend::new());
-    let owners = Owners::cluster(8);
-    let (_store, router) = start_owning(backend.clone(), Clock::starting_at(T0), owners.clone());
+    let (store, router) = start_owning(backend.clone(), Clock::starting_at(T0), owners);
     router.centre_up(&CentreId::new("c1")).await;
     router.centre_up(&CentreId::new("nurse")).await;
     let due = Event {
@@ -457,6 +459,19 @@ async fn a_rule_timer_fires_on_the_partitions_owner_and_an_event_s_alarm_on_the_
         .followed(vec![(vaka_core::EventId(1_000), due)])
         .await;
     settle().await;
+    (busy, backend, store, router)
+}
+
+/// A cluster node that does not own d0's partition: a dose due, followed from another node,
+/// steps the rule's state, but its timer is the owner's to fire, so no alarm is made here when
+/// it comes due. A door opened at night that this node took itself is this node's alarm to make
+/// (as the alarms of the events it takes are), owner or not. Taking d0's partition over, the
+/// node fires the dose timer that came due meanwhile, once.
+#[tokio::test(start_paused = true)]
+async fn a_rule_timer_fires_on_the_partitions_owner_and_an_event_s_alarm_on_the_node_that_took_it()
+{
+    let owners = Owners::cluster(8);
+    let (_busy, backend, _store, router) = dose_due_elsewhere(owners.clone()).await;
     // 02:00 local: the front door at night, taken here.
     tokio::time::advance(Duration::from_secs(5 * 60 * MIN)).await;
     router
@@ -483,19 +498,8 @@ async fn a_rule_timer_fires_on_the_partitions_owner_and_an_event_s_alarm_on_the_
 /// followed that rule alarm: taking the partition over later, it makes no second one.
 #[tokio::test(start_paused = true)]
 async fn a_node_taking_over_does_not_fire_again_a_rule_its_owner_fired() {
-    let _busy = hold_clock();
-    let backend = Arc::new(MemBackend::new());
     let owners = Owners::cluster(8);
-    let (_store, router) = start_owning(backend.clone(), Clock::starting_at(T0), owners.clone());
-    router.centre_up(&CentreId::new("nurse")).await;
-    let due = Event {
-        received_ms: T0,
-        ..reading("d0", "dose-due", 1.0, 1)
-    };
-    router
-        .followed(vec![(vaka_core::EventId(1_000), due)])
-        .await;
-    settle().await;
+    let (_busy, backend, _store, router) = dose_due_elsewhere(owners.clone()).await;
     tokio::time::advance(Duration::from_secs(31 * MIN)).await;
     settle().await;
     let fired_there = Event {

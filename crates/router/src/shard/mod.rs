@@ -64,11 +64,10 @@ pub(crate) enum Command {
     /// ids): the devices were heard, their fixes and activity rules step (`Shard::followed`).
     Followed(Vec<(vaka_core::EventId, Event)>),
     /// What this node's follower stored while it started, before the router ran: when other
-    /// cluster nodes last heard from devices, and the devices they called silent since.
-    Elsewhere {
-        heard: Vec<(DeviceKey, UnixMillis)>,
-        silent: Vec<DeviceKey>,
-    },
+    /// cluster nodes last heard from devices ...
+    HeardElsewhere(Vec<(DeviceKey, UnixMillis)>),
+    /// ... and the devices they called silent since.
+    SilentElsewhere(Vec<DeviceKey>),
     /// Finish what is queued and in flight, then end.
     Stop,
 }
@@ -542,10 +541,12 @@ impl Shard {
                         self.followed(lane, id, ev, &mut b);
                     }
                 }
-                Command::Elsewhere { heard, silent } => {
+                Command::HeardElsewhere(heard) => {
                     for (device, at) in heard {
                         self.heard_elsewhere(&device, at, &mut b);
                     }
+                }
+                Command::SilentElsewhere(silent) => {
                     for device in silent {
                         self.silent_elsewhere(&device);
                     }
