@@ -1,6 +1,8 @@
 //! The `vaka` server: configuration, wiring of store, router and fronts, observability, shutdown.
 pub mod admin_cli;
 pub mod canary;
+#[cfg(feature = "rocksdb")]
+pub mod cluster_ids;
 pub mod config;
 pub mod fds;
 pub mod http;

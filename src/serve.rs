@@ -426,9 +426,10 @@ fn load_directory(cfg: &Config, store: &Store) -> Result<Directory, String> {
     Ok(dir)
 }
 
-/// A cluster node's directory: the servers checked (each must sync every write), the
-/// directory log `VAKA_DIR` opened (created R3 on file storage, or checked), the file's entries
-/// appended if the log is empty, and every batch this node has not applied yet applied.
+/// A cluster node's directory: the servers checked (each must sync every write), the store's
+/// id range taken (`cluster_ids`), the directory log `VAKA_DIR` opened (created R3 on file
+/// storage, or checked), the file's entries appended if the log is empty, and every batch this
+/// node has not applied yet applied.
 async fn cluster_directory(
     cluster: &vaka_cluster::ClusterConfig,
     cfg: &Config,
@@ -445,6 +446,8 @@ async fn cluster_directory(
     let js = vaka_cluster::connect(cluster)
         .await
         .map_err(|e| format!("joining the cluster: {e}"))?;
+    // Before anything on this node gives an id.
+    crate::cluster_ids::take(&js, store, &cluster.node_id).await?;
     let log = crate::settling::open_while_settling(
         "the cluster's directory log",
         // A wrong stream is not going to settle.

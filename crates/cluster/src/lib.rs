@@ -1,11 +1,13 @@
 //! Vaka's cluster substrate on NATS JetStream (issue 23; ARCHITECTURE.md, "Cluster on NATS
 //! JetStream"): the partitioned input log, partition leases, the check that the servers sync
-//! every write, reconciliation of a node's record against the stream, and the directory log
-//! (`VAKA_DIR`) every node follows. The single-node engine uses none of it.
+//! every write, the id ranges that keep each node's ids apart (`id_range`), reconciliation of
+//! a node's record against the stream, and the directory log (`VAKA_DIR`) every node follows.
+//! The single-node engine uses none of it.
 
 pub mod config;
 pub mod directory_log;
 pub mod events;
+pub mod id_range;
 pub mod input_log;
 pub mod lease;
 pub mod partition;

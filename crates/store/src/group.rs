@@ -157,6 +157,11 @@ impl Store {
         EventId(self.inner.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// The id [`Store::allocate_id`] gives next.
+    pub fn next_id(&self) -> u64 {
+        self.inner.next_id.load(Ordering::SeqCst)
+    }
+
     /// Raises the next id past `id` (an import wrote records under their exported ids): no id
     /// at or below it is handed out from now on. The committer's reservation covers the new
     /// next id before it writes a group that uses it, and recovery starts above the stored keys.

@@ -12,6 +12,7 @@
 //! | `meta` | `input/` sequence (u64 BE)   | partition (u32 BE), SHA-256 (32 bytes), stamped at (u64 BE, ms since the epoch) |
 //! | `meta` | `input_read`                 | u64 BE: the stream sequence the node's follower has read up to |
 //! | `meta` | `input_checked`              | u64 BE: the stream sequence reconciliation has checked up to |
+//! | `meta` | `id_range`                   | u64 BE: the cluster id range this store gives ids from (`vaka_cluster::id_range`; absent: none) |
 use crate::backend::{Cf, StoreError, WriteSet};
 use crate::group::Store;
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use std::collections::BTreeMap;
 const PREFIX: &[u8] = b"input/";
 const META_INPUT_READ: &[u8] = b"input_read";
 const META_INPUT_CHECKED: &[u8] = b"input_checked";
+const META_ID_RANGE: &[u8] = b"id_range";
 const VALUE_LEN: usize = 4 + 32 + 8;
 
 /// One input this node holds.
@@ -59,6 +61,15 @@ impl WriteSet {
             Cf::Meta,
             META_INPUT_READ.to_vec(),
             sequence.to_be_bytes().to_vec(),
+        );
+    }
+
+    /// Records the cluster id range this store gives its ids from.
+    pub fn put_id_range(&mut self, range: u64) {
+        self.put_raw(
+            Cf::Meta,
+            META_ID_RANGE.to_vec(),
+            range.to_be_bytes().to_vec(),
         );
     }
 
@@ -176,6 +187,12 @@ impl Store {
     /// The stream sequence the follower has read up to (0: nothing yet).
     pub fn input_read(&self) -> Result<u64, StoreError> {
         self.meta_u64(META_INPUT_READ)
+    }
+
+    /// The cluster id range this store gives its ids from (0: none claimed; range 0 is the
+    /// single node's).
+    pub fn id_range(&self) -> Result<u64, StoreError> {
+        self.meta_u64(META_ID_RANGE)
     }
 
     /// The stream sequence reconciliation has checked up to (0: nothing yet).

@@ -36,6 +36,7 @@
 //! | `directory_revision`    | u64, the directory's revision (see [`directory`])             |
 //! | `directory_log_sequence` | u64, in a cluster: the last `VAKA_DIR` batch applied          |
 //! | `directory_log_digest`  | in a cluster: that batch's SHA-256                            |
+//! | `input/…`, `input_read`, `input_checked`, `id_range` | in a cluster: its record of the input log, and the id range it gives ids from (`inputs.rs`) |
 //! | `move/<tenant>` 0x00 `<device>` | JSON [`moves::MoveOffer`]: a device offered to another tenant |
 //! | `pending/<revision>`    | admin actions on stored data a directory change asked for, not yet run ([`pending`]) |
 //! | `gone/<tenant>` 0x00 `<device>` 0x00 | JSON [`gone::Gone`]: the device's history erased or moved, and when |
