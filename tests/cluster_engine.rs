@@ -26,7 +26,9 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vaka_centre::pb as pb_centre;
 use vaka_cluster::directory_log::DIRECTORY_STREAM;
+use vaka_cluster::id_range;
 use vaka_cluster::input_log::INPUT_STREAM;
 use vaka_cluster::DirectoryLog;
 use vaka_device::{events, pb};
@@ -982,11 +984,17 @@ fn an_erasure_a_move_and_an_export_through_one_node_reach_every_node() {
 /// Which node holds `device`'s partition lease (`None`: nobody), read from `VAKA_LEASES`.
 fn lease_holder(c: &nats::Cluster, device: &str) -> Option<String> {
     let p = vaka_cluster::Partition::of(&vaka_core::DeviceKey::new("t", device), 64);
+    let subject = format!("$KV.VAKA_LEASES.{}", p.lease_key());
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let js = c.js().await;
-        let kv = js.get_key_value("VAKA_LEASES").await.ok()?;
-        let v = kv.get(p.lease_key()).await.ok()??;
-        Some(String::from_utf8_lossy(&v).into_owned())
+        let stream = js.get_stream("KV_VAKA_LEASES").await.ok()?;
+        // From the stream's leader: a replica's answer may lag a hand-over just made.
+        let m = stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+            .ok()?;
+        let deleted = m.headers.get("KV-Operation").is_some();
+        (!deleted).then(|| String::from_utf8_lossy(&m.payload).into_owned())
     })
 }
 
@@ -1008,27 +1016,18 @@ async fn heartbeats(
     }
 }
 
-/// Supervision in a cluster. Each node supervises every device of the shared directory, but a
-/// device talks to one node: before, every other node never heard it and called it silent
-/// after its interval. Now every node hears it through its input follower, and only the owner
-/// of its partition (a lease in `VAKA_LEASES`) calls it silent. Devices s1 and s2 send
-/// heartbeats to N, the node not owning their partition: for 6 s (two deadlines over) no node
-/// calls either silent. s1 stops: its owner O calls it silent once, N never. O is SIGKILLed and
-/// s2 stops at once: N takes O's partitions over when O's leases run out (within 5 s), and calls
-/// s2 silent, not s1 again (O appended its call; O's alarm waits on O). O started again, N
-/// stopped gracefully: N releases its leases, O takes them at once and calls neither again.
-#[test]
-fn a_device_is_supervised_by_its_partitions_owner_alone_and_by_another_node_once_the_owner_is_killed(
-) {
-    let c = nats::Cluster::start3();
+/// Two engines over `c` with devices s1..s8 of tenant t, s1 and another device of the same
+/// partition owner supervised every 2 s + 1 s of grace (set through the other node, which
+/// every node applies): (O, the owner of their partitions; N, the other node; the other
+/// device).
+fn supervised_pair(c: &nats::Cluster) -> (Engine, Engine, String) {
     let devices: Vec<String> = (1..=8).map(|i| format!("s{i}")).collect();
     let names: Vec<&str> = devices.iter().map(String::as_str).collect();
-    // Silent after 2 s + 1 s of grace.
     let start = |node: &str| {
         Engine::start_tuned(
             DIRECTORY,
             &[("t", &names)],
-            &cluster_section(&c, node),
+            &cluster_section(c, node),
             false,
             false,
             "supervision_grace_secs = 1\n",
@@ -1044,19 +1043,21 @@ fn a_device_is_supervised_by_its_partitions_owner_alone_and_by_another_node_once
     within(Duration::from_secs(5), "the devices on B", || {
         b.device("t", "s8").is_some()
     });
-    within(Duration::from_secs(10), "every partition owned", || {
-        metric(&a, "vaka_cluster_partitions_owned") + metric(&b, "vaka_cluster_partitions_owned")
-            == 64.0
-    });
-    let owner = lease_holder(&c, "s1").expect("s1's partition is held");
+    // A took every partition when it started alone, and gives B its half once it sees B.
+    within(
+        Duration::from_secs(15),
+        "the partitions spread over A and B",
+        || balanced(&a, &b),
+    );
+    let owner = lease_holder(c, "s1").expect("s1's partition is held");
     let s2 = names[1..]
         .iter()
-        .find(|d| lease_holder(&c, d).as_deref() == Some(owner.as_str()))
-        .expect("another device of the same owner");
-    let (mut o, n) = if owner == "a" { (a, b) } else { (b, a) };
+        .find(|d| lease_holder(c, d).as_deref() == Some(owner.as_str()))
+        .expect("another device of the same owner")
+        .to_string();
+    let (o, n) = if owner == "a" { (a, b) } else { (b, a) };
     eprintln!("owner {owner}, devices s1 and {s2}");
-    // The two supervised, through N (every node applies it).
-    for d in ["s1", s2] {
+    for d in ["s1", s2.as_str()] {
         let path = format!("/api/v1/tenants/t/devices/{d}");
         let put = n.send(
             "PUT",
@@ -1067,9 +1068,26 @@ fn a_device_is_supervised_by_its_partitions_owner_alone_and_by_another_node_once
         assert_eq!(put.status, 200, "{}", put.body);
     }
     within(Duration::from_secs(5), "the change on O", || {
-        o.device("t", s2).is_some_and(|d| d["heartbeat_secs"] == 2)
+        o.device("t", &s2).is_some_and(|d| d["heartbeat_secs"] == 2)
     });
+    (o, n, s2)
+}
 
+/// Supervision in a cluster. Each node supervises every device of the shared directory, but a
+/// device talks to one node: before, every other node never heard it and called it silent
+/// after its interval. Now every node hears it through its input follower, and only the owner
+/// of its partition (a lease in `VAKA_LEASES`) calls it silent. Devices s1 and s2 send
+/// heartbeats to N, the node not owning their partition: for 6 s (two deadlines over) no node
+/// calls either silent. s1 stops: its owner O calls it silent once, N never. O is SIGKILLed and
+/// s2 stops at once: N takes O's partitions over when O's leases run out (within 5 s), and calls
+/// s2 silent, not s1 again (O appended its call; O's alarm waits on O). O started again, N
+/// stopped gracefully: N releases its leases, O takes them at once and calls neither again.
+#[test]
+fn a_device_is_supervised_by_its_partitions_owner_alone_and_by_another_node_once_the_owner_is_killed(
+) {
+    let c = nats::Cluster::start3();
+    let (mut o, n, s2) = supervised_pair(&c);
+    let s2 = s2.as_str();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (stop_s1, s1_stopped) = tokio::sync::watch::channel(false);
     let (stop_s2, s2_stopped) = tokio::sync::watch::channel(false);
@@ -1124,13 +1142,21 @@ fn a_device_is_supervised_by_its_partitions_owner_alone_and_by_another_node_once
     assert_eq!(silent_alarms(&n, "s1"), 0, "s1 called silent again by N");
     assert_eq!(silent_alarms(&n, s2), 1);
 
-    // A graceful stop hands the partitions over at once: O, started again, owns nothing (N
-    // holds every lease); N stopped with SIGTERM releases them and O takes them at its next
-    // round, well inside the TTL a killed node leaves.
+    // O, started again, is given its half by N. A graceful stop hands the partitions over at
+    // once: N stopped with SIGTERM releases its half and O takes it at its next round, well
+    // inside the TTL a killed node leaves.
     let mut n = n;
     o.restart();
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(metric(&o, "vaka_cluster_partitions_owned"), 0.0);
+    let back = Instant::now();
+    within(
+        Duration::from_secs(15),
+        "the partitions spread again",
+        || balanced(&o, &n),
+    );
+    eprintln!(
+        "partitions spread {:?} after O started again",
+        back.elapsed()
+    );
     let stopping = Instant::now();
     assert_eq!(n.sigterm(Duration::from_secs(20)), Some(0));
     within(Duration::from_secs(10), "O owns every partition", || {
@@ -1152,6 +1178,60 @@ fn a_device_is_supervised_by_its_partitions_owner_alone_and_by_another_node_once
     );
 }
 
+/// Both nodes own their half of the partitions, and no partition is without an owner.
+fn balanced(a: &Engine, b: &Engine) -> bool {
+    let owned = |e: &Engine| metric(e, "vaka_cluster_partitions_owned");
+    owned(a) == 32.0 && owned(b) == 32.0
+}
+
+/// A node cut off past its leases (SIGSTOP for longer than the TTL: a hung machine) speaks
+/// for none of its partitions when it wakes. O owns s1's partition and s1 sends heartbeats to
+/// N all along. O is paused; N takes every partition over once O's leases run out; O wakes
+/// after its deadline for s1 is long past (it heard nothing meanwhile). Its shards' timers
+/// come due at once, before its lease loop has seen the renewals refused: a node going by its
+/// last word on ownership called s1 silent there, a false technical alarm for a device that
+/// was heard all along. Ownership then settles: each owns its half again.
+#[test]
+fn a_node_paused_past_its_leases_calls_no_device_silent_when_it_wakes_and_ownership_settles() {
+    let c = nats::Cluster::start3();
+    let (o, n, _) = supervised_pair(&c);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let client = rt.block_on(n.quic_client("t", "s1"));
+    let task = rt.spawn(heartbeats(client, "s1".into(), stopped));
+    std::thread::sleep(Duration::from_secs(2));
+    let held = metric(&o, "vaka_cluster_partitions_owned");
+    assert!(held >= 1.0, "O owns s1's partition");
+
+    o.pause();
+    let paused = Instant::now();
+    within(Duration::from_secs(10), "N owns every partition", || {
+        metric(&n, "vaka_cluster_partitions_owned") == 64.0
+    });
+    // O's last news of s1 is the TTL and more old: its deadline (2 s + 1 s) is past.
+    std::thread::sleep(Duration::from_secs(2));
+    o.resume();
+    eprintln!("O paused {:?}", paused.elapsed());
+    within(
+        Duration::from_secs(5),
+        "O knows its leases are lost",
+        || metric(&o, "vaka_cluster_lease_lost_total") == held,
+    );
+    within(
+        Duration::from_secs(15),
+        "the partitions spread again",
+        || balanced(&o, &n),
+    );
+    // (The other supervised device, silent all along, is called silent by its owner.)
+    assert_eq!(
+        (silent_alarms(&o, "s1"), silent_alarms(&n, "s1")),
+        (0, 0),
+        "s1, heard on N all along, called silent"
+    );
+    stop.send(true).unwrap();
+    rt.block_on(task).unwrap();
+}
+
 /// The "device silent" alarms `e` holds for `device`.
 fn silent_alarms(e: &Engine, device: &str) -> usize {
     let page = e
@@ -1166,4 +1246,87 @@ fn silent_alarms(e: &Engine, device: &str) -> usize {
         .iter()
         .filter(|a| a["kind"] == "silent")
         .count()
+}
+
+/// The id range (`vaka_cluster_id_range`) node `e` gives its ids from.
+fn id_range(e: &Engine) -> u64 {
+    metric(e, "vaka_cluster_id_range") as u64
+}
+
+/// Device `id` of node `e` sends one alarm: the offer `centre` (connected to `e`) gets.
+async fn alarm_offered(
+    e: &Engine,
+    id: &str,
+    key: &str,
+    centre: &mut admin::Centre,
+) -> pb_centre::Alarm {
+    let client = e.quic_client("t", id).await;
+    let r = client.send(events::alarm(key, "0010", 5)).await.unwrap();
+    assert!(stored(&r), "{r:?}");
+    let offer = centre.offer(Duration::from_secs(10)).await;
+    offer.alarm.expect("an offer carries its alarm")
+}
+
+/// Each node gives ids from a range of its own, so a centre connected to two nodes gets each
+/// node's alarm under an id of its own, and an alarm id names one alarm on every node. Before,
+/// both nodes counted from 1: the two alarms came with the same id (a centre deduplicating by
+/// alarm id drops one), and the id looked up on the other node showed the other person's
+/// alarm. A node keeps its range across a restart; a node whose data dir was wiped takes a new
+/// one (its old ids may still be held by centres).
+#[test]
+fn a_centre_connected_to_two_nodes_gets_each_nodes_alarm_under_an_id_of_its_own() {
+    let c = nats::Cluster::start3();
+    let a = Engine::start_with(DIRECTORY, &[("t", &["q1"])], &cluster_section(&c, "a"));
+    let mut b = Engine::start_with(DIRECTORY, &[("t", &["q2"])], &cluster_section(&c, "b"));
+    for id in ["q1", "q2"] {
+        add_device(&a, id);
+    }
+    within(Duration::from_secs(5), "q2 on B", || {
+        b.device("t", "q2").is_some()
+    });
+    let (ra, rb) = (id_range(&a), id_range(&b));
+    assert!(ra >= 1 && rb >= 1 && ra != rb, "ranges {ra} and {rb}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (on_a, on_b) = rt.block_on(async {
+        let mut centre_a = a.centre("token-of-centre-c1").await.acking();
+        let mut centre_b = b.centre("token-of-centre-c1").await.acking();
+        // Together, before either node has followed the other's event: counting from the
+        // same start, each would give the same id.
+        let offered = tokio::join!(
+            alarm_offered(&a, "q1", "fall-1", &mut centre_a),
+            alarm_offered(&b, "q2", "fall-2", &mut centre_b)
+        );
+        // Over, so that q2's next alarm opens one of its own rather than repeat this one.
+        centre_b.handle_and_close(offered.1.alarm_id).await;
+        offered
+    });
+    assert_ne!(on_a.alarm_id, on_b.alarm_id, "one id for two alarms");
+    assert_eq!(on_a.alarm_id >> id_range::RANGE_BITS, ra);
+    assert_eq!(on_b.alarm_id >> id_range::RANGE_BITS, rb);
+    for (e, mine, theirs) in [(&a, &on_a, &on_b), (&b, &on_b, &on_a)] {
+        let path = |o: &pb_centre::Alarm| format!("/api/v1/alarms/{}", o.alarm_id);
+        assert_eq!(
+            e.get(&path(mine), OPERATOR).json()["alarm"]["device"],
+            mine.device
+        );
+        assert_eq!(e.get(&path(theirs), OPERATOR).status, 404);
+    }
+
+    // A restart keeps the range; later ids are above the earlier ones.
+    assert_eq!(b.sigterm(Duration::from_secs(20)), Some(0));
+    b.restart();
+    assert_eq!(id_range(&b), rb);
+    let again = rt.block_on(async {
+        let mut centre_b = b.centre("token-of-centre-c1").await.acking();
+        alarm_offered(&b, "q2", "fall-3", &mut centre_b).await
+    });
+    assert_eq!(again.alarm_id >> id_range::RANGE_BITS, rb);
+    assert!(again.alarm_id > on_b.alarm_id);
+
+    // A wiped data dir takes a range nobody had.
+    assert_eq!(b.sigterm(Duration::from_secs(20)), Some(0));
+    std::fs::remove_dir_all(b.dir.path().join("data")).unwrap();
+    b.restart();
+    let fresh = id_range(&b);
+    assert!(fresh > ra.max(rb), "range {fresh} after {ra} and {rb}");
 }

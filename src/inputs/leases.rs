@@ -2,18 +2,22 @@
 //! expiring after `cluster.lease_ttl_ms`): every half `cluster.lease_renew_ms` the node takes
 //! each partition that nobody holds (asking for all of them together), and it renews what it
 //! took every `cluster.lease_renew_ms` until a renewal is refused or the TTL runs out
-//! unrenewed. The router is told which partitions it owns (`vaka_router::Owners`):
-//! only the owner calls a device silent or makes an activity rule's alarm. So a node that dies
+//! unrenewed. The router is told which partitions it owns and until when (the last
+//! acknowledged renewal plus the TTL, so a node paused past it speaks for none of them when it
+//! wakes, before this loop has run: `vaka_router::Owners`): only the owner calls a device
+//! silent or makes an activity rule's alarm. So a node that dies
 //! or is cut off loses its partitions within the TTL and the others take them over within half
 //! a renewal period more; one stopped gracefully releases them (`Keeper::release`) and the
 //! others take them at once.
 //!
-//! No balancing: the first node to find a partition free takes it (nodes started together
-//! split them by who asks first). What an owner does for its partitions is small today
-//! (supervision and rule timers); spreading them matters once the owner offers alarms.
+//! Partitions are spread over the live nodes (each says it is alive in the bucket every round):
+//! a node holding more than its share for a few rounds releases the surplus, which a node under
+//! its share takes at its next round. What an owner does for its partitions is small today
+//! (supervision and rule timers), but a node started after the others (a rolling restart, a
+//! node added) then carries its part of it.
 
 use futures::future::join_all;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::watch;
 use vaka_cluster::lease::{Acquired, LeaseBucket, LeaseState, Renewer};
@@ -60,7 +64,24 @@ impl Keeper {
     }
 }
 
-/// Takes and keeps partitions until released (or aborted: the leases then run out).
+/// Rounds a node stays above its share before it gives partitions up: a node that has just
+/// died still counts as live until its key runs out, and a share that comes and goes would
+/// move partitions back and forth.
+const OVER_SHARE_ROUNDS: u32 = 4;
+/// The live nodes are counted every this many rounds (a listing of the bucket's keys).
+const COUNT_EVERY_ROUNDS: u64 = 4;
+
+/// A node's fair share of the partitions: as many as any other live node, give or take one.
+fn share(partitions: u32, live: usize) -> usize {
+    (partitions as usize).div_ceil(live.max(1))
+}
+
+/// Takes and keeps partitions until released (or aborted: the leases then run out), and
+/// spreads them over the live nodes: each node says it is alive every round
+/// ([`LeaseBucket::announce`]), and one that has held more than its share
+/// ([`share`]) for [`OVER_SHARE_ROUNDS`] rounds releases the surplus for the others to take.
+/// It does not take back what it released for a TTL, so the node under its share gets it; one
+/// still free after that it takes again, so no partition is left without an owner.
 pub fn spawn(bucket: LeaseBucket, partitions: u32, owners: Owners, renew: Duration) -> Keeper {
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
@@ -68,9 +89,12 @@ pub fn spawn(bucket: LeaseBucket, partitions: u32, owners: Owners, renew: Durati
         // (`VakaClusterPartitionsUnowned`).
         metrics::gauge!("vaka_cluster_partitions").set(f64::from(partitions));
         let mut held: HashMap<u32, Renewer> = HashMap::new();
+        let mut released: HashMap<u32, tokio::time::Instant> = HashMap::new();
+        let mut free_before: HashSet<u32> = HashSet::new();
+        let (mut live, mut over_rounds) = (1, 0);
         // Said once when the bucket stops answering, and once when it answers again.
         let mut unanswered_before = false;
-        loop {
+        for round in 0u64.. {
             held.retain(|p, renewer| {
                 let lost = matches!(*renewer.state().borrow(), LeaseState::Lost { .. });
                 if lost {
@@ -78,20 +102,72 @@ pub fn spawn(bucket: LeaseBucket, partitions: u32, owners: Owners, renew: Durati
                 }
                 !lost
             });
+            let mut unanswered = bucket.announce().await.err();
+            if round % COUNT_EVERY_ROUNDS == 0 {
+                match bucket.live_nodes().await {
+                    Ok(n) => live = n.max(1),
+                    Err(e) => unanswered = Some(e),
+                }
+                metrics::gauge!("vaka_cluster_nodes_live").set(live as f64);
+            }
+            let fair = share(partitions, live);
+            over_rounds = if held.len() > fair {
+                over_rounds + 1
+            } else {
+                0
+            };
+            if over_rounds >= OVER_SHARE_ROUNDS {
+                let surplus = held.len() - fair;
+                give_up(&mut held, surplus, &owners, &mut released).await;
+                over_rounds = 0;
+            }
+            let ttl = bucket.ttl();
+            released.retain(|_, at| at.elapsed() < ttl);
             // Asked together: a node taking over a dead one's partitions has them all within
             // one round trip, not one partition after the other.
-            let free = (0..partitions).filter(|p| !held.contains_key(p));
-            let asked = join_all(free.map(|p| {
+            let unheld =
+                (0..partitions).filter(|p| !held.contains_key(p) && !released.contains_key(p));
+            let asked = join_all(unheld.map(|p| {
+                let bucket = &bucket;
+                async move { (p, bucket.holder(Partition(p)).await) }
+            }))
+            .await;
+            let mut free = Vec::new();
+            for (p, holder) in asked {
+                match holder {
+                    Ok(None) => free.push(p),
+                    Ok(Some(_)) => {}
+                    Err(e) => unanswered = Some(e),
+                }
+            }
+            // Up to its share at once; beyond it only what was free a round ago too (nobody
+            // else took it), so nodes starting together do not take everything in turns.
+            let room = fair.saturating_sub(held.len());
+            let wanted: Vec<u32> = free
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| *i < room || free_before.contains(*p))
+                .map(|(_, p)| *p)
+                .collect();
+            free_before = free.into_iter().collect();
+            let acquired = join_all(wanted.into_iter().map(|p| {
                 let bucket = &bucket;
                 async move { (p, take(bucket, Partition(p)).await) }
             }))
             .await;
-            let (mut taken, mut unanswered) = (Vec::new(), None);
-            for (p, result) in asked {
+            let mut taken = Vec::new();
+            for (p, result) in acquired {
                 match result {
                     Ok(Some(lease)) => {
-                        held.insert(p, bucket.keep(lease, renew));
-                        owners.set(p, true);
+                        // Owned until the lease's last renewal plus the TTL, not until this
+                        // loop next looks: a node paused past it speaks for none of its
+                        // partitions when it wakes.
+                        let owner = owners.clone();
+                        let tell = move |until: Option<tokio::time::Instant>| match until {
+                            Some(until) => owner.hold_until(p, until.into_std()),
+                            None => owner.set(p, false),
+                        };
+                        held.insert(p, bucket.keep_telling(lease, renew, tell));
                         taken.push(p);
                     }
                     Ok(None) => {}
@@ -121,11 +197,9 @@ pub fn spawn(bucket: LeaseBucket, partitions: u32, owners: Owners, renew: Durati
             }
         }
         let n = held.len();
-        for (p, renewer) in held.drain() {
-            owners.set(p, false);
-            if let Err(e) = renewer.release().await {
-                tracing::warn!(partition = p, error = %e, "cluster: partition lease not released; it runs out by itself");
-            }
+        give_up(&mut held, n, &owners, &mut released).await;
+        if let Err(e) = bucket.withdraw().await {
+            tracing::warn!(error = %e, "cluster: this node's key not withdrawn; it runs out by itself");
         }
         metrics::gauge!("vaka_cluster_partitions_owned").set(0.0);
         tracing::info!(partitions = n, "cluster: partition leases released");
@@ -133,16 +207,68 @@ pub fn spawn(bucket: LeaseBucket, partitions: u32, owners: Owners, renew: Durati
     Keeper { stop, task }
 }
 
-/// The partition's lease if nobody holds it.
+/// Releases `count` of the held partitions (the highest first), so the others take them at
+/// their next round rather than after the TTL.
+async fn give_up(
+    held: &mut HashMap<u32, Renewer>,
+    count: usize,
+    owners: &Owners,
+    released: &mut HashMap<u32, tokio::time::Instant>,
+) {
+    let mut ps: Vec<u32> = held.keys().copied().collect();
+    ps.sort_unstable_by(|a, b| b.cmp(a));
+    ps.truncate(count);
+    let renewers: Vec<(u32, Renewer)> = ps
+        .iter()
+        .filter_map(|p| held.remove(p).map(|r| (*p, r)))
+        .collect();
+    for (p, _) in &renewers {
+        // Stops speaking for it before the others may take it.
+        owners.set(*p, false);
+        released.insert(*p, tokio::time::Instant::now());
+    }
+    let results = join_all(
+        renewers
+            .into_iter()
+            .map(|(p, r)| async move { (p, r.release().await) }),
+    )
+    .await;
+    for (p, result) in results {
+        if let Err(e) = result {
+            tracing::warn!(partition = p, error = %e, "cluster: partition lease not released; it runs out by itself");
+        }
+    }
+    if !ps.is_empty() {
+        tracing::info!(partitions = ?ps, owned = held.len(), "cluster: partitions released");
+        metrics::counter!("vaka_cluster_partitions_released_total").increment(ps.len() as u64);
+    }
+}
+
+/// The partition's lease, seen free (someone may have taken it since).
 async fn take(
     bucket: &LeaseBucket,
     partition: Partition,
 ) -> Result<Option<vaka_cluster::lease::Lease>, vaka_cluster::lease::LeaseError> {
-    if bucket.holder(partition).await?.is_some() {
-        return Ok(None);
-    }
     Ok(match bucket.acquire(partition).await? {
         Acquired::Won(lease) => Some(lease),
         Acquired::HeldBy { .. } => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn a_share_is_what_spreads_the_partitions_over_the_live_nodes() {
+        assert_eq!(share(64, 1), 64);
+        assert_eq!(share(64, 2), 32);
+        assert_eq!(share(64, 3), 22, "22 + 22 + 20");
+        assert_eq!(
+            share(64, 0),
+            64,
+            "this node counts even before its key is listed"
+        );
+        assert_eq!(share(4, 8), 1);
+    }
 }

@@ -243,6 +243,26 @@ impl Engine {
         }
     }
 
+    /// SIGSTOP / SIGCONT: the process is there but does nothing (a hung machine, a long GC-like
+    /// stall, a VM paused by its host).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.pid().to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
     pub fn sigkill(&mut self) {
         let mut child = self.child.take().expect("running");
         child.kill().expect("SIGKILL");

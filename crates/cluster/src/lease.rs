@@ -22,6 +22,8 @@ use crate::partition::Partition;
 use crate::substrate::{check_stream_config, SubstrateError};
 
 pub const LEASE_BUCKET: &str = "VAKA_LEASES";
+/// Keys of live nodes (`n.<node>`), beside the partitions' (`p<n>`).
+const NODE_KEY_PREFIX: &str = "n.";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -94,7 +96,7 @@ struct LastWrite {
 /// The server answers 10071 when the check fails against stored data and 10164 when it fails
 /// against a write still being replicated (a concurrent claim); the client names only the
 /// first, so the error chain is searched for either code.
-fn is_revision_conflict(e: &kv::UpdateError) -> bool {
+pub(crate) fn is_revision_conflict(e: &kv::UpdateError) -> bool {
     if e.kind() == UpdateErrorKind::WrongLastRevision {
         return true;
     }
@@ -276,6 +278,46 @@ impl LeaseBucket {
             .map(|w| (w.owner, w.revision)))
     }
 
+    /// Says this node is alive: its key `n.<node>` in the bucket, which expires after the TTL
+    /// like a lease unless said again. What partitions are spread over ([`Self::live_nodes`]).
+    pub async fn announce(&self) -> Result<(), LeaseError> {
+        self.kv
+            .put(self.node_key(), Bytes::new())
+            .await
+            .map(|_| ())
+            .map_err(|e| LeaseError::Bucket(format!("announcing this node: {e}")))
+    }
+
+    /// At a graceful stop: the others count this node gone at once, not after the TTL.
+    pub async fn withdraw(&self) -> Result<(), LeaseError> {
+        self.kv
+            .delete(self.node_key())
+            .await
+            .map_err(|e| LeaseError::Bucket(format!("withdrawing this node: {e}")))
+    }
+
+    /// How many nodes have announced themselves within the TTL.
+    pub async fn live_nodes(&self) -> Result<usize, LeaseError> {
+        use futures::TryStreamExt;
+        let err = |e: &dyn std::fmt::Display| LeaseError::Bucket(format!("listing nodes: {e}"));
+        let keys: Vec<String> = self
+            .kv
+            .keys()
+            .await
+            .map_err(|e| err(&e))?
+            .try_collect()
+            .await
+            .map_err(|e| err(&e))?;
+        Ok(keys
+            .iter()
+            .filter(|k| k.starts_with(NODE_KEY_PREFIX))
+            .count())
+    }
+
+    fn node_key(&self) -> String {
+        format!("{NODE_KEY_PREFIX}{}", self.node_id)
+    }
+
     /// Extends the lease by a TTL. Fails as [`LeaseError::Lost`] if anyone wrote the key since
     /// this node's last write (taken over) or it expired (the key is gone).
     pub async fn renew(&self, lease: &mut Lease) -> Result<(), LeaseError> {
@@ -322,6 +364,19 @@ impl LeaseBucket {
     /// that gets no answer is retried; the lease counts as lost when it is past
     /// [`Lease::valid_until`] without one, since the server may have expired it by then.
     pub fn keep(&self, lease: Lease, every: Duration) -> Renewer {
+        self.keep_telling(lease, every, |_| {})
+    }
+
+    /// [`LeaseBucket::keep`], telling `tell` until when the lease is surely held, at once and
+    /// after every acknowledged renewal, and `None` when it is lost. An owner that checks this
+    /// time before it speaks stops at it even when it was paused and its loop has not run yet.
+    pub fn keep_telling(
+        &self,
+        lease: Lease,
+        every: Duration,
+        tell: impl Fn(Option<Instant>) + Send + 'static,
+    ) -> Renewer {
+        tell(Some(lease.valid_until()));
         let (state_tx, state_rx) = watch::channel(LeaseState::Held { epoch: lease.epoch });
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let bucket = self.clone();
@@ -337,6 +392,7 @@ impl LeaseBucket {
                 // given the partition away already. Say so before anything else.
                 if Instant::now() >= lease.valid_until() {
                     let why = "no renewal acknowledged within the TTL".to_owned();
+                    tell(None);
                     report_lost(&lease, &why);
                     let _ = state_tx.send(LeaseState::Lost { why });
                     return None;
@@ -355,8 +411,12 @@ impl LeaseBucket {
                         }),
                     };
                 match renewed {
-                    Ok(()) => next = Instant::now() + every,
+                    Ok(()) => {
+                        tell(Some(lease.valid_until()));
+                        next = Instant::now() + every;
+                    }
                     Err(LeaseError::Lost { why, .. }) => {
+                        tell(None);
                         report_lost(&lease, &why);
                         let _ = state_tx.send(LeaseState::Lost { why });
                         return None;
