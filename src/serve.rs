@@ -119,10 +119,10 @@ impl Engine {
             Presence::new(),
             clock,
         );
-        // A cluster node's follower hands what it stores to the router, and its leases say
-        // which devices the router speaks for.
+        // A cluster node's follower hands the router what its catch-up stored, then what it
+        // stores; only then do its leases say which devices the router speaks for.
         if let (Some(node), Some(c)) = (cluster_node, &cfg.cluster) {
-            cluster_tasks.push(node.follower.spawn(router.clone()));
+            cluster_tasks.push(node.follower.start(router.clone()).await);
             leases = Some(inputs::leases::spawn(
                 node.leases,
                 c.partitions,

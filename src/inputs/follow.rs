@@ -18,15 +18,16 @@
 //! heard, and their activity rules step, so supervision and rules on this node see the
 //! devices that talk to other nodes (only a partition's owner calls a device silent or makes a
 //! rule's alarm: `vaka_router::Owners`). What the catch-up at start stored, before the router
-//! runs, is told as when each device was last heard, and which devices another node called
-//! silent since ([`Router::elsewhere_at_start`]).
+//! ran, is handed to it the same way once it runs, read back from the store oldest first
+//! ([`Follower::start`]): a node started again goes on from the state the others' events made
+//! (rules, positions, fences), not from its own of before it stopped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vaka_cluster::reconcile::Digest;
 use vaka_cluster::{events, InputLog};
-use vaka_core::{DeviceKey, Event, EventId, Lane, UnixMillis};
+use vaka_core::{Event, EventId, Lane};
 use vaka_router::Router;
 use vaka_store::{Store, WriteSet};
 
@@ -45,10 +46,9 @@ pub struct Follower {
     own_waiting: HashMap<u64, Instant>,
     /// Once running: where the events it stores go (supervision and rules).
     router: Option<Arc<Router>>,
-    /// What the catch-up stored, before the router ran: when each device was last heard, and
-    /// when another node last called it silent.
-    heard_at_start: HashMap<DeviceKey, UnixMillis>,
-    silent_at_start: HashMap<DeviceKey, UnixMillis>,
+    /// The ids of the events the catch-up stored before the router ran: the first and the
+    /// last (ids grow as they are given).
+    caught_up: Option<(EventId, EventId)>,
 }
 
 impl Follower {
@@ -59,8 +59,7 @@ impl Follower {
             node: node.to_owned(),
             own_waiting: HashMap::new(),
             router: None,
-            heard_at_start: HashMap::new(),
-            silent_at_start: HashMap::new(),
+            caught_up: None,
         }
     }
 
@@ -78,21 +77,15 @@ impl Follower {
         }
     }
 
-    /// Runs until aborted, handing what it stores to `router`: a step, and a pause whenever it
-    /// found nothing new. `vaka_cluster_followed_timestamp_seconds` is when a step last read
-    /// the stream (from the start on): `VakaClusterInputFollowStalled` fires when it falls
-    /// behind.
-    pub fn spawn(mut self, router: Arc<Router>) -> tokio::task::JoinHandle<()> {
+    /// Hands `router` what the catch-up stored (returning once it is handed over, so that the
+    /// node takes no partition before), then runs until aborted, handing it what it stores: a
+    /// step, and a pause whenever it found nothing new.
+    /// `vaka_cluster_followed_timestamp_seconds` is when a step last read the stream (from the
+    /// start on): `VakaClusterInputFollowStalled` fires when it falls behind.
+    pub async fn start(mut self, router: Arc<Router>) -> tokio::task::JoinHandle<()> {
+        self.hand_over_caught_up(&router).await;
+        self.router = Some(router);
         tokio::spawn(async move {
-            let silent: Vec<DeviceKey> = self
-                .silent_at_start
-                .drain()
-                .filter(|(d, at)| self.heard_at_start.get(d).is_none_or(|h| at > h))
-                .map(|(d, _)| d)
-                .collect();
-            let heard: Vec<_> = self.heard_at_start.drain().collect();
-            router.elsewhere_at_start(heard, silent).await;
-            self.router = Some(router);
             crate::inputs::stamp("vaka_cluster_followed_timestamp_seconds");
             loop {
                 let step = self.step(false).await;
@@ -151,20 +144,46 @@ impl Follower {
         Ok(())
     }
 
-    /// An event stored: for the router once it runs, else when its device was last heard.
+    /// An event stored: for the router once it runs, else kept for it by its id.
     fn heard(&mut self, id: EventId, ev: Event, followed: &mut Vec<(EventId, Event)>) {
         match self.router {
             Some(_) => followed.push((id, ev)),
             None => {
-                let seen = match ev.kind {
-                    vaka_core::EventKind::Silent => &mut self.silent_at_start,
-                    ref k if k.is_engine_made() => return,
-                    _ => &mut self.heard_at_start,
-                };
-                let at = seen.entry(ev.device).or_insert(ev.received_ms);
-                *at = (*at).max(ev.received_ms);
+                let first = self.caught_up.map_or(id, |(first, _)| first);
+                self.caught_up = Some((first, id));
             }
         }
+    }
+
+    /// What the catch-up stored, read back oldest first and handed to the router as if
+    /// followed now: the devices count as heard when the other nodes took their events, a
+    /// call of a device silent drops this node's deadline, the fixes move tracks and fences,
+    /// and the activity rules step. Memory holds a read at a time, however long the node was
+    /// away.
+    async fn hand_over_caught_up(&mut self, router: &Router) {
+        let Some((mut from, to)) = self.caught_up.take() else {
+            return;
+        };
+        let mut handed = 0;
+        while from <= to {
+            let events = match self.store.events_between(from, to, READ_MAX) {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::error!(error = %e, "cluster: reading back what the catch-up stored failed; supervision and rules start without the rest of it");
+                    break;
+                }
+            };
+            let Some(last) = events.last().map(|(id, _)| *id) else {
+                break;
+            };
+            handed += events.len();
+            router.followed(events).await;
+            from = EventId(last.0 + 1);
+        }
+        tracing::info!(
+            events = handed,
+            "cluster: what the catch-up stored handed to the router"
+        );
     }
 
     /// Reads from the mark on and stores what is not held: (inputs stored, inputs read).

@@ -299,20 +299,6 @@ impl Router {
             .await;
     }
 
-    /// What the follower's catch-up stored at start, before the router ran: when other
-    /// cluster nodes last heard from devices (supervision counts them heard), and the devices
-    /// they called silent after that (this node holds no deadline of its own for them).
-    pub async fn elsewhere_at_start(
-        &self,
-        heard: Vec<(DeviceKey, UnixMillis)>,
-        silent: Vec<DeviceKey>,
-    ) {
-        self.to_shards(heard, |(d, _)| d, Command::HeardElsewhere)
-            .await;
-        self.to_shards(silent, |d| d, Command::SilentElsewhere)
-            .await;
-    }
-
     /// Hands each shard its devices' part of `items` over its telemetry lane, waiting for room
     /// (what other nodes took is history, never ahead of an alarm).
     async fn to_shards<T>(

@@ -3,7 +3,7 @@
 use crate::backend::{Backend, Cf, StoreError};
 use crate::keys::{decode_id, device_prefix, id_key, load_alarm};
 use vaka_core::alarm::AlarmState;
-use vaka_core::{Alarm, AlarmId, DeviceKey, UnixMillis};
+use vaka_core::{Alarm, AlarmId, DeviceKey, Event, EventId, UnixMillis};
 
 /// Which alarms a listing wants.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -195,12 +195,38 @@ impl crate::Store {
         rule_states(self.backend().as_ref(), device)
     }
 
-    /// One alarm, if it exists.
     /// One stored device event (an alarm's opening event has the alarm's id).
     pub fn event(&self, id: vaka_core::EventId) -> Result<Option<vaka_core::Event>, StoreError> {
         crate::keys::load_event(self.backend().as_ref(), id)
     }
 
+    /// The stored events with ids from `from` to `to` (both included), in id order: at most
+    /// `max` of them.
+    pub fn events_between(
+        &self,
+        from: EventId,
+        to: EventId,
+        max: usize,
+    ) -> Result<Vec<(EventId, Event)>, StoreError> {
+        let (mut out, mut err) = (Vec::new(), None);
+        self.backend()
+            .scan_from(Cf::Events, &[], &id_key(from.0), &mut |k, v| {
+                let Some(id) = decode_id(k).filter(|id| *id <= to.0) else {
+                    return false;
+                };
+                match crate::keys::decode_event(k, v) {
+                    Ok(stored) => out.push((EventId(id), stored.event)),
+                    Err(e) => err = Some(e),
+                }
+                err.is_none() && out.len() < max
+            })?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// One alarm, if it exists.
     pub fn alarm(&self, id: AlarmId) -> Result<Option<Alarm>, StoreError> {
         load_alarm(self.backend().as_ref(), id)
     }

@@ -63,11 +63,6 @@ pub(crate) enum Command {
     /// Events another cluster node took, as this node's follower stored them (under these
     /// ids): the devices were heard, their fixes and activity rules step (`Shard::followed`).
     Followed(Vec<(vaka_core::EventId, Event)>),
-    /// What this node's follower stored while it started, before the router ran: when other
-    /// cluster nodes last heard from devices ...
-    HeardElsewhere(Vec<(DeviceKey, UnixMillis)>),
-    /// ... and the devices they called silent since.
-    SilentElsewhere(Vec<DeviceKey>),
     /// Finish what is queued and in flight, then end.
     Stop,
 }
@@ -539,16 +534,6 @@ impl Shard {
                 Command::Followed(events) => {
                     for (id, ev) in events {
                         self.followed(lane, id, ev, &mut b);
-                    }
-                }
-                Command::HeardElsewhere(heard) => {
-                    for (device, at) in heard {
-                        self.heard_elsewhere(&device, at, &mut b);
-                    }
-                }
-                Command::SilentElsewhere(silent) => {
-                    for device in silent {
-                        self.silent_elsewhere(&device);
                     }
                 }
                 Command::Stop => stop = true,
