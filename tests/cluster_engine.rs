@@ -1380,3 +1380,57 @@ fn a_node_started_again_steps_its_rules_on_what_the_others_took_while_it_was_awa
         || dose_rule(&b) == "waiting",
     );
 }
+
+/// How many partitions each of `nodes` owns, sorted.
+fn shares(nodes: &[&Engine]) -> Vec<u64> {
+    let mut owned: Vec<u64> = nodes
+        .iter()
+        .map(|e| metric(e, "vaka_cluster_partitions_owned") as u64)
+        .collect();
+    owned.sort_unstable();
+    owned
+}
+
+/// Partitions are spread over the live nodes. Three engines started one after the other (the
+/// first takes all 64 alone) end with 20, 22 and 22; one SIGKILLed, the other two own all 64
+/// within 5 s and then 32 each; started again, it gets its share back.
+#[test]
+fn partitions_spread_over_three_nodes_and_a_killed_nodes_share_is_taken_within_5_s() {
+    let c = nats::Cluster::start3();
+    let a = Engine::start_with(DIRECTORY, &[], &cluster_section(&c, "a"));
+    within(Duration::from_secs(10), "A owns every partition", || {
+        shares(&[&a]) == [64]
+    });
+    let b = Engine::start_with(DIRECTORY, &[], &cluster_section(&c, "b"));
+    let mut n3 = Engine::start_with(DIRECTORY, &[], &cluster_section(&c, "c"));
+    let started = Instant::now();
+    within(Duration::from_secs(20), "spread over three", || {
+        shares(&[&a, &b, &n3]) == [20, 22, 22]
+    });
+    eprintln!(
+        "spread over three {:?} after the third started",
+        started.elapsed()
+    );
+
+    n3.sigkill();
+    let killed = Instant::now();
+    within(
+        Duration::from_secs(10),
+        "the other two own every partition",
+        || shares(&[&a, &b]).iter().sum::<u64>() == 64,
+    );
+    let took_over = killed.elapsed();
+    within(Duration::from_secs(20), "spread over two", || {
+        shares(&[&a, &b]) == [32, 32]
+    });
+    eprintln!(
+        "a killed node's share owned elsewhere {took_over:?} after, spread over two {:?} after",
+        killed.elapsed()
+    );
+    assert!(took_over < Duration::from_secs(5), "took {took_over:?}");
+
+    n3.restart();
+    within(Duration::from_secs(20), "spread over three again", || {
+        shares(&[&a, &b, &n3]) == [20, 22, 22]
+    });
+}
