@@ -68,8 +68,6 @@ impl Keeper {
 /// died still counts as live until its key runs out, and a share that comes and goes would
 /// move partitions back and forth.
 const OVER_SHARE_ROUNDS: u32 = 4;
-/// The live nodes are counted every this many rounds (a listing of the bucket's keys).
-const COUNT_EVERY_ROUNDS: u64 = 4;
 
 /// A node's fair share of the partitions: as many as any other live node, give or take one.
 fn share(partitions: u32, live: usize) -> usize {
@@ -94,7 +92,7 @@ pub fn spawn(bucket: LeaseBucket, partitions: u32, owners: Owners, renew: Durati
         let (mut live, mut over_rounds) = (1, 0);
         // Said once when the bucket stops answering, and once when it answers again.
         let mut unanswered_before = false;
-        for round in 0u64.. {
+        loop {
             held.retain(|p, renewer| {
                 let lost = matches!(*renewer.state().borrow(), LeaseState::Lost { .. });
                 if lost {
@@ -103,13 +101,13 @@ pub fn spawn(bucket: LeaseBucket, partitions: u32, owners: Owners, renew: Durati
                 !lost
             });
             let mut unanswered = bucket.announce().await.err();
-            if round % COUNT_EVERY_ROUNDS == 0 {
-                match bucket.live_nodes().await {
-                    Ok(n) => live = n.max(1),
-                    Err(e) => unanswered = Some(e),
-                }
-                metrics::gauge!("vaka_cluster_nodes_live").set(live as f64);
+            // Every round: a node stopped or dead leaves the count as its partitions come
+            // free, so the others take them at once rather than a round later.
+            match bucket.live_nodes().await {
+                Ok(n) => live = n.max(1),
+                Err(e) => unanswered = Some(e),
             }
+            metrics::gauge!("vaka_cluster_nodes_live").set(live as f64);
             let fair = share(partitions, live);
             over_rounds = if held.len() > fair {
                 over_rounds + 1
