@@ -31,13 +31,14 @@ pub async fn take(
                 "cluster: this node's ids ran past its id range into the next one's"
             );
         }
-        let ranges = crate::settling::open_while_settling(
+        // Tried again while a cluster that is just starting elects the bucket's leader (a
+        // claim whose answer was lost wastes a range: there are 1,023).
+        let claimed = crate::settling::open_while_settling(
             "the cluster's id ranges",
-            |e| matches!(e, IdRangeError::Substrate(_)),
-            || IdRanges::open(js),
+            |e| matches!(e, IdRangeError::Substrate(_) | IdRangeError::Exhausted),
+            || async { IdRanges::open(js).await?.claim(node, held).await },
         )
         .await?;
-        let claimed = ranges.claim(node, held).await.map_err(|e| err(&e))?;
         let mut set = WriteSet::new();
         set.put_id_range(claimed);
         store.commit(Lane::Alarm, set).await.map_err(|e| err(&e))?;

@@ -122,12 +122,19 @@ impl Engine {
         // A cluster node's follower hands the router what its catch-up stored, then what it
         // stores; only then do its leases say which devices the router speaks for.
         if let (Some(node), Some(c)) = (cluster_node, &cfg.cluster) {
-            cluster_tasks.push(node.follower.start(router.clone()).await);
+            let (ready, caught_up) = tokio::sync::oneshot::channel();
+            let following = inputs::leases::Following {
+                ready: caught_up,
+                handed: node.follower.handed(),
+                log: node.log,
+            };
+            cluster_tasks.push(node.follower.spawn(router.clone(), ready));
             leases = Some(inputs::leases::spawn(
                 node.leases,
                 c.partitions,
                 owners,
                 c.lease_renew(),
+                following,
             ));
         }
         let router_ms = phase.lap();
@@ -477,6 +484,8 @@ async fn cluster_directory(
 struct ClusterNode {
     follower: inputs::follow::Follower,
     leases: vaka_cluster::lease::LeaseBucket,
+    /// What the lease loop reads the stream's end from.
+    log: vaka_cluster::InputLog,
 }
 
 /// A cluster node's input log: `VAKA_IN` opened (a start without it is refused, like one without
@@ -514,12 +523,17 @@ async fn cluster_inputs(
         ),
     }
     let appender = inputs::append::Appender::new(log.clone(), cluster.partitions);
+    let log_for_leases = log.clone();
     let tasks = vec![
         inputs::reconcile::Reconciler::new(log, store.clone()).spawn(cluster.reconcile_every())
     ];
     Ok((
         vaka_router::Intake(Arc::new(appender)),
-        ClusterNode { follower, leases },
+        ClusterNode {
+            follower,
+            leases,
+            log: log_for_leases,
+        },
         tasks,
     ))
 }

@@ -1434,3 +1434,51 @@ fn partitions_spread_over_three_nodes_and_a_killed_nodes_share_is_taken_within_5
         shares(&[&a, &b, &n3]) == [20, 22, 22]
     });
 }
+
+/// A node taking a partition over follows the input log to its end first, so a call of a
+/// device silent its last owner appended just before it died is known here and not made a
+/// second time. N is paused (a hung machine) while O, the owner, calls s1 silent and is then
+/// SIGKILLed; N wakes after every lease has run out, its own deadline for s1 long past, and
+/// takes every partition: s1 was called silent once, by O. Before, N took the partitions in
+/// its first round and could fire its deadline before its follower had read O's call.
+#[test]
+fn a_node_taking_over_follows_the_log_to_its_end_first_and_calls_no_device_silent_twice() {
+    let c = nats::Cluster::start3();
+    let (mut o, n, s2) = supervised_pair(&c);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let client = rt.block_on(n.quic_client("t", "s1"));
+    let task = rt.spawn(heartbeats(client, "s1".into(), stopped));
+    within(
+        Duration::from_secs(8),
+        "s2 (silent all along) called silent by O",
+        || silent_alarms(&o, &s2) == 1,
+    );
+    stop.send(true).unwrap();
+    rt.block_on(task).unwrap();
+    n.pause();
+    // A backlog ahead of O's call in the log: N's follower has a second's work to reach it,
+    // and a node that took partitions at once would fire its own deadline meanwhile.
+    rt.block_on(async {
+        let s5 = o.quic_client("t", "s5").await;
+        let batch = (0..1000)
+            .map(|i| events::alarm(format!("s5-a{i}"), "0010", 5))
+            .collect();
+        for reply in s5.submit(batch).await.unwrap() {
+            assert!(stored(&reply.await.unwrap()));
+        }
+    });
+    within(Duration::from_secs(8), "s1 called silent by O", || {
+        silent_alarms(&o, "s1") == 1
+    });
+    o.sigkill();
+    // Every lease runs out meanwhile, N's own too.
+    std::thread::sleep(Duration::from_secs(4));
+    n.resume();
+    within(Duration::from_secs(10), "N owns every partition", || {
+        metric(&n, "vaka_cluster_partitions_owned") == 64.0
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(silent_alarms(&n, "s1"), 0, "s1 called silent a second time");
+    assert_eq!(metric(&n, "vaka_cluster_takes_unfollowed_total"), 0.0);
+}

@@ -19,10 +19,11 @@
 //! devices that talk to other nodes (only a partition's owner calls a device silent or makes a
 //! rule's alarm: `vaka_router::Owners`). What the catch-up at start stored, before the router
 //! ran, is handed to it the same way once it runs, read back from the store oldest first
-//! ([`Follower::start`]): a node started again goes on from the state the others' events made
+//! ([`Follower::spawn`]): a node started again goes on from the state the others' events made
 //! (rules, positions, fences), not from its own of before it stopped.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vaka_cluster::reconcile::Digest;
@@ -49,6 +50,9 @@ pub struct Follower {
     /// The ids of the events the catch-up stored before the router ran: the first and the
     /// last (ids grow as they are given).
     caught_up: Option<(EventId, EventId)>,
+    /// The stream sequence up to which what this node holds has been handed to the router
+    /// and taken by its shards (the lease loop waits for it before it takes a partition).
+    handed: Arc<AtomicU64>,
 }
 
 impl Follower {
@@ -60,7 +64,14 @@ impl Follower {
             own_waiting: HashMap::new(),
             router: None,
             caught_up: None,
+            handed: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The stream sequence up to which the events this node holds have been handed to the
+    /// router and taken by its shards, to read while the follower runs.
+    pub fn handed(&self) -> Arc<AtomicU64> {
+        self.handed.clone()
     }
 
     /// Before the router starts: everything this node does not hold, up to the stream's end.
@@ -77,15 +88,23 @@ impl Follower {
         }
     }
 
-    /// Hands `router` what the catch-up stored (returning once it is handed over, so that the
-    /// node takes no partition before), then runs until aborted, handing it what it stores: a
-    /// step, and a pause whenever it found nothing new.
+    /// Runs until aborted: hands `router` what the catch-up stored, says so on `ready` (the
+    /// node takes no partition before: `leases::spawn`), then hands it what it stores, a step
+    /// at a time, with a pause whenever it found nothing new. The fronts do not wait for it.
     /// `vaka_cluster_followed_timestamp_seconds` is when a step last read the stream (from the
     /// start on): `VakaClusterInputFollowStalled` fires when it falls behind.
-    pub async fn start(mut self, router: Arc<Router>) -> tokio::task::JoinHandle<()> {
-        self.hand_over_caught_up(&router).await;
-        self.router = Some(router);
+    pub fn spawn(
+        mut self,
+        router: Arc<Router>,
+        ready: tokio::sync::oneshot::Sender<()>,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            self.hand_over_caught_up(&router).await;
+            self.router = Some(router);
+            if let Ok(mark) = self.store.input_read() {
+                self.handed.fetch_max(mark, Ordering::AcqRel);
+            }
+            let _ = ready.send(());
             crate::inputs::stamp("vaka_cluster_followed_timestamp_seconds");
             loop {
                 let step = self.step(false).await;
@@ -258,6 +277,7 @@ impl Follower {
             .map_err(|e| err(&e))?;
         if let Some(router) = &self.router {
             router.followed(followed).await;
+            self.handed.fetch_max(read_to, Ordering::AcqRel);
         }
         metrics::counter!("vaka_cluster_inputs_followed_total").increment(stored);
         metrics::gauge!("vaka_cluster_input_read_sequence").set(read_to as f64);

@@ -18,10 +18,12 @@
 
 use futures::future::join_all;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use vaka_cluster::lease::{Acquired, LeaseBucket, LeaseState, Renewer};
-use vaka_cluster::{ClusterConfig, Partition};
+use vaka_cluster::{ClusterConfig, InputLog, Partition};
 use vaka_router::Owners;
 
 /// Opens (or creates) the lease bucket, retrying while a cluster that is just starting elects
@@ -69,6 +71,36 @@ impl Keeper {
 /// move partitions back and forth.
 const OVER_SHARE_ROUNDS: u32 = 4;
 
+/// How long a node about to take partitions waits for its follower to reach the input log's
+/// end (it polls every 200 ms): a follower further behind risks a second alarm, a longer wait
+/// a later takeover.
+const FOLLOW_WITHIN: Duration = Duration::from_secs(1);
+
+/// What the lease loop waits for: `ready` once the follower has handed the router what its
+/// catch-up stored, then `handed`, the stream sequence up to which it has handed the router
+/// what it holds (`follow::Follower::handed`), against `log`'s last sequence.
+pub struct Following {
+    pub ready: tokio::sync::oneshot::Receiver<()>,
+    pub handed: Arc<AtomicU64>,
+    pub log: InputLog,
+}
+
+/// Whether the follower handed the router everything the stream held when asked, within
+/// [`FOLLOW_WITHIN`].
+async fn followed_to_end(log: &InputLog, handed: &AtomicU64) -> bool {
+    let Ok(last) = log.stream_last().await else {
+        return false;
+    };
+    let until = tokio::time::Instant::now() + FOLLOW_WITHIN;
+    while handed.load(Ordering::Acquire) < last {
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    true
+}
+
 /// A node's fair share of the partitions: as many as any other live node, give or take one.
 fn share(partitions: u32, live: usize) -> usize {
     (partitions as usize).div_ceil(live.max(1))
@@ -80,9 +112,24 @@ fn share(partitions: u32, live: usize) -> usize {
 /// ([`share`]) for [`OVER_SHARE_ROUNDS`] rounds releases the surplus for the others to take.
 /// It does not take back what it released for a TTL, so the node under its share gets it; one
 /// still free after that it takes again, so no partition is left without an owner.
-pub fn spawn(bucket: LeaseBucket, partitions: u32, owners: Owners, renew: Duration) -> Keeper {
+///
+/// A node taking a partition must know what the others' events made of it: nothing is taken
+/// before the follower has handed the router what its catch-up stored, and none in a round
+/// before it has handed over what the stream held when the round began ([`Following`]).
+pub fn spawn(
+    bucket: LeaseBucket,
+    partitions: u32,
+    owners: Owners,
+    renew: Duration,
+    following: Following,
+) -> Keeper {
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
+        let Following { ready, handed, log } = following;
+        tokio::select! {
+            _ = ready => {}
+            _ = stopped.changed() => return,
+        }
         // With the gauge of what each node owns: a partition nobody owns pages
         // (`VakaClusterPartitionsUnowned`).
         metrics::gauge!("vaka_cluster_partitions").set(f64::from(partitions));
@@ -148,6 +195,14 @@ pub fn spawn(bucket: LeaseBucket, partitions: u32, owners: Owners, renew: Durati
                 .map(|(_, p)| *p)
                 .collect();
             free_before = free.into_iter().collect();
+            // The last owner's calls of a device silent and its rules' alarms were appended
+            // before its lease ended: followed here first, none is made a second time.
+            if !wanted.is_empty() && !followed_to_end(&log, &handed).await {
+                tracing::warn!(
+                    "cluster: the follower did not reach the input log's end within {FOLLOW_WITHIN:?}; taking partitions all the same"
+                );
+                metrics::counter!("vaka_cluster_takes_unfollowed_total").increment(1);
+            }
             let acquired = join_all(wanted.into_iter().map(|p| {
                 let bucket = &bucket;
                 async move { (p, take(bucket, Partition(p)).await) }

@@ -107,15 +107,6 @@ impl IdRanges {
         }
         Err(IdRangeError::Exhausted)
     }
-
-    /// Who claimed range `n`, if anyone.
-    pub async fn holder(&self, n: u64) -> Result<Option<String>, IdRangeError> {
-        self.kv
-            .get(n.to_string())
-            .await
-            .map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned()))
-            .map_err(|e| IdRangeError::Bucket(e.to_string()))
-    }
 }
 
 #[cfg(test)]

@@ -513,6 +513,16 @@ impl InputLog {
         })
     }
 
+    /// The stream's last sequence (of every partition), as its leader has it.
+    pub async fn stream_last(&self) -> Result<u64, LogError> {
+        let mut stream = self.stream.clone();
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| LogError::Stream(format!("info: {e}")))?;
+        Ok(info.state.last_sequence)
+    }
+
     /// [`Self::read`] across every partition: up to `max` inputs from stream sequence `from` on,
     /// in stream order. For a node's follower, which holds every partition's inputs.
     pub async fn read_all(&self, from: u64, max: usize) -> Result<Vec<Input>, LogError> {

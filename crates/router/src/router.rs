@@ -293,33 +293,36 @@ impl Router {
     /// device's shard counts it heard, runs its fix through the filters and fences and steps
     /// its activity rules, so supervision, positions and rules see every device's events on
     /// every node (`crate::Owners`); a call of a device silent drops this node's deadline for
-    /// it.
+    /// it. Each shard gets its devices' part over its telemetry lane, waiting for room (what
+    /// other nodes took is history, never ahead of an alarm), and this returns once every
+    /// shard has taken its part: a node about to take partitions over knows, when it has
+    /// followed the stream to its end, that no deadline it holds was met elsewhere.
     pub async fn followed(&self, events: Vec<(vaka_core::EventId, Event)>) {
-        self.to_shards(events, |(_, ev)| &ev.device, Command::Followed)
-            .await;
-    }
-
-    /// Hands each shard its devices' part of `items` over its telemetry lane, waiting for room
-    /// (what other nodes took is history, never ahead of an alarm).
-    async fn to_shards<T>(
-        &self,
-        items: Vec<T>,
-        device: impl Fn(&T) -> &DeviceKey,
-        command: impl Fn(Vec<T>) -> Command,
-    ) {
-        if items.is_empty() || self.closed.load(Ordering::Acquire) {
+        if events.is_empty() || self.closed.load(Ordering::Acquire) {
             return;
         }
         let n = self.lanes.len();
-        let mut per_shard: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
-        for item in items {
-            let shard = device(&item).shard(n);
-            per_shard[shard].push(item);
+        let mut per_shard: Vec<Vec<_>> = (0..n).map(|_| Vec::new()).collect();
+        for item in events {
+            per_shard[item.1.device.shard(n)].push(item);
         }
+        let mut taken = Vec::new();
         for (lane, part) in self.lanes.iter().zip(per_shard) {
-            if !part.is_empty() {
-                let _ = lane.telemetry.send_async(command(part)).await;
+            if part.is_empty() {
+                continue;
             }
+            let (tx, rx) = oneshot::channel();
+            if lane
+                .telemetry
+                .send_async(Command::Followed(part, tx))
+                .await
+                .is_ok()
+            {
+                taken.push(rx);
+            }
+        }
+        for rx in taken {
+            let _ = rx.await;
         }
     }
 

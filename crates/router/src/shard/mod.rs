@@ -62,7 +62,8 @@ pub(crate) enum Command {
     Directory(Arc<[DeviceKey]>),
     /// Events another cluster node took, as this node's follower stored them (under these
     /// ids): the devices were heard, their fixes and activity rules step (`Shard::followed`).
-    Followed(Vec<(vaka_core::EventId, Event)>),
+    /// Told once they are taken.
+    Followed(Vec<(vaka_core::EventId, Event)>, oneshot::Sender<()>),
     /// Finish what is queued and in flight, then end.
     Stop,
 }
@@ -531,10 +532,11 @@ impl Shard {
                         self.positions.forget(gone);
                     }
                 }
-                Command::Followed(events) => {
+                Command::Followed(events, taken) => {
                     for (id, ev) in events {
                         self.followed(lane, id, ev, &mut b);
                     }
+                    let _ = taken.send(());
                 }
                 Command::Stop => stop = true,
             }
