@@ -527,16 +527,7 @@ impl InputLog {
     /// in stream order. For a node's follower, which holds every partition's inputs.
     pub async fn read_all(&self, from: u64, max: usize) -> Result<Vec<Input>, LogError> {
         let deadline = tokio::time::Instant::now() + STALL;
-        let target = retrying(deadline, || async {
-            // Stream info is answered by the stream's leader.
-            let mut stream = self.stream.clone();
-            let info = stream
-                .info()
-                .await
-                .map_err(|e| LogError::Stream(format!("info: {e}")))?;
-            Ok(info.state.last_sequence)
-        })
-        .await?;
+        let target = retrying(deadline, || self.stream_last()).await?;
         let subjects = format!("{INPUT_SUBJECT_PREFIX}*");
         self.read_to("every partition", subjects, target, from, max)
             .await
