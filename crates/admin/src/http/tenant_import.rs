@@ -229,6 +229,7 @@ fn check(
     platform: bool,
 ) -> Result<Checked, Problem> {
     let existing = store.import_existing(tenant).map_err(unavailable)?;
+    let own_range = store.id_range().map_err(unavailable)?;
     let mut max_id: Option<u64> = None;
     let mut min_event: Option<u64> = None;
     let mut records: Vec<(DirRecord, String, u64)> = Vec::new();
@@ -244,6 +245,9 @@ fn check(
             Ok(())
         }
         Record::Data(d) => {
+            if let Some(problem) = d.id().and_then(|id| another_nodes_range(id, own_range)) {
+                return Err(Bad::at(file, Some(line), problem));
+            }
             max_id = max_id.max(d.id());
             if let Imported::Event(e) = &d {
                 min_event = Some(min_event.map_or(e.id.0, |m| m.min(e.id.0)));
@@ -275,6 +279,19 @@ fn check(
         changes,
         max_id,
         min_event,
+    })
+}
+
+/// On a cluster node (`own` > 0): why `id` may not be imported here, if it lies in another
+/// node's id range (`vaka_cluster::id_range`). Written here, the node's next id would be raised
+/// past it, into the range the other node gives its ids from, and two nodes would give the
+/// same ids to different alarms. Ids of range 0 (a single node's) lie below every node's.
+fn another_nodes_range(id: u64, own: u64) -> Option<String> {
+    let range = id >> vaka_cluster::id_range::RANGE_BITS;
+    (own > 0 && range != 0 && range != own).then(|| {
+        format!(
+            "id {id} is in id range {range}, and this cluster node gives its ids from range              {own}: the node of range {range} gives (or will give) those ids; import the              archive on that node, or on a single-node engine"
+        )
     })
 }
 
@@ -412,4 +429,23 @@ fn write_data(
         .import_write(&chunk)
         .map_err(|e| partial(e.to_string()))?;
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::another_nodes_range;
+    use vaka_cluster::id_range::first_id;
+
+    #[test]
+    fn a_cluster_node_imports_its_own_ids_and_a_single_nodes_and_no_other_nodes() {
+        assert_eq!(
+            another_nodes_range(first_id(3) + 5, 0),
+            None,
+            "a single node"
+        );
+        assert_eq!(another_nodes_range(12, 2), None, "a single node's export");
+        assert_eq!(another_nodes_range(first_id(2) + 7, 2), None, "its own");
+        let problem = another_nodes_range(first_id(3) + 1, 2).unwrap();
+        assert!(problem.contains("id range 3"), "{problem}");
+    }
 }
