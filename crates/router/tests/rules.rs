@@ -436,30 +436,18 @@ async fn a_dose_taken_report_overtaking_its_due_report_raises_nothing() {
 }
 
 /// A cluster node speaking for the devices `owners` says, c1 and the nurses connected, that
-/// followed d0's "dose due" from another node at T0 (the paused clock held while the guard
-/// lives).
-async fn dose_due_elsewhere(
-    owners: Owners,
-) -> (
-    tokio::task::JoinHandle<()>,
-    Arc<MemBackend>,
-    Store,
-    Arc<Router>,
-) {
-    let busy = hold_clock();
-    let backend = Arc::new(MemBackend::new());
-    let (store, router) = start_owning(backend.clone(), Clock::starting_at(T0), owners);
-    router.centre_up(&CentreId::new("c1")).await;
-    router.centre_up(&CentreId::new("nurse")).await;
+/// followed d0's "dose due" from another node at T0, on a held clock.
+async fn dose_due_elsewhere(owners: Owners) -> Held {
+    let node = held_at(T0, |b, c| start_owning(b, c, owners), &["c1", "nurse"]).await;
     let due = Event {
         received_ms: T0,
         ..reading("d0", "dose-due", 1.0, 1)
     };
-    router
+    node.router
         .followed(vec![(vaka_core::EventId(1_000), due)])
         .await;
     settle().await;
-    (busy, backend, store, router)
+    node
 }
 
 /// A cluster node that does not own d0's partition: a dose due, followed from another node,
@@ -471,7 +459,7 @@ async fn dose_due_elsewhere(
 async fn a_rule_timer_fires_on_the_partitions_owner_and_an_event_s_alarm_on_the_node_that_took_it()
 {
     let owners = Owners::cluster(8);
-    let (_busy, backend, _store, router) = dose_due_elsewhere(owners.clone()).await;
+    let Held { backend, router } = dose_due_elsewhere(owners.clone()).await;
     // 02:00 local: the front door at night, taken here.
     tokio::time::advance(Duration::from_secs(5 * 60 * MIN)).await;
     router
@@ -499,7 +487,7 @@ async fn a_rule_timer_fires_on_the_partitions_owner_and_an_event_s_alarm_on_the_
 #[tokio::test(start_paused = true)]
 async fn a_node_taking_over_does_not_fire_again_a_rule_its_owner_fired() {
     let owners = Owners::cluster(8);
-    let (_busy, backend, _store, router) = dose_due_elsewhere(owners.clone()).await;
+    let Held { backend, router } = dose_due_elsewhere(owners.clone()).await;
     tokio::time::advance(Duration::from_secs(31 * MIN)).await;
     settle().await;
     let fired_there = Event {

@@ -87,22 +87,12 @@ async fn wait_notices(backend: &MemBackend, n: usize) -> Vec<Notice> {
     }
 }
 
-/// A node speaking for the devices `owners` says, c1 connected, d0 heard at T0 (the paused
-/// clock held while the guard lives).
-async fn heard_at_t0(
-    owners: Owners,
-) -> (
-    tokio::task::JoinHandle<()>,
-    Arc<MemBackend>,
-    Store,
-    Arc<Router>,
-) {
-    let busy = hold_clock();
-    let backend = Arc::new(MemBackend::new());
-    let (store, router) = start_owning(backend.clone(), Clock::starting_at(T0), owners);
-    router.centre_up(&CentreId::new("c1")).await;
-    router.submit(heartbeat(1)).await.unwrap();
-    (busy, backend, store, router)
+/// A node speaking for the devices `owners` says, c1 connected, d0 heard at T0, on a held
+/// clock.
+async fn heard_at_t0(owners: Owners) -> Held {
+    let node = held_at(T0, |b, c| start_owning(b, c, owners), &["c1"]).await;
+    node.router.submit(heartbeat(1)).await.unwrap();
+    node
 }
 
 /// The first notice c1 gets is a "device silent" offer.
@@ -181,7 +171,7 @@ async fn restart_in_the_middle_keeps_the_silence_deadline() {
 /// only this node's own events counted, but at 170 s.
 #[tokio::test(start_paused = true)]
 async fn a_device_heard_by_another_node_is_not_silent_here() {
-    let (_busy, backend, _store, router) = heard_at_t0(Owners::all()).await;
+    let Held { backend, router } = heard_at_t0(Owners::all()).await;
     tokio::time::advance(Duration::from_secs(80)).await;
     let elsewhere = Event {
         received_ms: T0 + 80_000,
@@ -210,7 +200,11 @@ async fn a_device_heard_by_another_node_is_not_silent_here() {
 async fn only_the_partitions_owner_calls_a_device_silent_and_a_node_taking_over_fires_what_came_due(
 ) {
     let owners = Owners::cluster(8);
-    let (_busy, backend, _store, _router) = heard_at_t0(owners.clone()).await;
+    // The router bound, so it runs to the test's end.
+    let Held {
+        backend,
+        router: _router,
+    } = heard_at_t0(owners.clone()).await;
     tokio::time::advance(Duration::from_secs(300)).await;
     settle().await;
     assert!(
@@ -228,7 +222,7 @@ async fn only_the_partitions_owner_calls_a_device_silent_and_a_node_taking_over_
 #[tokio::test(start_paused = true)]
 async fn a_node_taking_over_does_not_call_silent_again_a_device_its_owner_called_silent() {
     let owners = Owners::cluster(8);
-    let (_busy, backend, _store, router) = heard_at_t0(owners.clone()).await;
+    let Held { backend, router } = heard_at_t0(owners.clone()).await;
     tokio::time::advance(Duration::from_secs(100)).await;
     settle().await;
     let called = Event {

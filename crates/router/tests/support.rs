@@ -81,6 +81,32 @@ pub fn start_router(
     (store, router)
 }
 
+/// A router on a paused clock that moves only when the test advances it ([`hold_clock`]: its
+/// task runs for the test's whole runtime).
+pub struct Held {
+    pub backend: Arc<vaka_store::MemBackend>,
+    pub router: Arc<vaka_router::Router>,
+}
+
+/// Starts a router with `start` on a fresh backend and a held clock at `at_ms`, and connects
+/// `centres`.
+pub async fn held_at(
+    at_ms: i64,
+    start: impl FnOnce(
+        Arc<vaka_store::MemBackend>,
+        vaka_router::Clock,
+    ) -> (vaka_store::Store, Arc<vaka_router::Router>),
+    centres: &[&str],
+) -> Held {
+    hold_clock();
+    let backend = Arc::new(vaka_store::MemBackend::new());
+    let (_store, router) = start(backend.clone(), vaka_router::Clock::starting_at(at_ms));
+    for c in centres {
+        router.centre_up(&vaka_core::CentreId::new(*c)).await;
+    }
+    Held { backend, router }
+}
+
 /// Keeps a paused runtime busy so its clock moves only when the test advances it (the store's
 /// committer is a thread the runtime cannot see; waiting for it would otherwise auto-advance).
 pub fn hold_clock() -> tokio::task::JoinHandle<()> {
