@@ -1234,15 +1234,7 @@ fn a_node_paused_past_its_leases_calls_no_device_silent_when_it_wakes_and_owners
 
 /// The "device silent" alarms `e` holds for `device`.
 fn silent_alarms(e: &Engine, device: &str) -> usize {
-    let page = e
-        .get(
-            &format!("/api/v1/tenants/t/alarms?device={device}"),
-            OPERATOR,
-        )
-        .json();
-    page["alarms"]
-        .as_array()
-        .unwrap()
+    e.alarms("t", &format!("device={device}"))
         .iter()
         .filter(|a| a["kind"] == "silent")
         .count()

@@ -82,15 +82,8 @@ fn metric(engine: &Engine, name: &str, labels: &str) -> f64 {
 }
 
 fn open_alarm_ids(engine: &Engine, tenant: &str) -> Vec<String> {
-    let page = engine
-        .get(
-            &format!("/api/v1/tenants/{tenant}/alarms?state=open&limit=1000"),
-            OPERATOR,
-        )
-        .json();
-    page["alarms"]
-        .as_array()
-        .unwrap()
+    engine
+        .alarms(tenant, "state=open&limit=1000")
         .iter()
         .map(|a| a["id"].to_string())
         .collect()

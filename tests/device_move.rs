@@ -50,15 +50,8 @@ async fn handled(engine: &Engine, centre: &mut Centre, device: &str, reference: 
 }
 
 fn alarm_ids(engine: &Engine, tenant: &str, device: &str) -> Vec<u64> {
-    let v = engine
-        .get(
-            &format!("/api/v1/tenants/{tenant}/alarms?device={device}"),
-            OPERATOR,
-        )
-        .json();
-    v["alarms"]
-        .as_array()
-        .unwrap()
+    engine
+        .alarms(tenant, &format!("device={device}"))
         .iter()
         .map(|a| a["id"].as_u64().unwrap())
         .collect()

@@ -437,6 +437,18 @@ impl Engine {
         }
     }
 
+    /// The alarms of `tenant` that `query` (e.g. `device=d1`, `state=open&limit=1000`) lists,
+    /// as the API shows them.
+    pub fn alarms(&self, tenant: &str, query: &str) -> Vec<Value> {
+        let page = self
+            .get(
+                &format!("/api/v1/tenants/{tenant}/alarms?{query}"),
+                OPERATOR,
+            )
+            .json();
+        page["alarms"].as_array().expect("a page of alarms").clone()
+    }
+
     /// Device `id` of `tenant` as the API shows it (None: 404).
     pub fn device(&self, tenant: &str, id: &str) -> Option<Value> {
         let r = self.get(&format!("/api/v1/tenants/{tenant}/devices/{id}"), OPERATOR);
