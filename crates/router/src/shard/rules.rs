@@ -107,11 +107,10 @@ impl Shard {
             }
             let mut state = RuleState::default();
             rule.start(&mut state, now, &tz);
-            if let Some(b) = b.as_deref_mut() {
-                b.set.put_rule_state(device, &rule.id, &state);
-                b.inflight.rules.push(device.clone());
+            match b.as_deref_mut() {
+                Some(b) => self.set_rule_state(device, &rule.id, state, b),
+                None => self.rules.keep(device, &rule.id, state),
             }
-            self.rules.keep(device, &rule.id, state);
         }
     }
 
@@ -172,9 +171,7 @@ impl Shard {
                     at, "reading older than the rule's reorder span: not taken");
                 continue;
             };
-            b.set.put_rule_state(&ev.device, &rule.id, &state);
-            b.inflight.rules.push(ev.device.clone());
-            self.rules.keep(&ev.device, &rule.id, state);
+            self.set_rule_state(&ev.device, &rule.id, state, b);
             for (i, out) in outcomes.into_iter().enumerate() {
                 // The state fired on every node alike; the alarm is made by the node that took
                 // the event.
@@ -212,9 +209,7 @@ impl Shard {
             let mut state = self.rules.states.get(&key).cloned().unwrap_or_default();
             // The timer's own time: a restart after the due time fires as of then.
             let out = rule.on_due(&mut state, at.max(0), dir.time_zone(&device.tenant));
-            b.set.put_rule_state(&device, &rule_id, &state);
-            b.inflight.rules.push(device.clone());
-            self.rules.keep(&device, &rule_id, state);
+            self.set_rule_state(&device, &rule_id, state, b);
             if let Some(out) = out {
                 self.rule_event(lane, &device, &rule, out, 0, b);
             }
@@ -241,9 +236,14 @@ impl Shard {
             return;
         };
         let _made_there = rule.on_due(&mut state, due, dir.time_zone(&device.tenant));
-        b.set.put_rule_state(device, &rule.id, &state);
+        self.set_rule_state(device, &rule.id, state, b);
+    }
+
+    /// A rule's new state: written with the batch, and kept here.
+    fn set_rule_state(&mut self, device: &DeviceKey, rule: &str, state: RuleState, b: &mut Batch) {
+        b.set.put_rule_state(device, rule, &state);
         b.inflight.rules.push(device.clone());
-        self.rules.keep(device, &rule.id, state);
+        self.rules.keep(device, rule, state);
     }
 
     /// Partitions were gained: the rule timers held back for their devices are due again.
