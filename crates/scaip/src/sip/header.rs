@@ -343,8 +343,9 @@ impl NameAddr {
         let (display, rest) = if s.starts_with('"') {
             let (d, rest) = parse_quoted(s)?;
             (Some(d), rest.trim_start())
-        } else if let Some(lt) = s.find('<') {
-            // Unquoted display name: tokens and spaces before '<'.
+        } else if let Some(lt) = s.find('<').filter(|&lt| !s[..lt].contains(';')) {
+            // Unquoted display name: tokens and spaces before '<'. A '<' after a ';' is in a
+            // parameter of an addr-spec (`*;expires="<*"`, as such a value is printed).
             let d = s[..lt].trim();
             if d.chars()
                 .any(|c| !(is_token_char(c) || c == ' ' || c == '\t'))
