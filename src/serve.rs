@@ -59,7 +59,7 @@ impl Engine {
         let backend = RocksBackend::open(&rocks).map_err(|e| refused(e, dir, "opening"))?;
         let open_ms = phase.lap();
         let mut router_cfg = cfg.router_config();
-        let (store, recovered) = Store::open(
+        let (store, mut recovered) = Store::open(
             Arc::new(backend),
             cfg.group_config(),
             RecoverOptions {
@@ -94,9 +94,18 @@ impl Engine {
         if let (Some(c), Some(js)) = (&cfg.cluster, js) {
             match cluster_inputs(c, js, &store).await {
                 Ok((intake, node, tasks)) => {
+                    // Before the shards run: what another node took over meanwhile is not
+                    // offered or escalated here again.
+                    if let Err(e) =
+                        inputs::adopt::settle_recovered(&store, &mut recovered, node.range).await
+                    {
+                        close_store(&store);
+                        return Err(e);
+                    }
                     router_cfg.intake = Some(intake);
                     router_cfg.telemetry_linger = c.telemetry_linger();
                     router_cfg.owners = vaka_router::Owners::cluster(c.partitions);
+                    router_cfg.id_range = node.range;
                     cluster_node = Some(node);
                     cluster_tasks = tasks;
                 }
@@ -127,6 +136,7 @@ impl Engine {
                 ready: caught_up,
                 handed: node.follower.handed(),
                 log: node.log,
+                adopter: inputs::adopt::Adopter::new(store.clone(), router.clone(), node.range),
             };
             cluster_tasks.push(node.follower.spawn(router.clone(), ready));
             leases = Some(inputs::leases::spawn(
@@ -483,6 +493,8 @@ async fn cluster_directory(
 /// the lease bucket.
 struct ClusterNode {
     follower: inputs::follow::Follower,
+    /// This node's id range (`cluster_ids`).
+    range: u64,
     leases: vaka_cluster::lease::LeaseBucket,
     /// What the lease loop reads the stream's end from.
     log: vaka_cluster::InputLog,
@@ -506,7 +518,12 @@ async fn cluster_inputs(
     ),
     String,
 > {
-    let leases = inputs::leases::open(cluster, js.clone()).await?;
+    let range = store
+        .id_range()
+        .map_err(|e| format!("reading this node's id range: {e}"))?;
+    let leases = inputs::leases::open(cluster, js.clone())
+        .await?
+        .with_range(range);
     let log = inputs::open(cluster, js).await?;
     let mut follower = inputs::follow::Follower::new(log.clone(), store.clone(), &cluster.node_id);
     match follower.catch_up().await {
@@ -522,7 +539,7 @@ async fn cluster_inputs(
             "cluster: catching up with the input log failed; the follower goes on from where it is"
         ),
     }
-    let appender = inputs::append::Appender::new(log.clone(), cluster.partitions);
+    let appender = inputs::append::Appender::new(log.clone(), cluster.partitions, range);
     let log_for_leases = log.clone();
     let tasks = vec![
         inputs::reconcile::Reconciler::new(log, store.clone()).spawn(cluster.reconcile_every())
@@ -531,6 +548,7 @@ async fn cluster_inputs(
         vaka_router::Intake(Arc::new(appender)),
         ClusterNode {
             follower,
+            range,
             leases,
             log: log_for_leases,
         },

@@ -1232,11 +1232,12 @@ fn a_node_paused_past_its_leases_calls_no_device_silent_when_it_wakes_and_owners
     rt.block_on(task).unwrap();
 }
 
-/// The "device silent" alarms `e` holds for `device`.
+/// The "device silent" alarms `e` holds for `device` (made by `e`: not its replicas of the
+/// other nodes' alarms, which the listing shows with their holder).
 fn silent_alarms(e: &Engine, device: &str) -> usize {
     e.alarms("t", &format!("device={device}"))
         .iter()
-        .filter(|a| a["kind"] == "silent")
+        .filter(|a| a["kind"] == "silent" && a.get("holder").is_none())
         .count()
 }
 
@@ -1295,13 +1296,20 @@ fn a_centre_connected_to_two_nodes_gets_each_nodes_alarm_under_an_id_of_its_own(
     assert_ne!(on_a.alarm_id, on_b.alarm_id, "one id for two alarms");
     assert_eq!(on_a.alarm_id >> id_range::RANGE_BITS, ra);
     assert_eq!(on_b.alarm_id >> id_range::RANGE_BITS, rb);
-    for (e, mine, theirs) in [(&a, &on_a, &on_b), (&b, &on_b, &on_a)] {
+    // Each id names one alarm on both nodes: the holder's own, the other's replica of it.
+    for (e, mine, theirs, holder) in [(&a, &on_a, &on_b, "b"), (&b, &on_b, &on_a, "a")] {
         let path = |o: &pb_centre::Alarm| format!("/api/v1/alarms/{}", o.alarm_id);
+        let own = e.get(&path(mine), OPERATOR).json();
+        assert_eq!(own["alarm"]["device"], mine.device);
+        assert!(own["alarm"].get("holder").is_none(), "{own}");
+        within(Duration::from_secs(5), "the other node's alarm", || {
+            let r = e.get(&path(theirs), OPERATOR);
+            r.status == 200 && r.json()["alarm"]["holder"] == holder
+        });
         assert_eq!(
-            e.get(&path(mine), OPERATOR).json()["alarm"]["device"],
-            mine.device
+            e.get(&path(theirs), OPERATOR).json()["alarm"]["device"],
+            theirs.device
         );
-        assert_eq!(e.get(&path(theirs), OPERATOR).status, 404);
     }
 
     // A restart keeps the range; later ids are above the earlier ones.
@@ -1321,6 +1329,146 @@ fn a_centre_connected_to_two_nodes_gets_each_nodes_alarm_under_an_id_of_its_own(
     b.restart();
     let fresh = id_range(&b);
     assert!(fresh > ra.max(rb), "range {fresh} after {ra} and {rb}");
+}
+
+/// Node `e`'s view of alarm `id` through the API (`None`: 404).
+fn alarm_on(e: &Engine, id: u64) -> Option<serde_json::Value> {
+    let r = e.get(&format!("/api/v1/alarms/{id}"), OPERATOR);
+    (r.status == 200).then(|| r.json()["alarm"].clone())
+}
+
+/// Every node keeps a replica of each alarm another node holds, as its holder last changed it
+/// (issue 23, "Alarm replicas"): listed with the node's own alarms with the holder named, in
+/// the device's status, and still there once the holder is killed, so a dead node's open
+/// alarms are seen on every node. Without replicas the other node answered 404.
+#[test]
+fn every_node_shows_the_alarms_another_node_holds_as_its_holder_changes_them() {
+    let c = nats::Cluster::start3();
+    let mut a = Engine::start_with(DIRECTORY, &[("t", &["q1"])], &cluster_section(&c, "a"));
+    let b = Engine::start_with(DIRECTORY, &[], &cluster_section(&c, "b"));
+    add_device(&a, "q1");
+    within(Duration::from_secs(5), "q1 on B", || {
+        b.device("t", "q1").is_some()
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut centre = rt.block_on(a.centre("token-of-centre-c1"));
+    let offer = rt.block_on(alarm_offered(&a, "q1", "fall-1", &mut centre));
+    let id = offer.alarm_id;
+    let shown = within(Duration::from_secs(5), "A's alarm on B", || {
+        alarm_on(&b, id).is_some_and(|v| v["state"] == "offered")
+    });
+    eprintln!("A's offered alarm shown on B after {shown:?}");
+    let on_b = alarm_on(&b, id).unwrap();
+    assert_eq!(on_b["holder"], "a");
+    assert_eq!(on_b["device"], "q1");
+    assert_eq!(on_b["centre"], "c1");
+    let open: Vec<u64> = b
+        .alarms("t", "state=open")
+        .iter()
+        .filter(|v| v["holder"] == "a")
+        .map(|v| v["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(open, vec![id], "B's listing of open alarms");
+    let status = b
+        .get("/api/v1/tenants/t/devices/q1/status", OPERATOR)
+        .json();
+    assert_eq!(status["open_alarms"][0]["id"], id, "{status}");
+    assert_eq!(status["open_alarms"][0]["holder"], "a");
+    assert!(alarm_on(&a, id).unwrap().get("holder").is_none());
+
+    // Each change on A reaches B.
+    rt.block_on(async {
+        centre.receipt(id).await;
+        centre.accept(id).await;
+    });
+    within(Duration::from_secs(5), "accepted, on B", || {
+        alarm_on(&b, id).is_some_and(|v| v["state"] == "accepted" && v["operator"] == "op")
+    });
+
+    // The holder dies: its open alarm is still seen on B.
+    drop(centre);
+    a.sigkill();
+    let on_b = alarm_on(&b, id).unwrap();
+    assert_eq!(
+        (on_b["state"].clone(), on_b["holder"].clone()),
+        (json!("accepted"), json!("a"))
+    );
+    assert_eq!(b.alarms("t", "state=open").len(), 1);
+}
+
+/// The wall clock, ms since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A node killed with an open alarm: the owner of the device's partition takes it over under
+/// the same id within the lease TTL and a round, offers it to the centre connected there, and
+/// its receipt deadline fires on time there (the chain's one centre missed it: unhandled).
+/// The centre receipts, accepts and closes it through that node. The killed node, started
+/// again, lets its copy go (it shows the other's record) instead of offering and escalating
+/// it a second time. Before, the alarm died with its node: nobody ran its deadline.
+#[test]
+fn a_killed_nodes_open_alarm_is_taken_over_under_its_id_and_its_deadline_fires_on_time() {
+    let c = nats::Cluster::start3();
+    let mut a = Engine::start_with(DIRECTORY, &[("t", &["q1"])], &cluster_section(&c, "a"));
+    let b = Engine::start_with(DIRECTORY, &[], &cluster_section(&c, "b"));
+    add_device(&a, "q1");
+    within(Duration::from_secs(5), "q1 on B", || {
+        b.device("t", "q1").is_some()
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut centre_b = rt.block_on(b.centre("token-of-centre-c1")).acking();
+    let id = rt.block_on(async {
+        let mut centre_a = a.centre("token-of-centre-c1").await.acking();
+        alarm_offered(&a, "q1", "fall-1", &mut centre_a)
+            .await
+            .alarm_id
+    });
+    within(Duration::from_secs(5), "A's alarm on B", || {
+        alarm_on(&b, id).is_some_and(|v| v["state"] == "offered")
+    });
+    let due = alarm_on(&a, id).unwrap()["deadline_ms"].as_i64().unwrap();
+
+    a.sigkill();
+    let killed = Instant::now();
+    let offer = rt.block_on(centre_b.offer(Duration::from_secs(15)));
+    let taken = killed.elapsed();
+    eprintln!("alarm taken over and offered by B {taken:?} after A was killed");
+    assert_eq!(offer.alarm.as_ref().unwrap().alarm_id, id, "the same id");
+    assert!(!offer.unhandled);
+    assert!(taken < Duration::from_secs(8), "taken over after {taken:?}");
+    let on_b = alarm_on(&b, id).unwrap();
+    assert!(on_b.get("holder").is_none(), "B holds it: {on_b}");
+    assert_eq!(on_b["deadline_ms"], due, "its deadline as it stood");
+
+    // Nobody receipts it: its deadline fires on B, on time.
+    let unhandled = rt.block_on(centre_b.offer(Duration::from_secs(20)));
+    let late = now_ms() - due;
+    eprintln!("receipt deadline fired on B {late} ms after it was due");
+    assert_eq!(unhandled.alarm.as_ref().unwrap().alarm_id, id);
+    assert!(unhandled.unhandled);
+    assert!(
+        (-100..2_000).contains(&late),
+        "fired {late} ms after it was due"
+    );
+    rt.block_on(centre_b.handle_and_close(id));
+    within(Duration::from_secs(5), "closed on B", || {
+        alarm_on(&b, id).is_some_and(|v| v["state"] == "closed")
+    });
+
+    // A comes back: it lets its copy go, and shows B's record.
+    a.restart();
+    let on_a = alarm_on(&a, id).unwrap();
+    assert_eq!(
+        (on_a["state"].clone(), on_a["holder"].clone()),
+        (json!("closed"), json!("b"))
+    );
+    assert_eq!(metric(&a, "vaka_cluster_alarms_let_go_total"), 1.0);
+    assert!(a.alarms("t", "state=open").is_empty());
+    assert!(b.alarms("t", "state=open").is_empty());
 }
 
 /// A medication robot with a missed-dose rule (due, then taken within 30 min).

@@ -1,23 +1,33 @@
 //! The shards' appends ([`vaka_router::IntakeLog`]): an alarm-lane event is one input keyed by
 //! its device and message (a resend, to this node or another, within the stream's duplicate
-//! window is stored once); a telemetry batch is one input per partition. The acknowledgements
-//! become this node's record of those inputs, written with the batch.
+//! window is stored once); a telemetry batch is one input per partition; the alarms a batch
+//! changed go as one alarm-records input per partition, after its events, for the other nodes'
+//! replicas. The acknowledgements become this node's record of those inputs, written with the
+//! batch.
 
 use futures::future::{join_all, BoxFuture};
 use std::time::Duration;
+use vaka_cluster::alarm_records::{self, AlarmRecord, AlarmRecords};
 use vaka_cluster::reconcile::Digest;
 use vaka_cluster::{events, InputLog, LogError, Partition, PendingAppend};
 use vaka_core::{Event, Lane};
+use vaka_router::ChangedAlarm;
 use vaka_store::{CommitError, WriteSet};
 
 pub struct Appender {
     log: InputLog,
     partitions: u32,
+    /// This node's id range: the holder of the alarms it appends.
+    range: u64,
 }
 
 impl Appender {
-    pub fn new(log: InputLog, partitions: u32) -> Appender {
-        Appender { log, partitions }
+    pub fn new(log: InputLog, partitions: u32, range: u64) -> Appender {
+        Appender {
+            log,
+            partitions,
+            range,
+        }
     }
 }
 
@@ -26,14 +36,16 @@ impl vaka_router::IntakeLog for Appender {
         &self,
         lane: Lane,
         events: Vec<Event>,
+        alarms: Vec<ChangedAlarm>,
     ) -> BoxFuture<'static, Result<WriteSet, CommitError>> {
-        let (log, partitions) = (self.log.clone(), self.partitions);
+        let (log, partitions, range) = (self.log.clone(), self.partitions, self.range);
         Box::pin(async move {
             let lane_label = match lane {
                 Lane::Alarm => "alarm",
                 Lane::Telemetry => "telemetry",
             };
-            let inputs = inputs(partitions, lane, &events);
+            let mut inputs = inputs(partitions, lane, &events);
+            inputs.extend(records(partitions, range, alarms));
             let n = inputs.len() as u64;
             append(&log, inputs)
                 .await
@@ -74,26 +86,62 @@ fn inputs(partitions: u32, lane: Lane, events: &[Event]) -> Vec<ToAppend> {
                 bytes: events::encode(std::slice::from_ref(e)),
             })
             .collect(),
-        Lane::Telemetry => {
-            let mut groups: Vec<(Partition, Vec<Event>)> = Vec::new();
-            for e in events {
-                let p = Partition::of(&e.device, partitions);
-                match groups.iter_mut().find(|(q, _)| *q == p) {
-                    Some((_, g)) => g.push(e.clone()),
-                    None => groups.push((p, vec![e.clone()])),
-                }
-            }
-            groups
+        Lane::Telemetry => group_by_partition(partitions, events.iter().cloned(), |e| &e.device)
+            .into_iter()
+            .map(|(partition, g)| ToAppend {
+                partition,
+                key: events::msg_id(&g[0]),
+                last: Some(events::msg_id(&g[g.len() - 1])),
+                bytes: events::encode(&g),
+            })
+            .collect(),
+    }
+}
+
+/// One alarm-records input per partition the changed alarms' devices fall in (in the order the
+/// partitions first appear).
+fn records(partitions: u32, holder_range: u64, alarms: Vec<ChangedAlarm>) -> Vec<ToAppend> {
+    let groups = group_by_partition(partitions, alarms, |c| &c.alarm.device);
+    groups
+        .into_iter()
+        .map(|(partition, changed)| {
+            let records = changed
                 .into_iter()
-                .map(|(partition, g)| ToAppend {
-                    partition,
-                    key: events::msg_id(&g[0]),
-                    last: Some(events::msg_id(&g[g.len() - 1])),
-                    bytes: events::encode(&g),
+                .map(|c| AlarmRecord {
+                    version: c.version,
+                    alarm: c.alarm,
                 })
-                .collect()
+                .collect();
+            let bytes = alarm_records::encode(&AlarmRecords {
+                holder_range,
+                records,
+            });
+            ToAppend {
+                partition,
+                key: alarm_records::msg_id(&bytes),
+                last: None,
+                bytes,
+            }
+        })
+        .collect()
+}
+
+/// `items` by the partition of their device, in the order the partitions first appear, each
+/// group in the items' order.
+fn group_by_partition<T>(
+    partitions: u32,
+    items: impl IntoIterator<Item = T>,
+    device: impl Fn(&T) -> &vaka_core::DeviceKey,
+) -> Vec<(Partition, Vec<T>)> {
+    let mut groups: Vec<(Partition, Vec<T>)> = Vec::new();
+    for item in items {
+        let p = Partition::of(device(&item), partitions);
+        match groups.iter_mut().position(|(q, _)| *q == p) {
+            Some(i) => groups[i].1.push(item),
+            None => groups.push((p, vec![item])),
         }
     }
+    groups
 }
 
 /// How long an input whose append failed is sent again (with the same key, so a copy that was
@@ -205,5 +253,60 @@ mod tests {
         assert_eq!(got[0].key, events::msg_id(&t[0]));
         assert_eq!(got[0].last, Some(events::msg_id(&t[2])));
         assert_eq!(events::decode(&got[1].bytes).unwrap(), vec![t[1].clone()]);
+    }
+
+    #[test]
+    fn changed_alarms_go_as_one_records_input_per_partition() {
+        let p = |d: &str| Partition::of(&DeviceKey::new("t", d), 64);
+        let other = (0..100)
+            .map(|i| format!("d{i}"))
+            .find(|d| p(d) != p("a"))
+            .unwrap();
+        let changed = |id: u64, device: &str, version: u32| ChangedAlarm {
+            version,
+            alarm: vaka_core::Alarm {
+                id: vaka_core::AlarmId(id),
+                device: DeviceKey::new("t", device),
+                reference: format!("r{id}"),
+                kind: vaka_core::AlarmKind::Help,
+                code: "0010".into(),
+                priority: 1,
+                text: None,
+                callback: vec![],
+                state: vaka_core::AlarmState::Pending,
+                step: 0,
+                deadline: None,
+                repeats: 0,
+                created_ms: 1,
+                updated_ms: 1,
+                stages: Default::default(),
+                test: false,
+            },
+        };
+        let got = records(
+            64,
+            5,
+            vec![
+                changed(1, "a", 1),
+                changed(2, &other, 3),
+                changed(3, "a", 2),
+            ],
+        );
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].partition, p("a"));
+        let first = alarm_records::decode(&got[0].bytes).unwrap().unwrap();
+        assert_eq!(first.holder_range, 5);
+        let ids: Vec<(u64, u32)> = first
+            .records
+            .iter()
+            .map(|r| (r.alarm.id.0, r.version))
+            .collect();
+        assert_eq!(ids, vec![(1, 1), (3, 2)]);
+        assert_eq!(got[0].key, alarm_records::msg_id(&got[0].bytes));
+        assert_eq!(got[1].partition, p(&other));
+        assert!(
+            events::decode(&got[1].bytes).is_err(),
+            "not taken for events"
+        );
     }
 }

@@ -14,6 +14,9 @@
 //! was stamped (`vaka_store::gone`: this node was behind, or stopped) is dropped or stored under
 //! the new tenant, never stored again as it was.
 //!
+//! An alarm-records input (the alarms a batch changed) is kept as replicas of the appending
+//! node's alarms ([`Replicas`]), never as this node's own.
+//!
 //! Once stored, the events go to the router ([`Router::followed`]): their devices count as
 //! heard, and their activity rules step, so supervision and rules on this node see the
 //! devices that talk to other nodes (only a partition's owner calls a device silent or makes a
@@ -27,10 +30,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vaka_cluster::reconcile::Digest;
-use vaka_cluster::{events, InputLog};
-use vaka_core::{Event, EventId, Lane};
+use vaka_cluster::{alarm_records, events, InputLog};
+use vaka_core::{AlarmId, Event, EventId, Lane};
 use vaka_router::Router;
-use vaka_store::{Store, WriteSet};
+use vaka_store::{Replica, Store, WriteSet};
 
 /// How long an own input may stay unheld before the follower stores it from the stream.
 pub const OWN_GRACE: Duration = Duration::from_secs(30);
@@ -53,6 +56,7 @@ pub struct Follower {
     /// The stream sequence up to which what this node holds has been handed to the router
     /// and taken by its shards (the lease loop waits for it before it takes a partition).
     handed: Arc<AtomicU64>,
+    replicas: Replicas,
 }
 
 impl Follower {
@@ -65,6 +69,7 @@ impl Follower {
             router: None,
             caught_up: None,
             handed: Arc::new(AtomicU64::new(0)),
+            replicas: Replicas::default(),
         }
     }
 
@@ -100,6 +105,9 @@ impl Follower {
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             self.hand_over_caught_up(&router).await;
+            router
+                .replicated(std::mem::take(&mut self.replicas.held_here))
+                .await;
             self.router = Some(router);
             if let Ok(mark) = self.store.input_read() {
                 self.handed.fetch_max(mark, Ordering::AcqRel);
@@ -222,6 +230,7 @@ impl Follower {
         }
         let gone = self.store.gone().map_err(|e| err(&e))?;
         let mut set = WriteSet::new();
+        self.replicas.start_step();
         let mut followed: Vec<(EventId, Event)> = Vec::new();
         let (mut stored, mut held_back) = (0, None);
         for input in &inputs {
@@ -240,6 +249,18 @@ impl Follower {
                 tracing::warn!(partition = p, sequence = seq, "cluster: an input this node appended was not stored with its batch; storing it from the stream");
             }
             self.own_waiting.remove(&seq);
+            if let Some(records) = alarm_records::decode(&input.bytes) {
+                match records {
+                    Ok(records) => {
+                        self.replicas
+                            .keep(&self.store, input, records, &gone, &mut set)?
+                    }
+                    Err(e) => unreadable(p, seq, &e),
+                }
+                set.put_input(p, seq, Digest::of(&input.bytes).0, input.published_ms);
+                stored += 1;
+                continue;
+            }
             match events::decode(&input.bytes) {
                 Ok(evs) => {
                     for ev in evs {
@@ -261,10 +282,7 @@ impl Follower {
                 }
                 // Recorded all the same (reconciliation compares bytes, not meaning): a newer
                 // node's format. Loud, and the events stay in the stream.
-                Err(e) => {
-                    tracing::error!(partition = p, sequence = seq, error = %e, "cluster: an input this build cannot read");
-                    metrics::counter!("vaka_cluster_inputs_unreadable_total").increment(1);
-                }
+                Err(e) => unreadable(p, seq, &e),
             }
             set.put_input(p, seq, Digest::of(&input.bytes).0, input.published_ms);
             stored += 1;
@@ -277,6 +295,9 @@ impl Follower {
             .map_err(|e| err(&e))?;
         if let Some(router) = &self.router {
             router.followed(followed).await;
+            router
+                .replicated(std::mem::take(&mut self.replicas.held_here))
+                .await;
             self.handed.fetch_max(read_to, Ordering::AcqRel);
         }
         metrics::counter!("vaka_cluster_inputs_followed_total").increment(stored);
@@ -284,5 +305,85 @@ impl Follower {
         // Held back: read again from there after a pause, not at once.
         let read = if held_back.is_some() { 0 } else { inputs.len() };
         Ok((stored, read))
+    }
+}
+
+/// Recorded all the same (reconciliation compares bytes, not meaning): a newer node's format.
+/// Loud, and the input stays in the stream.
+fn unreadable(partition: u32, sequence: u64, error: &str) {
+    tracing::error!(
+        partition,
+        sequence,
+        error,
+        "cluster: an input this build cannot read"
+    );
+    metrics::counter!("vaka_cluster_inputs_unreadable_total").increment(1);
+}
+
+/// Keeps other nodes' alarm records as replicas (`vaka_store::Replica`): the latest record of
+/// each alarm (by version: two batches of the holder in flight together may reach the stream
+/// in either order), never a record this run of the node appended (by its id range: one whose
+/// batch then failed describes nothing it holds). A node whose data dir was wiped appends
+/// under a new range, so what it held before is kept as another holder's. The record of a
+/// device erased or moved since is kept as the change left the device's history.
+#[derive(Default)]
+struct Replicas {
+    /// What this step wrote, by alarm id: read before the store, which holds it only once the
+    /// step commits.
+    written: HashMap<AlarmId, Replica>,
+    /// Kept replicas of alarms this node holds or held (taken over while it was away, or
+    /// changed here and there at once), for the router to settle which node holds each
+    /// (`Router::replicated`) once they are stored and it runs.
+    held_here: Vec<Replica>,
+}
+
+impl Replicas {
+    fn start_step(&mut self) {
+        self.written.clear();
+    }
+
+    fn keep(
+        &mut self,
+        store: &Store,
+        input: &vaka_cluster::Input,
+        records: alarm_records::AlarmRecords,
+        gone: &HashMap<vaka_core::DeviceKey, vaka_store::gone::Gone>,
+        set: &mut WriteSet,
+    ) -> Result<(), String> {
+        let err = |e: &dyn std::fmt::Display| format!("keeping alarm replicas: {e}");
+        let own = store.id_range().map_err(|e| err(&e))?;
+        let holder = input.node.clone().unwrap_or_else(|| "unknown".into());
+        if records.holder_range == own {
+            return Ok(());
+        }
+        for r in records.records {
+            // Its device erased or moved since (this node was behind): as the change left it.
+            let alarm = match gone.get(&r.alarm.device) {
+                Some(g) => g.redirect_alarm(r.alarm),
+                None => r.alarm,
+            };
+            let replica = Replica {
+                holder: holder.clone(),
+                holder_range: records.holder_range,
+                version: r.version,
+                alarm,
+            };
+            let id = replica.alarm.id;
+            let held = match self.written.get(&id) {
+                Some(h) => Some(h.clone()),
+                None => store.replica(id).map_err(|e| err(&e))?,
+            };
+            if held.as_ref().is_some_and(|h| !replica.supersedes(h)) {
+                metrics::counter!("vaka_cluster_replicas_stale_total").increment(1);
+                continue;
+            }
+            set.put_replica(&replica);
+            metrics::counter!("vaka_cluster_replicas_kept_total").increment(1);
+            if store.alarm(id).map_err(|e| err(&e))?.is_some() {
+                self.held_here.push(replica.clone());
+            }
+            self.written.insert(id, replica);
+        }
+        Ok(())
     }
 }

@@ -83,6 +83,8 @@ pub struct Following {
     pub ready: tokio::sync::oneshot::Receiver<()>,
     pub handed: Arc<AtomicU64>,
     pub log: InputLog,
+    /// Takes over the open alarms of nodes that are gone, each round the bucket answers.
+    pub adopter: super::adopt::Adopter,
 }
 
 /// Whether the follower handed the router everything the stream held when asked, within
@@ -125,7 +127,12 @@ pub fn spawn(
 ) -> Keeper {
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
-        let Following { ready, handed, log } = following;
+        let Following {
+            ready,
+            handed,
+            log,
+            adopter,
+        } = following;
         tokio::select! {
             _ = ready => {}
             _ = stopped.changed() => return,
@@ -150,10 +157,16 @@ pub fn spawn(
             let mut unanswered = bucket.announce().await.err();
             // Every round: a node stopped or dead leaves the count as its partitions come
             // free, so the others take them at once rather than a round later.
-            match bucket.live_nodes().await {
-                Ok(n) => live = n.max(1),
-                Err(e) => unanswered = Some(e),
-            }
+            let nodes = match bucket.live_nodes().await {
+                Ok(nodes) => {
+                    live = nodes.len().max(1);
+                    Some(nodes)
+                }
+                Err(e) => {
+                    unanswered = Some(e);
+                    None
+                }
+            };
             metrics::gauge!("vaka_cluster_nodes_live").set(live as f64);
             let fair = share(partitions, live);
             over_rounds = if held.len() > fair {
@@ -244,6 +257,16 @@ pub fn spawn(
                 _ => {}
             }
             metrics::gauge!("vaka_cluster_partitions_owned").set(held.len() as f64);
+            // Only on the bucket's answer: a node not listed because the bucket did not
+            // answer is not gone.
+            if let Some(nodes) = &nodes {
+                let orphans = adopter.orphans(nodes);
+                if !orphans.is_empty() {
+                    // The gone holder's last records were appended before it went: read first.
+                    followed_to_end(&log, &handed).await;
+                    adopter.adopt(orphans).await;
+                }
+            }
             tokio::select! {
                 _ = tokio::time::sleep(renew / 2) => {}
                 _ = stopped.changed() => break,

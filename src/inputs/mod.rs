@@ -4,11 +4,13 @@
 //! every other node appended in this node's store (`follow`), and reconciliation holds this
 //! node's record against the stream at start and every so often (`reconcile`).
 //!
-//! What is replicated is the events, not yet the alarms they open: the node that took an alarm
-//! offers it; the others hold it as history. Supervision and activity rules see every node's
-//! events, and only the owner of a device's partition (`leases`) calls it silent or makes a
-//! rule's alarm.
+//! The alarms a node holds are replicated too: its shards append each alarm's record with the
+//! batch that changed it, and every other node's follower keeps it as a replica; when a node
+//! is gone, the owners of its devices' partitions take its open alarms over (`adopt`).
+//! Supervision and activity rules see every node's events, and only the owner of a device's
+//! partition (`leases`) calls it silent or makes a rule's alarm.
 
+pub mod adopt;
 pub mod append;
 pub mod follow;
 pub mod leases;

@@ -25,13 +25,18 @@ use crate::substrate::{check_stream_config, SubstrateError};
 
 pub const ID_RANGE_BUCKET: &str = "VAKA_ID_RANGES";
 /// A range holds 2^43 ids: about 28 years of a node taking 10,000 events a second.
-pub const RANGE_BITS: u32 = 43;
+pub const RANGE_BITS: u32 = vaka_core::ids::ID_RANGE_BITS;
 /// The last range: `(MAX_RANGE + 1) << RANGE_BITS` is 2^53.
 pub const MAX_RANGE: u64 = (1 << (53 - RANGE_BITS)) - 1;
 
 /// The first id of range `n`.
 pub fn first_id(n: u64) -> u64 {
     n << RANGE_BITS
+}
+
+/// The range id `id` lies in.
+pub fn range_of(id: u64) -> u64 {
+    id >> RANGE_BITS
 }
 
 /// The first id past range `n`.

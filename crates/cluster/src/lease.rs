@@ -22,8 +22,32 @@ use crate::partition::Partition;
 use crate::substrate::{check_stream_config, SubstrateError};
 
 pub const LEASE_BUCKET: &str = "VAKA_LEASES";
-/// Keys of live nodes (`n.<node>`), beside the partitions' (`p<n>`).
+/// Keys of live nodes (`n.<node>.<id range>`), beside the partitions' (`p<n>`).
 const NODE_KEY_PREFIX: &str = "n.";
+
+/// A node alive: its name and the id range it gives its ids from (0: not said).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LiveNode {
+    pub node: String,
+    pub range: u64,
+}
+
+impl LiveNode {
+    /// The node a key in the bucket says is alive (`None`: a partition's key).
+    fn of_key(key: &str) -> Option<LiveNode> {
+        let rest = key.strip_prefix(NODE_KEY_PREFIX)?;
+        Some(match rest.rsplit_once('.') {
+            Some((node, range)) if range.parse::<u64>().is_ok() => LiveNode {
+                node: node.to_owned(),
+                range: range.parse().unwrap_or(0),
+            },
+            _ => LiveNode {
+                node: rest.to_owned(),
+                range: 0,
+            },
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -117,6 +141,8 @@ pub struct LeaseBucket {
     kv: Store,
     node_id: String,
     ttl: Duration,
+    /// This node's id range, said with its key ([`Self::with_range`]).
+    range: u64,
 }
 
 impl LeaseBucket {
@@ -170,6 +196,7 @@ impl LeaseBucket {
             kv,
             node_id: node_id.into(),
             ttl,
+            range: 0,
         })
     }
 
@@ -278,8 +305,17 @@ impl LeaseBucket {
             .map(|w| (w.owner, w.revision)))
     }
 
-    /// Says this node is alive: its key `n.<node>` in the bucket, which expires after the TTL
-    /// like a lease unless said again. What partitions are spread over ([`Self::live_nodes`]).
+    /// This node gives its ids from `range` (`crate::id_range`), said with its key: the
+    /// alarms a node holds are known by its range (its run), so what a node held before its
+    /// data dir was wiped counts as a gone node's though it is back under its name.
+    pub fn with_range(mut self, range: u64) -> LeaseBucket {
+        self.range = range;
+        self
+    }
+
+    /// Says this node is alive: its key `n.<node>.<range>` in the bucket, which expires after
+    /// the TTL like a lease unless said again. What partitions are spread over, and what tells
+    /// whose alarms are to be taken over ([`Self::live_nodes`]).
     pub async fn announce(&self) -> Result<(), LeaseError> {
         self.kv
             .put(self.node_key(), Bytes::new())
@@ -296,8 +332,8 @@ impl LeaseBucket {
             .map_err(|e| LeaseError::Bucket(format!("withdrawing this node: {e}")))
     }
 
-    /// How many nodes have announced themselves within the TTL.
-    pub async fn live_nodes(&self) -> Result<usize, LeaseError> {
+    /// The nodes that have announced themselves within the TTL (and not withdrawn).
+    pub async fn live_nodes(&self) -> Result<Vec<LiveNode>, LeaseError> {
         use futures::TryStreamExt;
         let err = |e: &dyn std::fmt::Display| LeaseError::Bucket(format!("listing nodes: {e}"));
         let keys: Vec<String> = self
@@ -308,14 +344,11 @@ impl LeaseBucket {
             .try_collect()
             .await
             .map_err(|e| err(&e))?;
-        Ok(keys
-            .iter()
-            .filter(|k| k.starts_with(NODE_KEY_PREFIX))
-            .count())
+        Ok(keys.iter().filter_map(|k| LiveNode::of_key(k)).collect())
     }
 
     fn node_key(&self) -> String {
-        format!("{NODE_KEY_PREFIX}{}", self.node_id)
+        format!("{NODE_KEY_PREFIX}{}.{}", self.node_id, self.range)
     }
 
     /// Extends the lease by a TTL. Fails as [`LeaseError::Lost`] if anyone wrote the key since
@@ -482,5 +515,28 @@ impl Drop for Renewer {
         if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LiveNode;
+
+    #[test]
+    fn a_node_key_names_the_node_and_its_range_and_a_partition_key_no_node() {
+        let live = |node: &str, range| {
+            Some(LiveNode {
+                node: node.into(),
+                range,
+            })
+        };
+        assert_eq!(LiveNode::of_key("n.a.3"), live("a", 3));
+        assert_eq!(LiveNode::of_key("n.node.b.12"), live("node.b", 12));
+        assert_eq!(
+            LiveNode::of_key("n.old"),
+            live("old", 0),
+            "a key without a range"
+        );
+        assert_eq!(LiveNode::of_key("p7"), None);
     }
 }

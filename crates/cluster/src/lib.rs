@@ -4,6 +4,7 @@
 //! a node's record against the stream, and the directory log (`VAKA_DIR`) every node follows.
 //! The single-node engine uses none of it.
 
+pub mod alarm_records;
 pub mod config;
 pub mod directory_log;
 pub mod events;

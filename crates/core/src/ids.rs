@@ -5,6 +5,11 @@ use std::fmt;
 /// Milliseconds since the unix epoch, as handed to core by its caller.
 pub type UnixMillis = i64;
 
+/// A cluster node gives its event and alarm ids from a range of its own: range `n` is
+/// `[n << ID_RANGE_BITS, (n + 1) << ID_RANGE_BITS)` (2^43 ids, about 28 years at 10,000 events
+/// a second); range 0 is the single node's. Claimed by `vaka_cluster::id_range`.
+pub const ID_RANGE_BITS: u32 = 43;
+
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

@@ -4,21 +4,33 @@
 use futures::channel::oneshot;
 use futures::future::BoxFuture;
 use std::sync::Arc;
-use vaka_core::{AlarmId, Event, EventId, Lane};
+use vaka_core::{Alarm, AlarmId, Event, EventId, Lane};
 use vaka_store::{CommitError, WriteSet};
 
 /// A cluster node's input log (`VAKA_IN`, DESIGN.md §8): a shard hands it each batch's new device
-/// events before the batch goes to the store, and commits the batch only once the log has
-/// acknowledged them, so an event a device is told is stored survives the loss of this node.
+/// events and the alarms the batch changed before the batch goes to the store, and commits the
+/// batch only once the log has acknowledged them, so an event a device is told is stored
+/// survives the loss of this node, and every other node sees this node's alarms as they are.
 pub trait IntakeLog: Send + Sync + 'static {
-    /// Appends `events` (in the order the shard took them). Resolves once the log holds them,
-    /// to what the batch must also write: the node's record of those inputs. An error fails the
-    /// batch like a failed commit (the devices are told busy and resend).
+    /// Appends `events` (in the order the shard took them) and `alarms` (each alarm's record
+    /// after the batch, once). Resolves once the log holds them, to what the batch must also
+    /// write: the node's record of those inputs. An error fails the batch like a failed commit
+    /// (the devices are told busy and resend; a deadline fires again).
     fn append(
         &self,
         lane: Lane,
         events: Vec<Event>,
+        alarms: Vec<ChangedAlarm>,
     ) -> BoxFuture<'static, Result<WriteSet, CommitError>>;
+}
+
+/// An alarm as a batch left it, for the input log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangedAlarm {
+    /// How many audit records it has (grows with every change): orders two records of one
+    /// alarm whose batches were in flight together.
+    pub version: u32,
+    pub alarm: Alarm,
 }
 
 /// The router's handle on an [`IntakeLog`] (none on a single node).
@@ -59,6 +71,9 @@ pub struct RouterConfig {
     /// The devices this node supervises and runs activity rules for: every one on a single
     /// node, those of its partitions on a cluster node.
     pub owners: crate::Owners,
+    /// A cluster node's id range (`vaka_cluster::id_range`; 0 on a single node): of two nodes
+    /// that changed one alarm at once, the one with the higher range keeps it.
+    pub id_range: u64,
 }
 
 impl Default for RouterConfig {
@@ -76,6 +91,7 @@ impl Default for RouterConfig {
             intake: None,
             telemetry_linger: std::time::Duration::ZERO,
             owners: crate::Owners::all(),
+            id_range: 0,
         }
     }
 }

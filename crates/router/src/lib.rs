@@ -13,7 +13,7 @@ pub mod retention;
 mod router;
 mod shard;
 
-pub use api::{InputError, Intake, IntakeLog, Reply, RouterConfig, SubmitError};
+pub use api::{ChangedAlarm, InputError, Intake, IntakeLog, Reply, RouterConfig, SubmitError};
 pub use clock::Clock;
 pub use live::LiveDirectory;
 pub use owners::Owners;

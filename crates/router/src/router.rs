@@ -326,6 +326,39 @@ impl Router {
         }
     }
 
+    /// Open alarms of cluster nodes that are gone (their replicas): each shard takes over
+    /// those of its devices whose partitions this node owns (`Owners`), and leaves the rest.
+    pub async fn adopt(&self, replicas: Vec<vaka_store::Replica>) {
+        self.to_shards(replicas, Command::Adopt).await;
+    }
+
+    /// Another node's latest records of alarms this node holds or held (its follower kept
+    /// them as replicas): the later record wins, so one node holds each alarm.
+    pub async fn replicated(&self, replicas: Vec<vaka_store::Replica>) {
+        self.to_shards(replicas, Command::Replicated).await;
+    }
+
+    /// Sends each shard its part of `replicas` (by device) on its alarm lane.
+    async fn to_shards(
+        &self,
+        replicas: Vec<vaka_store::Replica>,
+        command: fn(Vec<vaka_store::Replica>) -> Command,
+    ) {
+        if replicas.is_empty() || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let n = self.lanes.len();
+        let mut per_shard: Vec<Vec<_>> = (0..n).map(|_| Vec::new()).collect();
+        for r in replicas {
+            per_shard[r.alarm.device.shard(n)].push(r);
+        }
+        for (lane, part) in self.lanes.iter().zip(per_shard) {
+            if !part.is_empty() {
+                let _ = lane.alarm.send_async(command(part)).await;
+            }
+        }
+    }
+
     /// Control messages must not be lost: they wait for room in the alarm lane.
     async fn broadcast(&self, msg: impl Fn() -> Command) {
         if self.closed.load(Ordering::Acquire) {

@@ -13,14 +13,16 @@ use futures::future::BoxFuture;
 use support::*;
 use tokio::sync::mpsc;
 use vaka_core::{Event, Lane};
-use vaka_router::{Clock, Intake, IntakeLog, Reply, RouterConfig, SubmitError};
+use vaka_router::{ChangedAlarm, Clock, Intake, IntakeLog, Reply, RouterConfig, SubmitError};
 use vaka_store::{Backend, Cf, CommitError, MemBackend, WriteSet};
 
 type Answer = oneshot::Sender<Result<WriteSet, CommitError>>;
+/// An append: the events, the alarms' records, and where the test answers it.
+type Call = (Vec<Event>, Vec<ChangedAlarm>, Answer);
 
 /// An input log whose every append waits for the test to answer it.
 struct HeldLog {
-    calls: mpsc::UnboundedSender<(Vec<Event>, Answer)>,
+    calls: mpsc::UnboundedSender<Call>,
 }
 
 impl IntakeLog for HeldLog {
@@ -28,9 +30,10 @@ impl IntakeLog for HeldLog {
         &self,
         _: Lane,
         events: Vec<Event>,
+        alarms: Vec<ChangedAlarm>,
     ) -> BoxFuture<'static, Result<WriteSet, CommitError>> {
         let (tx, rx) = oneshot::channel();
-        let _ = self.calls.send((events, tx));
+        let _ = self.calls.send((events, alarms, tx));
         Box::pin(async move { rx.await.unwrap_or(Err(CommitError::Closed)) })
     }
 }
@@ -39,7 +42,7 @@ struct Node {
     mem: Arc<MemBackend>,
     store: vaka_store::Store,
     router: Arc<vaka_router::Router>,
-    calls: tokio::sync::Mutex<mpsc::UnboundedReceiver<(Vec<Event>, Answer)>>,
+    calls: tokio::sync::Mutex<mpsc::UnboundedReceiver<Call>>,
 }
 
 fn node() -> Node {
@@ -93,6 +96,11 @@ impl Node {
     }
 
     async fn next_append(&self) -> (Vec<Event>, Answer) {
+        let (events, _, answer) = self.next_call().await;
+        (events, answer)
+    }
+
+    async fn next_call(&self) -> Call {
         let mut rx = self.calls.lock().await;
         tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
@@ -137,9 +145,13 @@ fn record(seq: u64) -> WriteSet {
 async fn an_event_is_answered_only_once_the_log_and_the_store_hold_it() {
     let n = node();
     let reply = n.submit("d0", "r1");
-    let (events, answer) = n.next_append().await;
+    let (events, alarms, answer) = n.next_call().await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].key, "r1");
+    // The alarm it opened goes with it, for the other nodes' replicas.
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0].alarm.reference, "r1");
+    assert!(alarms[0].alarm.is_open());
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!reply.is_finished(), "answered before the log held it");
     assert_eq!(n.events_stored(), 0, "stored before the log held it");

@@ -19,10 +19,11 @@ pub enum Cf {
     Tokens,
     AdminAudit,
     Rules,
+    Replicas,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 15] = [
+    pub const ALL: [Cf; 16] = [
         Cf::Events,
         Cf::Alarms,
         Cf::Open,
@@ -38,6 +39,7 @@ impl Cf {
         Cf::Tokens,
         Cf::AdminAudit,
         Cf::Rules,
+        Cf::Replicas,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +59,7 @@ impl Cf {
             Cf::Tokens => "tokens",
             Cf::AdminAudit => "admin_audit",
             Cf::Rules => "rules",
+            Cf::Replicas => "replicas",
         }
     }
 
@@ -179,6 +182,18 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// The greatest key in the column family.
     fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The greatest key below `bound`. Engines that seek backwards override this walk.
+    fn last_key_below(&self, cf: Cf, bound: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut last = None;
+        self.scan(cf, &[], &mut |k, _| {
+            if k >= bound {
+                return false;
+            }
+            last = Some(k.to_vec());
+            true
+        })?;
+        Ok(last)
+    }
     /// Deletes every key in `[from, to)`, synced. Not part of any group: for housekeeping
     /// (retention) of keys no shard reads back. Engines with range deletion override this.
     fn delete_range(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<(), StoreError> {

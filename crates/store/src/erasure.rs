@@ -27,7 +27,8 @@ pub struct Erased {
     /// Other rows kept per device (GPS record, last heard, announced interval, rule states,
     /// idempotency entries), deleted.
     pub device_rows: u64,
-    /// Alarms whose free text and callback numbers were removed (the records stay).
+    /// Alarms whose free text and callback numbers were removed (the records stay), replicas of
+    /// other nodes' alarms included.
     pub alarms: u64,
     /// Audit records whose free text was removed.
     pub audit_texts: u64,
@@ -175,6 +176,14 @@ pub fn erase_device(backend: &dyn Backend, device: &DeviceKey) -> Result<Erased,
             w.put(Cf::Alarms, k, v)?;
             done.alarms += 1;
         }
+    }
+    // Replicas of other nodes' alarms (a cluster): erased here as their holder erases its own.
+    for (k, v) in crate::replicas::rewrite_of(backend, device, &mut |r| {
+        let alarm = r.alarm.erased();
+        (alarm != r.alarm).then(|| crate::Replica { alarm, ..r.clone() })
+    })? {
+        w.put(Cf::Replicas, k, v)?;
+        done.alarms += 1;
     }
     let notices = collect(backend, Cf::Outbox, &[], &mut |k, v| {
         let n: Notice = decode(Cf::Outbox, k, v)?;

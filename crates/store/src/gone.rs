@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use vaka_core::{DeviceKey, Event, TenantId};
+use vaka_core::{Alarm, DeviceKey, Event, TenantId};
 
 use crate::backend::{Cf, StoreError, WriteSet};
 use crate::keys::device_prefix;
@@ -32,6 +32,24 @@ impl Gone {
         let to = self.to.as_ref()?;
         ev.device.tenant = TenantId::new(to);
         Some(ev)
+    }
+}
+
+impl Gone {
+    /// What becomes of another node's record of `alarm` (of the device gone), kept as a
+    /// replica here: opened before the change, erased (as the holder erases its own) or
+    /// moved; opened after it (the device added again), kept.
+    pub fn redirect_alarm(&self, mut alarm: Alarm) -> Alarm {
+        if alarm.created_ms > self.at_ms {
+            return alarm;
+        }
+        match &self.to {
+            None => alarm.erased(),
+            Some(to) => {
+                alarm.device.tenant = TenantId::new(to);
+                alarm
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 //! | `meta` | `input_read`                 | u64 BE: the stream sequence the node's follower has read up to |
 //! | `meta` | `input_checked`              | u64 BE: the stream sequence reconciliation has checked up to |
 //! | `meta` | `id_range`                   | u64 BE: the cluster id range this store gives ids from (`vaka_cluster::id_range`; absent: none) |
-use crate::backend::{Cf, StoreError, WriteSet};
+use crate::backend::{Backend, Cf, StoreError, WriteSet};
 use crate::group::Store;
 use std::collections::BTreeMap;
 
@@ -105,6 +105,20 @@ fn decode(k: &[u8], v: &[u8]) -> Result<InputRecord, StoreError> {
     })
 }
 
+fn meta_u64(backend: &dyn Backend, name: &[u8]) -> Result<u64, StoreError> {
+    match backend.get(Cf::Meta, name)? {
+        None => Ok(0),
+        Some(b) => <[u8; 8]>::try_from(b.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| corrupt(name, format!("{} bytes, not 8", b.len()))),
+    }
+}
+
+/// The cluster id range the store gives its ids from (0: none; see [`Store::id_range`]).
+pub(crate) fn id_range_of(backend: &dyn Backend) -> Result<u64, StoreError> {
+    meta_u64(backend, META_ID_RANGE)
+}
+
 impl Store {
     /// The first `limit` inputs this node recorded with a sequence in `from..=to`, in sequence
     /// order.
@@ -176,12 +190,7 @@ impl Store {
     }
 
     fn meta_u64(&self, name: &[u8]) -> Result<u64, StoreError> {
-        match self.backend().get(Cf::Meta, name)? {
-            None => Ok(0),
-            Some(b) => <[u8; 8]>::try_from(b.as_slice())
-                .map(u64::from_be_bytes)
-                .map_err(|_| corrupt(name, format!("{} bytes, not 8", b.len()))),
-        }
+        meta_u64(self.backend().as_ref(), name)
     }
 
     /// The stream sequence the follower has read up to (0: nothing yet).

@@ -291,6 +291,13 @@ impl WriteSet {
         }
     }
 
+    /// Forgets alarm `id` (its audit trail stays): a cluster node whose alarm another node
+    /// took over while this one was away, which keeps it as a replica from then on.
+    pub fn drop_alarm(&mut self, id: AlarmId) {
+        self.delete(Cf::Alarms, id_key(id.0));
+        self.delete(Cf::Open, id_key(id.0));
+    }
+
     pub fn put_idem(&mut self, key: &IdemKey, answer: Answer, at_ms: UnixMillis) {
         self.put(Cf::Idem, idem_key(key), &IdemRecord { answer, at_ms });
     }

@@ -23,6 +23,7 @@
 //! | `positions` | tenant 0x00 device 0x00 fix time (i64, sign bit flipped) | [`StoredPosition`]: accepted fix and its event |
 //! | `directory`, `tokens`, `admin_audit` | see [`directory`] | JSON records of the control plane |
 //! | `rules`  | tenant 0x00 device 0x00 rule id        | JSON `RuleState`: an activity rule's state on the device |
+//! | `replicas` | `a`/`o` alarm id (u64)              | in a cluster: other nodes' alarms ([`Replica`]) and the open ones' index (`replicas.rs`) |
 //!
 //! `meta` keys:
 //!
@@ -88,6 +89,7 @@ pub mod pending;
 mod positions;
 pub mod query;
 mod recovery;
+mod replicas;
 mod retention;
 #[cfg(feature = "rocksdb")]
 mod rocks;
@@ -115,6 +117,7 @@ pub use positions::{
     GpsRecord, PositionsPruned, StoredPosition,
 };
 pub use recovery::{RecoverOptions, Recovered};
+pub use replicas::{Listed, ListedPage, Replica};
 pub use retention::{
     prune_admin_audit, prune_alarm_events, prune_alarms, prune_telemetry_events, AlarmsPruned,
     EventsPruned,

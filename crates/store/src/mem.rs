@@ -85,4 +85,11 @@ impl Backend for MemBackend {
             .next_back()
             .cloned())
     }
+
+    fn last_key_below(&self, cf: Cf, bound: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.cfs.lock().expect("mem backend lock")[cf.index()]
+            .range::<[u8], _>((std::ops::Bound::Unbounded, std::ops::Bound::Excluded(bound)))
+            .next_back()
+            .map(|(k, _)| k.clone()))
+    }
 }

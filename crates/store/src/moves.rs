@@ -91,7 +91,15 @@ impl Store {
             a.device.tenant = tenant.clone();
             Ok(Some(postcard::to_allocvec(&a).expect("an alarm encodes")))
         })?;
-        done.alarms = alarms.len() as u64;
+        let replicas = crate::replicas::rewrite_of(b, from, &mut |r| {
+            let mut moved = r.clone();
+            moved.alarm.device.tenant = tenant.clone();
+            Some(moved)
+        })?;
+        done.alarms = (alarms.len() + replicas.len()) as u64;
+        for (k, v) in replicas {
+            set.put_raw(Cf::Replicas, k, v);
+        }
         for (k, v) in events {
             set.put_raw(Cf::Events, k, v);
         }

@@ -1,7 +1,7 @@
 //! Typed reads for the control plane: alarms by tenant, device, state and time, a device's open
 //! alarms and when it was last heard. The admin API reads through these, never a column family.
 use crate::backend::{Backend, Cf, StoreError};
-use crate::keys::{decode_id, device_prefix, id_key, load_alarm};
+use crate::keys::{decode, decode_id, device_prefix, id_key, load_alarm};
 use vaka_core::alarm::AlarmState;
 use vaka_core::{Alarm, AlarmId, DeviceKey, Event, EventId, UnixMillis};
 
@@ -92,59 +92,89 @@ pub fn alarms_page(
     after: Option<AlarmId>,
     limit: usize,
 ) -> Result<AlarmPage, StoreError> {
-    let from = id_key(after.map_or(0, |a| a.0.saturating_add(1)));
-    let mut page = AlarmPage::default();
-    let mut looked = 0usize;
-    let mut err = None;
-    let mut last = None;
-    if filter.state == StateFilter::Open {
-        // The open index holds a few thousand ids at most; each is read from `alarms`.
-        let mut ids = Vec::new();
-        backend.scan_from(Cf::Open, &[], &from, &mut |k, _| {
-            if let Some(id) = decode_id(k) {
-                ids.push(AlarmId(id));
+    let own = Listing {
+        records: (Cf::Alarms, &[]),
+        open: (Cf::Open, &[]),
+    };
+    let (alarms, next_after) = own.page(backend, filter, after, limit, |a: &Alarm| a)?;
+    Ok(AlarmPage { alarms, next_after })
+}
+
+/// Where a listing reads: records keyed by a prefix and the alarm id, and an index of the
+/// open ones keyed the same way (an empty value).
+pub(crate) struct Listing<'a> {
+    pub records: (Cf, &'a [u8]),
+    pub open: (Cf, &'a [u8]),
+}
+
+impl Listing<'_> {
+    /// Records (`T`, each holding an alarm) matching `filter` with an alarm id above `after`,
+    /// at most `limit`, by id, and where the next page starts if the scan stopped first.
+    pub(crate) fn page<T: for<'de> serde::Deserialize<'de>>(
+        &self,
+        backend: &dyn Backend,
+        filter: &AlarmFilter,
+        after: Option<AlarmId>,
+        limit: usize,
+        alarm: impl Fn(&T) -> &Alarm,
+    ) -> Result<(Vec<T>, Option<AlarmId>), StoreError> {
+        let ((cf, prefix), (open_cf, open_prefix)) = (self.records, self.open);
+        let key = |p: &[u8], id: u64| [p, &id_key(id)].concat();
+        let from = after.map_or(0, |a| a.0.saturating_add(1));
+        let (mut out, mut next_after) = (Vec::new(), None);
+        let mut looked = 0usize;
+        let mut err = None;
+        let mut last = None;
+        if filter.state == StateFilter::Open {
+            // The open index holds a few thousand ids at most; each is read from the records.
+            let mut ids = Vec::new();
+            backend.scan_from(
+                open_cf,
+                open_prefix,
+                &key(open_prefix, from),
+                &mut |k, _| {
+                    ids.extend(decode_id(&k[open_prefix.len()..]).map(AlarmId));
+                    true
+                },
+            )?;
+            for id in ids {
+                if out.len() >= limit {
+                    next_after = last;
+                    break;
+                }
+                last = Some(id);
+                let k = key(prefix, id.0);
+                if let Some(v) = backend.get(cf, &k)? {
+                    let t: T = decode(cf, &k, &v)?;
+                    if filter.matches(alarm(&t)) {
+                        out.push(t);
+                    }
+                }
             }
-            true
+            return Ok((out, next_after));
+        }
+        backend.scan_from(cf, prefix, &key(prefix, from), &mut |k, v| {
+            if out.len() >= limit || looked >= SCAN_BUDGET {
+                next_after = last;
+                return false;
+            }
+            looked += 1;
+            last = decode_id(&k[prefix.len()..]).map(AlarmId);
+            match decode::<T>(cf, k, v) {
+                Ok(t) => {
+                    if filter.matches(alarm(&t)) {
+                        out.push(t);
+                    }
+                    true
+                }
+                Err(e) => {
+                    err = Some(e);
+                    false
+                }
+            }
         })?;
-        for id in ids {
-            if page.alarms.len() >= limit {
-                page.next_after = last;
-                break;
-            }
-            last = Some(id);
-            if let Some(a) = load_alarm(backend, id)? {
-                if filter.matches(&a) {
-                    page.alarms.push(a);
-                }
-            }
-        }
-        return Ok(page);
+        err.map_or(Ok((out, next_after)), Err)
     }
-    backend.scan_from(Cf::Alarms, &[], &from, &mut |k, v| {
-        if page.alarms.len() >= limit || looked >= SCAN_BUDGET {
-            page.next_after = last;
-            return false;
-        }
-        looked += 1;
-        last = decode_id(k).map(AlarmId);
-        match postcard::from_bytes::<Alarm>(v) {
-            Ok(a) => {
-                if filter.matches(&a) {
-                    page.alarms.push(a);
-                }
-                true
-            }
-            Err(e) => {
-                err = Some(StoreError::Corrupt {
-                    cf: Cf::Alarms.name(),
-                    key: format!("{last:?}"),
-                    reason: e.to_string(),
-                });
-                false
-            }
-        }
-    })?;
-    err.map_or(Ok(page), Err)
 }
 
 /// The device's alarms that are not closed or cancelled.

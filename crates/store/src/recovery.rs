@@ -55,8 +55,21 @@ pub(crate) fn recover(
     }
     // And never below the lasting id reservation: ids above what was recovered may have been
     // given before a crash or a salvage (invariant 12).
+    // A cluster node also holds alarms it took over from another node, under that node's ids
+    // (another range): its own ids go on from the largest below its range's end.
+    let range = crate::inputs::id_range_of(backend)?;
+    let last_alarm = match range {
+        0 => last(Cf::Alarms)?,
+        r => backend
+            .last_key_below(
+                Cf::Alarms,
+                &keys::id_key((r + 1) << vaka_core::ids::ID_RANGE_BITS),
+            )?
+            .and_then(|k| keys::decode_id(&k))
+            .map_or(0, |id| id + 1),
+    };
     out.next_event_id = last(Cf::Events)?
-        .max(last(Cf::Alarms)?)
+        .max(last_alarm)
         .max(swept)
         .max(backend.reserved_ids())
         .max(1);

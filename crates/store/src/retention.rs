@@ -149,10 +149,13 @@ pub struct AlarmsPruned {
     pub audit_records: u64,
     /// Opening events deleted with their alarms.
     pub events: u64,
+    /// Replicas of other nodes' alarms that ended as long ago (in a cluster).
+    pub replicas: u64,
 }
 
 /// Deletes every alarm that ended (closed, cancelled, expired: not open) before
-/// `cutoff(device)` (`None`: keep), with its audit trail and the event that opened it.
+/// `cutoff(device)` (`None`: keep), with its audit trail and the event that opened it, and
+/// the replicas of other nodes' alarms that ended as long ago.
 pub fn prune_alarms(
     backend: &dyn Backend,
     cutoff: &mut dyn FnMut(&DeviceKey) -> Option<UnixMillis>,
@@ -197,6 +200,14 @@ pub fn prune_alarms(
             set.delete(Cf::Alarms, key);
             out.alarms += 1;
         }
+        backend.write_synced(std::slice::from_ref(&set))?;
+    }
+    for keys in crate::replicas::ended_before(backend, cutoff)?.chunks(1_000) {
+        let mut set = WriteSet::new();
+        for k in keys {
+            set.delete(Cf::Replicas, k.clone());
+        }
+        out.replicas += keys.len() as u64;
         backend.write_synced(std::slice::from_ref(&set))?;
     }
     Ok(out)

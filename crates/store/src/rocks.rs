@@ -330,6 +330,18 @@ impl Backend for RocksBackend {
         }
     }
 
+    fn last_key_below(&self, cf: Cf, bound: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let held = self.held()?;
+        let mode = IteratorMode::From(bound, rocksdb::Direction::Reverse);
+        for item in held.db().iterator_cf(held.cf(cf), mode) {
+            let key = item.map_err(engine)?.0;
+            if &*key < bound {
+                return Ok(Some(key.to_vec()));
+            }
+        }
+        Ok(None)
+    }
+
     fn delete_range(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
         // One range tombstone instead of a tombstone per key.
         let held = self.held()?;

@@ -93,6 +93,9 @@ impl Backend for TestBackend {
     fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.last_key(cf)
     }
+    fn last_key_below(&self, cf: Cf, bound: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.last_key_below(cf, bound)
+    }
     fn delete_range(&self, cf: Cf, from: &[u8], to: &[u8]) -> Result<(), StoreError> {
         self.inner.delete_range(cf, from, to)
     }

@@ -37,15 +37,24 @@ pub async fn alarm_action(
 ) -> Result<Json<ActionDone>, Problem> {
     let id = AlarmId(alarm);
     let what = format!("alarm {alarm}");
-    let found = blocking(api.control.store(), move |s| s.alarm(id)).await?;
-    let a = found.ok_or_else(|| Problem::not_found(&what))?;
+    let found = blocking(api.control.store(), move |s| s.listed_alarm(id)).await?;
+    let listed = found.ok_or_else(|| Problem::not_found(&what))?;
+    let a = &listed.alarm;
     let centre = {
         let dir = api.control.live().load();
         caller
             .0
-            .may_act_on(&a, &dir)
+            .may_act_on(a, &dir)
             .map_err(|d| Problem::denied(d, &what))?
     };
+    // Another node's alarm (a replica): only its holder changes it.
+    if let Some(holder) = &listed.holder {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "held-elsewhere",
+            format!("{what} is held by cluster node \"{holder}\"; act on it through that node"),
+        ));
+    }
     // The body only once the caller may act: nothing is told to anyone else.
     let body: AlarmAction = serde_json::from_slice(&body).map_err(|e| Problem::body(&e))?;
     let input = body.input(&centre).map_err(|errors| {

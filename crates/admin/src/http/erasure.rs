@@ -38,10 +38,10 @@ pub async fn erase_device(
     let open = api
         .control
         .store()
-        .open_alarms_of(&key)
+        .open_listed_of(&key)
         .map_err(store_problem)?;
     if !open.is_empty() {
-        let ids: Vec<u64> = open.iter().map(|a| a.id.0).collect();
+        let ids: Vec<u64> = open.iter().map(|l| l.alarm.id.0).collect();
         return Err(Problem::open_alarms(
             &what,
             &ids,

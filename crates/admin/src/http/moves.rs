@@ -60,14 +60,14 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Problem> {
 async fn refuse_open_alarms(api: &Api, key: &DeviceKey, what: &str) -> Result<(), Problem> {
     let store = api.control.store().clone();
     let k = key.clone();
-    let open = tokio::task::spawn_blocking(move || store.open_alarms_of(&k))
+    let open = tokio::task::spawn_blocking(move || store.open_listed_of(&k))
         .await
         .map_err(unavailable)?
         .map_err(unavailable)?;
     if open.is_empty() {
         return Ok(());
     }
-    let ids: Vec<u64> = open.iter().map(|a| a.id.0).collect();
+    let ids: Vec<u64> = open.iter().map(|l| l.alarm.id.0).collect();
     Err(Problem::open_alarms(
         what,
         &ids,

@@ -9,7 +9,7 @@ use vaka_core::alarm::{AlarmState, AuditRecord};
 use vaka_core::{Alarm, AlarmId, DeviceKey};
 use vaka_store::directory::AdminAuditEntry;
 use vaka_store::query::{AlarmFilter, StateFilter};
-use vaka_store::{Store, StoredPosition};
+use vaka_store::{Listed, Store, StoredPosition};
 
 use super::auth::Caller;
 use super::problem::Problem;
@@ -46,6 +46,19 @@ pub struct AlarmView {
     pub stages: StagesView,
     /// A test alarm (device or tenant on test): never escalated, expires instead.
     pub test: bool,
+    /// In a cluster, the node that holds it (offers it, runs its deadlines) when that is
+    /// another node: this one shows its replica. Absent: held here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+}
+
+impl From<&Listed> for AlarmView {
+    fn from(l: &Listed) -> Self {
+        AlarmView {
+            holder: l.holder.clone(),
+            ..AlarmView::from(&l.alarm)
+        }
+    }
 }
 
 /// An alarm's stage times: received (its `created_ms`), durable, offered, receipted, accepted,
@@ -122,6 +135,7 @@ impl From<&Alarm> for AlarmView {
                 closed_ms: a.stages.closed_ms,
             },
             test: a.test,
+            holder: None,
         }
     }
 }
@@ -200,7 +214,7 @@ pub async fn list_alarms(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let after = q.after.map(AlarmId);
     let page = blocking(api.control.store(), move |s| {
-        s.alarms_page(&filter, after, limit)
+        s.listed_page(&filter, after, limit)
     })
     .await?;
     Ok(Json(AlarmPage {
@@ -247,15 +261,17 @@ pub async fn get_alarm(
     let id = AlarmId(alarm);
     let what = format!("alarm {alarm}");
     let (found, audit) = blocking(api.control.store(), move |s| {
-        let a = s.alarm(id)?;
+        let a = s.listed_alarm(id)?;
+        // A replica has no trail here: its holder keeps it.
         let audit = match &a {
-            Some(_) => s.alarm_audit(id)?,
-            None => Vec::new(),
+            Some(l) if l.holder.is_none() => s.alarm_audit(id)?,
+            _ => Vec::new(),
         };
         Ok((a, audit))
     })
     .await?;
-    let a = found.ok_or_else(|| Problem::not_found(&what))?;
+    let listed = found.ok_or_else(|| Problem::not_found(&what))?;
+    let a = &listed.alarm;
     let dir = api.control.live().load();
     caller.may(
         Action::Read,
@@ -264,7 +280,7 @@ pub async fn get_alarm(
         &what,
     )?;
     Ok(Json(AlarmDetail {
-        alarm: AlarmView::from(&a),
+        alarm: AlarmView::from(&listed),
         audit: audit.iter().map(AuditView::from).collect(),
     }))
 }
@@ -385,7 +401,7 @@ pub async fn device_status(
     let (heard, open, latest, states) = blocking(api.control.store(), move |s| {
         Ok((
             s.last_heard(&k)?,
-            s.open_alarms_of(&k)?,
+            s.open_listed_of(&k)?,
             s.latest_position(&k)?,
             s.rule_states(&k)?,
         ))

@@ -1,6 +1,6 @@
 //! One shard: owns the state of its devices and their open alarms, turns events, centre inputs and
 //! deadlines into write sets, and answers callers once those are durable.
-use crate::api::{CentreTx, InputError, Reply, ReplyTx, RouterConfig, SubmitError};
+use crate::api::{CentreTx, ChangedAlarm, InputError, Reply, ReplyTx, RouterConfig, SubmitError};
 use crate::clock::Clock;
 use crate::live::LiveDirectory;
 use crate::positions::{self, Positions};
@@ -21,6 +21,7 @@ use vaka_core::intake::{intake, Outcome};
 use vaka_core::{Alarm, AlarmId, CentreId, DeviceKey, Event, EventKind, Lane, UnixMillis};
 use vaka_store::{CommitError, Recovered, Store, WriteSet};
 
+mod handover;
 mod rules;
 mod stages;
 mod supervision;
@@ -64,6 +65,12 @@ pub(crate) enum Command {
     /// ids): the devices were heard, their fixes and activity rules step (`Shard::followed`).
     /// Told once they are taken.
     Followed(Vec<(vaka_core::EventId, Event)>, oneshot::Sender<()>),
+    /// Open alarms of cluster nodes that are gone: taken over where this node owns the
+    /// device's partition (`handover`).
+    Adopt(Vec<vaka_store::Replica>),
+    /// Another node's records of alarms this node holds or held: the later record wins
+    /// (`handover`).
+    Replicated(Vec<vaka_store::Replica>),
     /// Finish what is queued and in flight, then end.
     Stop,
 }
@@ -160,6 +167,9 @@ pub(super) struct Batch {
     inflight: InFlight,
     /// A cluster node's new device events, for its input log (empty on a single node).
     fresh: Vec<Event>,
+    /// A cluster node's alarms this batch changed, as it leaves them, for its input log (so
+    /// every other node keeps a replica; empty on a single node).
+    changed: Vec<ChangedAlarm>,
 }
 
 /// A write set on its way to durability and who waits for it.
@@ -323,25 +333,35 @@ impl Shard {
     /// Keeps the shard's view of an alarm (and its deadline timer) in step with its new state.
     fn keep_alarm(&mut self, alarm: Alarm, next_audit: u32) {
         let id = alarm.id;
+        if !alarm.is_open() {
+            self.let_go(id);
+            return;
+        }
         if let Some(old) = self.alarms.get(&id).and_then(|o| o.alarm.deadline) {
             self.timers.remove(&(old.at_ms, id));
         }
-        if alarm.is_open() {
-            if let Some(d) = alarm.deadline {
-                self.timers.insert((d.at_ms, id));
-            }
-            let ids = self.by_device.entry(alarm.device.clone()).or_default();
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-            self.alarms.insert(id, OpenAlarm { alarm, next_audit });
-        } else {
-            self.alarms.remove(&id);
-            if let Some(ids) = self.by_device.get_mut(&alarm.device) {
-                ids.retain(|a| *a != id);
-                if ids.is_empty() {
-                    self.by_device.remove(&alarm.device);
-                }
+        if let Some(d) = alarm.deadline {
+            self.timers.insert((d.at_ms, id));
+        }
+        let ids = self.by_device.entry(alarm.device.clone()).or_default();
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+        self.alarms.insert(id, OpenAlarm { alarm, next_audit });
+    }
+
+    /// Forgets open alarm `id` and its deadline (it ended, or another node holds it now).
+    fn let_go(&mut self, id: AlarmId) {
+        let Some(open) = self.alarms.remove(&id) else {
+            return;
+        };
+        if let Some(d) = open.alarm.deadline {
+            self.timers.remove(&(d.at_ms, id));
+        }
+        if let Some(ids) = self.by_device.get_mut(&open.alarm.device) {
+            ids.retain(|a| *a != id);
+            if ids.is_empty() {
+                self.by_device.remove(&open.alarm.device);
             }
         }
     }
@@ -443,6 +463,7 @@ impl Shard {
             now,
             set: WriteSet::new(),
             fresh: Vec::new(),
+            changed: Vec::new(),
             inflight: InFlight {
                 seq,
                 waiters: Vec::new(),
@@ -463,6 +484,7 @@ impl Shard {
             set,
             mut inflight,
             fresh,
+            changed,
             ..
         } = b;
         if set.is_empty() {
@@ -476,7 +498,8 @@ impl Shard {
         let commit: BoxFuture<'static, _> = match &self.cfg.intake {
             None => Box::pin(self.store.commit(lane.lane, set)),
             Some(intake) => {
-                let appended = (!fresh.is_empty()).then(|| intake.0.append(lane.lane, fresh));
+                let appended = (!fresh.is_empty() || !changed.is_empty())
+                    .then(|| intake.0.append(lane.lane, fresh, changed));
                 let (queued, next_waits_on) = oneshot::channel();
                 let after = lane.queued.replace(next_waits_on);
                 let store = self.store.clone();
@@ -537,6 +560,16 @@ impl Shard {
                         self.followed(lane, id, ev, &mut b);
                     }
                     let _ = taken.send(());
+                }
+                Command::Adopt(replicas) => {
+                    for r in replicas {
+                        self.adopt(r, &mut b);
+                    }
+                }
+                Command::Replicated(replicas) => {
+                    for r in replicas {
+                        self.replicated(r, &mut b);
+                    }
                 }
                 Command::Stop => stop = true,
             }
@@ -984,6 +1017,16 @@ impl Shard {
         b.set.put_alarm(&alarm);
         if !b.inflight.alarms.contains(&alarm.id) {
             b.inflight.alarms.push(alarm.id);
+        }
+        if self.cfg.intake.is_some() {
+            let record = ChangedAlarm {
+                version: next_audit,
+                alarm: alarm.clone(),
+            };
+            match b.changed.iter_mut().find(|c| c.alarm.id == alarm.id) {
+                Some(earlier) => *earlier = record,
+                None => b.changed.push(record),
+            }
         }
         self.keep_alarm(alarm, next_audit);
     }

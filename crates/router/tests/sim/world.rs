@@ -302,6 +302,7 @@ impl World {
             intake: None,
             telemetry_linger: std::time::Duration::ZERO,
             owners: vaka_router::Owners::all(),
+            id_range: 0,
         };
         let backend: Arc<dyn Backend> = self.disk.clone();
         let dir = Arc::new(self.dir.clone());

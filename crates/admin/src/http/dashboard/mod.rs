@@ -126,9 +126,13 @@ async fn live(
                 tokio::time::sleep(SNAPSHOT_EVERY).await;
             }
             let text = api.metrics.as_ref().map(|m| m()).unwrap_or_default();
+            // In a cluster, the other nodes' open alarms too (their replicas).
             let open = blocking(api.control.store(), |s| {
-                Ok(s.alarms_page(&snapshot::open_filter(), None, 10_000)?
-                    .alarms)
+                Ok(s.listed_page(&snapshot::open_filter(), None, 10_000)?
+                    .alarms
+                    .into_iter()
+                    .map(|l| l.alarm)
+                    .collect::<Vec<_>>())
             })
             .await
             .unwrap_or_default();
@@ -185,21 +189,30 @@ async fn alarm(
 ) -> Result<Json<AlarmPage>, Problem> {
     let what = format!("alarm {id}");
     let found = blocking(api.control.store(), move |s| {
-        let Some(a) = s.alarm(AlarmId(id))? else {
+        let Some(listed) = s.listed_alarm(AlarmId(id))? else {
             return Ok(None);
         };
-        let audit = s.alarm_audit(a.id)?;
-        let event = s.event(vaka_core::EventId(id))?;
+        // Another node's alarm (a replica): its trail and opening event are on its holder
+        // (this node keeps that event under an id of its own).
+        let (audit, event) = match &listed.holder {
+            None => (
+                s.alarm_audit(AlarmId(id))?,
+                s.event(vaka_core::EventId(id))?,
+            ),
+            Some(_) => (Vec::new(), None),
+        };
+        let a = &listed.alarm;
         let positions = s.positions(
             &a.device,
             a.created_ms - AROUND_MS,
             a.created_ms + AROUND_MS,
             100,
         )?;
-        Ok(Some((a, audit, event, positions)))
+        Ok(Some((listed.clone(), audit, event, positions)))
     })
     .await?;
-    let (a, audit, event, positions) = found.ok_or_else(|| Problem::not_found(&what))?;
+    let (listed, audit, event, positions) = found.ok_or_else(|| Problem::not_found(&what))?;
+    let a = &listed.alarm;
     let dir = api.control.live().load();
     let caller: &Caller = &viewer.0;
     caller.may(
@@ -236,7 +249,7 @@ async fn alarm(
         .into_iter()
         .collect();
     Ok(Json(AlarmPage {
-        alarm: AlarmView::from(&a),
+        alarm: AlarmView::from(&listed),
         audit: audit.iter().map(AuditView::from).collect(),
         deadlines,
         events,

@@ -1,0 +1,100 @@
+//! A cluster node's part in moving an alarm from one node to another (issue 23; ARCHITECTURE.md,
+//! "Alarm handover"): taking over the open alarms of a node that is gone, for the devices whose
+//! partitions this node owns, and settling which node holds an alarm when two did (a node
+//! that comes back, or wakes, to find its alarm taken over).
+//!
+//! Which of two records of one alarm wins is decided alike on every node: the higher version
+//! (audit records), then the higher holder range. A taker adds an audit record, so its record
+//! is above the gone holder's last; two nodes that changed the alarm at once have different
+//! ranges, so exactly one of them keeps it.
+use super::{Batch, Shard};
+use vaka_core::alarm::{AlarmInput, AlarmState, AuditRecord};
+use vaka_core::Effect;
+use vaka_store::Replica;
+
+impl Shard {
+    /// Takes over `replica`'s alarm: open, its holder gone (the caller knows), and its device
+    /// in a partition this node owns. It keeps its id and its deadline as it stood (one that
+    /// passed while nobody held it fires now), is offered again to the centre that had it (a
+    /// centre that had the offer from the gone node deduplicates it by id) or to the chain if
+    /// unhandled, waits for a centre if pending, and is appended as this node's, so every
+    /// other node's replica names this node from then on.
+    pub(super) fn adopt(&mut self, replica: Replica, b: &mut Batch) {
+        let id = replica.alarm.id;
+        if !replica.alarm.is_open() || !self.cfg.owners.owns(&replica.alarm.device) {
+            return;
+        }
+        if self.alarms.contains_key(&id) {
+            // Held here already (taken over before, or this node's own): the replica is stale.
+            b.set.delete_replica(id);
+            return;
+        }
+        let Replica {
+            holder,
+            version,
+            mut alarm,
+            ..
+        } = replica;
+        tracing::warn!(alarm = %id, device = %alarm.device, holder = %holder, state = alarm.state.name(),
+            "cluster: taking over an open alarm of a node that is gone");
+        metrics::counter!("vaka_cluster_alarms_taken_over_total").increment(1);
+        let mut effects = vec![Effect::Audit(AuditRecord {
+            alarm: id,
+            at_ms: b.now,
+            actor: "engine".into(),
+            action: "taken_over".into(),
+            reason: format!("its holder, cluster node {holder}, is gone"),
+        })];
+        match &alarm.state {
+            AlarmState::Offered { centre }
+            | AlarmState::Receipted { centre }
+            | AlarmState::Accepted { centre, .. } => effects.push(Effect::Offer {
+                centre: centre.clone(),
+                unhandled: false,
+            }),
+            AlarmState::Unhandled => {
+                let dir = self.dir.load();
+                effects.extend(dir.alarm_chain(&alarm).iter().map(|c| Effect::Offer {
+                    centre: c.clone(),
+                    unhandled: true,
+                }));
+            }
+            _ => {}
+        }
+        let pending = matches!(alarm.state, AlarmState::Pending);
+        // Known before `apply` so that it counts on from the holder's audit records.
+        self.keep_alarm(alarm.clone(), version);
+        alarm.updated_ms = b.now;
+        b.set.delete_replica(id);
+        self.apply(alarm, &effects, b);
+        if pending {
+            if let Err(e) = self.transition(id, &AlarmInput::Dispatch, b) {
+                tracing::warn!(alarm = %id, error = %e, "dispatch of a taken-over alarm failed");
+            }
+        }
+    }
+
+    /// Another node's record of an alarm this node holds (or held): the later one wins. This
+    /// node's own later: the replica goes. The other's: this node lets the alarm go (its
+    /// deadline, its record; the audit trail stays) and keeps the replica, so the alarm is
+    /// offered and escalated by one node from then on.
+    pub(super) fn replicated(&mut self, replica: Replica, b: &mut Batch) {
+        let id = replica.alarm.id;
+        let Some(own) = self.alarms.get(&id) else {
+            // Not open here: ended here (an ending is final), or never held.
+            if matches!(self.store.alarm(id), Ok(Some(_))) {
+                b.set.delete_replica(id);
+            }
+            return;
+        };
+        if !replica.later_than(own.next_audit, self.cfg.id_range) {
+            b.set.delete_replica(id);
+            return;
+        }
+        tracing::warn!(alarm = %id, holder = %replica.holder,
+            "cluster: an alarm this node held was taken over by another node; letting it go");
+        metrics::counter!("vaka_cluster_alarms_let_go_total").increment(1);
+        self.let_go(id);
+        b.set.drop_alarm(id);
+    }
+}
