@@ -105,9 +105,7 @@ impl Follower {
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             self.hand_over_caught_up(&router).await;
-            router
-                .replicated(std::mem::take(&mut self.replicas.held_here))
-                .await;
+            router.replicated(self.replicas.take_held_here()).await;
             self.router = Some(router);
             if let Ok(mark) = self.store.input_read() {
                 self.handed.fetch_max(mark, Ordering::AcqRel);
@@ -295,9 +293,7 @@ impl Follower {
             .map_err(|e| err(&e))?;
         if let Some(router) = &self.router {
             router.followed(followed).await;
-            router
-                .replicated(std::mem::take(&mut self.replicas.held_here))
-                .await;
+            router.replicated(self.replicas.take_held_here()).await;
             self.handed.fetch_max(read_to, Ordering::AcqRel);
         }
         metrics::counter!("vaka_cluster_inputs_followed_total").increment(stored);
@@ -328,18 +324,47 @@ fn unreadable(partition: u32, sequence: u64, error: &str) {
 /// device erased or moved since is kept as the change left the device's history.
 #[derive(Default)]
 struct Replicas {
-    /// What this step wrote, by alarm id: read before the store, which holds it only once the
-    /// step commits.
-    written: HashMap<AlarmId, Replica>,
-    /// Kept replicas of alarms this node holds or held (taken over while it was away, or
-    /// changed here and there at once), for the router to settle which node holds each
-    /// (`Router::replicated`) once they are stored and it runs.
-    held_here: Vec<Replica>,
+    /// What this step wrote (`None`: forgot), by alarm id: read before the store, which holds
+    /// it only once the step commits.
+    written: HashMap<AlarmId, Option<Replica>>,
+    /// The latest kept replica of each alarm this node holds or held (taken over while it was
+    /// away, or changed here and there at once), for the router to settle which node holds
+    /// it (`Router::replicated`) once they are stored and it runs.
+    held_here: HashMap<AlarmId, Replica>,
 }
 
 impl Replicas {
     fn start_step(&mut self) {
         self.written.clear();
+    }
+
+    /// This node's own records (taken over, or changed here last): a replica of the same alarm
+    /// that they are later than is forgotten. The follower is the replicas' one writer, in
+    /// stream order, so no later replica is lost to it.
+    fn forget_outdated(
+        &mut self,
+        store: &Store,
+        records: &alarm_records::AlarmRecords,
+        set: &mut WriteSet,
+    ) -> Result<(), String> {
+        for r in &records.records {
+            let id = r.alarm.id;
+            let held = match self.written.get(&id) {
+                Some(h) => h.clone(),
+                None => store
+                    .replica(id)
+                    .map_err(|e| format!("forgetting outdated replicas: {e}"))?,
+            };
+            if held.is_some_and(|h| !h.later_than(r.version, records.holder_range)) {
+                set.delete_replica(id);
+                self.written.insert(id, None);
+            }
+        }
+        Ok(())
+    }
+
+    fn take_held_here(&mut self) -> Vec<Replica> {
+        self.held_here.drain().map(|(_, r)| r).collect()
     }
 
     fn keep(
@@ -354,7 +379,7 @@ impl Replicas {
         let own = store.id_range().map_err(|e| err(&e))?;
         let holder = input.node.clone().unwrap_or_else(|| "unknown".into());
         if records.holder_range == own {
-            return Ok(());
+            return self.forget_outdated(store, &records, set);
         }
         for r in records.records {
             // Its device erased or moved since (this node was behind): as the change left it.
@@ -370,7 +395,7 @@ impl Replicas {
             };
             let id = replica.alarm.id;
             let held = match self.written.get(&id) {
-                Some(h) => Some(h.clone()),
+                Some(h) => h.clone(),
                 None => store.replica(id).map_err(|e| err(&e))?,
             };
             if held.as_ref().is_some_and(|h| !replica.supersedes(h)) {
@@ -380,9 +405,9 @@ impl Replicas {
             set.put_replica(&replica);
             metrics::counter!("vaka_cluster_replicas_kept_total").increment(1);
             if store.alarm(id).map_err(|e| err(&e))?.is_some() {
-                self.held_here.push(replica.clone());
+                self.held_here.insert(id, replica.clone());
             }
-            self.written.insert(id, replica);
+            self.written.insert(id, Some(replica));
         }
         Ok(())
     }

@@ -203,6 +203,19 @@ fn hex_of(b: &[u8]) -> String {
 }
 
 /// The audit trail of one alarm, in order.
+/// The audit sequence number alarm `id`'s next record takes: past its last one (an alarm
+/// taken over from another cluster node has its trail here from the holder's count on).
+pub fn next_audit_seq(backend: &dyn Backend, id: AlarmId) -> Result<u32, StoreError> {
+    let mut next = 0u32;
+    backend.scan(Cf::Audit, &id_key(id.0), &mut |k, _| {
+        if let Some(seq) = k.get(8..12).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+            next = next.max(u32::from_be_bytes(seq) + 1);
+        }
+        true
+    })?;
+    Ok(next)
+}
+
 pub fn load_audit(backend: &dyn Backend, id: AlarmId) -> Result<Vec<AuditRecord>, StoreError> {
     let prefix = id_key(id.0);
     let mut out = Vec::new();

@@ -261,6 +261,11 @@ impl crate::Store {
         load_alarm(self.backend().as_ref(), id)
     }
 
+    /// The audit sequence number alarm `id`'s next record takes (see [`crate::keys::next_audit_seq`]).
+    pub fn next_audit_seq(&self, id: AlarmId) -> Result<u32, StoreError> {
+        crate::keys::next_audit_seq(self.backend().as_ref(), id)
+    }
+
     /// An alarm's audit trail, oldest first.
     pub fn alarm_audit(
         &self,

@@ -94,11 +94,7 @@ pub(crate) fn recover(
             });
         };
         let alarm: Alarm = keys::decode(Cf::Alarms, &key, &bytes)?;
-        let mut next_seq = 0u32;
-        backend.scan(Cf::Audit, &key, &mut |_, _| {
-            next_seq += 1;
-            true
-        })?;
+        let next_seq = keys::next_audit_seq(backend, alarm.id)?;
         out.open_alarms.push((alarm, next_seq));
     }
 

@@ -88,8 +88,8 @@ impl WriteSet {
 }
 
 impl WriteSet {
-    /// Forgets the replica of alarm `id`: this node holds it now (taken over), or holds a later
-    /// record of it than the replica's.
+    /// Forgets the replica of alarm `id`: this node holds a later record of it than the
+    /// replica's (taken over, or changed here last).
     pub fn delete_replica(&mut self, id: AlarmId) {
         self.delete(Cf::Replicas, key(RECORD, id));
         self.delete(Cf::Replicas, key(OPEN, id));
@@ -171,8 +171,15 @@ impl Store {
         limit: usize,
     ) -> Result<ListedPage, StoreError> {
         let own = self.alarms_page(filter, after, limit)?;
-        let others = self.replicas_page(filter, after, limit)?;
-        Ok(merge(own, others, limit))
+        let (mut replicas, stop) = self.replicas_page(filter, after, limit)?;
+        // One this node holds or held too (taken over, or a stale record): its own shows.
+        let mut held_here = Vec::new();
+        for r in &replicas {
+            held_here.push(self.alarm(r.alarm.id)?.is_some());
+        }
+        let mut held_here = held_here.into_iter();
+        replicas.retain(|_| !held_here.next().unwrap_or(false));
+        Ok(merge(own, (replicas, stop), limit))
     }
 
     /// Alarm `id`, held here or, failing that, replicated from its holder.

@@ -235,3 +235,33 @@ fn an_alarm_taken_over_from_a_higher_range_does_not_move_this_nodes_next_id() {
         .unwrap();
     assert_eq!(open.alarms.len(), 1);
 }
+
+#[test]
+fn an_alarm_taken_over_counts_its_audit_on_from_the_holders_after_a_restart() {
+    let mem = Arc::new(MemBackend::new());
+    let (store, _) = Store::open(mem.clone(), GroupConfig::default(), opts()).unwrap();
+    let taken_over = (5u64 << 43) + 3;
+    write(&store, |set| {
+        set.put_alarm(&alarm(taken_over, "d", offered()));
+        // The holder had written 0..=6; this node's trail starts at 7.
+        for seq in 7..9 {
+            set.put_audit(
+                seq,
+                &vaka_core::alarm::AuditRecord {
+                    alarm: AlarmId(taken_over),
+                    at_ms: 0,
+                    actor: "engine".into(),
+                    action: "taken_over".into(),
+                    reason: String::new(),
+                },
+            );
+        }
+    });
+    store.close().unwrap();
+    let (store, rec) = Store::open(mem, GroupConfig::default(), opts()).unwrap();
+    assert_eq!(
+        rec.open_alarms[0].1, 9,
+        "past the last record, not the count of them"
+    );
+    assert_eq!(store.next_audit_seq(AlarmId(taken_over)).unwrap(), 9);
+}

@@ -24,9 +24,8 @@ impl Shard {
         if !replica.alarm.is_open() || !self.cfg.owners.owns(&replica.alarm.device) {
             return;
         }
-        if self.alarms.contains_key(&id) {
-            // Held here already (taken over before, or this node's own): the replica is stale.
-            b.set.delete_replica(id);
+        // Held here already, or ended here (taken over before, or this node's own).
+        if self.alarms.contains_key(&id) || !matches!(self.store.alarm(id), Ok(None)) {
             return;
         }
         let Replica {
@@ -65,7 +64,6 @@ impl Shard {
         // Known before `apply` so that it counts on from the holder's audit records.
         self.keep_alarm(alarm.clone(), version);
         alarm.updated_ms = b.now;
-        b.set.delete_replica(id);
         self.apply(alarm, &effects, b);
         if pending {
             if let Err(e) = self.transition(id, &AlarmInput::Dispatch, b) {
@@ -74,27 +72,31 @@ impl Shard {
         }
     }
 
-    /// Another node's record of an alarm this node holds (or held): the later one wins. This
-    /// node's own later: the replica goes. The other's: this node lets the alarm go (its
-    /// deadline, its record; the audit trail stays) and keeps the replica, so the alarm is
-    /// offered and escalated by one node from then on.
+    /// Another node's record of an alarm this node holds (or held): the later one wins. The
+    /// other's: this node lets the alarm go (its deadline, its record; the audit trail stays)
+    /// and keeps the replica, so the alarm is offered and escalated by one node from then on.
+    /// This node's: nothing changes (the listings show its own record; the follower, the
+    /// replicas' one writer, forgets the replica when it reads this node's next record).
     pub(super) fn replicated(&mut self, replica: Replica, b: &mut Batch) {
         let id = replica.alarm.id;
-        let Some(own) = self.alarms.get(&id) else {
-            // Not open here: ended here (an ending is final), or never held.
-            if matches!(self.store.alarm(id), Ok(Some(_))) {
-                b.set.delete_replica(id);
-            }
-            return;
+        let own_version = match self.alarms.get(&id) {
+            Some(own) => own.next_audit,
+            // Not open here (ended here, or let go before): its record, if any, against the
+            // replica, its version read from its trail.
+            None => match (self.store.alarm(id), self.store.next_audit_seq(id)) {
+                (Ok(Some(_)), Ok(next)) => next,
+                _ => return,
+            },
         };
-        if !replica.later_than(own.next_audit, self.cfg.id_range) {
-            b.set.delete_replica(id);
+        if !replica.later_than(own_version, self.cfg.id_range) {
             return;
         }
-        tracing::warn!(alarm = %id, holder = %replica.holder,
-            "cluster: an alarm this node held was taken over by another node; letting it go");
-        metrics::counter!("vaka_cluster_alarms_let_go_total").increment(1);
-        self.let_go(id);
+        if self.alarms.contains_key(&id) {
+            tracing::warn!(alarm = %id, holder = %replica.holder,
+                "cluster: an alarm this node held was taken over by another node; letting it go");
+            metrics::counter!("vaka_cluster_alarms_let_go_total").increment(1);
+            self.let_go(id);
+        }
         b.set.drop_alarm(id);
     }
 }

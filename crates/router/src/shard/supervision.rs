@@ -166,6 +166,24 @@ impl Shard {
         self.parked_silence.remove(device);
     }
 
+    /// Whether another cluster node holds an open "device silent" alarm of `device` (this node
+    /// let it go, or took the partition over from a node that called it): the device is
+    /// called silent already, and a second alarm would only repeat it.
+    fn silent_alarm_held_elsewhere(&self, device: &DeviceKey) -> bool {
+        if self.cfg.intake.is_none() {
+            return false;
+        }
+        match self.store.open_listed_of(device) {
+            Ok(open) => open
+                .iter()
+                .any(|l| l.holder.is_some() && l.alarm.kind == AlarmKind::Silent),
+            Err(e) => {
+                tracing::warn!(device = %device, error = %e, "reading the device's open alarms failed; calling it silent");
+                false
+            }
+        }
+    }
+
     /// Partitions were gained: the deadlines held back for their devices are due again (those
     /// past fire at once: if the old owner called the device silent too, a duplicate; never a
     /// device nobody calls silent).
@@ -196,6 +214,9 @@ impl Shard {
                 continue;
             }
             self.silent_at.remove(&device);
+            if self.silent_alarm_held_elsewhere(&device) {
+                continue;
+            }
             metrics::counter!("vaka_devices_silent_total").increment(1);
             tracing::warn!(device = %device, "device silent past its heartbeat interval");
             let event = Event {
