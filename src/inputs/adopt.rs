@@ -49,6 +49,8 @@ impl Adopter {
         let orphans: Vec<Replica> = replicas
             .into_iter()
             .filter(|r| r.holder_range != self.range && !live.contains(&r.holder_range))
+            // Held or ended here already: a replica the follower has not forgotten yet.
+            .filter(|r| matches!(self.store.alarm(r.alarm.id), Ok(None)))
             .collect();
         metrics::gauge!("vaka_cluster_alarms_orphaned").set(orphans.len() as f64);
         orphans
