@@ -284,10 +284,19 @@ fn assert_clean_passes(e: &Engine) {
 
 /// The stream's last sequence.
 fn input_log_last(c: &nats::Cluster) -> u64 {
+    input_log_state(c).last_sequence
+}
+
+/// The first sequence `VAKA_IN` holds (past the last when it is empty).
+fn input_log_first(c: &nats::Cluster) -> u64 {
+    input_log_state(c).first_sequence
+}
+
+fn input_log_state(c: &nats::Cluster) -> async_nats::jetstream::stream::State {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let js = c.js().await;
         let mut s = js.get_stream(INPUT_STREAM).await.unwrap();
-        s.info().await.unwrap().state.last_sequence
+        s.info().await.unwrap().state.clone()
     })
 }
 
@@ -506,11 +515,7 @@ fn inputs_aged_out_of_the_stream_are_forgotten_not_lost_and_a_node_away_longer_i
         metric(&a, "vaka_cluster_input_records_forgotten_total") as u64 == last
     });
     eprintln!("{last} inputs aged out and forgotten {took:?} after the last was acknowledged");
-    let first = rt.block_on(async {
-        let js = c.js().await;
-        let mut s = js.get_stream(INPUT_STREAM).await.unwrap();
-        s.info().await.unwrap().state.first_sequence
-    });
+    let first = input_log_first(&c);
     assert!(
         first > last,
         "the stream aged them out: first {first}, last {last}"
@@ -544,15 +549,7 @@ fn inputs_aged_out_of_the_stream_are_forgotten_not_lost_and_a_node_away_longer_i
     // B, away for longer than the retention, is told at start what it never read: every
     // input below the stream's first (the deleted ones too, when nothing came after them).
     // An alarm record A appended after the others aged out may still be in the stream.
-    let first = rt.block_on(async {
-        let js = c.js().await;
-        let mut s = js.get_stream(INPUT_STREAM).await.unwrap();
-        s.info().await.unwrap().state.first_sequence
-    });
-    assert!(
-        first > last,
-        "the aged inputs are gone: first {first}, last {last}"
-    );
+    let first = input_log_first(&c);
     b.restart();
     assert_eq!(
         metric(
