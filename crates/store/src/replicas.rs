@@ -171,15 +171,15 @@ impl Store {
         limit: usize,
     ) -> Result<ListedPage, StoreError> {
         let own = self.alarms_page(filter, after, limit)?;
-        let (mut replicas, stop) = self.replicas_page(filter, after, limit)?;
+        let (replicas, stop) = self.replicas_page(filter, after, limit)?;
         // One this node holds or held too (taken over, or a stale record): its own shows.
-        let mut held_here = Vec::new();
-        for r in &replicas {
-            held_here.push(self.alarm(r.alarm.id)?.is_some());
+        let mut others = Vec::with_capacity(replicas.len());
+        for r in replicas {
+            if self.alarm(r.alarm.id)?.is_none() {
+                others.push(r);
+            }
         }
-        let mut held_here = held_here.into_iter();
-        replicas.retain(|_| !held_here.next().unwrap_or(false));
-        Ok(merge(own, (replicas, stop), limit))
+        Ok(merge(own, (others, stop), limit))
     }
 
     /// Alarm `id`, held here or, failing that, replicated from its holder.
