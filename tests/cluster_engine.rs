@@ -1493,6 +1493,118 @@ fn a_killed_nodes_open_alarm_is_taken_over_under_its_id_and_its_deadline_fires_o
     assert!(b.alarms("t", "state=open").is_empty());
 }
 
+/// Nodes `a` and `b`, device q1 (QUIC) able to reach both: its first receiver and its second.
+fn pair_with_q1_on_both(c: &nats::Cluster) -> (Engine, Engine) {
+    let a = Engine::start_with(DIRECTORY, &[("t", &["q1"])], &cluster_section(c, "a"));
+    let b = Engine::start_with(DIRECTORY, &[("t", &["q1"])], &cluster_section(c, "b"));
+    add_device(&a, "q1");
+    within(Duration::from_secs(5), "q1 on B", || {
+        b.device("t", "q1").is_some()
+    });
+    (a, b)
+}
+
+/// Device q1 sends `key` to node `e`: its reply, stored.
+async fn send_alarm(e: &Engine, key: &str) -> pb::EventReply {
+    let r = e
+        .quic_client("t", "q1")
+        .await
+        .send(events::alarm(key, "0010", 5))
+        .await
+        .unwrap();
+    assert!(stored(&r), "{r:?}");
+    r
+}
+
+/// A device that has no answer from its first receiver sends the same message to its second,
+/// another node (issue 23, "One alarm for two receivers"): that node answers it as the first
+/// did (the same event and alarm, a duplicate), opens no alarm, offers nothing, and lists the
+/// one alarm. With its first receiver killed and the alarm open, the resend is answered the
+/// same way, and the second node takes that alarm over under its id: one alarm, one id. Before,
+/// the second node opened an alarm of its own for the same fall and offered it too.
+#[test]
+fn a_message_sent_to_a_devices_second_receiver_too_is_one_alarm() {
+    let c = nats::Cluster::start3();
+    let (mut a, b) = pair_with_q1_on_both(&c);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut centre_b = rt.block_on(b.centre("token-of-centre-c1")).acking();
+    let mut centre_a = rt.block_on(a.centre("token-of-centre-c1")).acking();
+    let answers_followed = |n: f64| {
+        within(Duration::from_secs(5), "A's answers followed by B", || {
+            metric(&b, "vaka_cluster_answers_followed_total") >= n
+        })
+    };
+
+    // A answers; the device sends the same message to B all the same.
+    let first = rt.block_on(send_alarm(&a, "fall-1"));
+    let id = first.alarm_id.expect("an alarm");
+    answers_followed(1.0);
+    let again = rt.block_on(send_alarm(&b, "fall-1"));
+    assert_eq!(
+        (again.event_id, again.alarm_id, again.duplicate),
+        (first.event_id, first.alarm_id, true),
+        "B's answer"
+    );
+    rt.block_on(async {
+        assert_eq!(
+            centre_a
+                .offer(Duration::from_secs(10))
+                .await
+                .alarm
+                .unwrap()
+                .alarm_id,
+            id
+        );
+        centre_b.no_offer_for(Duration::from_secs(1)).await;
+    });
+    let open_on_b: Vec<(u64, String)> = b
+        .alarms("t", "state=open")
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_u64().unwrap(),
+                v["holder"].as_str().unwrap_or("b").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(open_on_b, vec![(id, "a".to_owned())], "B's open alarms");
+    rt.block_on(centre_a.handle_and_close(id));
+
+    // A's next alarm is open when A dies; the device's resend to B gets A's answer.
+    let first = rt.block_on(send_alarm(&a, "fall-2"));
+    let id = first.alarm_id.expect("an alarm");
+    assert_eq!(
+        rt.block_on(centre_a.offer(Duration::from_secs(10)))
+            .alarm
+            .unwrap()
+            .alarm_id,
+        id
+    );
+    answers_followed(2.0);
+    drop(centre_a);
+    a.sigkill();
+    let again = rt.block_on(send_alarm(&b, "fall-2"));
+    assert_eq!(
+        (again.event_id, again.alarm_id, again.duplicate),
+        (first.event_id, first.alarm_id, true),
+        "B's answer once A is gone"
+    );
+    let offer = rt.block_on(centre_b.offer(Duration::from_secs(15)));
+    assert_eq!(offer.alarm.unwrap().alarm_id, id, "taken over under its id");
+    rt.block_on(centre_b.no_offer_for(Duration::from_secs(1)));
+    let open_on_b: Vec<u64> = b
+        .alarms("t", "state=open")
+        .iter()
+        .map(|v| v["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(open_on_b, vec![id], "B's open alarms");
+    assert!(
+        alarm_on(&b, id).unwrap().get("holder").is_none(),
+        "B holds it"
+    );
+    assert_eq!(metric(&b, "vaka_cluster_answered_twice_total"), 0.0);
+}
+
 /// A medication robot with a missed-dose rule (due, then taken within 30 min).
 const ROBOT: &str = "[[tenants]]\nid = \"t\"\ncentres = [\"c1\"]\n\
     time_zone = \"Europe/Stockholm\"\n\

@@ -3,13 +3,15 @@
 //! window is stored once); a telemetry batch is one input per partition; the alarms a batch
 //! changed go as one alarm-records input per partition, after its events, for the other nodes'
 //! replicas. The acknowledgements become this node's record of those inputs, written with the
-//! batch.
+//! batch. Once a batch is stored, the answers it gave to devices' alarm-lane messages go as one
+//! answers input per partition (`vaka_cluster::answers`), recorded by the follower.
 
 use futures::future::{join_all, BoxFuture};
 use std::time::Duration;
 use vaka_cluster::alarm_records::{self, AlarmRecord, AlarmRecords};
 use vaka_cluster::reconcile::Digest;
-use vaka_cluster::{events, InputLog, LogError, Partition, PendingAppend};
+use vaka_cluster::{answers, events, InputLog, LogError, Partition, PendingAppend};
+use vaka_core::idempotency::GivenAnswer;
 use vaka_core::{Event, Lane};
 use vaka_router::ChangedAlarm;
 use vaka_store::{CommitError, WriteSet};
@@ -60,6 +62,37 @@ impl vaka_router::IntakeLog for Appender {
                     CommitError::Write(e.to_string())
                 })
         })
+    }
+
+    fn answered(&self, given: Vec<GivenAnswer>) {
+        let (log, partitions) = (self.log.clone(), self.partitions);
+        tokio::spawn(async move {
+            let inputs: Vec<ToAppend> = group_by_partition(partitions, given, |g| &g.key.device)
+                .into_iter()
+                .map(|(partition, g)| {
+                    let bytes = answers::encode(&g);
+                    ToAppend {
+                        partition,
+                        key: answers::msg_id(&bytes),
+                        last: None,
+                        bytes,
+                    }
+                })
+                .collect();
+            let n = inputs.len() as u64;
+            match append(&log, inputs).await {
+                Ok(_) => {
+                    metrics::counter!("vaka_cluster_inputs_appended_total", "lane" => "answers")
+                        .increment(n)
+                }
+                // The devices have their answers; a resend to another node opens a second alarm.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster: telling the other nodes a batch's answers failed; a device's resend to one of them opens an alarm of its own");
+                    metrics::counter!("vaka_cluster_append_failures_total", "lane" => "answers")
+                        .increment(1);
+                }
+            }
+        });
     }
 }
 

@@ -15,7 +15,10 @@
 //! the new tenant, never stored again as it was.
 //!
 //! An alarm-records input (the alarms a batch changed) is kept as replicas of the appending
-//! node's alarms ([`Replicas`]), never as this node's own.
+//! node's alarms ([`Replicas`]), never as this node's own. An answers input (what a stored
+//! batch answered devices' alarm-lane messages) goes to the router
+//! ([`Router::answered_elsewhere`]), so a resend here is answered the same way; this node's
+//! own answers inputs are only recorded (no batch records them).
 //!
 //! Once stored, the events go to the router ([`Router::followed`]): their devices count as
 //! heard, and their activity rules step, so supervision and rules on this node see the
@@ -30,8 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vaka_cluster::reconcile::Digest;
-use vaka_cluster::{alarm_records, events, InputLog};
-use vaka_core::{AlarmId, Event, EventId, Lane};
+use vaka_cluster::{alarm_records, answers, events, InputLog};
+use vaka_core::idempotency::GivenAnswer;
+use vaka_core::{AlarmId, Event, EventId, Lane, UnixMillis};
 use vaka_router::Router;
 use vaka_store::{Replica, Store, WriteSet};
 
@@ -41,6 +45,10 @@ pub const OWN_GRACE: Duration = Duration::from_secs(30);
 const READ_MAX: usize = 1_000;
 /// The pause between steps when the follower is caught up.
 const POLL: Duration = Duration::from_millis(200);
+/// Other nodes' answers the catch-up at start keeps for the router, the latest ones: a node
+/// away for long reads far more than any shard's idempotency window holds, and the older ones
+/// are past it.
+const CATCH_UP_ANSWERS: usize = 100_000;
 
 pub struct Follower {
     log: InputLog,
@@ -57,6 +65,9 @@ pub struct Follower {
     /// and taken by its shards (the lease loop waits for it before it takes a partition).
     handed: Arc<AtomicU64>,
     replicas: Replicas,
+    /// Other nodes' answers read and not yet handed to the router, with when their inputs were
+    /// stamped.
+    answers: std::collections::VecDeque<(GivenAnswer, UnixMillis)>,
 }
 
 impl Follower {
@@ -70,6 +81,7 @@ impl Follower {
             caught_up: None,
             handed: Arc::new(AtomicU64::new(0)),
             replicas: Replicas::default(),
+            answers: Default::default(),
         }
     }
 
@@ -106,6 +118,9 @@ impl Follower {
         tokio::spawn(async move {
             self.hand_over_caught_up(&router).await;
             router.replicated(self.replicas.take_held_here()).await;
+            router
+                .answered_elsewhere(self.answers.drain(..).collect())
+                .await;
             self.router = Some(router);
             if let Ok(mark) = self.store.input_read() {
                 self.handed.fetch_max(mark, Ordering::AcqRel);
@@ -238,6 +253,16 @@ impl Follower {
                 continue;
             }
             let own = input.node.as_deref() == Some(self.node.as_str());
+            if let Some(given) = answers::decode(&input.bytes) {
+                match given {
+                    Ok(given) if !own => self.keep_answers(given, input.published_ms, &gone),
+                    Ok(_) => {}
+                    Err(e) => unreadable(p, seq, &e),
+                }
+                set.put_input(p, seq, Digest::of(&input.bytes).0, input.published_ms);
+                stored += 1;
+                continue;
+            }
             if own && !starting {
                 let since = *self.own_waiting.entry(seq).or_insert_with(Instant::now);
                 if since.elapsed() < OWN_GRACE {
@@ -294,6 +319,9 @@ impl Follower {
         if let Some(router) = &self.router {
             router.followed(followed).await;
             router.replicated(self.replicas.take_held_here()).await;
+            router
+                .answered_elsewhere(self.answers.drain(..).collect())
+                .await;
             self.handed.fetch_max(read_to, Ordering::AcqRel);
         }
         metrics::counter!("vaka_cluster_inputs_followed_total").increment(stored);
@@ -301,6 +329,31 @@ impl Follower {
         // Held back: read again from there after a pause, not at once.
         let read = if held_back.is_some() { 0 } else { inputs.len() };
         Ok((stored, read))
+    }
+}
+
+impl Follower {
+    /// Another node's answers, for the router: none of a device erased or moved after they
+    /// were given (its history under that key is gone); while catching up, the latest
+    /// [`CATCH_UP_ANSWERS`].
+    fn keep_answers(
+        &mut self,
+        given: Vec<GivenAnswer>,
+        at: u64,
+        gone: &HashMap<vaka_core::DeviceKey, vaka_store::gone::Gone>,
+    ) {
+        for g in given {
+            if gone
+                .get(&g.key.device)
+                .is_some_and(|change| at as i64 <= change.at_ms)
+            {
+                continue;
+            }
+            if self.router.is_none() && self.answers.len() == CATCH_UP_ANSWERS {
+                self.answers.pop_front();
+            }
+            self.answers.push_back((g, at as UnixMillis));
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! The single-node engine uses none of it.
 
 pub mod alarm_records;
+pub mod answers;
 pub mod config;
 pub mod directory_log;
 pub mod events;

@@ -18,6 +18,15 @@ pub struct IdemKey {
     pub key: String,
 }
 
+/// An answer a node gave a device's message, as the other nodes of a cluster learn it: a resend
+/// of the message to any of them (a device's second receiver) gets the same answer, never a
+/// second alarm.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GivenAnswer {
+    pub key: IdemKey,
+    pub answer: Answer,
+}
+
 #[derive(Debug)]
 pub struct Idempotency {
     window_ms: i64,

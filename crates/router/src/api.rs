@@ -4,6 +4,7 @@
 use futures::channel::oneshot;
 use futures::future::BoxFuture;
 use std::sync::Arc;
+use vaka_core::idempotency::GivenAnswer;
 use vaka_core::{Alarm, AlarmId, Event, EventId, Lane};
 use vaka_store::{CommitError, WriteSet};
 
@@ -22,6 +23,12 @@ pub trait IntakeLog: Send + Sync + 'static {
         events: Vec<Event>,
         alarms: Vec<ChangedAlarm>,
     ) -> BoxFuture<'static, Result<WriteSet, CommitError>>;
+
+    /// Tells the other nodes the answers a batch gave to devices' alarm-lane messages, once the
+    /// batch is stored, so a resend of one of them to another node is answered the same way.
+    /// Returns at once: the device already has its answer, and one lost costs at most a second
+    /// alarm for a message sent to two nodes.
+    fn answered(&self, answers: Vec<GivenAnswer>);
 }
 
 /// An alarm as a batch left it, for the input log.

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 use vaka_core::admission::Verdict;
 use vaka_core::alarm::AlarmInput;
+use vaka_core::idempotency::GivenAnswer;
 use vaka_core::{AlarmId, CentreId, DeviceKey, Event, Lane, UnixMillis};
 use vaka_store::{Recovered, Store};
 
@@ -329,28 +330,38 @@ impl Router {
     /// Open alarms of cluster nodes that are gone (their replicas): each shard takes over
     /// those of its devices whose partitions this node owns (`Owners`), and leaves the rest.
     pub async fn adopt(&self, replicas: Vec<vaka_store::Replica>) {
-        self.to_shards(replicas, Command::Adopt).await;
+        self.to_shards(replicas, |r| &r.alarm.device, Command::Adopt)
+            .await;
     }
 
     /// Another node's latest records of alarms this node holds or held (its follower kept
     /// them as replicas): the later record wins, so one node holds each alarm.
     pub async fn replicated(&self, replicas: Vec<vaka_store::Replica>) {
-        self.to_shards(replicas, Command::Replicated).await;
+        self.to_shards(replicas, |r| &r.alarm.device, Command::Replicated)
+            .await;
     }
 
-    /// Sends each shard its part of `replicas` (by device) on its alarm lane.
-    async fn to_shards(
+    /// What other nodes answered devices' alarm-lane messages (with when each input was
+    /// stamped): a resend of one of them here is answered the same way.
+    pub async fn answered_elsewhere(&self, answers: Vec<(GivenAnswer, UnixMillis)>) {
+        self.to_shards(answers, |(g, _)| &g.key.device, Command::AnsweredElsewhere)
+            .await;
+    }
+
+    /// Sends each shard its part of `items` (by device) on its alarm lane.
+    async fn to_shards<T>(
         &self,
-        replicas: Vec<vaka_store::Replica>,
-        command: fn(Vec<vaka_store::Replica>) -> Command,
+        items: Vec<T>,
+        device: impl Fn(&T) -> &DeviceKey,
+        command: fn(Vec<T>) -> Command,
     ) {
-        if replicas.is_empty() || self.closed.load(Ordering::Acquire) {
+        if items.is_empty() || self.closed.load(Ordering::Acquire) {
             return;
         }
         let n = self.lanes.len();
-        let mut per_shard: Vec<Vec<_>> = (0..n).map(|_| Vec::new()).collect();
-        for r in replicas {
-            per_shard[r.alarm.device.shard(n)].push(r);
+        let mut per_shard: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+        for item in items {
+            per_shard[device(&item).shard(n)].push(item);
         }
         for (lane, part) in self.lanes.iter().zip(per_shard) {
             if !part.is_empty() {

@@ -12,7 +12,8 @@ use futures::channel::oneshot;
 use futures::future::BoxFuture;
 use support::*;
 use tokio::sync::mpsc;
-use vaka_core::{Event, Lane};
+use vaka_core::idempotency::{GivenAnswer, IdemKey};
+use vaka_core::{AlarmId, DeviceKey, Event, EventId, Lane};
 use vaka_router::{ChangedAlarm, Clock, Intake, IntakeLog, Reply, RouterConfig, SubmitError};
 use vaka_store::{Backend, Cf, CommitError, MemBackend, WriteSet};
 
@@ -23,6 +24,7 @@ type Call = (Vec<Event>, Vec<ChangedAlarm>, Answer);
 /// An input log whose every append waits for the test to answer it.
 struct HeldLog {
     calls: mpsc::UnboundedSender<Call>,
+    told: mpsc::UnboundedSender<Vec<GivenAnswer>>,
 }
 
 impl IntakeLog for HeldLog {
@@ -36,6 +38,10 @@ impl IntakeLog for HeldLog {
         let _ = self.calls.send((events, alarms, tx));
         Box::pin(async move { rx.await.unwrap_or(Err(CommitError::Closed)) })
     }
+
+    fn answered(&self, answers: Vec<GivenAnswer>) {
+        let _ = self.told.send(answers);
+    }
 }
 
 struct Node {
@@ -43,6 +49,8 @@ struct Node {
     store: vaka_store::Store,
     router: Arc<vaka_router::Router>,
     calls: tokio::sync::Mutex<mpsc::UnboundedReceiver<Call>>,
+    /// The answers the shard told the other nodes.
+    told: tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<GivenAnswer>>>,
 }
 
 fn node() -> Node {
@@ -56,11 +64,15 @@ fn node_lingering(linger: Duration) -> Node {
 
 fn node_with(linger: Duration, max_batch: usize) -> Node {
     let (tx, rx) = mpsc::unbounded_channel();
+    let (told_tx, told) = mpsc::unbounded_channel();
     let mem = Arc::new(MemBackend::new());
     let rc = RouterConfig {
         shards: 1,
         max_inflight: 4,
-        intake: Some(Intake(Arc::new(HeldLog { calls: tx }))),
+        intake: Some(Intake(Arc::new(HeldLog {
+            calls: tx,
+            told: told_tx,
+        }))),
         telemetry_linger: linger,
         max_batch,
         ..RouterConfig::default()
@@ -71,6 +83,7 @@ fn node_with(linger: Duration, max_batch: usize) -> Node {
         store,
         router,
         calls: tokio::sync::Mutex::new(rx),
+        told: tokio::sync::Mutex::new(told),
     }
 }
 
@@ -307,4 +320,85 @@ async fn a_whole_telemetry_batch_waiting_does_not_wait_for_the_linger() {
     for r in readings {
         assert_taken_afresh(&r.await.unwrap().unwrap());
     }
+}
+
+/// A batch's answers to devices' alarm-lane messages are told to the other nodes once it is
+/// stored, never before and never for a batch that failed: another node would answer a resend
+/// from an alarm nobody holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batchs_answers_are_told_once_it_is_stored_and_never_when_it_failed() {
+    let n = node();
+    let failed = n.submit("d0", "r1");
+    let (_, answer) = n.next_append().await;
+    answer
+        .send(Err(CommitError::Write("no stream found".into())))
+        .unwrap();
+    assert!(failed.await.unwrap().is_err());
+
+    let stored = n.submit("d0", "r2");
+    let (_, answer) = n.next_append().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        n.told.lock().await.try_recv().is_err(),
+        "told before it was stored"
+    );
+    answer.send(Ok(record(2))).unwrap();
+    let Reply::Accepted { event, alarm, .. } = stored.await.unwrap().unwrap() else {
+        panic!("not accepted");
+    };
+    let told = tokio::time::timeout(Duration::from_secs(5), n.told.lock().await.recv())
+        .await
+        .expect("told within 5 s")
+        .unwrap();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].key.key, "r2", "r1's batch failed: {told:?}");
+    assert_eq!((told[0].answer.event, told[0].answer.alarm), (event, alarm));
+    assert!(alarm.is_some());
+}
+
+/// Another node's answer to a device's message: the device's resend here is answered with that
+/// node's event and alarm, as a duplicate, and opens no alarm of this node's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_of_a_message_another_node_answered_gets_that_answer_and_opens_nothing() {
+    let n = node();
+    let elsewhere = vaka_core::idempotency::Answer {
+        event: EventId(5 << 43),
+        alarm: Some(AlarmId(5 << 43)),
+    };
+    let key = IdemKey {
+        device: DeviceKey::new("t", "d0"),
+        key: "r1".into(),
+    };
+    let now = vaka_router::Clock::new().now_ms();
+    n.router
+        .answered_elsewhere(vec![(
+            GivenAnswer {
+                key,
+                answer: elsewhere,
+            },
+            now,
+        )])
+        .await;
+    let r = n.submit("d0", "r1").await.unwrap().unwrap();
+    let Reply::Accepted {
+        event,
+        alarm,
+        duplicate,
+        ..
+    } = r
+    else {
+        panic!("{r:?}");
+    };
+    assert_eq!(
+        (event, alarm, duplicate),
+        (elsewhere.event, elsewhere.alarm, true)
+    );
+    // Another message of the device is taken afresh: only that one was answered elsewhere.
+    let other = n.submit("d0", "r2");
+    let (events, alarms, answer) = n.next_call().await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].key, "r2", "r1 was appended again");
+    assert_eq!(alarms.len(), 1);
+    answer.send(Ok(record(1))).unwrap();
+    assert_taken_afresh(&other.await.unwrap().unwrap());
 }

@@ -1,7 +1,8 @@
 //! A cluster node's part in moving an alarm from one node to another (issue 23; ARCHITECTURE.md,
 //! "Alarm handover"): taking over the open alarms of a node that is gone, for the devices whose
-//! partitions this node owns, and settling which node holds an alarm when two did (a node
-//! that comes back, or wakes, to find its alarm taken over).
+//! partitions this node owns, settling which node holds an alarm when two did (a node that
+//! comes back, or wakes, to find its alarm taken over), and answering a device's resend to
+//! this node (its second receiver) as the node that took the message answered it.
 //!
 //! Which of two records of one alarm wins is decided alike on every node: the higher version
 //! (audit records), then the higher holder range. A taker adds an audit record, so its record
@@ -9,6 +10,7 @@
 //! ranges, so exactly one of them keeps it.
 use super::{Batch, Shard};
 use vaka_core::alarm::{AlarmInput, AlarmState, AuditRecord};
+use vaka_core::idempotency::GivenAnswer;
 use vaka_core::Effect;
 use vaka_store::Replica;
 
@@ -98,5 +100,33 @@ impl Shard {
             self.let_go(id);
         }
         b.set.drop_alarm(id);
+    }
+
+    /// Another node's answer to a device's alarm-lane message, its input stamped `at`: kept
+    /// as if this node had given it (and stored, so a restart keeps it), so the device's resend
+    /// here is answered with that node's event and alarm, and opens no second alarm. Past the
+    /// window, or for a device this node no longer has, it is not kept. This node's own answer
+    /// to the same message (the device sent it to both at once, and each opened an alarm
+    /// before the stream told them apart) stays: two alarms, counted and logged, never one lost.
+    pub(super) fn answered_elsewhere(&mut self, given: GivenAnswer, at: i64, b: &mut Batch) {
+        if b.now - at >= self.idem.window_ms()
+            || self.dir.load().device(&given.key.device).is_none()
+        {
+            return;
+        }
+        match self.idem.get(&given.key, b.now) {
+            Some(here) if here == given.answer => {}
+            Some(here) => {
+                tracing::error!(device = %given.key.device, key = %given.key.key,
+                    here = ?here.alarm, elsewhere = ?given.answer.alarm,
+                    "cluster: one message of a device answered by two nodes, each with an alarm of its own");
+                metrics::counter!("vaka_cluster_answered_twice_total").increment(1);
+            }
+            None => {
+                b.set.put_idem(&given.key, given.answer, at);
+                self.idem.record(given.key, given.answer, at);
+                metrics::counter!("vaka_cluster_answers_followed_total").increment(1);
+            }
+        }
     }
 }

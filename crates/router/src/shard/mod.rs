@@ -16,7 +16,7 @@ use vaka_core::alarm::{
     self, AlarmInput, AlarmState, CentreDeadlines, Context, Effect, Notice, TransitionError,
 };
 use vaka_core::gps::{FilterReason, Fix, Observed, Verdict};
-use vaka_core::idempotency::{Answer, IdemKey, Idempotency};
+use vaka_core::idempotency::{Answer, GivenAnswer, IdemKey, Idempotency};
 use vaka_core::intake::{intake, Outcome};
 use vaka_core::{Alarm, AlarmId, CentreId, DeviceKey, Event, EventKind, Lane, UnixMillis};
 use vaka_store::{CommitError, Recovered, Store, WriteSet};
@@ -71,6 +71,9 @@ pub(crate) enum Command {
     /// Another node's records of alarms this node holds or held: the later record wins
     /// (`handover`).
     Replicated(Vec<vaka_store::Replica>),
+    /// What other nodes answered devices' alarm-lane messages, and when their inputs were
+    /// stamped (`Shard::answered_elsewhere`).
+    AnsweredElsewhere(Vec<(GivenAnswer, UnixMillis)>),
     /// Finish what is queued and in flight, then end.
     Stop,
 }
@@ -185,6 +188,9 @@ struct InFlight {
     gps: Vec<DeviceKey>,
     /// Devices whose rule states this batch wrote, to read back if the commit fails.
     rules: Vec<DeviceKey>,
+    /// A cluster node's answers to devices' alarm-lane messages, told to the other nodes once
+    /// the batch is stored (empty on a single node).
+    answers: Vec<GivenAnswer>,
     events: u64,
     started: Instant,
 }
@@ -472,6 +478,7 @@ impl Shard {
                 opened: Vec::new(),
                 gps: Vec::new(),
                 rules: Vec::new(),
+                answers: Vec::new(),
                 events: 0,
                 started: Instant::now(),
             },
@@ -569,6 +576,11 @@ impl Shard {
                 Command::Replicated(replicas) => {
                     for r in replicas {
                         self.replicated(r, &mut b);
+                    }
+                }
+                Command::AnsweredElsewhere(answers) => {
+                    for (given, at) in answers {
+                        self.answered_elsewhere(given, at, &mut b);
                     }
                 }
                 Command::Stop => stop = true,
@@ -707,6 +719,12 @@ impl Shard {
             b.set.put_idem(&key, answer, b.now);
             self.idem.record(key.clone(), answer, b.now);
             self.pending.insert(key.clone(), b.inflight.seq);
+            if self.cfg.intake.is_some() {
+                b.inflight.answers.push(GivenAnswer {
+                    key: key.clone(),
+                    answer,
+                });
+            }
             b.inflight.keys.push(key);
         }
         let duplicate_fix = ev.kind == EventKind::Position
@@ -1078,6 +1096,9 @@ impl Shard {
                     .increment(batch.events);
                 metrics::histogram!("vaka_router_durable_seconds", "lane" => label)
                     .record(batch.started.elapsed().as_secs_f64());
+                if let (Some(intake), false) = (&self.cfg.intake, batch.answers.is_empty()) {
+                    intake.0.answered(batch.answers);
+                }
             }
             Err(_) => {
                 metrics::counter!("vaka_errors_total", "stage" => "router", "lane" => label)
