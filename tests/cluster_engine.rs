@@ -718,10 +718,10 @@ async fn read_keys(
             return Ok(keys);
         };
         from = last.sequence + 1;
-        // Device events only: not the alarm records appended beside them.
+        // Device events only: not the alarm records and answers appended beside them.
         for i in inputs
             .iter()
-            .filter(|i| vaka_cluster::alarm_records::decode(&i.bytes).is_none())
+            .filter(|i| i.bytes.first() == Some(&vaka_cluster::events::FORMAT))
         {
             for ev in vaka_cluster::events::decode(&i.bytes).unwrap() {
                 *keys.entry(ev.key).or_insert(0) += 1;
@@ -1603,6 +1603,38 @@ fn a_message_sent_to_a_devices_second_receiver_too_is_one_alarm() {
         "B holds it"
     );
     assert_eq!(metric(&b, "vaka_cluster_answered_twice_total"), 0.0);
+}
+
+/// A device that sends one message to both its receivers at once: each node opens an alarm
+/// before the stream tells the two appends apart, so there are two (the design's open case,
+/// ARCHITECTURE.md "One alarm for two receivers"); neither is lost, and each node says so
+/// when the other's answer reaches it (`vaka_cluster_answered_twice_total`, logged with both
+/// alarms). A resend to either is then answered as that node first answered it.
+#[test]
+fn a_message_sent_to_both_receivers_at_once_is_counted_when_each_opened_an_alarm() {
+    let c = nats::Cluster::start3();
+    let (a, b) = pair_with_q1_on_both(&c);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (on_a, on_b) =
+        rt.block_on(async { tokio::join!(send_alarm(&a, "fall-1"), send_alarm(&b, "fall-1")) });
+    let (id_a, id_b) = (on_a.alarm_id.unwrap(), on_b.alarm_id.unwrap());
+    assert_ne!(id_a, id_b, "each opened its own");
+    for e in [&a, &b] {
+        within(Duration::from_secs(5), "the other's answer", || {
+            metric(e, "vaka_cluster_answered_twice_total") == 1.0
+        });
+    }
+    let again = rt.block_on(send_alarm(&b, "fall-1"));
+    assert_eq!((again.alarm_id, again.duplicate), (Some(id_b), true));
+    for e in [&a, &b] {
+        let mut open: Vec<u64> = e
+            .alarms("t", "state=open")
+            .iter()
+            .map(|v| v["id"].as_u64().unwrap())
+            .collect();
+        open.sort();
+        assert_eq!(open, vec![id_a.min(id_b), id_a.max(id_b)]);
+    }
 }
 
 /// A medication robot with a missed-dose rule (due, then taken within 30 min).
