@@ -1663,14 +1663,17 @@ async fn send_with_fallback(
 }
 
 /// The first fault on three engines: six QUIC devices, two on each node, send readings
-/// and one alarm each (staggered, before and after the fault); a centre is on every node; node
-/// A is SIGKILLed in the middle. A device with no answer from its node sends the message to
-/// its second receiver (the next node). No acknowledged alarm is lost: every one is shown on
-/// both other nodes, and held by one of them within 8 s, under the id its device was told;
-/// no device's alarm is offered under two ids; every acknowledged reading is on both.
+/// and one alarm each (staggered, before and after the fault), and three SCAIP devices one
+/// alarm each (one to A before the fault, one of A's to its second receiver B after it, one
+/// to C); a centre is on every node; node A is SIGKILLed in the middle. A QUIC device with no
+/// answer from its node sends the message to its second receiver (the next node). No
+/// acknowledged alarm is lost: every one is shown on both other nodes, and held by one of them
+/// within 8 s, under the id its device was told; no device's alarm is offered under two ids;
+/// every acknowledged reading is on both.
 #[test]
 fn a_node_killed_under_mixed_load_loses_no_acknowledged_alarm_and_offers_none_under_two_ids() {
     const DEVICES: [&str; 6] = ["q1", "q2", "q3", "q4", "q5", "q6"];
+    const SCAIP: [&str; 3] = ["300001", "300002", "300003"];
     let c = nats::Cluster::start3();
     let creds: &[(&str, &[&str])] = &[("t", &DEVICES)];
     let mut a = Engine::start_with(DIRECTORY, creds, &cluster_section(&c, "a"));
@@ -1679,8 +1682,21 @@ fn a_node_killed_under_mixed_load_loses_no_acknowledged_alarm_and_offers_none_un
     for id in DEVICES {
         add_device(&a, id);
     }
+    // SCAIP devices: s1 and s2 with A as their first receiver, s3 with C.
+    for id in SCAIP {
+        let body = json!({"type": "0003", "password": "pw", "heartbeat_secs": 600});
+        let r = a.send(
+            "PUT",
+            &format!("/api/v1/tenants/t/devices/{id}"),
+            OPERATOR,
+            &body,
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
     within(Duration::from_secs(10), "the devices on every node", || {
-        [&b, &c3].iter().all(|e| e.device("t", "q6").is_some())
+        [&b, &c3]
+            .iter()
+            .all(|e| e.device("t", "q6").is_some() && e.device("t", SCAIP[2]).is_some())
     });
     let nodes = [&a, &b, &c3];
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -1700,6 +1716,25 @@ fn a_node_killed_under_mixed_load_loses_no_acknowledged_alarm_and_offers_none_un
             })
         })
         .collect();
+    let scaip = |e: &Engine, id: &'static str| {
+        let sip = e.sip;
+        async move {
+            let run = sipp::run_sipp(
+                &admin::scenario("scaip_message.xml"),
+                "u1",
+                sip,
+                id,
+                "pw",
+                &admin::mrq(id, "fall1"),
+                &[],
+            )
+            .await;
+            run.assert_ok();
+            assert_eq!(run.mrs()[0].0, 0, "{id}: snu");
+        }
+    };
+    // s1's alarm taken by A before the fault.
+    rt.block_on(scaip(&a, SCAIP[0]));
     let pid_a = a.pid();
     let (acked, killed) = rt.block_on(async {
         let devices = DEVICES.iter().enumerate().map(|(i, id)| {
@@ -1734,7 +1769,13 @@ fn a_node_killed_under_mixed_load_loses_no_acknowledged_alarm_and_offers_none_un
                 .unwrap();
             Instant::now()
         };
-        let (acked, killed) = tokio::join!(futures::future::join_all(devices), kill);
+        // After the fault: s2 to its second receiver (its first, A, is dead), s3 to C.
+        let scaip_after = async {
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            tokio::join!(scaip(&b, SCAIP[1]), scaip(&c3, SCAIP[2]));
+        };
+        let (acked, killed, ()) =
+            tokio::join!(futures::future::join_all(devices), kill, scaip_after);
         (acked.into_iter().flatten().collect::<Vec<_>>(), killed)
     });
     a.sigkill();
@@ -1743,6 +1784,18 @@ fn a_node_killed_under_mixed_load_loses_no_acknowledged_alarm_and_offers_none_un
         .filter_map(|(d, _, alarm)| alarm.map(|id| (d.clone(), id)))
         .collect();
     assert_eq!(alarms.len(), DEVICES.len(), "one alarm each: {acked:?}");
+    // The SCAIP devices' alarms, by device (SCAIP answers carry no alarm id): one each.
+    let mut alarms = alarms;
+    for id in SCAIP {
+        let ids: Vec<u64> = b
+            .alarms("t", "")
+            .iter()
+            .filter(|v| v["device"] == id)
+            .map(|v| v["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 1, "{id}: {ids:?}");
+        alarms.push((id.to_string(), ids[0]));
+    }
     // Every acknowledged alarm, on both nodes left, held by one of them.
     for (device, id) in &alarms {
         for e in [&b, &c3] {
