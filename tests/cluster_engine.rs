@@ -1194,6 +1194,51 @@ fn a_device_is_supervised_by_its_partitions_owner_alone_and_by_another_node_once
     );
 }
 
+/// A device silent, then heard again on another node than the one holding its "device silent"
+/// alarm: the holder (the owner of its partition, which called it silent) restores the alarm,
+/// since its follower hears the device through the stream, and the other node's replica shows
+/// the change. A node that is not the holder cannot restore it (its shard does not hold it):
+/// without the holder hearing devices through its follower, the alarm would stay unrestored.
+#[test]
+fn a_silent_alarm_is_restored_by_its_holder_when_the_device_is_heard_on_another_node() {
+    let c = nats::Cluster::start3();
+    let (o, n, _) = supervised_pair(&c);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(n.quic_client("t", "s1"));
+    let beat = |key: &str| {
+        let r = rt.block_on(client.send(events::heartbeat(key))).unwrap();
+        assert!(stored(&r), "{r:?}");
+    };
+    beat("s1-hb0");
+    let silent_alarm = || {
+        o.alarms("t", "state=open")
+            .iter()
+            .find(|v| v["device"] == "s1" && v.get("holder").is_none())
+            .map(|v| v["id"].as_u64().unwrap())
+    };
+    within(Duration::from_secs(10), "s1 called silent by O", || {
+        silent_alarm().is_some()
+    });
+    let id = silent_alarm().unwrap();
+    let restored = |e: &Engine| {
+        e.alarm_trail(id)
+            .iter()
+            .any(|(_, action, _)| action == "restored")
+    };
+    assert!(!restored(&o));
+
+    // Heard again, on N.
+    beat("s1-hb1");
+    within(Duration::from_secs(5), "s1's alarm restored on O", || {
+        restored(&o)
+    });
+    let on_o = alarm_on(&o, id).unwrap();
+    within(Duration::from_secs(5), "the restored alarm on N", || {
+        alarm_on(&n, id)
+            .is_some_and(|v| v["updated_ms"] == on_o["updated_ms"] && v.get("holder").is_some())
+    });
+}
+
 /// Both nodes own their half of the partitions, and no partition is without an owner.
 fn balanced(a: &Engine, b: &Engine) -> bool {
     let owned = |e: &Engine| metric(e, "vaka_cluster_partitions_owned");
