@@ -70,13 +70,7 @@ impl vaka_router::IntakeLog for Appender {
             let inputs: Vec<ToAppend> = group_by_partition(partitions, given, |g| &g.key.device)
                 .into_iter()
                 .map(|(partition, g)| {
-                    let bytes = answers::encode(&g);
-                    ToAppend {
-                        partition,
-                        key: answers::msg_id(&bytes),
-                        last: None,
-                        bytes,
-                    }
+                    ToAppend::keyed_by_digest(partition, answers::encode(&g), answers::msg_id)
                 })
                 .collect();
             let n = inputs.len() as u64;
@@ -104,6 +98,23 @@ struct ToAppend {
     /// A telemetry batch's last event's key.
     last: Option<String>,
     bytes: bytes::Bytes,
+}
+
+impl ToAppend {
+    /// An input whose `Nats-Msg-Id` is `msg_id` of its bytes (a digest), so one sent again
+    /// after a failed append is stored once.
+    fn keyed_by_digest(
+        partition: Partition,
+        bytes: bytes::Bytes,
+        msg_id: fn(&[u8]) -> String,
+    ) -> ToAppend {
+        ToAppend {
+            partition,
+            key: msg_id(&bytes),
+            last: None,
+            bytes,
+        }
+    }
 }
 
 /// The inputs a batch's events make: one per alarm-lane event; telemetry, one per partition
@@ -149,12 +160,7 @@ fn records(partitions: u32, holder_range: u64, alarms: Vec<ChangedAlarm>) -> Vec
                 holder_range,
                 records,
             });
-            ToAppend {
-                partition,
-                key: alarm_records::msg_id(&bytes),
-                last: None,
-                bytes,
-            }
+            ToAppend::keyed_by_digest(partition, bytes, alarm_records::msg_id)
         })
         .collect()
 }

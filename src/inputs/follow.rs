@@ -345,7 +345,7 @@ impl Follower {
         for g in given {
             if gone
                 .get(&g.key.device)
-                .is_some_and(|change| at as i64 <= change.at_ms)
+                .is_some_and(|change| change.covers(at as i64))
             {
                 continue;
             }

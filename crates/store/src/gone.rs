@@ -23,10 +23,16 @@ pub struct Gone {
 }
 
 impl Gone {
+    /// Whether what happened at `ms` is of the history the change erased or moved (at or
+    /// before it), not of the device added again after it.
+    pub fn covers(&self, ms: i64) -> bool {
+        ms <= self.at_ms
+    }
+
     /// What becomes of `ev` (of the device gone), in an input stamped at `stamped_ms`: from
     /// before the change, dropped or moved; from after it (the device added again), kept.
     pub fn redirect(&self, mut ev: Event, stamped_ms: i64) -> Option<Event> {
-        if stamped_ms > self.at_ms {
+        if !self.covers(stamped_ms) {
             return Some(ev);
         }
         let to = self.to.as_ref()?;
@@ -40,7 +46,7 @@ impl Gone {
     /// replica here: opened before the change, erased (as the holder erases its own) or
     /// moved; opened after it (the device added again), kept.
     pub fn redirect_alarm(&self, mut alarm: Alarm) -> Alarm {
-        if alarm.created_ms > self.at_ms {
+        if !self.covers(alarm.created_ms) {
             return alarm;
         }
         match &self.to {
