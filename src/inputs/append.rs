@@ -7,7 +7,9 @@
 //! answers input per partition (`vaka_cluster::answers`), recorded by the follower.
 
 use futures::future::{join_all, BoxFuture};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use vaka_cluster::alarm_records::{self, AlarmRecord, AlarmRecords};
 use vaka_cluster::reconcile::Digest;
 use vaka_cluster::{answers, events, InputLog, LogError, Partition, PendingAppend};
@@ -21,6 +23,7 @@ pub struct Appender {
     partitions: u32,
     /// This node's id range: the holder of the alarms it appends.
     range: u64,
+    first_elsewhere: Arc<Mutex<FirstElsewhere>>,
 }
 
 impl Appender {
@@ -29,6 +32,62 @@ impl Appender {
             log,
             partitions,
             range,
+            first_elsewhere: Arc::default(),
+        }
+    }
+}
+
+/// How long a node answers busy to an alarm message whose copy the stream kept is not the one
+/// it sent (another node stored that message first: the device sent it to both receivers).
+/// The other node tells its answer once its batch is stored, moments later, and the device's
+/// resend here is then answered with that node's alarm: one alarm, not two. Past this, the
+/// message is taken here after all: the other node's batch may have failed after its append,
+/// and an alarm is never refused for long.
+const FIRST_ELSEWHERE_REFUSED_FOR: Duration = Duration::from_secs(5);
+
+/// The alarm messages refused because another copy was stored first, by key: when first.
+#[derive(Default)]
+struct FirstElsewhere {
+    since: HashMap<String, Instant>,
+}
+
+impl FirstElsewhere {
+    /// Whether `key`, stored first elsewhere, is refused `now` (else it is taken after all).
+    fn refuse(&mut self, key: &str, now: Instant) -> bool {
+        // A refusal long past is of no use any more (the window of a resend is far shorter).
+        self.since
+            .retain(|_, t| now.duration_since(*t) < FIRST_ELSEWHERE_REFUSED_FOR * 12);
+        let since = *self.since.entry(key.to_owned()).or_insert(now);
+        now.duration_since(since) < FIRST_ELSEWHERE_REFUSED_FOR
+    }
+}
+
+/// Fails the batch if an alarm message in it was stored first by another node (see
+/// [`FIRST_ELSEWHERE_REFUSED_FOR`]): nothing of it is stored here, the device is told busy,
+/// and no alarm of this node's is opened or offered for it.
+fn refuse_first_elsewhere(
+    first_elsewhere: &Mutex<FirstElsewhere>,
+    keys: &[String],
+) -> Result<(), CommitError> {
+    let now = Instant::now();
+    let mut refused = None;
+    for key in keys {
+        if first_elsewhere.lock().unwrap().refuse(key, now) {
+            refused = Some(key);
+        } else {
+            tracing::warn!(key = %key, "cluster: taking an alarm message whose first stored copy is not this node's, refused for {FIRST_ELSEWHERE_REFUSED_FOR:?} (no other node told its answer)");
+            metrics::counter!("vaka_cluster_alarms_taken_though_stored_elsewhere_total")
+                .increment(1);
+        }
+    }
+    match refused {
+        None => Ok(()),
+        Some(key) => {
+            tracing::info!(key = %key, "cluster: an alarm message another node stored first; answered busy, so its resend gets that node's answer");
+            metrics::counter!("vaka_cluster_alarms_refused_stored_elsewhere_total").increment(1);
+            Err(CommitError::Write(format!(
+                "alarm message {key} was stored first by another node"
+            )))
         }
     }
 }
@@ -41,26 +100,47 @@ impl vaka_router::IntakeLog for Appender {
         alarms: Vec<ChangedAlarm>,
     ) -> BoxFuture<'static, Result<WriteSet, CommitError>> {
         let (log, partitions, range) = (self.log.clone(), self.partitions, self.range);
+        let first_elsewhere = self.first_elsewhere.clone();
         Box::pin(async move {
             let lane_label = match lane {
                 Lane::Alarm => "alarm",
                 Lane::Telemetry => "telemetry",
             };
-            let mut inputs = inputs(partitions, lane, &events);
-            inputs.extend(records(partitions, range, alarms));
-            let n = inputs.len() as u64;
-            append(&log, inputs)
-                .await
-                .inspect(|_| {
-                    metrics::counter!("vaka_cluster_inputs_appended_total", "lane" => lane_label)
-                        .increment(n);
-                })
-                .map_err(|e| {
-                    tracing::warn!(error = %e, lane = lane_label, "cluster: append to VAKA_IN failed; the batch is answered busy");
-                    metrics::counter!("vaka_cluster_append_failures_total", "lane" => lane_label)
-                        .increment(1);
-                    CommitError::Write(e.to_string())
-                })
+            let failed = |e: LogError| {
+                tracing::warn!(error = %e, lane = lane_label, "cluster: append to VAKA_IN failed; the batch is answered busy");
+                metrics::counter!("vaka_cluster_append_failures_total", "lane" => lane_label)
+                    .increment(1);
+                CommitError::Write(e.to_string())
+            };
+            let events_in = inputs(partitions, lane, &events);
+            let records_in = records(partitions, range, alarms);
+            let n = (events_in.len() + records_in.len()) as u64;
+            let record = match lane {
+                // The alarm records wait for the events' answers: an alarm refused below must
+                // leave no record of itself on the other nodes.
+                Lane::Alarm if !events_in.is_empty() && !records_in.is_empty() => {
+                    let mut first = append(&log, events_in).await.map_err(failed)?;
+                    refuse_first_elsewhere(&first_elsewhere, &first.kept_elsewhere)?;
+                    let rest = append(&log, records_in).await.map_err(failed)?;
+                    first.record.extend(rest.record);
+                    first.record
+                }
+                Lane::Alarm => {
+                    let mut all = events_in;
+                    all.extend(records_in);
+                    let appended = append(&log, all).await.map_err(failed)?;
+                    refuse_first_elsewhere(&first_elsewhere, &appended.kept_elsewhere)?;
+                    appended.record
+                }
+                Lane::Telemetry => {
+                    let mut all = events_in;
+                    all.extend(records_in);
+                    append(&log, all).await.map_err(failed)?.record
+                }
+            };
+            metrics::counter!("vaka_cluster_inputs_appended_total", "lane" => lane_label)
+                .increment(n);
+            Ok(record)
         })
     }
 
@@ -74,7 +154,7 @@ impl vaka_router::IntakeLog for Appender {
                 })
                 .collect();
             let n = inputs.len() as u64;
-            match append(&log, inputs).await {
+            match append(&log, inputs).await.map(|_| ()) {
                 Ok(_) => {
                     metrics::counter!("vaka_cluster_inputs_appended_total", "lane" => "answers")
                         .increment(n)
@@ -199,9 +279,17 @@ async fn send(log: &InputLog, i: &ToAppend) -> Result<PendingAppend, LogError> {
     }
 }
 
+/// What the stream answered to a batch's inputs.
+struct Appended {
+    /// This node's record of them, written with the batch.
+    record: WriteSet,
+    /// The keys of those the stream already held another node's copy of.
+    kept_elsewhere: Vec<String>,
+}
+
 /// Sends every input in order, then awaits their acknowledgements together; one that fails is
 /// sent again until [`RETRY_FOR`] has passed.
-async fn append(log: &InputLog, inputs: Vec<ToAppend>) -> Result<WriteSet, LogError> {
+async fn append(log: &InputLog, inputs: Vec<ToAppend>) -> Result<Appended, LogError> {
     let until = tokio::time::Instant::now() + RETRY_FOR;
     let mut sent = Vec::with_capacity(inputs.len());
     for i in &inputs {
@@ -220,27 +308,35 @@ async fn append(log: &InputLog, inputs: Vec<ToAppend>) -> Result<WriteSet, LogEr
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     attempt = send(log, i).await;
                 }
-                r => return (i.partition, Digest::of(&i.bytes), r),
+                r => return (i, r),
             }
         }
     }))
     .await;
-    let mut record = WriteSet::new();
-    for (partition, digest, ack) in acks {
+    let mut appended = Appended {
+        record: WriteSet::new(),
+        kept_elsewhere: Vec::new(),
+    };
+    for (i, ack) in acks {
         let ack = ack?;
         // A duplicate (a resend, or the same message sent to another node first): the stream
         // keeps the first copy, so that copy is what this node records holding.
-        let digest = match ack.duplicate {
-            false => digest,
-            true => match log.get(ack.sequence).await? {
-                Some(first) => Digest::of(&first.bytes),
-                None => digest,
-            },
+        let first = match ack.duplicate {
+            false => None,
+            true => log.get(ack.sequence).await?,
         };
+        let kept = first
+            .as_ref()
+            .map_or_else(|| Digest::of(&i.bytes), |f| Digest::of(&f.bytes));
+        if first.is_some_and(|f| f.node.is_some() && f.node.as_deref() != log.node()) {
+            appended.kept_elsewhere.push(i.key.clone());
+        }
         // The stream stamped it a moment before its acknowledgement; its age runs from here.
-        record.put_input(partition.0, ack.sequence, digest.0, super::now_ms());
+        appended
+            .record
+            .put_input(i.partition.0, ack.sequence, kept.0, super::now_ms());
     }
-    Ok(record)
+    Ok(appended)
 }
 
 #[cfg(test)]
@@ -258,6 +354,22 @@ mod tests {
             raw: Vec::new(),
             occurred_ms: None,
         }
+    }
+
+    #[test]
+    fn a_message_stored_first_elsewhere_is_refused_for_a_while_then_taken() {
+        let mut f = FirstElsewhere::default();
+        let t0 = Instant::now();
+        assert!(f.refuse("q1 fall", t0));
+        assert!(f.refuse("q1 fall", t0 + Duration::from_secs(4)));
+        // Another message is refused from its own first time.
+        assert!(f.refuse("q2 fall", t0 + Duration::from_secs(4)));
+        assert!(!f.refuse("q1 fall", t0 + FIRST_ELSEWHERE_REFUSED_FOR));
+        assert!(f.refuse("q2 fall", t0 + FIRST_ELSEWHERE_REFUSED_FOR));
+        // Long after, a refusal starts afresh.
+        let later = t0 + FIRST_ELSEWHERE_REFUSED_FOR * 13;
+        assert!(f.refuse("q1 fall", later));
+        assert_eq!(f.since.len(), 1, "the old ones are forgotten");
     }
 
     #[test]

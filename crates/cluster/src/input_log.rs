@@ -265,6 +265,11 @@ impl InputLog {
         self
     }
 
+    /// The node its appends name, if any ([`InputLog::with_node`]).
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
     pub fn stream(&self) -> &Stream {
         &self.stream
     }

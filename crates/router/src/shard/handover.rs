@@ -10,7 +10,7 @@
 //! ranges, so exactly one of them keeps it.
 use super::{Batch, Shard};
 use vaka_core::alarm::{AlarmInput, AlarmState, AuditRecord};
-use vaka_core::idempotency::GivenAnswer;
+use vaka_core::idempotency::{Answer, GivenAnswer, IdemKey};
 use vaka_core::Effect;
 use vaka_store::Replica;
 
@@ -108,6 +108,8 @@ impl Shard {
     /// window, or for a device this node no longer has, it is not kept. This node's own answer
     /// to the same message (the device sent it to both at once, and each opened an alarm
     /// before the stream told them apart) stays: two alarms, counted and logged, never one lost.
+    /// While that answer is not yet durable, the other's waits: it is kept if this node's
+    /// batch fails (the append refuses a message the stream kept another copy of).
     pub(super) fn answered_elsewhere(&mut self, given: GivenAnswer, at: i64, b: &mut Batch) {
         if b.now - at >= self.idem.window_ms()
             || self.dir.load().device(&given.key.device).is_none()
@@ -116,17 +118,29 @@ impl Shard {
         }
         match self.idem.get(&given.key, b.now) {
             Some(here) if here == given.answer => {}
-            Some(here) => {
-                tracing::error!(device = %given.key.device, key = %given.key.key,
-                    here = ?here.alarm, elsewhere = ?given.answer.alarm,
-                    "cluster: one message of a device answered by two nodes, each with an alarm of its own");
-                metrics::counter!("vaka_cluster_answered_twice_total").increment(1);
+            Some(_) if self.pending.contains_key(&given.key) => {
+                self.answered_elsewhere_in_flight
+                    .insert(given.key, (given.answer, at));
             }
+            Some(_) => self.answered_twice(&given.key, given.answer, b.now),
             None => {
                 b.set.put_idem(&given.key, given.answer, at);
-                self.idem.record(given.key, given.answer, at);
-                metrics::counter!("vaka_cluster_answers_followed_total").increment(1);
+                self.follow_answer(given.key, given.answer, at);
             }
         }
+    }
+
+    /// Keeps another node's answer to `key` in the idempotency window.
+    pub(super) fn follow_answer(&mut self, key: IdemKey, answer: Answer, at: i64) {
+        self.idem.record(key, answer, at);
+        metrics::counter!("vaka_cluster_answers_followed_total").increment(1);
+    }
+
+    /// `key` was answered here and, with another alarm, `elsewhere`.
+    pub(super) fn answered_twice(&mut self, key: &IdemKey, elsewhere: Answer, now: i64) {
+        let here = self.idem.get(key, now).and_then(|a| a.alarm);
+        tracing::error!(device = %key.device, key = %key.key, here = ?here, elsewhere = ?elsewhere.alarm,
+            "cluster: one message of a device answered by two nodes, each with an alarm of its own");
+        metrics::counter!("vaka_cluster_answered_twice_total").increment(1);
     }
 }

@@ -227,6 +227,9 @@ pub(crate) struct Shard {
     idem: Idempotency,
     /// Keys whose original is not yet durable: a resend must wait for that batch.
     pending: HashMap<IdemKey, u64>,
+    /// Another node's answer (and its input's time) to a message whose own answer here is not
+    /// yet durable: kept if this node's batch fails, else two alarms for one message, counted.
+    answered_elsewhere_in_flight: HashMap<IdemKey, (Answer, i64)>,
     /// Resends waiting for an original in flight in the other lane (a device's test mode ended
     /// between the two), answered when that batch completes, whichever lane it is in.
     waiting_on: HashMap<u64, Vec<Waiter>>,
@@ -281,6 +284,7 @@ impl Shard {
             clock,
             idem,
             pending: HashMap::new(),
+            answered_elsewhere_in_flight: HashMap::new(),
             waiting_on: HashMap::new(),
             alarms: HashMap::new(),
             by_device: HashMap::new(),
@@ -1099,6 +1103,11 @@ impl Shard {
                 if let (Some(intake), false) = (&self.cfg.intake, batch.answers.is_empty()) {
                     intake.0.answered(batch.answers);
                 }
+                for key in &batch.keys {
+                    if let Some((elsewhere, _)) = self.answered_elsewhere_in_flight.remove(key) {
+                        self.answered_twice(key, elsewhere, now);
+                    }
+                }
             }
             Err(_) => {
                 metrics::counter!("vaka_errors_total", "stage" => "router", "lane" => label)
@@ -1112,6 +1121,9 @@ impl Shard {
                 // resend is taken afresh and alarms match the store again.
                 for key in &batch.keys {
                     self.idem.forget(key);
+                    if let Some((elsewhere, at)) = self.answered_elsewhere_in_flight.remove(key) {
+                        self.follow_answer(key.clone(), elsewhere, at);
+                    }
                 }
                 for id in &batch.alarms {
                     self.reload_alarm(*id);
