@@ -402,3 +402,48 @@ async fn a_resend_of_a_message_another_node_answered_gets_that_answer_and_opens_
     answer.send(Ok(record(1))).unwrap();
     assert_taken_afresh(&other.await.unwrap().unwrap());
 }
+
+/// Another node's answer to a message whose own answer here is still in flight waits for this
+/// node's batch: the append refuses the message (the stream kept that node's copy first), and
+/// the device's resend here is answered with that node's event and alarm, as a duplicate.
+/// Before, the other's answer was counted as a second alarm and dropped, and the resend, with
+/// the refused batch forgotten, opened an alarm here afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_answer_to_a_message_in_flight_here_is_kept_when_the_batch_is_refused() {
+    let n = node();
+    let elsewhere = vaka_core::idempotency::Answer {
+        event: EventId(5 << 43),
+        alarm: Some(AlarmId(5 << 43)),
+    };
+    let first = n.submit("d0", "r1");
+    let (_, answer) = n.next_append().await;
+    let given = GivenAnswer {
+        key: IdemKey {
+            device: DeviceKey::new("t", "d0"),
+            key: "r1".into(),
+        },
+        answer: elsewhere,
+    };
+    let now = vaka_router::Clock::new().now_ms();
+    n.router.answered_elsewhere(vec![(given, now)]).await;
+    answer
+        .send(Err(CommitError::Write("stored first by another node".into())))
+        .unwrap();
+    let r = first.await.unwrap();
+    assert!(matches!(r, Err(SubmitError::Store(_))), "{r:?}");
+    let r = n.submit("d0", "r1").await.unwrap().unwrap();
+    let Reply::Accepted {
+        event,
+        alarm,
+        duplicate,
+        ..
+    } = r
+    else {
+        panic!("{r:?}");
+    };
+    assert_eq!(
+        (event, alarm, duplicate),
+        (elsewhere.event, elsewhere.alarm, true)
+    );
+    assert_eq!(n.events_stored(), 0);
+}
