@@ -426,6 +426,8 @@ async fn another_nodes_answer_to_a_message_in_flight_here_is_kept_when_the_batch
     };
     let now = vaka_router::Clock::new().now_ms();
     n.router.answered_elsewhere(vec![(given, now)]).await;
+    // The shard takes the other's answer before this node's append is answered.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     answer
         .send(Err(CommitError::Write("stored first by another node".into())))
         .unwrap();
