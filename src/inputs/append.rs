@@ -2,8 +2,9 @@
 //! its device and message (a resend, to this node or another, within the stream's duplicate
 //! window is stored once); a telemetry batch is one input per partition; the alarms a batch
 //! changed go as one alarm-records input per partition, after its events, for the other nodes'
-//! replicas. The acknowledgements become this node's record of those inputs, written with the
-//! batch. Once a batch is stored, the answers it gave to devices' alarm-lane messages go as one
+//! replicas (on the alarm lane, once the events are acknowledged: an alarm message whose copy
+//! in the stream is another node's is refused, and must leave no record). The
+//! acknowledgements become this node's record of those inputs, written with the batch. Once a batch is stored, the answers it gave to devices' alarm-lane messages go as one
 //! answers input per partition (`vaka_cluster::answers`), recorded by the follower.
 
 use futures::future::{join_all, BoxFuture};
