@@ -429,7 +429,9 @@ async fn another_nodes_answer_to_a_message_in_flight_here_is_kept_when_the_batch
     // The shard takes the other's answer before this node's append is answered.
     tokio::time::sleep(Duration::from_millis(200)).await;
     answer
-        .send(Err(CommitError::Write("stored first by another node".into())))
+        .send(Err(CommitError::Write(
+            "stored first by another node".into(),
+        )))
         .unwrap();
     let r = first.await.unwrap();
     assert!(matches!(r, Err(SubmitError::Store(_))), "{r:?}");
