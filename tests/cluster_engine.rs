@@ -2341,7 +2341,13 @@ fn a_node_started_empty_rebuilds_every_open_alarm_and_its_deadline_from_the_stre
         on_b.accept(q3).await;
         on_b.handle_and_close(q4).await;
     });
-    // The holders' own records, once B shows A's and A shows B's as they stand.
+    within(Duration::from_secs(5), "the centres' actions taken", || {
+        let state = |e: &Engine, id: u64| alarm_on(e, id).map(|v| v["state"].clone());
+        state(&a, q1) == Some(json!("receipted"))
+            && state(&b, q3) == Some(json!("accepted"))
+            && state(&b, q4) == Some(json!("closed"))
+    });
+    // The holders' own records.
     let own = |e: &Engine| {
         open_alarms(e)
             .into_iter()
@@ -2366,15 +2372,6 @@ fn a_node_started_empty_rebuilds_every_open_alarm_and_its_deadline_from_the_stre
         },
         "the open alarms"
     );
-    within(Duration::from_secs(5), "B shows A's as A has them", || {
-        open_alarms(&b)
-            .into_iter()
-            .filter(|(_, (_, h))| h.as_deref() == Some("a"))
-            .map(|(id, (s, _))| (id, s))
-            .collect::<BTreeMap<_, _>>()
-            == own(&a)
-    });
-
     let c3 = Engine::start_with(DIRECTORY, creds, &cluster_section(&c, "c"));
     read_to_the_end(&c, &c3, "C reads the whole log");
     let rebuilt = open_alarms(&c3);
@@ -2389,4 +2386,18 @@ fn a_node_started_empty_rebuilds_every_open_alarm_and_its_deadline_from_the_stre
     assert_eq!(rebuilt.len(), want.len(), "C's open alarms: {rebuilt:?}");
     // Its deadlines are those the holders run.
     assert!(rebuilt[&q1].0["deadline"] == "accept" && rebuilt[&q2].0["deadline"] == "receipt");
+    // So does every node following the stream as it goes: A and B each show the other's.
+    for (e, other) in [(&a, "b"), (&b, "a")] {
+        let shown = open_alarms(e);
+        for (id, (state, holder)) in want
+            .iter()
+            .filter(|(_, (_, h))| h.as_deref() == Some(other))
+        {
+            assert_eq!(
+                shown.get(id),
+                Some(&(state.clone(), holder.clone())),
+                "alarm {id}"
+            );
+        }
+    }
 }
