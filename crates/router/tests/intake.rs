@@ -455,4 +455,21 @@ async fn another_nodes_answer_to_a_message_in_flight_here_is_kept_when_the_batch
         (elsewhere.event, elsewhere.alarm, true)
     );
     assert_eq!(n.events_stored(), 0);
+    // Stored with the next batch, so a restart keeps it.
+    let other = n.submit("d1", "r2");
+    let (_, answer) = n.next_append().await;
+    answer.send(Ok(record(1))).unwrap();
+    assert_taken_afresh(&other.await.unwrap().unwrap());
+    let r1 = vaka_store::keys::idem_key(&IdemKey {
+        device: DeviceKey::new("t", "d0"),
+        key: "r1".into(),
+    });
+    let mut stored = false;
+    n.mem
+        .scan(Cf::Idem, b"", &mut |k, _| {
+            stored |= k == r1.as_slice();
+            true
+        })
+        .unwrap();
+    assert!(stored, "the other node's answer to r1 stored");
 }

@@ -230,6 +230,9 @@ pub(crate) struct Shard {
     /// Another node's answer (and its input's time) to a message whose own answer here is not
     /// yet durable: kept if this node's batch fails, else two alarms for one message, counted.
     answered_elsewhere_in_flight: HashMap<IdemKey, (Answer, i64)>,
+    /// Other nodes' answers kept when this node's batch failed (in memory at once), written
+    /// with the next batch so a restart keeps them too.
+    followed_unstored: Vec<(IdemKey, Answer, i64)>,
     /// Resends waiting for an original in flight in the other lane (a device's test mode ended
     /// between the two), answered when that batch completes, whichever lane it is in.
     waiting_on: HashMap<u64, Vec<Waiter>>,
@@ -285,6 +288,7 @@ impl Shard {
             idem,
             pending: HashMap::new(),
             answered_elsewhere_in_flight: HashMap::new(),
+            followed_unstored: Vec::new(),
             waiting_on: HashMap::new(),
             alarms: HashMap::new(),
             by_device: HashMap::new(),
@@ -469,9 +473,13 @@ impl Shard {
     fn new_batch(&mut self, now: UnixMillis) -> Batch {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let mut set = WriteSet::new();
+        for (key, answer, at) in self.followed_unstored.drain(..) {
+            set.put_idem(&key, answer, at);
+        }
         Batch {
             now,
-            set: WriteSet::new(),
+            set,
             fresh: Vec::new(),
             changed: Vec::new(),
             inflight: InFlight {
@@ -1123,6 +1131,7 @@ impl Shard {
                     self.idem.forget(key);
                     if let Some((elsewhere, at)) = self.answered_elsewhere_in_flight.remove(key) {
                         self.follow_answer(key.clone(), elsewhere, at);
+                        self.followed_unstored.push((key.clone(), elsewhere, at));
                     }
                 }
                 for id in &batch.alarms {
