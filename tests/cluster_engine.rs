@@ -2404,3 +2404,85 @@ fn a_node_started_empty_rebuilds_every_open_alarm_and_its_deadline_from_the_stre
         );
     }
 }
+
+/// A webhook that takes every offer (2xx: the receipt). Returns its URL.
+async fn webhook_taking_all() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async { axum::http::StatusCode::OK }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/hook")
+}
+
+/// A receiver's action through the API on an alarm another node holds (a webhook's accept
+/// sent to a node that has only a replica) is refused 409, naming the holder, and changes
+/// nothing; sent to the holder it is taken, and the other node shows it.
+#[test]
+fn a_receivers_action_on_another_nodes_alarm_is_refused_naming_its_holder() {
+    let c = nats::Cluster::start3();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = rt.block_on(webhook_taking_all());
+    let directory = format!(
+        "[[tenants]]\nid = \"t\"\ncentres = [\"hook\"]\n\
+         receipt_deadline_secs = 600\naccept_deadline_secs = 600\n\
+         [[centres]]\nid = \"hook\"\ntenants = [\"t\"]\n\
+         receiver = {{ kind = \"webhook\", url = \"{url}\", secret = \"the-webhook-secret-of-the-tests\" }}\n"
+    );
+    let a = Engine::start_with(&directory, &[("t", &["q1"])], &cluster_section(&c, "a"));
+    let b = Engine::start_with(&directory, &[("t", &["q1"])], &cluster_section(&c, "b"));
+    add_device(&a, "q1");
+    within(Duration::from_secs(5), "q1 on B", || {
+        b.device("t", "q1").is_some()
+    });
+    let id = rt.block_on(send_alarm(&a, "fall-1")).alarm_id.unwrap();
+    within(
+        Duration::from_secs(15),
+        "receipted by the webhook, on B",
+        || alarm_on(&b, id).is_some_and(|v| v["state"] == "receipted" && v["holder"] == "a"),
+    );
+    let token = a
+        .send_ok(
+            "POST",
+            "/api/v1/tokens",
+            OPERATOR,
+            &json!({"role": "centre", "centre": "hook", "label": "webhook"}),
+        )
+        .json()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let accept = json!({"action": "accept", "operator": "jour-1"});
+    let act = |e: &Engine| {
+        e.send(
+            "POST",
+            &format!("/api/v1/alarms/{id}/actions"),
+            &token,
+            &accept,
+        )
+    };
+    // (The token reaches B through the directory's stream.)
+    let mut refused = act(&b);
+    within(Duration::from_secs(5), "the token known on B", || {
+        refused = act(&b);
+        refused.status != 401
+    });
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains("held by cluster node \\\"a\\\""),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        alarm_on(&a, id).unwrap()["state"],
+        "receipted",
+        "nothing changed"
+    );
+    let r = act(&a);
+    assert_eq!(r.status, 200, "{}", r.body);
+    within(Duration::from_secs(5), "accepted, on B", || {
+        alarm_on(&b, id).is_some_and(|v| v["state"] == "accepted" && v["operator"] == "jour-1")
+    });
+}
