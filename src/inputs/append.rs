@@ -4,8 +4,9 @@
 //! changed go as one alarm-records input per partition, after its events, for the other nodes'
 //! replicas (on the alarm lane, once the events are acknowledged: an alarm message whose copy
 //! in the stream is another node's is refused, and must leave no record). The
-//! acknowledgements become this node's record of those inputs, written with the batch. Once a batch is stored, the answers it gave to devices' alarm-lane messages go as one
-//! answers input per partition (`vaka_cluster::answers`), recorded by the follower.
+//! acknowledgements become this node's record of those inputs, written with the batch. Once
+//! a batch is stored, the answers it gave to devices' alarm-lane messages go as one answers
+//! input per partition (`vaka_cluster::answers`), recorded by the follower.
 
 use futures::future::{join_all, BoxFuture};
 use std::collections::HashMap;
@@ -72,8 +73,9 @@ fn refuse_first_elsewhere(
 ) -> Result<(), CommitError> {
     let now = Instant::now();
     let mut refused = None;
+    let mut first_elsewhere = first_elsewhere.lock().unwrap();
     for key in keys {
-        if first_elsewhere.lock().unwrap().refuse(key, now) {
+        if first_elsewhere.refuse(key, now) {
             refused = Some(key);
         } else {
             tracing::warn!(key = %key, "cluster: taking an alarm message whose first stored copy is not this node's, refused for {FIRST_ELSEWHERE_REFUSED_FOR:?} (no other node told its answer)");
@@ -113,32 +115,23 @@ impl vaka_router::IntakeLog for Appender {
                     .increment(1);
                 CommitError::Write(e.to_string())
             };
-            let events_in = inputs(partitions, lane, &events);
-            let records_in = records(partitions, range, alarms);
-            let n = (events_in.len() + records_in.len()) as u64;
-            let record = match lane {
-                // The alarm records wait for the events' answers: an alarm refused below must
-                // leave no record of itself on the other nodes.
-                Lane::Alarm if !events_in.is_empty() && !records_in.is_empty() => {
-                    let mut first = append(&log, events_in).await.map_err(failed)?;
-                    refuse_first_elsewhere(&first_elsewhere, &first.kept_elsewhere)?;
-                    let rest = append(&log, records_in).await.map_err(failed)?;
-                    first.record.extend(rest.record);
-                    first.record
-                }
-                Lane::Alarm => {
-                    let mut all = events_in;
-                    all.extend(records_in);
-                    let appended = append(&log, all).await.map_err(failed)?;
-                    refuse_first_elsewhere(&first_elsewhere, &appended.kept_elsewhere)?;
-                    appended.record
-                }
-                Lane::Telemetry => {
-                    let mut all = events_in;
-                    all.extend(records_in);
-                    append(&log, all).await.map_err(failed)?.record
-                }
-            };
+            let mut first_in = inputs(partitions, lane, &events);
+            let mut then_in = records(partitions, range, alarms);
+            let n = (first_in.len() + then_in.len()) as u64;
+            // On the alarm lane the records wait for the events' answers: an alarm refused
+            // below must leave no record of itself on the other nodes. Otherwise all go at once.
+            if lane == Lane::Telemetry || first_in.is_empty() {
+                first_in.append(&mut then_in);
+            }
+            let mut first = append(&log, first_in).await.map_err(failed)?;
+            if lane == Lane::Alarm {
+                refuse_first_elsewhere(&first_elsewhere, &first.kept_elsewhere)?;
+            }
+            if !then_in.is_empty() {
+                let rest = append(&log, then_in).await.map_err(failed)?;
+                first.record.extend(rest.record);
+            }
+            let record = first.record;
             metrics::counter!("vaka_cluster_inputs_appended_total", "lane" => lane_label)
                 .increment(n);
             Ok(record)
@@ -155,7 +148,7 @@ impl vaka_router::IntakeLog for Appender {
                 })
                 .collect();
             let n = inputs.len() as u64;
-            match append(&log, inputs).await.map(|_| ()) {
+            match append(&log, inputs).await {
                 Ok(_) => {
                     metrics::counter!("vaka_cluster_inputs_appended_total", "lane" => "answers")
                         .increment(n)

@@ -133,6 +133,23 @@ impl Node {
     }
 }
 
+/// Answered as a resend, with `answer`'s event and alarm.
+fn assert_answered_with(r: Reply, answer: vaka_core::idempotency::Answer) {
+    let Reply::Accepted {
+        event,
+        alarm,
+        duplicate,
+        ..
+    } = r
+    else {
+        panic!("{r:?}");
+    };
+    assert_eq!(
+        (event, alarm, duplicate),
+        (answer.event, answer.alarm, true)
+    );
+}
+
 /// Accepted as a new event, not as a resend of one already taken.
 fn assert_taken_afresh(r: &Reply) {
     assert!(
@@ -379,20 +396,7 @@ async fn a_resend_of_a_message_another_node_answered_gets_that_answer_and_opens_
             now,
         )])
         .await;
-    let r = n.submit("d0", "r1").await.unwrap().unwrap();
-    let Reply::Accepted {
-        event,
-        alarm,
-        duplicate,
-        ..
-    } = r
-    else {
-        panic!("{r:?}");
-    };
-    assert_eq!(
-        (event, alarm, duplicate),
-        (elsewhere.event, elsewhere.alarm, true)
-    );
+    assert_answered_with(n.submit("d0", "r1").await.unwrap().unwrap(), elsewhere);
     // Another message of the device is taken afresh: only that one was answered elsewhere.
     let other = n.submit("d0", "r2");
     let (events, alarms, answer) = n.next_call().await;
@@ -441,19 +445,7 @@ async fn another_nodes_answer_to_a_message_in_flight_here_is_kept_when_the_batch
         .expect("answered without an append")
         .unwrap()
         .unwrap();
-    let Reply::Accepted {
-        event,
-        alarm,
-        duplicate,
-        ..
-    } = r
-    else {
-        panic!("{r:?}");
-    };
-    assert_eq!(
-        (event, alarm, duplicate),
-        (elsewhere.event, elsewhere.alarm, true)
-    );
+    assert_answered_with(r, elsewhere);
     assert_eq!(n.events_stored(), 0);
     // Stored with the next batch, so a restart keeps it.
     let other = n.submit("d1", "r2");

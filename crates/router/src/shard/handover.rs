@@ -137,7 +137,7 @@ impl Shard {
     }
 
     /// `key` was answered here and, with another alarm, `elsewhere`.
-    pub(super) fn answered_twice(&mut self, key: &IdemKey, elsewhere: Answer, now: i64) {
+    pub(super) fn answered_twice(&self, key: &IdemKey, elsewhere: Answer, now: i64) {
         let here = self.idem.get(key, now).and_then(|a| a.alarm);
         tracing::error!(device = %key.device, key = %key.key, here = ?here, elsewhere = ?elsewhere.alarm,
             "cluster: one message of a device answered by two nodes, each with an alarm of its own");
