@@ -415,7 +415,11 @@ impl LeaseBucket {
         let bucket = self.clone();
         let task = tokio::spawn(async move {
             let mut lease = lease;
-            let mut next = Instant::now() + every;
+            // Counted from when each renewal was sent, not from its answer: a slow answer
+            // (a loaded server, a leader being elected) would otherwise push every later
+            // renewal back by its delay, and the lease would run out while the bucket still
+            // answers within the TTL.
+            let mut next = lease.written_at + every;
             loop {
                 tokio::select! {
                     _ = &mut stop_rx => return Some(lease),
@@ -446,7 +450,7 @@ impl LeaseBucket {
                 match renewed {
                     Ok(()) => {
                         tell(Some(lease.valid_until()));
-                        next = Instant::now() + every;
+                        next = lease.written_at + every;
                     }
                     Err(LeaseError::Lost { why, .. }) => {
                         tell(None);

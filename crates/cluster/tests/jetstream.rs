@@ -344,6 +344,45 @@ async fn an_owner_cut_off_from_every_server_hears_of_the_loss_within_the_ttl() {
     );
 }
 
+/// A bucket that answers every request late, but well within the TTL, leaves the lease held:
+/// each renewal goes out a period after the last was sent, not after its answer came, so the
+/// delays do not add up. Through a link holding everything 0.6 s each way, an answer comes
+/// 1.2 s after its request: renewing 1 s after each answer, the second renewal's answer would
+/// come 3.4 s after the first was sent, past the 3 s TTL, and the lease would be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_whose_bucket_answers_slowly_but_within_the_ttl_keeps_its_lease() {
+    let c = Cluster::start3();
+    let (ttl, every) = (Duration::from_secs(3), Duration::from_secs(1));
+    let port = support::slow_link(c.servers[0].client_port, Duration::from_millis(600)).await;
+    let client = async_nats::ConnectOptions::new()
+        .connect(format!("nats://127.0.0.1:{port}"))
+        .await
+        .expect("connect through the slow link");
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build(client);
+    let bucket = eventually(SETTLE, "lease bucket", || {
+        LeaseBucket::open(&js, "node-a", ttl)
+    })
+    .await;
+    let lease = match eventually(SETTLE, "acquire", || bucket.acquire(Partition(5))).await {
+        Acquired::Won(l) => l,
+        other => panic!("{other:?}"),
+    };
+    let renewer = bucket.keep(lease, every);
+    let state = renewer.state();
+    let until = Instant::now() + ttl * 4;
+    while Instant::now() < until {
+        let now = state.borrow().clone();
+        assert!(
+            matches!(now, LeaseState::Held { .. }),
+            "lost though every answer came within the TTL: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    renewer.release().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_under_appends_loses_nothing_acknowledged() {
     let mut c = Cluster::start3();
