@@ -1852,10 +1852,9 @@ fn mixed_load_through(fault: Fault) {
         .map(|e| {
             let mut centre = rt.block_on(e.centre("token-of-centre-c1")).acking();
             let offers = offers.clone();
-            // A's ends with a panic of its own when A is killed (the stream ends).
+            // A's ends when A is killed (its stream ends).
             rt.spawn(async move {
-                loop {
-                    let o = centre.offer(Duration::from_secs(3600)).await;
+                while let Some(o) = centre.next_offer().await {
                     let alarm = o.alarm.unwrap();
                     offers.lock().unwrap().push((alarm.device, alarm.alarm_id));
                 }

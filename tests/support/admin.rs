@@ -607,14 +607,16 @@ impl Centre {
         self
     }
 
-    async fn ack(&mut self, cursor: u64) {
+    /// Acknowledges `cursor` when acking; `None` once the stream is gone.
+    async fn ack(&mut self, cursor: u64) -> Option<()> {
         if self.acking {
             let ack = In::Ack(pb::Ack { cursor });
             self.up
                 .send(pb::CentreMessage { msg: Some(ack) })
                 .await
-                .unwrap();
+                .ok()?;
         }
+        Some(())
     }
 
     /// Sends one input and waits for its result (refused: fails the test).
@@ -657,10 +659,10 @@ impl Centre {
                     return;
                 }
                 Some(Out::Offer(o)) => {
-                    self.ack(o.cursor).await;
+                    self.ack(o.cursor).await.expect("stream ended");
                     self.early.push_back(o);
                 }
-                Some(Out::Update(u)) => self.ack(u.cursor).await,
+                Some(Out::Update(u)) => self.ack(u.cursor).await.expect("stream ended"),
                 _ => continue,
             }
         }
@@ -715,22 +717,27 @@ impl Centre {
 
     /// The next offer (heartbeats and other notices skipped) within `within`.
     pub async fn offer(&mut self, within: Duration) -> pb::Offer {
+        tokio::time::timeout(within, self.next_offer())
+            .await
+            .unwrap_or_else(|_| panic!("no offer within {within:?}"))
+            .expect("stream ended or failed")
+    }
+
+    /// The next offer (updates acknowledged on the way), or `None` once the stream ends or
+    /// fails: a listener that outlives its engine (killed, or stopped as a test fails) ends
+    /// quietly rather than with a panic that would bury the test's own in the output.
+    pub async fn next_offer(&mut self) -> Option<pb::Offer> {
         if let Some(o) = self.early.pop_front() {
-            return o;
+            return Some(o);
         }
-        let until = tokio::time::Instant::now() + within;
         loop {
-            let m = tokio::time::timeout_at(until, self.down.message())
-                .await
-                .unwrap_or_else(|_| panic!("no offer within {within:?}"))
-                .expect("stream error")
-                .expect("stream ended");
+            let m = self.down.message().await.ok()??;
             match m.msg {
                 Some(Out::Offer(o)) => {
-                    self.ack(o.cursor).await;
-                    return o;
+                    self.ack(o.cursor).await?;
+                    return Some(o);
                 }
-                Some(Out::Update(u)) => self.ack(u.cursor).await,
+                Some(Out::Update(u)) => self.ack(u.cursor).await?,
                 _ => {}
             }
         }
