@@ -1388,6 +1388,44 @@ fn alarm_on(e: &Engine, id: u64) -> Option<serde_json::Value> {
     (r.status == 200).then(|| r.json()["alarm"].clone())
 }
 
+/// A device that fell back to its second receiver sends its reset there: the node holding
+/// the alarm (its first receiver) applies the reset it follows, tells the centre it offered
+/// the alarm to, and both nodes show the one alarm cancelled by the device.
+#[test]
+fn a_reset_sent_to_the_second_receiver_cancels_the_alarm_the_first_holds() {
+    let c = nats::Cluster::start3();
+    let (a, b) = pair_with_q1_on_both(&c);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut centre = rt.block_on(a.centre("token-of-centre-c1")).acking();
+    let send = |e: &Engine, event: pb::Event| {
+        rt.block_on(async { e.quic_client("t", "q1").await.send(event).await.unwrap() })
+    };
+    let opened = send(&a, events::alarm("fall-1", "0010", 5));
+    assert!(stored(&opened), "{opened:?}");
+    let id = opened.alarm_id.unwrap();
+    let offered = rt.block_on(centre.offer(Duration::from_secs(10)));
+    assert_eq!(offered.alarm.unwrap().alarm_id, id);
+    within(Duration::from_secs(10), "the alarm shown on B", || {
+        alarm_on(&b, id).is_some_and(|v| v["state"] == "offered")
+    });
+
+    let reset = send(&b, events::reset("reset-1", "fall-1"));
+    assert!(stored(&reset), "{reset:?}");
+    assert_eq!(reset.alarm_id, None, "B holds no alarm of q1: {reset:?}");
+    let told = rt.block_on(centre.update(Duration::from_secs(10)));
+    assert_eq!(
+        (told.kind(), told.alarm.unwrap().alarm_id),
+        (pb_centre::UpdateKind::CancelledByDevice, id)
+    );
+    for e in [&a, &b] {
+        within(Duration::from_secs(10), "the alarm cancelled", || {
+            alarm_on(e, id).is_some_and(|v| v["state"] == "cancelled")
+        });
+        assert_eq!(e.alarms("t", "").len(), 1, "one alarm");
+    }
+    assert_eq!(metric(&a, "vaka_cluster_alarms_ended_elsewhere_total"), 1.0);
+}
+
 /// Nodes `a` (device q1 on QUIC) and `b`, once `b` knows q1.
 fn pair_with_q1_on_a(c: &nats::Cluster) -> (Engine, Engine) {
     let a = Engine::start_with(DIRECTORY, &[("t", &["q1"])], &cluster_section(c, "a"));

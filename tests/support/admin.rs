@@ -743,6 +743,29 @@ impl Centre {
         }
     }
 
+    /// The next update within `within` (offers read on the way are kept for `offer`).
+    pub async fn update(&mut self, within: Duration) -> pb::Update {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            let m = tokio::time::timeout_at(until, self.down.message())
+                .await
+                .unwrap_or_else(|_| panic!("no update within {within:?}"))
+                .expect("stream error")
+                .expect("stream ended");
+            match m.msg {
+                Some(Out::Update(u)) => {
+                    self.ack(u.cursor).await.expect("stream ended");
+                    return u;
+                }
+                Some(Out::Offer(o)) => {
+                    self.ack(o.cursor).await.expect("stream ended");
+                    self.early.push_back(o);
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// No offer arrives for `d` (heartbeats and updates may).
     pub async fn no_offer_for(&mut self, d: Duration) {
         let until = tokio::time::Instant::now() + d;

@@ -682,14 +682,7 @@ impl Shard {
         // A test alarm (device or tenant on test) never repeats, cancels or restores a real one,
         // nor a real alarm a test: each only meets open alarms of its own sort.
         let test = self.dir.load().is_test(&ev, b.now);
-        let open: Vec<&Alarm> = self
-            .by_device
-            .get(&ev.device)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.alarms.get(id).map(|o| &o.alarm))
-            .filter(|a| a.test == test)
-            .collect();
+        let open = self.open_alarms(&ev.device, test);
         let outcome = intake(&ev, id, open, &ctx).map(|mut o| {
             if let Outcome::Opened { alarm, .. } = &mut o {
                 alarm.test = test;
@@ -786,6 +779,62 @@ impl Shard {
         // A GPS state that cannot be read is logged there; the event is stored all the same.
         let _fences_crossed_elsewhere = self.observe_fix(&ev, id, b);
         self.rules_on_event(lane, &ev, id, false, b);
+        self.ended_elsewhere(&ev, id, b);
+    }
+
+    /// The device's open alarms this node holds, of the event's sort (a test alarm only meets
+    /// test alarms, a real one real ones).
+    fn open_alarms(&self, device: &DeviceKey, test: bool) -> Vec<&Alarm> {
+        self.by_device
+            .get(device)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.alarms.get(id).map(|o| &o.alarm))
+            .filter(|a| a.test == test)
+            .collect()
+    }
+
+    /// A device's reset or restoral that another node took (the device fell back to its
+    /// second receiver) cancels or restores the alarm this node holds, where its centre is
+    /// told: the other node holds no such alarm, so it stored the message and could do
+    /// nothing with it. Neither opens an alarm, so no node makes one of it. Not when this node
+    /// took the same message itself (its own answer is in the window).
+    fn ended_elsewhere(&mut self, ev: &Event, id: vaka_core::EventId, b: &mut Batch) {
+        if !matches!(
+            ev.kind,
+            EventKind::Reset { .. } | EventKind::Technical { restoral: true, .. }
+        ) {
+            return;
+        }
+        let key = IdemKey {
+            device: ev.device.clone(),
+            key: ev.key.clone(),
+        };
+        let own_range = |a: Answer| a.event.0 >> vaka_core::ids::ID_RANGE_BITS == self.cfg.id_range;
+        if self.idem.get(&key, b.now).is_some_and(own_range) {
+            return;
+        }
+        let test = self.dir.load().is_test(ev, b.now);
+        let open = self.open_alarms(&ev.device, test);
+        if open.is_empty() {
+            return;
+        }
+        let family = vaka_core::directory::event_family(&ev.kind);
+        let chain = self.dir.load().chain_for(&ev.device, family).to_vec();
+        let reachable = self.presence.reachable(&chain);
+        let own = self.dir.load().centre_deadlines(&chain);
+        let ctx = self.context(&chain, &reachable, &own, &ev.device, b.now);
+        match intake(ev, id, open, &ctx) {
+            Ok(Outcome::Changed { alarm, effects }) => {
+                tracing::info!(alarm = %alarm.id, device = %ev.device, "cluster: a device's reset or restoral taken by another node applied to the alarm held here");
+                metrics::counter!("vaka_cluster_alarms_ended_elsewhere_total").increment(1);
+                self.apply(alarm, &effects, b);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(device = %ev.device, error = %e, "another node's event did not change the alarm held here")
+            }
+        }
     }
 
     /// The event's fix through the device's filters and fences (device-sent events only).
