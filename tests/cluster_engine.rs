@@ -1390,7 +1390,8 @@ fn alarm_on(e: &Engine, id: u64) -> Option<serde_json::Value> {
 
 /// A device that fell back to its second receiver sends its reset there: the node holding
 /// the alarm (its first receiver) applies the reset it follows, tells the centre it offered
-/// the alarm to, and both nodes show the one alarm cancelled by the device.
+/// the alarm to, and both nodes show the one alarm cancelled by the device. A technical
+/// alarm's restoral likewise.
 #[test]
 fn a_reset_sent_to_the_second_receiver_cancels_the_alarm_the_first_holds() {
     let c = nats::Cluster::start3();
@@ -1424,6 +1425,25 @@ fn a_reset_sent_to_the_second_receiver_cancels_the_alarm_the_first_holds() {
         assert_eq!(e.alarms("t", "").len(), 1, "one alarm");
     }
     assert_eq!(metric(&a, "vaka_cluster_alarms_ended_elsewhere_total"), 1.0);
+
+    // A technical alarm's restoral the same way: restored where it is held.
+    let mains = send(&a, events::technical("mains-off", "mains", false));
+    let mains_id = mains.alarm_id.expect("a technical alarm");
+    let offered = rt.block_on(centre.offer(Duration::from_secs(10)));
+    assert_eq!(offered.alarm.unwrap().alarm_id, mains_id);
+    let restoral = send(&b, events::technical("mains-on", "mains", true));
+    assert!(stored(&restoral), "{restoral:?}");
+    let told = rt.block_on(centre.update(Duration::from_secs(10)));
+    assert_eq!(
+        (told.kind(), told.alarm.unwrap().alarm_id),
+        (pb_centre::UpdateKind::Restored, mains_id)
+    );
+    assert_eq!(metric(&a, "vaka_cluster_alarms_ended_elsewhere_total"), 2.0);
+    // B answered the restoral before: an alarm of its own would be listed already.
+    within(Duration::from_secs(10), "both of A's alarms on B", || {
+        b.alarms("t", "").len() >= 2
+    });
+    assert_eq!(b.alarms("t", "").len(), 2, "no alarm of B's own");
 }
 
 /// Nodes `a` (device q1 on QUIC) and `b`, once `b` knows q1.
