@@ -626,6 +626,20 @@ impl Shard {
         }
     }
 
+    /// `decide` run with the `Context` of `chain` now: which of its centres are reachable and
+    /// their own deadlines, beside the device's.
+    fn with_context<T>(
+        &self,
+        chain: &[CentreId],
+        device: &DeviceKey,
+        now: UnixMillis,
+        decide: impl FnOnce(&Context<'_>) -> T,
+    ) -> T {
+        let reachable = self.presence.reachable(chain);
+        let own = self.dir.load().centre_deadlines(chain);
+        decide(&self.context(chain, &reachable, &own, device, now))
+    }
+
     /// One event into the write set. `reply` is the device waiting for the answer; `None` for
     /// an engine-made event (silence, geofence), whose outcome is the alarm itself.
     fn handle(&mut self, lane: &mut LaneState, ev: Event, reply: Option<ReplyTx>, b: &mut Batch) {
@@ -821,10 +835,8 @@ impl Shard {
         }
         let family = vaka_core::directory::event_family(&ev.kind);
         let chain = self.dir.load().chain_for(&ev.device, family).to_vec();
-        let reachable = self.presence.reachable(&chain);
-        let own = self.dir.load().centre_deadlines(&chain);
-        let ctx = self.context(&chain, &reachable, &own, &ev.device, b.now);
-        match intake(ev, id, open, &ctx) {
+        let outcome = self.with_context(&chain, &ev.device, b.now, |ctx| intake(ev, id, open, ctx));
+        match outcome {
             Ok(Outcome::Changed { alarm, effects }) => {
                 tracing::info!(alarm = %alarm.id, device = %ev.device, "cluster: a device's reset or restoral taken by another node applied to the alarm held here");
                 metrics::counter!("vaka_cluster_alarms_ended_elsewhere_total").increment(1);
@@ -882,12 +894,11 @@ impl Shard {
         b: &mut Batch,
     ) -> Result<(), InputError> {
         let open = self.alarms.get(&id).ok_or(InputError::NotFound(id))?;
-        let device = open.alarm.device.clone();
         let chain = self.dir.load().alarm_chain(&open.alarm).to_vec();
-        let reachable = self.presence.reachable(&chain);
-        let own = self.dir.load().centre_deadlines(&chain);
-        let ctx = self.context(&chain, &reachable, &own, &device, b.now);
-        let (alarm, effects) = alarm::step(&open.alarm, input, &ctx).map_err(|e| match e {
+        let stepped = self.with_context(&chain, &open.alarm.device, b.now, |ctx| {
+            alarm::step(&open.alarm, input, ctx)
+        });
+        let (alarm, effects) = stepped.map_err(|e| match e {
             TransitionError::NotHolder { .. } => InputError::NotHolder(id),
             other => InputError::Invalid(other.to_string()),
         })?;
@@ -988,10 +999,9 @@ impl Shard {
         let open = self.alarms.get(&id)?;
         let dir = self.dir.load();
         let chain = dir.alarm_chain(&open.alarm);
-        let reachable = self.presence.reachable(chain);
-        let own = dir.centre_deadlines(chain);
-        let ctx = self.context(chain, &reachable, &own, &open.alarm.device, now);
-        let until = alarm::escalation_waits_until(&open.alarm, &ctx, &self.back_by(chain))?;
+        let until = self.with_context(chain, &open.alarm.device, now, |ctx| {
+            alarm::escalation_waits_until(&open.alarm, ctx, &self.back_by(chain))
+        })?;
         metrics::counter!("vaka_escalations_deferred_total", "reason" => "reconnect_grace")
             .increment(1);
         tracing::debug!(alarm = %id, until, "escalation waits for a centre's reconnect grace");
